@@ -1,0 +1,429 @@
+/*
+ * dht.h - the roost DHT engine: a sans-I/O Kademlia core with authenticated,
+ * encrypted datagrams.
+ *
+ * This is the one facade of dht/. The engine never touches a socket, a clock,
+ * a file, a thread or a mutable global: the caller (node/ on libuv, sim/ on a
+ * virtual clock) feeds it datagrams with a timestamp and drains what it wants
+ * to send, ngtcp2-style:
+ *
+ *     dht_read_pkt(e, &from, buf, len, now);        for every datagram received
+ *     while ((n = dht_write_pkt(e, &to, out, sizeof out, now)) > 0)
+ *         send(to, out, n);
+ *     while (dht_poll_event(e, &ev) == 0)
+ *         handle(ev);
+ *     rearm_timer(dht_get_expiry(e));               and on expiry:
+ *     dht_handle_expiry(e, now);                    then drain again
+ *
+ * Time is monotonic milliseconds (dht_ts), as uv_now gives.  Randomness,
+ * logging and memory come in through dht_callbacks and dht_mem.  The caller
+ * must have called sodium_init() before dht_new().
+ *
+ * Errors are negative DHT_ERR_* codes.  A dropped datagram (malformed, forged,
+ * rate-limited, replayed, unknown txid) is not an error: it is counted in
+ * dht_stats and ignored.  Only codes <= DHT_ERR_FATAL leave the engine unusable.
+ *
+ * Ownership: every pointer argument is borrowed for the duration of the call
+ * unless the comment says otherwise.  Output goes to caller buffers.
+ */
+#ifndef ROOST_DHT_H
+#define ROOST_DHT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- basic types ------------------------------------------------------ */
+
+typedef int64_t dht_ts;       /* monotonic milliseconds */
+typedef ptrdiff_t dht_ssize;  /* size or negative error */
+
+#define DHT_ID_LEN 32
+#define DHT_PK_LEN 32  /* Ed25519 public key */
+#define DHT_SK_LEN 64  /* Ed25519 secret key (libsodium layout: seed || pk) */
+#define DHT_SIG_LEN 64
+#define DHT_TOKEN_LEN 16
+
+/* Protocol limits (not settings: they are part of the wire format). */
+#define DHT_VERSION 1
+#define DHT_MAX_PKT 1232      /* IPv6 minimum MTU minus IPv6 + UDP headers */
+#define DHT_HDR_LEN 57        /* version + sender public key + nonce */
+#define DHT_MAC_LEN 16
+#define DHT_MAX_BODY (DHT_MAX_PKT - DHT_HDR_LEN - DHT_MAC_LEN) /* 1159 */
+#define DHT_K_MAX 32          /* largest bucket size a setting may ask for */
+#define DHT_RECORD_MAX_ADDRS 8
+#define DHT_RECORD_MAX_LEN 275
+#define DHT_RECORD_MAX_TTL_S 7200 /* a record never claims to live longer */
+
+#define DHT_TS_NEVER INT64_MAX
+
+enum dht_err {
+  DHT_OK = 0,
+  DHT_ERR_INVAL = -1,      /* bad argument from the caller */
+  DHT_ERR_NOBUF = -2,      /* caller's buffer too small */
+  DHT_ERR_FULL = -3,       /* a capped table or queue is at its cap */
+  DHT_ERR_NOTFOUND = -4,
+  DHT_ERR_PROTO = -5,      /* malformed bytes (used by codecs, never fatal) */
+  DHT_ERR_CRYPTO = -6,     /* authentication or key failure */
+  DHT_ERR_STALE = -7,      /* older sequence number or expired */
+  DHT_ERR_CANCELLED = -8,
+  DHT_ERR_TIMEOUT = -9,
+  DHT_ERR_FATAL = -100,    /* codes at or below this are fatal */
+  DHT_ERR_NOMEM = -101,
+  DHT_ERR_INTERNAL = -102,
+};
+
+/* A short, static, human-readable name for an error code. */
+const char *dht_strerror(int err);
+
+/* ---- addresses ---------------------------------------------------------- */
+
+enum dht_family { DHT_AF_NONE = 0, DHT_AF_INET = 4, DHT_AF_INET6 = 6 };
+
+/* A UDP endpoint, in network byte order bytes.  IPv4 uses ip[0..3]. */
+typedef struct dht_addr {
+  uint8_t family; /* enum dht_family */
+  uint8_t ip[16];
+  uint16_t port;  /* host byte order */
+} dht_addr;
+
+/* Address types in peer records (DESIGN.md section 2). */
+enum dht_addr_type {
+  DHT_ADDR_LAN = 1,
+  DHT_ADDR_OBSERVED = 2, /* reflexive: as peers see us */
+  DHT_ADDR_MAPPED = 3,   /* UPnP / NAT-PMP */
+  DHT_ADDR_RELAY = 4,    /* an introducer or relay that reaches us */
+};
+
+typedef struct dht_typed_addr {
+  uint8_t type; /* enum dht_addr_type */
+  dht_addr addr;
+} dht_typed_addr;
+
+bool dht_addr_eq(const dht_addr *a, const dht_addr *b);
+bool dht_addr_is_loopback(const dht_addr *a);
+bool dht_addr_is_private(const dht_addr *a); /* RFC 1918, ULA, link-local, CGN */
+#define DHT_ADDR_STRLEN 48
+/* Writes "1.2.3.4:5" or "[2001:db8::1]:5" into buf (>= DHT_ADDR_STRLEN
+ * bytes); returns buf. */
+char *dht_addr_fmt(const dht_addr *a, char *buf, size_t len);
+
+/* A peer we can talk to: its identity key and an address. */
+typedef struct dht_peer {
+  uint8_t pk[DHT_PK_LEN];
+  dht_addr addr;
+} dht_peer;
+
+/* ---- identity ----------------------------------------------------------- */
+
+typedef struct dht_identity {
+  uint8_t pk[DHT_PK_LEN];
+  uint8_t sk[DHT_SK_LEN];
+} dht_identity;
+
+/* Creates a fresh Ed25519 identity from 32 bytes of seed (the caller draws
+ * them from its random source).  Returns 0. */
+int dht_identity_from_seed(dht_identity *id, const uint8_t seed[static 32]);
+/* Node ID = BLAKE2b-256(Ed25519 public key). */
+void dht_id_from_pk(uint8_t id[static DHT_ID_LEN], const uint8_t pk[static DHT_PK_LEN]);
+
+/* ---- callbacks, memory, settings -------------------------------------- */
+
+enum dht_log_level { DHT_LOG_ERROR = 0, DHT_LOG_WARN, DHT_LOG_INFO, DHT_LOG_DEBUG };
+
+/* Leaves: they never call back into the engine. */
+typedef struct dht_callbacks {
+  void *ctx;
+  /* Fill buf with len random bytes.  Required. */
+  void (*rand)(void *ctx, uint8_t *buf, size_t len);
+  /* One formatted line, no trailing newline.  Optional.  Only called for
+   * levels <= settings.log_level, so a quiet engine formats nothing. */
+  void (*log)(void *ctx, int level, const char *msg);
+} dht_callbacks;
+
+/* Allocator (ngtcp2_mem style).  NULL means libc malloc/realloc/free. */
+typedef struct dht_mem {
+  void *ctx;
+  void *(*malloc)(void *ctx, size_t n);
+  void *(*realloc)(void *ctx, void *p, size_t n);
+  void (*free)(void *ctx, void *p);
+} dht_mem;
+
+/* Every cap the engine has.  dht_settings_default() fills the defaults given
+ * in the comments; change what you need before dht_new(). */
+typedef struct dht_settings {
+  int k;                    /* bucket size and lookup result size: 20 (1..32) */
+  int alpha;                /* lookup requests in flight: 3 */
+  int replacement_cache;    /* spare contacts per bucket: 8 */
+  bool server_mode;         /* we are reachable: others may store us: true */
+  int log_level;            /* enum dht_log_level: DHT_LOG_WARN */
+
+  /* IP diversity (0 = no limit).  Loopback addresses are always exempt;
+   * private (LAN) addresses are exempt when diversity_exempt_private. */
+  int max_per_prefix_bucket; /* same /24 (v4) or /48 (v6) per bucket: 2 */
+  int max_per_prefix_table;  /* same prefix in the whole table: 10 */
+  bool diversity_exempt_private; /* true */
+
+  /* Liveness. */
+  dht_ts questionable_after_ms; /* no reply for this long: ping before keeping: 15 min */
+  int max_failures;             /* consecutive timeouts before eviction: 3 */
+  dht_ts refresh_interval_ms;   /* bucket refresh: 15 min */
+
+  /* Timeouts. */
+  dht_ts rpc_timeout_min_ms; /* floor of the adaptive timeout: 200 */
+  dht_ts rpc_timeout_max_ms; /* ceiling, and the timeout for unknown RTT: 2000 */
+  dht_ts lookup_timeout_ms;  /* a whole lookup gives up after: 30000 */
+
+  /* Caps. */
+  int max_lookups;        /* concurrent commands: 64 */
+  int lookup_candidates;  /* candidates kept per lookup: 3k = 60 */
+  int max_out_queue;      /* datagrams waiting for write_pkt: 512 */
+  int max_events;         /* events waiting for poll_event: 256 */
+  int key_cache;          /* shared keys cached (rounded up to 4 ways): 1024 */
+  int cookie_cache;       /* address-validation tokens remembered: 512 */
+  int replay_window;      /* recent nonces remembered per generation: 4096 */
+  int max_records;        /* peer records stored for others: 2048 */
+  int max_services;       /* plugged services: 8 */
+
+  /* Per-source-prefix token buckets, before any decryption (0 = off). */
+  int rate_pps;            /* refill, packets per second per prefix: 400 */
+  int rate_burst;          /* bucket depth: 800 */
+  int rate_prefixes;       /* prefixes tracked: 1024 */
+  int rate_v4_prefix;      /* bits: 24 */
+  int rate_v6_prefix;      /* bits: 48 */
+
+  /* Anti-amplification: reply bytes <= factor x request bytes until the
+   * source address has proven it can receive (echoed a cookie). */
+  int amplification_factor; /* 3 */
+
+  /* Records. */
+  dht_ts record_ttl_ms;       /* our record's lifetime: 2 h (<= DHT_RECORD_MAX_TTL_S) */
+  dht_ts republish_ms;        /* republish our record every: 30 min */
+} dht_settings;
+
+void dht_settings_default(dht_settings *s);
+
+/* ---- the engine ------------------------------------------------------- */
+
+typedef struct dht dht;
+
+/* Creates an engine for identity (copied).  callbacks is copied; mem may be
+ * NULL.  Returns 0 and sets *out, or DHT_ERR_INVAL / DHT_ERR_NOMEM. */
+int dht_new(dht **out, const dht_identity *identity, const dht_settings *settings,
+            const dht_callbacks *callbacks, const dht_mem *mem, dht_ts now);
+/* Frees everything; NULL is fine.  Secrets are wiped. */
+void dht_del(dht *e);
+
+const uint8_t *dht_self_id(const dht *e);
+const uint8_t *dht_self_pk(const dht *e);
+
+/* The engine keeps wall-clock time only for record expiry: unix milliseconds =
+ * now + offset.  Drivers set it at start and whenever they notice a step. */
+void dht_set_clock_offset(dht *e, int64_t unix_ms_minus_now);
+
+/* Feeds one received datagram.  Returns 0 (also when the datagram was dropped:
+ * see dht_stats) or a fatal error. */
+int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now);
+
+/* Writes the next datagram to send into buf and its destination into *to.
+ * Returns its length, 0 when nothing is queued, DHT_ERR_NOBUF when buflen is
+ * smaller than DHT_MAX_PKT, or a fatal error. */
+dht_ssize dht_write_pkt(dht *e, dht_addr *to, uint8_t *buf, size_t buflen, dht_ts now);
+
+/* When dht_handle_expiry() next wants to run (DHT_TS_NEVER if idle). */
+dht_ts dht_get_expiry(const dht *e);
+/* Runs timers due at now: retransmits, timeouts, refreshes, republish. */
+int dht_handle_expiry(dht *e, dht_ts now);
+
+/* ---- commands ----------------------------------------------------------- */
+
+/* Commands return a command id (> 0) at once, or a negative error; the
+ * outcome arrives later as one event carrying that id. */
+
+/* Joins the network: pings the given peers (may be none when a table was
+ * loaded), then looks up our own ID and refreshes far buckets.  Event:
+ * DHT_EV_BOOTSTRAP. */
+int64_t dht_bootstrap(dht *e, const dht_peer *peers, size_t n, dht_ts now);
+/* Iterative FIND_NODE.  Event: DHT_EV_LOOKUP with the k closest contacts. */
+int64_t dht_find_node(dht *e, const uint8_t target[static DHT_ID_LEN], dht_ts now);
+/* Iterative GET of the peer record of node id.  Event: DHT_EV_LOOKUP with
+ * the newest valid record found (if any) and the k closest contacts. */
+int64_t dht_get_record(dht *e, const uint8_t id[static DHT_ID_LEN], dht_ts now);
+/* Publishes our own peer record (built from dht_set_addrs) at the k closest
+ * nodes to our ID.  Event: DHT_EV_PUT with the number of acks. */
+int64_t dht_put_record(dht *e, dht_ts now);
+/* One PING.  Event: DHT_EV_PING with the RTT and the address the peer saw. */
+int64_t dht_ping(dht *e, const dht_peer *peer, dht_ts now);
+/* Cancels a command; its event arrives with status DHT_ERR_CANCELLED.
+ * Returns 0 or DHT_ERR_NOTFOUND. */
+int dht_cancel(dht *e, int64_t cmd);
+
+/* Sets the typed addresses our record advertises (copied; at most
+ * DHT_RECORD_MAX_ADDRS).  The next publish uses them; the sequence number
+ * grows.  Returns 0 or DHT_ERR_INVAL. */
+int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n);
+
+/* ---- events ------------------------------------------------------------- */
+
+enum dht_event_type {
+  DHT_EV_BOOTSTRAP = 1, /* cmd, status, u.bootstrap */
+  DHT_EV_LOOKUP,        /* cmd, status, u.lookup */
+  DHT_EV_PUT,           /* cmd, status, u.put */
+  DHT_EV_PING,          /* cmd, status, u.ping */
+  DHT_EV_ADDR_SEEN,     /* a PONG told us how a peer sees us: u.seen */
+};
+
+/* A contact as reported in results. */
+typedef struct dht_contact {
+  uint8_t id[DHT_ID_LEN];
+  uint8_t pk[DHT_PK_LEN];
+  dht_addr addr;
+} dht_contact;
+
+/* A peer record, verified. */
+typedef struct dht_record {
+  uint8_t pk[DHT_PK_LEN];
+  uint64_t seq;
+  uint64_t expires_unix_s;
+  uint8_t flags;  /* DHT_REC_REACHABLE, ... */
+  uint8_t naddrs;
+  dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
+} dht_record;
+
+#define DHT_REC_REACHABLE 0x01 /* the owner runs in server mode */
+
+typedef struct dht_lookup_result {
+  uint8_t target[DHT_ID_LEN];
+  int ncontacts;
+  dht_contact contacts[DHT_K_MAX]; /* closest first */
+  bool has_record;
+  dht_record record;
+  int rounds;    /* longest chain of referrals that led to a result contact */
+  int messages;  /* requests sent */
+  int replies;   /* replies received */
+  dht_ts elapsed_ms;
+} dht_lookup_result;
+
+typedef struct dht_event {
+  int type;     /* enum dht_event_type */
+  int64_t cmd;  /* command id, 0 for unsolicited events */
+  int status;   /* 0 or a DHT_ERR_* code */
+  union {
+    struct { int table_size; int pinged; int answered; } bootstrap;
+    /* Owned by the engine; valid until the next dht_poll_event/dht_del. */
+    const dht_lookup_result *lookup;
+    struct { int acks; int asked; int rounds; int messages; dht_ts elapsed_ms; } put;
+    struct { dht_ts rtt_ms; dht_addr seen_as; uint8_t id[DHT_ID_LEN]; } ping;
+    struct { dht_addr seen_as; dht_addr reporter; uint8_t reporter_id[DHT_ID_LEN]; } seen;
+  } u;
+} dht_event;
+
+/* Pops the next event into *ev.  Returns 0, or DHT_ERR_NOTFOUND when there is
+ * none.  Pointers inside *ev stay valid until the next call. */
+int dht_poll_event(dht *e, dht_event *ev);
+
+/* ---- statistics ------------------------------------------------------- */
+
+typedef struct dht_stats {
+  uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
+  /* drops, each counted once at the first check that failed */
+  uint64_t drop_ratelimit, drop_size, drop_version, drop_self, drop_badkey,
+      drop_decrypt, drop_replay, drop_malformed, drop_unknown_type,
+      drop_unknown_txid, drop_bad_token, drop_bad_record, drop_out_full,
+      drop_event_full;
+  uint64_t requests_in, replies_in, requests_out, timeouts;
+  uint64_t amplification_limited; /* replies shrunk for an unproven address */
+  uint64_t keycache_hits, keycache_misses;
+  uint64_t lookups_started, lookups_done;
+  uint64_t records_accepted, records_rejected;
+  int rt_size, rt_buckets, records_stored, out_queue, events_queued;
+} dht_stats;
+
+void dht_get_stats(const dht *e, dht_stats *st);
+
+/* ---- routing table persistence --------------------------------------- */
+
+/* Serialises the routing table's contacts (keys and addresses) into buf.
+ * Returns the length, or DHT_ERR_NOBUF with the needed size in *need. */
+dht_ssize dht_save_table(const dht *e, uint8_t *buf, size_t buflen, size_t *need);
+/* Adds the contacts of a saved table as questionable: they are pinged at
+ * the next bootstrap.  Malformed input is refused whole with DHT_ERR_PROTO.
+ * Returns the number of contacts taken. */
+int dht_load_table(dht *e, const uint8_t *buf, size_t len, dht_ts now);
+
+/* Copies up to n contacts from the routing table closest to target (closest
+ * first).  Returns the number copied. */
+int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_contact *out, int n);
+
+/* ---- services: nat/ and store/ plug in here -------------------------- */
+
+/* Message types 0x01-0x1f belong to the engine; a service owns a range in
+ * 0x20-0x7f.  The engine authenticates and decrypts; the service gets the
+ * plain msgpack body (an array whose first two elements are type and txid)
+ * and decodes it with the dht_wire_* helpers below.  A service may call
+ * dht_svc_send() and the command functions from its hooks (they only queue);
+ * it must not call dht_read_pkt/dht_handle_expiry/dht_poll_event. */
+typedef struct dht_service {
+  uint8_t type_lo, type_hi; /* inclusive */
+  void *ctx;
+  void (*on_msg)(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
+                 dht_ts now);
+  dht_ts (*get_expiry)(void *ctx);                  /* optional */
+  void (*handle_expiry)(void *ctx, dht *e, dht_ts now); /* optional */
+} dht_service;
+
+/* Registers a service (copied).  Returns 0, DHT_ERR_INVAL for a bad or
+ * overlapping range, DHT_ERR_FULL past settings.max_services. */
+int dht_service_add(dht *e, const dht_service *svc);
+/* Queues body for peer.  body must be <= DHT_MAX_BODY.  Returns 0,
+ * DHT_ERR_INVAL or DHT_ERR_FULL (queue at cap: counted in drop_out_full). */
+int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
+
+/* ---- msgpack helpers for services (implemented in dht_wire.c, the one
+ * file that includes msgpack.h) ----------------------------------------- */
+
+/* Writer into a caller buffer.  Errors are sticky: check w.err once. */
+typedef struct dht_wire_w {
+  uint8_t *buf;
+  size_t cap, len;
+  int err; /* 0 or DHT_ERR_NOBUF */
+} dht_wire_w;
+
+void dht_wire_w_init(dht_wire_w *w, uint8_t *buf, size_t cap);
+void dht_wire_w_array(dht_wire_w *w, uint32_t n);
+void dht_wire_w_uint(dht_wire_w *w, uint64_t v);
+void dht_wire_w_bin(dht_wire_w *w, const uint8_t *p, size_t n);
+void dht_wire_w_nil(dht_wire_w *w);
+void dht_wire_w_bool(dht_wire_w *w, bool v);
+
+/* Strict reader.  Every getter returns 0 or DHT_ERR_PROTO (sticky in r.err). */
+typedef struct dht_wire_r {
+  const uint8_t *p, *end;
+  int err;
+} dht_wire_r;
+
+void dht_wire_r_init(dht_wire_r *r, const uint8_t *p, size_t n);
+/* Expects an array header with exactly n elements (and no more elements
+ * than bytes left, as for every count below). */
+int dht_wire_r_array(dht_wire_r *r, uint32_t n);
+/* Reads an array header of any size up to max into *n. */
+int dht_wire_r_array_max(dht_wire_r *r, uint32_t max, uint32_t *n);
+/* Reads a non-negative integer <= max. */
+int dht_wire_r_uint(dht_wire_r *r, uint64_t max, uint64_t *v);
+/* Reads a bin whose length is in [min, max]; *p points into the input. */
+int dht_wire_r_bin(dht_wire_r *r, size_t min, size_t max, const uint8_t **p, size_t *n);
+/* Returns 1 when the next object is nil (consumed), 0 when it is something
+ * else (not consumed), DHT_ERR_PROTO on error: test for == 1. */
+int dht_wire_r_nil(dht_wire_r *r);
+int dht_wire_r_bool(dht_wire_r *r, bool *v);
+/* 0 when every byte was consumed and no error happened, else DHT_ERR_PROTO. */
+int dht_wire_r_end(dht_wire_r *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* ROOST_DHT_H */

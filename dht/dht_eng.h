@@ -1,0 +1,176 @@
+/*
+ * dht_eng.h - the engine's private state, shared by dht_engine.c (the drive
+ * API, RPC handlers, queues, timers) and dht_lookup.c (commands and
+ * iterative lookups).  Nothing outside these two files includes it.
+ *
+ * Invariants:
+ * - every outstanding request is one entry of rpcs[] (dense, swap-removed),
+ *   found by txid; a reply whose txid, sender key or type does not match an
+ *   entry is dropped and counted;
+ * - every command is one entry of cmds[] (dense); an rpc refers to its
+ *   command by id, never by pointer, so removing a command cannot leave a
+ *   dangling reference;
+ * - out[] and ev[] are rings with caps from the settings; at the cap the new
+ *   item is dropped and counted.
+ */
+#ifndef ROOST_DHT_ENG_H
+#define ROOST_DHT_ENG_H
+
+#include "dht_int.h"
+
+/* What an outstanding request is for. */
+enum rpc_kind {
+  RPC_LOOKUP = 1, /* FIND_NODE or GET of a lookup */
+  RPC_PUT,        /* PUT of a publish */
+  RPC_PING,       /* dht_ping() */
+  RPC_VERIFY,     /* ping of a peer that asked to be stored: insert on PONG */
+  RPC_LIVENESS,   /* ping of a questionable table contact */
+};
+
+typedef struct rpc {
+  uint32_t txid;
+  uint8_t kind;   /* enum rpc_kind */
+  uint8_t type;   /* message type sent */
+  uint8_t phase;  /* the command's phase when sent (BOOT retargets, PUT stores) */
+  int64_t cmd;    /* owning command, 0 if none */
+  dht_peer to;
+  dht_ts sent, deadline;
+} rpc;
+
+enum cand_state { CAND_NEW = 0, CAND_INFLIGHT, CAND_DONE, CAND_FAILED };
+
+typedef struct cand {
+  uint8_t id[DHT_ID_LEN];
+  dht_peer peer;
+  uint8_t state;
+  uint8_t depth;     /* 1 for seeds; responder's depth + 1 for referrals */
+  uint8_t has_token;
+  uint8_t acked;     /* PUT phase: 1 asked, 2 acked */
+  uint8_t token[DHT_TOKEN_LEN];
+} cand;
+
+enum cmd_kind { CMD_FIND = 1, CMD_GET, CMD_PUT, CMD_PING, CMD_BOOT, CMD_REFRESH };
+
+typedef struct cmd {
+  int64_t id;
+  uint8_t kind;      /* enum cmd_kind */
+  uint8_t phase;     /* PUT: 0 lookup, 1 storing; BOOT: bucket being refreshed */
+  uint8_t msg;       /* DHT_MSG_FIND_NODE or DHT_MSG_GET */
+  bool done;
+  bool quiet;        /* internal (refresh, republish): no event */
+  uint8_t target[DHT_ID_LEN];
+  dht_ts start, deadline;
+  cand *c;           /* sorted by distance to target, closest first */
+  int nc;
+  int inflight, messages, replies;
+  int rounds;        /* PUT: rounds of its lookup phase */
+  int boot_buckets;  /* BOOT: how many far buckets to refresh */
+  /* GET: the newest valid record seen */
+  bool has_record;
+  dht_record rec;
+  uint16_t rec_len;
+  uint8_t rec_bytes[DHT_RECORD_MAX_LEN];
+  /* PUT */
+  int acks, asked;
+} cmd;
+
+typedef struct outmsg {
+  dht_peer to;
+  uint16_t len;
+  uint8_t body[]; /* len bytes */
+} outmsg;
+
+/* Value of the cookie cache, keyed by the peer's public key. */
+typedef struct cookie {
+  uint8_t token[DHT_TOKEN_LEN];
+  dht_addr addr; /* the address the token is bound to (as we sent to it) */
+  dht_ts at;
+} cookie;
+
+struct dht {
+  dht_mem mem;
+  dht_callbacks cb;
+  dht_settings set;
+  dht_identity ident;
+  uint8_t id[DHT_ID_LEN];
+  int64_t clock_offset;
+
+  dht_rt *rt;
+  dht_box box;
+  dht_token tok;
+  dht_rate rate;
+  dht_replay replay;
+  dht_cache cookies;  /* peer pk -> struct cookie */
+  dht_cache verified; /* peer pk -> dht_ts of our last verification ping */
+  dht_recstore recs;
+  dht_stats st;
+
+  uint8_t nonce_prefix[16];
+  uint64_t nonce_ctr;
+
+  outmsg **out;
+  int out_head, out_n, out_alloc;
+
+  dht_event *ev;
+  dht_lookup_result **ev_res; /* parallel to ev: owned result or NULL */
+  int ev_head, ev_n, ev_alloc;
+  dht_lookup_result *ev_hold; /* result of the last polled event */
+
+  rpc *rpcs;
+  int nrpcs, rpc_cap;
+
+  cmd *cmds;
+  int ncmds;
+  int64_t next_cmd;
+  bool refreshing; /* a CMD_REFRESH is running */
+
+  /* our own record */
+  dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
+  int naddrs;
+  uint64_t rec_seq;
+  uint16_t rec_len;
+  uint8_t rec_bytes[DHT_RECORD_MAX_LEN];
+  bool published; /* a publish has run: keep republishing */
+
+  dht_ts next_rotate, next_expire, next_republish, next_refresh, next_liveness;
+
+  dht_service *svcs;
+  int nsvcs;
+};
+
+/* dht_engine.c */
+void dht_eng_log(dht *e, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+#define DHT_LOG(e, lvl, ...)                                                                       \
+  do {                                                                                             \
+    if ((lvl) <= (e)->set.log_level && (e)->cb.log)                                                \
+      dht_eng_log((e), (lvl), __VA_ARGS__);                                                        \
+  } while (0)
+uint64_t dht_eng_unix_s(const dht *e, dht_ts now);
+/* Encodes m (txid filled in) and queues it to peer; for requests, registers
+ * an rpc of the given kind and command.  Returns 0 or a negative code. */
+int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cmd_id, dht_ts now);
+int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
+/* Queues an event; res (may be NULL) is owned by the queue from then on. */
+void dht_eng_emit(dht *e, const dht_event *ev, dht_lookup_result *res);
+/* Builds our record bytes with a fresh sequence number. */
+int dht_eng_make_record(dht *e, dht_ts now);
+
+/* dht_lookup.c */
+cmd *dht_lookup_find(dht *e, int64_t id);
+/* Starts a lookup-shaped command; returns its id or a negative code. */
+int64_t dht_lookup_start(dht *e, int kind, const uint8_t target[static DHT_ID_LEN],
+                         const dht_peer *seeds, size_t nseeds, bool quiet, dht_ts now);
+/* A reply (NODES or VALUE) for rpc r of command c arrived. */
+void dht_lookup_on_reply(dht *e, cmd *c, const rpc *r, const dht_msg *m, dht_ts now);
+/* ACK for a PUT of command c. */
+void dht_lookup_on_ack(dht *e, cmd *c, const rpc *r, const dht_msg *m, dht_ts now);
+/* Request r of command c timed out. */
+void dht_lookup_on_timeout(dht *e, cmd *c, const rpc *r, dht_ts now);
+/* Sends what can be sent, finishes what is finished; removes finished
+ * commands.  Call after any change. */
+void dht_lookup_step(dht *e, dht_ts now);
+dht_ts dht_lookup_expiry(const dht *e);
+void dht_lookup_free_all(dht *e);
+
+#endif /* ROOST_DHT_ENG_H */

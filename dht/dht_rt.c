@@ -1,0 +1,723 @@
+/*
+ * dht_rt.c - the routing table: Kademlia k-buckets with replacement caches,
+ * indexed by the common prefix length (cpl) of a contact's ID with our own.
+ *
+ * Buckets are made by splitting, so a table costs what the network makes it
+ * hold (about log2(N / k) buckets in an N-node network), not 256 of them.  The
+ * table starts with one bucket covering every ID; with nb buckets, bucket
+ * i < nb-1 holds the contacts whose cpl is exactly i and bucket nb-1 (the one
+ * holding our own ID's neighbourhood) those with cpl >= nb-1.  Only that last
+ * bucket ever splits, when a contact is due in it and it is full.
+ *
+ * Each bucket is one allocation: a header and k + replacement_cache contact
+ * slots.  Slots [0, n) are the bucket, in the order contacts entered it;
+ * slots [k, k + ncache) are the replacement cache: confirmed entries (they
+ * answered us: last_reply != 0) first, most recent first, then unconfirmed
+ * ones, most recent first.  Entry k is therefore the one to promote next.
+ *
+ * Invariants (dht_rt_check verifies them):
+ *   - 1 <= nb <= 256 and nb <= cap; every b[i], i < nb, is allocated;
+ *   - a contact (bucket or cache) of bucket i has cpl == i if i < nb-1, and
+ *     cpl >= nb-1 if i == nb-1; its id is BLAKE2b(pk) and never our own;
+ *   - an id appears at most once in the whole table, buckets and caches;
+ *   - 0 <= n <= k, 0 <= ncache <= replacement_cache, size == sum of n;
+ *   - every allocation failure returns DHT_ERR_NOMEM with these intact.
+ *
+ * Long-lived contacts are preferred: a contact that answers is never evicted
+ * for a newcomer.  A full bucket keeps the newcomer in its cache and asks the
+ * engine to ping its most questionable contact; only if that contact then
+ * fails max_failures times in a row does the newcomer get its slot.
+ *
+ * No clock, no I/O, no globals; every order is by index or by time, never by
+ * pointer, so two tables fed the same calls are identical.
+ */
+#include <string.h>
+
+#include "dht_int.h"
+
+/* Verifies every invariant above: 0, or DHT_ERR_INTERNAL.  For tests; it
+ * hashes every key, so it is not for hot paths.
+ * TODO(lead): this prototype belongs in dht_int.h. */
+int dht_rt_check(const dht_rt *rt);
+
+#define ID_BITS (DHT_ID_LEN * 8)
+#define DIV_V4_BITS 24 /* IP diversity prefixes: /24 for IPv4, */
+#define DIV_V6_BITS 48 /* /48 for IPv6 */
+#define RC_MAX 256     /* largest replacement cache a setting may ask for */
+
+typedef struct bucket {
+  dht_ts last_changed; /* last add, answer or refresh (dht_rt_touch_bucket) */
+  int n;               /* contacts in slot[0, n) */
+  int ncache;          /* replacement entries in slot[k, k + ncache) */
+  dht_rt_contact slot[];
+} bucket;
+
+struct dht_rt {
+  dht_mem mem;
+  uint8_t self[DHT_ID_LEN];
+  dht_rt_settings s;
+  int nb;      /* buckets in use */
+  int cap;     /* room in b[] */
+  int size;    /* contacts in buckets */
+  bucket **b;  /* b[0, nb) */
+};
+
+/* ---- helpers ----------------------------------------------------------- */
+
+static int bucket_of(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
+  int cpl = dht_id_cpl(rt->self, id);
+  return cpl < rt->nb - 1 ? cpl : rt->nb - 1;
+}
+
+static dht_rt_contact *cache_of(const dht_rt *rt, bucket *b) {
+  return b->slot + rt->s.k;
+}
+
+static int find_in(const dht_rt_contact *c, int n, const uint8_t id[static DHT_ID_LEN]) {
+  for (int i = 0; i < n; i++)
+    if (memcmp(c[i].id, id, DHT_ID_LEN) == 0)
+      return i;
+  return -1;
+}
+
+static void remove_at(dht_rt_contact *c, int *n, int i) {
+  memmove(c + i, c + i + 1, (size_t)(*n - i - 1) * sizeof *c);
+  (*n)--;
+}
+
+static bool is_questionable(const dht_rt *rt, const dht_rt_contact *c, dht_ts now) {
+  return c->last_reply == 0 || now - c->last_reply >= rt->s.questionable_after_ms;
+}
+
+/* Questionable and not pinged within questionable_after_ms (0 = never). */
+static bool ping_due(const dht_rt *rt, const dht_rt_contact *c, dht_ts now) {
+  return is_questionable(rt, c, now) &&
+         (c->last_ping == 0 || now - c->last_ping >= rt->s.questionable_after_ms);
+}
+
+/* RFC 6298 with alpha = 1/8, beta = 1/4, in whole milliseconds.  A sample is
+ * at least 1 ms so that a known estimate never reads as (0, 0) = unknown. */
+static void rtt_sample(dht_rt_contact *c, dht_ts rtt) {
+  if (rtt < 0)
+    return;
+  if (rtt < 1)
+    rtt = 1;
+  if (rtt > UINT16_MAX)
+    rtt = UINT16_MAX;
+  int64_t srtt = c->srtt_ms, var = c->rttvar_ms;
+  if (srtt == 0 && var == 0) {
+    srtt = rtt;
+    var = rtt / 2;
+  } else {
+    int64_t dev = srtt > rtt ? srtt - rtt : rtt - srtt;
+    var = (3 * var + dev + 2) / 4; /* uses the old srtt, as the RFC says */
+    srtt = (7 * srtt + rtt + 4) / 8;
+  }
+  c->srtt_ms = (uint16_t)(srtt > UINT16_MAX ? UINT16_MAX : srtt);
+  c->rttvar_ms = (uint16_t)(var > UINT16_MAX ? UINT16_MAX : var);
+}
+
+/* ---- IP diversity ------------------------------------------------------- */
+
+static bool same_prefix(const dht_addr *a, const dht_addr *b) {
+  /* Cheap rejects first: both prefixes are at least one whole byte. */
+  return a->family == b->family && a->ip[0] == b->ip[0] &&
+         dht_addr_same_prefix(a, b, DIV_V4_BITS, DIV_V6_BITS);
+}
+
+static bool diversity_exempt(const dht_rt *rt, const dht_addr *a) {
+  return dht_addr_is_loopback(a) || (rt->s.diversity_exempt_private && dht_addr_is_private(a));
+}
+
+/* Contacts of bucket b on a's prefix, not counting skip, stopping at limit. */
+static int count_prefix(const bucket *b, const dht_addr *a, const dht_rt_contact *skip,
+                        int limit, int cnt) {
+  for (int i = 0; i < b->n && cnt < limit; i++)
+    if (&b->slot[i] != skip && same_prefix(&b->slot[i].addr, a))
+      cnt++;
+  return cnt;
+}
+
+/* The per-bucket limit for a contact at a in bucket bi, not counting skip
+ * (the contact itself when its address changes).  0 = no limit. */
+static bool diversity_ok_bucket(const dht_rt *rt, int bi, const dht_addr *a,
+                                const dht_rt_contact *skip) {
+  int lb = rt->s.max_per_prefix_bucket;
+  return lb <= 0 || diversity_exempt(rt, a) || count_prefix(rt->b[bi], a, skip, lb, 0) < lb;
+}
+
+/* The whole-table limit, likewise. */
+static bool diversity_ok_table(const dht_rt *rt, const dht_addr *a,
+                               const dht_rt_contact *skip) {
+  int lt = rt->s.max_per_prefix_table;
+  if (lt <= 0 || diversity_exempt(rt, a))
+    return true;
+  int cnt = 0;
+  for (int j = 0; j < rt->nb && cnt < lt; j++)
+    cnt = count_prefix(rt->b[j], a, skip, lt, cnt);
+  return cnt < lt;
+}
+
+static bool diversity_ok(const dht_rt *rt, int bi, const dht_addr *a,
+                         const dht_rt_contact *skip) {
+  return diversity_ok_bucket(rt, bi, a, skip) && diversity_ok_table(rt, a, skip);
+}
+
+/* ---- replacement cache -------------------------------------------------- */
+
+/* Inserts c at its place in bucket b's cache (confirmed first, each group
+ * most recent first), dropping the last entry if the cache is full.  The
+ * caller has checked that c may displace that entry. */
+static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c) {
+  dht_rt_contact *rc = cache_of(rt, b);
+  int keep = b->ncache < rt->s.replacement_cache ? b->ncache : b->ncache - 1;
+  int pos = 0;
+  if (c->last_reply == 0)
+    while (pos < keep && rc[pos].last_reply != 0)
+      pos++;
+  memmove(rc + pos + 1, rc + pos, (size_t)(keep - pos) * sizeof *rc);
+  rc[pos] = *c;
+  b->ncache = keep + 1;
+}
+
+/* Moves cache entries of bucket bi into its free slots, next-to-promote
+ * first, skipping entries whose address the diversity limits refuse (they
+ * stay cached).  Returns the number moved. */
+static int fill_from_cache(dht_rt *rt, int bi) {
+  bucket *b = rt->b[bi];
+  dht_rt_contact *rc = cache_of(rt, b);
+  int moved = 0;
+  for (int j = 0; j < b->ncache && b->n < rt->s.k;) {
+    if (!diversity_ok(rt, bi, &rc[j].addr, NULL)) {
+      j++;
+      continue;
+    }
+    b->slot[b->n++] = rc[j];
+    remove_at(rc, &b->ncache, j);
+    rt->size++;
+    moved++;
+  }
+  return moved;
+}
+
+/* ---- splitting ----------------------------------------------------------- */
+
+static bucket *bucket_new(const dht_rt *rt, dht_ts last_changed) {
+  size_t slots = (size_t)rt->s.k + (size_t)rt->s.replacement_cache;
+  bucket *b = dht_mem_malloc(&rt->mem, sizeof *b + slots * sizeof(dht_rt_contact));
+  if (!b)
+    return NULL;
+  b->last_changed = last_changed;
+  b->n = 0;
+  b->ncache = 0;
+  return b;
+}
+
+/* Splits the last bucket: entries with cpl > nb-1 move, in order, to a new
+ * last bucket, which inherits the old one's refresh time (it covered that
+ * range until now).  Allocates before changing anything.
+ *
+ * The cache is split the same way and both halves fill free slots from it,
+ * although while nb < 256 the last bucket's cache is always empty (a full
+ * last bucket splits instead of caching): this keeps the invariants true
+ * without leaning on that argument. */
+static int split_last(dht_rt *rt) {
+  if (rt->nb == rt->cap) {
+    int cap = rt->cap * 2 < ID_BITS ? rt->cap * 2 : ID_BITS;
+    bucket **p = dht_mem_realloc(&rt->mem, rt->b, (size_t)cap * sizeof *p);
+    if (!p)
+      return DHT_ERR_NOMEM;
+    rt->b = p;
+    rt->cap = cap;
+  }
+  int depth = rt->nb - 1;
+  bucket *old = rt->b[depth];
+  bucket *nw = bucket_new(rt, old->last_changed);
+  if (!nw)
+    return DHT_ERR_NOMEM;
+
+  int keep = 0;
+  for (int i = 0; i < old->n; i++) {
+    if (dht_id_cpl(rt->self, old->slot[i].id) > depth)
+      nw->slot[nw->n++] = old->slot[i];
+    else
+      old->slot[keep++] = old->slot[i];
+  }
+  old->n = keep;
+  dht_rt_contact *orc = cache_of(rt, old), *nrc = cache_of(rt, nw);
+  keep = 0;
+  for (int i = 0; i < old->ncache; i++) {
+    if (dht_id_cpl(rt->self, orc[i].id) > depth)
+      nrc[nw->ncache++] = orc[i];
+    else
+      orc[keep++] = orc[i];
+  }
+  old->ncache = keep;
+  rt->b[rt->nb++] = nw;
+
+  fill_from_cache(rt, depth);
+  fill_from_cache(rt, depth + 1);
+  return 0;
+}
+
+/* ---- life cycle ---------------------------------------------------------- */
+
+int dht_rt_new(dht_rt **out, const uint8_t self[static DHT_ID_LEN], const dht_rt_settings *s,
+               const dht_mem *mem) {
+  if (!out || !s || s->k < 1 || s->k > DHT_K_MAX || s->replacement_cache < 0 ||
+      s->replacement_cache > RC_MAX || s->max_per_prefix_bucket < 0 ||
+      s->max_per_prefix_table < 0 || s->questionable_after_ms < 0 || s->max_failures < 1 ||
+      s->max_failures > UINT8_MAX)
+    return DHT_ERR_INVAL;
+  if (!mem)
+    mem = &dht_mem_libc;
+  *out = NULL;
+
+  dht_rt *rt = dht_mem_malloc(mem, sizeof *rt);
+  if (!rt)
+    return DHT_ERR_NOMEM;
+  memset(rt, 0, sizeof *rt);
+  rt->mem = *mem;
+  memcpy(rt->self, self, DHT_ID_LEN);
+  rt->s = *s;
+  rt->cap = 8; /* enough for a few thousand nodes; doubles on demand */
+  rt->b = dht_mem_malloc(mem, (size_t)rt->cap * sizeof *rt->b);
+  if (!rt->b)
+    goto fail;
+  rt->b[0] = bucket_new(rt, 0);
+  if (!rt->b[0])
+    goto fail;
+  rt->nb = 1;
+  *out = rt;
+  return 0;
+
+fail:
+  dht_mem_free(mem, rt->b);
+  dht_mem_free(mem, rt);
+  return DHT_ERR_NOMEM;
+}
+
+void dht_rt_del(dht_rt *rt) {
+  if (!rt)
+    return;
+  dht_mem mem = rt->mem;
+  for (int i = 0; i < rt->nb; i++)
+    dht_mem_free(&mem, rt->b[i]);
+  dht_mem_free(&mem, rt->b);
+  dht_mem_free(&mem, rt);
+}
+
+/* ---- updates ------------------------------------------------------------ */
+
+static void contact_init(dht_rt_contact *c, const uint8_t id[static DHT_ID_LEN],
+                         const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr,
+                         bool confirmed, dht_ts rtt_ms, dht_ts now) {
+  memset(c, 0, sizeof *c);
+  memcpy(c->id, id, DHT_ID_LEN);
+  memcpy(c->pk, pk, DHT_PK_LEN);
+  c->addr = *addr;
+  c->first_seen = now;
+  c->last_reply = confirmed ? now : 0;
+  if (confirmed)
+    rtt_sample(c, rtt_ms);
+}
+
+/* The contact of bucket b that a newcomer should be pinged against: the
+ * most questionable one due for a ping (oldest last_reply, then lowest
+ * index), or NULL. */
+static const dht_rt_contact *ping_candidate(const dht_rt *rt, const bucket *b, dht_ts now) {
+  const dht_rt_contact *best = NULL;
+  for (int i = 0; i < b->n; i++) {
+    const dht_rt_contact *c = &b->slot[i];
+    if (ping_due(rt, c, now) && (!best || c->last_reply < best->last_reply))
+      best = c;
+  }
+  return best;
+}
+
+/* A contact we already hold, in bucket bi at slot i, was heard from. */
+static int update_known(dht_rt *rt, int bi, int i, const dht_addr *addr, bool confirmed,
+                        dht_ts rtt_ms, dht_ts now) {
+  bucket *b = rt->b[bi];
+  dht_rt_contact *c = &b->slot[i];
+  if (!confirmed) /* hearsay about a contact we know better */
+    return DHT_RT_UPDATED;
+  c->last_reply = now;
+  c->fails = 0;
+  rtt_sample(c, rtt_ms);
+  /* The peer may have moved; not onto a prefix that is already full. */
+  if (!dht_addr_eq(&c->addr, addr) && diversity_ok(rt, bi, addr, c))
+    c->addr = *addr;
+  b->last_changed = now;
+  return DHT_RT_UPDATED;
+}
+
+/* A contact in bucket bi's cache at index j was heard from. */
+static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool confirmed,
+                         dht_ts rtt_ms, dht_ts now) {
+  bucket *b = rt->b[bi];
+  dht_rt_contact *rc = cache_of(rt, b);
+  if (!confirmed)
+    return DHT_RT_CACHED;
+  dht_rt_contact c = rc[j];
+  c.last_reply = now;
+  c.fails = 0;
+  c.addr = *addr; /* checked against the limits when it is promoted */
+  rtt_sample(&c, rtt_ms);
+  remove_at(rc, &b->ncache, j);
+  /* Room can appear behind a diversity refusal: take it if allowed now. */
+  if (b->n < rt->s.k && diversity_ok(rt, bi, &c.addr, NULL)) {
+    b->slot[b->n++] = c;
+    rt->size++;
+    b->last_changed = now;
+    return DHT_RT_ADDED;
+  }
+  cache_insert(rt, b, &c);
+  return DHT_RT_CACHED;
+}
+
+int dht_rt_update(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr,
+                  bool confirmed, dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping) {
+  if (ping)
+    *ping = NULL;
+  if (!rt || !addr || (addr->family != DHT_AF_INET && addr->family != DHT_AF_INET6))
+    return DHT_ERR_INVAL;
+  uint8_t id[DHT_ID_LEN];
+  dht_id_from_pk(id, pk);
+  if (memcmp(id, rt->self, DHT_ID_LEN) == 0)
+    return DHT_RT_REJECTED;
+
+  int bi = bucket_of(rt, id);
+  bucket *b = rt->b[bi];
+  int i = find_in(b->slot, b->n, id);
+  if (i >= 0)
+    return update_known(rt, bi, i, addr, confirmed, rtt_ms, now);
+  i = find_in(cache_of(rt, b), b->ncache, id);
+  if (i >= 0)
+    return update_cached(rt, bi, i, addr, confirmed, rtt_ms, now);
+
+  /* A newcomer.  Diversity first: the whole-table limit does not depend on
+   * splits, so a refused address costs no split.  The per-bucket limit is
+   * checked in the bucket the contact will really sit in: a split only
+   * moves contacts out of the last bucket, so checking before it could
+   * refuse a contact that the split would have given room to. */
+  if (!diversity_ok_table(rt, addr, NULL))
+    return DHT_RT_REJECTED;
+  while (b->n == rt->s.k && bi == rt->nb - 1 && rt->nb < ID_BITS) {
+    int err = split_last(rt);
+    if (err)
+      return err;
+    bi = bucket_of(rt, id);
+    b = rt->b[bi];
+  }
+  if (!diversity_ok_bucket(rt, bi, addr, NULL))
+    return DHT_RT_REJECTED;
+
+  dht_rt_contact nc;
+  contact_init(&nc, id, pk, addr, confirmed, rtt_ms, now);
+  if (b->n < rt->s.k) {
+    b->slot[b->n++] = nc;
+    rt->size++;
+    b->last_changed = now;
+    return DHT_RT_ADDED;
+  }
+
+  /* Full.  A bad contact (max_failures timeouts in a row) makes way: the
+   * worst one, most failures then oldest reply.  Defensive: dht_rt_failed
+   * evicts at max_failures, so today no bucket holds one. */
+  int worst = -1;
+  for (int j = 0; j < b->n; j++) {
+    const dht_rt_contact *c = &b->slot[j];
+    if (c->fails < rt->s.max_failures)
+      continue;
+    if (worst < 0 || c->fails > b->slot[worst].fails ||
+        (c->fails == b->slot[worst].fails && c->last_reply < b->slot[worst].last_reply))
+      worst = j;
+  }
+  if (worst >= 0) {
+    remove_at(b->slot, &b->n, worst);
+    b->slot[b->n++] = nc;
+    b->last_changed = now;
+    return DHT_RT_ADDED;
+  }
+
+  /* Good contacts stay.  The newcomer waits in the cache: a confirmed one
+   * displaces the oldest entry, an unconfirmed one only an unconfirmed one. */
+  int rc = rt->s.replacement_cache;
+  if (rc == 0 || (b->ncache == rc && !confirmed && cache_of(rt, b)[rc - 1].last_reply != 0))
+    return DHT_RT_REJECTED;
+  cache_insert(rt, b, &nc);
+  if (confirmed && ping)
+    *ping = ping_candidate(rt, b, now);
+  return DHT_RT_CACHED;
+}
+
+bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+  int bi = bucket_of(rt, id);
+  bucket *b = rt->b[bi];
+  int i = find_in(b->slot, b->n, id);
+  if (i >= 0) {
+    dht_rt_contact *c = &b->slot[i];
+    if (c->fails < UINT8_MAX)
+      c->fails++;
+    if (c->fails < rt->s.max_failures)
+      return false;
+    remove_at(b->slot, &b->n, i);
+    rt->size--;
+    if (fill_from_cache(rt, bi))
+      b->last_changed = now;
+    return true;
+  }
+  dht_rt_contact *rc = cache_of(rt, b);
+  i = find_in(rc, b->ncache, id);
+  if (i >= 0) /* a replacement that does not answer is no replacement */
+    remove_at(rc, &b->ncache, i);
+  return false;
+}
+
+void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+  bucket *b = rt->b[bucket_of(rt, id)];
+  int i = find_in(b->slot, b->n, id);
+  if (i >= 0) {
+    b->slot[i].last_ping = now;
+    return;
+  }
+  i = find_in(cache_of(rt, b), b->ncache, id);
+  if (i >= 0)
+    cache_of(rt, b)[i].last_ping = now;
+}
+
+bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
+  int bi = bucket_of(rt, id);
+  bucket *b = rt->b[bi];
+  int i = find_in(b->slot, b->n, id);
+  if (i >= 0) {
+    remove_at(b->slot, &b->n, i);
+    rt->size--;
+    fill_from_cache(rt, bi);
+    return true;
+  }
+  dht_rt_contact *rc = cache_of(rt, b);
+  i = find_in(rc, b->ncache, id);
+  if (i < 0)
+    return false;
+  remove_at(rc, &b->ncache, i);
+  return true;
+}
+
+/* ---- queries -------------------------------------------------------------- */
+
+const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
+  const bucket *b = rt->b[bucket_of(rt, id)];
+  int i = find_in(b->slot, b->n, id);
+  return i >= 0 ? &b->slot[i] : NULL;
+}
+
+/* The first 8 bytes of an ID as a big-endian integer: XOR of two of these is
+ * the top 64 bits of their distance.  (Compilers turn this into one load.) */
+static inline uint64_t load64(const uint8_t *p) {
+  return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 |
+         (uint64_t)p[3] << 32 | (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 |
+         (uint64_t)p[6] << 8 | (uint64_t)p[7];
+}
+
+/* Results held with their keys when n is at most this (the usual k or a
+ * lookup's candidate count); beyond it keys are recomputed on each compare. */
+#define CLOSEST_KEYS 64
+
+typedef struct closest_ctx {
+  const uint8_t *target;
+  uint64_t t64;    /* load64(target) */
+  bool only_good;
+  const dht_rt_contact **out;
+  uint64_t *keys;  /* keys of out[], or NULL when n > CLOSEST_KEYS */
+  int n;           /* wanted */
+  int cnt;         /* out[0, cnt) are taken, sorted */
+  int base;        /* out[base, cnt) belong to the group being gathered */
+} closest_ctx;
+
+static inline uint64_t out_key(const closest_ctx *x, int j) {
+  return x->keys ? x->keys[j] : load64(x->out[j]->id) ^ x->t64;
+}
+
+/* Whether c (with key) is strictly farther from the target than out[j]. */
+static inline bool farther(const closest_ctx *x, const dht_rt_contact *c, uint64_t key, int j) {
+  uint64_t k = out_key(x, j);
+  return key > k || (key == k && dht_id_cmp_dist(c->id, x->out[j]->id, x->target) > 0);
+}
+
+/* Adds bucket b's eligible contacts to the current group out[base, cnt),
+ * keeping it sorted by distance and at most n - base long.  Earlier groups
+ * are closer and never shift. */
+static void closest_take(closest_ctx *x, const bucket *b) {
+  for (int i = 0; i < b->n; i++) {
+    const dht_rt_contact *c = &b->slot[i];
+    if (x->only_good && (c->last_reply == 0 || c->fails > 0))
+      continue;
+    uint64_t key = load64(c->id) ^ x->t64;
+    int j;
+    if (x->cnt < x->n) {
+      j = x->cnt++;
+    } else {
+      if (farther(x, c, key, x->n - 1))
+        continue;
+      j = x->n - 1;
+    }
+    for (; j > x->base && !farther(x, c, key, j - 1); j--) {
+      x->out[j] = x->out[j - 1];
+      if (x->keys)
+        x->keys[j] = x->keys[j - 1];
+    }
+    x->out[j] = c;
+    if (x->keys)
+      x->keys[j] = key;
+  }
+}
+
+/*
+ * Why gathering whole buckets in this order is exact.  Let t = target,
+ * c = cpl(self, t), L = nb - 1, and x a contact in bucket i.
+ *
+ *   i < min(c, L):  cpl(self, x) = i < c, so x and t agree with self on bits
+ *     0..i-1 and at bit i x differs from self while t does not: cpl(x, t) = i
+ *     exactly, so d(x, t) lies in [2^(255-i), 2^(256-i)).
+ *   c < L, i = c:   both x and t differ from self first at bit c, so they
+ *     agree on bits 0..c: d(x, t) < 2^(255-c).
+ *   c < L, i > c:   x agrees with self on bits 0..c and t does not at bit c:
+ *     cpl(x, t) = c, d(x, t) in [2^(255-c), 2^(256-c)).
+ *   c >= L, i = L:  x and t agree with self on bits 0..L-1: d(x, t) < 2^(256-L).
+ *
+ * So with g = min(c, L) the groups  {bucket g},  {buckets g+1..L} (only when
+ * c < L),  {bucket g-1},  {bucket g-2}, ...,  {bucket 0}  are each strictly
+ * closer to t than every later group (the ranges above are disjoint and
+ * decreasing).  Taking groups in that order until n contacts are held and
+ * sorting only within a group gives exactly the n closest.  This is finer
+ * than "buckets >= g, then g-1, ...": for a random target c = 0 half the
+ * time, and bucket 0 alone, usually full, then answers without looking at
+ * the rest of the table.
+ */
+int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bool only_good,
+                   const dht_rt_contact **out, int n) {
+  if (n <= 0 || rt->size == 0)
+    return 0;
+  uint64_t keys[CLOSEST_KEYS];
+  closest_ctx x = {target, load64(target), only_good, out, n <= CLOSEST_KEYS ? keys : NULL,
+                   n, 0, 0};
+  int last = rt->nb - 1;
+  int c = dht_id_cpl(rt->self, target);
+  int g = c < last ? c : last;
+
+  closest_take(&x, rt->b[g]);
+  if (x.cnt < n && g < last) {
+    x.base = x.cnt;
+    for (int i = g + 1; i <= last; i++)
+      closest_take(&x, rt->b[i]);
+  }
+  for (int i = g - 1; i >= 0 && x.cnt < n; i--) {
+    x.base = x.cnt;
+    closest_take(&x, rt->b[i]);
+  }
+  return x.cnt;
+}
+
+int dht_rt_size(const dht_rt *rt) {
+  return rt->size;
+}
+
+int dht_rt_buckets(const dht_rt *rt) {
+  return rt->nb;
+}
+
+const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i) {
+  if (i < 0 || i >= rt->size)
+    return NULL;
+  for (int j = 0; j < rt->nb; j++) {
+    if (i < rt->b[j]->n)
+      return &rt->b[j]->slot[i];
+    i -= rt->b[j]->n;
+  }
+  return NULL; /* unreachable while size == sum of n */
+}
+
+const dht_rt_contact *dht_rt_next_to_ping(const dht_rt *rt, dht_ts now) {
+  const dht_rt_contact *best = NULL;
+  for (int j = 0; j < rt->nb; j++) {
+    const dht_rt_contact *c = ping_candidate(rt, rt->b[j], now);
+    if (c && (!best || c->last_reply < best->last_reply))
+      best = c;
+  }
+  return best;
+}
+
+int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval) {
+  int best = -1;
+  for (int i = 0; i < rt->nb; i++) {
+    dht_ts t = rt->b[i]->last_changed;
+    if (now - t >= interval && (best < 0 || t < rt->b[best]->last_changed))
+      best = i;
+  }
+  return best;
+}
+
+void dht_rt_touch_bucket(dht_rt *rt, int idx, dht_ts now) {
+  if (idx >= 0 && idx < rt->nb)
+    rt->b[idx]->last_changed = now;
+}
+
+dht_ts dht_rt_timeout(const dht_rt_contact *c, dht_ts min_ms, dht_ts max_ms) {
+  if (c->srtt_ms == 0 && c->rttvar_ms == 0)
+    return max_ms;
+  dht_ts t = (dht_ts)c->srtt_ms + 4 * (dht_ts)c->rttvar_ms;
+  if (t > max_ms)
+    t = max_ms;
+  if (t < min_ms)
+    t = min_ms;
+  return t;
+}
+
+/* ---- invariant check ------------------------------------------------------ */
+
+static bool entry_ok(const dht_rt *rt, const dht_rt_contact *c, int bi) {
+  uint8_t id[DHT_ID_LEN];
+  dht_id_from_pk(id, c->pk);
+  if (memcmp(id, c->id, DHT_ID_LEN) != 0 || memcmp(id, rt->self, DHT_ID_LEN) == 0)
+    return false;
+  int cpl = dht_id_cpl(rt->self, c->id);
+  return bi < rt->nb - 1 ? cpl == bi : cpl >= bi;
+}
+
+int dht_rt_check(const dht_rt *rt) {
+  if (!rt || rt->nb < 1 || rt->nb > ID_BITS || rt->nb > rt->cap || !rt->b)
+    return DHT_ERR_INTERNAL;
+  int size = 0;
+  for (int bi = 0; bi < rt->nb; bi++) {
+    bucket *b = rt->b[bi];
+    if (!b || b->n < 0 || b->n > rt->s.k || b->ncache < 0 ||
+        b->ncache > rt->s.replacement_cache)
+      return DHT_ERR_INTERNAL;
+    size += b->n;
+    const dht_rt_contact *rc = cache_of(rt, b);
+    for (int i = 0; i < b->n; i++)
+      if (!entry_ok(rt, &b->slot[i], bi))
+        return DHT_ERR_INTERNAL;
+    for (int i = 0; i < b->ncache; i++) {
+      if (!entry_ok(rt, &rc[i], bi))
+        return DHT_ERR_INTERNAL;
+      if (i > 0 && rc[i].last_reply != 0 &&
+          (rc[i - 1].last_reply == 0 || rc[i - 1].last_reply < rc[i].last_reply))
+        return DHT_ERR_INTERNAL; /* confirmed first, most recent first */
+    }
+    /* Unique ids: within this bucket and its cache (other buckets hold other
+     * cpls, so they cannot collide). */
+    int all = b->n + b->ncache;
+    for (int i = 0; i < all; i++) {
+      const dht_rt_contact *ci = i < b->n ? &b->slot[i] : &rc[i - b->n];
+      for (int j = i + 1; j < all; j++) {
+        const dht_rt_contact *cj = j < b->n ? &b->slot[j] : &rc[j - b->n];
+        if (memcmp(ci->id, cj->id, DHT_ID_LEN) == 0)
+          return DHT_ERR_INTERNAL;
+      }
+    }
+  }
+  return size == rt->size ? 0 : DHT_ERR_INTERNAL;
+}
