@@ -39,22 +39,22 @@ extern "C" {
 
 /* ---- basic types ------------------------------------------------------ */
 
-typedef int64_t dht_ts;       /* monotonic milliseconds */
-typedef ptrdiff_t dht_ssize;  /* size or negative error */
+typedef int64_t dht_ts;      /* monotonic milliseconds */
+typedef ptrdiff_t dht_ssize; /* size or negative error */
 
 #define DHT_ID_LEN 32
-#define DHT_PK_LEN 32  /* Ed25519 public key */
-#define DHT_SK_LEN 64  /* Ed25519 secret key (libsodium layout: seed || pk) */
+#define DHT_PK_LEN 32 /* Ed25519 public key */
+#define DHT_SK_LEN 64 /* Ed25519 secret key (libsodium layout: seed || pk) */
 #define DHT_SIG_LEN 64
 #define DHT_TOKEN_LEN 16
 
 /* Protocol limits (not settings: they are part of the wire format). */
 #define DHT_VERSION 1
-#define DHT_MAX_PKT 1232      /* IPv6 minimum MTU minus IPv6 + UDP headers */
-#define DHT_HDR_LEN 57        /* version + sender public key + nonce */
+#define DHT_MAX_PKT 1232 /* IPv6 minimum MTU minus IPv6 + UDP headers */
+#define DHT_HDR_LEN 57   /* version + sender public key + nonce */
 #define DHT_MAC_LEN 16
 #define DHT_MAX_BODY (DHT_MAX_PKT - DHT_HDR_LEN - DHT_MAC_LEN) /* 1159 */
-#define DHT_K_MAX 32          /* largest bucket size a setting may ask for */
+#define DHT_K_MAX 32 /* largest bucket size a setting may ask for */
 #define DHT_RECORD_MAX_ADDRS 8
 #define DHT_RECORD_MAX_LEN 275
 #define DHT_RECORD_MAX_TTL_S 7200 /* a record never claims to live longer */
@@ -63,16 +63,16 @@ typedef ptrdiff_t dht_ssize;  /* size or negative error */
 
 enum dht_err {
   DHT_OK = 0,
-  DHT_ERR_INVAL = -1,      /* bad argument from the caller */
-  DHT_ERR_NOBUF = -2,      /* caller's buffer too small */
-  DHT_ERR_FULL = -3,       /* a capped table or queue is at its cap */
+  DHT_ERR_INVAL = -1, /* bad argument from the caller */
+  DHT_ERR_NOBUF = -2, /* caller's buffer too small */
+  DHT_ERR_FULL = -3,  /* a capped table or queue is at its cap */
   DHT_ERR_NOTFOUND = -4,
-  DHT_ERR_PROTO = -5,      /* malformed bytes (used by codecs, never fatal) */
-  DHT_ERR_CRYPTO = -6,     /* authentication or key failure */
-  DHT_ERR_STALE = -7,      /* older sequence number or expired */
+  DHT_ERR_PROTO = -5,  /* malformed bytes (used by codecs, never fatal) */
+  DHT_ERR_CRYPTO = -6, /* authentication or key failure */
+  DHT_ERR_STALE = -7,  /* older sequence number or expired */
   DHT_ERR_CANCELLED = -8,
   DHT_ERR_TIMEOUT = -9,
-  DHT_ERR_FATAL = -100,    /* codes at or below this are fatal */
+  DHT_ERR_FATAL = -100, /* codes at or below this are fatal */
   DHT_ERR_NOMEM = -101,
   DHT_ERR_INTERNAL = -102,
 };
@@ -88,7 +88,7 @@ enum dht_family { DHT_AF_NONE = 0, DHT_AF_INET = 4, DHT_AF_INET6 = 6 };
 typedef struct dht_addr {
   uint8_t family; /* enum dht_family */
   uint8_t ip[16];
-  uint16_t port;  /* host byte order */
+  uint16_t port; /* host byte order */
 } dht_addr;
 
 /* Address types in peer records (DESIGN.md section 2). */
@@ -156,16 +156,16 @@ typedef struct dht_mem {
 /* Every cap the engine has.  dht_settings_default() fills the defaults given
  * in the comments; change what you need before dht_new(). */
 typedef struct dht_settings {
-  int k;                    /* bucket size and lookup result size: 20 (1..32) */
-  int alpha;                /* lookup requests in flight: 3 */
-  int replacement_cache;    /* spare contacts per bucket: 8 */
-  bool server_mode;         /* we are reachable: others may store us: true */
-  int log_level;            /* enum dht_log_level: DHT_LOG_WARN */
+  int k;                 /* bucket size and lookup result size: 20 (1..32) */
+  int alpha;             /* lookup requests in flight: 3 */
+  int replacement_cache; /* spare contacts per bucket: 8 */
+  bool server_mode;      /* we are reachable: others may store us: true */
+  int log_level;         /* enum dht_log_level: DHT_LOG_WARN */
 
   /* IP diversity (0 = no limit).  Loopback addresses are always exempt;
    * private (LAN) addresses are exempt when diversity_exempt_private. */
-  int max_per_prefix_bucket; /* same /24 (v4) or /48 (v6) per bucket: 2 */
-  int max_per_prefix_table;  /* same prefix in the whole table: 10 */
+  int max_per_prefix_bucket;     /* same /24 (v4) or /48 (v6) per bucket: 2 */
+  int max_per_prefix_table;      /* same prefix in the whole table: 10 */
   bool diversity_exempt_private; /* true */
 
   /* Liveness. */
@@ -179,30 +179,30 @@ typedef struct dht_settings {
   dht_ts lookup_timeout_ms;  /* a whole lookup gives up after: 30000 */
 
   /* Caps. */
-  int max_lookups;        /* concurrent commands: 64 */
-  int lookup_candidates;  /* candidates kept per lookup: 3k = 60 */
-  int max_out_queue;      /* datagrams waiting for write_pkt: 512 */
-  int max_events;         /* events waiting for poll_event: 256 */
-  int key_cache;          /* shared keys cached (rounded up to 4 ways): 1024 */
-  int cookie_cache;       /* address-validation tokens remembered: 512 */
-  int replay_window;      /* recent nonces remembered per generation: 4096 */
-  int max_records;        /* peer records stored for others: 2048 */
-  int max_services;       /* plugged services: 8 */
+  int max_lookups;       /* concurrent commands: 64 */
+  int lookup_candidates; /* candidates kept per lookup: 3k = 60 */
+  int max_out_queue;     /* datagrams waiting for write_pkt: 512 */
+  int max_events;        /* events waiting for poll_event: 256 */
+  int key_cache;         /* shared keys cached (rounded up to 4 ways): 1024 */
+  int cookie_cache;      /* address-validation tokens remembered: 512 */
+  int replay_window;     /* recent nonces remembered per generation: 4096 */
+  int max_records;       /* peer records stored for others: 2048 */
+  int max_services;      /* plugged services: 8 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
-  int rate_pps;            /* refill, packets per second per prefix: 400 */
-  int rate_burst;          /* bucket depth: 800 */
-  int rate_prefixes;       /* prefixes tracked: 1024 */
-  int rate_v4_prefix;      /* bits: 24 */
-  int rate_v6_prefix;      /* bits: 48 */
+  int rate_pps;       /* refill, packets per second per prefix: 400 */
+  int rate_burst;     /* bucket depth: 800 */
+  int rate_prefixes;  /* prefixes tracked: 1024 */
+  int rate_v4_prefix; /* bits: 24 */
+  int rate_v6_prefix; /* bits: 48 */
 
   /* Anti-amplification: reply bytes <= factor x request bytes until the
    * source address has proven it can receive (echoed a cookie). */
   int amplification_factor; /* 3 */
 
   /* Records. */
-  dht_ts record_ttl_ms;       /* our record's lifetime: 2 h (<= DHT_RECORD_MAX_TTL_S) */
-  dht_ts republish_ms;        /* republish our record every: 30 min */
+  dht_ts record_ttl_ms; /* our record's lifetime: 2 h (<= DHT_RECORD_MAX_TTL_S) */
+  dht_ts republish_ms;  /* republish our record every: 30 min */
 } dht_settings;
 
 void dht_settings_default(dht_settings *s);
@@ -244,9 +244,10 @@ int dht_handle_expiry(dht *e, dht_ts now);
 /* Commands return a command id (> 0) at once, or a negative error; the
  * outcome arrives later as one event carrying that id. */
 
-/* Joins the network: pings the given peers (may be none when a table was
- * loaded), then looks up our own ID and refreshes far buckets.  Event:
- * DHT_EV_BOOTSTRAP. */
+/* Joins the network: looks up our own ID starting from the given peers
+ * (may be none when a table was loaded), then refreshes every bucket farther
+ * than ours.  Event: DHT_EV_BOOTSTRAP, status DHT_ERR_TIMEOUT if requests
+ * were sent and none was answered. */
 int64_t dht_bootstrap(dht *e, const dht_peer *peers, size_t n, dht_ts now);
 /* Iterative FIND_NODE.  Event: DHT_EV_LOOKUP with the k closest contacts. */
 int64_t dht_find_node(dht *e, const uint8_t target[static DHT_ID_LEN], dht_ts now);
@@ -289,7 +290,7 @@ typedef struct dht_record {
   uint8_t pk[DHT_PK_LEN];
   uint64_t seq;
   uint64_t expires_unix_s;
-  uint8_t flags;  /* DHT_REC_REACHABLE, ... */
+  uint8_t flags; /* DHT_REC_REACHABLE, ... */
   uint8_t naddrs;
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
 } dht_record;
@@ -302,23 +303,43 @@ typedef struct dht_lookup_result {
   dht_contact contacts[DHT_K_MAX]; /* closest first */
   bool has_record;
   dht_record record;
-  int rounds;    /* longest chain of referrals that led to a result contact */
-  int messages;  /* requests sent */
-  int replies;   /* replies received */
+  int rounds;   /* longest chain of referrals that led to a result contact */
+  int messages; /* requests sent */
+  int replies;  /* replies received */
   dht_ts elapsed_ms;
 } dht_lookup_result;
 
 typedef struct dht_event {
-  int type;     /* enum dht_event_type */
-  int64_t cmd;  /* command id, 0 for unsolicited events */
-  int status;   /* 0 or a DHT_ERR_* code */
+  int type;    /* enum dht_event_type */
+  int64_t cmd; /* command id, 0 for unsolicited events */
+  int status;  /* 0 or a DHT_ERR_* code */
   union {
-    struct { int table_size; int pinged; int answered; } bootstrap;
-    /* Owned by the engine; valid until the next dht_poll_event/dht_del. */
+    struct {
+      int table_size;
+      int pinged;
+      int answered;
+    } bootstrap;
+    /* Owned by the engine; valid until the next dht_poll_event/dht_del.
+     * NULL when status is DHT_ERR_CANCELLED or DHT_ERR_NOMEM; a lookup that
+     * timed out reports what it had found. */
     const dht_lookup_result *lookup;
-    struct { int acks; int asked; int rounds; int messages; dht_ts elapsed_ms; } put;
-    struct { dht_ts rtt_ms; dht_addr seen_as; uint8_t id[DHT_ID_LEN]; } ping;
-    struct { dht_addr seen_as; dht_addr reporter; uint8_t reporter_id[DHT_ID_LEN]; } seen;
+    struct {
+      int acks;
+      int asked;
+      int rounds;
+      int messages;
+      dht_ts elapsed_ms;
+    } put;
+    struct {
+      dht_ts rtt_ms;
+      dht_addr seen_as;
+      uint8_t id[DHT_ID_LEN];
+    } ping;
+    struct {
+      dht_addr seen_as;
+      dht_addr reporter;
+      uint8_t reporter_id[DHT_ID_LEN];
+    } seen;
   } u;
 } dht_event;
 
@@ -331,10 +352,9 @@ int dht_poll_event(dht *e, dht_event *ev);
 typedef struct dht_stats {
   uint64_t rx_packets, rx_bytes, tx_packets, tx_bytes;
   /* drops, each counted once at the first check that failed */
-  uint64_t drop_ratelimit, drop_size, drop_version, drop_self, drop_badkey,
-      drop_decrypt, drop_replay, drop_malformed, drop_unknown_type,
-      drop_unknown_txid, drop_bad_token, drop_bad_record, drop_out_full,
-      drop_event_full;
+  uint64_t drop_ratelimit, drop_size, drop_version, drop_self, drop_badkey, drop_decrypt,
+      drop_replay, drop_malformed, drop_unknown_type, drop_unknown_txid, drop_bad_token,
+      drop_bad_record, drop_out_full, drop_event_full;
   uint64_t requests_in, replies_in, requests_out, timeouts;
   uint64_t amplification_limited; /* replies shrunk for an unproven address */
   uint64_t keycache_hits, keycache_misses;
@@ -372,7 +392,7 @@ typedef struct dht_service {
   void *ctx;
   void (*on_msg)(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
                  dht_ts now);
-  dht_ts (*get_expiry)(void *ctx);                  /* optional */
+  dht_ts (*get_expiry)(void *ctx);                      /* optional */
   void (*handle_expiry)(void *ctx, dht *e, dht_ts now); /* optional */
 } dht_service;
 

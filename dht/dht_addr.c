@@ -13,8 +13,7 @@ static size_t ip_len(const dht_addr *a) {
 }
 
 bool dht_addr_eq(const dht_addr *a, const dht_addr *b) {
-  return a->family == b->family && a->port == b->port &&
-         memcmp(a->ip, b->ip, ip_len(a)) == 0;
+  return a->family == b->family && a->port == b->port && memcmp(a->ip, b->ip, ip_len(a)) == 0;
 }
 
 static bool v4mapped(const dht_addr *a) {
@@ -32,8 +31,8 @@ bool dht_addr_is_loopback(const dht_addr *a) {
 }
 
 static bool v4_private(const uint8_t *ip) {
-  return ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) ||
-         (ip[0] == 192 && ip[1] == 168) || (ip[0] == 169 && ip[1] == 254) ||
+  return ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) || (ip[0] == 192 && ip[1] == 168) ||
+         (ip[0] == 169 && ip[1] == 254) ||
          (ip[0] == 100 && (ip[1] & 0xc0) == 64); /* CGN 100.64/10 */
 }
 
@@ -43,7 +42,7 @@ bool dht_addr_is_private(const dht_addr *a) {
   if (a->family == DHT_AF_INET6) {
     if (v4mapped(a))
       return v4_private(a->ip + 12);
-    return (a->ip[0] & 0xfe) == 0xfc ||                   /* ULA fc00::/7 */
+    return (a->ip[0] & 0xfe) == 0xfc ||                     /* ULA fc00::/7 */
            (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80); /* fe80::/10 */
   }
   return false;

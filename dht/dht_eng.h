@@ -29,10 +29,10 @@ enum rpc_kind {
 
 typedef struct rpc {
   uint32_t txid;
-  uint8_t kind;   /* enum rpc_kind */
-  uint8_t type;   /* message type sent */
-  uint8_t phase;  /* the command's phase when sent (BOOT retargets, PUT stores) */
-  int64_t cmd;    /* owning command, 0 if none */
+  uint8_t kind;  /* enum rpc_kind */
+  uint8_t type;  /* message type sent */
+  uint8_t phase; /* the command's phase when sent (BOOT retargets, PUT stores) */
+  int64_t cmd;   /* owning command, 0 if none */
   dht_peer to;
   dht_ts sent, deadline;
 } rpc;
@@ -43,9 +43,9 @@ typedef struct cand {
   uint8_t id[DHT_ID_LEN];
   dht_peer peer;
   uint8_t state;
-  uint8_t depth;     /* 1 for seeds; responder's depth + 1 for referrals */
+  uint8_t depth; /* 1 for seeds; responder's depth + 1 for referrals */
   uint8_t has_token;
-  uint8_t acked;     /* PUT phase: 1 asked, 2 acked */
+  uint8_t acked; /* PUT phase: 1 asked, 2 acked */
   uint8_t token[DHT_TOKEN_LEN];
 } cand;
 
@@ -53,18 +53,18 @@ enum cmd_kind { CMD_FIND = 1, CMD_GET, CMD_PUT, CMD_PING, CMD_BOOT, CMD_REFRESH 
 
 typedef struct cmd {
   int64_t id;
-  uint8_t kind;      /* enum cmd_kind */
-  uint8_t phase;     /* PUT: 0 lookup, 1 storing; BOOT: bucket being refreshed */
-  uint8_t msg;       /* DHT_MSG_FIND_NODE or DHT_MSG_GET */
+  uint8_t kind;  /* enum cmd_kind */
+  uint8_t phase; /* PUT: 0 lookup, 1 storing; BOOT: bucket being refreshed */
+  uint8_t msg;   /* DHT_MSG_FIND_NODE or DHT_MSG_GET */
   bool done;
-  bool quiet;        /* internal (refresh, republish): no event */
+  bool quiet; /* internal (refresh, republish): no event */
   uint8_t target[DHT_ID_LEN];
   dht_ts start, deadline;
-  cand *c;           /* sorted by distance to target, closest first */
+  cand *c; /* sorted by distance to target, closest first */
   int nc;
   int inflight, messages, replies;
-  int rounds;        /* PUT: rounds of its lookup phase */
-  int boot_buckets;  /* BOOT: how many far buckets to refresh */
+  int rounds;       /* PUT: rounds of its lookup phase */
+  int boot_buckets; /* BOOT: how many far buckets to refresh */
   /* GET: the newest valid record seen */
   bool has_record;
   dht_record rec;
@@ -139,8 +139,7 @@ struct dht {
 };
 
 /* dht_engine.c */
-void dht_eng_log(dht *e, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void dht_eng_log(dht *e, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #define DHT_LOG(e, lvl, ...)                                                                       \
   do {                                                                                             \
     if ((lvl) <= (e)->set.log_level && (e)->cb.log)                                                \

@@ -30,8 +30,9 @@
 #define RECORD_SKEW_S 600
 
 static const char *const errnames[] = {
-    "ok", "invalid argument", "buffer too small", "full", "not found", "malformed",
-    "authentication failed", "stale", "cancelled", "timed out",
+    "ok",        "invalid argument", "buffer too small",      "full",
+    "not found", "malformed",        "authentication failed", "stale",
+    "cancelled", "timed out",
 };
 
 const char *dht_strerror(int err) {
@@ -83,12 +84,11 @@ static bool settings_ok(const dht_settings *s) {
   return s->k >= 1 && s->k <= DHT_K_MAX && s->alpha >= 1 && s->alpha <= DHT_K_MAX &&
          s->replacement_cache >= 0 && s->replacement_cache <= 256 && s->max_failures >= 1 &&
          s->max_per_prefix_bucket >= 0 && s->max_per_prefix_table >= 0 &&
-         s->questionable_after_ms > 0 && s->refresh_interval_ms > 0 &&
-         s->rpc_timeout_min_ms > 0 && s->rpc_timeout_max_ms >= s->rpc_timeout_min_ms &&
-         s->lookup_timeout_ms > 0 && s->max_lookups >= 1 && s->lookup_candidates >= s->k &&
-         s->lookup_candidates <= 4096 && s->max_out_queue >= 1 && s->max_events >= 1 &&
-         s->key_cache >= 1 && s->cookie_cache >= 1 && s->replay_window >= 0 &&
-         s->max_records >= 0 && s->max_services >= 0 && s->rate_pps >= 0 &&
+         s->questionable_after_ms > 0 && s->refresh_interval_ms > 0 && s->rpc_timeout_min_ms > 0 &&
+         s->rpc_timeout_max_ms >= s->rpc_timeout_min_ms && s->lookup_timeout_ms > 0 &&
+         s->max_lookups >= 1 && s->lookup_candidates >= s->k && s->lookup_candidates <= 4096 &&
+         s->max_out_queue >= 1 && s->max_events >= 1 && s->key_cache >= 1 && s->cookie_cache >= 1 &&
+         s->replay_window >= 0 && s->max_records >= 0 && s->max_services >= 0 && s->rate_pps >= 0 &&
          s->rate_burst >= 0 && s->rate_prefixes >= 0 && s->rate_v4_prefix >= 0 &&
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->record_ttl_ms >= 1000 &&
@@ -152,7 +152,7 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
   dht_id_from_pk(e->id, identity->pk);
   e->next_cmd = 1;
 
-  uint8_t rnd[32 + 16 + 16 + 16 + 8 + 16];
+  uint8_t rnd[32 + 16 + 16 + 16 + 8 + 16 + 16];
   e->cb.rand(e->cb.ctx, rnd, sizeof rnd);
   dht_token_init(&e->tok, rnd, now);
   memcpy(e->nonce_prefix, rnd + 32, 16);
@@ -173,16 +173,16 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
     goto fail;
   if ((rv = dht_box_init(&e->box, identity, e->set.key_cache, rnd + 48, &e->mem)) != 0)
     goto fail;
-  if ((rv = dht_cache_init(&e->cookies, e->set.cookie_cache, sizeof(cookie), rnd + 64,
-                           &e->mem)) != 0)
+  if ((rv = dht_cache_init(&e->cookies, e->set.cookie_cache, sizeof(cookie), rnd + 64, &e->mem)) !=
+      0)
     goto fail;
-  if ((rv = dht_cache_init(&e->verified, e->set.cookie_cache, sizeof(dht_ts), rnd + 88,
-                           &e->mem)) != 0)
+  if ((rv = dht_cache_init(&e->verified, e->set.cookie_cache, sizeof(dht_ts), rnd + 88, &e->mem)) !=
+      0)
     goto fail;
   if ((rv = dht_rate_init(&e->rate, e->set.rate_prefixes, e->set.rate_pps, e->set.rate_burst,
                           e->set.rate_v4_prefix, e->set.rate_v6_prefix, rmul, &e->mem)) != 0)
     goto fail;
-  if ((rv = dht_replay_init(&e->replay, e->set.replay_window, &e->mem)) != 0)
+  if ((rv = dht_replay_init(&e->replay, e->set.replay_window, rnd + 104, &e->mem)) != 0)
     goto fail;
   dht_recstore_init(&e->recs, e->id, e->set.max_records);
   sodium_memzero(rnd, sizeof rnd);
@@ -495,8 +495,7 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
   dht_record rec;
   uint64_t unix_now = dht_eng_unix_s(e, now);
   r->status = DHT_ACK_OK;
-  if (m->token_len != DHT_TOKEN_LEN ||
-      !dht_token_check(&e->tok, &from->addr, from->pk, m->token)) {
+  if (m->token_len != DHT_TOKEN_LEN || !dht_token_check(&e->tok, &from->addr, from->pk, m->token)) {
     e->st.drop_bad_token++;
     r->status = DHT_ACK_BAD_TOKEN;
     return;
@@ -519,7 +518,6 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
 static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                        const dht_msg *m, size_t pktlen, dht_ts now) {
   e->st.requests_in++;
-  maybe_verify(e, from, id, m->flags, now);
   dht_msg r;
   memset(&r, 0, sizeof r);
   r.txid = m->txid;
@@ -576,6 +574,9 @@ static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT
     return;
   }
   reply(e, from, &r);
+  /* after the reply, so that a peer that pinged us has our PONG (and knows
+   * us) before our verification ping arrives */
+  maybe_verify(e, from, id, m->flags, now);
 }
 
 static bool reply_matches(uint8_t req, uint8_t rep) {

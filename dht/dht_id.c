@@ -45,11 +45,12 @@ void dht_id_in_bucket(uint8_t out[static DHT_ID_LEN], const uint8_t self[static 
   if (cpl > 255)
     cpl = 255;
   int byte = cpl / 8, bit = cpl % 8;
-  uint8_t mask = (uint8_t)(0x80u >> bit);         /* the bit that differs */
-  uint8_t keep = (uint8_t)(0xff00u >> bit);        /* bits above it, from self */
+  uint8_t mask = (uint8_t)(0x80u >> bit);   /* the bit that differs */
+  uint8_t keep = (uint8_t)(0xff00u >> bit); /* bits above it, from self */
   for (int i = 0; i < DHT_ID_LEN; i++)
     out[i] = i < byte ? self[i] : rnd[i];
-  out[byte] = (uint8_t)((self[byte] & keep) | ((~self[byte]) & mask) | (rnd[byte] & ~(keep | mask)));
+  out[byte] =
+      (uint8_t)((self[byte] & keep) | ((~self[byte]) & mask) | (rnd[byte] & ~(keep | mask)));
 }
 
 const char *dht_id_short(const uint8_t id[static DHT_ID_LEN], char buf[static 9]) {

@@ -101,16 +101,16 @@ typedef struct dht_msg {
   uint8_t type;
   uint32_t txid;
   uint8_t flags;
-  uint8_t token_len;            /* cookie (0|16) in FIND_NODE/GET, token (16) elsewhere */
+  uint8_t token_len; /* cookie (0|16) in FIND_NODE/GET, token (16) elsewhere */
   uint8_t token[DHT_TOKEN_LEN];
-  uint8_t target[DHT_ID_LEN];   /* FIND_NODE target, GET key */
-  dht_addr seen;                /* PONG */
-  int ncontacts;                /* NODES, VALUE */
+  uint8_t target[DHT_ID_LEN]; /* FIND_NODE target, GET key */
+  dht_addr seen;              /* PONG */
+  int ncontacts;              /* NODES, VALUE */
   dht_peer contacts[DHT_K_MAX];
-  const uint8_t *record;        /* VALUE, PUT */
+  const uint8_t *record; /* VALUE, PUT */
   size_t record_len;
-  size_t pad_len;               /* FIND_NODE, GET: padding bytes carried / to add */
-  uint8_t status;               /* ACK */
+  size_t pad_len; /* FIND_NODE, GET: padding bytes carried / to add */
+  uint8_t status; /* ACK */
 } dht_msg;
 
 /* Reads only [type, txid, ...] from a body: for dispatch.  Returns 0 or
@@ -136,11 +136,11 @@ typedef struct dht_rt_contact {
   uint8_t id[DHT_ID_LEN];
   uint8_t pk[DHT_PK_LEN];
   dht_addr addr;
-  dht_ts first_seen;  /* when it entered the table */
-  dht_ts last_reply;  /* 0: never answered us (loaded from a snapshot) */
-  dht_ts last_ping;   /* when we last pinged it for liveness */
+  dht_ts first_seen;           /* when it entered the table */
+  dht_ts last_reply;           /* 0: never answered us (loaded from a snapshot) */
+  dht_ts last_ping;            /* when we last pinged it for liveness */
   uint16_t srtt_ms, rttvar_ms; /* 0,0: unknown */
-  uint8_t fails;      /* consecutive timeouts */
+  uint8_t fails;               /* consecutive timeouts */
 } dht_rt_contact;
 
 typedef struct dht_rt_settings {
@@ -186,8 +186,8 @@ const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t id[static DHT_
  * answered or have failures.  Returns the count. */
 int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bool only_good,
                    const dht_rt_contact **out, int n);
-int dht_rt_size(const dht_rt *rt);     /* contacts in buckets (not caches) */
-int dht_rt_buckets(const dht_rt *rt);  /* buckets currently allocated (1..256) */
+int dht_rt_size(const dht_rt *rt);    /* contacts in buckets (not caches) */
+int dht_rt_buckets(const dht_rt *rt); /* buckets currently allocated (1..256) */
 /* The i-th contact in bucket order (0 <= i < size), for snapshots. */
 const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i);
 /* A contact that should be pinged now: questionable (no reply for
@@ -200,7 +200,6 @@ int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);
 void dht_rt_touch_bucket(dht_rt *rt, int idx, dht_ts now);
 /* Adaptive RPC timeout for a contact: srtt + 4 rttvar, clamped. */
 dht_ts dht_rt_timeout(const dht_rt_contact *c, dht_ts min_ms, dht_ts max_ms);
-
 
 /* ---- bounded set-associative map (dht_cache.c) ------------------------ */
 
@@ -218,7 +217,7 @@ typedef struct dht_cache {
   struct dht_cache_ent {
     uint8_t key[32];
     uint64_t stamp; /* 0 = empty */
-  } *ents;
+  } * ents;
   uint8_t *vals;
 } dht_cache;
 
@@ -243,9 +242,9 @@ void dht_cache_remove(dht_cache *c, const uint8_t key[static 32]);
 #define DHT_NONCE_LEN 24
 
 typedef struct dht_box {
-  uint8_t pk[DHT_PK_LEN];  /* our Ed25519 public key, sent in every header */
-  uint8_t xsk[32];         /* our X25519 secret key */
-  dht_cache keys;          /* peer Ed25519 pk -> shared key */
+  uint8_t pk[DHT_PK_LEN]; /* our Ed25519 public key, sent in every header */
+  uint8_t xsk[32];        /* our X25519 secret key */
+  dht_cache keys;         /* peer Ed25519 pk -> shared key */
   uint64_t hits, misses;
 } dht_box;
 
@@ -304,7 +303,7 @@ typedef struct dht_rate {
     uint64_t key;
     dht_ts last;
     int64_t milli; /* tokens x 1000 */
-  } *ents;
+  } * ents;
 } dht_rate;
 
 int dht_rate_init(dht_rate *r, int prefixes, int pps, int burst, int v4bits, int v6bits,
@@ -320,10 +319,11 @@ bool dht_rate_allow(dht_rate *r, const dht_addr *a, dht_ts now);
  * was seen is a replay.  window 0 turns it off. */
 typedef struct dht_replay {
   int window, count, mask;
+  uint8_t key[16]; /* SipHash key for fingerprints */
   uint64_t *gen[2]; /* [0] current */
 } dht_replay;
 
-int dht_replay_init(dht_replay *r, int window, const dht_mem *mem);
+int dht_replay_init(dht_replay *r, int window, const uint8_t key[static 16], const dht_mem *mem);
 void dht_replay_free(dht_replay *r, const dht_mem *mem);
 /* Records (sender, nonce); returns true if it had been seen already. */
 bool dht_replay_seen(dht_replay *r, const uint8_t sender[static DHT_PK_LEN],
@@ -370,8 +370,8 @@ void dht_recstore_free(dht_recstore *rs, const dht_mem *mem);
  * FULL) or DHT_ERR_NOMEM. */
 int dht_recstore_put(dht_recstore *rs, const dht_record *r, const uint8_t *bytes, size_t len,
                      uint64_t now_unix_s, const dht_mem *mem);
-const dht_recstore_ent *dht_recstore_get(const dht_recstore *rs, const uint8_t id[static DHT_ID_LEN],
-                                         uint64_t now_unix_s);
+const dht_recstore_ent *dht_recstore_get(const dht_recstore *rs,
+                                         const uint8_t id[static DHT_ID_LEN], uint64_t now_unix_s);
 /* Drops expired records; returns how many. */
 int dht_recstore_expire(dht_recstore *rs, uint64_t now_unix_s);
 

@@ -199,7 +199,8 @@ static void lookup_done(dht *e, cmd *c, dht_ts now) {
       retarget(e, c, target);
       return;
     }
-    finish(e, c, 0, now);
+    /* asked someone and nobody answered: the peers (or the network) are gone */
+    finish(e, c, c->messages > 0 && c->replies == 0 ? DHT_ERR_TIMEOUT : 0, now);
     return;
   }
   if (c->kind == CMD_PUT && c->phase == 0) {
@@ -232,7 +233,7 @@ static void lookup_done(dht *e, cmd *c, dht_ts now) {
       finish(e, c, c->acks ? 0 : DHT_ERR_NOTFOUND, now);
     return;
   }
-  finish(e, c, 0, now);
+  finish(e, c, c->messages > 0 && c->replies == 0 ? DHT_ERR_TIMEOUT : 0, now);
 }
 
 /* One step of the iterative algorithm for a lookup-phase command. */
@@ -295,8 +296,7 @@ void dht_lookup_on_reply(dht *e, cmd *c, const rpc *r, const dht_msg *m, dht_ts 
       return;
     }
     dht_id_from_pk(id, rec.pk);
-    if (memcmp(id, c->target, DHT_ID_LEN) != 0 ||
-        rec.expires_unix_s <= dht_eng_unix_s(e, now) ||
+    if (memcmp(id, c->target, DHT_ID_LEN) != 0 || rec.expires_unix_s <= dht_eng_unix_s(e, now) ||
         rec.expires_unix_s > dht_eng_unix_s(e, now) + DHT_RECORD_MAX_TTL_S + 600) {
       e->st.drop_bad_record++;
       return;

@@ -102,8 +102,8 @@ int dht_recstore_put(dht_recstore *rs, const dht_record *r, const uint8_t *bytes
   return DHT_ACK_OK;
 }
 
-const dht_recstore_ent *dht_recstore_get(const dht_recstore *rs, const uint8_t id[static DHT_ID_LEN],
-                                         uint64_t now_unix_s) {
+const dht_recstore_ent *dht_recstore_get(const dht_recstore *rs,
+                                         const uint8_t id[static DHT_ID_LEN], uint64_t now_unix_s) {
   int i = find(rs, id);
   if (i < 0 || rs->v[i].expires_unix_s <= now_unix_s)
     return NULL;

@@ -1,20 +1,21 @@
 /*
  * dht_replay.c - drops datagrams whose (sender, nonce) we accepted recently.
  *
- * Nonces are 24 random bytes, so 64 bits of them mixed with the sender's key
- * identify a datagram.  Two generations of open-addressing sets, each holding
+ * A datagram is identified by a 64-bit keyed hash of (sender key, nonce).  Two generations of open-addressing sets, each holding
  * up to window fingerprints at load <= 1/2: when the current one fills, it
  * becomes the previous one and the old previous one is cleared.  So at least
  * the last window datagrams are always remembered, in fixed memory.  Older
  * replays pass this filter; what they can do is bounded by txids (a reply
  * matches nothing) and by idempotent request handling.
  */
+#include <sodium.h>
 #include <string.h>
 
 #include "dht_int.h"
 
-int dht_replay_init(dht_replay *r, int window, const dht_mem *mem) {
+int dht_replay_init(dht_replay *r, int window, const uint8_t key[static 16], const dht_mem *mem) {
   memset(r, 0, sizeof *r);
+  memcpy(r->key, key, sizeof r->key);
   if (window <= 0)
     return 0;
   int slots = 16;
@@ -50,17 +51,15 @@ bool dht_replay_seen(dht_replay *r, const uint8_t sender[static DHT_PK_LEN],
                      const uint8_t nonce[static DHT_NONCE_LEN]) {
   if (!r->window)
     return false;
-  /* Fold all 24 nonce bytes (senders may use a fixed prefix and a counter)
-   * and the sender's key, then mix (splitmix64's finaliser). */
-  uint64_t w[3], k;
-  memcpy(w, nonce, sizeof w);
-  memcpy(&k, sender, sizeof k);
-  uint64_t fp = w[0] ^ (w[1] * 0x9e3779b97f4a7c15ull) ^ (w[2] * 0xc2b2ae3d27d4eb4full) ^ k;
-  fp ^= fp >> 30;
-  fp *= 0xbf58476d1ce4e5b9ull;
-  fp ^= fp >> 27;
-  fp *= 0x94d049bb133111ebull;
-  fp ^= fp >> 31;
+  /* Keyed SipHash over the whole sender key and nonce: nonces travel in the
+   * clear, so an unkeyed fingerprint would let anyone pre-fill our filter
+   * with the fingerprints of another sender's next datagrams. */
+  uint8_t in[DHT_PK_LEN + DHT_NONCE_LEN], h[crypto_shorthash_BYTES];
+  memcpy(in, sender, DHT_PK_LEN);
+  memcpy(in + DHT_PK_LEN, nonce, DHT_NONCE_LEN);
+  crypto_shorthash(h, in, sizeof in, r->key);
+  uint64_t fp;
+  memcpy(&fp, h, sizeof fp);
   fp |= 1; /* 0 marks an empty slot */
   if (has(r->gen[0], r->mask, fp) || has(r->gen[1], r->mask, fp))
     return true;

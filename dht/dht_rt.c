@@ -521,102 +521,92 @@ static inline uint64_t load64(const uint8_t *p) {
          (uint64_t)p[6] << 8 | (uint64_t)p[7];
 }
 
-/* Results held with their keys when n is at most this (the usual k or a
- * lookup's candidate count); beyond it keys are recomputed on each compare. */
-#define CLOSEST_KEYS 64
-
 typedef struct closest_ctx {
   const uint8_t *target;
-  uint64_t t64;    /* load64(target) */
+  uint64_t t64; /* load64(target) */
   bool only_good;
   const dht_rt_contact **out;
-  uint64_t *keys;  /* keys of out[], or NULL when n > CLOSEST_KEYS */
-  int n;           /* wanted */
-  int cnt;         /* out[0, cnt) are taken, sorted */
-  int base;        /* out[base, cnt) belong to the group being gathered */
+  int n;   /* wanted */
+  int cnt; /* out[0, cnt) are taken */
 } closest_ctx;
 
-static inline uint64_t out_key(const closest_ctx *x, int j) {
-  return x->keys ? x->keys[j] : load64(x->out[j]->id) ^ x->t64;
+/* Sort keys: the top 59 bits of the distance, then the contact's slot in
+ * its bucket (k <= 32 fits in 5 bits).  Equal keys cannot happen, and keys
+ * whose distance bits are equal (a 2^-59 event for hashed IDs) are ordered
+ * by the full comparison. */
+#define SLOT_BITS 5
+#define SLOT_MASK ((uint64_t)(1u << SLOT_BITS) - 1)
+
+static bool key_less(const closest_ctx *x, const bucket *b, uint64_t p, uint64_t q) {
+  if ((p ^ q) >> SLOT_BITS)
+    return p < q;
+  return dht_id_cmp_dist(b->slot[p & SLOT_MASK].id, b->slot[q & SLOT_MASK].id, x->target) < 0;
 }
 
-/* Whether c (with key) is strictly farther from the target than out[j]. */
-static inline bool farther(const closest_ctx *x, const dht_rt_contact *c, uint64_t key, int j) {
-  uint64_t k = out_key(x, j);
-  return key > k || (key == k && dht_id_cmp_dist(c->id, x->out[j]->id, x->target) > 0);
-}
-
-/* Adds bucket b's eligible contacts to the current group out[base, cnt),
- * keeping it sorted by distance and at most n - base long.  Earlier groups
- * are closer and never shift. */
+/* Appends bucket b's eligible contacts to out, closest first, until n are
+ * held.  A bucket holds at most 32, so an insertion sort of their keys
+ * (8 bytes each, in a local array) is as good as anything cleverer: a
+ * branch-free rank sort measured the same here. */
 static void closest_take(closest_ctx *x, const bucket *b) {
+  uint64_t s[DHT_K_MAX];
+  int m = 0;
   for (int i = 0; i < b->n; i++) {
     const dht_rt_contact *c = &b->slot[i];
     if (x->only_good && (c->last_reply == 0 || c->fails > 0))
       continue;
-    uint64_t key = load64(c->id) ^ x->t64;
-    int j;
-    if (x->cnt < x->n) {
-      j = x->cnt++;
-    } else {
-      if (farther(x, c, key, x->n - 1))
-        continue;
-      j = x->n - 1;
-    }
-    for (; j > x->base && !farther(x, c, key, j - 1); j--) {
-      x->out[j] = x->out[j - 1];
-      if (x->keys)
-        x->keys[j] = x->keys[j - 1];
-    }
-    x->out[j] = c;
-    if (x->keys)
-      x->keys[j] = key;
+    uint64_t v = ((load64(c->id) ^ x->t64) & ~SLOT_MASK) | (uint64_t)i;
+    int j = m++;
+    for (; j > 0 && key_less(x, b, v, s[j - 1]); j--)
+      s[j] = s[j - 1];
+    s[j] = v;
   }
+  for (int i = 0; i < m && x->cnt < x->n; i++)
+    x->out[x->cnt++] = &b->slot[s[i] & SLOT_MASK];
+}
+
+static bool bit_at(const uint8_t *d, int i) {
+  return d[i / 8] >> (7 - i % 8) & 1;
 }
 
 /*
- * Why gathering whole buckets in this order is exact.  Let t = target,
- * c = cpl(self, t), L = nb - 1, and x a contact in bucket i.
+ * Every bucket is a group: whole buckets are strictly ordered by distance to
+ * the target, so walking them in that order and sorting each one alone gives
+ * exactly the n closest.  Why: let t be the target, D = self XOR t, L = nb-1.
+ * A contact x of bucket j < L agrees with self on bits 0..j-1 and differs at
+ * bit j, so x XOR t equals D on bits 0..j-1 and has NOT D_j at bit j; a
+ * contact of bucket L agrees with self, so x XOR t equals D, on bits 0..L-1.
+ * Take buckets j < j' (j' <= L): their contacts' distances agree on bits
+ * 0..j-1 and differ at bit j, where bucket j has NOT D_j and bucket j' has
+ * D_j.  So every contact of bucket j is closer than every contact of j'
+ * when D_j = 1, and farther when D_j = 0.  The order is therefore:
  *
- *   i < min(c, L):  cpl(self, x) = i < c, so x and t agree with self on bits
- *     0..i-1 and at bit i x differs from self while t does not: cpl(x, t) = i
- *     exactly, so d(x, t) lies in [2^(255-i), 2^(256-i)).
- *   c < L, i = c:   both x and t differ from self first at bit c, so they
- *     agree on bits 0..c: d(x, t) < 2^(255-c).
- *   c < L, i > c:   x agrees with self on bits 0..c and t does not at bit c:
- *     cpl(x, t) = c, d(x, t) in [2^(255-c), 2^(256-c)).
- *   c >= L, i = L:  x and t agree with self on bits 0..L-1: d(x, t) < 2^(256-L).
+ *   buckets j < L with D_j = 1, ascending;  bucket L;
+ *   buckets j < L with D_j = 0, descending.
  *
- * So with g = min(c, L) the groups  {bucket g},  {buckets g+1..L} (only when
- * c < L),  {bucket g-1},  {bucket g-2}, ...,  {bucket 0}  are each strictly
- * closer to t than every later group (the ranges above are disjoint and
- * decreasing).  Taking groups in that order until n contacts are held and
- * sorting only within a group gives exactly the n closest.  This is finer
- * than "buckets >= g, then g-1, ...": for a random target c = 0 half the
- * time, and bucket 0 alone, usually full, then answers without looking at
- * the rest of the table.
+ * With c = cpl(self, t) = the first j with D_j = 1, bucket c (if c < L)
+ * comes first and buckets c-1, ..., 0 come last in that order, as the usual
+ * "buckets >= c, then c-1, c-2, ..." argument says; the bits of D below c
+ * also order the deeper buckets among themselves, so no step ever has to
+ * merge several buckets.  For a random target c = 0 half the time, and
+ * bucket 0 alone, usually full, answers.  target == self: D = 0, so L, L-1,
+ * ..., 0.
  */
 int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bool only_good,
                    const dht_rt_contact **out, int n) {
   if (n <= 0 || rt->size == 0)
     return 0;
-  uint64_t keys[CLOSEST_KEYS];
-  closest_ctx x = {target, load64(target), only_good, out, n <= CLOSEST_KEYS ? keys : NULL,
-                   n, 0, 0};
+  closest_ctx x = {target, load64(target), only_good, out, n, 0};
+  uint8_t d[DHT_ID_LEN];
+  dht_id_xor(d, rt->self, target);
   int last = rt->nb - 1;
-  int c = dht_id_cpl(rt->self, target);
-  int g = c < last ? c : last;
-
-  closest_take(&x, rt->b[g]);
-  if (x.cnt < n && g < last) {
-    x.base = x.cnt;
-    for (int i = g + 1; i <= last; i++)
-      closest_take(&x, rt->b[i]);
-  }
-  for (int i = g - 1; i >= 0 && x.cnt < n; i--) {
-    x.base = x.cnt;
-    closest_take(&x, rt->b[i]);
-  }
+  for (int j = 0; j < last && x.cnt < n; j++)
+    if (bit_at(d, j))
+      closest_take(&x, rt->b[j]);
+  if (x.cnt < n)
+    closest_take(&x, rt->b[last]);
+  for (int j = last - 1; j >= 0 && x.cnt < n; j--)
+    if (!bit_at(d, j))
+      closest_take(&x, rt->b[j]);
   return x.cnt;
 }
 

@@ -237,8 +237,8 @@ static int drain(netsim *ns, int i) {
       break;
     }
     int dst = index_of(ns, &to);
-    if (dst < 0 || (ns->cfg.loss_permille &&
-                    (int)tu_rng_below(&ns->loss, 1000) < ns->cfg.loss_permille)) {
+    if (dst < 0 ||
+        (ns->cfg.loss_permille && (int)tu_rng_below(&ns->loss, 1000) < ns->cfg.loss_permille)) {
       free(d);
       continue;
     }
@@ -299,7 +299,8 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
       node *nd = &ns->nodes[d->to];
       if (nd->up) {
         if (getenv("NETSIM_TRACE"))
-          fprintf(stderr, "t=%lld deliver %d bytes -> node %d\n", (long long)ns->now, d->len, d->to);
+          fprintf(stderr, "t=%lld deliver %d bytes -> node %d\n", (long long)ns->now, d->len,
+                  d->to);
         rv = dht_read_pkt(nd->e, &d->from, d->data, d->len, ns->now);
         ns->delivered++;
         mark(ns, d->to);

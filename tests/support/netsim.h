@@ -21,11 +21,11 @@ typedef void (*netsim_event_fn)(void *ctx, int node, const dht_event *ev);
 typedef struct netsim_config {
   int n;
   uint64_t seed;
-  dht_settings settings;     /* for every engine */
-  const dht_mem *mem;        /* NULL: libc */
-  dht_ts latency_ms;         /* one-way: default 10 when 0 */
-  int loss_permille;         /* datagrams dropped, 0..1000 */
-  netsim_event_fn on_event;  /* may be NULL */
+  dht_settings settings;    /* for every engine */
+  const dht_mem *mem;       /* NULL: libc */
+  dht_ts latency_ms;        /* one-way: default 10 when 0 */
+  int loss_permille;        /* datagrams dropped, 0..1000 */
+  netsim_event_fn on_event; /* may be NULL */
   void *ctx;
 } netsim_config;
 

@@ -154,8 +154,8 @@ static void test_bootstrap_and_lookups(void **state) {
     if (st.rt_size > maxrt)
       maxrt = st.rt_size;
   }
-  printf("joined %d nodes at t=%lld ms; table sizes %d..%d\n", N, (long long)netsim_now(ns),
-         minrt, maxrt);
+  printf("joined %d nodes at t=%lld ms; table sizes %d..%d\n", N, (long long)netsim_now(ns), minrt,
+         maxrt);
   assert_true(minrt >= 20);
 
   /* 1,000 random targets, BATCH at a time from random nodes */
@@ -192,8 +192,8 @@ static void test_bootstrap_and_lookups(void **state) {
     if (x->res.rounds > maxrounds)
       maxrounds = x->res.rounds;
   }
-  printf("find_node: %d lookups, %d exact; rounds mean %.2f max %ld; messages mean %.1f\n",
-         LOOKUPS, LOOKUPS - bad, (double)rounds / LOOKUPS, maxrounds, (double)msgs / LOOKUPS);
+  printf("find_node: %d lookups, %d exact; rounds mean %.2f max %ld; messages mean %.1f\n", LOOKUPS,
+         LOOKUPS - bad, (double)rounds / LOOKUPS, maxrounds, (double)msgs / LOOKUPS);
   assert_int_equal(bad, 0);
 
   /* every node publishes its record (its own address, typed LAN) */
