@@ -375,6 +375,19 @@ dht_ssize dht_save_table(const dht *e, uint8_t *buf, size_t buflen, size_t *need
  * Returns the number of contacts taken. */
 int dht_load_table(dht *e, const uint8_t *buf, size_t len, dht_ts now);
 
+/* One routing-table contact with what the engine knows of it. */
+typedef struct dht_peer_info {
+  dht_contact c;
+  dht_ts rtt_ms;        /* smoothed RTT, -1 when unknown */
+  dht_ts last_reply_ms; /* time of the last answer, 0 if never */
+  dht_ts first_seen_ms;
+  int fails; /* consecutive timeouts */
+} dht_peer_info;
+
+/* Copies up to n routing-table contacts in bucket order (the bucket of
+ * farthest IDs first).  Returns the number copied. */
+int dht_table(const dht *e, dht_peer_info *out, int n);
+
 /* Copies up to n contacts from the routing table closest to target (closest
  * first).  Returns the number copied. */
 int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_contact *out, int n);

@@ -883,6 +883,22 @@ void dht_get_stats(const dht *e, dht_stats *st) {
   st->events_queued = e->ev_n;
 }
 
+int dht_table(const dht *e, dht_peer_info *out, int n) {
+  int size = dht_rt_size(e->rt), got = 0;
+  for (int i = 0; i < size && got < n; i++, got++) {
+    const dht_rt_contact *c = dht_rt_at(e->rt, i);
+    dht_peer_info *o = &out[got];
+    memcpy(o->c.id, c->id, DHT_ID_LEN);
+    memcpy(o->c.pk, c->pk, DHT_PK_LEN);
+    o->c.addr = c->addr;
+    o->rtt_ms = c->srtt_ms || c->rttvar_ms ? c->srtt_ms : -1;
+    o->last_reply_ms = c->last_reply;
+    o->first_seen_ms = c->first_seen;
+    o->fails = c->fails;
+  }
+  return got;
+}
+
 int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_contact *out, int n) {
   const dht_rt_contact *cl[DHT_K_MAX];
   if (n > DHT_K_MAX)

@@ -11,8 +11,8 @@
  *
  * It includes fuzz_packet.c, so the identities, addresses, clock and op
  * codes cannot drift from the target's.  Output is deterministic: the same
- * source writes the same bytes.  Regression inputs found by fuzzing
- * (crash-*, regress-*) live beside the seeds and are not written here.
+ * source writes the same bytes.  Inputs found by fuzzing (regress-*) live
+ * beside the seeds and are not written here.
  */
 #include <stdio.h>
 

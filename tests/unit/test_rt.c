@@ -410,10 +410,10 @@ static void test_cache_policy(void **state) {
   assert_int_equal(add(rt, &b[0], true, 10), DHT_RT_ADDED);
   assert_int_equal(add(rt, &b[1], true, 11), DHT_RT_ADDED);
 
-  assert_int_equal(add(rt, &u[0], false, 20), DHT_RT_CACHED); /* free slot */
-  assert_int_equal(add(rt, &k[0], true, 21), DHT_RT_CACHED);  /* ahead of u0 */
-  assert_int_equal(add(rt, &u[1], false, 22), DHT_RT_CACHED); /* displaces u0 */
-  assert_int_equal(add(rt, &k[1], true, 23), DHT_RT_CACHED);  /* displaces u1 */
+  assert_int_equal(add(rt, &u[0], false, 20), DHT_RT_CACHED);   /* free slot */
+  assert_int_equal(add(rt, &k[0], true, 21), DHT_RT_CACHED);    /* ahead of u0 */
+  assert_int_equal(add(rt, &u[1], false, 22), DHT_RT_CACHED);   /* displaces u0 */
+  assert_int_equal(add(rt, &k[1], true, 23), DHT_RT_CACHED);    /* displaces u1 */
   assert_int_equal(add(rt, &u[2], false, 24), DHT_RT_REJECTED); /* never a confirmed one */
   check(rt, self, 2);
 
@@ -470,34 +470,29 @@ static void test_ping_before_evict(void **state) {
 
   /* at 1250, b0 and b1 have gone questionable: the oldest is pinged first */
   const dht_rt_contact *ping = NULL;
-  assert_int_equal(dht_rt_update(rt, n[0].pk, &n[0].addr, true, 30, 1250, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[0].pk, &n[0].addr, true, 30, 1250, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
   assert_memory_equal(ping->id, b[0].id, DHT_ID_LEN);
   dht_rt_pinged(rt, b[0].id, 1250);
   assert_int_equal(dht_rt_find(rt, b[0].id)->last_ping, 1250);
 
-  assert_int_equal(dht_rt_update(rt, n[1].pk, &n[1].addr, true, 30, 1260, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[1].pk, &n[1].addr, true, 30, 1260, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
   assert_memory_equal(ping->id, b[1].id, DHT_ID_LEN);
   dht_rt_pinged(rt, b[1].id, 1260);
 
   /* b2 is still good (970 ms), b0 and b1 were just pinged: nobody */
   ping = (const dht_rt_contact *)1;
-  assert_int_equal(dht_rt_update(rt, n[2].pk, &n[2].addr, true, 30, 1270, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[2].pk, &n[2].addr, true, 30, 1270, &ping), DHT_RT_CACHED);
   assert_null(ping);
   /* an unconfirmed newcomer never triggers a ping */
   ping = (const dht_rt_contact *)1;
-  assert_int_equal(dht_rt_update(rt, n[5].pk, &n[5].addr, false, -1, 1400, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[5].pk, &n[5].addr, false, -1, 1400, &ping), DHT_RT_CACHED);
   assert_null(ping);
   assert_true(dht_rt_remove(rt, n[5].id)); /* out of the cache again */
 
   /* at 1300, b2 turns questionable exactly */
-  assert_int_equal(dht_rt_update(rt, n[3].pk, &n[3].addr, true, 30, 1300, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[3].pk, &n[3].addr, true, 30, 1300, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
   assert_memory_equal(ping->id, b[2].id, DHT_ID_LEN);
 
@@ -507,8 +502,7 @@ static void test_ping_before_evict(void **state) {
     assert_non_null(dht_rt_find(rt, b[i].id));
 
   /* b1 answers its ping: it stays, good again */
-  assert_int_equal(dht_rt_update(rt, b[1].pk, &b[1].addr, true, 40, 1310, NULL),
-                   DHT_RT_UPDATED);
+  assert_int_equal(dht_rt_update(rt, b[1].pk, &b[1].addr, true, 40, 1310, NULL), DHT_RT_UPDATED);
   /* b0 does not: after max_failures it leaves for the freshest newcomer */
   assert_false(dht_rt_failed(rt, b[0].id, 1400));
   assert_false(dht_rt_failed(rt, b[0].id, 1500));
@@ -521,12 +515,10 @@ static void test_ping_before_evict(void **state) {
   /* a pinged contact that stays silent is due again after the interval */
   dht_rt_pinged(rt, b[2].id, 1300);
   dht_rt_pinged(rt, b[3].id, 1300);
-  assert_int_equal(dht_rt_update(rt, n[4].pk, &n[4].addr, true, 30, 2000, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[4].pk, &n[4].addr, true, 30, 2000, &ping), DHT_RT_CACHED);
   assert_null(ping);
   ping = NULL;
-  assert_int_equal(dht_rt_update(rt, n[4].pk, &n[4].addr, true, 30, 2300, &ping),
-                   DHT_RT_CACHED);
+  assert_int_equal(dht_rt_update(rt, n[4].pk, &n[4].addr, true, 30, 2300, &ping), DHT_RT_CACHED);
   assert_null(ping); /* a known cache entry: refreshed, no ping */
   tc m;
   tc_mined(&m, self, 0);
@@ -710,9 +702,9 @@ static void test_diversity_exemptions(void **state) {
   rt = rt_make(self, &s);
   a[0] = addr6(0x2001, 0xdb8, 1, 0, 1);
   a[1] = addr6(0x2001, 0xdb8, 1, 0xffff, 2);
-  a[2] = addr6(0x2001, 0xdb8, 1, 7, 3);  /* same /48: refused */
-  a[3] = addr6(0x2001, 0xdb8, 2, 0, 1);  /* next /48 */
-  a[4] = addr4(32, 1, 13, 1, 1);         /* 0x2001:0x0db8 as IPv4 bytes */
+  a[2] = addr6(0x2001, 0xdb8, 1, 7, 3); /* same /48: refused */
+  a[3] = addr6(0x2001, 0xdb8, 2, 0, 1); /* next /48 */
+  a[4] = addr4(32, 1, 13, 1, 1);        /* 0x2001:0x0db8 as IPv4 bytes */
   a[5] = addr4(32, 1, 13, 2, 1);
   assert_int_equal(add_many(rt, a, 6), 5);
   dht_rt_del(rt);
@@ -852,7 +844,7 @@ static void test_closest_brute_force(void **state) {
     tc_random(&c);
     bool confirmed = rng_next() % 10 != 0; /* some never answered */
     add(rt, &c, confirmed, 100 + i);
-    if (rng_next() % 10 == 0)             /* some failed once */
+    if (rng_next() % 10 == 0) /* some failed once */
       dht_rt_failed(rt, c.id, 100 + i);
   }
   /* a few deep ones, so that targets near self see several buckets */
@@ -1042,7 +1034,7 @@ static void test_stale_buckets(void **state) {
   assert_int_equal(dht_rt_stale_bucket(rt, 100, 100), 0);
   dht_rt_touch_bucket(rt, 0, 100);
   assert_int_equal(dht_rt_stale_bucket(rt, 150, 100), -1);
-  dht_rt_touch_bucket(rt, 5, 10000);  /* no such bucket: ignored */
+  dht_rt_touch_bucket(rt, 5, 10000); /* no such bucket: ignored */
   dht_rt_touch_bucket(rt, -1, 10000);
 
   /* an added contact refreshes its bucket */
@@ -1101,10 +1093,10 @@ static void test_remove_and_at(void **state) {
 /* ---- allocation ---------------------------------------------------------- */
 
 typedef struct counting {
-  long calls;    /* allocations so far (malloc, and realloc that may move) */
-  long fail_at;  /* fail this call (1-based); 0 = never */
-  long live;     /* blocks not yet freed */
-  size_t bytes;  /* bytes requested by live blocks (for the size report) */
+  long calls;   /* allocations so far (malloc, and realloc that may move) */
+  long fail_at; /* fail this call (1-based); 0 = never */
+  long live;    /* blocks not yet freed */
+  size_t bytes; /* bytes requested by live blocks (for the size report) */
 } counting;
 
 typedef struct blk {
@@ -1244,8 +1236,8 @@ static void test_memory(void **state) {
   int nb = dht_rt_buckets(rt);
   printf("  memory: empty %zu B; 100k nodes offered: %d contacts, %d buckets, %zu B "
          "(%zu B per bucket of %d + %d slots)\n",
-         empty, dht_rt_size(rt), nb, a.bytes,
-         (a.bytes - empty) / (size_t)(nb > 1 ? nb - 1 : 1), s.k, s.replacement_cache);
+         empty, dht_rt_size(rt), nb, a.bytes, (a.bytes - empty) / (size_t)(nb > 1 ? nb - 1 : 1),
+         s.k, s.replacement_cache);
   /* log2(100000 / 20) ~ 12.3: about 13-15 buckets, never hundreds */
   assert_true(nb >= 10 && nb <= 20);
   assert_true(a.bytes < (size_t)nb * 3500 + 1024);

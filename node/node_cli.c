@@ -1,0 +1,1274 @@
+/*
+ * node_cli.c - roost, the command-line client of roostd.  It owns the
+ * command-line syntax (global options before or after the command), the two
+ * commands that need no daemon (init, id: they read or create the identity
+ * key in the data directory), and the client half of the control protocol
+ * (docs/control.md): one connection, one request with id 1, lines read until
+ * the final reply for id 1, progress lines shown for status --wait.  It
+ * turns replies into aligned human text or, with --json, prints the
+ * daemon's result object unchanged on one line.  docs/cli.md is its manual.
+ *
+ * Invariants: plain blocking POSIX sockets, every wait bounded by poll()
+ * against one monotonic deadline; a reply line is at most 64 KiB; nothing a
+ * daemon sends can crash it (a missing or mistyped field prints "-"); the
+ * exit code is always one of EXIT_* below.  Errors go to stderr (and, with
+ * --json, also to stdout as {"error": {"code", "message"}}).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "node.h"
+#include "node_json.h"
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUNNING = 3 };
+
+#define LINE_MAX_BYTES 65536 /* one control line, its '\n' included */
+/* roostd writes the peers reply into a larger buffer than a normal line (a
+ * full routing table does not fit in 64 KiB), so that one reply may be this
+ * long. */
+#define PEERS_LINE_MAX (8 << 20)
+#define DEFAULT_TIMEOUT_MS 10000
+#define WAIT_TIMEOUT_MS 30000 /* status --wait */
+#define WAIT_GRACE_MS 3000    /* we outwait roostd's own timeout to get its answer */
+#define MAX_TIMEOUT_S 86400.0
+#define MAX_POS 8 /* positional arguments kept; more is a usage error anyway */
+#define REQ_ID 1
+
+/* ---- the command line -------------------------------------------------- */
+
+typedef struct cli_opts {
+  const char *data_dir; /* NULL: $ROOST_DATA_DIR, else ~/.local/share/roost */
+  const char *socket;   /* NULL: DATA_DIR/roostd.sock */
+  bool json, wait, help, version;
+  int64_t timeout_ms; /* -1: the command's default */
+  const char *cmd;    /* NULL: none given */
+  const char *pos[MAX_POS];
+  int npos;
+} cli_opts;
+
+typedef struct cli {
+  cli_opts o;
+  node_config cfg; /* data_dir resolved */
+  char sock[sizeof(((struct sockaddr_un *)0)->sun_path)];
+  bool sock_given; /* --socket, or a path that differs from DATA_DIR/roostd.sock */
+  size_t line_max; /* longest reply line accepted, '\n' included */
+  bool wait_start; /* retry connecting until the deadline (status --wait) */
+} cli;
+
+typedef struct command {
+  const char *name;
+  int min, max; /* positional arguments after the name */
+  int (*run)(cli *c);
+} command;
+
+static void usage(FILE *out) {
+  fprintf(out, "usage: roost [--data-dir DIR | --socket PATH] [--json] [--timeout SECONDS]\n"
+               "             COMMAND [ARGS]\n"
+               "\n"
+               "roost is the command-line client of roostd, the roost node.  It talks to a\n"
+               "running roostd over its control socket; init and id work without one.\n"
+               "\n"
+               "Commands:\n"
+               "  init                        create the data directory and the identity key\n"
+               "                              (no daemon needed); prints the ID\n"
+               "  id                          print this node's ID (no daemon needed)\n"
+               "  status [--wait]             the node's state, table, addresses and counters;\n"
+               "                              --wait first waits until it has joined the\n"
+               "                              network, showing progress on stderr\n"
+               "  peers                       the contacts in the routing table\n"
+               "  lookup ID                   find a node's record: its addresses\n"
+               "  ping ID [HOST:PORT]         ask a node for a reply; without HOST:PORT its\n"
+               "                              record is looked up first\n"
+               "  bootstrap add ID@HOST:PORT  join the network through this node now (it is\n"
+               "                              not written to roostd's configuration)\n"
+               "  metrics                     roostd's counters, Prometheus text format\n"
+               "  stop                        stop roostd and wait until it has exited\n"
+               "  help                        this text\n"
+               "\n"
+               "Options (before or after the command; --opt VALUE or --opt=VALUE):\n"
+               "  --data-dir DIR      roostd's data directory (default $ROOST_DATA_DIR,\n"
+               "                      else ~/.local/share/roost)\n"
+               "  --socket PATH       roostd's control socket (default DATA_DIR/roostd.sock)\n"
+               "  --json              print the result as one line of JSON; errors too, as\n"
+               "                      {\"error\": {\"code\": ..., \"message\": ...}} on stdout\n"
+               "  --timeout SECONDS   give up waiting for roostd after this long (default 10;\n"
+               "                      for status --wait, how long to wait: default 30)\n"
+               "  --help, -h          this text\n"
+               "  --version           print the version\n"
+               "\n"
+               "An ID is the 56-character text form roost id prints.\n"
+               "\n"
+               "Exit status: 0 ok; 1 the command failed (roostd answered with an error, did\n"
+               "not answer in time, or a file could not be read); 2 usage error; 3 roostd is\n"
+               "not running.\n");
+}
+
+/* The value of option name: after '=' or the next argument.  NULL + err. */
+static const char *opt_value(int argc, char **argv, int *i, const char *eq, const char *name,
+                             char *err, size_t errlen) {
+  if (eq)
+    return eq + 1;
+  if (*i + 1 >= argc) {
+    snprintf(err, errlen, "%s needs a value", name);
+    return NULL;
+  }
+  return argv[++*i];
+}
+
+/* Seconds (a positive decimal number) -> milliseconds, or -1. */
+static int64_t parse_seconds(const char *s) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (!*s || *end || errno || !(v > 0) || v > MAX_TIMEOUT_S)
+    return -1;
+  int64_t ms = (int64_t)(v * 1000.0 + 0.999);
+  return ms < 1 ? 1 : ms;
+}
+
+/* Parses argv into o: options anywhere, "--" ends them, the first other
+ * word is the command and the rest are its arguments.  Checks syntax only
+ * (the command's name and arity are checked by the caller).  0, or -1 with
+ * a one-line reason in err. */
+static int parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errlen) {
+  memset(o, 0, sizeof *o);
+  o->timeout_ms = -1;
+  bool opts_done = false;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (opts_done || a[0] != '-' || a[1] == 0) {
+      if (!o->cmd)
+        o->cmd = a;
+      else if (o->npos < MAX_POS)
+        o->pos[o->npos++] = a;
+      else {
+        snprintf(err, errlen, "too many arguments");
+        return -1;
+      }
+      continue;
+    }
+    if (!strcmp(a, "--")) {
+      opts_done = true;
+      continue;
+    }
+    if (!strcmp(a, "-h")) {
+      o->help = true;
+      continue;
+    }
+    if (a[1] != '-') {
+      snprintf(err, errlen, "unknown option '%s'", a);
+      return -1;
+    }
+    const char *eq = strchr(a, '=');
+    size_t n = eq ? (size_t)(eq - a) : strlen(a);
+    char name[32];
+    if (n >= sizeof name) {
+      snprintf(err, errlen, "unknown option '%.*s'", (int)(n > 64 ? 64 : n), a);
+      return -1;
+    }
+    memcpy(name, a, n);
+    name[n] = 0;
+    bool flag = !strcmp(name, "--json") || !strcmp(name, "--wait") || !strcmp(name, "--help") ||
+                !strcmp(name, "--version");
+    if (flag && eq) {
+      snprintf(err, errlen, "%s takes no value", name);
+      return -1;
+    }
+    if (!strcmp(name, "--json")) {
+      o->json = true;
+    } else if (!strcmp(name, "--wait")) {
+      o->wait = true;
+    } else if (!strcmp(name, "--help")) {
+      o->help = true;
+    } else if (!strcmp(name, "--version")) {
+      o->version = true;
+    } else if (!strcmp(name, "--data-dir") || !strcmp(name, "--socket") ||
+               !strcmp(name, "--timeout")) {
+      const char *v = opt_value(argc, argv, &i, eq, name, err, errlen);
+      if (!v)
+        return -1;
+      if (name[2] == 't') {
+        if ((o->timeout_ms = parse_seconds(v)) < 0) {
+          snprintf(err, errlen, "--timeout: '%s' is not a number of seconds above 0 (at most %.0f)",
+                   v, MAX_TIMEOUT_S);
+          return -1;
+        }
+      } else if (!*v) {
+        snprintf(err, errlen, "%s: empty path", name);
+        return -1;
+      } else if (name[2] == 'd') {
+        o->data_dir = v;
+      } else {
+        o->socket = v;
+      }
+    } else {
+      snprintf(err, errlen, "unknown option '%s'", name);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Prints {"error": {"code", "message"}} on stdout. */
+static void json_error(const char *code, const char *msg) {
+  node_jw w;
+  node_jw_init(&w, 8192);
+  node_jw_obj(&w);
+  node_jw_key(&w, "error");
+  node_jw_obj(&w);
+  node_jw_kstr(&w, "code", code);
+  node_jw_kstr(&w, "message", msg);
+  node_jw_obj_end(&w);
+  node_jw_obj_end(&w);
+  const char *s = node_jw_done(&w, NULL);
+  if (s)
+    printf("%s\n", s);
+  node_jw_free(&w);
+}
+
+/* Reports an error: "roost: MSG" on stderr (plus "try 'roost help'" for a
+ * usage error) and, with --json, the error object on stdout.  Returns
+ * ex, the exit code. */
+static int fail(const cli *c, int ex, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(const cli *c, int ex, const char *code, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fflush(stdout);
+  fprintf(stderr, "roost: %s\n", msg);
+  if (ex == EXIT_USAGE)
+    fprintf(stderr, "try 'roost help'\n");
+  if (c && c->o.json)
+    json_error(code, msg);
+  return ex;
+}
+
+/* Replaces control characters in s (from the daemon) so they cannot drive
+ * the terminal. */
+static void sanitize(char *s) {
+  for (; *s; s++)
+    if ((unsigned char)*s < 0x20 || *s == 0x7f)
+      *s = '?';
+}
+
+/* Terminal columns of UTF-8 s, counting one per character. */
+static size_t columns(const char *s) {
+  size_t n = 0;
+  for (; *s; s++)
+    n += ((unsigned char)*s & 0xc0) != 0x80;
+  return n;
+}
+
+static void pad(FILE *f, const char *s, size_t width) {
+  fputs(s, f);
+  for (size_t n = columns(s); n < width; n++)
+    fputc(' ', f);
+}
+
+/* "42s", "3m 07s", "5h 02m", "2d 04h". */
+static void fmt_duration(int64_t s, char *buf, size_t len) {
+  if (s < 0)
+    snprintf(buf, len, "-");
+  else if (s < 60)
+    snprintf(buf, len, "%llds", (long long)s);
+  else if (s < 3600)
+    snprintf(buf, len, "%lldm %02llds", (long long)(s / 60), (long long)(s % 60));
+  else if (s < 86400)
+    snprintf(buf, len, "%lldh %02lldm", (long long)(s / 3600), (long long)(s / 60 % 60));
+  else
+    snprintf(buf, len, "%lldd %02lldh", (long long)(s / 86400), (long long)(s / 3600 % 24));
+}
+
+/* ---- reading a reply --------------------------------------------------- */
+
+/* One parsed line from roostd. */
+typedef struct reply {
+  char *s; /* the line, without its '\n' (owned) */
+  size_t len;
+  node_jt *t; /* tokens (owned) */
+  int n;
+} reply;
+
+static void reply_free(reply *r) {
+  free(r->s);
+  free(r->t);
+  memset(r, 0, sizeof *r);
+}
+
+static int jget(const reply *r, int obj, const char *key) {
+  return obj < 0 ? -1 : node_json_get(r->s, r->t, r->n, obj, key);
+}
+
+/* Token i as a printable string in buf, or "-" when it is not a string
+ * (or does not fit). */
+static const char *jstr(const reply *r, int i, char *buf, size_t len) {
+  if (node_json_str(r->s, r->t, i, buf, len) < 0)
+    snprintf(buf, len, "-");
+  sanitize(buf);
+  return buf;
+}
+
+static bool jint(const reply *r, int i, int64_t *v) {
+  return i >= 0 && node_json_int(r->s, r->t, i, v) == 0;
+}
+
+/* Token i, a number, as written (integer or not), or "-". */
+static const char *jnum(const reply *r, int i, char *buf, size_t len) {
+  int w = i >= 0 && r->t[i].type == NODE_JSON_NUM ? r->t[i].end - r->t[i].start : 0;
+  if (w <= 0 || (size_t)w >= len)
+    snprintf(buf, len, "-");
+  else
+    snprintf(buf, len, "%.*s", w, r->s + r->t[i].start);
+  return buf;
+}
+
+static bool is_obj(const reply *r, int i) {
+  return i >= 0 && r->t[i].type == NODE_JSON_OBJ;
+}
+
+static bool is_arr(const reply *r, int i) {
+  return i >= 0 && r->t[i].type == NODE_JSON_ARR;
+}
+
+/* The connection to roostd and what it has sent that is not read yet. */
+typedef struct conn {
+  int fd;
+  char *buf;  /* owned; grows by doubling up to max */
+  size_t len; /* bytes held */
+  size_t cap; /* bytes allocated */
+  size_t max; /* longest line, '\n' included */
+} conn;
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+enum { LINE_OK = 1, LINE_EOF = 0, LINE_TIMEOUT = -1, LINE_TOOLONG = -2, LINE_IOERR = -3 };
+
+/* Reads the next line (without '\n') into a malloc'd *out before deadline.
+ * LINE_OK, or LINE_EOF (*partial tells whether part of a line had come),
+ * LINE_TIMEOUT, LINE_TOOLONG, LINE_IOERR (errno kept). */
+static int conn_line(conn *k, int64_t deadline, char **out, size_t *outlen, bool *partial) {
+  for (;;) {
+    char *nl = memchr(k->buf, '\n', k->len);
+    if (nl) {
+      size_t n = (size_t)(nl - k->buf);
+      char *line = malloc(n + 1);
+      if (!line) {
+        errno = ENOMEM;
+        return LINE_IOERR;
+      }
+      memcpy(line, k->buf, n);
+      line[n] = 0;
+      memmove(k->buf, nl + 1, k->len - n - 1);
+      k->len -= n + 1;
+      *out = line;
+      *outlen = n;
+      return LINE_OK;
+    }
+    if (k->len >= k->max)
+      return LINE_TOOLONG;
+    if (k->len == k->cap) {
+      size_t cap = k->cap * 2 > k->max ? k->max : k->cap * 2;
+      char *nb = realloc(k->buf, cap);
+      if (!nb) {
+        errno = ENOMEM;
+        return LINE_IOERR;
+      }
+      k->buf = nb;
+      k->cap = cap;
+    }
+    int64_t left = deadline - now_ms();
+    if (left <= 0)
+      return LINE_TIMEOUT;
+    struct pollfd p = {.fd = k->fd, .events = POLLIN};
+    int rv = poll(&p, 1, left > 1000000 ? 1000000 : (int)left);
+    if (rv < 0 && errno == EINTR)
+      continue;
+    if (rv < 0)
+      return LINE_IOERR;
+    if (rv == 0)
+      continue; /* the deadline check above ends it */
+    ssize_t got = recv(k->fd, k->buf + k->len, k->cap - k->len, 0);
+    if (got < 0 && (errno == EINTR || errno == EAGAIN))
+      continue;
+    if (got == 0 || (got < 0 && (errno == ECONNRESET || errno == EPIPE))) {
+      *partial = k->len > 0;
+      return LINE_EOF;
+    }
+    if (got < 0)
+      return LINE_IOERR;
+    k->len += (size_t)got;
+  }
+}
+
+/* Parses line into r (taking the line).  0, or -1 if it is not a JSON
+ * object. */
+static int reply_parse(reply *r, char *line, size_t len) {
+  memset(r, 0, sizeof *r);
+  r->s = line;
+  r->len = len;
+  /* a token takes at least one byte of its own, so len + 1 always do; start
+   * small and grow, since a long peers reply would otherwise ask for a lot */
+  size_t most = len + 1, cap = most < 1024 ? most : 1024;
+  for (;;) {
+    node_jt *nt = realloc(r->t, cap * sizeof *r->t);
+    if (!nt)
+      return -1;
+    r->t = nt;
+    r->n = node_json_parse(line, len, r->t, (int)cap);
+    if (r->n != NODE_JSON_ERR_TOOMANY || cap == most)
+      break;
+    cap = cap * 4 > most ? most : cap * 4;
+  }
+  if (r->n <= 0 || r->t[0].type != NODE_JSON_OBJ)
+    return -1;
+  return 0;
+}
+
+/* The connection, the request and the wait for its final reply. */
+typedef void (*progress_fn)(const cli *c, const reply *r, int progress);
+
+static void conn_close(conn *k) {
+  if (k->fd >= 0)
+    close(k->fd);
+  free(k->buf);
+  k->fd = -1;
+  k->buf = NULL;
+}
+
+/* Connects to roostd's socket before deadline.  0, or an exit code after
+ * reporting. */
+static int conn_open(const cli *c, conn *k, int64_t deadline) {
+  k->fd = -1;
+  k->len = 0;
+  k->max = c->line_max;
+  k->cap = 16384 < k->max ? 16384 : k->max;
+  k->buf = malloc(k->cap);
+  if (!k->buf)
+    return fail(c, EXIT_FAILED, "failed", "out of memory");
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, c->sock, strlen(c->sock) + 1); /* length checked in main */
+  bool told = false;
+  int e;
+  for (;;) {
+    k->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (k->fd < 0)
+      return fail(c, EXIT_FAILED, "failed", "socket: %s", strerror(errno));
+    /* bounds a connect that waits on a full backlog (Linux honours it), and
+     * later sends */
+    int64_t left = deadline - now_ms();
+    if (left < 1)
+      left = 1;
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    setsockopt(k->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int rv;
+    do
+      rv = connect(k->fd, (struct sockaddr *)&sa, sizeof sa);
+    while (rv != 0 && errno == EINTR);
+    if (rv == 0)
+      return 0;
+    e = errno;
+    close(k->fd);
+    k->fd = -1;
+    /* status --wait also waits for a roostd that is still starting */
+    if (!c->wait_start || (e != ENOENT && e != ECONNREFUSED) || now_ms() + 100 >= deadline)
+      break;
+    if (!told)
+      fprintf(stderr, "waiting for roostd to start (socket %s)...\n", c->sock);
+    told = true;
+    struct timespec ts = {0, 100 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  if (e == ENOENT || e == ECONNREFUSED) {
+    if (c->sock_given)
+      return fail(c, EXIT_NOT_RUNNING, "not_running",
+                  "roostd is not running (socket %s): start it with: roostd --data-dir %s "
+                  "--control-socket %s",
+                  c->sock, c->cfg.data_dir, c->sock);
+    return fail(c, EXIT_NOT_RUNNING, "not_running",
+                "roostd is not running (socket %s): start it with: roostd --data-dir %s", c->sock,
+                c->cfg.data_dir);
+  }
+  if (e == EACCES || e == EPERM)
+    return fail(c, EXIT_FAILED, "failed",
+                "cannot connect to %s: %s (roostd only answers the user it runs as)", c->sock,
+                strerror(e));
+  if (e == EAGAIN || e == EWOULDBLOCK || e == ETIMEDOUT)
+    return fail(c, EXIT_FAILED, "timeout", "roostd did not accept the connection on %s in time",
+                c->sock);
+  return fail(c, EXIT_FAILED, "failed", "cannot connect to %s: %s", c->sock, strerror(e));
+}
+
+/* Sends all of buf.  0, or an exit code after reporting. */
+static int conn_send(const cli *c, conn *k, const char *buf, size_t len) {
+  while (len) {
+    ssize_t n = send(k->fd, buf, len, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET))
+      return fail(c, EXIT_FAILED, "disconnected",
+                  "roostd closed the connection before taking the request");
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return fail(c, EXIT_FAILED, "timeout", "roostd did not take the request in time");
+    if (n < 0)
+      return fail(c, EXIT_FAILED, "failed", "sending to roostd: %s", strerror(errno));
+    buf += n;
+    len -= (size_t)n;
+  }
+  return 0;
+}
+
+#define CALL_CLOSED (-1) /* returned by call() when eof_ok and roostd closed before replying */
+
+/* Reads lines until the final reply to request REQ_ID, handing progress
+ * lines to on_progress (if any).  On ok:true fills *r (the caller frees it)
+ * and returns EXIT_OK; ok:false and every failure are reported and return
+ * their exit code.  With eof_ok, a connection closed before any reply
+ * returns CALL_CLOSED silently. */
+static int call(const cli *c, conn *k, int64_t deadline, int64_t timeout_ms,
+                progress_fn on_progress, bool eof_ok, reply *r) {
+  memset(r, 0, sizeof *r);
+  for (;;) {
+    char *line = NULL;
+    size_t len = 0;
+    bool partial = false;
+    int rv = conn_line(k, deadline, &line, &len, &partial);
+    if (rv == LINE_TIMEOUT)
+      return fail(c, EXIT_FAILED, "timeout", "no reply from roostd within %.3g s (socket %s)",
+                  (double)timeout_ms / 1000.0, c->sock);
+    if (rv == LINE_TOOLONG)
+      return fail(c, EXIT_FAILED, "protocol", "roostd sent a line longer than %zu bytes", k->max);
+    if (rv == LINE_IOERR)
+      return fail(c, EXIT_FAILED, "failed", "reading from roostd: %s", strerror(errno));
+    if (rv == LINE_EOF) {
+      if (eof_ok && !partial)
+        return CALL_CLOSED;
+      return fail(c, EXIT_FAILED, "disconnected", "roostd closed the connection %s",
+                  partial ? "in the middle of a reply" : "without replying");
+    }
+    if (reply_parse(r, line, len) != 0) {
+      reply_free(r);
+      return fail(c, EXIT_FAILED, "protocol", "roostd sent a line that is not a JSON object");
+    }
+    int id = jget(r, 0, "id");
+    int64_t idv = 0;
+    /* an id we did not send is not ours; a missing or null id is roostd
+     * answering a request it could not read, which can only be ours */
+    if (id >= 0 && !node_json_is_null(r->t, id) && !(jint(r, id, &idv) && idv == REQ_ID)) {
+      reply_free(r);
+      continue;
+    }
+    int prog = jget(r, 0, "progress");
+    int ok = jget(r, 0, "ok");
+    if (prog >= 0 && ok < 0) {
+      if (on_progress && is_obj(r, prog))
+        on_progress(c, r, prog);
+      reply_free(r);
+      continue;
+    }
+    bool okv = false;
+    if (node_json_bool(r->s, r->t, ok, &okv) != 0) {
+      reply_free(r);
+      return fail(c, EXIT_FAILED, "protocol", "roostd sent a reply without \"ok\"");
+    }
+    if (okv)
+      return EXIT_OK;
+    int err = jget(r, 0, "error");
+    char code[64], msg[1024];
+    jstr(r, jget(r, err, "code"), code, sizeof code);
+    jstr(r, jget(r, err, "message"), msg, sizeof msg);
+    reply_free(r);
+    if (!strcmp(msg, "-"))
+      snprintf(msg, sizeof msg, "roostd reported an error");
+    /* the daemon's code and message go out unchanged in --json */
+    fprintf(stderr, "roost: %s: %s\n", code, msg);
+    if (c->o.json)
+      json_error(code, msg);
+    return EXIT_FAILED;
+  }
+}
+
+/* A request being built: {"id":1,"cmd":cmd[,"args":{...}]}. */
+static void req_begin(node_jw *w, const char *cmd) {
+  node_jw_init(w, LINE_MAX_BYTES);
+  node_jw_obj(w);
+  node_jw_kint(w, "id", REQ_ID);
+  node_jw_kstr(w, "cmd", cmd);
+}
+
+static void req_args(node_jw *w) {
+  node_jw_key(w, "args");
+  node_jw_obj(w);
+}
+
+/* Finishes request w, connects, sends it and waits (timeout_ms) for the
+ * final reply into *r (freed by the caller on EXIT_OK).  The connection is
+ * closed again unless keep is non-NULL, where it is handed over (open or
+ * not).  Returns an exit code; failures are reported. */
+static int remote(const cli *c, node_jw *w, int64_t timeout_ms, progress_fn on_progress, reply *r,
+                  conn *keep) {
+  int64_t deadline = now_ms() + timeout_ms;
+  memset(r, 0, sizeof *r);
+  node_jw_obj_end(w);
+  size_t len;
+  const char *req = node_jw_done(w, &len);
+  if (!req) {
+    node_jw_free(w);
+    return fail(c, EXIT_FAILED, "failed", "cannot build the request");
+  }
+  char *line = malloc(len + 2);
+  if (!line) {
+    node_jw_free(w);
+    return fail(c, EXIT_FAILED, "failed", "out of memory");
+  }
+  memcpy(line, req, len);
+  line[len++] = '\n';
+  node_jw_free(w);
+
+  conn k;
+  int rv = conn_open(c, &k, deadline);
+  if (rv == 0)
+    rv = conn_send(c, &k, line, len);
+  free(line);
+  if (rv == 0)
+    rv = call(c, &k, deadline, timeout_ms, on_progress, keep != NULL, r);
+  if (keep)
+    *keep = k;
+  else
+    conn_close(&k);
+  return rv;
+}
+
+/* Prints the result (token res of r) as one JSON line: the daemon's bytes,
+ * unchanged ({} when there is none). */
+static void print_json_result(const reply *r, int res) {
+  if (res >= 0)
+    printf("%.*s\n", r->t[res].end - r->t[res].start, r->s + r->t[res].start);
+  else
+    printf("{}\n");
+}
+
+static int timeout_or(const cli *c, int64_t def) {
+  return (int)(c->o.timeout_ms > 0 ? c->o.timeout_ms : def);
+}
+
+/* ---- commands without a daemon ----------------------------------------- */
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[p[i] >> 4];
+    out[2 * i + 1] = digits[p[i] & 15];
+  }
+  out[2 * n] = 0;
+}
+
+/* Prints the identity as JSON: id, node_id and, for init, created and
+ * data_dir. */
+static void print_identity_json(const cli *c, const uint8_t pk[static DHT_PK_LEN], int created) {
+  char text[NODE_IDTEXT_LEN + 1], nid[2 * DHT_ID_LEN + 1];
+  uint8_t id[DHT_ID_LEN];
+  node_idtext_encode(pk, text);
+  dht_id_from_pk(id, pk);
+  hex(id, sizeof id, nid);
+  node_jw w;
+  node_jw_init(&w, 8192);
+  node_jw_obj(&w);
+  node_jw_kstr(&w, "id", text);
+  node_jw_kstr(&w, "node_id", nid);
+  if (created >= 0) {
+    node_jw_kbool(&w, "created", created);
+    node_jw_kstr(&w, "data_dir", c->cfg.data_dir);
+  }
+  node_jw_obj_end(&w);
+  const char *s = node_jw_done(&w, NULL);
+  if (s)
+    printf("%s\n", s);
+  node_jw_free(&w);
+}
+
+static void key_path(const cli *c, char *out, size_t len) {
+  snprintf(out, len, "%s/identity.key", c->cfg.data_dir);
+}
+
+static int cmd_init(cli *c) {
+  char err[PATH_MAX + 256], path[PATH_MAX + 32];
+  if (node_dir_prepare(c->cfg.data_dir, err, sizeof err) != 0)
+    return fail(c, EXIT_FAILED, "failed", "%s", err);
+  key_path(c, path, sizeof path);
+  struct stat st;
+  bool existed = lstat(path, &st) == 0;
+  dht_identity ident;
+  if (node_identity_load(path, &ident, !existed, err, sizeof err) != 0)
+    return fail(c, EXIT_FAILED, "failed", "%s", err);
+  uint8_t pk[DHT_PK_LEN];
+  memcpy(pk, ident.pk, sizeof pk);
+  sodium_memzero(&ident, sizeof ident);
+  char text[NODE_IDTEXT_LEN + 1];
+  node_idtext_encode(pk, text);
+  if (c->o.json)
+    print_identity_json(c, pk, !existed);
+  else if (existed)
+    printf("identity already exists: %s\n", text);
+  else
+    printf("created identity %s in %s\n", text, c->cfg.data_dir);
+  return EXIT_OK;
+}
+
+static int cmd_id(cli *c) {
+  char err[PATH_MAX + 256], path[PATH_MAX + 32];
+  key_path(c, path, sizeof path);
+  dht_identity ident;
+  if (node_identity_load(path, &ident, false, err, sizeof err) != 0)
+    return fail(c, EXIT_FAILED, "failed", "%s", err);
+  uint8_t pk[DHT_PK_LEN];
+  memcpy(pk, ident.pk, sizeof pk);
+  sodium_memzero(&ident, sizeof ident);
+  if (c->o.json) {
+    print_identity_json(c, pk, -1);
+  } else {
+    char text[NODE_IDTEXT_LEN + 1];
+    node_idtext_encode(pk, text);
+    printf("%s\n", text);
+  }
+  return EXIT_OK;
+}
+
+static int cmd_help(cli *c) {
+  (void)c;
+  usage(stdout);
+  return EXIT_OK;
+}
+
+/* ---- commands through roostd -------------------------------------------- */
+
+/* Checks an ID typed by the user and writes its canonical (lower-case)
+ * form.  0, or a usage error after reporting. */
+static int check_id(const cli *c, const char *s, char out[static NODE_IDTEXT_LEN + 1]) {
+  uint8_t pk[DHT_PK_LEN];
+  int rv = node_idtext_decode(s, pk);
+  if (rv == -1)
+    return fail(c, EXIT_USAGE, "usage", "'%s' is not a roost ID (%d characters a-z, 2-7)", s,
+                NODE_IDTEXT_LEN);
+  if (rv == -2)
+    return fail(c, EXIT_USAGE, "usage", "the ID '%s' has a typo (its checksum does not match)", s);
+  node_idtext_encode(pk, out);
+  return 0;
+}
+
+static void kv(const char *key, const char *value) {
+  printf("%-16s%s\n", key, value);
+}
+
+/* Prints a list value: the first item after the key, the rest aligned
+ * under it. */
+static void kv_item(const char *key, int index, const char *value) {
+  kv(index == 0 ? key : "", value);
+}
+
+static void print_status(const reply *r, int res) {
+  char a[512], b[64], d[64], e[64], line[768];
+  int64_t v;
+  kv("state", jstr(r, jget(r, res, "state"), a, sizeof a));
+  kv("ID", jstr(r, jget(r, res, "id"), a, sizeof a));
+  kv("mode", jstr(r, jget(r, res, "mode"), a, sizeof a));
+  kv("version", jstr(r, jget(r, res, "version"), a, sizeof a));
+  if (jint(r, jget(r, res, "uptime_s"), &v))
+    fmt_duration(v, a, sizeof a);
+  else
+    snprintf(a, sizeof a, "-");
+  kv("uptime", a);
+  kv("table size", jnum(r, jget(r, res, "table_size"), a, sizeof a));
+  kv("buckets", jnum(r, jget(r, res, "buckets"), a, sizeof a));
+  kv("records stored", jnum(r, jget(r, res, "records_stored"), a, sizeof a));
+
+  int l = jget(r, res, "listen"), shown = 0;
+  if (is_arr(r, l))
+    for (int i = 0, x = l + 1; i < r->t[l].size; i++, x = r->t[x].next)
+      kv_item("listen", shown++, jstr(r, x, a, sizeof a));
+  if (!shown)
+    kv("listen", "-");
+
+  int ad = jget(r, res, "addresses");
+  shown = 0;
+  if (is_arr(r, ad))
+    for (int i = 0, x = ad + 1; i < r->t[ad].size; i++, x = r->t[x].next) {
+      jstr(r, jget(r, x, "type"), b, sizeof b);
+      jstr(r, jget(r, x, "addr"), a, sizeof a);
+      snprintf(line, sizeof line, "%-10s%s", b, a);
+      kv_item("addresses", shown++, line);
+    }
+  if (!shown)
+    kv("addresses", "-");
+
+  snprintf(line, sizeof line, "rx %s, tx %s, dropped %s",
+           jnum(r, jget(r, res, "rx_packets"), b, sizeof b),
+           jnum(r, jget(r, res, "tx_packets"), d, sizeof d),
+           jnum(r, jget(r, res, "dropped"), e, sizeof e));
+  kv("packets", line);
+}
+
+/* status --wait: "bootstrapping: 12 contacts..." on stderr. */
+static void status_progress(const cli *c, const reply *r, int prog) {
+  (void)c;
+  char state[64], n[32];
+  int st = jget(r, prog, "state");
+  int ts = jget(r, prog, "table_size");
+  if (ts < 0)
+    ts = jget(r, prog, "contacts");
+  jstr(r, st, state, sizeof state);
+  if (st < 0)
+    snprintf(state, sizeof state, "waiting");
+  if (ts >= 0)
+    fprintf(stderr, "%s: %s contacts...\n", state, jnum(r, ts, n, sizeof n));
+  else
+    fprintf(stderr, "%s...\n", state);
+}
+
+static int cmd_status(cli *c) {
+  node_jw w;
+  req_begin(&w, "status");
+  int64_t timeout = timeout_or(c, c->o.wait ? WAIT_TIMEOUT_MS : DEFAULT_TIMEOUT_MS);
+  if (c->o.wait) {
+    req_args(&w);
+    node_jw_kbool(&w, "wait", true);
+    node_jw_kint(&w, "timeout_ms", timeout);
+    node_jw_obj_end(&w);
+    timeout += WAIT_GRACE_MS; /* roostd's own "timeout" error says more than ours */
+    c->wait_start = true;
+  }
+  reply r;
+  int rv = remote(c, &w, timeout, c->o.wait ? status_progress : NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json)
+    print_json_result(&r, res);
+  else
+    print_status(&r, res);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+enum { PCOLS = 5 };
+
+static int cmd_peers(cli *c) {
+  c->line_max = PEERS_LINE_MAX;
+  node_jw w;
+  req_begin(&w, "peers");
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int arr = jget(&r, res, "peers");
+  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  if (count == 0) {
+    printf("no peers in the routing table\n");
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  typedef char cell[DHT_ADDR_STRLEN + 16];
+  cell *cells = calloc((size_t)(count + 1) * PCOLS, sizeof *cells);
+  if (!cells) {
+    reply_free(&r);
+    return fail(c, EXIT_FAILED, "failed", "out of memory");
+  }
+  static const char *const head[PCOLS] = {"ID", "ADDRESS", "RTT", "LAST SEEN", "FAILS"};
+  size_t width[PCOLS] = {0};
+  for (int j = 0; j < PCOLS; j++)
+    snprintf(cells[j], sizeof cells[j], "%s", head[j]);
+  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
+    cell *row = cells + (size_t)(i + 1) * PCOLS;
+    char idt[NODE_IDTEXT_LEN + 8], num[32];
+    int64_t v;
+    jstr(&r, jget(&r, x, "id"), idt, sizeof idt);
+    if (strlen(idt) > 12)
+      snprintf(row[0], sizeof row[0], "%.12s\u2026", idt);
+    else
+      snprintf(row[0], sizeof row[0], "%s", idt);
+    jstr(&r, jget(&r, x, "addr"), row[1], sizeof row[1]);
+    int rtt = jget(&r, x, "rtt_ms");
+    if (rtt >= 0 && r.t[rtt].type == NODE_JSON_NUM)
+      snprintf(row[2], sizeof row[2], "%s ms", jnum(&r, rtt, num, sizeof num));
+    else
+      snprintf(row[2], sizeof row[2], "-");
+    int seen = jget(&r, x, "last_reply_s");
+    if (node_json_is_null(r.t, seen)) {
+      snprintf(row[3], sizeof row[3], "never");
+    } else if (jint(&r, seen, &v)) {
+      fmt_duration(v, num, sizeof num);
+      snprintf(row[3], sizeof row[3], "%s ago", num);
+    } else {
+      snprintf(row[3], sizeof row[3], "-");
+    }
+    jnum(&r, jget(&r, x, "fails"), row[4], sizeof row[4]);
+  }
+  for (int i = 0; i <= count; i++)
+    for (int j = 0; j < PCOLS; j++) {
+      size_t n = columns(cells[(size_t)i * PCOLS + (size_t)j]);
+      if (n > width[j])
+        width[j] = n;
+    }
+  for (int i = 0; i <= count; i++) {
+    for (int j = 0; j < PCOLS; j++) {
+      const char *s = cells[(size_t)i * PCOLS + (size_t)j];
+      if (j == PCOLS - 1)
+        fputs(s, stdout);
+      else
+        pad(stdout, s, width[j] + 2);
+    }
+    fputc('\n', stdout);
+  }
+  free(cells);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_lookup(cli *c) {
+  char id[NODE_IDTEXT_LEN + 1];
+  int rv = check_id(c, c->o.pos[0], id);
+  if (rv)
+    return rv;
+  node_jw w;
+  req_begin(&w, "lookup");
+  req_args(&w);
+  node_jw_kstr(&w, "id", id);
+  node_jw_obj_end(&w);
+  reply r;
+  if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int ad = jget(&r, res, "addresses");
+  int count = is_arr(&r, ad) ? r.t[ad].size : 0;
+  size_t tw = 4; /* "TYPE" */
+  char type[64], addr[512], a[32], b[32], d[32];
+  for (int i = 0, x = ad + 1; i < count; i++, x = r.t[x].next) {
+    size_t n = columns(jstr(&r, jget(&r, x, "type"), type, sizeof type));
+    if (n > tw)
+      tw = n;
+  }
+  for (int i = 0, x = ad + 1; i < count; i++, x = r.t[x].next) {
+    pad(stdout, jstr(&r, jget(&r, x, "type"), type, sizeof type), tw + 2);
+    printf("%s\n", jstr(&r, jget(&r, x, "addr"), addr, sizeof addr));
+  }
+  if (count == 0)
+    printf("the record lists no addresses\n");
+  jnum(&r, jget(&r, res, "rounds"), a, sizeof a);
+  jnum(&r, jget(&r, res, "messages"), b, sizeof b);
+  printf("found in %s round%s, %s message%s, %s ms\n", a, strcmp(a, "1") ? "s" : "", b,
+         strcmp(b, "1") ? "s" : "", jnum(&r, jget(&r, res, "time_ms"), d, sizeof d));
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_ping(cli *c) {
+  char id[NODE_IDTEXT_LEN + 1];
+  int rv = check_id(c, c->o.pos[0], id);
+  if (rv)
+    return rv;
+  char addr[DHT_ADDR_STRLEN];
+  if (c->o.npos > 1) {
+    dht_addr a;
+    if (node_addr_parse(c->o.pos[1], &a) != 0)
+      return fail(c, EXIT_USAGE, "usage",
+                  "'%s' is not a numeric HOST:PORT (e.g. 192.0.2.1:7464 or [2001:db8::1]:7464)",
+                  c->o.pos[1]);
+    dht_addr_fmt(&a, addr, sizeof addr);
+  }
+  node_jw w;
+  req_begin(&w, "ping");
+  req_args(&w);
+  node_jw_kstr(&w, "id", id);
+  if (c->o.npos > 1)
+    node_jw_kstr(&w, "addr", addr);
+  node_jw_obj_end(&w);
+  reply r;
+  if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+  } else {
+    char from[512], seen[512], rtt[32];
+    printf("reply from %s in %s ms (it sees us as %s)\n",
+           jstr(&r, jget(&r, res, "addr"), from, sizeof from),
+           jnum(&r, jget(&r, res, "rtt_ms"), rtt, sizeof rtt),
+           jstr(&r, jget(&r, res, "seen_as"), seen, sizeof seen));
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_bootstrap(cli *c) {
+  if (strcmp(c->o.pos[0], "add") != 0)
+    return fail(c, EXIT_USAGE, "usage", "unknown bootstrap command '%s' (only: bootstrap add)",
+                c->o.pos[0]);
+  if (c->o.npos < 2)
+    return fail(c, EXIT_USAGE, "usage", "bootstrap add needs ID@HOST:PORT");
+  dht_peer p;
+  char err[512];
+  if (node_peer_parse(c->o.pos[1], &p, err, sizeof err) != 0)
+    return fail(c, EXIT_USAGE, "usage", "%s", err);
+  char peer[NODE_IDTEXT_LEN + 1 + DHT_ADDR_STRLEN + 1], id[NODE_IDTEXT_LEN + 1];
+  char addr[DHT_ADDR_STRLEN];
+  node_idtext_encode(p.pk, id);
+  snprintf(peer, sizeof peer, "%s@%s", id, dht_addr_fmt(&p.addr, addr, sizeof addr));
+  node_jw w;
+  req_begin(&w, "bootstrap_add");
+  req_args(&w);
+  node_jw_kstr(&w, "peer", peer);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  if (c->o.json)
+    print_json_result(&r, jget(&r, 0, "result"));
+  else
+    printf("added bootstrap peer %s; roostd is joining through it\n", peer);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_metrics(cli *c) {
+  node_jw w;
+  req_begin(&w, "metrics");
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int tx = jget(&r, res, "text");
+  /* the escaped length + 1 always holds the unescaped text */
+  size_t cap = tx >= 0 ? (size_t)(r.t[tx].end - r.t[tx].start) + 1 : 1;
+  char *text = malloc(cap);
+  int n = text ? node_json_str(r.s, r.t, tx, text, cap) : -1;
+  if (n < 0) {
+    free(text);
+    reply_free(&r);
+    return fail(c, EXIT_FAILED, "protocol", "roostd's metrics reply has no text");
+  }
+  fwrite(text, 1, (size_t)n, stdout);
+  free(text);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+/* True once nothing answers on the socket any more. */
+static bool socket_gone(const cli *c) {
+  struct sockaddr_un sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  memcpy(sa.sun_path, c->sock, strlen(c->sock) + 1);
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0)
+    return false;
+  int rv = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+  int e = errno;
+  close(fd);
+  return rv != 0 && (e == ENOENT || e == ECONNREFUSED);
+}
+
+/* 1 once no process holds DATA_DIR/roostd.lock (roostd holds it until it
+ * exits; a zombie holds nothing), 0 while one does, -1 when there is no lock
+ * file to ask or we do not know the data directory (--socket alone).  The
+ * probe is a shared lock dropped at once: a roostd starting in that instant
+ * would refuse to start, which is why it is only asked during stop. */
+static int lock_released(const cli *c) {
+  if (c->o.socket && !c->o.data_dir)
+    return -1;
+  char path[PATH_MAX + 32];
+  snprintf(path, sizeof path, "%s/roostd.lock", c->cfg.data_dir);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+  if (fd < 0)
+    return -1;
+  int rv = flock(fd, LOCK_SH | LOCK_NB);
+  int e = errno;
+  close(fd); /* drops the lock if we got it */
+  if (rv == 0)
+    return 1;
+  return e == EWOULDBLOCK ? 0 : -1;
+}
+
+static void nap_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000};
+  nanosleep(&ts, NULL);
+}
+
+static int cmd_stop(cli *c) {
+  int64_t timeout = timeout_or(c, DEFAULT_TIMEOUT_MS);
+  int64_t deadline = now_ms() + timeout;
+  node_jw w;
+  req_begin(&w, "stop");
+  reply r;
+  conn k;
+  int rv = remote(c, &w, timeout, NULL, &r, &k);
+  if (rv != EXIT_OK && rv != CALL_CLOSED) {
+    conn_close(&k);
+    return rv;
+  }
+  /* roostd has said yes (or has gone already): wait for our connection to
+   * close, then for the socket to stop answering */
+  bool closed = rv == CALL_CLOSED;
+  while (!closed && now_ms() < deadline) {
+    char *line = NULL;
+    size_t len;
+    bool partial;
+    int lr = conn_line(&k, deadline, &line, &len, &partial);
+    free(line);
+    if (lr == LINE_EOF || lr == LINE_IOERR || lr == LINE_TOOLONG)
+      closed = true;
+  }
+  conn_close(&k);
+  bool gone = false;
+  while (closed && !(gone = socket_gone(c)) && now_ms() < deadline)
+    nap_ms(50);
+  /* the socket goes before the process does: wait for the exit itself, so
+   * that "roost stop && roostd ..." finds the data directory free */
+  int released = gone ? lock_released(c) : -1;
+  while (released == 0 && now_ms() < deadline) {
+    nap_ms(50);
+    released = lock_released(c);
+  }
+  if (!gone || released == 0) {
+    if (rv == EXIT_OK)
+      reply_free(&r);
+    return fail(c, EXIT_FAILED, "timeout", "roostd accepted the stop command but %s after %.3g s",
+                gone ? "has not exited" : "still answers", (double)timeout / 1000.0);
+  }
+  if (c->o.json)
+    print_json_result(&r, rv == EXIT_OK ? jget(&r, 0, "result") : -1);
+  else
+    printf("roostd stopped\n");
+  if (rv == EXIT_OK)
+    reply_free(&r);
+  return EXIT_OK;
+}
+
+/* ---- main -------------------------------------------------------------- */
+
+static const command commands[] = {
+    {"init", 0, 0, cmd_init},           {"id", 0, 0, cmd_id},
+    {"status", 0, 0, cmd_status},       {"peers", 0, 0, cmd_peers},
+    {"lookup", 1, 1, cmd_lookup},       {"ping", 1, 2, cmd_ping},
+    {"bootstrap", 1, 2, cmd_bootstrap}, {"metrics", 0, 0, cmd_metrics},
+    {"stop", 0, 0, cmd_stop},           {"help", 0, 0, cmd_help},
+};
+
+static const char *const synopsis[] = {
+    "init",
+    "id",
+    "status [--wait]",
+    "peers",
+    "lookup ID",
+    "ping ID [HOST:PORT]",
+    "bootstrap add ID@HOST:PORT",
+    "metrics",
+    "stop",
+    "help",
+};
+
+int main(int argc, char **argv) {
+  static cli c;
+  char err[512];
+  /* --json anywhere decides how even an error in the arguments is shown */
+  for (int i = 1; i < argc && strcmp(argv[i], "--") != 0; i++)
+    if (!strcmp(argv[i], "--json"))
+      c.o.json = true;
+  if (parse_args(argc, argv, &c.o, err, sizeof err) != 0)
+    return fail(&c, EXIT_USAGE, "usage", "%s", err);
+  if (c.o.help) {
+    usage(stdout);
+    return EXIT_OK;
+  }
+  if (c.o.version) {
+    if (c.o.json)
+      printf("{\"version\":\"%s\"}\n", ROOST_VERSION);
+    else
+      printf("roost %s\n", ROOST_VERSION);
+    return EXIT_OK;
+  }
+  if (!c.o.cmd)
+    return fail(&c, EXIT_USAGE, "usage", "no command given");
+  const command *cmd = NULL;
+  size_t ci = 0;
+  for (; ci < sizeof commands / sizeof commands[0]; ci++)
+    if (!strcmp(commands[ci].name, c.o.cmd)) {
+      cmd = &commands[ci];
+      break;
+    }
+  if (!cmd)
+    return fail(&c, EXIT_USAGE, "usage", "unknown command '%s'", c.o.cmd);
+  if (c.o.npos < cmd->min)
+    return fail(&c, EXIT_USAGE, "usage", "%s: missing argument (usage: roost %s)", cmd->name,
+                synopsis[ci]);
+  if (c.o.npos > cmd->max)
+    return fail(&c, EXIT_USAGE, "usage", "%s: unexpected argument '%s' (usage: roost %s)",
+                cmd->name, c.o.pos[cmd->max], synopsis[ci]);
+  if (c.o.wait && cmd->run != cmd_status)
+    return fail(&c, EXIT_USAGE, "usage", "--wait only applies to status");
+
+  node_config_default(&c.cfg);
+  if (c.o.data_dir) {
+    if (strlen(c.o.data_dir) >= sizeof c.cfg.data_dir)
+      return fail(&c, EXIT_USAGE, "usage", "--data-dir: path too long");
+    snprintf(c.cfg.data_dir, sizeof c.cfg.data_dir, "%s", c.o.data_dir);
+  }
+  char def[PATH_MAX + 32];
+  node_config_socket_path(&c.cfg, def, sizeof def);
+  const char *sock = c.o.socket ? c.o.socket : def;
+  size_t max = sizeof(((struct sockaddr_un *)0)->sun_path) - 1;
+  if (strlen(sock) > max)
+    return fail(&c, EXIT_USAGE, "usage",
+                "the control socket path %s is longer than %zu bytes (give a shorter one with "
+                "--socket)",
+                sock, max);
+  memcpy(c.sock, sock, strlen(sock) + 1);
+  c.sock_given = strcmp(c.sock, def) != 0;
+  c.line_max = LINE_MAX_BYTES;
+  if (sodium_init() < 0)
+    return fail(&c, EXIT_FAILED, "failed", "libsodium failed to initialise");
+  int rv = cmd->run(&c);
+  if (fflush(stdout) != 0 && rv == EXIT_OK)
+    return EXIT_FAILED; /* e.g. stdout is a full disk */
+  return rv;
+}
