@@ -603,6 +603,8 @@ static int call(const cli *c, conn *k, int64_t deadline, int64_t timeout_ms,
     reply_free(r);
     if (!strcmp(msg, "-"))
       snprintf(msg, sizeof msg, "roostd reported an error");
+    if (!strcmp(code, "-"))
+      snprintf(code, sizeof code, "failed");
     /* the daemon's code and message go out unchanged in --json */
     fprintf(stderr, "roost: %s: %s\n", code, msg);
     if (c->o.json)
