@@ -75,45 +75,47 @@ typedef struct command {
 } command;
 
 static void usage(FILE *out) {
-  fprintf(out, "usage: roost [--data-dir DIR | --socket PATH] [--json] [--timeout SECONDS]\n"
-               "             COMMAND [ARGS]\n"
-               "\n"
-               "roost is the command-line client of roostd, the roost node.  It talks to a\n"
-               "running roostd over its control socket; init and id work without one.\n"
-               "\n"
-               "Commands:\n"
-               "  init                        create the data directory and the identity key\n"
-               "                              (no daemon needed); prints the ID\n"
-               "  id                          print this node's ID (no daemon needed)\n"
-               "  status [--wait]             the node's state, table, addresses and counters;\n"
-               "                              --wait first waits until it has joined the\n"
-               "                              network, showing progress on stderr\n"
-               "  peers                       the contacts in the routing table\n"
-               "  lookup ID                   find a node's record: its addresses\n"
-               "  ping ID [HOST:PORT]         ask a node for a reply; without HOST:PORT its\n"
-               "                              record is looked up first\n"
-               "  bootstrap add ID@HOST:PORT  join the network through this node now (it is\n"
-               "                              not written to roostd's configuration)\n"
-               "  metrics                     roostd's counters, Prometheus text format\n"
-               "  stop                        stop roostd and wait until it has exited\n"
-               "  help                        this text\n"
-               "\n"
-               "Options (before or after the command; --opt VALUE or --opt=VALUE):\n"
-               "  --data-dir DIR      roostd's data directory (default $ROOST_DATA_DIR,\n"
-               "                      else ~/.local/share/roost)\n"
-               "  --socket PATH       roostd's control socket (default DATA_DIR/roostd.sock)\n"
-               "  --json              print the result as one line of JSON; errors too, as\n"
-               "                      {\"error\": {\"code\": ..., \"message\": ...}} on stdout\n"
-               "  --timeout SECONDS   give up waiting for roostd after this long (default 10;\n"
-               "                      for status --wait, how long to wait: default 30)\n"
-               "  --help, -h          this text\n"
-               "  --version           print the version\n"
-               "\n"
-               "An ID is the 56-character text form roost id prints.\n"
-               "\n"
-               "Exit status: 0 ok; 1 the command failed (roostd answered with an error, did\n"
-               "not answer in time, or a file could not be read); 2 usage error; 3 roostd is\n"
-               "not running.\n");
+  fputs("usage: roost [--data-dir DIR] [--socket PATH] [--json] [--timeout SECONDS]\n"
+        "             COMMAND [ARGS]\n"
+        "\n"
+        "roost is the command-line client of roostd, the roost node.  It talks to a\n"
+        "running roostd over its control socket; init and id work without one.\n"
+        "\n"
+        "Commands:\n"
+        "  init                        create the data directory and the identity key\n"
+        "                              (no daemon needed); prints the ID\n"
+        "  id                          print this node's ID (no daemon needed)\n"
+        "  status [--wait]             the node's state, table, addresses and counters;\n"
+        "                              --wait first waits until roostd is up and has\n"
+        "                              joined the network, with progress on stderr\n"
+        "  peers                       the contacts in the routing table\n"
+        "  lookup ID                   find a node's record: its addresses\n"
+        "  ping ID [HOST:PORT]         ask a node for a reply; without HOST:PORT its\n"
+        "                              record is looked up first\n"
+        "  bootstrap add ID@HOST:PORT  join the network through this node now (it is\n"
+        "                              not written to roostd's configuration)\n"
+        "  metrics                     roostd's counters, Prometheus text format\n"
+        "  stop                        stop roostd and wait until it has exited\n"
+        "  help                        this text\n"
+        "\n"
+        "Options, before or after the command (--opt VALUE or --opt=VALUE; after\n"
+        "\"--\" every word is an argument):\n"
+        "  --data-dir DIR      roostd's data directory (default $ROOST_DATA_DIR,\n"
+        "                      else ~/.local/share/roost)\n"
+        "  --socket PATH       roostd's control socket (default DATA_DIR/roostd.sock)\n"
+        "  --json              print the result as one line of JSON; errors too, as\n"
+        "                      {\"error\": {\"code\": ..., \"message\": ...}} on stdout\n"
+        "  --timeout SECONDS   give up waiting for roostd after this long (default 10;\n"
+        "                      for status --wait, how long to wait: default 30)\n"
+        "  --help, -h          this text\n"
+        "  --version           print the version\n"
+        "\n"
+        "An ID is the 56-character text form 'roost id' prints.\n"
+        "\n"
+        "Exit status: 0 ok; 1 the command failed (roostd answered with an error or\n"
+        "not in time, or a file could not be read); 2 usage error; 3 roostd is not\n"
+        "running.\n",
+        out);
 }
 
 /* The value of option name: after '=' or the next argument.  NULL + err. */
@@ -976,7 +978,7 @@ static int cmd_lookup(cli *c) {
   }
   int ad = jget(&r, res, "addresses");
   int count = is_arr(&r, ad) ? r.t[ad].size : 0;
-  size_t tw = 4; /* "TYPE" */
+  size_t tw = 0;
   char type[64], addr[512], a[32], b[32], d[32];
   for (int i = 0, x = ad + 1; i < count; i++, x = r.t[x].next) {
     size_t n = columns(jstr(&r, jget(&r, x, "type"), type, sizeof type));
