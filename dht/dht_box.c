@@ -4,7 +4,8 @@
  *   [u8 version][32 B sender Ed25519 pk][24 B nonce][crypto_box ciphertext]
  *
  * The sender's Ed25519 key is its identity (node ID = BLAKE2b-256 of it);
- * libsodium converts both sides to X25519 for crypto_box.  The X25519 result
+ * libsodium converts both sides to X25519 for crypto_box, and the box key is
+ * BLAKE2b(X25519 shared key || both Ed25519 keys in byte order).  The X25519 result
  * is the expensive part (~46 us), so shared keys live in a bounded cache keyed
  * by the peer's key; a cached seal or open costs about a microsecond.
  */
@@ -44,6 +45,19 @@ const uint8_t *dht_box_key(dht_box *b, const uint8_t peer[static DHT_PK_LEN]) {
   if (crypto_sign_ed25519_pk_to_curve25519(xpk, peer) != 0 ||
       crypto_box_beforenm(shared, xpk, b->xsk) != 0)
     return NULL;
+  /* The Ed25519 -> X25519 conversion ignores the sign bit of the encoded key,
+   * so two Ed25519 encodings (two node IDs) share one X25519 key.  Binding
+   * both Ed25519 keys into the box key makes a datagram open only under the
+   * exact sender key it was sealed for (found by the fuzzer: a replayed
+   * datagram with that bit flipped authenticated as another node). */
+  const uint8_t *lo = memcmp(b->pk, peer, DHT_PK_LEN) < 0 ? b->pk : peer;
+  const uint8_t *hi = lo == peer ? b->pk : peer;
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, sizeof shared);
+  crypto_generichash_update(&st, shared, sizeof shared);
+  crypto_generichash_update(&st, lo, DHT_PK_LEN);
+  crypto_generichash_update(&st, hi, DHT_PK_LEN);
+  crypto_generichash_final(&st, shared, sizeof shared);
   k = dht_cache_put(&b->keys, peer);
   memcpy(k, shared, sizeof shared);
   dht_id_from_pk(k + 32, peer);

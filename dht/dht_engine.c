@@ -407,7 +407,10 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
     size_t want = (DHT_MAX_PKT + (size_t)e->set.amplification_factor - 1) /
                   (size_t)e->set.amplification_factor;
     if ((size_t)n + DHT_OVERHEAD < want) {
-      m->pad_len = want - (size_t)n - DHT_OVERHEAD;
+      /* an empty pad is a 2-byte bin8; past 255 bytes the header grows to
+       * bin16, one byte more */
+      size_t pad = want - (size_t)n - DHT_OVERHEAD;
+      m->pad_len = pad > 256 ? pad - 1 : pad;
       n = dht_msg_encode(m, body, sizeof body);
     }
   }

@@ -9,7 +9,8 @@
  * daemon's result object unchanged on one line.  docs/cli.md is its manual.
  *
  * Invariants: plain blocking POSIX sockets, every wait bounded by poll()
- * against one monotonic deadline; a reply line is at most 64 KiB; nothing a
+ * against one monotonic deadline; a reply line is at most 64 KiB (8 MiB for
+ * peers, which roostd writes longer) and never more is buffered; nothing a
  * daemon sends can crash it (a missing or mistyped field prints "-"); the
  * exit code is always one of EXIT_* below.  Errors go to stderr (and, with
  * --json, also to stdout as {"error": {"code", "message"}}).
@@ -411,7 +412,8 @@ static int conn_line(conn *k, int64_t deadline, char **out, size_t *outlen, bool
       return LINE_IOERR;
     if (rv == 0)
       continue; /* the deadline check above ends it */
-    ssize_t got = recv(k->fd, k->buf + k->len, k->cap - k->len, 0);
+    size_t room = (k->cap < k->max ? k->cap : k->max) - k->len;
+    ssize_t got = recv(k->fd, k->buf + k->len, room, 0);
     if (got < 0 && (errno == EINTR || errno == EAGAIN))
       continue;
     if (got == 0 || (got < 0 && (errno == ECONNRESET || errno == EPIPE))) {

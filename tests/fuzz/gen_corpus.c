@@ -279,10 +279,20 @@ int main(int argc, char **argv) {
     body(s, TX(1) | FZ_SEL_V6, &r);
     cmd1(s, FZ_CMD_CLOSEST, 1);
   }
-  SEED("seed-pong-unsolicited") {
+  SEED("seed-reply-unsolicited") {
+    /* replies to nothing we sent: PONG, ACK, VALUE */
     dht_msg m = msg(DHT_MSG_PONG, 12345);
     m.seen = seen_v4;
     body(s, 2, &m);
+    m = msg(DHT_MSG_ACK, 77);
+    m.status = DHT_ACK_STALE;
+    body(s, 3, &m);
+    m = msg(DHT_MSG_VALUE, 78);
+    m.token_len = DHT_TOKEN_LEN;
+    m.record = rec_buf[1];
+    m.record_len = rec_len[1];
+    peer(2, true, &m.contacts[m.ncontacts++]);
+    body(s, 1, &m);
   }
   SEED("seed-find-node") {
     dht_msg m = lookup_req(DHT_MSG_FIND_NODE, fz_k.peer_id[3], 0);
@@ -341,19 +351,6 @@ int main(int argc, char **argv) {
     m = put_msg(0);
     body(s, FZ_SEL_TOKEN, &m);
     make_record(0, (uint64_t)FZ_UNIX_S + 3600);
-  }
-  SEED("seed-ack-unsolicited") {
-    dht_msg m = msg(DHT_MSG_ACK, 77);
-    m.status = DHT_ACK_STALE;
-    body(s, 3, &m);
-  }
-  SEED("seed-value-unsolicited") {
-    dht_msg m = msg(DHT_MSG_VALUE, 78);
-    m.token_len = DHT_TOKEN_LEN;
-    m.record = rec_buf[1];
-    m.record_len = rec_len[1];
-    peer(2, true, &m.contacts[m.ncontacts++]);
-    body(s, 1, &m);
   }
 
   /* ---- exchanges ---- */
@@ -655,18 +652,6 @@ int main(int argc, char **argv) {
     m = put_msg(3);
     body(s, 3 | FZ_SEL_TOKEN, &m);
   }
-  SEED("seed-config-tinyq") {
-    config(s, FZ_CFG_TINYQ | FZ_CFG_SMALLKEYS | FZ_CFG_NOREPLAY, 0);
-    bootstrap_exchange(s, true, 2);
-    uint8_t t[1] = {1};
-    cmd(s, FZ_CMD_FIND, t, 1);
-    cmd(s, FZ_CMD_GET, t, 1);
-    cmd(s, FZ_CMD_FIND, t, 1);
-    dht_msg m = msg(DHT_MSG_PING, 1);
-    body(s, 0, &m);
-    body(s, 0 | FZ_SEL_REPLAY, &m);
-  }
-
   SEED("seed-config-amp1") {
     /* amplification factor 1: requests are padded to a whole datagram */
     config(s, FZ_CFG_AMP1 | FZ_CFG_RATE, 0);
@@ -719,8 +704,9 @@ int main(int argc, char **argv) {
     cmd1(s, FZ_CMD_SAVE, 0);
   }
   SEED("seed-config-tinyq-flood") {
-    /* queues of 2 and 1: sends and events overflow */
-    config(s, FZ_CFG_TINYQ, 0);
+    /* queues of 2 and 1: sends and events overflow; key caches of 4, no
+     * replay filter */
+    config(s, FZ_CFG_TINYQ | FZ_CFG_SMALLKEYS | FZ_CFG_NOREPLAY, 0);
     cmd1(s, FZ_CMD_BOOTSTRAP, 0);
     for (int i = 0; i < FZ_PEERS; i++) {
       dht_msg m = nodes(i, false, 2, 2 * i);
@@ -732,6 +718,13 @@ int main(int argc, char **argv) {
     dht_msg r = msg(DHT_MSG_PONG, 0);
     r.seen = seen_v4;
     body(s, TX(0), &r);
+    uint8_t t[1] = {1};
+    cmd(s, FZ_CMD_FIND, t, 1);
+    cmd(s, FZ_CMD_GET, t, 1);
+    cmd(s, FZ_CMD_FIND, t, 1);
+    dht_msg p = msg(DHT_MSG_PING, 1);
+    body(s, 0, &p);
+    body(s, 0 | FZ_SEL_REPLAY, &p);
     tick(s, 3000, 0);
   }
   SEED("seed-service") {

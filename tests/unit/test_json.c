@@ -604,6 +604,8 @@ static const struct bad bad_inputs[] = {
     SYN("{a:1}"),
     SYN("{\"a\":1;\"b\":2}"),
     SYN("[1:2]"),
+    SYN("[\"a\";\"b\"]"),
+    SYN("{\"a\":{}|\"b\":1}"),
     SYN("/* c */ 1"), /* comments */
     SYN("// c\n1"),
     SYN("'a'"), /* single quotes */

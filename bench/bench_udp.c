@@ -1,0 +1,812 @@
+/*
+ * bench_udp.c - FIND_NODE throughput and latency of one running roostd over
+ * real UDP sockets (loopback).  It prints figures; it never fails on time.
+ * The exit status is 0 unless something is functionally broken (no cookie
+ * from the target, or not one request answered).
+ *
+ * What it measures:
+ *
+ * 1. The generator alone.  Before the run, how fast this program can seal and
+ *    send request datagrams with sendmmsg into a "blackhole" (a socket of its
+ *    own that it never reads), both sealing on the fly and sending pre-built
+ *    datagrams, and what opening + decoding one 20-contact NODES reply costs.
+ *    If those rates are well above the answered rate, the generator is not
+ *    the bottleneck.
+ *
+ * 2. The target under load.  C client identities (Ed25519 keys) each get a
+ *    cookie from the target first (one padded, cookie-less FIND_NODE each),
+ *    so every timed request is a small cookie-carrying FIND_NODE (135 bytes,
+ *    random target, flags 0 so the target never pings us back).  Request
+ *    datagrams are pre-built (sealed) before the timed run when they fit in
+ *    512 MiB, else sealed on the fly.  The run keeps W requests in flight
+ *    (closed loop, one socket, poll + sendmmsg/recvmmsg) until N requests
+ *    were sent or S seconds passed, then waits for the stragglers (at most
+ *    1 s: a request unanswered after 1 s is lost).
+ *
+ *    A reply counts as answered when it comes from the target's key, opens
+ *    with the client's shared key and decodes as NODES with the txid of a
+ *    request in flight.  Printed: answered requests/s, the fraction of
+ *    replies carrying 20 contacts, latency from send to reply (mean, p50,
+ *    p99, max; matched by txid), loss, and the generator's own CPU use.
+ *
+ * Usage: bench_udp --target ID@127.0.0.1:PORT [--requests N] [--seconds S]
+ *                  [--clients C] [--window W]
+ *   --requests N  requests to send at most (2,000,000)
+ *   --seconds S   send for at most S seconds (10)
+ *   --clients C   client identities (64)
+ *   --window W    requests in flight (256)
+ * The target should run with --rate-limit 0: all clients share one source
+ * address, which the per-prefix limiter caps at 400 datagrams/s by design.
+ * scripts/bench-udp.sh starts a network of roostd and runs this against one.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "dht_int.h"
+
+#define BATCH 64                          /* datagrams per sendmmsg / recvmmsg */
+#define REQ_STRIDE 144                    /* bytes per stored request (they are 135) */
+#define PREBUILD_MAX ((size_t)512 << 20)  /* pre-build requests up to this much memory */
+#define PAD_TOTAL ((DHT_MAX_PKT + 2) / 3) /* a cookie-less request's size: 411 */
+#define TXID_RUN 0x40000000u              /* txid of timed request i: TXID_RUN + i */
+#define TXID_HELLO 0x20000000u            /* txid of client c's cookie request */
+#define LOSS_TIMEOUT_NS 1000000000ull     /* unanswered after this: lost */
+#define MAX_REQUESTS 100000000L
+#define TARGET_RPS 100000.0
+#define CEILING_RPS 175000.0
+#define RECV_BUF (8 << 20)
+
+/* ---- helpers ------------------------------------------------------------ */
+
+__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fflush(stdout);
+  fprintf(stderr, "bench_udp: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  exit(1);
+}
+
+static void *xcalloc(size_t n, size_t size) {
+  void *p = calloc(n ? n : 1, size ? size : 1);
+  if (!p)
+    die("out of memory (%zu x %zu bytes)", n, size);
+  return p;
+}
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+static int cmp_u32(const void *a, const void *b) {
+  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+  return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted v[0, n). */
+static uint32_t pct(const uint32_t *v, size_t n, double p) {
+  size_t r = (size_t)(p * (double)n + 0.999999);
+  if (r < 1)
+    r = 1;
+  if (r > n)
+    r = n;
+  return v[r - 1];
+}
+
+static long parse_long(const char *opt, const char *s, long lo, long hi) {
+  char *end;
+  errno = 0;
+  long v = strtol(s, &end, 10);
+  if (errno || end == s || *end || v < lo || v > hi)
+    die("%s wants an integer in [%ld, %ld], not '%s'", opt, lo, hi, s);
+  return v;
+}
+
+/* ---- the text form of an ID (as node/node_text.c: base32 of the key and a
+ * 3-byte checksum, 56 characters); copied so this links roost_dht only ---- */
+
+#define IDTEXT_LEN 56
+
+static int idtext_decode(const char *s, size_t len, uint8_t pk[static DHT_PK_LEN]) {
+  static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+  uint8_t raw[DHT_PK_LEN + 3] = {0};
+  if (len != IDTEXT_LEN)
+    return -1;
+  for (size_t i = 0; i < IDTEXT_LEN; i++) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z')
+      c = (char)(c - 'A' + 'a');
+    const char *p = c ? strchr(b32, c) : NULL;
+    if (!p)
+      return -1;
+    int v = (int)(p - b32);
+    for (int j = 0; j < 5; j++) {
+      size_t bit = i * 5 + (size_t)j;
+      if ((v >> (4 - j)) & 1)
+        raw[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
+    }
+  }
+  uint8_t in[8 + DHT_PK_LEN], h[32];
+  memcpy(in, "roost-id", 8);
+  memcpy(in + 8, raw, DHT_PK_LEN);
+  crypto_generichash(h, sizeof h, in, sizeof in, NULL, 0);
+  if (memcmp(h, raw + DHT_PK_LEN, 3) != 0)
+    return -2;
+  memcpy(pk, raw, DHT_PK_LEN);
+  return 0;
+}
+
+/* "ID@A.B.C.D:PORT" */
+static void parse_target(const char *s, uint8_t pk[static DHT_PK_LEN], struct sockaddr_in *sa) {
+  const char *at = strchr(s, '@');
+  if (!at)
+    die("--target wants ID@127.0.0.1:PORT, not '%s'", s);
+  int rv = idtext_decode(s, (size_t)(at - s), pk);
+  if (rv)
+    die("--target: %s", rv == -2 ? "the ID's checksum does not match (typo?)"
+                                 : "not a 56-character roost ID");
+  char host[64];
+  const char *colon = strrchr(at + 1, ':');
+  if (!colon || (size_t)(colon - at - 1) >= sizeof host)
+    die("--target: '%s' is not HOST:PORT", at + 1);
+  memcpy(host, at + 1, (size_t)(colon - at - 1));
+  host[colon - at - 1] = 0;
+  memset(sa, 0, sizeof *sa);
+  sa->sin_family = AF_INET;
+  sa->sin_port = htons((uint16_t)parse_long("--target port", colon + 1, 1, 65535));
+  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
+    die("--target: '%s' is not a numeric IPv4 address", host);
+  if ((ntohl(sa->sin_addr.s_addr) >> 24) != 127)
+    die("--target: loopback (127.0.0.0/8) only, not %s", host);
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+typedef struct client {
+  dht_box box;
+  uint8_t key[32]; /* shared key with the target */
+  uint8_t nonce_prefix[16];
+  uint64_t nonce_ctr;
+  uint8_t cookie[DHT_TOKEN_LEN];
+  bool have_cookie;
+} client;
+
+typedef struct bench {
+  int fd;
+  struct sockaddr_in target_sa;
+  uint8_t target_pk[DHT_PK_LEN];
+  int nclients;
+  client *cl;
+  uint64_t xs; /* xorshift state for targets */
+} bench;
+
+static uint64_t xorshift(uint64_t *s) {
+  uint64_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  return *s = x;
+}
+
+/* Builds and seals one FIND_NODE from client c into out.  With the client's
+ * cookie when it has one, else padded to PAD_TOTAL bytes. */
+static size_t build_req(bench *b, int c, uint32_t txid, uint8_t *out, size_t cap) {
+  client *k = &b->cl[c];
+  dht_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = DHT_MSG_FIND_NODE;
+  m.txid = txid;
+  m.flags = 0; /* a client: the target has no reason to ping us */
+  for (int i = 0; i < DHT_ID_LEN; i += 8) {
+    uint64_t r = xorshift(&b->xs);
+    memcpy(m.target + i, &r, 8);
+  }
+  if (k->have_cookie) {
+    memcpy(m.token, k->cookie, DHT_TOKEN_LEN);
+    m.token_len = DHT_TOKEN_LEN;
+  }
+  uint8_t body[DHT_MAX_BODY];
+  dht_ssize n = dht_msg_encode(&m, body, sizeof body);
+  if (n > 0 && !k->have_cookie && (size_t)n + DHT_OVERHEAD < PAD_TOTAL) {
+    m.pad_len = PAD_TOTAL - (size_t)n - DHT_OVERHEAD;
+    n = dht_msg_encode(&m, body, sizeof body);
+  }
+  if (n < 0)
+    die("encoding a FIND_NODE: %s", dht_strerror((int)n));
+  uint8_t nonce[DHT_NONCE_LEN];
+  memcpy(nonce, k->nonce_prefix, 16);
+  uint64_t ctr = k->nonce_ctr++;
+  memcpy(nonce + 16, &ctr, 8);
+  dht_ssize len = dht_box_seal(&k->box, b->target_pk, nonce, body, (size_t)n, out, cap);
+  if (len < 0)
+    die("sealing a FIND_NODE: %s", dht_strerror((int)len));
+  return (size_t)len;
+}
+
+
+/* Opens a datagram from the target with client c's key and decodes it.
+ * Returns 0 (a NODES reply in *m), 1 (not this client's key), 2 (opens but
+ * is not a well-formed NODES). */
+static int open_as(bench *b, int c, const uint8_t *pkt, size_t len, dht_msg *m) {
+  uint8_t body[DHT_MAX_PKT];
+  dht_ssize n = dht_box_open(b->cl[c].key, pkt, len, body, sizeof body);
+  if (n < 0)
+    return 1;
+  if (dht_msg_decode(m, body, (size_t)n) != 0 || m->type != DHT_MSG_NODES)
+    return 2;
+  return 0;
+}
+
+static bool from_target(const bench *b, const uint8_t *pkt, size_t len) {
+  return len >= DHT_OVERHEAD + 3 && len <= DHT_MAX_PKT && pkt[0] == DHT_VERSION &&
+         memcmp(pkt + 1, b->target_pk, DHT_PK_LEN) == 0;
+}
+
+/* ---- sockets ------------------------------------------------------------ */
+
+static int udp_socket(int rcvbuf) {
+  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    die("socket: %s", strerror(errno));
+  /* FORCE works as root and ignores net.core.rmem_max; else the capped one */
+  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  int snd = 4 << 20;
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) != 0)
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
+  struct sockaddr_in sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin_family = AF_INET;
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
+    die("bind 127.0.0.1:0: %s", strerror(errno));
+  return fd;
+}
+
+/* A batch of datagrams for sendmmsg/recvmmsg. */
+typedef struct mbatch {
+  struct mmsghdr h[BATCH];
+  struct iovec iov[BATCH];
+  struct sockaddr_in from[BATCH];
+  uint8_t (*buf)[2048];
+} mbatch;
+
+static void mbatch_init(mbatch *mb, const struct sockaddr_in *to) {
+  memset(mb, 0, sizeof *mb);
+  mb->buf = xcalloc(BATCH, sizeof *mb->buf);
+  for (int i = 0; i < BATCH; i++) {
+    mb->iov[i].iov_base = mb->buf[i];
+    mb->iov[i].iov_len = sizeof mb->buf[i];
+    mb->h[i].msg_hdr.msg_iov = &mb->iov[i];
+    mb->h[i].msg_hdr.msg_iovlen = 1;
+    if (to) {
+      mb->h[i].msg_hdr.msg_name = (void *)to;
+      mb->h[i].msg_hdr.msg_namelen = sizeof *to;
+    } else {
+      mb->h[i].msg_hdr.msg_name = &mb->from[i];
+      mb->h[i].msg_hdr.msg_namelen = sizeof mb->from[i];
+    }
+  }
+}
+
+/* Receives up to BATCH datagrams without blocking; returns how many (0 when
+ * none is waiting). */
+static int recv_batch(int fd, mbatch *rb) {
+  for (int i = 0; i < BATCH; i++) {
+    rb->iov[i].iov_len = sizeof rb->buf[i];
+    rb->h[i].msg_hdr.msg_namelen = sizeof rb->from[i];
+    rb->h[i].msg_hdr.msg_flags = 0;
+  }
+  int n = recvmmsg(fd, rb->h, BATCH, MSG_DONTWAIT, NULL);
+  if (n < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+      return 0;
+    die("recvmmsg: %s", strerror(errno));
+  }
+  return n;
+}
+
+/* Sends h[0, n); returns how many left (0 when the socket is full). */
+static int send_batch(int fd, struct mmsghdr *h, int n) {
+  int r = sendmmsg(fd, h, (unsigned)n, 0);
+  if (r < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR)
+      return 0;
+    die("sendmmsg: %s", strerror(errno));
+  }
+  return r;
+}
+
+/* ---- 1. cookies ---------------------------------------------------------- */
+
+/* Every client sends one padded FIND_NODE (txid TXID_HELLO + c) and keeps
+ * the token of the reply as its cookie.  A few rounds, 1 s each at most.
+ * Keeps one full reply (and its client) for the decode-cost loop. */
+static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t *sample_len,
+                       int *sample_client, int *sample_contacts) {
+  int have = 0;
+  uint64_t t0 = now_ns();
+  *sample_len = 0;
+  for (int round = 0; round < 5 && have < b->nclients; round++) {
+    int i = 0;
+    for (int c = 0; c < b->nclients; c++) {
+      if (b->cl[c].have_cookie)
+        continue;
+      sb->iov[i].iov_len =
+          build_req(b, c, TXID_HELLO + (uint32_t)c, sb->buf[i], sizeof sb->buf[i]);
+      if (++i == BATCH || c == b->nclients - 1) {
+        for (int sent = 0, tries = 0; sent < i && tries < 1000; tries++) {
+          int r = send_batch(b->fd, sb->h + sent, i - sent);
+          sent += r;
+          if (r == 0)
+            poll(&(struct pollfd){.fd = b->fd, .events = POLLOUT}, 1, 1);
+        }
+        i = 0;
+      }
+    }
+    if (i > 0)
+      send_batch(b->fd, sb->h, i);
+    uint64_t until = now_ns() + 1000000000ull;
+    while (have < b->nclients && now_ns() < until) {
+      int n = recv_batch(b->fd, rb);
+      if (n == 0) {
+        poll(&(struct pollfd){.fd = b->fd, .events = POLLIN}, 1, 10);
+        continue;
+      }
+      for (int j = 0; j < n; j++) {
+        const uint8_t *pkt = rb->buf[j];
+        size_t len = rb->h[j].msg_len;
+        if (!from_target(b, pkt, len))
+          continue;
+        dht_msg m;
+        for (int c = 0; c < b->nclients; c++) {
+          if (open_as(b, c, pkt, len, &m) != 0)
+            continue;
+          if (m.txid != TXID_HELLO + (uint32_t)c || b->cl[c].have_cookie)
+            break;
+          memcpy(b->cl[c].cookie, m.token, DHT_TOKEN_LEN);
+          b->cl[c].have_cookie = true;
+          have++;
+          if (m.ncontacts > *sample_contacts || *sample_len == 0) {
+            memcpy(sample, pkt, len);
+            *sample_len = len;
+            *sample_client = c;
+            *sample_contacts = m.ncontacts;
+          }
+          break;
+        }
+      }
+    }
+  }
+  printf("cookies: %d of %d client identities got one in %.0f ms\n", have, b->nclients,
+         (double)(now_ns() - t0) / 1e6);
+  return have;
+}
+
+/* ---- 2. the generator alone --------------------------------------------- */
+
+static volatile uint64_t g_sink;
+
+/* Cost of building + sealing one request, and of opening + decoding one
+ * reply (the sample), in ns. */
+static void cost_loops(bench *b, const uint8_t *sample, size_t sample_len, int sample_client,
+                       double *seal_ns, double *open_ns) {
+  uint8_t out[DHT_MAX_PKT];
+  const int reps = 200000;
+  uint64_t t0 = now_ns(), deadline = t0 + 1000000000ull;
+  int i;
+  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+    g_sink += build_req(b, i % b->nclients, TXID_RUN, out, sizeof out);
+  *seal_ns = (double)(now_ns() - t0) / i;
+  *open_ns = 0;
+  if (!sample_len)
+    return;
+  t0 = now_ns();
+  deadline = t0 + 1000000000ull;
+  dht_msg m;
+  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+    g_sink += (uint64_t)open_as(b, sample_client, sample, sample_len, &m) + (uint64_t)m.ncontacts;
+  *open_ns = (double)(now_ns() - t0) / i;
+}
+
+/* Datagrams/s this program sends into a socket of its own that it never
+ * reads (the kernel delivers them on loopback, then drops them at the full
+ * buffer), either sealing each on the fly or re-sending pre-built ones.
+ * Bounded: 1 s or 3,000,000 datagrams each. */
+static void blackhole(bench *b, double *rate_sealed, double *rate_prebuilt) {
+  int bh = udp_socket(4096);
+  struct sockaddr_in sa;
+  socklen_t sl = sizeof sa;
+  if (getsockname(bh, (struct sockaddr *)&sa, &sl) != 0)
+    die("getsockname: %s", strerror(errno));
+  mbatch sb;
+  mbatch_init(&sb, &sa);
+  for (int pass = 0; pass < 2; pass++) {
+    bool seal = pass == 0;
+    for (int i = 0; i < BATCH; i++)
+      sb.iov[i].iov_len = build_req(b, i % b->nclients, TXID_RUN, sb.buf[i], sizeof sb.buf[i]);
+    uint64_t t0 = now_ns(), deadline = t0 + 1000000000ull;
+    long sent = 0;
+    while (sent < 3000000 && now_ns() < deadline) {
+      if (seal)
+        for (int i = 0; i < BATCH; i++)
+          sb.iov[i].iov_len =
+              build_req(b, (int)((sent + i) % b->nclients), TXID_RUN + (uint32_t)i, sb.buf[i],
+                        sizeof sb.buf[i]);
+      int r = send_batch(b->fd, sb.h, BATCH);
+      sent += r;
+      if (r == 0)
+        poll(&(struct pollfd){.fd = b->fd, .events = POLLOUT}, 1, 1);
+    }
+    double rate = (double)sent / ((double)(now_ns() - t0) / 1e9);
+    *(seal ? rate_sealed : rate_prebuilt) = rate;
+  }
+  free(sb.buf);
+  close(bh);
+}
+
+/* ---- 3. the run ---------------------------------------------------------- */
+
+typedef struct run {
+  long n;            /* requests to send at most */
+  uint8_t *pre;      /* pre-built datagrams, REQ_STRIDE apart, or NULL */
+  uint16_t *pre_len; /* their lengths */
+  uint64_t *sent_at; /* per request: send time (ns since t0) */
+  uint32_t *lat;     /* per request: 0 pending, LOST, else latency in ns (>= 1) */
+  long sent, answered, lost, late, dup, full20, bad_crypto, bad_msg, other;
+  long key_tries;
+  long cursor;         /* the request after the last one answered */
+  uint64_t t0, t_last; /* first send, last answer */
+  uint64_t reply_bytes;
+} run;
+
+#define LOST UINT32_MAX
+
+/* Which request a datagram from the target answers.  It is sealed for one
+ * client, and only opening tells which: replies come back in request order
+ * (one socket each way on loopback), so try the client of the request after
+ * the last one answered first, then the following ones: one try per reply
+ * unless something was lost or reordered. */
+static void on_reply(bench *b, run *r, const uint8_t *pkt, size_t len, uint64_t now) {
+  if (!from_target(b, pkt, len)) {
+    r->other++;
+    return;
+  }
+  dht_msg m;
+  int c = -1, rv = 1;
+  for (int t = 0; t < b->nclients && rv == 1; t++) {
+    c = (int)((r->cursor + t) % b->nclients);
+    rv = open_as(b, c, pkt, len, &m);
+    r->key_tries++;
+  }
+  if (rv == 1) {
+    r->bad_crypto++;
+    return;
+  }
+  long seq = (long)m.txid - (long)TXID_RUN;
+  if (rv == 2 || seq < 0 || seq >= r->sent || seq % b->nclients != c) {
+    if (rv == 0 && m.txid >= TXID_HELLO && m.txid < TXID_HELLO + (uint32_t)b->nclients)
+      r->other++; /* a late answer to a cookie request */
+    else
+      r->bad_msg++;
+    return;
+  }
+  r->cursor = seq + 1;
+  if (r->lat[seq] == LOST) {
+    r->late++;
+    return;
+  }
+  if (r->lat[seq] != 0) {
+    r->dup++;
+    return;
+  }
+  uint64_t d = now - r->t0 - r->sent_at[seq];
+  r->lat[seq] = d == 0 ? 1 : d >= LOST ? LOST - 1 : (uint32_t)d;
+  r->answered++;
+  r->reply_bytes += len;
+  r->t_last = now;
+  if (m.ncontacts == 20)
+    r->full20++;
+}
+
+static void do_run(bench *b, run *r, int window, double seconds) {
+  mbatch sb, rb;
+  mbatch_init(&sb, &b->target_sa);
+  mbatch_init(&rb, NULL);
+  long oldest = 0; /* every request before it is answered or lost */
+  long last_sec_answered = 0;
+  int sec = 0;
+  bool send_blocked = false;
+  r->t0 = now_ns();
+  uint64_t stop_sending = r->t0 + (uint64_t)(seconds * 1e9);
+  uint64_t hard_end = stop_sending + LOSS_TIMEOUT_NS + 100000000ull;
+  for (;;) {
+    uint64_t now = now_ns();
+    bool sending = r->sent < r->n && now < stop_sending;
+    /* fill the window */
+    while (sending && !send_blocked) {
+      long inflight = r->sent - r->answered - r->lost;
+      long k = window - inflight;
+      if (k > BATCH)
+        k = BATCH;
+      if (k > r->n - r->sent)
+        k = r->n - r->sent;
+      if (k <= 0)
+        break;
+      for (int i = 0; i < k; i++) {
+        long seq = r->sent + i;
+        if (r->pre) {
+          sb.iov[i].iov_base = r->pre + (size_t)seq * REQ_STRIDE;
+          sb.iov[i].iov_len = r->pre_len[seq];
+        } else {
+          sb.iov[i].iov_base = sb.buf[i];
+          sb.iov[i].iov_len = build_req(b, (int)(seq % b->nclients), TXID_RUN + (uint32_t)seq,
+                                        sb.buf[i], sizeof sb.buf[i]);
+        }
+      }
+      uint64_t ts = now_ns() - r->t0;
+      int sent = send_batch(b->fd, sb.h, (int)k);
+      for (int i = 0; i < sent; i++)
+        r->sent_at[r->sent + i] = ts;
+      r->sent += sent;
+      if (sent < k)
+        send_blocked = true;
+    }
+    /* receive */
+    int n = recv_batch(b->fd, &rb);
+    now = now_ns();
+    for (int j = 0; j < n; j++)
+      on_reply(b, r, rb.buf[j], rb.h[j].msg_len, now);
+    /* requests unanswered for LOSS_TIMEOUT_NS are lost: out of the window */
+    while (oldest < r->sent && (r->lat[oldest] != 0 || now - r->t0 - r->sent_at[oldest] >
+                                                           LOSS_TIMEOUT_NS)) {
+      if (r->lat[oldest] == 0) {
+        r->lat[oldest] = LOST;
+        r->lost++;
+      }
+      oldest++;
+    }
+    /* once a second, a progress line */
+    if (now - r->t0 >= (uint64_t)(sec + 1) * 1000000000ull) {
+      sec++;
+      printf("  %2d s: %8ld answered/s, %ld in flight\n", sec, r->answered - last_sec_answered,
+             r->sent - r->answered - r->lost);
+      fflush(stdout);
+      last_sec_answered = r->answered;
+    }
+    long inflight = r->sent - r->answered - r->lost;
+    if ((!sending && inflight == 0) || now >= hard_end)
+      break;
+    if (n == 0) {
+      struct pollfd p = {.fd = b->fd, .events = POLLIN | (send_blocked ? POLLOUT : 0)};
+      int pr = poll(&p, 1, 1);
+      if (pr > 0 && (p.revents & POLLOUT))
+        send_blocked = false;
+    } else if (send_blocked) {
+      send_blocked = false; /* try again after draining some replies */
+    }
+  }
+  /* whatever is still pending now is lost */
+  for (long s = oldest; s < r->sent; s++)
+    if (r->lat[s] == 0) {
+      r->lat[s] = LOST;
+      r->lost++;
+    }
+  free(sb.buf);
+  free(rb.buf);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+static void usage(void) {
+  printf("usage: bench_udp --target ID@127.0.0.1:PORT [--requests N] [--seconds S]\n"
+         "                 [--clients C] [--window W]\n"
+         "  --requests N  requests to send at most (2000000)\n"
+         "  --seconds S   send for at most S seconds (10)\n"
+         "  --clients C   client identities (64)\n"
+         "  --window W    requests in flight (256)\n"
+         "Run the target with --rate-limit 0 (all clients share one source address).\n");
+}
+
+int main(int argc, char **argv) {
+  const char *target = NULL;
+  long nreq = 2000000, seconds = 10, nclients = 64, window = 256;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+      usage();
+      return 0;
+    }
+    if (i + 1 >= argc) {
+      usage();
+      die("%s needs a value", a);
+    }
+    const char *v = argv[++i];
+    if (!strcmp(a, "--target"))
+      target = v;
+    else if (!strcmp(a, "--requests"))
+      nreq = parse_long(a, v, 1, MAX_REQUESTS);
+    else if (!strcmp(a, "--seconds"))
+      seconds = parse_long(a, v, 1, 3600);
+    else if (!strcmp(a, "--clients"))
+      nclients = parse_long(a, v, 1, 4096);
+    else if (!strcmp(a, "--window"))
+      window = parse_long(a, v, 1, 65536);
+    else {
+      usage();
+      die("unknown option %s", a);
+    }
+  }
+  if (!target) {
+    usage();
+    die("--target is required");
+  }
+  if (sodium_init() < 0)
+    die("sodium_init failed");
+
+  bench b;
+  memset(&b, 0, sizeof b);
+  parse_target(target, b.target_pk, &b.target_sa);
+  b.nclients = (int)nclients;
+  b.cl = xcalloc((size_t)nclients, sizeof *b.cl);
+  randombytes_buf(&b.xs, sizeof b.xs);
+  b.xs |= 1;
+  for (int c = 0; c < b.nclients; c++) {
+    uint8_t seed[32], hkey[16];
+    dht_identity id;
+    randombytes_buf(seed, sizeof seed);
+    randombytes_buf(hkey, sizeof hkey);
+    dht_identity_from_seed(&id, seed);
+    if (dht_box_init(&b.cl[c].box, &id, 4, hkey, &dht_mem_libc) != 0)
+      die("dht_box_init failed");
+    const uint8_t *k = dht_box_key(&b.cl[c].box, b.target_pk);
+    if (!k)
+      die("the target's key is not a usable Ed25519 point");
+    memcpy(b.cl[c].key, k, 32);
+    randombytes_buf(b.cl[c].nonce_prefix, sizeof b.cl[c].nonce_prefix);
+    sodium_memzero(&id, sizeof id);
+  }
+  b.fd = udp_socket(RECV_BUF);
+  int got = 0;
+  socklen_t gl = sizeof got;
+  getsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &got, &gl);
+
+  char tbuf[INET_ADDRSTRLEN];
+  inet_ntop(AF_INET, &b.target_sa.sin_addr, tbuf, sizeof tbuf);
+  printf("bench_udp: FIND_NODE load on %s:%u: up to %ld requests or %ld s, %ld client "
+         "identities, %ld in flight\n",
+         tbuf, ntohs(b.target_sa.sin_port), nreq, seconds, nclients, window);
+  printf("generator: one UDP socket (receive buffer %d KiB), poll + sendmmsg/recvmmsg in "
+         "batches of %d\n",
+         got / 1024, BATCH);
+
+  /* 1. cookies */
+  mbatch sb, rb;
+  mbatch_init(&sb, &b.target_sa);
+  mbatch_init(&rb, NULL);
+  uint8_t sample[2048];
+  size_t sample_len = 0;
+  int sample_client = 0, sample_contacts = -1;
+  int have = get_cookies(&b, &sb, &rb, sample, &sample_len, &sample_client, &sample_contacts);
+  free(sb.buf);
+  free(rb.buf);
+  if (have == 0)
+    die("the target answered none of %d cookie requests (is it running at %s:%u?)",
+        b.nclients, tbuf, ntohs(b.target_sa.sin_port));
+  if (have < b.nclients)
+    printf("  (clients without a cookie send padded %d-byte requests)\n", PAD_TOTAL);
+  printf("  first full reply: %d contacts, %zu bytes\n", sample_contacts, sample_len);
+  if (sample_contacts < 20)
+    printf("  WARNING: the target's table gives fewer than 20 contacts\n");
+
+  /* 2. the generator alone */
+  double seal_ns = 0, open_ns = 0, bh_sealed = 0, bh_pre = 0;
+  cost_loops(&b, sample, sample_len, sample_client, &seal_ns, &open_ns);
+  blackhole(&b, &bh_sealed, &bh_pre);
+  printf("generator alone (no target):\n");
+  printf("  build + seal one request:          %7.0f ns  (%.0f/s)\n", seal_ns, 1e9 / seal_ns);
+  printf("  open + decode one %zu-byte reply:  %7.0f ns  (%.0f/s)\n", sample_len, open_ns,
+         1e9 / open_ns);
+  printf("  send rate into a blackhole socket: %.0f/s sealing on the fly, %.0f/s pre-built\n",
+         bh_sealed, bh_pre);
+
+  /* 3. pre-build, then the run */
+  run r;
+  memset(&r, 0, sizeof r);
+  r.n = nreq;
+  r.sent_at = xcalloc((size_t)nreq, sizeof *r.sent_at);
+  r.lat = xcalloc((size_t)nreq, sizeof *r.lat);
+  if ((size_t)nreq * REQ_STRIDE <= PREBUILD_MAX) {
+    uint64_t t0 = now_ns();
+    r.pre = malloc((size_t)nreq * REQ_STRIDE);
+    r.pre_len = xcalloc((size_t)nreq, sizeof *r.pre_len);
+    if (!r.pre)
+      die("out of memory for %ld pre-built requests", nreq);
+    for (long s = 0; s < nreq; s++)
+      r.pre_len[s] = (uint16_t)build_req(&b, (int)(s % b.nclients), TXID_RUN + (uint32_t)s,
+                                         r.pre + (size_t)s * REQ_STRIDE, REQ_STRIDE);
+    printf("pre-built %ld request datagrams (%u bytes each) in %.2f s\n", nreq, r.pre_len[0],
+           (double)(now_ns() - t0) / 1e9);
+  } else {
+    printf("requests are sealed on the fly (%ld would not fit in %zu MiB)\n", nreq,
+           PREBUILD_MAX >> 20);
+  }
+  printf("run:\n");
+  fflush(stdout);
+  double cpu0 = cpu_s();
+  do_run(&b, &r, (int)window, (double)seconds);
+  double cpu = cpu_s() - cpu0;
+  uint64_t t_end = now_ns();
+
+  /* 4. figures */
+  double dur = (double)((r.t_last > r.t0 ? r.t_last : t_end) - r.t0) / 1e9;
+  double rps = (double)r.answered / dur;
+  uint32_t *v = xcalloc((size_t)(r.answered ? r.answered : 1), sizeof *v);
+  size_t nv = 0;
+  double sum = 0;
+  for (long s = 0; s < r.sent; s++)
+    if (r.lat[s] != 0 && r.lat[s] != LOST) {
+      v[nv++] = r.lat[s];
+      sum += r.lat[s];
+    }
+  qsort(v, nv, sizeof *v, cmp_u32);
+  printf("results:\n");
+  printf("  requests sent:        %ld in %.2f s\n", r.sent, dur);
+  printf("  answered (NODES):     %ld  = %.0f answered FIND_NODE/s\n", r.answered, rps);
+  printf("  with 20 contacts:     %ld  (%.2f%% of answered)\n", r.full20,
+         r.answered ? 100.0 * (double)r.full20 / (double)r.answered : 0.0);
+  if (nv)
+    printf("  latency send->reply:  mean %.0f us, p50 %.0f us, p99 %.0f us, max %.0f us\n",
+           sum / (double)nv / 1e3, pct(v, nv, 0.50) / 1e3, pct(v, nv, 0.99) / 1e3,
+           v[nv - 1] / 1e3);
+  printf("  lost (no reply in %llu ms): %ld = %.3f%%", LOSS_TIMEOUT_NS / 1000000, r.lost,
+         r.sent ? 100.0 * (double)r.lost / (double)r.sent : 0.0);
+  printf("  (late %ld, duplicate %ld, undecryptable %ld, malformed %ld, other %ld)\n", r.late,
+         r.dup, r.bad_crypto, r.bad_msg, r.other);
+  printf("  mean reply size:      %.0f bytes; key tries per reply %.2f\n",
+         r.answered ? (double)r.reply_bytes / (double)r.answered : 0.0,
+         r.answered ? (double)r.key_tries / (double)(r.answered + r.late + r.dup) : 0.0);
+  printf("  generator CPU:        %.0f%% of one core during the run (%.2f us per answer)\n",
+         100.0 * cpu / dur, r.answered ? cpu * 1e6 / (double)r.answered : 0.0);
+  printf("  target figure:        >= %.0f answered FIND_NODE/s: %s (%.0f%% of it); ceiling of "
+         "encrypted UDP round trips on this machine ~%.0f/s\n",
+         TARGET_RPS, rps >= TARGET_RPS ? "met" : "NOT met", 100.0 * rps / TARGET_RPS,
+         CEILING_RPS);
+  fflush(stdout);
+
+  free(v);
+  free(r.pre);
+  free(r.pre_len);
+  free(r.sent_at);
+  free(r.lat);
+  for (int c = 0; c < b.nclients; c++)
+    dht_box_free(&b.cl[c].box, &dht_mem_libc);
+  free(b.cl);
+  close(b.fd);
+  return r.answered > 0 ? 0 : 1;
+}

@@ -1,0 +1,246 @@
+/*
+ * test_cli_args.c - the roost CLI's own logic, without a daemon: argument
+ * parsing (options before and after the command, "--", --opt=VALUE, every
+ * usage error), --timeout values, duration and column formatting, and the
+ * client side of the control protocol fed canned replies through a
+ * socketpair (progress lines, other ids, errors, a connection closed early
+ * or mid-line, lines that are not JSON or too long, no reply at all).
+ *
+ * node/node_cli.c is compiled into this file (its main renamed) so that its
+ * static functions can be called directly.
+ */
+#include <stdint.h>
+#include <stdbool.h>
+
+int roost_cli_main(int argc, char **argv);
+#define main roost_cli_main
+#include "../../node/node_cli.c"
+#undef main
+
+/* after node_cli.c: cmocka defines a fail() macro */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#define ARGC(a) ((int)(sizeof(a) / sizeof(a)[0]) - 1)
+
+static void test_options_anywhere(void **state) {
+  (void)state;
+  char *argv[] = {"roost", "--json", "lookup", "--data-dir", "/x", "abc", "--timeout=2.5", NULL};
+  cli_opts o;
+  char err[256] = "";
+  assert_int_equal(parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
+  assert_true(o.json);
+  assert_false(o.wait);
+  assert_string_equal(o.cmd, "lookup");
+  assert_int_equal(o.npos, 1);
+  assert_string_equal(o.pos[0], "abc");
+  assert_string_equal(o.data_dir, "/x");
+  assert_null(o.socket);
+  assert_int_equal(o.timeout_ms, 2500);
+
+  char *argv2[] = {"roost", "status", "--wait", "--socket=/run/r.sock", NULL};
+  assert_int_equal(parse_args(ARGC(argv2), argv2, &o, err, sizeof err), 0);
+  assert_true(o.wait);
+  assert_false(o.json);
+  assert_string_equal(o.socket, "/run/r.sock");
+  assert_int_equal(o.timeout_ms, -1);
+  assert_int_equal(o.npos, 0);
+
+  char *argv3[] = {"roost", NULL};
+  assert_int_equal(parse_args(ARGC(argv3), argv3, &o, err, sizeof err), 0);
+  assert_null(o.cmd);
+
+  char *argv4[] = {"roost", "peers", "-h", NULL};
+  assert_int_equal(parse_args(ARGC(argv4), argv4, &o, err, sizeof err), 0);
+  assert_true(o.help);
+}
+
+static void test_double_dash(void **state) {
+  (void)state;
+  char *argv[] = {"roost", "lookup", "--", "--json", "-", NULL};
+  cli_opts o;
+  char err[256];
+  assert_int_equal(parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
+  assert_false(o.json);
+  assert_int_equal(o.npos, 2);
+  assert_string_equal(o.pos[0], "--json");
+  assert_string_equal(o.pos[1], "-");
+}
+
+static void test_usage_errors(void **state) {
+  (void)state;
+  static const char *const cases[][4] = {
+      {"--bogus", NULL},
+      {"-x", NULL},
+      {"status", "--data-dir", NULL},
+      {"--data-dir=", "id", NULL},
+      {"--socket", "", "id", NULL},
+      {"--json=1", "id", NULL},
+      {"--wait=yes", "status", NULL},
+      {"--timeout", "0", "id", NULL},
+      {"--timeout", "-1", "id", NULL},
+      {"--timeout", "abc", "id", NULL},
+      {"--timeout", "nan", "id", NULL},
+      {"--timeout", "86401", "id", NULL},
+      {"--timeout", "5s", "id", NULL},
+      {"--timeout=", "id", NULL},
+      {"--a-very-long-option-name-that-is-not-known-at-all", NULL},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    char *argv[6] = {"roost"};
+    int argc = 1;
+    for (int j = 0; j < 4 && cases[i][j]; j++)
+      argv[argc++] = (char *)cases[i][j];
+    cli_opts o;
+    char err[256] = "";
+    assert_int_equal(parse_args(argc, argv, &o, err, sizeof err), -1);
+    assert_true(strlen(err) > 0);
+  }
+  /* more positional arguments than are kept */
+  char *many[] = {"roost", "a", "1", "2", "3", "4", "5", "6", "7", "8", "9", NULL};
+  cli_opts o;
+  char err[256] = "";
+  assert_int_equal(parse_args(ARGC(many), many, &o, err, sizeof err), -1);
+}
+
+static void test_seconds(void **state) {
+  (void)state;
+  assert_int_equal(parse_seconds("10"), 10000);
+  assert_int_equal(parse_seconds("0.5"), 500);
+  assert_int_equal(parse_seconds("0.0001"), 1);
+  assert_int_equal(parse_seconds("86400"), 86400000);
+  assert_int_equal(parse_seconds("86401"), -1);
+  assert_int_equal(parse_seconds(""), -1);
+  assert_int_equal(parse_seconds("0"), -1);
+  assert_int_equal(parse_seconds("inf"), -1);
+  assert_int_equal(parse_seconds("1x"), -1);
+}
+
+static void test_formatting(void **state) {
+  (void)state;
+  char b[32];
+  fmt_duration(0, b, sizeof b);
+  assert_string_equal(b, "0s");
+  fmt_duration(59, b, sizeof b);
+  assert_string_equal(b, "59s");
+  fmt_duration(187, b, sizeof b);
+  assert_string_equal(b, "3m 07s");
+  fmt_duration(3 * 3600 + 120, b, sizeof b);
+  assert_string_equal(b, "3h 02m");
+  fmt_duration(2 * 86400 + 4 * 3600, b, sizeof b);
+  assert_string_equal(b, "2d 04h");
+  fmt_duration(-5, b, sizeof b);
+  assert_string_equal(b, "-");
+  assert_int_equal(columns("abcdefghijkl\u2026"), 13);
+  char s[] = "a\x1b[31mb\x7f";
+  sanitize(s);
+  assert_string_equal(s, "a?[31mb?");
+}
+
+static int progress_seen;
+
+static void count_progress(const cli *c, const reply *r, int prog) {
+  (void)c;
+  (void)r;
+  (void)prog;
+  progress_seen++;
+}
+
+/* Feeds bytes to call() through a socketpair (then closes the writer when
+ * close_after) and returns what call() returns. */
+static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_max,
+                int64_t wait_ms) {
+  static cli c;
+  memset(&c, 0, sizeof c);
+  snprintf(c.sock, sizeof c.sock, "test.sock");
+  c.line_max = line_max;
+  int sv[2];
+  assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+  size_t n = strlen(bytes);
+  assert_int_equal(send(sv[1], bytes, n, MSG_NOSIGNAL), (ssize_t)n);
+  if (close_after)
+    close(sv[1]);
+  conn k = {.fd = sv[0], .cap = 64, .max = line_max};
+  k.buf = malloc(k.cap);
+  assert_non_null(k.buf);
+  reply r;
+  progress_seen = 0;
+  int rv = call(&c, &k, now_ms() + wait_ms, wait_ms, count_progress, eof_ok, &r);
+  if (rv == EXIT_OK) {
+    assert_true(is_obj(&r, 0));
+    reply_free(&r);
+  }
+  conn_close(&k);
+  if (!close_after)
+    close(sv[1]);
+  return rv;
+}
+
+static void test_protocol(void **state) {
+  (void)state;
+  const size_t L = LINE_MAX_BYTES;
+  assert_int_equal(feed("{\"id\":1,\"ok\":true,\"result\":{}}\n", false, false, L, 2000), EXIT_OK);
+  assert_int_equal(feed("{\"id\":1,\"progress\":{\"state\":\"bootstrapping\",\"table_size\":3}}\n"
+                        "{\"id\":1,\"progress\":{}}\n"
+                        "{\"id\":1,\"ok\":true,\"result\":{\"state\":\"ready\"}}\n",
+                        false, false, L, 2000),
+                   EXIT_OK);
+  assert_int_equal(progress_seen, 2);
+  /* another request's reply is not ours */
+  assert_int_equal(feed("{\"id\":2,\"ok\":false}\n{\"id\":\"x\",\"ok\":false}\n"
+                        "{\"id\":1,\"ok\":true}\n",
+                        false, false, L, 2000),
+                   EXIT_OK);
+  /* a reply without id (roostd could not read the request) is ours */
+  assert_int_equal(feed("{\"id\":null,\"ok\":false,\"error\":{\"code\":\"bad_request\","
+                        "\"message\":\"x\"}}\n",
+                        false, false, L, 2000),
+                   EXIT_FAILED);
+  assert_int_equal(feed("{\"id\":1,\"ok\":false,\"error\":{\"code\":\"not_found\","
+                        "\"message\":\"no record\"}}\n",
+                        false, false, L, 2000),
+                   EXIT_FAILED);
+  assert_int_equal(feed("{\"id\":1,\"ok\":false}\n", false, false, L, 2000), EXIT_FAILED);
+  assert_int_equal(feed("{\"id\":1,\"ok\":\"yes\"}\n", false, false, L, 2000), EXIT_FAILED);
+  assert_int_equal(feed("not json\n", false, false, L, 2000), EXIT_FAILED);
+  assert_int_equal(feed("[1,2]\n", false, false, L, 2000), EXIT_FAILED);
+  assert_int_equal(feed("{\"id\":1,\"ok\":true,\"ok\":true}\n", false, false, L, 2000),
+                   EXIT_FAILED);
+  /* closed: before anything, or in the middle of a line */
+  assert_int_equal(feed("", true, false, L, 2000), EXIT_FAILED);
+  assert_int_equal(feed("", true, true, L, 2000), CALL_CLOSED);
+  assert_int_equal(feed("{\"id\":1,\"ok\":tr", true, true, L, 2000), EXIT_FAILED);
+  /* a progress line, then nothing */
+  assert_int_equal(feed("{\"id\":1,\"progress\":{}}\n", true, false, L, 2000), EXIT_FAILED);
+  /* longer than the limit, with or without its newline */
+  assert_int_equal(feed("{\"id\":1,\"ok\":true,\"result\":{\"x\":\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+                        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\"}}\n",
+                        false, false, 64, 2000),
+                   EXIT_FAILED);
+  /* 19 bytes with the newline */
+  assert_int_equal(feed("{\"id\":1,\"ok\":true}\n", false, false, 19, 2000), EXIT_OK);
+  assert_int_equal(feed("{\"id\":1,\"ok\":true}\n", false, false, 18, 2000), EXIT_FAILED);
+  /* silence until the deadline */
+  int64_t t0 = now_ms();
+  assert_int_equal(feed("", false, false, L, 100), EXIT_FAILED);
+  assert_true(now_ms() - t0 >= 100);
+  /* a reply that grows the buffer past its first size, one line among others */
+  char big[4096];
+  int off = snprintf(big, sizeof big,
+                     "{\"id\":1,\"progress\":{}}\n{\"id\":1,\"ok\":true,"
+                     "\"result\":{\"text\":\"");
+  memset(big + off, 'm', 3000);
+  snprintf(big + off + 3000, sizeof big - (size_t)off - 3000, "\"}}\n");
+  assert_int_equal(feed(big, false, false, L, 2000), EXIT_OK);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_options_anywhere), cmocka_unit_test(test_double_dash),
+      cmocka_unit_test(test_usage_errors),     cmocka_unit_test(test_seconds),
+      cmocka_unit_test(test_formatting),       cmocka_unit_test(test_protocol),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
