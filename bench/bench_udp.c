@@ -30,11 +30,13 @@
  *    p99, max; matched by txid), loss, and the generator's own CPU use.
  *
  * Usage: bench_udp --target ID@127.0.0.1:PORT [--requests N] [--seconds S]
- *                  [--clients C] [--window W]
+ *                  [--clients C] [--window W] [--target-pid PID]
  *   --requests N  requests to send at most (2,000,000)
  *   --seconds S   send for at most S seconds (10)
  *   --clients C   client identities (64)
  *   --window W    requests in flight (256)
+ *   --target-pid PID  also print the target's CPU time per answered request
+ *                 and how long it waited for a CPU (/proc/PID/schedstat)
  * The target should run with --rate-limit 0: all clients share one source
  * address, which the per-prefix limiter caps at 400 datagrams/s by design.
  * scripts/bench-udp.sh starts a network of roostd and runs this against one.
@@ -101,6 +103,25 @@ static double cpu_s(void) {
   getrusage(RUSAGE_SELF, &ru);
   return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+}
+
+/* A task's time on a CPU and time spent runnable but waiting for one, in ns
+ * (/proc/PID/schedstat of its main thread; "self" for this process).  False
+ * when unreadable. */
+static bool sched_ns(const char *pid, uint64_t *run_ns, uint64_t *wait_ns) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%s/schedstat", pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return false;
+  unsigned long long a, b;
+  int n = fscanf(f, "%llu %llu", &a, &b);
+  fclose(f);
+  if (n != 2)
+    return false;
+  *run_ns = a;
+  *wait_ns = b;
+  return true;
 }
 
 static int cmp_u32(const void *a, const void *b) {
@@ -625,16 +646,17 @@ static void do_run(bench *b, run *r, int window, double seconds) {
 
 static void usage(void) {
   printf("usage: bench_udp --target ID@127.0.0.1:PORT [--requests N] [--seconds S]\n"
-         "                 [--clients C] [--window W]\n"
+         "                 [--clients C] [--window W] [--target-pid PID]\n"
          "  --requests N  requests to send at most (2000000)\n"
          "  --seconds S   send for at most S seconds (10)\n"
          "  --clients C   client identities (64)\n"
          "  --window W    requests in flight (256)\n"
+         "  --target-pid PID  print the target's CPU time per answer (/proc/PID/schedstat)\n"
          "Run the target with --rate-limit 0 (all clients share one source address).\n");
 }
 
 int main(int argc, char **argv) {
-  const char *target = NULL;
+  const char *target = NULL, *tpid = NULL;
   long nreq = 2000000, seconds = 10, nclients = 64, window = 256;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -657,6 +679,8 @@ int main(int argc, char **argv) {
       nclients = parse_long(a, v, 1, 4096);
     else if (!strcmp(a, "--window"))
       window = parse_long(a, v, 1, 65536);
+    else if (!strcmp(a, "--target-pid"))
+      tpid = (parse_long(a, v, 1, INT32_MAX), v);
     else {
       usage();
       die("unknown option %s", a);
@@ -759,8 +783,14 @@ int main(int argc, char **argv) {
   printf("run:\n");
   fflush(stdout);
   double cpu0 = cpu_s();
+  uint64_t trun0 = 0, twait0 = 0, srun0 = 0, swait0 = 0, trun1 = 0, twait1 = 0, srun1 = 0,
+           swait1 = 0;
+  bool tsched = tpid && sched_ns(tpid, &trun0, &twait0);
+  bool ssched = sched_ns("self", &srun0, &swait0);
   do_run(&b, &r, (int)window, (double)seconds);
   double cpu = cpu_s() - cpu0;
+  tsched = tsched && sched_ns(tpid, &trun1, &twait1);
+  ssched = ssched && sched_ns("self", &srun1, &swait1);
   uint64_t t_end = now_ns();
 
   /* 4. figures */
@@ -791,8 +821,18 @@ int main(int argc, char **argv) {
   printf("  mean reply size:      %.0f bytes; key tries per reply %.2f\n",
          r.answered ? (double)r.reply_bytes / (double)r.answered : 0.0,
          r.answered ? (double)r.key_tries / (double)(r.answered + r.late + r.dup) : 0.0);
-  printf("  generator CPU:        %.0f%% of one core during the run (%.2f us per answer)\n",
+  printf("  generator CPU:        %.0f%% of one core during the run (%.2f us per answer)",
          100.0 * cpu / dur, r.answered ? cpu * 1e6 / (double)r.answered : 0.0);
+  if (ssched)
+    printf("; waited for a CPU %.0f%% of the time", 100.0 * (double)(swait1 - swait0) / 1e9 / dur);
+  printf("\n");
+  if (tsched && r.answered) {
+    double trun = (double)(trun1 - trun0) / 1e9, twait = (double)(twait1 - twait0) / 1e9;
+    printf("  target CPU:           %.0f%% of one core, %.2f us per answer (~%.0f answers/s if "
+           "it had a core to itself); waited for a CPU %.0f%% of the time\n",
+           100.0 * trun / dur, trun * 1e6 / (double)r.answered, (double)r.answered / trun,
+           100.0 * twait / dur);
+  }
   printf("  target figure:        >= %.0f answered FIND_NODE/s: %s (%.0f%% of it); ceiling of "
          "encrypted UDP round trips on this machine ~%.0f/s\n",
          TARGET_RPS, rps >= TARGET_RPS ? "met" : "NOT met", 100.0 * rps / TARGET_RPS,

@@ -596,6 +596,10 @@ static const struct bad bad_inputs[] = {
     SYN("{\"a\""),
     SYN("{\"a\":"),
     SYN("[[[]]"),
+    SYN("[1}"), /* mismatched */
+    SYN("{\"a\":1]"),
+    SYN("[}"),
+    SYN("{]"),
     SYN("]"),
     SYN("}"),
     SYN("{\"a\" 1}"), /* object grammar */
