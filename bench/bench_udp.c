@@ -124,6 +124,29 @@ static bool sched_ns(const char *pid, uint64_t *run_ns, uint64_t *wait_ns) {
   return true;
 }
 
+/* Datagrams the kernel dropped at the UDP socket bound to 127.0.0.1:port
+ * (its receive buffer was full): the last column of /proc/net/udp.  -1 when
+ * not found. */
+static long udp_drops(unsigned port) {
+  FILE *f = fopen("/proc/net/udp", "r");
+  if (!f)
+    return -1;
+  char line[512];
+  long drops = -1;
+  while (drops < 0 && fgets(line, sizeof line, f)) {
+    char *tok[16], *save = NULL;
+    int n = 0;
+    for (char *t = strtok_r(line, " \t\n", &save); t && n < 16; t = strtok_r(NULL, " \t\n", &save))
+      tok[n++] = t;
+    unsigned ip, p;
+    if (n >= 13 && sscanf(tok[1], "%8x:%4x", &ip, &p) == 2 && p == port &&
+        ip == htonl(INADDR_LOOPBACK))
+      drops = strtol(tok[12], NULL, 10);
+  }
+  fclose(f);
+  return drops;
+}
+
 static int cmp_u32(const void *a, const void *b) {
   uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
   return (x > y) - (x < y);
@@ -189,8 +212,8 @@ static void parse_target(const char *s, uint8_t pk[static DHT_PK_LEN], struct so
     die("--target wants ID@127.0.0.1:PORT, not '%s'", s);
   int rv = idtext_decode(s, (size_t)(at - s), pk);
   if (rv)
-    die("--target: %s", rv == -2 ? "the ID's checksum does not match (typo?)"
-                                 : "not a 56-character roost ID");
+    die("--target: %s",
+        rv == -2 ? "the ID's checksum does not match (typo?)" : "not a 56-character roost ID");
   char host[64];
   const char *colon = strrchr(at + 1, ':');
   if (!colon || (size_t)(colon - at - 1) >= sizeof host)
@@ -268,7 +291,6 @@ static size_t build_req(bench *b, int c, uint32_t txid, uint8_t *out, size_t cap
     die("sealing a FIND_NODE: %s", dht_strerror((int)len));
   return (size_t)len;
 }
-
 
 /* Opens a datagram from the target with client c's key and decodes it.
  * Returns 0 (a NODES reply in *m), 1 (not this client's key), 2 (opens but
@@ -378,8 +400,7 @@ static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t
     for (int c = 0; c < b->nclients; c++) {
       if (b->cl[c].have_cookie)
         continue;
-      sb->iov[i].iov_len =
-          build_req(b, c, TXID_HELLO + (uint32_t)c, sb->buf[i], sizeof sb->buf[i]);
+      sb->iov[i].iov_len = build_req(b, c, TXID_HELLO + (uint32_t)c, sb->buf[i], sizeof sb->buf[i]);
       if (++i == BATCH || c == b->nclients - 1) {
         for (int sent = 0, tries = 0; sent < i && tries < 1000; tries++) {
           int r = send_batch(b->fd, sb->h + sent, i - sent);
@@ -476,9 +497,8 @@ static void blackhole(bench *b, double *rate_sealed, double *rate_prebuilt) {
     while (sent < 3000000 && now_ns() < deadline) {
       if (seal)
         for (int i = 0; i < BATCH; i++)
-          sb.iov[i].iov_len =
-              build_req(b, (int)((sent + i) % b->nclients), TXID_RUN + (uint32_t)i, sb.buf[i],
-                        sizeof sb.buf[i]);
+          sb.iov[i].iov_len = build_req(b, (int)((sent + i) % b->nclients), TXID_RUN + (uint32_t)i,
+                                        sb.buf[i], sizeof sb.buf[i]);
       int r = send_batch(b->fd, sb.h, BATCH);
       sent += r;
       if (r == 0)
@@ -604,8 +624,8 @@ static void do_run(bench *b, run *r, int window, double seconds) {
     for (int j = 0; j < n; j++)
       on_reply(b, r, rb.buf[j], rb.h[j].msg_len, now);
     /* requests unanswered for LOSS_TIMEOUT_NS are lost: out of the window */
-    while (oldest < r->sent && (r->lat[oldest] != 0 || now - r->t0 - r->sent_at[oldest] >
-                                                           LOSS_TIMEOUT_NS)) {
+    while (oldest < r->sent &&
+           (r->lat[oldest] != 0 || now - r->t0 - r->sent_at[oldest] > LOSS_TIMEOUT_NS)) {
       if (r->lat[oldest] == 0) {
         r->lat[oldest] = LOST;
         r->lost++;
@@ -740,8 +760,8 @@ int main(int argc, char **argv) {
   free(sb.buf);
   free(rb.buf);
   if (have == 0)
-    die("the target answered none of %d cookie requests (is it running at %s:%u?)",
-        b.nclients, tbuf, ntohs(b.target_sa.sin_port));
+    die("the target answered none of %d cookie requests (is it running at %s:%u?)", b.nclients,
+        tbuf, ntohs(b.target_sa.sin_port));
   if (have < b.nclients)
     printf("  (clients without a cookie send padded %d-byte requests)\n", PAD_TOTAL);
   printf("  first full reply: %d contacts, %zu bytes\n", sample_contacts, sample_len);
@@ -787,10 +807,17 @@ int main(int argc, char **argv) {
            swait1 = 0;
   bool tsched = tpid && sched_ns(tpid, &trun0, &twait0);
   bool ssched = sched_ns("self", &srun0, &swait0);
+  struct sockaddr_in self_sa;
+  socklen_t self_len = sizeof self_sa;
+  getsockname(b.fd, (struct sockaddr *)&self_sa, &self_len);
+  long tdrops0 = udp_drops(ntohs(b.target_sa.sin_port)),
+       sdrops0 = udp_drops(ntohs(self_sa.sin_port));
   do_run(&b, &r, (int)window, (double)seconds);
   double cpu = cpu_s() - cpu0;
   tsched = tsched && sched_ns(tpid, &trun1, &twait1);
   ssched = ssched && sched_ns("self", &srun1, &swait1);
+  long tdrops = udp_drops(ntohs(b.target_sa.sin_port)) - tdrops0;
+  long sdrops = udp_drops(ntohs(self_sa.sin_port)) - sdrops0;
   uint64_t t_end = now_ns();
 
   /* 4. figures */
@@ -812,12 +839,14 @@ int main(int argc, char **argv) {
          r.answered ? 100.0 * (double)r.full20 / (double)r.answered : 0.0);
   if (nv)
     printf("  latency send->reply:  mean %.0f us, p50 %.0f us, p99 %.0f us, max %.0f us\n",
-           sum / (double)nv / 1e3, pct(v, nv, 0.50) / 1e3, pct(v, nv, 0.99) / 1e3,
-           v[nv - 1] / 1e3);
+           sum / (double)nv / 1e3, pct(v, nv, 0.50) / 1e3, pct(v, nv, 0.99) / 1e3, v[nv - 1] / 1e3);
   printf("  lost (no reply in %llu ms): %ld = %.3f%%", LOSS_TIMEOUT_NS / 1000000, r.lost,
          r.sent ? 100.0 * (double)r.lost / (double)r.sent : 0.0);
   printf("  (late %ld, duplicate %ld, undecryptable %ld, malformed %ld, other %ld)\n", r.late,
          r.dup, r.bad_crypto, r.bad_msg, r.other);
+  if (tdrops0 >= 0 && sdrops0 >= 0)
+    printf("  kernel drops (receive buffer full): %ld at the target's socket, %ld at ours\n",
+           tdrops, sdrops);
   printf("  mean reply size:      %.0f bytes; key tries per reply %.2f\n",
          r.answered ? (double)r.reply_bytes / (double)r.answered : 0.0,
          r.answered ? (double)r.key_tries / (double)(r.answered + r.late + r.dup) : 0.0);
@@ -835,8 +864,7 @@ int main(int argc, char **argv) {
   }
   printf("  target figure:        >= %.0f answered FIND_NODE/s: %s (%.0f%% of it); ceiling of "
          "encrypted UDP round trips on this machine ~%.0f/s\n",
-         TARGET_RPS, rps >= TARGET_RPS ? "met" : "NOT met", 100.0 * rps / TARGET_RPS,
-         CEILING_RPS);
+         TARGET_RPS, rps >= TARGET_RPS ? "met" : "NOT met", 100.0 * rps / TARGET_RPS, CEILING_RPS);
   fflush(stdout);
 
   free(v);

@@ -813,6 +813,13 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     dht_id_from_pk(id, pk);
     bool ping = cmd[0] == 'p';
     char addr[80];
+    int64_t timeout = 30000;
+    int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
+    if (it >= 0 &&
+        (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
+      reply_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
+      return;
+    }
     int ia = args >= 0 ? node_json_get(line, t, n, args, "addr") : -1;
     if (ping && ia >= 0) {
       dht_peer p;
@@ -826,7 +833,9 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
         reply_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
         return;
       }
-      add_waiter(d, c, reqid, W_PING, cid, 30000);
+      waiter *w = add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout);
+      if (w)
+        w->peer = p;
     } else {
       int64_t cid = dht_get_record(d->e, id, now);
       if (cid < 0) {
@@ -834,7 +843,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
                     dht_strerror((int)cid));
         return;
       }
-      waiter *w = add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, 60000);
+      waiter *w = add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
       if (w)
         memcpy(w->peer.pk, pk, DHT_PK_LEN);
     }
@@ -922,7 +931,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
         if (!r || !r->has_record) {
           if (c)
             reply_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                        "no peer record found for that ID (asked %d nodes)",
+                        "no peer record found for that ID (%d requests sent)",
                         r ? r->messages : 0);
           remove_waiter(d, w);
           break;
@@ -1282,6 +1291,9 @@ static void on_connection(uv_stream_t *server, int status) {
       (cred.uid != geteuid() && cred.uid != 0) || d->nclients > MAX_CLIENTS) {
     d->ctl_refused++;
     NLOG(NODE_LOG_WARN, "ctl", "refused a control connection (uid %d)", (int)cred.uid);
+    reply_error(c, "null", "forbidden", "%s",
+                d->nclients > MAX_CLIENTS ? "too many control connections"
+                                          : "only roostd's own user (or root) may control it");
     client_close(c);
     return;
   }
