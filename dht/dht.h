@@ -203,6 +203,12 @@ typedef struct dht_settings {
   /* Records. */
   dht_ts record_ttl_ms; /* our record's lifetime: 2 h (<= DHT_RECORD_MAX_TTL_S) */
   dht_ts republish_ms;  /* republish our record every: 30 min */
+
+  /* SIMULATION ONLY: datagrams keep the envelope layout but are neither
+   * encrypted nor authenticated (no key agreement, a zero MAC).  For
+   * roost-sim scale runs, where X25519 per pair of hosts dominates; every
+   * report says when it was on.  Never set by roostd.  Default false. */
+  bool insecure_plaintext;
 } dht_settings;
 
 void dht_settings_default(dht_settings *s);

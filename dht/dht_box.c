@@ -31,6 +31,10 @@ void dht_box_free(dht_box *b, const dht_mem *mem) {
   sodium_memzero(b, sizeof *b);
 }
 
+void dht_box_set_plaintext(dht_box *b, bool on) {
+  b->plaintext = on;
+}
+
 const uint8_t *dht_box_key(dht_box *b, const uint8_t peer[static DHT_PK_LEN]) {
   uint8_t *k = dht_cache_get(&b->keys, peer);
   if (k) {
@@ -38,6 +42,12 @@ const uint8_t *dht_box_key(dht_box *b, const uint8_t peer[static DHT_PK_LEN]) {
     return k;
   }
   b->misses++;
+  if (b->plaintext) {
+    /* simulation only: no key agreement; an all-zero key marks the entry */
+    k = dht_cache_put(&b->keys, peer);
+    dht_id_from_pk(k + 32, peer);
+    return k;
+  }
   uint8_t xpk[32], shared[crypto_box_BEFORENMBYTES];
   /* Fails for encodings that are not points; beforenm fails for low-order
    * points (all-zero shared secret).  Neither is cached: the per-prefix rate
@@ -76,7 +86,12 @@ dht_ssize dht_box_seal(dht_box *b, const uint8_t peer[static DHT_PK_LEN],
   out[0] = DHT_VERSION;
   memcpy(out + 1, b->pk, DHT_PK_LEN);
   memcpy(out + 1 + DHT_PK_LEN, nonce, DHT_NONCE_LEN);
-  crypto_box_easy_afternm(out + DHT_HDR_LEN, body, len, nonce, k);
+  if (b->plaintext) {
+    memset(out + DHT_HDR_LEN, 0, DHT_MAC_LEN);
+    memcpy(out + DHT_HDR_LEN + DHT_MAC_LEN, body, len);
+  } else {
+    crypto_box_easy_afternm(out + DHT_HDR_LEN, body, len, nonce, k);
+  }
   return (dht_ssize)(len + DHT_OVERHEAD);
 }
 
@@ -84,6 +99,15 @@ dht_ssize dht_box_open(const uint8_t key[static 32], const uint8_t *pkt, size_t 
                        size_t cap) {
   if (len < DHT_OVERHEAD || cap < len - DHT_OVERHEAD)
     return DHT_ERR_CRYPTO;
+  static const uint8_t zero[32];
+  if (sodium_memcmp(key, zero, 32) == 0) {
+    /* the plaintext (simulation) entry: a real box key is a hash output and
+     * never all zero */
+    if (sodium_memcmp(pkt + DHT_HDR_LEN, zero, DHT_MAC_LEN) != 0)
+      return DHT_ERR_CRYPTO;
+    memcpy(out, pkt + DHT_HDR_LEN + DHT_MAC_LEN, len - DHT_OVERHEAD);
+    return (dht_ssize)(len - DHT_OVERHEAD);
+  }
   const uint8_t *nonce = pkt + 1 + DHT_PK_LEN;
   if (crypto_box_open_easy_afternm(out, pkt + DHT_HDR_LEN, len - DHT_HDR_LEN, nonce, key) != 0)
     return DHT_ERR_CRYPTO;

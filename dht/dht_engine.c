@@ -173,6 +173,7 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
     goto fail;
   if ((rv = dht_box_init(&e->box, identity, e->set.key_cache, rnd + 48, &e->mem)) != 0)
     goto fail;
+  dht_box_set_plaintext(&e->box, e->set.insecure_plaintext);
   if ((rv = dht_cache_init(&e->cookies, e->set.cookie_cache, sizeof(cookie), rnd + 64, &e->mem)) !=
       0)
     goto fail;

@@ -174,7 +174,10 @@ void dht_rt_del(dht_rt *rt);
 int dht_rt_update(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr,
                   bool confirmed, dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping);
 /* A request to id timed out.  After max_failures in a row the contact is
- * removed and the freshest replacement promoted.  Returns true if removed. */
+ * replaced by the freshest replacement-cache entry; with none waiting it
+ * stays, marked bad, until a newcomer takes its slot (Kademlia's rule: an
+ * outage of our own link must not empty the table).  Returns true if
+ * removed. */
 bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
 /* Marks that we pinged id at now (so it is not pinged again at once). */
 void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
@@ -198,6 +201,9 @@ const dht_rt_contact *dht_rt_next_to_ping(const dht_rt *rt, dht_ts now);
  * dht_rt_touch_bucket marks one refreshed. */
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);
 void dht_rt_touch_bucket(dht_rt *rt, int idx, dht_ts now);
+/* Checks every internal invariant of the table (tests and fuzzing).
+ * Returns 0 or a negative line-specific code. */
+int dht_rt_check(const dht_rt *rt);
 /* Adaptive RPC timeout for a contact: srtt + 4 rttvar, clamped. */
 dht_ts dht_rt_timeout(const dht_rt_contact *c, dht_ts min_ms, dht_ts max_ms);
 
@@ -242,6 +248,7 @@ void dht_cache_remove(dht_cache *c, const uint8_t key[static 32]);
 #define DHT_NONCE_LEN 24
 
 typedef struct dht_box {
+  bool plaintext;         /* dht_settings.insecure_plaintext (simulation only) */
   uint8_t pk[DHT_PK_LEN]; /* our Ed25519 public key, sent in every header */
   uint8_t xsk[32];        /* our X25519 secret key */
   dht_cache keys;         /* peer Ed25519 pk -> shared key */
@@ -251,6 +258,8 @@ typedef struct dht_box {
 int dht_box_init(dht_box *b, const dht_identity *id, int cache_entries,
                  const uint8_t hkey[static 16], const dht_mem *mem);
 void dht_box_free(dht_box *b, const dht_mem *mem);
+/* Simulation only: no encryption, no authentication (see dht_settings). */
+void dht_box_set_plaintext(dht_box *b, bool on);
 /* The cached entry for peer, computed on a miss: 64 bytes, the shared key
  * then the peer's node ID (so the request path never hashes the key again).
  * NULL when peer is not a usable key (not a point, low order).  Valid until
@@ -319,7 +328,7 @@ bool dht_rate_allow(dht_rate *r, const dht_addr *a, dht_ts now);
  * was seen is a replay.  window 0 turns it off. */
 typedef struct dht_replay {
   int window, count, mask;
-  uint8_t key[16]; /* SipHash key for fingerprints */
+  uint8_t key[16];  /* SipHash key for fingerprints */
   uint64_t *gen[2]; /* [0] current */
 } dht_replay;
 

@@ -1,12 +1,11 @@
 /*
  * dht_replay.c - drops datagrams whose (sender, nonce) we accepted recently.
  *
- * A datagram is identified by a 64-bit keyed hash of (sender key, nonce).  Two generations of open-addressing sets, each holding
- * up to window fingerprints at load <= 1/2: when the current one fills, it
- * becomes the previous one and the old previous one is cleared.  So at least
- * the last window datagrams are always remembered, in fixed memory.  Older
- * replays pass this filter; what they can do is bounded by txids (a reply
- * matches nothing) and by idempotent request handling.
+ * A datagram is identified by a 64-bit keyed hash of (sender key, nonce).  Two generations of
+ * open-addressing sets, each holding up to window fingerprints at load <= 1/2: when the current one
+ * fills, it becomes the previous one and the old previous one is cleared.  So at least the last
+ * window datagrams are always remembered, in fixed memory.  Older replays pass this filter; what
+ * they can do is bounded by txids (a reply matches nothing) and by idempotent request handling.
  */
 #include <sodium.h>
 #include <string.h>

@@ -458,7 +458,11 @@ bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) 
     dht_rt_contact *c = &b->slot[i];
     if (c->fails < UINT8_MAX)
       c->fails++;
-    if (c->fails < rt->s.max_failures)
+    /* Kademlia's rule: a contact that stopped answering is dropped only for
+     * a replacement.  With none in the cache it stays, marked bad (the first
+     * newcomer takes its slot), so a short outage of our own link does not
+     * empty the table. */
+    if (c->fails < rt->s.max_failures || b->ncache == 0)
       return false;
     remove_at(b->slot, &b->n, i);
     rt->size--;

@@ -17,8 +17,8 @@ enum opt_type { T_PATH, T_SOCK, T_ADDRS, T_PEERS, T_BOOL, T_INT, T_LEVEL, T_MODE
 typedef struct opt {
   const char *key;
   uint8_t type;
-  int lo, hi;    /* T_INT range */
-  size_t off;    /* offset in node_config */
+  int lo, hi; /* T_INT range */
+  size_t off; /* offset in node_config */
   const char *arg, *help;
 } opt;
 
@@ -287,23 +287,22 @@ void node_config_socket_path(const node_config *c, char *out, size_t len) {
 }
 
 void node_config_help(FILE *out) {
-  fprintf(out,
-          "usage: roostd --data-dir DIR [--config FILE] [--listen HOST:PORT]...\n"
-          "              [--bootstrap ID@HOST:PORT]... [OPTION VALUE]...\n"
-          "\n"
-          "roostd is the roost node: it joins the roost DHT over UDP and answers the\n"
-          "roost command-line tool on a Unix control socket.  It runs in the foreground\n"
-          "and logs to stderr.  TERM or INT save the routing table and exit; HUP reloads\n"
-          "the config file (log-level, bootstrap, lan-discovery).\n"
-          "\n"
-          "  --data-dir DIR      identity key, routing table, lock and control socket\n"
-          "                      (default $ROOST_DATA_DIR or ~/.local/share/roost)\n"
-          "  --config FILE       INI file of the options below ('key = value' lines)\n"
-          "  --paths             print where everything is, then exit\n"
-          "  --version           print the version, then exit\n"
-          "  --help              this text\n"
-          "\n"
-          "Options (in the config file as 'key = value', or as flags '--key VALUE'):\n");
+  fprintf(out, "usage: roostd --data-dir DIR [--config FILE] [--listen HOST:PORT]...\n"
+               "              [--bootstrap ID@HOST:PORT]... [OPTION VALUE]...\n"
+               "\n"
+               "roostd is the roost node: it joins the roost DHT over UDP and answers the\n"
+               "roost command-line tool on a Unix control socket.  It runs in the foreground\n"
+               "and logs to stderr.  TERM or INT save the routing table and exit; HUP reloads\n"
+               "the config file (log-level, bootstrap, lan-discovery).\n"
+               "\n"
+               "  --data-dir DIR      identity key, routing table, lock and control socket\n"
+               "                      (default $ROOST_DATA_DIR or ~/.local/share/roost)\n"
+               "  --config FILE       INI file of the options below ('key = value' lines)\n"
+               "  --paths             print where everything is, then exit\n"
+               "  --version           print the version, then exit\n"
+               "  --help              this text\n"
+               "\n"
+               "Options (in the config file as 'key = value', or as flags '--key VALUE'):\n");
   for (size_t i = 0; i < NOPTS; i++) {
     char head[64];
     snprintf(head, sizeof head, "--%s %s", opts[i].key, opts[i].arg);

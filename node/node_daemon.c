@@ -56,11 +56,11 @@ enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING };
 
 typedef struct waiter {
   uint8_t kind;
-  uint64_t client;  /* serial */
-  char reqid[80];   /* the request's id, as JSON text */
-  int64_t cmd;      /* engine command awaited (0 for W_STATUS) */
+  uint64_t client; /* serial */
+  char reqid[80];  /* the request's id, as JSON text */
+  int64_t cmd;     /* engine command awaited (0 for W_STATUS) */
   uint64_t deadline;
-  dht_peer peer;    /* W_PING_LOOKUP: whose record */
+  dht_peer peer; /* W_PING_LOOKUP: whose record */
 } waiter;
 
 typedef struct usock {
@@ -307,9 +307,8 @@ static void init_addrs(rd_daemon *d) {
     const dht_addr *a = &d->socks[i].bound;
     if (node_addr_is_any(a))
       continue;
-    add_addr(d, dht_addr_is_private(a) || dht_addr_is_loopback(a) ? DHT_ADDR_LAN
-                                                                   : DHT_ADDR_OBSERVED,
-             a);
+    add_addr(
+        d, dht_addr_is_private(a) || dht_addr_is_loopback(a) ? DHT_ADDR_LAN : DHT_ADDR_OBSERVED, a);
   }
 }
 
@@ -332,8 +331,9 @@ static void on_seen(rd_daemon *d, const dht_addr *seen, const uint8_t reporter[D
   if (agree >= 2 && !addr_known(d, seen)) {
     char txt[DHT_ADDR_STRLEN];
     NLOG(NODE_LOG_INFO, "net", "peers see us at %s", dht_addr_fmt(seen, txt, sizeof txt));
-    add_addr(d, dht_addr_is_private(seen) || dht_addr_is_loopback(seen) ? DHT_ADDR_LAN
-                                                                         : DHT_ADDR_OBSERVED,
+    add_addr(d,
+             dht_addr_is_private(seen) || dht_addr_is_loopback(seen) ? DHT_ADDR_LAN
+                                                                     : DHT_ADDR_OBSERVED,
              seen);
   }
 }
@@ -636,10 +636,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   size_t n = 0, cap = 16384;
 #define M(...) n += (size_t)snprintf(t + n, n < cap ? cap - n : 0, __VA_ARGS__)
 #define COUNTER(name, help, v)                                                                     \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " counter\nroost_" name " %llu\n",         \
+  M("# HELP roost_" name " " help "\n# TYPE roost_" name " counter\nroost_" name " %llu\n",        \
     (unsigned long long)(v))
 #define GAUGE(name, help, v)                                                                       \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " gauge\nroost_" name " %lld\n",           \
+  M("# HELP roost_" name " " help "\n# TYPE roost_" name " gauge\nroost_" name " %lld\n",          \
     (long long)(v))
   COUNTER("rx_packets_total", "Datagrams received.", st.rx_packets);
   COUNTER("rx_bytes_total", "Bytes received.", st.rx_bytes);
@@ -651,14 +651,22 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     const char *r;
     uint64_t v;
   } drops[] = {
-      {"ratelimit", st.drop_ratelimit},     {"size", st.drop_size},
-      {"version", st.drop_version},         {"self", st.drop_self},
-      {"bad_key", st.drop_badkey},          {"decrypt", st.drop_decrypt},
-      {"replay", st.drop_replay},           {"malformed", st.drop_malformed},
-      {"unknown_type", st.drop_unknown_type}, {"unknown_txid", st.drop_unknown_txid},
-      {"bad_token", st.drop_bad_token},     {"bad_record", st.drop_bad_record},
-      {"engine_queue_full", st.drop_out_full}, {"event_queue_full", st.drop_event_full},
-      {"send_queue_full", d->send_dropped}, {"truncated", d->recv_truncated},
+      {"ratelimit", st.drop_ratelimit},
+      {"size", st.drop_size},
+      {"version", st.drop_version},
+      {"self", st.drop_self},
+      {"bad_key", st.drop_badkey},
+      {"decrypt", st.drop_decrypt},
+      {"replay", st.drop_replay},
+      {"malformed", st.drop_malformed},
+      {"unknown_type", st.drop_unknown_type},
+      {"unknown_txid", st.drop_unknown_txid},
+      {"bad_token", st.drop_bad_token},
+      {"bad_record", st.drop_bad_record},
+      {"engine_queue_full", st.drop_out_full},
+      {"event_queue_full", st.drop_event_full},
+      {"send_queue_full", d->send_dropped},
+      {"truncated", d->recv_truncated},
   };
   for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
     M("roost_dropped_total{reason=\"%s\"} %llu\n", drops[i].r, (unsigned long long)drops[i].v);
@@ -699,8 +707,7 @@ static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_n
   node_jw_kstr(w, "id", idt);
   node_jw_kbool(w, "found", true);
   node_jw_kuint(w, "seq", r->record.seq);
-  node_jw_kint(w, "expires_in_s",
-               (int64_t)r->record.expires_unix_s - (int64_t)unix_now);
+  node_jw_kint(w, "expires_in_s", (int64_t)r->record.expires_unix_s - (int64_t)unix_now);
   node_jw_kbool(w, "reachable", r->record.flags & DHT_REC_REACHABLE);
   jw_typed_addrs(w, "addresses", r->record.addrs, r->record.naddrs);
   node_jw_kint(w, "rounds", r->rounds);
@@ -718,8 +725,8 @@ static bool parse_id_arg(client *c, const char *reqid, const char *s, const node
   }
   int rv = node_idtext_decode(text, pk);
   if (rv == -1) {
-    reply_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)",
-                text, NODE_IDTEXT_LEN);
+    reply_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)", text,
+                NODE_IDTEXT_LEN);
     return false;
   }
   if (rv == -2) {
@@ -793,8 +800,8 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
       return;
     }
     i = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (i >= 0 && (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 ||
-                   timeout > 24 * 3600 * 1000)) {
+    if (i >= 0 &&
+        (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
       reply_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
       return;
     }
@@ -815,8 +822,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     char addr[80];
     int64_t timeout = 30000;
     int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (it >= 0 &&
-        (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
+    if (it >= 0 && (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
       reply_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
       return;
     }
@@ -912,8 +918,8 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
       d->boot_retry_at = uv_now(&d->loop) + d->boot_backoff;
       NLOG(NODE_LOG_WARN, "dht", "bootstrap found no peers (%s); retrying in %llu s",
            dht_strerror(ev->status), (unsigned long long)d->boot_backoff / 1000);
-      d->boot_backoff = d->boot_backoff * 2 > BOOT_RETRY_MAX_MS ? BOOT_RETRY_MAX_MS
-                                                               : d->boot_backoff * 2;
+      d->boot_backoff =
+          d->boot_backoff * 2 > BOOT_RETRY_MAX_MS ? BOOT_RETRY_MAX_MS : d->boot_backoff * 2;
     }
     break;
   case DHT_EV_ADDR_SEEN:
@@ -931,8 +937,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
         if (!r || !r->has_record) {
           if (c)
             reply_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                        "no peer record found for that ID (%d requests sent)",
-                        r ? r->messages : 0);
+                        "no peer record found for that ID (%d requests sent)", r ? r->messages : 0);
           remove_waiter(d, w);
           break;
         }
@@ -1054,9 +1059,8 @@ static void on_tick(uv_timer_t *t) {
     }
     if (!c || now >= w->deadline) {
       if (c)
-        reply_error(c, w->reqid, "timeout", "%s", w->kind == W_STATUS
-                                                      ? "not bootstrapped yet"
-                                                      : "no result in time");
+        reply_error(c, w->reqid, "timeout", "%s",
+                    w->kind == W_STATUS ? "not bootstrapped yet" : "no result in time");
       if (w->cmd && w->kind != W_STATUS)
         dht_cancel(d->e, w->cmd);
       remove_waiter(d, w);
@@ -1316,8 +1320,7 @@ static int open_control(rd_daemon *d) {
   if (rv == 0)
     rv = uv_listen((uv_stream_t *)&d->ctl, 16, on_connection);
   if (rv) {
-    NLOG(NODE_LOG_ERROR, "ctl", "cannot open control socket %s: %s", d->sock_path,
-         uv_strerror(rv));
+    NLOG(NODE_LOG_ERROR, "ctl", "cannot open control socket %s: %s", d->sock_path, uv_strerror(rv));
     return -1;
   }
   return 0;

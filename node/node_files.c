@@ -142,8 +142,8 @@ int node_lock_dir(const char *dir, int *fdp, char *err, size_t errlen) {
     pid[n > 0 ? n : 0] = 0;
     pid[strcspn(pid, "\n")] = 0;
     close(fd);
-    snprintf(err, errlen, "another roostd is already running on %s (pid %s); stop it first",
-             dir, *pid ? pid : "unknown");
+    snprintf(err, errlen, "another roostd is already running on %s (pid %s); stop it first", dir,
+             *pid ? pid : "unknown");
     return -1;
   }
   char pid[32];

@@ -121,8 +121,8 @@ int node_peer_parse(const char *s, dht_peer *out, char *err, size_t errlen) {
     return -1;
   }
   if (node_addr_parse(at + 1, &out->addr) != 0) {
-    snprintf(err, errlen, "'%s' is not a numeric HOST:PORT (e.g. 192.0.2.1:7464 or [2001:db8::1]:7464)",
-             at + 1);
+    snprintf(err, errlen,
+             "'%s' is not a numeric HOST:PORT (e.g. 192.0.2.1:7464 or [2001:db8::1]:7464)", at + 1);
     return -1;
   }
   return 0;

@@ -178,9 +178,16 @@ echo "target ready after $((SECONDS - t0)) s: state $(json_field state <<<"$js")
   "$(json_field table_size <<<"$js") contacts"
 
 # ---- the benchmark --------------------------------------------------------
+read -r load1 _ </proc/loadavg
+echo "load average before the run: $load1 on $NCPU CPUs"
+if awk -v l="$load1" 'BEGIN { exit !(l > 1.5) }'; then
+  echo "  WARNING: other processes are using the CPUs: the rates below are lower than this" \
+    "machine can do (see 'waited for a CPU' and the CPU time per answer)"
+fi
 echo
 "${PIN_GEN[@]}" "$BENCH" --target "${IDS[1]}@127.0.0.1:$((BASE + 1))" --requests "$REQUESTS" \
-  --seconds "$SECS" --clients "$CLIENTS" --window "$WINDOW" || echo "bench_udp failed (exit $?)"
+  --seconds "$SECS" --clients "$CLIENTS" --window "$WINDOW" --target-pid "$TARGET_PID" ||
+  echo "bench_udp failed (exit $?)"
 echo
 echo "target roostd after the run:"
 grep -E '^(VmRSS|VmHWM)' "/proc/$TARGET_PID/status" | sed 's/^/  /'

@@ -19,7 +19,7 @@ PACKAGES=(
   libuv1-dev libsodium-dev libmsgpack-dev libminiupnpc-dev libnatpmp-dev
   libsqlite3-dev
   # tests, formatting, benchmark plots
-  libcmocka-dev clang-format gnuplot-nox python3
+  libcmocka-dev zlib1g-dev clang-format gnuplot-nox python3
   # natlab: network namespaces and NAT rules
   iproute2 nftables
 )

@@ -337,8 +337,17 @@ class Node:
               "%s is already running (pid %d)" % (self.name, self.pid or 0))
         with open(self.logpath, "ab") as f:
             f.write(("==== start %s at %.3f\n" % (self.name, time.time())).encode())
+        self.last_start = (tuple(bootstrap), tuple(extra))
         self.proc = self.env.popen_roostd(self.argv(bootstrap, extra), self.logpath)
         return self.proc
+
+    def _lost_port(self):
+        """True when roostd exited because its port was taken meanwhile (a
+        free port is only free until someone else binds it)."""
+        if self.proc is None or self.proc.poll() != 1:
+            return False
+        tail = self.log_text().rsplit("==== start", 1)[-1]
+        return "cannot listen on" in tail and "address already in use" in tail.lower()
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
@@ -353,7 +362,16 @@ class Node:
         """Until the control socket answers status (bounded)."""
         t_end = time.monotonic() + timeout
         last = None
+        retries = 3
         for _ in range(int(timeout / 0.05) + 1):
+            if retries > 0 and self._lost_port():
+                retries -= 1
+                old = self.port
+                self.port = free_udp_ports(1)[0]
+                log("%s: port %d was taken meanwhile, starting again on %d"
+                    % (self.name, old, self.port))
+                self.start(*self.last_start)
+                continue
             check(self.alive(), "%s (pid %s) exited with %s while starting"
                   % (self.name, self.pid, self.proc.poll() if self.proc else None))
             if os.path.exists(self.sock):
@@ -471,6 +489,11 @@ def main_wrapper(fn):
         return 1
     except KeyboardInterrupt as e:
         log("INTERRUPTED: %s" % e)
+        return 1
+    except Exception:
+        import traceback
+        traceback.print_exc(file=sys.stdout)
+        log("FAIL: unexpected exception (%.1f s)" % (time.monotonic() - t0))
         return 1
     log("PASS (%.1f s)" % (time.monotonic() - t0))
     return 0

@@ -29,6 +29,7 @@ import socket
 import stat
 import sys
 import time
+import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rlib  # noqa: E402
@@ -60,6 +61,10 @@ def section(name, fn, *a):
     except rlib.TestFailure as e:
         log("  FAIL %s (section aborted): %s" % (name, e))
         failures.append("%s: %s" % (name, e))
+    except Exception as e:  # a test bug or an unexpected OS error: report, go on
+        traceback.print_exc(file=sys.stdout)
+        log("  FAIL %s (section aborted): %s: %s" % (name, type(e).__name__, e))
+        failures.append("%s: %s: %s" % (name, type(e).__name__, e))
     log("   (%.2f s)" % (time.monotonic() - t0))
 
 
@@ -325,10 +330,21 @@ def udp_flood(env, nodes):
 # ---- the control socket ---------------------------------------------------
 
 def ctl_connect(node, timeout=5.0):
-    c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    c.settimeout(timeout)
-    c.connect(node.sock)
-    return c
+    """A connection to node's control socket; retried (bounded) while the
+    listen backlog is full (EAGAIN)."""
+    for _ in range(250):
+        c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        c.settimeout(timeout)
+        try:
+            c.connect(node.sock)
+            return c
+        except BlockingIOError:
+            c.close()
+            time.sleep(0.02)
+        except BaseException:
+            c.close()
+            raise
+    raise rlib.TestFailure("cannot connect to %s: backlog full for 5 s" % node.sock)
 
 
 def read_lines(c, want, timeout=5.0):

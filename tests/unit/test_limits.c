@@ -37,7 +37,8 @@
 #include "testutil.h"
 
 /* the filter's SipHash key (an engine draws its own from its random source) */
-static const uint8_t replay_key[16] = {0x52, 0x6f, 0x6f, 0x73, 0x74, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const uint8_t replay_key[16] = {0x52, 0x6f, 0x6f, 0x73, 0x74, 1, 2,  3,
+                                       4,    5,    6,    7,    8,    9, 10, 11};
 
 static uint64_t g_seed;
 

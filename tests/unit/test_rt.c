@@ -381,14 +381,18 @@ static void test_bucket_cap_and_cache(void **state) {
     check(rt, self, 4);
   }
   assert_int_equal(dht_rt_find(rt, c[8].id)->last_reply, 40);
-  /* c4 and c5 fell off the cache: the next removal promotes nothing */
+  /* c4 and c5 fell off the cache: with no replacement waiting, c3 stays,
+   * marked bad (Kademlia's rule: a dead link must not empty the table) */
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, c[3].id, 60);
-  assert_int_equal(dht_rt_size(rt), 3);
+    assert_false(dht_rt_failed(rt, c[3].id, 60));
+  assert_int_equal(dht_rt_size(rt), 4);
+  assert_int_equal(dht_rt_find(rt, c[3].id)->fails, 3);
   assert_null(dht_rt_find(rt, c[4].id));
   assert_null(dht_rt_find(rt, c[5].id));
-  /* and the slot is free for whoever comes */
+  /* and the first newcomer takes the bad contact's slot */
   assert_int_equal(add(rt, &c[4], true, 70), DHT_RT_ADDED);
+  assert_null(dht_rt_find(rt, c[3].id));
+  assert_int_equal(dht_rt_size(rt), 4);
   check(rt, self, 4);
   dht_rt_del(rt);
 }
@@ -427,10 +431,13 @@ static void test_cache_policy(void **state) {
   assert_non_null(dht_rt_find(rt, k[0].id));
   for (int f = 0; f < 3; f++)
     dht_rt_failed(rt, k[1].id, 32);
-  assert_int_equal(dht_rt_size(rt), 1); /* u0..u2 were never kept */
+  /* no replacement left: k1 stays, marked bad; u0..u2 were never kept */
+  assert_int_equal(dht_rt_size(rt), 2);
+  assert_int_equal(dht_rt_find(rt, k[1].id)->fails, 3);
   for (int i = 0; i < 3; i++)
     assert_null(dht_rt_find(rt, u[i].id));
-  assert_int_equal(add(rt, &b[0], true, 40), DHT_RT_ADDED);
+  assert_int_equal(add(rt, &b[0], true, 40), DHT_RT_ADDED); /* takes k1's slot */
+  assert_null(dht_rt_find(rt, k[1].id));
 
   /* a refreshed cache entry moves to the front */
   assert_int_equal(add(rt, &d[0], true, 50), DHT_RT_CACHED);
@@ -449,7 +456,9 @@ static void test_cache_policy(void **state) {
     dht_rt_failed(rt, d[0].id, 72);
   assert_null(dht_rt_find(rt, d[1].id));
   assert_null(dht_rt_find(rt, b[1].id));
-  assert_int_equal(dht_rt_size(rt), 1);
+  /* the cache is empty, so d0 stays (marked bad) rather than leaving a hole */
+  assert_int_equal(dht_rt_size(rt), 2);
+  assert_int_equal(dht_rt_find(rt, d[0].id)->fails, 3);
   check(rt, self, 2);
   dht_rt_del(rt);
 }
@@ -567,8 +576,8 @@ static void test_good_never_evicted(void **state) {
 }
 
 /* The interface keeps "bad" contacts (fails >= max_failures) out of buckets:
- * dht_rt_failed evicts at once.  What can be seen: a contact below the limit
- * is not replaced, one at the limit is gone and its slot taken. */
+ * with no replacement cache, a contact at the limit stays (bad) and the
+ * next newcomer takes its slot; below the limit it is not replaced. */
 static void test_failed_contact_replaced(void **state) {
   (void)state;
   uint8_t self[DHT_ID_LEN];
@@ -586,10 +595,13 @@ static void test_failed_contact_replaced(void **state) {
   assert_false(dht_rt_failed(rt, b[0].id, 21));
   assert_int_equal(dht_rt_find(rt, b[0].id)->fails, 2);
   assert_int_equal(add(rt, &n, true, 22), DHT_RT_REJECTED);
-  assert_true(dht_rt_failed(rt, b[0].id, 23));
-  assert_false(dht_rt_failed(rt, b[0].id, 24)); /* gone: nothing to do */
+  /* at the limit, with no replacement cache, it stays but is bad ... */
+  assert_false(dht_rt_failed(rt, b[0].id, 23));
+  assert_int_equal(dht_rt_find(rt, b[0].id)->fails, 3);
+  /* ... and the next newcomer replaces it */
   assert_int_equal(add(rt, &n, true, 25), DHT_RT_ADDED);
   assert_null(dht_rt_find(rt, b[0].id));
+  assert_non_null(dht_rt_find(rt, b[1].id));
   check(rt, self, 2);
   dht_rt_del(rt);
 }

@@ -1,0 +1,221 @@
+/*
+ * sim.h - roost-sim: network experiments on the real protocol code.
+ *
+ * One process, a virtual clock, an event heap ordered by (time, sequence),
+ * and many simulated hosts, each running the real dht/ engine through the
+ * same drive loop as roostd (read_pkt -> drain write_pkt -> drain events ->
+ * timer from get_expiry).  A seed reproduces a run exactly; a hash over every
+ * processed event (the trace hash) proves it.
+ *
+ * Files:
+ *   sim_main.c      the roost-sim command line
+ *   sim_scenario.c  scenario files and flags -> sim_config
+ *   sim_net.c       latency models (synthetic, RTT file), jitter, loss
+ *   sim_dist.c      random distributions (session lengths, truncated normal)
+ *   sim_run.c       the event loop: hosts, network, churn, workloads, metrics
+ *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
+ */
+#ifndef ROOST_SIM_H
+#define ROOST_SIM_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "dht.h"
+
+#define SIM_VERSION "0.1.0"
+
+/* ---- random streams (sim_dist.c) --------------------------------------- */
+
+/* A ChaCha20 keystream: one per host and one per purpose, all derived from
+ * the master seed, so adding a host never shifts another's stream. */
+typedef struct sim_rng {
+  uint8_t key[32];
+  uint64_t block;
+  uint8_t buf[256];
+  unsigned pos;
+} sim_rng;
+
+void sim_rng_init(sim_rng *r, uint64_t seed, uint64_t stream);
+void sim_rng_bytes(sim_rng *r, uint8_t *out, size_t len);
+uint64_t sim_rng_u64(sim_rng *r);
+uint64_t sim_rng_below(sim_rng *r, uint64_t n); /* uniform in [0, n) */
+double sim_rng_unit(sim_rng *r);                /* uniform in [0, 1) */
+double sim_rng_normal(sim_rng *r);              /* standard normal */
+
+/* Replaces libsodium's randombytes with a deterministic generator seeded
+ * from seed.  Must run before sodium_init().  Returns 0 or -1. */
+int sim_sodium_deterministic(uint64_t seed);
+
+enum sim_dist_kind { SIM_DIST_NONE = 0, SIM_DIST_EXP, SIM_DIST_WEIBULL, SIM_DIST_PARETO };
+
+/* A session-length (or down-time) distribution, in milliseconds.
+ *   exp      mean
+ *   weibull  shape k, scale lambda
+ *   pareto   shape alpha, minimum x_m */
+typedef struct sim_dist {
+  int kind;
+  double a, b; /* exp: a = mean; weibull: a = k, b = lambda; pareto: a = alpha, b = x_m */
+} sim_dist;
+
+/* Draws one value (ms, >= 1).  NONE gives DHT_TS_NEVER. */
+dht_ts sim_dist_draw(const sim_dist *d, sim_rng *r);
+/* The median of d in ms (for reports). */
+double sim_dist_median(const sim_dist *d);
+/* Parses "exp(mean=30m)", "weibull(k=0.5,scale=1h)", "pareto(alpha=1.5,min=10m)",
+ * "none"; also a "median=" form for each (scale/mean/min derived).  0 or -1
+ * with a reason in err. */
+int sim_dist_parse(sim_dist *d, const char *s, char *err, size_t errlen);
+/* Durations: "250ms", "30s", "10m", "2h", "1d", plain numbers are ms.
+ * 0 or -1. */
+int sim_parse_duration(const char *s, dht_ts *out);
+
+/* ---- latency (sim_net.c) --------------------------------------------------- */
+
+typedef struct sim_rtt sim_rtt; /* an RTT table loaded from a file */
+
+/* Loads a country-to-country RTT table in the format of RIPE-derived
+ * country_rtt_stat.csv(.gz): header "cty1,cty2,rtt_cnt,rtt_avg,rtt_std,
+ * rtt_min,rtt_max", one row per unordered pair (gzip or plain text).
+ * Returns 0 or -1 with a reason naming the file and line in err. */
+int sim_rtt_load(sim_rtt **out, const char *path, char *err, size_t errlen);
+void sim_rtt_free(sim_rtt *t);
+int sim_rtt_countries(const sim_rtt *t);
+const char *sim_rtt_country_name(const sim_rtt *t, int c);
+/* Picks a country for a host, weighted by how many measurements involve it
+ * (a stand-in for where Internet hosts are). */
+int sim_rtt_pick_country(const sim_rtt *t, sim_rng *r);
+/* The base RTT (ms) of the link between two hosts in countries ca and cb: a
+ * truncated normal draw from the pair's statistics, fixed per link (derived
+ * from link_seed), bounded by the pair's min and max.  Pairs without data
+ * fall back to the same-country statistics or the global mean. */
+double sim_rtt_link(const sim_rtt *t, int ca, int cb, uint64_t link_seed);
+
+/* The default synthetic model: hosts at random points of a unit torus; RTT =
+ * base + per_unit x distance (a metric, so the triangle inequality holds). */
+typedef struct sim_coord {
+  float x, y;
+} sim_coord;
+
+double sim_synth_rtt(sim_coord a, sim_coord b, double base_ms, double per_unit_ms);
+
+/* ---- configuration (sim_scenario.c) -------------------------------------- */
+
+enum sim_action {
+  SIM_ACT_PARTITION = 1, /* arg: fraction of hosts cut off from the rest */
+  SIM_ACT_HEAL,
+  SIM_ACT_LEAVE,   /* arg: fraction of online hosts that vanish */
+  SIM_ACT_JOIN,    /* arg: number of new hosts that join */
+  SIM_ACT_LOOKUPS, /* arg: burst of lookups now */
+};
+
+typedef struct sim_script {
+  dht_ts at;
+  int action;
+  double arg;
+} sim_script;
+
+#define SIM_MAX_SCRIPT 64
+
+typedef struct sim_config {
+  int nodes; /* hosts at the start */
+  uint64_t seed;
+  char out_dir[PATH_MAX];
+  char rtt_file[PATH_MAX]; /* "" = synthetic model */
+  char scenario_file[PATH_MAX];
+
+  dht_ts duration_ms;  /* simulated time after the join phase */
+  dht_ts join_ms;      /* hosts join spread over this window */
+  int bootstrap_peers; /* how many online hosts a joining host is given */
+
+  /* network */
+  double synth_base_ms, synth_per_unit_ms;
+  double jitter;          /* fraction of the one-way delay, uniform +- */
+  double loss;            /* probability a datagram is lost */
+  uint64_t bandwidth_bps; /* per-host uplink, 0 = unlimited */
+  uint32_t queue_bytes;   /* uplink queue before tail drop */
+
+  /* churn */
+  sim_dist session, downtime;
+  double vanish; /* fraction of departures that lose all state */
+
+  /* workload, network-wide rates per second */
+  double lookup_rate, get_rate, put_rate;
+  int max_lookups; /* stop issuing after this many (0 = no limit) */
+
+  /* engine */
+  bool crypto; /* false: datagrams neither encrypted nor authenticated */
+  int k;
+
+  /* output */
+  dht_ts sample_ms; /* time-series interval */
+  bool progress;    /* progress bar (on when stderr is a terminal) */
+  bool quiet;
+
+  sim_script script[SIM_MAX_SCRIPT];
+  int nscript;
+} sim_config;
+
+void sim_config_default(sim_config *c);
+/* Applies one "key = value" (from a scenario file or a --key VALUE flag).
+ * where names the source ("file:line" or "--flag").  0 or -1 + err. */
+int sim_config_set(sim_config *c, const char *key, const char *value, const char *where, char *err,
+                   size_t errlen);
+/* Reads a scenario file: "key = value" lines, "at TIME ACTION [ARG]" script
+ * lines, '#' comments.  0 or -1 + err naming file, line and problem. */
+int sim_scenario_load(sim_config *c, const char *path, char *err, size_t errlen);
+/* Checks cross-field sanity (e.g. join window, rates).  0 or -1 + err. */
+int sim_config_check(const sim_config *c, char *err, size_t errlen);
+/* Writes the configuration as a JSON object body (for the manifest). */
+void sim_config_json(const sim_config *c, FILE *f);
+void sim_config_help(FILE *f);
+
+/* ---- results (sim_run.c produces, sim_out.c writes) ---------------------- */
+
+enum sim_op_kind { SIM_OP_LOOKUP = 1, SIM_OP_GET, SIM_OP_PUT, SIM_OP_BOOTSTRAP };
+
+typedef struct sim_op {
+  uint8_t kind;
+  uint8_t ok;      /* lookup: exact k closest; get: record with the right address; put: >= 1 ack */
+  uint8_t overlap; /* lookup: how many of the true k closest were found */
+  uint8_t rounds;
+  uint16_t messages;
+  int32_t host;
+  dht_ts start_ms, end_ms;
+  int status;
+} sim_op;
+
+typedef struct sim_sample {
+  dht_ts t_ms;
+  int online;
+  uint64_t ops_done, ops_ok; /* in this interval */
+  uint64_t packets;          /* datagrams delivered in this interval */
+  uint64_t dropped;          /* lost, partitioned or queue-dropped in this interval */
+} sim_sample;
+
+typedef struct sim_result {
+  sim_op *ops;
+  size_t nops, aops;
+  sim_sample *samples;
+  size_t nsamples, asamples;
+  uint64_t *tx_per_host; /* datagrams sent by each host (indexed by host) */
+  int nhosts;
+  uint64_t events, packets, lost;
+  double wall_s;
+  size_t peak_rss_kb;
+  uint8_t trace_hash[32];
+  bool crypto;
+} sim_result;
+
+/* Runs the simulation.  Returns 0 or -1 + err. */
+int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen);
+void sim_result_free(sim_result *res);
+
+/* Writes manifest.json, ops.csv, series.csv, hosts.csv, summary.json and,
+ * when gnuplot is installed, the plots, into c->out_dir.  0 or -1 + err. */
+int sim_out_write(const sim_config *c, const sim_result *res, char *err, size_t errlen);
+
+#endif /* ROOST_SIM_H */

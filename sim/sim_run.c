@@ -1,0 +1,880 @@
+/*
+ * sim_run.c - the event loop of roost-sim.
+ *
+ * Every host runs the real dht/ engine through the drive loop roostd runs:
+ * after anything happens to a host, its datagrams are drained into the
+ * network, its events handled, and its next expiry scheduled.  Events sit in
+ * one binary heap ordered by (time, sequence), so ties are broken by the
+ * order in which they were scheduled and a seed reproduces a run exactly.
+ * Timer events are lazy: a host keeps one generation number, and a timer
+ * event whose generation is stale is skipped.
+ *
+ * The trace hash is BLAKE2b over (time, kind, host, length) of every event
+ * processed, in order: two runs with the same seed and configuration must
+ * print the same hash.
+ *
+ * Hosts get IPv4 addresses with a distinct /24 each (11.0.0.1, 11.0.1.1,
+ * ...): the engines' per-prefix limits see them as different networks.
+ */
+#include <math.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sim.h"
+
+enum ev_kind {
+  EV_DELIVER = 1,
+  EV_TIMER,
+  EV_JOIN,
+  EV_LEAVE,
+  EV_LOOKUP,
+  EV_GET,
+  EV_PUT,
+  EV_SCRIPT,
+  EV_SAMPLE,
+};
+
+typedef struct dgram {
+  dht_addr from;
+  uint16_t len;
+  uint8_t data[];
+} dgram;
+
+typedef struct event {
+  dht_ts at;
+  uint64_t seq;
+  uint32_t kind;
+  int32_t host;
+  uint32_t gen;
+  dgram *d;
+} event;
+
+typedef struct host {
+  dht *e;
+  dht_identity id;
+  uint8_t nid[DHT_ID_LEN];
+  uint64_t nid64; /* first 8 bytes of the ID, big-endian: fast distance */
+  sim_coord xy;
+  int16_t country;
+  uint8_t up, joined, part;
+  uint32_t gen, incarnation;
+  dht_ts timer_at;
+  dht_ts uplink_free;
+  uint64_t rng_state[4]; /* xoshiro256** for the engine's rand callback */
+  uint8_t *snap;
+  uint32_t snap_len;
+  int64_t boot_cmd;
+} host;
+
+typedef struct pending {
+  int32_t host;
+  int64_t cmd;
+  size_t op;
+  uint8_t target[DHT_ID_LEN];
+  int32_t target_host; /* GET: whose record */
+} pending;
+
+typedef struct sim {
+  const sim_config *c;
+  sim_result *res;
+  host *h;
+  int nh, ah;
+  event *heap;
+  size_t nheap, aheap;
+  uint64_t seq;
+  dht_ts now, end;
+  sim_rng rng_work, rng_net, rng_churn;
+  sim_rtt *rtt;
+  crypto_generichash_state trace;
+  pending *pend;
+  size_t npend, apend;
+  int online;
+  bool partitioned;
+  uint64_t issued_lookups;
+  dht_settings set;
+  sim_sample cur; /* the interval being counted */
+  char *err;
+  size_t errlen;
+} sim;
+
+/* ---- the heap ------------------------------------------------------------ */
+
+static bool before(const event *a, const event *b) {
+  return a->at < b->at || (a->at == b->at && a->seq < b->seq);
+}
+
+static int push(sim *s, event ev) {
+  if (s->nheap == s->aheap) {
+    size_t na = s->aheap ? s->aheap * 2 : 4096;
+    event *nh = realloc(s->heap, na * sizeof *nh);
+    if (!nh)
+      return -1;
+    s->heap = nh;
+    s->aheap = na;
+  }
+  ev.seq = s->seq++;
+  size_t i = s->nheap++;
+  while (i > 0 && before(&ev, &s->heap[(i - 1) / 2])) {
+    s->heap[i] = s->heap[(i - 1) / 2];
+    i = (i - 1) / 2;
+  }
+  s->heap[i] = ev;
+  return 0;
+}
+
+static event pop(sim *s) {
+  event top = s->heap[0], last = s->heap[--s->nheap];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= s->nheap)
+      break;
+    if (c + 1 < s->nheap && before(&s->heap[c + 1], &s->heap[c]))
+      c++;
+    if (!before(&s->heap[c], &last))
+      break;
+    s->heap[i] = s->heap[c];
+    i = c;
+  }
+  if (s->nheap)
+    s->heap[i] = last;
+  return top;
+}
+
+static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, dgram *d) {
+  event ev = {at, 0, (uint32_t)kind, host_i, gen, d};
+  if (push(s, ev) != 0) {
+    free(d);
+    fprintf(stderr, "roost-sim: out of memory for events\n");
+    exit(1);
+  }
+}
+
+/* ---- hosts ---------------------------------------------------------------- */
+
+static uint64_t rotl(uint64_t x, int k) {
+  return (x << k) | (x >> (64 - k));
+}
+
+static void host_rand(void *ctx, uint8_t *buf, size_t len) {
+  uint64_t *st = ctx;
+  while (len) {
+    uint64_t r = rotl(st[1] * 5, 7) * 9, t = st[1] << 17;
+    st[2] ^= st[0];
+    st[3] ^= st[1];
+    st[1] ^= st[2];
+    st[0] ^= st[3];
+    st[2] ^= t;
+    st[3] = rotl(st[3], 45);
+    size_t n = len < 8 ? len : 8;
+    memcpy(buf, &r, n);
+    buf += n;
+    len -= n;
+  }
+}
+
+static dht_addr host_addr(int i) {
+  dht_addr a;
+  memset(&a, 0, sizeof a);
+  a.family = DHT_AF_INET;
+  uint32_t ip = 0x0B000000u + ((uint32_t)i << 8) + 1;
+  a.ip[0] = (uint8_t)(ip >> 24);
+  a.ip[1] = (uint8_t)(ip >> 16);
+  a.ip[2] = (uint8_t)(ip >> 8);
+  a.ip[3] = (uint8_t)ip;
+  a.port = 4000;
+  return a;
+}
+
+static int host_of(const sim *s, const dht_addr *a) {
+  if (a->family != DHT_AF_INET || a->port != 4000 || a->ip[3] != 1)
+    return -1;
+  uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 | (uint32_t)a->ip[2] << 8;
+  if (ip < 0x0B000000u)
+    return -1;
+  uint32_t i = (ip - 0x0B000000u) >> 8;
+  return i < (uint32_t)s->nh ? (int)i : -1;
+}
+
+static int host_add(sim *s) {
+  if (s->nh == s->ah) {
+    int na = s->ah ? s->ah * 2 : 1024;
+    host *nh = realloc(s->h, (size_t)na * sizeof *nh);
+    if (!nh)
+      return -1;
+    s->h = nh;
+    s->ah = na;
+    uint64_t *tx = realloc(s->res->tx_per_host, (size_t)na * sizeof *tx);
+    if (!tx)
+      return -1;
+    s->res->tx_per_host = tx;
+  }
+  int i = s->nh++;
+  host *h = &s->h[i];
+  memset(h, 0, sizeof *h);
+  s->res->tx_per_host[i] = 0;
+  s->res->nhosts = s->nh;
+  sim_rng r;
+  sim_rng_init(&r, s->c->seed, 0x4000000000ull + (uint64_t)i);
+  uint8_t seed[32];
+  sim_rng_bytes(&r, seed, sizeof seed);
+  dht_identity_from_seed(&h->id, seed);
+  dht_id_from_pk(h->nid, h->id.pk);
+  for (int k = 0; k < 8; k++)
+    h->nid64 = h->nid64 << 8 | h->nid[k];
+  sim_rng_bytes(&r, (uint8_t *)h->rng_state, sizeof h->rng_state);
+  h->xy.x = (float)sim_rng_unit(&r);
+  h->xy.y = (float)sim_rng_unit(&r);
+  h->country = (int16_t)(s->rtt ? sim_rtt_pick_country(s->rtt, &r) : -1);
+  return i;
+}
+
+/* ---- the network ------------------------------------------------------------ */
+
+static double one_way_ms(sim *s, int a, int b) {
+  const host *ha = &s->h[a], *hb = &s->h[b];
+  double rtt;
+  if (s->rtt) {
+    uint64_t lo = (uint64_t)(a < b ? a : b), hi = (uint64_t)(a < b ? b : a);
+    rtt = sim_rtt_link(s->rtt, ha->country, hb->country, s->c->seed ^ (lo << 32 | hi));
+  } else {
+    rtt = sim_synth_rtt(ha->xy, hb->xy, s->c->synth_base_ms, s->c->synth_per_unit_ms);
+  }
+  double d = rtt / 2;
+  if (s->c->jitter > 0)
+    d *= 1 + s->c->jitter * (2 * sim_rng_unit(&s->rng_net) - 1);
+  return d < 0.05 ? 0.05 : d;
+}
+
+static void send_dgram(sim *s, int from, const dht_addr *to, const uint8_t *buf, size_t len) {
+  host *hf = &s->h[from];
+  s->res->tx_per_host[from]++;
+  int dst = host_of(s, to);
+  if (dst < 0 || (s->c->loss > 0 && sim_rng_unit(&s->rng_net) < s->c->loss) ||
+      (s->partitioned && s->h[dst].part != hf->part)) {
+    s->res->lost++;
+    s->cur.dropped++;
+    return;
+  }
+  dht_ts depart = s->now;
+  if (s->c->bandwidth_bps) {
+    /* serialisation on the sender's uplink; tail drop past the queue */
+    dht_ts start = hf->uplink_free > s->now ? hf->uplink_free : s->now;
+    double queued_bytes = (double)(start - s->now) * (double)s->c->bandwidth_bps / 8000.0;
+    if (queued_bytes > s->c->queue_bytes) {
+      s->res->lost++;
+      s->cur.dropped++;
+      return;
+    }
+    dht_ts tx_ms = (dht_ts)ceil((double)(len + 28) * 8000.0 / (double)s->c->bandwidth_bps);
+    hf->uplink_free = start + tx_ms;
+    depart = hf->uplink_free;
+  }
+  dgram *d = malloc(sizeof *d + len);
+  if (!d)
+    return;
+  d->from = host_addr(from);
+  d->len = (uint16_t)len;
+  memcpy(d->data, buf, len);
+  dht_ts at = depart + (dht_ts)llround(one_way_ms(s, from, dst));
+  schedule(s, at, EV_DELIVER, dst, 0, d);
+}
+
+/* ---- operations and their truth ------------------------------------------ */
+
+static size_t op_new(sim *s, int kind, int host_i) {
+  sim_result *r = s->res;
+  if (r->nops == r->aops) {
+    size_t na = r->aops ? r->aops * 2 : 1024;
+    sim_op *no = realloc(r->ops, na * sizeof *no);
+    if (!no) {
+      fprintf(stderr, "roost-sim: out of memory for results\n");
+      exit(1);
+    }
+    r->ops = no;
+    r->aops = na;
+  }
+  sim_op *o = &r->ops[r->nops];
+  memset(o, 0, sizeof *o);
+  o->kind = (uint8_t)kind;
+  o->host = host_i;
+  o->start_ms = s->now;
+  o->end_ms = -1;
+  return r->nops++;
+}
+
+static void op_done(sim *s, size_t i, int status, bool ok) {
+  sim_op *o = &s->res->ops[i];
+  o->end_ms = s->now;
+  o->status = status;
+  o->ok = ok;
+  s->cur.ops_done++;
+  s->cur.ops_ok += ok;
+}
+
+static void pend_add(sim *s, int host_i, int64_t cmd, size_t op, const uint8_t *target, int th) {
+  if (s->npend == s->apend) {
+    size_t na = s->apend ? s->apend * 2 : 256;
+    pending *np = realloc(s->pend, na * sizeof *np);
+    if (!np)
+      exit(1);
+    s->pend = np;
+    s->apend = na;
+  }
+  pending *p = &s->pend[s->npend++];
+  p->host = host_i;
+  p->cmd = cmd;
+  p->op = op;
+  p->target_host = th;
+  if (target)
+    memcpy(p->target, target, DHT_ID_LEN);
+}
+
+/* <0 when a is closer to t than b (XOR metric), 0 when equal */
+static int cmp_dist(const uint8_t *a, const uint8_t *b, const uint8_t *t) {
+  for (int i = 0; i < DHT_ID_LEN; i++) {
+    uint8_t da = a[i] ^ t[i], db = b[i] ^ t[i];
+    if (da != db)
+      return da < db ? -1 : 1;
+  }
+  return 0;
+}
+
+/* The true k closest up, joined hosts to target (excluding `skip`): indices
+ * in out, closest first.  Brute force with a 64-bit prefilter. */
+static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int *out) {
+  uint64_t t64 = 0;
+  for (int i = 0; i < 8; i++)
+    t64 = t64 << 8 | target[i];
+  int n = 0;
+  for (int i = 0; i < s->nh; i++) {
+    const host *h = &s->h[i];
+    if (!h->up || !h->joined || i == skip)
+      continue;
+    uint64_t d = h->nid64 ^ t64;
+    if (n == k) {
+      uint64_t worst = s->h[out[k - 1]].nid64 ^ t64;
+      if (d > worst || (d == worst && cmp_dist(h->nid, s->h[out[k - 1]].nid, target) >= 0))
+        continue;
+      n--;
+    }
+    int pos = n;
+    while (pos > 0) {
+      const host *p = &s->h[out[pos - 1]];
+      uint64_t dp = p->nid64 ^ t64;
+      if (dp < d || (dp == d && cmp_dist(p->nid, h->nid, target) < 0))
+        break;
+      out[pos] = out[pos - 1];
+      pos--;
+    }
+    out[pos] = i;
+    n++;
+  }
+  return n;
+}
+
+static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
+  sim_op *o = &s->res->ops[p->op];
+  const dht_lookup_result *r = ev->u.lookup;
+  int k = s->set.k, want[DHT_K_MAX];
+  if (r) {
+    o->rounds = (uint8_t)(r->rounds > 255 ? 255 : r->rounds);
+    o->messages = (uint16_t)(r->messages > 65535 ? 65535 : r->messages);
+  }
+  if (o->kind == SIM_OP_GET) {
+    const host *t = &s->h[p->target_host];
+    dht_addr a = host_addr(p->target_host);
+    bool ok = r && r->has_record && !memcmp(r->record.pk, t->id.pk, DHT_PK_LEN) &&
+              r->record.naddrs > 0 && dht_addr_eq(&r->record.addrs[0].addr, &a);
+    op_done(s, p->op, ev->status, ok);
+    return;
+  }
+  int n = truth(s, p->target, p->host, k, want);
+  int overlap = 0;
+  bool exact = r && r->ncontacts == n;
+  for (int i = 0; r && i < r->ncontacts; i++) {
+    bool in = false;
+    for (int j = 0; j < n && !in; j++)
+      in = !memcmp(r->contacts[i].id, s->h[want[j]].nid, DHT_ID_LEN);
+    overlap += in;
+    if (exact && i < n && memcmp(r->contacts[i].id, s->h[want[i]].nid, DHT_ID_LEN) != 0)
+      exact = false;
+  }
+  o->overlap = (uint8_t)overlap;
+  op_done(s, p->op, ev->status, ev->status == 0 && exact);
+}
+
+/* ---- driving one host ------------------------------------------------------- */
+
+static void publish(sim *s, int i) {
+  dht_typed_addr ta = {DHT_ADDR_OBSERVED, host_addr(i)};
+  dht_set_addrs(s->h[i].e, &ta, 1);
+  dht_put_record(s->h[i].e, s->now);
+}
+
+static void on_event(sim *s, int i, const dht_event *ev) {
+  host *h = &s->h[i];
+  if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
+    h->boot_cmd = 0;
+    for (size_t k = 0; k < s->npend; k++) {
+      pending *p = &s->pend[k];
+      if (p->host == i && p->cmd == ev->cmd) {
+        op_done(s, p->op, ev->status, ev->u.bootstrap.table_size > 0);
+        *p = s->pend[--s->npend];
+        break;
+      }
+    }
+    if (!h->joined) {
+      h->joined = 1;
+      publish(s, i);
+    }
+    return;
+  }
+  if (ev->type != DHT_EV_LOOKUP && ev->type != DHT_EV_PUT)
+    return;
+  for (size_t k = 0; k < s->npend; k++) {
+    pending p = s->pend[k];
+    if (p.host != i || p.cmd != ev->cmd)
+      continue;
+    s->pend[k] = s->pend[--s->npend];
+    if (ev->type == DHT_EV_PUT) {
+      s->res->ops[p.op].messages = (uint16_t)ev->u.put.messages;
+      s->res->ops[p.op].rounds = (uint8_t)ev->u.put.rounds;
+      op_done(s, p.op, ev->status, ev->u.put.acks > 0);
+    } else {
+      lookup_done(s, &p, ev);
+    }
+    return;
+  }
+}
+
+static void drive(sim *s, int i) {
+  host *h = &s->h[i];
+  if (!h->up)
+    return;
+  uint8_t buf[DHT_MAX_PKT];
+  dht_addr to;
+  dht_ssize n;
+  while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
+    send_dgram(s, i, &to, buf, (size_t)n);
+  dht_event ev;
+  while (dht_poll_event(h->e, &ev) == 0)
+    on_event(s, i, &ev);
+  /* events may have issued commands */
+  while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
+    send_dgram(s, i, &to, buf, (size_t)n);
+  dht_ts exp = dht_get_expiry(h->e);
+  if (exp < s->now)
+    exp = s->now;
+  if (exp != h->timer_at) {
+    h->timer_at = exp;
+    h->gen++;
+    if (exp != DHT_TS_NEVER)
+      schedule(s, exp, EV_TIMER, i, h->gen, NULL);
+  }
+}
+
+static int random_online(sim *s, sim_rng *r, int not ) {
+  if (s->online <= (not >= 0 && s->h[not ].up ? 1 : 0))
+    return -1;
+  for (int tries = 0; tries < 1000; tries++) {
+    int i = (int)sim_rng_below(r, (uint64_t)s->nh);
+    if (s->h[i].up && s->h[i].joined && i != not )
+      return i;
+  }
+  return -1;
+}
+
+static int host_start(sim *s, int i) {
+  host *h = &s->h[i];
+  dht_callbacks cb = {h->rng_state, host_rand, NULL};
+  h->incarnation++;
+  /* a new nonce prefix per incarnation: the random stream moves on */
+  int rv = dht_new(&h->e, &h->id, &s->set, &cb, NULL, s->now);
+  if (rv) {
+    snprintf(s->err, s->errlen, "cannot create engine %d: %s", i, dht_strerror(rv));
+    return -1;
+  }
+  h->up = 1;
+  h->joined = 0;
+  h->timer_at = -1;
+  h->uplink_free = 0;
+  s->online++;
+  dht_peer peers[16];
+  size_t np = 0;
+  if (h->snap) {
+    dht_load_table(h->e, h->snap, h->snap_len, s->now);
+    free(h->snap);
+    h->snap = NULL;
+    h->snap_len = 0;
+  }
+  for (int k = 0; k < s->c->bootstrap_peers && k < 16; k++) {
+    int j = random_online(s, &s->rng_churn, i);
+    if (j < 0)
+      break;
+    memcpy(peers[np].pk, s->h[j].id.pk, DHT_PK_LEN);
+    peers[np].addr = host_addr(j);
+    np++;
+  }
+  size_t op = op_new(s, SIM_OP_BOOTSTRAP, i);
+  h->boot_cmd = dht_bootstrap(h->e, peers, np, s->now);
+  if (h->boot_cmd > 0)
+    pend_add(s, i, h->boot_cmd, op, NULL, -1);
+  else
+    op_done(s, op, (int)h->boot_cmd, false);
+  drive(s, i);
+  return 0;
+}
+
+static void host_stop(sim *s, int i, bool keep_state) {
+  host *h = &s->h[i];
+  if (!h->up)
+    return;
+  if (keep_state) {
+    size_t need = 0;
+    uint8_t tiny[1];
+    dht_save_table(h->e, tiny, 0, &need);
+    h->snap = malloc(need);
+    if (h->snap && dht_save_table(h->e, h->snap, need, NULL) > 0)
+      h->snap_len = (uint32_t)need;
+  }
+  dht_del(h->e);
+  h->e = NULL;
+  h->up = 0;
+  h->joined = 0;
+  h->gen++;
+  s->online--;
+  /* its commands die with it */
+  for (size_t k = 0; k < s->npend;) {
+    if (s->pend[k].host == i) {
+      op_done(s, s->pend[k].op, DHT_ERR_CANCELLED, false);
+      s->pend[k] = s->pend[--s->npend];
+    } else {
+      k++;
+    }
+  }
+}
+
+/* ---- workloads and churn -------------------------------------------------- */
+
+static dht_ts exp_gap(sim_rng *r, double rate_per_s) {
+  double u = sim_rng_unit(r);
+  return (dht_ts)ceil(-log(1 - u) / rate_per_s * 1000.0);
+}
+
+static void do_lookup(sim *s) {
+  int i = random_online(s, &s->rng_work, -1);
+  if (i < 0)
+    return;
+  uint8_t target[DHT_ID_LEN];
+  sim_rng_bytes(&s->rng_work, target, sizeof target);
+  size_t op = op_new(s, SIM_OP_LOOKUP, i);
+  int64_t cmd = dht_find_node(s->h[i].e, target, s->now);
+  if (cmd <= 0) {
+    op_done(s, op, (int)cmd, false);
+    return;
+  }
+  pend_add(s, i, cmd, op, target, -1);
+  s->issued_lookups++;
+  drive(s, i);
+}
+
+static void do_get(sim *s) {
+  int i = random_online(s, &s->rng_work, -1), t = random_online(s, &s->rng_work, i);
+  if (i < 0 || t < 0)
+    return;
+  size_t op = op_new(s, SIM_OP_GET, i);
+  int64_t cmd = dht_get_record(s->h[i].e, s->h[t].nid, s->now);
+  if (cmd <= 0) {
+    op_done(s, op, (int)cmd, false);
+    return;
+  }
+  pend_add(s, i, cmd, op, s->h[t].nid, t);
+  drive(s, i);
+}
+
+static void do_put(sim *s) {
+  int i = random_online(s, &s->rng_work, -1);
+  if (i < 0)
+    return;
+  size_t op = op_new(s, SIM_OP_PUT, i);
+  int64_t cmd = dht_put_record(s->h[i].e, s->now);
+  if (cmd <= 0) {
+    op_done(s, op, (int)cmd, false);
+    return;
+  }
+  pend_add(s, i, cmd, op, NULL, -1);
+  drive(s, i);
+}
+
+static bool churning(const sim *s) {
+  return s->c->session.kind != SIM_DIST_NONE;
+}
+
+static void sample(sim *s) {
+  sim_result *r = s->res;
+  if (r->nsamples == r->asamples) {
+    size_t na = r->asamples ? r->asamples * 2 : 256;
+    sim_sample *ns = realloc(r->samples, na * sizeof *ns);
+    if (!ns)
+      exit(1);
+    r->samples = ns;
+    r->asamples = na;
+  }
+  s->cur.t_ms = s->now;
+  s->cur.online = s->online;
+  r->samples[r->nsamples++] = s->cur;
+  memset(&s->cur, 0, sizeof s->cur);
+}
+
+static void run_script(sim *s, const sim_script *sc) {
+  switch (sc->action) {
+  case SIM_ACT_PARTITION: {
+    int cut = (int)llround(sc->arg * s->nh);
+    for (int i = 0; i < s->nh; i++)
+      s->h[i].part = 0;
+    for (int n = 0, tries = 0; n < cut && tries < 100 * s->nh; tries++) {
+      int i = (int)sim_rng_below(&s->rng_churn, (uint64_t)s->nh);
+      if (!s->h[i].part) {
+        s->h[i].part = 1;
+        n++;
+      }
+    }
+    s->partitioned = true;
+    break;
+  }
+  case SIM_ACT_HEAL:
+    s->partitioned = false;
+    break;
+  case SIM_ACT_LEAVE: {
+    int n = (int)llround(sc->arg * s->online);
+    for (int k = 0; k < n; k++) {
+      int i = random_online(s, &s->rng_churn, -1);
+      if (i >= 0)
+        host_stop(s, i, false);
+    }
+    break;
+  }
+  case SIM_ACT_JOIN:
+    for (int k = 0; k < (int)sc->arg; k++) {
+      int i = host_add(s);
+      if (i < 0)
+        exit(1);
+      schedule(s, s->now, EV_JOIN, i, 0, NULL);
+    }
+    break;
+  case SIM_ACT_LOOKUPS:
+    for (int k = 0; k < (int)sc->arg; k++)
+      do_lookup(s);
+    break;
+  }
+}
+
+static void hash_event(sim *s, const event *ev) {
+  uint8_t rec[8 + 4 + 4 + 2];
+  memcpy(rec, &ev->at, 8);
+  memcpy(rec + 8, &ev->kind, 4);
+  memcpy(rec + 12, &ev->host, 4);
+  uint16_t len = ev->d ? ev->d->len : 0;
+  memcpy(rec + 16, &len, 2);
+  crypto_generichash_update(&s->trace, rec, sizeof rec);
+}
+
+static size_t rss_kb(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (size_t)ru.ru_maxrss;
+}
+
+static void progress(sim *s, dht_ts total) {
+  static int last = -1;
+  int pct = total > 0 ? (int)(100 * s->now / total) : 0;
+  if (pct > 100)
+    pct = 100;
+  if (pct == last)
+    return;
+  last = pct;
+  char bar[41];
+  int fill = pct * 40 / 100;
+  for (int i = 0; i < 40; i++)
+    bar[i] = i < fill ? '#' : '.';
+  bar[40] = 0;
+  fprintf(stderr, "\r[%s] %3d%%  t=%llds  online %d  ops %zu ", bar, pct,
+          (long long)(s->now / 1000), s->online, s->res->nops);
+  if (pct == 100)
+    fputc('\n', stderr);
+}
+
+int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
+  sim S;
+  memset(&S, 0, sizeof S);
+  memset(res, 0, sizeof *res);
+  sim *s = &S;
+  s->c = c;
+  s->res = res;
+  s->err = err;
+  s->errlen = errlen;
+  res->crypto = c->crypto;
+  if (c->rtt_file[0] && sim_rtt_load(&s->rtt, c->rtt_file, err, errlen) != 0)
+    return -1;
+  sim_rng_init(&s->rng_work, c->seed, 0x3001);
+  sim_rng_init(&s->rng_net, c->seed, 0x3002);
+  sim_rng_init(&s->rng_churn, c->seed, 0x3003);
+  crypto_generichash_init(&s->trace, NULL, 0, 32);
+
+  /* engine settings for many engines in one process: small caches */
+  dht_settings_default(&s->set);
+  s->set.k = c->k;
+  s->set.replacement_cache = 4;
+  s->set.key_cache = 128;
+  s->set.cookie_cache = 64;
+  s->set.replay_window = 128;
+  s->set.max_out_queue = 128;
+  s->set.max_events = 64;
+  s->set.rate_prefixes = 64;
+  s->set.max_records = 256;
+  s->set.lookup_candidates = 3 * c->k;
+  s->set.insecure_plaintext = !c->crypto;
+
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < c->nodes; i++) {
+    if (host_add(s) < 0) {
+      snprintf(err, errlen, "out of memory for %d hosts", c->nodes);
+      return -1;
+    }
+    schedule(s, c->nodes > 1 ? (dht_ts)((double)c->join_ms * i / (c->nodes - 1)) : 0, EV_JOIN, i, 0,
+             NULL);
+  }
+  dht_ts work_start = c->join_ms;
+  s->end = c->join_ms + c->duration_ms;
+  if (c->lookup_rate > 0)
+    schedule(s, work_start + exp_gap(&s->rng_work, c->lookup_rate), EV_LOOKUP, -1, 0, NULL);
+  if (c->get_rate > 0)
+    schedule(s, work_start + exp_gap(&s->rng_work, c->get_rate), EV_GET, -1, 0, NULL);
+  if (c->put_rate > 0)
+    schedule(s, work_start + exp_gap(&s->rng_work, c->put_rate), EV_PUT, -1, 0, NULL);
+  for (int k = 0; k < c->nscript; k++)
+    schedule(s, c->script[k].at, EV_SCRIPT, k, 0, NULL);
+  schedule(s, c->sample_ms, EV_SAMPLE, -1, 0, NULL);
+
+  int rv = 0;
+  while (s->nheap) {
+    event ev = pop(s);
+    if (ev.at > s->end) {
+      free(ev.d);
+      break;
+    }
+    s->now = ev.at;
+    if (ev.kind == EV_TIMER &&
+        (ev.host >= s->nh || !s->h[ev.host].up || ev.gen != s->h[ev.host].gen)) {
+      continue; /* stale */
+    }
+    res->events++;
+    hash_event(s, &ev);
+    switch (ev.kind) {
+    case EV_DELIVER: {
+      host *h = &s->h[ev.host];
+      if (h->up && !(s->partitioned && s->h[host_of(s, &ev.d->from)].part != h->part)) {
+        res->packets++;
+        s->cur.packets++;
+        if (dht_read_pkt(h->e, &ev.d->from, ev.d->data, ev.d->len, s->now) <= DHT_ERR_FATAL) {
+          snprintf(err, errlen, "engine %d failed", ev.host);
+          rv = -1;
+        }
+        drive(s, ev.host);
+      } else {
+        res->lost++;
+        s->cur.dropped++;
+      }
+      free(ev.d);
+      break;
+    }
+    case EV_TIMER:
+      s->h[ev.host].timer_at = -1;
+      if (dht_handle_expiry(s->h[ev.host].e, s->now) <= DHT_ERR_FATAL) {
+        snprintf(err, errlen, "engine %d failed", ev.host);
+        rv = -1;
+      }
+      drive(s, ev.host);
+      break;
+    case EV_JOIN:
+      if (!s->h[ev.host].up && host_start(s, ev.host) != 0)
+        rv = -1;
+      if (rv == 0 && churning(s)) {
+        dht_ts from = s->now > work_start ? s->now : work_start;
+        schedule(s, from + sim_dist_draw(&c->session, &s->rng_churn), EV_LEAVE, ev.host, 0, NULL);
+      }
+      break;
+    case EV_LEAVE:
+      if (s->h[ev.host].up) {
+        bool vanish = sim_rng_unit(&s->rng_churn) < c->vanish;
+        host_stop(s, ev.host, !vanish);
+        schedule(s, s->now + sim_dist_draw(&c->downtime, &s->rng_churn), EV_JOIN, ev.host, 0, NULL);
+      }
+      break;
+    case EV_LOOKUP:
+      if (!c->max_lookups || s->issued_lookups < (uint64_t)c->max_lookups) {
+        do_lookup(s);
+        schedule(s, s->now + exp_gap(&s->rng_work, c->lookup_rate), EV_LOOKUP, -1, 0, NULL);
+      }
+      break;
+    case EV_GET:
+      do_get(s);
+      schedule(s, s->now + exp_gap(&s->rng_work, c->get_rate), EV_GET, -1, 0, NULL);
+      break;
+    case EV_PUT:
+      do_put(s);
+      schedule(s, s->now + exp_gap(&s->rng_work, c->put_rate), EV_PUT, -1, 0, NULL);
+      break;
+    case EV_SCRIPT:
+      run_script(s, &c->script[ev.host]);
+      break;
+    case EV_SAMPLE:
+      sample(s);
+      schedule(s, s->now + c->sample_ms, EV_SAMPLE, -1, 0, NULL);
+      if (c->progress)
+        progress(s, s->end);
+      break;
+    }
+    if (rv)
+      break;
+  }
+  if (c->progress) {
+    s->now = s->end;
+    progress(s, s->end);
+  }
+  /* ops still open at the end did not complete */
+  for (size_t k = 0; k < s->npend; k++)
+    res->ops[s->pend[k].op].status = DHT_ERR_TIMEOUT;
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  res->wall_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  res->peak_rss_kb = rss_kb();
+  crypto_generichash_final(&s->trace, res->trace_hash, sizeof res->trace_hash);
+
+  while (s->nheap) {
+    event ev = pop(s);
+    free(ev.d);
+  }
+  free(s->heap);
+  for (int i = 0; i < s->nh; i++) {
+    dht_del(s->h[i].e);
+    free(s->h[i].snap);
+  }
+  free(s->h);
+  free(s->pend);
+  sim_rtt_free(s->rtt);
+  return rv;
+}
+
+void sim_result_free(sim_result *res) {
+  free(res->ops);
+  free(res->samples);
+  free(res->tx_per_host);
+  memset(res, 0, sizeof *res);
+}
