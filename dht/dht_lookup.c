@@ -56,6 +56,8 @@ static void cand_add(dht *e, cmd *c, const dht_peer *p, int depth) {
   if (pos >= cap)
     return;
   int n = c->nc < cap ? c->nc : cap - 1;
+  if (c->nc == cap && c->c[cap - 1].state == CAND_INFLIGHT)
+    c->inflight--; /* pushed out while asked: its answer will find no candidate */
   memmove(&c->c[pos + 1], &c->c[pos], (size_t)(n - pos) * sizeof *c->c);
   if (c->nc < cap)
     c->nc++;

@@ -219,8 +219,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     d->recv_errors++;
     return;
   }
-  if (nread == 0 || !addr)
-    return; /* nothing, or the end of a recvmmsg batch */
+  if (!addr)
+    return; /* the end of a recvmmsg batch (an empty datagram has an address) */
   if (flags & UV_UDP_PARTIAL) {
     d->recv_truncated++;
     return;
@@ -572,10 +572,12 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   jw_typed_addrs(&w, "addresses", d->addrs, d->naddrs);
   node_jw_kuint(&w, "rx_packets", st.rx_packets);
   node_jw_kuint(&w, "tx_packets", st.tx_packets);
+  /* the same reasons as roost_dropped_total in metrics */
   uint64_t dropped = st.drop_ratelimit + st.drop_size + st.drop_version + st.drop_self +
                      st.drop_badkey + st.drop_decrypt + st.drop_replay + st.drop_malformed +
                      st.drop_unknown_type + st.drop_unknown_txid + st.drop_bad_token +
-                     st.drop_bad_record;
+                     st.drop_bad_record + st.drop_out_full + st.drop_event_full +
+                     d->send_dropped + d->recv_truncated;
   node_jw_kuint(&w, "dropped", dropped);
   result_end(c, &w);
 }

@@ -506,28 +506,34 @@ static int plot_rounds(const sim_config *c, const sim_result *r, char *err, size
 /* success rate over time, online hosts on the second axis */
 static int plot_success(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
   size_t n = 0;
-  for (size_t i = 0; i < r->nsamples; i++)
+  int top = 0;
+  for (size_t i = 0; i < r->nsamples; i++) {
     n += r->samples[i].ops_done > 0;
+    if (r->samples[i].online > top)
+      top = r->samples[i].online;
+  }
   if (!n)
     return 1;
   plot p;
   if (plot_open(&p, r, c->out_dir, "success_rate", err, errlen) != 0)
     return -1;
-  fputs("# t_s success_rate online\n", p.dat.f);
+  fputs("# t_s success_rate online ('?': no op finished in the interval)\n", p.dat.f);
   for (size_t i = 0; i < r->nsamples; i++) {
     const sim_sample *s = &r->samples[i];
-    if (!s->ops_done)
-      continue;
     print_s(p.dat.f, s->t_ms);
-    fprintf(p.dat.f, " %.6f %d\n", (double)s->ops_ok / (double)s->ops_done, s->online);
+    if (s->ops_done)
+      fprintf(p.dat.f, " %.6f %d\n", (double)s->ops_ok / (double)s->ops_done, s->online);
+    else
+      fprintf(p.dat.f, " ? %d\n", s->online);
   }
-  fputs("set title sprintf('success rate over time (ops finished per interval%s)', mode)\n"
-        "set xlabel 'time (s)'\nset ylabel 'ops ok / ops finished'\nset xrange [0:*]\n"
-        "set y2label 'hosts online'\nset yrange [0:1.05]\nset y2range [0:*]\n"
-        "set ytics nomirror\nset y2tics\nset key bottom right\n"
-        "plot 'success_rate.dat' using 1:2 with linespoints lw 2 title 'success rate', \\\n"
-        "     'success_rate.dat' using 1:3 axes x1y2 with lines title 'online'\n",
-        p.gp.f);
+  fprintf(p.gp.f,
+          "set title sprintf('success rate over time (ops finished per interval%%s)', mode)\n"
+          "set xlabel 'time (s)'\nset ylabel 'ops ok / ops finished'\nset xrange [0:*]\n"
+          "set y2label 'hosts online'\nset yrange [0:1.05]\nset y2range [0:%d]\n"
+          "set ytics nomirror\nset y2tics\nset key bottom right\nset datafile missing '?'\n"
+          "plot 'success_rate.dat' using 1:2 with linespoints lw 2 title 'success rate', \\\n"
+          "     'success_rate.dat' using 1:3 axes x1y2 with lines title 'online'\n",
+          top + top / 20 + 1);
   return plot_close(&p, err, errlen);
 }
 

@@ -22,6 +22,7 @@ Every case is checked even when an earlier one failed; the summary lists all
 failures.  Usage:
   test_bad_input.py --roostd build/roostd --roost build/roost [--seed N]
 """
+import json
 import os
 import random
 import signal
@@ -373,7 +374,6 @@ def read_lines(c, want, timeout=5.0):
 
 
 def control_garbage(env, nodes):
-    import json
     n = nodes[3]
     cases = [
         (b"hello world", None, "bad_request"),

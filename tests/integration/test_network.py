@@ -16,7 +16,6 @@ messages per lookup).  Usage:
 """
 import os
 import random
-import signal
 import sys
 import time
 
