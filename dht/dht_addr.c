@@ -132,10 +132,17 @@ static int prefix_bytes(const dht_addr *a, int v4bits, int v6bits, uint8_t out[1
 bool dht_addr_same_prefix(const dht_addr *a, const dht_addr *b, int v4bits, int v6bits) {
   if (a->family != b->family || !ip_len(a))
     return false;
-  uint8_t pa[16], pb[16];
-  prefix_bytes(a, v4bits, v6bits, pa);
-  prefix_bytes(b, v4bits, v6bits, pb);
-  return memcmp(pa, pb, 16) == 0;
+  int bits = a->family == DHT_AF_INET ? v4bits : v6bits, max = (int)ip_len(a) * 8;
+  if (bits > max)
+    bits = max;
+  if (bits <= 0)
+    return true;
+  /* whole bytes, then the masked partial one: this runs for every contact of
+   * a bucket on every diversity check */
+  if (memcmp(a->ip, b->ip, (size_t)(bits / 8)) != 0)
+    return false;
+  uint8_t mask = (uint8_t)(0xff00u >> (bits % 8));
+  return bits % 8 == 0 || ((a->ip[bits / 8] ^ b->ip[bits / 8]) & mask) == 0;
 }
 
 uint64_t dht_addr_prefix_key(const dht_addr *a, int v4bits, int v6bits) {

@@ -34,6 +34,7 @@ typedef struct rpc {
   uint8_t phase; /* the command's phase when sent (BOOT retargets, PUT stores) */
   int64_t cmd;   /* owning command, 0 if none */
   dht_peer to;
+  uint8_t id[DHT_ID_LEN]; /* of to.pk */
   dht_ts sent, deadline;
 } rpc;
 
@@ -152,6 +153,8 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
 int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
 /* Queues an event; res (may be NULL) is owned by the queue from then on. */
 void dht_eng_emit(dht *e, const dht_event *ev, dht_lookup_result *res);
+/* id = BLAKE2b(pk), from the key cache when the peer is known. */
+void dht_eng_peer_id(dht *e, const uint8_t pk[static DHT_PK_LEN], uint8_t id[static DHT_ID_LEN]);
 /* Builds our record bytes with a fresh sequence number. */
 int dht_eng_make_record(dht *e, dht_ts now);
 

@@ -358,9 +358,15 @@ static void rpc_remove(dht *e, rpc *r) {
   *r = e->rpcs[--e->nrpcs];
 }
 
-static dht_ts rpc_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN]) {
-  uint8_t id[DHT_ID_LEN];
-  dht_id_from_pk(id, pk);
+void dht_eng_peer_id(dht *e, const uint8_t pk[static DHT_PK_LEN], uint8_t id[static DHT_ID_LEN]) {
+  const uint8_t *ent = dht_cache_get(&e->box.keys, pk);
+  if (ent)
+    memcpy(id, ent + 32, DHT_ID_LEN);
+  else
+    dht_id_from_pk(id, pk);
+}
+
+static dht_ts rpc_timeout(dht *e, const uint8_t id[static DHT_ID_LEN]) {
   const dht_rt_contact *c = dht_rt_find(e->rt, id);
   if (!c)
     return e->set.rpc_timeout_max_ms;
@@ -426,8 +432,9 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   r->type = m->type;
   r->cmd = cmd_id;
   r->to = *to;
+  dht_eng_peer_id(e, to->pk, r->id);
   r->sent = now;
-  r->deadline = now + rpc_timeout(e, to->pk);
+  r->deadline = now + rpc_timeout(e, r->id);
   e->st.requests_out++;
   return 0;
 }
@@ -609,7 +616,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
   /* The address we sent to delivered our request and the key answered: that
    * is what makes a contact reachable (server mode). */
   const dht_rt_contact *ping = NULL;
-  int rv = dht_rt_update(e->rt, r.to.pk, &r.to.addr, true, now - r.sent, now, &ping);
+  int rv = dht_rt_update_id(e->rt, r.to.pk, r.id, &r.to.addr, true, now - r.sent, now, &ping);
   if (rv == DHT_ERR_NOMEM)
     DHT_LOG(e, DHT_LOG_WARN, "routing table: out of memory");
   if (ping) {
@@ -631,7 +638,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
     ev.type = DHT_EV_ADDR_SEEN;
     ev.u.seen.seen_as = m->seen;
     ev.u.seen.reporter = r.to.addr;
-    dht_id_from_pk(ev.u.seen.reporter_id, r.to.pk);
+    memcpy(ev.u.seen.reporter_id, r.id, DHT_ID_LEN);
     dht_eng_emit(e, &ev, NULL);
     if (r.kind == RPC_PING) {
       memset(&ev, 0, sizeof ev);
@@ -639,7 +646,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
       ev.cmd = r.cmd;
       ev.u.ping.rtt_ms = now - r.sent;
       ev.u.ping.seen_as = m->seen;
-      dht_id_from_pk(ev.u.ping.id, r.to.pk);
+      memcpy(ev.u.ping.id, r.id, DHT_ID_LEN);
       dht_eng_emit(e, &ev, NULL);
     }
   }
@@ -768,8 +775,7 @@ static void expire_rpcs(dht *e, dht_ts now) {
     rpc r = e->rpcs[i];
     rpc_remove(e, &e->rpcs[i]);
     e->st.timeouts++;
-    uint8_t id[DHT_ID_LEN];
-    dht_id_from_pk(id, r.to.pk);
+    const uint8_t *id = r.id;
     dht_rt_failed(e->rt, id, now);
     if (r.kind == RPC_PING) {
       dht_event ev;

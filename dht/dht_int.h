@@ -173,6 +173,10 @@ void dht_rt_del(dht_rt *rt);
  * Returns enum dht_rt_result or DHT_ERR_NOMEM. */
 int dht_rt_update(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr,
                   bool confirmed, dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping);
+/* dht_rt_update for a caller that already knows id = BLAKE2b(pk). */
+int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                     const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, bool confirmed,
+                     dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping);
 /* A request to id timed out.  After max_failures in a row the contact is
  * replaced by the freshest replacement-cache entry; with none waiting it
  * stays, marked bad, until a newcomer takes its slot (Kademlia's rule: an

@@ -38,7 +38,7 @@ static void cand_add(dht *e, cmd *c, const dht_peer *p, int depth) {
   if (memcmp(p->pk, e->ident.pk, DHT_PK_LEN) == 0)
     return;
   uint8_t id[DHT_ID_LEN];
-  dht_id_from_pk(id, p->pk);
+  dht_eng_peer_id(e, p->pk, id);
   int pos = c->nc;
   for (int i = 0; i < c->nc; i++) {
     int d = dht_id_cmp_dist(id, c->c[i].id, c->target);
@@ -235,7 +235,8 @@ static void lookup_done(dht *e, cmd *c, dht_ts now) {
       finish(e, c, c->acks ? 0 : DHT_ERR_NOTFOUND, now);
     return;
   }
-  finish(e, c, c->messages > 0 && c->replies == 0 ? DHT_ERR_TIMEOUT : 0, now);
+  /* nobody to ask (an empty table) is not a result */
+  finish(e, c, c->messages == 0 ? DHT_ERR_NOTFOUND : c->replies == 0 ? DHT_ERR_TIMEOUT : 0, now);
 }
 
 /* One step of the iterative algorithm for a lookup-phase command. */

@@ -376,12 +376,18 @@ static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool c
 
 int dht_rt_update(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr,
                   bool confirmed, dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping) {
+  uint8_t id[DHT_ID_LEN];
+  dht_id_from_pk(id, pk);
+  return dht_rt_update_id(rt, pk, id, addr, confirmed, rtt_ms, now, ping);
+}
+
+int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                     const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, bool confirmed,
+                     dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping) {
   if (ping)
     *ping = NULL;
   if (!rt || !addr || (addr->family != DHT_AF_INET && addr->family != DHT_AF_INET6))
     return DHT_ERR_INVAL;
-  uint8_t id[DHT_ID_LEN];
-  dht_id_from_pk(id, pk);
   if (memcmp(id, rt->self, DHT_ID_LEN) == 0)
     return DHT_RT_REJECTED;
 

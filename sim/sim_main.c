@@ -35,7 +35,7 @@ int main(int argc, char **argv) {
   /* pass 1: --help, --version, --scenario, --seed (the scenario may not
    * override a seed given on the command line: flags are applied after) */
   for (int i = 1; i < argc; i++) {
-    const char *eq;
+    const char *eq = NULL;
     if (flag_name(argv[i], name, sizeof name, &eq) != 0) {
       fprintf(stderr, "roost-sim: unexpected argument '%s' (roost-sim --help)\n", argv[i]);
       return 2;
@@ -60,7 +60,7 @@ int main(int argc, char **argv) {
   }
   /* pass 2: flags override the scenario */
   for (int i = 1; i < argc; i++) {
-    const char *eq;
+    const char *eq = NULL;
     flag_name(argv[i], name, sizeof name, &eq);
     const char *v = eq ? eq + 1 : argv[++i];
     if (!strcmp(name, "scenario"))

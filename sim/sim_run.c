@@ -345,8 +345,9 @@ static int cmp_dist(const uint8_t *a, const uint8_t *b, const uint8_t *t) {
   return 0;
 }
 
-/* The true k closest up, joined hosts to target (excluding `skip`): indices
- * in out, closest first.  Brute force with a 64-bit prefilter. */
+/* The true k closest up, joined hosts to target (excluding `skip`, and
+ * during a partition the hosts on the other side of it): indices in out,
+ * closest first.  Brute force with a 64-bit prefilter. */
 static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int *out) {
   uint64_t t64 = 0;
   for (int i = 0; i < 8; i++)
@@ -354,7 +355,7 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
   int n = 0;
   for (int i = 0; i < s->nh; i++) {
     const host *h = &s->h[i];
-    if (!h->up || !h->joined || i == skip)
+    if (!h->up || !h->joined || i == skip || (s->partitioned && h->part != s->h[skip].part))
       continue;
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {

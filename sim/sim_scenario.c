@@ -28,6 +28,7 @@
 
 #define SIM_MAX_NODES 2000000 /* hosts at the start and joined by the script */
 #define DAY_MS 86400000.0
+#define HELP_WIDTH 80 /* columns of sim_config_help */
 
 enum opt_type {
   T_INT,   /* int, [lo, hi] */
@@ -88,7 +89,7 @@ static const opt opts[] = {
     {"downtime", T_DIST, 0, 0, OFF(downtime), "DIST",
      "time a departed host stays away, same forms as session (exp(median=10m))"},
     {"vanish", T_FRAC, 0, 1, OFF(vanish), "FRACTION",
-     "fraction of departures that lose all state and return as new hosts (0.5)"},
+     "fraction of departures that lose their routing table; the others come back with it (0.5)"},
     {"lookups", T_RATE, 0, 1e6, OFF(lookup_rate), "RATE",
      "lookups per second over the network, like 10/s or 600/min (10/s)"},
     {"gets", T_RATE, 0, 1e6, OFF(get_rate), "RATE", "record gets per second (0)"},
@@ -103,7 +104,8 @@ static const opt opts[] = {
      "interval of the time series in series.csv (10s)"},
     {"progress", T_BOOL, 0, 0, OFF(progress), "on|off",
      "progress on stderr (on when stderr is a terminal)"},
-    {"quiet", T_BOOL, 0, 0, OFF(quiet), "on|off", "print nothing but errors (off)"},
+    {"quiet", T_BOOL, 0, 0, OFF(quiet), "on|off",
+     "print only errors and the trace hash line (off)"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -869,7 +871,19 @@ void sim_config_help(FILE *f) {
   for (size_t i = 0; i < NOPTS; i++) {
     char head[64];
     snprintf(head, sizeof head, "--%s %s", opts[i].key, opts[i].arg);
-    fprintf(f, "  %-26s %s\n", head, opts[i].help);
+    fprintf(f, "  %-26s ", head);
+    /* the help wrapped at blanks into lines of at most HELP_WIDTH columns */
+    const char *h = opts[i].help;
+    while (strlen(h) > HELP_WIDTH - 29) {
+      int cut = HELP_WIDTH - 29;
+      while (cut > 0 && h[cut] != ' ')
+        cut--;
+      if (cut == 0)
+        break;
+      fprintf(f, "%.*s\n%29s", cut, h, "");
+      h += cut + 1;
+    }
+    fprintf(f, "%s\n", h);
   }
   fprintf(f,
           "\n"
