@@ -752,7 +752,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     schedule(s, c->nodes > 1 ? (dht_ts)((double)c->join_ms * i / (c->nodes - 1)) : 0, EV_JOIN, i, 0,
              NULL);
   }
-  dht_ts work_start = c->join_ms;
+  dht_ts work_start = c->join_ms + c->warmup_ms;
   s->end = c->join_ms + c->duration_ms;
   if (c->lookup_rate > 0)
     schedule(s, work_start + exp_gap(&s->rng_work, c->lookup_rate), EV_LOOKUP, -1, 0, NULL);

@@ -69,6 +69,8 @@ static const opt opts[] = {
      "simulated time after the join window (10m)"},
     {"join", T_DUR, 0, 365 * DAY_MS, OFF(join_ms), "TIME",
      "the starting hosts join spread over this window (2m)"},
+    {"warmup", T_DUR, 0, 365 * DAY_MS, OFF(warmup_ms), "TIME",
+     "after the join window, time for the network to settle before the workload starts (1m)"},
     {"bootstrap-peers", T_INT, 1, 100, OFF(bootstrap_peers), "N",
      "online hosts a joining host is given to bootstrap from (3)"},
     {"synth-base", T_MS, 0, 10000, OFF(synth_base_ms), "MS",
@@ -116,6 +118,7 @@ void sim_config_default(sim_config *c) {
   snprintf(c->out_dir, sizeof c->out_dir, "sim-out");
   c->duration_ms = 10 * 60 * 1000;
   c->join_ms = 2 * 60 * 1000;
+  c->warmup_ms = 60 * 1000;
   c->bootstrap_peers = 3;
   c->synth_base_ms = 10;
   c->synth_per_unit_ms = 190;
@@ -639,6 +642,11 @@ int sim_config_check(const sim_config *c, char *err, size_t errlen) {
   }
   if (!c->out_dir[0]) {
     snprintf(err, errlen, "out: no output directory");
+    return -1;
+  }
+  if (c->warmup_ms >= c->duration_ms) {
+    snprintf(err, errlen, "warmup (%lld ms) must be shorter than duration (%lld ms)",
+             (long long)c->warmup_ms, (long long)c->duration_ms);
     return -1;
   }
   if (c->duration_ms <= 0 || c->join_ms < 0 || c->sample_ms <= 0) {
