@@ -106,11 +106,12 @@ static uint64_t cpu_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static double cpu_s(void) {
+/* This process's user and system CPU time, in seconds. */
+static void cpu_s(double *user, double *sys) {
   struct rusage ru;
   getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
+  *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
+  *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
 }
 
 /* A task's time on a CPU and time spent runnable but waiting for one, in ns
@@ -483,10 +484,11 @@ static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t
 
 static volatile uint64_t g_sink;
 
-/* CPU time of building + sealing one request, and of opening + decoding one
- * reply (the sample), in ns.  200,000 of each or 1 s, whichever comes first. */
+/* CPU time of building + sealing one request, of opening + decoding one
+ * reply (the sample), and of the open alone, in ns.  200,000 of each or 1 s, whichever comes first.
+ */
 static void cost_loops(bench *b, const uint8_t *sample, size_t sample_len, int sample_client,
-                       double *seal_ns, double *open_ns) {
+                       double *seal_ns, double *open_ns, double *box_ns) {
   uint8_t out[DHT_MAX_PKT];
   const int reps = 200000;
   uint64_t deadline = now_ns() + 1000000000ull, c0 = cpu_ns();
@@ -503,6 +505,14 @@ static void cost_loops(bench *b, const uint8_t *sample, size_t sample_len, int s
   for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
     g_sink += (uint64_t)open_as(b, sample_client, sample, sample_len, &m) + (uint64_t)m.ncontacts;
   *open_ns = (double)(cpu_ns() - c0) / i;
+  /* the open alone */
+  uint8_t body[DHT_MAX_PKT];
+  deadline = now_ns() + 1000000000ull;
+  c0 = cpu_ns();
+  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+    g_sink +=
+        (uint64_t)dht_box_open(b->cl[sample_client].key, sample, sample_len, body, sizeof body);
+  *box_ns = (double)(cpu_ns() - c0) / i;
 }
 
 /* Datagrams/s this program sends into a socket of its own that it never
@@ -551,8 +561,9 @@ typedef struct run {
   uint32_t *lat;     /* per request: 0 pending, LOST, else latency in ns (>= 1) */
   long sent, answered, lost, late, dup, full20, bad_crypto, bad_msg, other;
   long key_tries;
-  long cursor;         /* the request after the last one answered */
-  uint64_t t0, t_last; /* first send, last answer */
+  long n_send, n_recv, n_recv_empty, n_poll; /* system calls */
+  long cursor;                               /* the request after the last one answered */
+  uint64_t t0, t_last;                       /* first send, last answer */
   uint64_t reply_bytes;
 } run;
 
@@ -607,8 +618,16 @@ static void on_reply(bench *b, run *r, const uint8_t *pkt, size_t len, uint64_t 
 
 static void do_run(bench *b, run *r, int window, double seconds) {
   mbatch sb, rb;
-  mbatch_init(&sb, &b->target_sa);
+  mbatch_init(&sb, NULL);
   mbatch_init(&rb, NULL);
+  /* connected from here on: the kernel keeps the route instead of looking it
+   * up for every datagram, and sendmmsg takes no address */
+  if (connect(b->fd, (const struct sockaddr *)&b->target_sa, sizeof b->target_sa) != 0)
+    die("connect: %s", strerror(errno));
+  for (int i = 0; i < BATCH; i++) {
+    sb.h[i].msg_hdr.msg_name = NULL;
+    sb.h[i].msg_hdr.msg_namelen = 0;
+  }
   long oldest = 0; /* every request before it is answered or lost */
   long last_sec_answered = 0;
   int sec = 0;
@@ -642,6 +661,7 @@ static void do_run(bench *b, run *r, int window, double seconds) {
       }
       uint64_t ts = now_ns() - r->t0;
       int sent = send_batch(b->fd, sb.h, (int)k);
+      r->n_send++;
       for (int i = 0; i < sent; i++)
         r->sent_at[r->sent + i] = ts;
       r->sent += sent;
@@ -650,6 +670,10 @@ static void do_run(bench *b, run *r, int window, double seconds) {
     }
     /* receive */
     int n = recv_batch(b->fd, &rb);
+    if (n)
+      r->n_recv++;
+    else
+      r->n_recv_empty++;
     now = now_ns();
     for (int j = 0; j < n; j++)
       on_reply(b, r, rb.buf[j], rb.h[j].msg_len, now);
@@ -676,6 +700,7 @@ static void do_run(bench *b, run *r, int window, double seconds) {
     if (n == 0) {
       struct pollfd p = {.fd = b->fd, .events = POLLIN | (send_blocked ? POLLOUT : 0)};
       int pr = poll(&p, 1, 1);
+      r->n_poll++;
       if (pr > 0 && (p.revents & POLLOUT))
         send_blocked = false;
     } else if (send_blocked) {
@@ -775,7 +800,8 @@ int main(int argc, char **argv) {
   printf("bench_udp: FIND_NODE load on %s:%u: up to %ld requests or %ld s, %ld client "
          "identities, %ld in flight\n",
          tbuf, ntohs(b.target_sa.sin_port), nreq, seconds, nclients, window);
-  printf("generator: one UDP socket (receive buffer %d KiB), poll + sendmmsg/recvmmsg in "
+  printf("generator: one UDP socket (receive buffer %d KiB; connected for the run), poll + "
+         "sendmmsg/recvmmsg in "
          "batches of %d\n",
          got / 2048, BATCH); /* the kernel reports twice what it was asked */
 
@@ -799,13 +825,13 @@ int main(int argc, char **argv) {
     printf("  WARNING: the target's table gives fewer than 20 contacts\n");
 
   /* 2. the generator alone */
-  double seal_ns = 0, open_ns = 0, bh_wall[2] = {0, 0}, bh_cpu[2] = {0, 0};
-  cost_loops(&b, sample, sample_len, sample_client, &seal_ns, &open_ns);
+  double seal_ns = 0, open_ns = 0, box_ns = 0, bh_wall[2] = {0, 0}, bh_cpu[2] = {0, 0};
+  cost_loops(&b, sample, sample_len, sample_client, &seal_ns, &open_ns, &box_ns);
   blackhole(&b, bh_wall, bh_cpu);
   printf("generator alone (no target; CPU time, so other processes do not count):\n");
   printf("  build + seal one request:         %6.0f ns CPU  (%.0f/s)\n", seal_ns, 1e9 / seal_ns);
-  printf("  open + decode one %zu-byte reply: %6.0f ns CPU  (%.0f/s)\n", sample_len, open_ns,
-         1e9 / open_ns);
+  printf("  open + decode one %zu-byte reply: %6.0f ns CPU  (%.0f/s; the open alone %.0f ns)\n",
+         sample_len, open_ns, 1e9 / open_ns, box_ns);
   printf("  sendmmsg into a blackhole socket: sealing on the fly %.0f/s (%.0f per CPU second),\n"
          "                                    pre-built %.0f/s (%.0f per CPU second)\n",
          bh_wall[0], bh_cpu[0], bh_wall[1], bh_cpu[1]);
@@ -833,7 +859,8 @@ int main(int argc, char **argv) {
   }
   printf("run:\n");
   fflush(stdout);
-  double cpu0 = cpu_s();
+  double user0, sys0, user1, sys1;
+  cpu_s(&user0, &sys0);
   uint64_t trun0 = 0, twait0 = 0, srun0 = 0, swait0 = 0, trun1 = 0, twait1 = 0, srun1 = 0,
            swait1 = 0;
   bool tsched = tpid && sched_ns(tpid, &trun0, &twait0);
@@ -846,7 +873,8 @@ int main(int argc, char **argv) {
   long tdrops0 = udp_drops(ntohs(b.target_sa.sin_port)),
        sdrops0 = udp_drops(ntohs(self_sa.sin_port));
   do_run(&b, &r, (int)window, (double)seconds);
-  double cpu = cpu_s() - cpu0;
+  cpu_s(&user1, &sys1);
+  double cpu = user1 - user0 + sys1 - sys0;
   tsched = tsched && sched_ns(tpid, &trun1, &twait1);
   tstat = tstat && proc_cpu(tpid, &tuser1, &tsys1);
   ssched = ssched && sched_ns("self", &srun1, &swait1);
@@ -891,6 +919,14 @@ int main(int argc, char **argv) {
   if (ssched)
     printf("; waited for a CPU %.0f%% of the time", 100.0 * (double)(swait1 - swait0) / 1e9 / dur);
   printf("\n");
+  printf("  generator CPU split:  %.0f%% user, %.0f%% system; %ld sendmmsg (%.1f datagrams "
+         "each), %ld recvmmsg (%.1f each) + %ld empty, %ld poll\n",
+         cpu > 0 ? 100.0 * (user1 - user0) / cpu : 0.0, cpu > 0 ? 100.0 * (sys1 - sys0) / cpu : 0.0,
+         r.n_send, r.n_send ? (double)r.sent / (double)r.n_send : 0.0, r.n_recv,
+         r.n_recv ? (double)(r.answered + r.late + r.dup + r.other + r.bad_crypto + r.bad_msg) /
+                        (double)r.n_recv
+                  : 0.0,
+         r.n_recv_empty, r.n_poll);
   if (tsched && r.answered) {
     double trun = (double)(trun1 - trun0) / 1e9, twait = (double)(twait1 - twait0) / 1e9;
     printf("  target CPU:           %.0f%% of one core, %.2f us per answer (~%.0f answers/s if "

@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "sim.h"
 
@@ -76,9 +75,14 @@ int main(int argc, char **argv) {
     fprintf(stderr, "roost-sim: %s\n", err);
     return 2;
   }
-  if (c.rtt_file[0] && access(c.rtt_file, R_OK) != 0) {
-    fprintf(stderr, "roost-sim: cannot read the RTT file %s\n", c.rtt_file);
-    return 2;
+  if (c.rtt_file[0]) {
+    /* check the file before the run: a bad table is bad input (exit 2) */
+    sim_rtt *t;
+    if (sim_rtt_load(&t, c.rtt_file, err, sizeof err) != 0) {
+      fprintf(stderr, "roost-sim: %s\n", err);
+      return 2;
+    }
+    sim_rtt_free(t);
   }
   /* deterministic libsodium: before sodium_init, as DESIGN.md asks */
   if (sim_sodium_deterministic(c.seed) != 0 || sodium_init() < 0) {

@@ -345,9 +345,10 @@ static int cmp_dist(const uint8_t *a, const uint8_t *b, const uint8_t *t) {
   return 0;
 }
 
-/* The true k closest up, joined hosts to target (excluding `skip`, and
+/* The true k closest hosts that are up to target (excluding `skip`, and
  * during a partition the hosts on the other side of it): indices in out,
- * closest first.  Brute force with a 64-bit prefilter. */
+ * closest first.  A host that is (re)joining counts: it answers queries, so
+ * a lookup may rightly find it.  Brute force with a 64-bit prefilter. */
 static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int *out) {
   uint64_t t64 = 0;
   for (int i = 0; i < 8; i++)
@@ -355,7 +356,7 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
   int n = 0;
   for (int i = 0; i < s->nh; i++) {
     const host *h = &s->h[i];
-    if (!h->up || !h->joined || i == skip || (s->partitioned && h->part != s->h[skip].part))
+    if (!h->up || i == skip || (s->partitioned && h->part != s->h[skip].part))
       continue;
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
@@ -425,7 +426,10 @@ static void on_event(sim *s, int i, const dht_event *ev) {
     for (size_t k = 0; k < s->npend; k++) {
       pending *p = &s->pend[k];
       if (p->host == i && p->cmd == ev->cmd) {
-        op_done(s, p->op, ev->status, ev->u.bootstrap.table_size > 0);
+        /* the very first host has nobody to ask: that is not a failure */
+        op_done(s, p->op, ev->status,
+                ev->u.bootstrap.table_size > 0 ||
+                    (ev->status == 0 && ev->u.bootstrap.pinged == 0 && s->online == 1));
         *p = s->pend[--s->npend];
         break;
       }
@@ -480,12 +484,20 @@ static void drive(sim *s, int i) {
   }
 }
 
-static int random_online(sim *s, sim_rng *r, int not ) {
-  if (s->online <= (not >= 0 && s->h[not ].up ? 1 : 0))
+static int random_online(sim *s, sim_rng *r, int skip) {
+  if (s->online <= (skip >= 0 && s->h[skip].up ? 1 : 0))
     return -1;
-  for (int tries = 0; tries < 1000; tries++) {
+  /* random probes first (cheap when most hosts are up), then a scan from a
+   * random start, so a sparse network still finds its few online hosts */
+  for (int tries = 0; tries < 64; tries++) {
     int i = (int)sim_rng_below(r, (uint64_t)s->nh);
-    if (s->h[i].up && s->h[i].joined && i != not )
+    if (s->h[i].up && s->h[i].joined && i != skip)
+      return i;
+  }
+  int start = (int)sim_rng_below(r, (uint64_t)s->nh);
+  for (int k = 0; k < s->nh; k++) {
+    int i = (start + k) % s->nh;
+    if (s->h[i].up && s->h[i].joined && i != skip)
       return i;
   }
   return -1;
