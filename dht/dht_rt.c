@@ -400,35 +400,40 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   if (i >= 0)
     return update_cached(rt, bi, i, addr, confirmed, rtt_ms, now);
 
-  /* A newcomer.  Diversity first: the whole-table limit does not depend on
-   * splits, so a refused address costs no split.  The per-bucket limit is
-   * checked in the bucket the contact will really sit in: a split only
-   * moves contacts out of the last bucket, so checking before it could
-   * refuse a contact that the split would have given room to. */
-  if (!diversity_ok_table(rt, addr, NULL))
-    return DHT_RT_REJECTED;
-  while (b->n == rt->s.k && bi == rt->nb - 1 && rt->nb < ID_BITS) {
-    int err = split_last(rt);
-    if (err)
-      return err;
-    bi = bucket_of(rt, id);
-    b = rt->b[bi];
+  /* A newcomer.  The diversity limits are checked only where it would take
+   * a slot (a cached newcomer is checked again when it is promoted), so the
+   * common case -- an answer from a node that would only be cached -- costs
+   * no scan of the table.  The whole-table limit is checked before a split,
+   * so a refused address costs no split; the per-bucket limit in the bucket
+   * the contact will really sit in (a split only moves contacts out of the
+   * last bucket, so checking before it could refuse a contact that the
+   * split gives room to). */
+  if (b->n == rt->s.k && bi == rt->nb - 1 && rt->nb < ID_BITS) {
+    if (!diversity_ok_table(rt, addr, NULL))
+      return DHT_RT_REJECTED;
+    while (b->n == rt->s.k && bi == rt->nb - 1 && rt->nb < ID_BITS) {
+      int err = split_last(rt);
+      if (err)
+        return err;
+      bi = bucket_of(rt, id);
+      b = rt->b[bi];
+    }
   }
-  if (!diversity_ok_bucket(rt, bi, addr, NULL))
-    return DHT_RT_REJECTED;
 
   dht_rt_contact nc;
   contact_init(&nc, id, pk, addr, confirmed, rtt_ms, now);
   if (b->n < rt->s.k) {
+    if (!diversity_ok(rt, bi, addr, NULL))
+      return DHT_RT_REJECTED;
     b->slot[b->n++] = nc;
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
   }
 
-  /* Full.  A bad contact (max_failures timeouts in a row) makes way: the
-   * worst one, most failures then oldest reply.  Defensive: dht_rt_failed
-   * evicts at max_failures, so today no bucket holds one. */
+  /* Full.  A bad contact (max_failures timeouts in a row, kept because no
+   * replacement was waiting) makes way: the worst one, most failures then
+   * oldest reply. */
   int worst = -1;
   for (int j = 0; j < b->n; j++) {
     const dht_rt_contact *c = &b->slot[j];
@@ -439,6 +444,8 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
       worst = j;
   }
   if (worst >= 0) {
+    if (!diversity_ok(rt, bi, addr, &b->slot[worst]))
+      return DHT_RT_REJECTED;
     remove_at(b->slot, &b->n, worst);
     b->slot[b->n++] = nc;
     b->last_changed = now;
