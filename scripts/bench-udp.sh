@@ -93,6 +93,11 @@ fi
 
 # ---- CPUs -----------------------------------------------------------------
 NCPU=$(nproc 2>/dev/null || echo 1)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD 2>/dev/null || commit="$commit+changes"
+echo "$(date -u '+%Y-%m-%d %H:%M UTC'), commit $commit, $NCPU CPUs:" \
+  "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)," \
+  "libsodium $(pkg-config --modversion libsodium 2>/dev/null || echo '?')"
 if ((NCPU >= 2)) && command -v taskset >/dev/null 2>&1; then
   PIN_TARGET=(taskset -c 1)
   PIN_OTHERS=(taskset -c 0)

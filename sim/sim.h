@@ -90,7 +90,8 @@ const char *sim_rtt_country_name(const sim_rtt *t, int c);
 int sim_rtt_pick_country(const sim_rtt *t, sim_rng *r);
 /* The base RTT (ms) of the link between two hosts in countries ca and cb: a
  * truncated normal draw from the pair's statistics, fixed per link (derived
- * from link_seed), bounded by the pair's min and max.  Pairs without data
+ * from link_seed), bounded by the pair's min and max and by [avg/2, 2 avg]
+ * (the aggregates carry outliers that would give impossible links).  Pairs without data
  * fall back to the same-country statistics or the global mean. */
 double sim_rtt_link(const sim_rtt *t, int ca, int cb, uint64_t link_seed);
 

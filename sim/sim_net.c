@@ -419,17 +419,25 @@ double sim_rtt_link(const sim_rtt *t, int ca, int cb, uint64_t link_seed) {
       const rtt_pair *p = &t->pairs[i];
       v = p->avg;
       if (p->std > 0) {
+        /* The RIPE Atlas aggregates carry outliers (DE-US: sd 148 ms around
+         * a 114 ms mean, min 0, max 301 s), so [min, max] alone lets many
+         * links come out physically impossible.  A link's base RTT is the
+         * pair's normal truncated to [min, max] and to [avg/2, 2 avg]. */
+        double lo = p->min > p->avg / 2 ? p->min : p->avg / 2;
+        double hi = p->max < p->avg * 2 ? p->max : p->avg * 2;
+        if (lo > hi)
+          lo = hi = p->avg;
         sim_rng r;
         sim_rng_init(&r, link_seed, SIM_RTT_LINK_STREAM);
         for (int k = 0; k < SIM_RTT_TRIES; k++) {
           v = p->avg + p->std * sim_rng_normal(&r);
-          if (v >= p->min && v <= p->max)
+          if (v >= lo && v <= hi)
             break;
         }
-        if (v < p->min)
-          v = p->min;
-        if (v > p->max)
-          v = p->max;
+        if (v < lo)
+          v = lo;
+        if (v > hi)
+          v = hi;
       }
     } else if (ca == cb && t->has_same) {
       v = t->same_mean;
