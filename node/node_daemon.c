@@ -33,7 +33,8 @@
 #define LINE_MAX_BYTES (64 * 1024)
 #define MAX_CLIENTS 64
 #define MAX_WAITERS 256
-#define RECV_BUF (64 * 1024 * 16) /* recvmmsg: 16 datagrams a batch */
+#define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */
+#define SEND_BATCH 64
 #define BOOT_RETRY_MIN_MS 2000
 #define BOOT_RETRY_MAX_MS (5 * 60 * 1000)
 #define VOTES 16
@@ -123,6 +124,15 @@ struct rd_daemon {
   uint64_t lan_heard;
   bool stopping;
   int exit_code;
+  /* replies made while libuv hands us one recvmmsg batch go out in one
+   * sendmmsg when the batch ends: one system call instead of one each */
+  bool batching;
+  int nbatch;
+  usock *batch_sock;
+  struct mmsghdr batch_msg[SEND_BATCH];
+  struct iovec batch_iov[SEND_BATCH];
+  struct sockaddr_storage batch_addr[SEND_BATCH];
+  uint8_t batch_data[SEND_BATCH][DHT_MAX_PKT];
   uint8_t recvbuf[RECV_BUF];
 };
 
@@ -155,6 +165,64 @@ static usock *sock_for(rd_daemon *d, const dht_addr *to) {
   return any;
 }
 
+/* The socket is busy: hand the datagram to libuv's queue, within the cap. */
+static void send_queued(rd_daemon *d, usock *s, const struct sockaddr *sa, const uint8_t *buf,
+                        size_t len) {
+  if (d->sends_inflight >= d->cfg.send_queue) {
+    d->send_dropped++;
+    return;
+  }
+  sendreq *r = malloc(sizeof *r);
+  if (!r) {
+    d->send_dropped++;
+    return;
+  }
+  r->d = d;
+  r->len = (uint16_t)len;
+  memcpy(r->data, buf, len);
+  uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)len);
+  if (uv_udp_send(&r->req, &s->h, &b, 1, sa, on_sent) != 0) {
+    free(r);
+    d->send_errors++;
+    return;
+  }
+  d->sends_inflight++;
+}
+
+/* Sends the batch with sendmmsg; what the kernel does not take goes to the
+ * queue.  libuv has no sendmmsg before 1.50, so this uses the socket itself
+ * (Linux); the queue keeps its order only among queued datagrams, which UDP
+ * never promised anyway. */
+static void flush_batch(rd_daemon *d) {
+  int n = d->nbatch, sent = 0;
+  d->nbatch = 0;
+  if (n == 0)
+    return;
+  usock *s = d->batch_sock;
+  uv_os_fd_t fd;
+  if (d->sends_inflight == 0 && uv_fileno((uv_handle_t *)&s->h, &fd) == 0) {
+    while (sent < n) {
+      int rv = sendmmsg(fd, d->batch_msg + sent, (unsigned)(n - sent), MSG_DONTWAIT);
+      if (rv > 0) {
+        sent += rv;
+        continue;
+      }
+      if (rv < 0 && errno == EINTR)
+        continue;
+      if (rv < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        /* one bad destination: count it and go on with the rest */
+        d->send_errors++;
+        sent++;
+        continue;
+      }
+      break;
+    }
+  }
+  for (int i = sent; i < n; i++)
+    send_queued(d, s, (const struct sockaddr *)&d->batch_addr[i], d->batch_data[i],
+                d->batch_iov[i].iov_len);
+}
+
 static void send_dgram(rd_daemon *d, const dht_addr *to, const uint8_t *buf, size_t len) {
   usock *s = sock_for(d, to);
   if (!s) {
@@ -174,6 +242,22 @@ static void send_dgram(rd_daemon *d, const dht_addr *to, const uint8_t *buf, siz
     dst.family = DHT_AF_INET6;
   }
   node_addr_to_sockaddr(&dst, &ss, &sl);
+  if (d->batching) {
+    if (d->nbatch == SEND_BATCH || (d->nbatch && d->batch_sock != s))
+      flush_batch(d);
+    int i = d->nbatch++;
+    d->batch_sock = s;
+    memcpy(d->batch_data[i], buf, len);
+    d->batch_addr[i] = ss;
+    d->batch_iov[i].iov_base = d->batch_data[i];
+    d->batch_iov[i].iov_len = len;
+    memset(&d->batch_msg[i], 0, sizeof d->batch_msg[i]);
+    d->batch_msg[i].msg_hdr.msg_name = &d->batch_addr[i];
+    d->batch_msg[i].msg_hdr.msg_namelen = sl;
+    d->batch_msg[i].msg_hdr.msg_iov = &d->batch_iov[i];
+    d->batch_msg[i].msg_hdr.msg_iovlen = 1;
+    return;
+  }
   uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
   int rv = uv_udp_try_send(&s->h, &b, 1, (const struct sockaddr *)&ss);
   if (rv >= 0)
@@ -183,26 +267,7 @@ static void send_dgram(rd_daemon *d, const dht_addr *to, const uint8_t *buf, siz
     NLOG(NODE_LOG_DEBUG, "net", "send failed: %s", uv_strerror(rv));
     return;
   }
-  /* the socket is busy: queue, within the cap */
-  if (d->sends_inflight >= d->cfg.send_queue) {
-    d->send_dropped++;
-    return;
-  }
-  sendreq *r = malloc(sizeof *r);
-  if (!r) {
-    d->send_dropped++;
-    return;
-  }
-  r->d = d;
-  r->len = (uint16_t)len;
-  memcpy(r->data, buf, len);
-  b = uv_buf_init((char *)r->data, (unsigned)len);
-  if (uv_udp_send(&r->req, &s->h, &b, 1, (const struct sockaddr *)&ss, on_sent) != 0) {
-    free(r);
-    d->send_errors++;
-    return;
-  }
-  d->sends_inflight++;
+  send_queued(d, s, (const struct sockaddr *)&ss, buf, len);
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -219,8 +284,16 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     d->recv_errors++;
     return;
   }
-  if (!addr)
-    return; /* the end of a recvmmsg batch (an empty datagram has an address) */
+  if (!addr) {
+    /* the end of a recvmmsg batch (an empty datagram has an address): send
+     * what the batch produced, then run the full pump */
+    if (d->batching) {
+      d->batching = false;
+      flush_batch(d);
+      pump(d);
+    }
+    return;
+  }
   if (flags & UV_UDP_PARTIAL) {
     d->recv_truncated++;
     return;
@@ -233,6 +306,17 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   if (rv <= DHT_ERR_FATAL) {
     NLOG(NODE_LOG_ERROR, "dht", "engine failed: %s", dht_strerror(rv));
     shutdown_daemon(d, 1);
+    return;
+  }
+  if (flags & UV_UDP_MMSG_CHUNK) {
+    /* inside a recvmmsg batch: only collect the replies; events, commands
+     * and the timer wait for the end of the batch */
+    d->batching = true;
+    uint8_t out[DHT_MAX_PKT];
+    dht_addr to;
+    dht_ssize n;
+    while ((n = dht_write_pkt(d->e, &to, out, sizeof out, (dht_ts)uv_now(&d->loop))) > 0)
+      send_dgram(d, &to, out, (size_t)n);
     return;
   }
   pump(d);
@@ -576,8 +660,8 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   uint64_t dropped = st.drop_ratelimit + st.drop_size + st.drop_version + st.drop_self +
                      st.drop_badkey + st.drop_decrypt + st.drop_replay + st.drop_malformed +
                      st.drop_unknown_type + st.drop_unknown_txid + st.drop_bad_token +
-                     st.drop_bad_record + st.drop_out_full + st.drop_event_full +
-                     d->send_dropped + d->recv_truncated;
+                     st.drop_bad_record + st.drop_out_full + st.drop_event_full + d->send_dropped +
+                     d->recv_truncated;
   node_jw_kuint(&w, "dropped", dropped);
   result_end(c, &w);
 }
