@@ -10,9 +10,7 @@
  * bounded queue of uv_udp_send requests (beyond it, datagrams are dropped
  * and counted); snapshots are small (a few KB) and written at a low rate.
  *
- * Control clients are plain structs on a list; a command that waits for the
- * engine is a "waiter" holding the client's serial number, never a pointer,
- * so a client that disconnects early cannot leave a dangling reference.
+ * The control socket and the CLI's commands live in node_ctl.c.
  */
 #include <errno.h>
 #include <signal.h>
@@ -27,122 +25,15 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "node.h"
-#include "node_json.h"
+#include "node_daemon.h"
 
-#define LINE_MAX_BYTES (64 * 1024)
-#define MAX_CLIENTS 64
-#define MAX_WAITERS 256
-#define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */
-#define SEND_BATCH 64
-#define BOOT_RETRY_MIN_MS 2000
-#define BOOT_RETRY_MAX_MS (5 * 60 * 1000)
-#define VOTES 16
-#define LAN_EVERY_MS 30000
-#define LAN_MAGIC "ROOST1 "
-
-typedef struct rd_daemon rd_daemon;
-
-typedef struct client {
-  uv_pipe_t pipe;
-  rd_daemon *d;
-  uint64_t serial;
-  char *buf;
-  size_t len;
-  bool closing;
-  struct client *next;
-} client;
-
-enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING };
-
-typedef struct waiter {
-  uint8_t kind;
-  uint64_t client; /* serial */
-  char reqid[80];  /* the request's id, as JSON text */
-  int64_t cmd;     /* engine command awaited (0 for W_STATUS) */
-  uint64_t deadline;
-  dht_peer peer; /* W_PING_LOOKUP: whose record */
-} waiter;
-
-typedef struct usock {
-  uv_udp_t h;
-  dht_addr bound;
-  rd_daemon *d;
-} usock;
-
-typedef struct sendreq {
-  uv_udp_send_t req;
-  rd_daemon *d;
-  uint16_t len;
-  uint8_t data[DHT_MAX_PKT];
-} sendreq;
-
-struct rd_daemon {
-  uv_loop_t loop;
-  node_config cfg;
-  int argc;
-  char **argv;
-  dht *e;
-  dht_identity ident;
-  char idtext[NODE_IDTEXT_LEN + 1];
-  int lock_fd;
-  char sock_path[PATH_MAX], snap_path[PATH_MAX];
-  usock socks[NODE_MAX_LISTEN];
-  int nsocks;
-  uv_timer_t timer, tick, snap;
-  uv_signal_t sig_term, sig_int, sig_hup;
-  uv_pipe_t ctl;
-  bool ctl_open;
-  client *clients;
-  int nclients;
-  uint64_t next_serial;
-  waiter waiters[MAX_WAITERS];
-  int nwaiters;
-  int sends_inflight;
-  uint64_t start_ms;
-  /* bootstrap */
-  enum { ST_STARTING, ST_BOOTSTRAPPING, ST_READY, ST_ALONE } state;
-  int64_t boot_cmd;
-  uint64_t boot_retry_at, boot_backoff;
-  dht_peer extra_boot[NODE_MAX_BOOTSTRAP]; /* added at run time */
-  int nextra;
-  /* our record */
-  dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
-  int naddrs;
-  bool need_publish;
-  struct vote {
-    dht_addr seen;
-    uint8_t reporter[DHT_ID_LEN];
-  } votes[VOTES];
-  int nvotes, vote_next;
-  /* LAN discovery */
-  uv_udp_t lan;
-  bool lan_open;
-  uint64_t lan_next;
-  /* counters the engine cannot see */
-  uint64_t send_dropped, send_errors, recv_truncated, recv_errors, ctl_refused, ctl_bad;
-  uint64_t lan_heard;
-  bool stopping;
-  int exit_code;
-  /* replies made while libuv hands us one recvmmsg batch go out in one
-   * sendmmsg when the batch ends: one system call instead of one each */
-  bool batching;
-  int nbatch;
-  usock *batch_sock;
-  struct mmsghdr batch_msg[SEND_BATCH];
-  struct iovec batch_iov[SEND_BATCH];
-  struct sockaddr_storage batch_addr[SEND_BATCH];
-  uint8_t batch_data[SEND_BATCH][DHT_MAX_PKT];
-  uint8_t recvbuf[RECV_BUF];
-};
-
-static const char *state_name(int s) {
+const char *node_daemon_state_name(int s) {
   static const char *const n[] = {"starting", "bootstrapping", "ready", "alone"};
   return n[s];
 }
 
-static void pump(rd_daemon *d);
-static void shutdown_daemon(rd_daemon *d, int code);
+void node_daemon_pump(rd_daemon *d);
+void node_daemon_shutdown(rd_daemon *d, int code);
 
 /* ---- UDP --------------------------------------------------------------- */
 
@@ -290,7 +181,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     if (d->batching) {
       d->batching = false;
       flush_batch(d);
-      pump(d);
+      node_daemon_pump(d);
     }
     return;
   }
@@ -305,7 +196,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
                         (dht_ts)uv_now(&d->loop));
   if (rv <= DHT_ERR_FATAL) {
     NLOG(NODE_LOG_ERROR, "dht", "engine failed: %s", dht_strerror(rv));
-    shutdown_daemon(d, 1);
+    node_daemon_shutdown(d, 1);
     return;
   }
   if (flags & UV_UDP_MMSG_CHUNK) {
@@ -319,7 +210,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
       send_dgram(d, &to, out, (size_t)n);
     return;
   }
-  pump(d);
+  node_daemon_pump(d);
 }
 
 static int open_sockets(rd_daemon *d) {
@@ -463,7 +354,7 @@ static void load_table(rd_daemon *d) {
 
 /* ---- bootstrap ------------------------------------------------------------ */
 
-static void start_bootstrap(rd_daemon *d) {
+void node_daemon_bootstrap(rd_daemon *d) {
   dht_peer peers[2 * NODE_MAX_BOOTSTRAP];
   size_t n = 0;
   for (int i = 0; i < d->cfg.nbootstrap; i++)
@@ -484,508 +375,9 @@ static void start_bootstrap(rd_daemon *d) {
   }
 }
 
-/* ---- control clients: writing --------------------------------------------- */
-
-static client *client_by_serial(rd_daemon *d, uint64_t serial) {
-  for (client *c = d->clients; c; c = c->next)
-    if (c->serial == serial && !c->closing)
-      return c;
-  return NULL;
-}
-
-static void on_written(uv_write_t *req, int status) {
-  (void)status;
-  free(req->data);
-  free(req);
-}
-
-static void client_write(client *c, const char *s, size_t n) {
-  if (!c || c->closing)
-    return;
-  uv_write_t *req = malloc(sizeof *req);
-  char *copy = malloc(n + 1);
-  if (!req || !copy) {
-    free(req);
-    free(copy);
-    return;
-  }
-  memcpy(copy, s, n);
-  copy[n] = '\n';
-  req->data = copy;
-  uv_buf_t b = uv_buf_init(copy, (unsigned)n + 1);
-  if (uv_write(req, (uv_stream_t *)&c->pipe, &b, 1, on_written) != 0) {
-    free(copy);
-    free(req);
-  }
-}
-
-/* Starts a reply object: {"id": <reqid>, ...  The caller adds the rest. */
-static void reply_begin(node_jw *w, const char *reqid) {
-  node_jw_init(w, LINE_MAX_BYTES);
-  node_jw_obj(w);
-  node_jw_key(w, "id");
-  node_jw_raw(w, reqid, strlen(reqid));
-}
-
-static void reply_end(client *c, node_jw *w) {
-  node_jw_obj_end(w);
-  size_t n;
-  const char *s = node_jw_done(w, &n);
-  if (s)
-    client_write(c, s, n);
-  node_jw_free(w);
-}
-
-static void reply_error(client *c, const char *reqid, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply_error(client *c, const char *reqid, const char *code, const char *fmt, ...) {
-  char msg[512];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  node_jw w;
-  reply_begin(&w, reqid);
-  node_jw_kbool(&w, "ok", false);
-  node_jw_key(&w, "error");
-  node_jw_obj(&w);
-  node_jw_kstr(&w, "code", code);
-  node_jw_kstr(&w, "message", msg);
-  node_jw_obj_end(&w);
-  reply_end(c, &w);
-}
-
-/* {"id":..,"ok":true,"result":{   -- the caller writes fields, then result_end */
-static void result_begin(node_jw *w, const char *reqid) {
-  reply_begin(w, reqid);
-  node_jw_kbool(w, "ok", true);
-  node_jw_key(w, "result");
-  node_jw_obj(w);
-}
-
-static void result_end(client *c, node_jw *w) {
-  node_jw_obj_end(w);
-  reply_end(c, w);
-}
-
-static void jw_addr(node_jw *w, const char *k, const dht_addr *a) {
-  char txt[DHT_ADDR_STRLEN];
-  node_jw_kstr(w, k, dht_addr_fmt(a, txt, sizeof txt));
-}
-
-static const char *addr_type_name(int t) {
-  switch (t) {
-  case DHT_ADDR_LAN:
-    return "lan";
-  case DHT_ADDR_OBSERVED:
-    return "observed";
-  case DHT_ADDR_MAPPED:
-    return "mapped";
-  case DHT_ADDR_RELAY:
-    return "relay";
-  }
-  return "unknown";
-}
-
-static void jw_typed_addrs(node_jw *w, const char *k, const dht_typed_addr *a, int n) {
-  node_jw_key(w, k);
-  node_jw_arr(w);
-  for (int i = 0; i < n; i++) {
-    node_jw_obj(w);
-    node_jw_kstr(w, "type", addr_type_name(a[i].type));
-    jw_addr(w, "addr", &a[i].addr);
-    node_jw_obj_end(w);
-  }
-  node_jw_arr_end(w);
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char h[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = h[p[i] >> 4];
-    out[2 * i + 1] = h[p[i] & 15];
-  }
-  out[2 * n] = 0;
-}
-
-/* ---- commands ------------------------------------------------------------ */
-
-static waiter *add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
-                          uint64_t timeout_ms) {
-  if (d->nwaiters >= MAX_WAITERS) {
-    reply_error(c, reqid, "busy", "too many commands in flight (%d)", MAX_WAITERS);
-    return NULL;
-  }
-  waiter *w = &d->waiters[d->nwaiters++];
-  memset(w, 0, sizeof *w);
-  w->kind = (uint8_t)kind;
-  w->client = c->serial;
-  snprintf(w->reqid, sizeof w->reqid, "%s", reqid);
-  w->cmd = cmd;
-  w->deadline = uv_now(&d->loop) + timeout_ms;
-  return w;
-}
-
-static void remove_waiter(rd_daemon *d, waiter *w) {
-  *w = d->waiters[--d->nwaiters];
-}
-
-static void write_status(rd_daemon *d, client *c, const char *reqid) {
-  dht_stats st;
-  dht_get_stats(d->e, &st);
-  char nid[2 * DHT_ID_LEN + 1];
-  hex(dht_self_id(d->e), DHT_ID_LEN, nid);
-  node_jw w;
-  result_begin(&w, reqid);
-  node_jw_kstr(&w, "id", d->idtext);
-  node_jw_kstr(&w, "node_id", nid);
-  node_jw_kstr(&w, "version", ROOST_VERSION);
-  node_jw_kuint(&w, "uptime_s", (uv_now(&d->loop) - d->start_ms) / 1000);
-  node_jw_kstr(&w, "state", state_name(d->state));
-  node_jw_kstr(&w, "mode", d->cfg.server_mode ? "server" : "client");
-  node_jw_kint(&w, "table_size", st.rt_size);
-  node_jw_kint(&w, "buckets", st.rt_buckets);
-  node_jw_kint(&w, "records_stored", st.records_stored);
-  node_jw_key(&w, "listen");
-  node_jw_arr(&w);
-  for (int i = 0; i < d->nsocks; i++) {
-    char txt[DHT_ADDR_STRLEN];
-    node_jw_str(&w, dht_addr_fmt(&d->socks[i].bound, txt, sizeof txt));
-  }
-  node_jw_arr_end(&w);
-  jw_typed_addrs(&w, "addresses", d->addrs, d->naddrs);
-  node_jw_kuint(&w, "rx_packets", st.rx_packets);
-  node_jw_kuint(&w, "tx_packets", st.tx_packets);
-  /* the same reasons as roost_dropped_total in metrics */
-  uint64_t dropped = st.drop_ratelimit + st.drop_size + st.drop_version + st.drop_self +
-                     st.drop_badkey + st.drop_decrypt + st.drop_replay + st.drop_malformed +
-                     st.drop_unknown_type + st.drop_unknown_txid + st.drop_bad_token +
-                     st.drop_bad_record + st.drop_out_full + st.drop_event_full + d->send_dropped +
-                     d->recv_truncated;
-  node_jw_kuint(&w, "dropped", dropped);
-  result_end(c, &w);
-}
-
-static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
-  dht_peer_info *info = calloc(256 * DHT_K_MAX, sizeof *info);
-  if (!info) {
-    reply_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  int n = dht_table(d->e, info, 256 * DHT_K_MAX);
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  node_jw w;
-  node_jw_init(&w, 8 << 20); /* a full table is larger than a normal line */
-  node_jw_obj(&w);
-  node_jw_key(&w, "id");
-  node_jw_raw(&w, reqid, strlen(reqid));
-  node_jw_kbool(&w, "ok", true);
-  node_jw_key(&w, "result");
-  node_jw_obj(&w);
-  node_jw_key(&w, "peers");
-  node_jw_arr(&w);
-  for (int i = 0; i < n; i++) {
-    char idt[NODE_IDTEXT_LEN + 1], nid[2 * DHT_ID_LEN + 1];
-    node_idtext_encode(info[i].c.pk, idt);
-    hex(info[i].c.id, DHT_ID_LEN, nid);
-    node_jw_obj(&w);
-    node_jw_kstr(&w, "id", idt);
-    node_jw_kstr(&w, "node_id", nid);
-    jw_addr(&w, "addr", &info[i].c.addr);
-    node_jw_key(&w, "rtt_ms");
-    if (info[i].rtt_ms >= 0)
-      node_jw_int(&w, info[i].rtt_ms);
-    else
-      node_jw_null(&w);
-    node_jw_key(&w, "last_reply_s");
-    if (info[i].last_reply_ms > 0)
-      node_jw_int(&w, (now - info[i].last_reply_ms) / 1000);
-    else
-      node_jw_null(&w);
-    node_jw_kint(&w, "fails", info[i].fails);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_jw_obj_end(&w);
-  reply_end(c, &w);
-  free(info);
-}
-
-static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
-  dht_stats st;
-  dht_get_stats(d->e, &st);
-  char *t = malloc(16384);
-  if (!t) {
-    reply_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  size_t n = 0, cap = 16384;
-#define M(...) n += (size_t)snprintf(t + n, n < cap ? cap - n : 0, __VA_ARGS__)
-#define COUNTER(name, help, v)                                                                     \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " counter\nroost_" name " %llu\n",        \
-    (unsigned long long)(v))
-#define GAUGE(name, help, v)                                                                       \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " gauge\nroost_" name " %lld\n",          \
-    (long long)(v))
-  COUNTER("rx_packets_total", "Datagrams received.", st.rx_packets);
-  COUNTER("rx_bytes_total", "Bytes received.", st.rx_bytes);
-  COUNTER("tx_packets_total", "Datagrams sent.", st.tx_packets);
-  COUNTER("tx_bytes_total", "Bytes sent.", st.tx_bytes);
-  M("# HELP roost_dropped_total Datagrams dropped, by the first check that failed.\n"
-    "# TYPE roost_dropped_total counter\n");
-  const struct {
-    const char *r;
-    uint64_t v;
-  } drops[] = {
-      {"ratelimit", st.drop_ratelimit},
-      {"size", st.drop_size},
-      {"version", st.drop_version},
-      {"self", st.drop_self},
-      {"bad_key", st.drop_badkey},
-      {"decrypt", st.drop_decrypt},
-      {"replay", st.drop_replay},
-      {"malformed", st.drop_malformed},
-      {"unknown_type", st.drop_unknown_type},
-      {"unknown_txid", st.drop_unknown_txid},
-      {"bad_token", st.drop_bad_token},
-      {"bad_record", st.drop_bad_record},
-      {"engine_queue_full", st.drop_out_full},
-      {"event_queue_full", st.drop_event_full},
-      {"send_queue_full", d->send_dropped},
-      {"truncated", d->recv_truncated},
-  };
-  for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
-    M("roost_dropped_total{reason=\"%s\"} %llu\n", drops[i].r, (unsigned long long)drops[i].v);
-  COUNTER("requests_in_total", "Requests answered.", st.requests_in);
-  COUNTER("requests_out_total", "Requests sent.", st.requests_out);
-  COUNTER("replies_in_total", "Replies received.", st.replies_in);
-  COUNTER("timeouts_total", "Requests that timed out.", st.timeouts);
-  COUNTER("amplification_limited_total", "Replies shrunk for an unproven address.",
-          st.amplification_limited);
-  COUNTER("lookups_total", "Lookups started.", st.lookups_started);
-  COUNTER("records_accepted_total", "Peer records accepted for storage.", st.records_accepted);
-  COUNTER("records_rejected_total", "Peer records refused.", st.records_rejected);
-  COUNTER("send_errors_total", "Datagrams the kernel refused to send.", d->send_errors);
-  COUNTER("recv_errors_total", "Socket receive errors.", d->recv_errors);
-  COUNTER("control_refused_total", "Control connections refused (wrong uid or too many).",
-          d->ctl_refused);
-  COUNTER("lan_announcements_heard_total", "LAN discovery announcements heard.", d->lan_heard);
-  GAUGE("routing_table_contacts", "Contacts in the routing table.", st.rt_size);
-  GAUGE("routing_table_buckets", "Buckets in the routing table.", st.rt_buckets);
-  GAUGE("records_stored", "Peer records held for other nodes.", st.records_stored);
-  GAUGE("uptime_seconds", "Seconds since roostd started.",
-        (long long)((uv_now(&d->loop) - d->start_ms) / 1000));
-  GAUGE("ready", "1 when the node has joined the network.", d->state == ST_READY);
-#undef GAUGE
-#undef COUNTER
-#undef M
-  node_jw w;
-  result_begin(&w, reqid);
-  node_jw_key(&w, "text");
-  node_jw_strn(&w, t, n < cap ? n : cap - 1);
-  result_end(c, &w);
-  free(t);
-}
-
-static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_now) {
-  char idt[NODE_IDTEXT_LEN + 1];
-  node_idtext_encode(r->record.pk, idt);
-  node_jw_kstr(w, "id", idt);
-  node_jw_kbool(w, "found", true);
-  node_jw_kuint(w, "seq", r->record.seq);
-  node_jw_kint(w, "expires_in_s", (int64_t)r->record.expires_unix_s - (int64_t)unix_now);
-  node_jw_kbool(w, "reachable", r->record.flags & DHT_REC_REACHABLE);
-  jw_typed_addrs(w, "addresses", r->record.addrs, r->record.naddrs);
-  node_jw_kint(w, "rounds", r->rounds);
-  node_jw_kint(w, "messages", r->messages);
-  node_jw_kint(w, "time_ms", r->elapsed_ms);
-}
-
-static bool parse_id_arg(client *c, const char *reqid, const char *s, const node_jt *t, int n,
-                         int args, const char *key, uint8_t pk[DHT_PK_LEN]) {
-  char text[128];
-  int i = args >= 0 ? node_json_get(s, t, n, args, key) : -1;
-  if (i < 0 || node_json_str(s, t, i, text, sizeof text) < 0) {
-    reply_error(c, reqid, "bad_request", "missing string argument '%s'", key);
-    return false;
-  }
-  int rv = node_idtext_decode(text, pk);
-  if (rv == -1) {
-    reply_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)", text,
-                NODE_IDTEXT_LEN);
-    return false;
-  }
-  if (rv == -2) {
-    reply_error(c, reqid, "bad_argument", "the ID '%s' has a typo (its checksum does not match)",
-                text);
-    return false;
-  }
-  return true;
-}
-
-static uint64_t unix_now_s(void) {
-  uv_timeval64_t tv;
-  uv_gettimeofday(&tv);
-  return (uint64_t)tv.tv_sec;
-}
-
-static void handle_request(rd_daemon *d, client *c, const char *line, size_t len) {
-  node_jt t[256];
-  int n = node_json_parse(line, len, t, 256);
-  if (n < 0 || t[0].type != NODE_JSON_OBJ) {
-    d->ctl_bad++;
-    reply_error(c, "null", "bad_request", "a request is one JSON object per line");
-    return;
-  }
-  char reqid[80] = "null";
-  int iid = node_json_get(line, t, n, 0, "id");
-  if (iid > 0) {
-    int64_t v;
-    char sv[64];
-    if (node_json_int(line, t, iid, &v) == 0) {
-      snprintf(reqid, sizeof reqid, "%lld", (long long)v);
-    } else if (node_json_str(line, t, iid, sv, sizeof sv) >= 0) {
-      node_jw w;
-      node_jw_init(&w, sizeof reqid);
-      node_jw_str(&w, sv);
-      size_t l;
-      const char *q = node_jw_done(&w, &l);
-      if (q && l < sizeof reqid)
-        memcpy(reqid, q, l + 1);
-      node_jw_free(&w);
-    }
-  }
-  char cmd[32];
-  int icmd = node_json_get(line, t, n, 0, "cmd");
-  if (icmd < 0 || node_json_str(line, t, icmd, cmd, sizeof cmd) < 0) {
-    reply_error(c, reqid, "bad_request", "missing string field 'cmd'");
-    return;
-  }
-  int args = node_json_get(line, t, n, 0, "args");
-  if (args >= 0 && t[args].type != NODE_JSON_OBJ) {
-    reply_error(c, reqid, "bad_request", "'args' must be an object");
-    return;
-  }
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  NLOG(NODE_LOG_DEBUG, "ctl", "request %s %s", reqid, cmd);
-
-  if (!strcmp(cmd, "id")) {
-    char nid[2 * DHT_ID_LEN + 1];
-    hex(dht_self_id(d->e), DHT_ID_LEN, nid);
-    node_jw w;
-    result_begin(&w, reqid);
-    node_jw_kstr(&w, "id", d->idtext);
-    node_jw_kstr(&w, "node_id", nid);
-    result_end(c, &w);
-  } else if (!strcmp(cmd, "status")) {
-    bool wait = false;
-    int64_t timeout = 30000;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "wait") : -1;
-    if (i >= 0 && node_json_bool(line, t, i, &wait) != 0) {
-      reply_error(c, reqid, "bad_request", "'wait' must be true or false");
-      return;
-    }
-    i = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (i >= 0 &&
-        (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
-      reply_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
-      return;
-    }
-    if (!wait || d->state == ST_READY)
-      write_status(d, c, reqid);
-    else
-      add_waiter(d, c, reqid, W_STATUS, 0, (uint64_t)timeout);
-  } else if (!strcmp(cmd, "peers")) {
-    cmd_peers(d, c, reqid);
-  } else if (!strcmp(cmd, "metrics")) {
-    write_metrics(d, c, reqid);
-  } else if (!strcmp(cmd, "lookup") || !strcmp(cmd, "ping")) {
-    uint8_t pk[DHT_PK_LEN], id[DHT_ID_LEN];
-    if (!parse_id_arg(c, reqid, line, t, n, args, "id", pk))
-      return;
-    dht_id_from_pk(id, pk);
-    bool ping = cmd[0] == 'p';
-    char addr[80];
-    int64_t timeout = 30000;
-    int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (it >= 0 && (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
-      reply_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
-      return;
-    }
-    int ia = args >= 0 ? node_json_get(line, t, n, args, "addr") : -1;
-    if (ping && ia >= 0) {
-      dht_peer p;
-      memcpy(p.pk, pk, DHT_PK_LEN);
-      if (node_json_str(line, t, ia, addr, sizeof addr) < 0 || node_addr_parse(addr, &p.addr)) {
-        reply_error(c, reqid, "bad_argument", "'addr' must be a numeric HOST:PORT");
-        return;
-      }
-      int64_t cid = dht_ping(d->e, &p, now);
-      if (cid < 0) {
-        reply_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-        return;
-      }
-      waiter *w = add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout);
-      if (w)
-        w->peer = p;
-    } else {
-      int64_t cid = dht_get_record(d->e, id, now);
-      if (cid < 0) {
-        reply_error(c, reqid, cid == DHT_ERR_FULL ? "busy" : "failed", "cannot look up: %s",
-                    dht_strerror((int)cid));
-        return;
-      }
-      waiter *w = add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
-      if (w)
-        memcpy(w->peer.pk, pk, DHT_PK_LEN);
-    }
-  } else if (!strcmp(cmd, "bootstrap_add")) {
-    char spec[256], why[256];
-    dht_peer p;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "peer") : -1;
-    if (i < 0 || node_json_str(line, t, i, spec, sizeof spec) < 0) {
-      reply_error(c, reqid, "bad_request", "missing string argument 'peer'");
-      return;
-    }
-    if (node_peer_parse(spec, &p, why, sizeof why) != 0) {
-      reply_error(c, reqid, "bad_argument", "%s", why);
-      return;
-    }
-    if (!memcmp(p.pk, d->ident.pk, DHT_PK_LEN)) {
-      reply_error(c, reqid, "bad_argument", "that is this node's own ID");
-      return;
-    }
-    bool dup = false;
-    for (int k = 0; k < d->nextra; k++)
-      dup |= !memcmp(d->extra_boot[k].pk, p.pk, DHT_PK_LEN) &&
-             dht_addr_eq(&d->extra_boot[k].addr, &p.addr);
-    if (!dup) {
-      if (d->nextra == NODE_MAX_BOOTSTRAP)
-        memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof p);
-      else
-        d->nextra++;
-      d->extra_boot[d->nextra - 1] = p;
-    }
-    start_bootstrap(d);
-    node_jw w;
-    result_begin(&w, reqid);
-    node_jw_kbool(&w, "added", true);
-    result_end(c, &w);
-  } else if (!strcmp(cmd, "stop")) {
-    node_jw w;
-    result_begin(&w, reqid);
-    result_end(c, &w);
-    NLOG(NODE_LOG_INFO, "ctl", "stop requested");
-    shutdown_daemon(d, 0);
-  } else {
-    reply_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
-  }
-}
-
 /* ---- engine events ---------------------------------------------------------- */
 
 static void on_event(rd_daemon *d, const dht_event *ev) {
-  dht_ts now = (dht_ts)uv_now(&d->loop);
   switch (ev->type) {
   case DHT_EV_BOOTSTRAP:
     if (ev->cmd != d->boot_cmd)
@@ -1013,64 +405,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
     break;
   case DHT_EV_LOOKUP:
   case DHT_EV_PING:
-    for (int i = 0; i < d->nwaiters; i++) {
-      waiter *w = &d->waiters[i];
-      if (w->cmd != ev->cmd || w->kind == W_STATUS)
-        continue;
-      client *c = client_by_serial(d, w->client);
-      if (w->kind == W_LOOKUP || w->kind == W_PING_LOOKUP) {
-        const dht_lookup_result *r = ev->u.lookup;
-        if (!r || !r->has_record) {
-          if (c)
-            reply_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                        "no peer record found for that ID (%d requests sent)", r ? r->messages : 0);
-          remove_waiter(d, w);
-          break;
-        }
-        if (w->kind == W_LOOKUP) {
-          node_jw jw;
-          result_begin(&jw, w->reqid);
-          write_record(&jw, r, unix_now_s());
-          if (c)
-            result_end(c, &jw);
-          else
-            node_jw_free(&jw);
-          remove_waiter(d, w);
-          break;
-        }
-        /* W_PING_LOOKUP: ping the first address of the record */
-        if (r->record.naddrs == 0) {
-          if (c)
-            reply_error(c, w->reqid, "not_found", "the peer's record has no address");
-          remove_waiter(d, w);
-          break;
-        }
-        w->peer.addr = r->record.addrs[0].addr;
-        int64_t cid = dht_ping(d->e, &w->peer, now);
-        if (cid < 0) {
-          if (c)
-            reply_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-          remove_waiter(d, w);
-          break;
-        }
-        w->cmd = cid;
-        w->kind = W_PING;
-        break;
-      }
-      /* W_PING */
-      if (c && ev->status) {
-        reply_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
-      } else if (c) {
-        node_jw jw;
-        result_begin(&jw, w->reqid);
-        node_jw_kint(&jw, "rtt_ms", ev->u.ping.rtt_ms);
-        jw_addr(&jw, "addr", &w->peer.addr);
-        jw_addr(&jw, "seen_as", &ev->u.ping.seen_as);
-        result_end(c, &jw);
-      }
-      remove_waiter(d, w);
-      break;
-    }
+    node_ctl_on_event(d, ev);
     break;
   default:
     break;
@@ -1081,7 +416,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
 
 static void on_timer(uv_timer_t *t);
 
-static void pump(rd_daemon *d) {
+void node_daemon_pump(rd_daemon *d) {
   if (d->stopping)
     return;
   uint8_t buf[DHT_MAX_PKT];
@@ -1123,10 +458,10 @@ static void on_timer(uv_timer_t *t) {
   int rv = dht_handle_expiry(d->e, (dht_ts)uv_now(&d->loop));
   if (rv <= DHT_ERR_FATAL) {
     NLOG(NODE_LOG_ERROR, "dht", "engine failed: %s", dht_strerror(rv));
-    shutdown_daemon(d, 1);
+    node_daemon_shutdown(d, 1);
     return;
   }
-  pump(d);
+  node_daemon_pump(d);
 }
 
 static void lan_announce(rd_daemon *d);
@@ -1135,51 +470,21 @@ static void lan_announce(rd_daemon *d);
 static void on_tick(uv_timer_t *t) {
   rd_daemon *d = t->data;
   uint64_t now = uv_now(&d->loop);
-  for (int i = 0; i < d->nwaiters;) {
-    waiter *w = &d->waiters[i];
-    client *c = client_by_serial(d, w->client);
-    if (w->kind == W_STATUS && c && d->state == ST_READY) {
-      write_status(d, c, w->reqid);
-      remove_waiter(d, w);
-      continue;
-    }
-    if (!c || now >= w->deadline) {
-      if (c)
-        reply_error(c, w->reqid, "timeout", "%s",
-                    w->kind == W_STATUS ? "not bootstrapped yet" : "no result in time");
-      if (w->cmd && w->kind != W_STATUS)
-        dht_cancel(d->e, w->cmd);
-      remove_waiter(d, w);
-      continue;
-    }
-    if (w->kind == W_STATUS) {
-      dht_stats st;
-      dht_get_stats(d->e, &st);
-      node_jw jw;
-      reply_begin(&jw, w->reqid);
-      node_jw_key(&jw, "progress");
-      node_jw_obj(&jw);
-      node_jw_kstr(&jw, "state", state_name(d->state));
-      node_jw_kint(&jw, "table_size", st.rt_size);
-      node_jw_obj_end(&jw);
-      reply_end(c, &jw);
-    }
-    i++;
-  }
+  node_ctl_tick(d, now);
   if (d->state == ST_ALONE && !d->boot_cmd) {
     /* others found us (we are someone's bootstrap node): join through them */
     dht_stats st;
     dht_get_stats(d->e, &st);
     if (st.rt_size > 0)
-      start_bootstrap(d);
+      node_daemon_bootstrap(d);
   }
   if (d->boot_retry_at && now >= d->boot_retry_at && !d->boot_cmd) {
     d->boot_retry_at = 0;
-    start_bootstrap(d);
+    node_daemon_bootstrap(d);
   }
   if (d->lan_open && now >= d->lan_next)
     lan_announce(d);
-  pump(d);
+  node_daemon_pump(d);
 }
 
 static void on_snapshot(uv_timer_t *t) {
@@ -1244,10 +549,10 @@ static void on_lan_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf,
   if (!dup && d->nextra < NODE_MAX_BOOTSTRAP)
     d->extra_boot[d->nextra++] = p;
   if (d->state != ST_READY && !d->boot_cmd)
-    start_bootstrap(d);
+    node_daemon_bootstrap(d);
   else
     dht_ping(d->e, &p, (dht_ts)uv_now(&d->loop));
-  pump(d);
+  node_daemon_pump(d);
 }
 
 static void on_lan_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
@@ -1291,127 +596,6 @@ static void lan_stop(rd_daemon *d) {
   }
 }
 
-/* ---- control socket ------------------------------------------------------ */
-
-static void on_client_closed(uv_handle_t *h) {
-  client *c = h->data;
-  rd_daemon *d = c->d;
-  for (client **p = &d->clients; *p; p = &(*p)->next)
-    if (*p == c) {
-      *p = c->next;
-      break;
-    }
-  d->nclients--;
-  free(c->buf);
-  free(c);
-}
-
-static void client_close(client *c) {
-  if (!c->closing) {
-    c->closing = true;
-    uv_close((uv_handle_t *)&c->pipe, on_client_closed);
-  }
-}
-
-static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)suggested;
-  client *c = h->data;
-  if (!c->buf)
-    c->buf = malloc(LINE_MAX_BYTES);
-  if (!c->buf || c->len >= LINE_MAX_BYTES) {
-    *buf = uv_buf_init(NULL, 0);
-    return;
-  }
-  *buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES - c->len));
-}
-
-static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  client *c = s->data;
-  (void)buf;
-  if (nread < 0) {
-    client_close(c);
-    return;
-  }
-  c->len += (size_t)nread;
-  for (;;) {
-    char *nl = memchr(c->buf, '\n', c->len);
-    if (!nl)
-      break;
-    size_t l = (size_t)(nl - c->buf);
-    if (l > 0 && !c->closing) {
-      handle_request(c->d, c, c->buf, l);
-      pump(c->d); /* a command may have queued datagrams */
-    }
-    if (c->closing)
-      return;
-    memmove(c->buf, nl + 1, c->len - l - 1);
-    c->len -= l + 1;
-  }
-  if (c->len >= LINE_MAX_BYTES) {
-    c->d->ctl_bad++;
-    reply_error(c, "null", "bad_request", "line longer than %d bytes", LINE_MAX_BYTES);
-    client_close(c);
-  }
-}
-
-static void on_connection(uv_stream_t *server, int status) {
-  rd_daemon *d = server->data;
-  if (status < 0)
-    return;
-  client *c = calloc(1, sizeof *c);
-  if (!c)
-    return;
-  c->d = d;
-  uv_pipe_init(&d->loop, &c->pipe, 0);
-  c->pipe.data = c;
-  c->serial = ++d->next_serial;
-  c->next = d->clients;
-  d->clients = c;
-  d->nclients++;
-  if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
-    client_close(c);
-    return;
-  }
-  /* only our own user (or root) may control us */
-  uv_os_fd_t fd;
-  struct ucred cred;
-  socklen_t cl = sizeof cred;
-  if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
-      getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0 ||
-      (cred.uid != geteuid() && cred.uid != 0) || d->nclients > MAX_CLIENTS) {
-    d->ctl_refused++;
-    NLOG(NODE_LOG_WARN, "ctl", "refused a control connection (uid %d)", (int)cred.uid);
-    reply_error(c, "null", "forbidden", "%s",
-                d->nclients > MAX_CLIENTS ? "too many control connections"
-                                          : "only roostd's own user (or root) may control it");
-    client_close(c);
-    return;
-  }
-  uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc, on_client_read);
-}
-
-static int open_control(rd_daemon *d) {
-  /* we hold the data-directory lock, so a socket file left at our path is
-   * a stale one from a crashed roostd */
-  unlink(d->sock_path);
-  if (uv_pipe_init(&d->loop, &d->ctl, 0) != 0)
-    return -1;
-  d->ctl.data = d;
-  d->ctl_open = true;
-  mode_t old = umask(077);
-  int rv = uv_pipe_bind(&d->ctl, d->sock_path);
-  umask(old);
-  if (rv == 0)
-    rv = chmod(d->sock_path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
-  if (rv == 0)
-    rv = uv_listen((uv_stream_t *)&d->ctl, 16, on_connection);
-  if (rv) {
-    NLOG(NODE_LOG_ERROR, "ctl", "cannot open control socket %s: %s", d->sock_path, uv_strerror(rv));
-    return -1;
-  }
-  return 0;
-}
-
 /* ---- signals, reload, shutdown ------------------------------------------- */
 
 static void reload(rd_daemon *d) {
@@ -1437,8 +621,8 @@ static void reload(rd_daemon *d) {
        "reloaded: log-level, bootstrap and lan-discovery applied; other options need a "
        "restart");
   if (d->state != ST_READY && !d->boot_cmd)
-    start_bootstrap(d);
-  pump(d);
+    node_daemon_bootstrap(d);
+  node_daemon_pump(d);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -1448,7 +632,7 @@ static void on_signal(uv_signal_t *s, int signum) {
     return;
   }
   NLOG(NODE_LOG_INFO, "main", "signal %d: saving state and stopping", signum);
-  shutdown_daemon(d, 0);
+  node_daemon_shutdown(d, 0);
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -1457,7 +641,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
-static void shutdown_daemon(rd_daemon *d, int code) {
+void node_daemon_shutdown(rd_daemon *d, int code) {
   if (d->stopping)
     return;
   d->stopping = true;
@@ -1465,8 +649,7 @@ static void shutdown_daemon(rd_daemon *d, int code) {
   save_table(d);
   if (d->ctl_open)
     unlink(d->sock_path);
-  for (client *c = d->clients; c; c = c->next)
-    client_close(c);
+  node_ctl_close_all(d);
   uv_walk(&d->loop, close_walk, NULL);
 }
 
@@ -1548,9 +731,9 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_gettimeofday(&tv);
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
 
-  if (open_sockets(d) != 0 || open_control(d) != 0) {
+  if (open_sockets(d) != 0 || node_ctl_open(d) != 0) {
     fprintf(stderr, "roostd: startup failed (see the log above)\n");
-    shutdown_daemon(d, 1);
+    node_daemon_shutdown(d, 1);
     uv_run(&d->loop, UV_RUN_DEFAULT);
     goto engine_out;
   }
@@ -1575,10 +758,10 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   init_addrs(d);
   load_table(d);
   lan_start(d);
-  start_bootstrap(d);
+  node_daemon_bootstrap(d);
   NLOG(NODE_LOG_INFO, "main", "roostd %s started: %s (%s)", ROOST_VERSION, d->idtext,
-       state_name(d->state));
-  pump(d);
+       node_daemon_state_name(d->state));
+  node_daemon_pump(d);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   code = d->exit_code;
 engine_out:

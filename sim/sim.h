@@ -130,7 +130,7 @@ typedef struct sim_config {
 
   dht_ts duration_ms;  /* simulated time after the join phase */
   dht_ts join_ms;      /* hosts join spread over this window */
-  dht_ts warmup_ms;       /* after the join window, before the workload starts */
+  dht_ts warmup_ms;    /* after the join window, before the workload starts */
   int bootstrap_peers; /* how many online hosts a joining host is given */
 
   /* network */

@@ -1,0 +1,135 @@
+/*
+ * node_daemon.h - roostd's private state, shared by node_daemon.c (UDP, the
+ * engine's pump, timers, signals, LAN discovery) and node_ctl.c (the control
+ * socket and the commands of the roost CLI).  Nothing else includes it.
+ */
+#ifndef ROOST_NODE_DAEMON_H
+#define ROOST_NODE_DAEMON_H
+
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "node.h"
+#include "node_json.h"
+
+#define LINE_MAX_BYTES (64 * 1024)
+#define MAX_CLIENTS 64
+#define MAX_WAITERS 256
+#define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */
+#define SEND_BATCH 64
+#define BOOT_RETRY_MIN_MS 2000
+#define BOOT_RETRY_MAX_MS (5 * 60 * 1000)
+#define VOTES 16
+#define LAN_EVERY_MS 30000
+#define LAN_MAGIC "ROOST1 "
+
+typedef struct rd_daemon rd_daemon;
+
+typedef struct client {
+  uv_pipe_t pipe;
+  rd_daemon *d;
+  uint64_t serial;
+  char *buf;
+  size_t len;
+  bool closing;
+  struct client *next;
+} client;
+
+enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING };
+
+typedef struct waiter {
+  uint8_t kind;
+  uint64_t client; /* serial */
+  char reqid[80];  /* the request's id, as JSON text */
+  int64_t cmd;     /* engine command awaited (0 for W_STATUS) */
+  uint64_t deadline;
+  dht_peer peer; /* W_PING_LOOKUP: whose record */
+} waiter;
+
+typedef struct usock {
+  uv_udp_t h;
+  dht_addr bound;
+  rd_daemon *d;
+} usock;
+
+typedef struct sendreq {
+  uv_udp_send_t req;
+  rd_daemon *d;
+  uint16_t len;
+  uint8_t data[DHT_MAX_PKT];
+} sendreq;
+
+struct rd_daemon {
+  uv_loop_t loop;
+  node_config cfg;
+  int argc;
+  char **argv;
+  dht *e;
+  dht_identity ident;
+  char idtext[NODE_IDTEXT_LEN + 1];
+  int lock_fd;
+  char sock_path[PATH_MAX], snap_path[PATH_MAX];
+  usock socks[NODE_MAX_LISTEN];
+  int nsocks;
+  uv_timer_t timer, tick, snap;
+  uv_signal_t sig_term, sig_int, sig_hup;
+  uv_pipe_t ctl;
+  bool ctl_open;
+  client *clients;
+  int nclients;
+  uint64_t next_serial;
+  waiter waiters[MAX_WAITERS];
+  int nwaiters;
+  int sends_inflight;
+  uint64_t start_ms;
+  /* bootstrap */
+  enum { ST_STARTING, ST_BOOTSTRAPPING, ST_READY, ST_ALONE } state;
+  int64_t boot_cmd;
+  uint64_t boot_retry_at, boot_backoff;
+  dht_peer extra_boot[NODE_MAX_BOOTSTRAP]; /* added at run time */
+  int nextra;
+  /* our record */
+  dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
+  int naddrs;
+  bool need_publish;
+  struct vote {
+    dht_addr seen;
+    uint8_t reporter[DHT_ID_LEN];
+  } votes[VOTES];
+  int nvotes, vote_next;
+  /* LAN discovery */
+  uv_udp_t lan;
+  bool lan_open;
+  uint64_t lan_next;
+  /* counters the engine cannot see */
+  uint64_t send_dropped, send_errors, recv_truncated, recv_errors, ctl_refused, ctl_bad;
+  uint64_t lan_heard;
+  bool stopping;
+  int exit_code;
+  /* replies made while libuv hands us one recvmmsg batch go out in one
+   * sendmmsg when the batch ends: one system call instead of one each */
+  bool batching;
+  int nbatch;
+  usock *batch_sock;
+  struct mmsghdr batch_msg[SEND_BATCH];
+  struct iovec batch_iov[SEND_BATCH];
+  struct sockaddr_storage batch_addr[SEND_BATCH];
+  uint8_t batch_data[SEND_BATCH][DHT_MAX_PKT];
+  uint8_t recvbuf[RECV_BUF];
+};
+
+/* node_daemon.c */
+const char *node_daemon_state_name(int state);
+void node_daemon_pump(rd_daemon *d);
+void node_daemon_shutdown(rd_daemon *d, int code);
+void node_daemon_bootstrap(rd_daemon *d);
+
+/* node_ctl.c */
+/* Opens the control socket (0600, peer uid checked).  0 or -1 (logged). */
+int node_ctl_open(rd_daemon *d);
+/* Closes every control connection (at shutdown). */
+void node_ctl_close_all(rd_daemon *d);
+void node_ctl_on_event(rd_daemon *d, const dht_event *ev);
+void node_ctl_tick(rd_daemon *d, uint64_t now);
+
+#endif /* ROOST_NODE_DAEMON_H */
