@@ -65,7 +65,7 @@ void dht_settings_default(dht_settings *s) {
   s->lookup_candidates = 60;
   s->max_out_queue = 512;
   s->max_events = 256;
-  s->key_cache = 1024;
+  s->key_cache = 4096;
   s->cookie_cache = 512;
   s->replay_window = 4096;
   s->max_records = 2048;
