@@ -246,6 +246,10 @@ static int open_sockets(rd_daemon *d) {
       node_addr_from_sockaddr((struct sockaddr *)&got, &s->bound);
     else
       s->bound = *a;
+    /* a deeper receive queue absorbs bursts (the kernel caps it at
+     * net.core.rmem_max); the rate is the CPU's business, not this */
+    int rcvbuf = 4 << 20;
+    uv_recv_buffer_size((uv_handle_t *)&s->h, &rcvbuf);
     if ((rv = uv_udp_recv_start(&s->h, on_alloc, on_recv)) != 0) {
       NLOG(NODE_LOG_ERROR, "net", "receive on %s: %s", txt, uv_strerror(rv));
       return -1;
