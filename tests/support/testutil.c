@@ -144,3 +144,15 @@ void tu_identity(dht_identity *id, uint64_t seed, uint64_t index) {
   tu_rng_bytes(&r, s, sizeof s);
   dht_identity_from_seed(id, s);
 }
+
+dht_addr tu_addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
+  dht_addr x;
+  memset(&x, 0, sizeof x);
+  x.family = DHT_AF_INET;
+  x.ip[0] = a;
+  x.ip[1] = b;
+  x.ip[2] = c;
+  x.ip[3] = d;
+  x.port = port;
+  return x;
+}

@@ -43,6 +43,9 @@ typedef struct tu_alloc {
 /* A dht_mem whose ctx is a; a must outlive every engine using it. */
 dht_mem tu_alloc_mem(tu_alloc *a);
 
+/* The IPv4 endpoint a.b.c.d:port. */
+dht_addr tu_addr4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port);
+
 /* Fills a deterministic identity from (seed, index). */
 void tu_identity(dht_identity *id, uint64_t seed, uint64_t index);
 

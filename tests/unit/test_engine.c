@@ -48,22 +48,10 @@ static uint64_t g_seed;
 
 /* ---- addresses ------------------------------------------------------------ */
 
-static dht_addr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
-  dht_addr x;
-  memset(&x, 0, sizeof x);
-  x.family = DHT_AF_INET;
-  x.ip[0] = a;
-  x.ip[1] = b;
-  x.ip[2] = c;
-  x.ip[3] = d;
-  x.port = port;
-  return x;
-}
-
 /* Node i: 10.0.i.1:4000 when even, [fd00:0:i::1]:4000 when odd. */
 static dht_addr node_addr(int i) {
   if (i % 2 == 0)
-    return v4(10, (uint8_t)(i >> 8), (uint8_t)i, 1, 4000);
+    return tu_addr4(10, (uint8_t)(i >> 8), (uint8_t)i, 1, 4000);
   dht_addr x;
   memset(&x, 0, sizeof x);
   x.family = DHT_AF_INET6;
@@ -601,7 +589,7 @@ static void test_ping_roundtrip(void **state) {
   net w;
   net_init(&w, 3, NULL);
   /* A sits behind a NAT: B sees it at an address A cannot know */
-  w.n[0].addr = v4(203, 0, 113, 7, 6000);
+  w.n[0].addr = tu_addr4(203, 0, 113, 7, 6000);
   dht *a = w.n[0].e;
   dht_peer pb = net_peer(&w, 1);
   dht_ts t0 = w.now;
@@ -686,8 +674,8 @@ static void test_reply_mismatch(void **state) {
   const uint8_t *apk = w.n[0].id.pk;
   dht_ts now = w.now;
   fake fb, fc;
-  fake_init(&fb, 1, v4(192, 0, 2, 10, 4000));    /* B: we ping it */
-  fake_init(&fc, 2, v4(198, 51, 100, 20, 4000)); /* C: nobody asked it */
+  fake_init(&fb, 1, tu_addr4(192, 0, 2, 10, 4000));    /* B: we ping it */
+  fake_init(&fc, 2, tu_addr4(198, 51, 100, 20, 4000)); /* C: nobody asked it */
   dht_peer pb;
   memcpy(pb.pk, fb.id.pk, DHT_PK_LEN);
   pb.addr = fb.addr;
@@ -701,7 +689,7 @@ static void test_reply_mismatch(void **state) {
   memset(&pong, 0, sizeof pong);
   pong.type = DHT_MSG_PONG;
   pong.txid = txid;
-  pong.seen = v4(203, 0, 113, 99, 1234);
+  pong.seen = tu_addr4(203, 0, 113, 99, 1234);
   uint8_t pkt[DHT_MAX_PKT];
   size_t len;
   /* another key, from its own address and from B's */
@@ -775,7 +763,7 @@ static void test_drop_counters(void **state) {
   dht_ts now = w.now;
 
   fake f;
-  fake_init(&f, 1, v4(198, 51, 100, 7, 5555));
+  fake_init(&f, 1, tu_addr4(198, 51, 100, 7, 5555));
   static uint8_t pkt[4096];
   uint8_t good[DHT_MAX_PKT];
   size_t glen = ping_of(&f, apk, 77, 0, good);
@@ -842,7 +830,7 @@ static void test_drop_counters(void **state) {
   assert_true(dht_addr_eq(&r->m.seen, &f.addr));
   /* replayed: the same datagram again, also from elsewhere */
   expect_drop(a, &f.addr, good, glen, ++now, OFF(drop_replay));
-  dht_addr elsewhere = v4(192, 0, 2, 200, 9);
+  dht_addr elsewhere = tu_addr4(192, 0, 2, 200, 9);
   expect_drop(a, &elsewhere, good, glen, ++now, OFF(drop_replay));
 
   /* validly sealed bodies that are not msgpack, or not a message */
@@ -929,9 +917,9 @@ static void test_drop_ratelimit(void **state) {
   dht_settings def;
   dht_settings_default(&def);
   fake f, g, h;
-  fake_init(&f, 1, v4(198, 51, 100, 7, 5555));
-  fake_init(&g, 2, v4(198, 51, 100, 200, 7000)); /* the same /24 */
-  fake_init(&h, 3, v4(198, 51, 101, 9, 5555));   /* the next /24 */
+  fake_init(&f, 1, tu_addr4(198, 51, 100, 7, 5555));
+  fake_init(&g, 2, tu_addr4(198, 51, 100, 200, 7000)); /* the same /24 */
+  fake_init(&h, 3, tu_addr4(198, 51, 101, 9, 5555));   /* the next /24 */
   /* the clock stands still: no refill */
   dht_ts now = w.now;
   uint8_t junk[10] = {1};
@@ -987,7 +975,7 @@ static void test_drop_caps(void **state) {
   fake f[3];
   dht_peer p[3];
   for (int i = 0; i < 3; i++) {
-    fake_init(&f[i], 10 + (uint64_t)i, v4(192, 0, 2, (uint8_t)(10 + i), 4000));
+    fake_init(&f[i], 10 + (uint64_t)i, tu_addr4(192, 0, 2, (uint8_t)(10 + i), 4000));
     memcpy(p[i].pk, f[i].id.pk, DHT_PK_LEN);
     p[i].addr = f[i].addr;
   }
@@ -1019,7 +1007,7 @@ static void test_drop_caps(void **state) {
   memset(&pong, 0, sizeof pong);
   pong.type = DHT_MSG_PONG;
   pong.txid = txid;
-  pong.seen = v4(203, 0, 113, 1, 1);
+  pong.seen = tu_addr4(203, 0, 113, 1, 1);
   uint8_t pkt[DHT_MAX_PKT];
   size_t len = fake_msg(&f[0], w.n[0].id.pk, &pong, pkt);
   assert_int_equal(dht_read_pkt(a, &f[0].addr, pkt, len, now + 5), 0);
@@ -1102,8 +1090,8 @@ static void test_put(void **state) {
   dht_ts now = w.now;
   uint64_t unix_now = (uint64_t)(UNIX_MS + now) / 1000;
   fake f, g;
-  fake_init(&f, 1, v4(198, 51, 100, 7, 5555));
-  fake_init(&g, 2, v4(192, 0, 2, 8, 5555));
+  fake_init(&f, 1, tu_addr4(198, 51, 100, 7, 5555));
+  fake_init(&g, 2, tu_addr4(192, 0, 2, 8, 5555));
   uint8_t fid[DHT_ID_LEN];
   dht_id_from_pk(fid, f.id.pk);
   uint8_t rec[DHT_RECORD_MAX_LEN], bad[DHT_RECORD_MAX_LEN];
@@ -1228,8 +1216,8 @@ static void test_amplification(void **state) {
   uint64_t limited = st.amplification_limited;
   dht_ts now = w.now;
   fake f, g;
-  fake_init(&f, 1, v4(198, 51, 100, 7, 5555));
-  fake_init(&g, 2, v4(198, 51, 100, 8, 5555));
+  fake_init(&f, 1, tu_addr4(198, 51, 100, 7, 5555));
+  fake_init(&g, 2, tu_addr4(198, 51, 100, 8, 5555));
   tu_rng rng;
   tu_rng_init(&rng, g_seed, 0xa3);
   uint8_t target[DHT_ID_LEN], pkt[DHT_MAX_PKT];
@@ -1599,7 +1587,7 @@ static void test_service_add(void **state) {
 
   /* dht_svc_send refuses core types, bodies that are not messages, and
    * oversized ones */
-  dht_peer to = {{1}, v4(192, 0, 2, 1, 1)};
+  dht_peer to = {{1}, tu_addr4(192, 0, 2, 1, 1)};
   uint8_t body[DHT_MAX_BODY + 1];
   size_t bl = body_of(body, sizeof body, DHT_MSG_PING, 1, 1);
   assert_int_equal(dht_svc_send(w.n[0].e, &to, body, bl), DHT_ERR_INVAL);

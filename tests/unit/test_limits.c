@@ -42,18 +42,6 @@ static const uint8_t replay_key[16] = {0x52, 0x6f, 0x6f, 0x73, 0x74, 1, 2,  3,
 
 static uint64_t g_seed;
 
-static dht_addr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
-  dht_addr x;
-  memset(&x, 0, sizeof x);
-  x.family = DHT_AF_INET;
-  x.ip[0] = a;
-  x.ip[1] = b;
-  x.ip[2] = c;
-  x.ip[3] = d;
-  x.port = port;
-  return x;
-}
-
 /* 2001:db8:g2:g3::g7 */
 static dht_addr v6(uint16_t g2, uint16_t g3, uint16_t g7, uint16_t port) {
   dht_addr x;
@@ -91,7 +79,7 @@ static void test_rate_burst_refill(void **state) {
   dht_mem mem = tu_alloc_mem(&al);
   dht_rate r;
   assert_int_equal(dht_rate_init(&r, 64, 10, 5, 24, 48, 0x1234567, &mem), 0);
-  dht_addr a = v4(203, 0, 113, 5, 4000);
+  dht_addr a = tu_addr4(203, 0, 113, 5, 4000);
   dht_ts t = 1000000;
   /* a new prefix starts with a full bucket: exactly burst, then refusals */
   assert_int_equal(drain(&r, &a, t, 100), 5);
@@ -126,8 +114,8 @@ static void test_rate_prefixes(void **state) {
   dht_rate r;
   assert_int_equal(dht_rate_init(&r, 64, 10, 5, 24, 48, 0xabcdef, &dht_mem_libc), 0);
   dht_ts t = 5000;
-  dht_addr a1 = v4(203, 0, 113, 5, 4000), a2 = v4(203, 0, 113, 77, 5000);
-  dht_addr b1 = v4(203, 0, 114, 5, 4000), c1 = v4(198, 51, 100, 1, 4000);
+  dht_addr a1 = tu_addr4(203, 0, 113, 5, 4000), a2 = tu_addr4(203, 0, 113, 77, 5000);
+  dht_addr b1 = tu_addr4(203, 0, 114, 5, 4000), c1 = tu_addr4(198, 51, 100, 1, 4000);
   assert_int_equal(drain(&r, &a1, t, 100), 5);
   /* same /24, another host and port: the same bucket, empty */
   assert_false(dht_rate_allow(&r, &a2, t));
@@ -147,7 +135,8 @@ static void test_rate_prefixes(void **state) {
   assert_int_equal(drain(&r, &z, t, 100), 5);
 
   /* loopback: keyed by address and port, not by prefix */
-  dht_addr l1 = v4(127, 0, 0, 1, 4000), l2 = v4(127, 0, 0, 1, 4001), l3 = v4(127, 0, 0, 2, 4000);
+  dht_addr l1 = tu_addr4(127, 0, 0, 1, 4000), l2 = tu_addr4(127, 0, 0, 1, 4001),
+           l3 = tu_addr4(127, 0, 0, 2, 4000);
   assert_int_equal(drain(&r, &l1, t, 100), 5);
   assert_false(dht_rate_allow(&r, &l1, t));
   assert_int_equal(drain(&r, &l2, t, 100), 5);
@@ -186,7 +175,7 @@ static void test_rate_bounded(void **state) {
   assert_int_equal(r.nsets, 1);
   dht_addr p[10];
   for (int i = 0; i < 10; i++)
-    p[i] = v4(198, 18, (uint8_t)i, 1, 4000);
+    p[i] = tu_addr4(198, 18, (uint8_t)i, 1, 4000);
   dht_ts t = 100;
   /* p0..p3 exhaust their buckets */
   for (int i = 0; i < 4; i++)
@@ -217,12 +206,12 @@ static void test_rate_bounded(void **state) {
   dht_rate big;
   assert_int_equal(dht_rate_init(&big, 64, 1, 3, 24, 48, tu_rng_u64(&rng), &dht_mem_libc), 0);
   for (int i = 0; i < 2000; i++) {
-    dht_addr a = v4((uint8_t)tu_rng_u64(&rng), (uint8_t)tu_rng_u64(&rng), (uint8_t)tu_rng_u64(&rng),
-                    1, 4000);
+    dht_addr a = tu_addr4((uint8_t)tu_rng_u64(&rng), (uint8_t)tu_rng_u64(&rng),
+                          (uint8_t)tu_rng_u64(&rng), 1, 4000);
     assert_true(drain(&big, &a, t, 100) <= 3);
     t++;
   }
-  dht_addr a = v4(192, 0, 2, 1, 1);
+  dht_addr a = tu_addr4(192, 0, 2, 1, 1);
   assert_int_equal(drain(&big, &a, t, 100), 3);
   dht_rate_free(&big, &dht_mem_libc);
   dht_rate_free(&r, &dht_mem_libc);
@@ -236,7 +225,7 @@ static void test_rate_off(void **state) {
   dht_rate r;
   assert_int_equal(dht_rate_init(&r, 1024, 0, 800, 24, 48, 5, &mem), 0);
   assert_int_equal(al.calls, 0); /* off: no table */
-  dht_addr a = v4(203, 0, 113, 5, 4000);
+  dht_addr a = tu_addr4(203, 0, 113, 5, 4000);
   assert_int_equal(drain(&r, &a, 0, 100000), 100000);
   dht_rate_free(&r, &mem);
   /* allocation failure */

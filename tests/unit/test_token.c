@@ -21,18 +21,6 @@
 
 static uint64_t g_seed;
 
-static dht_addr v4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
-  dht_addr x;
-  memset(&x, 0, sizeof x);
-  x.family = DHT_AF_INET;
-  x.ip[0] = a;
-  x.ip[1] = b;
-  x.ip[2] = c;
-  x.ip[3] = d;
-  x.port = port;
-  return x;
-}
-
 static dht_addr v6_random(tu_rng *r) {
   dht_addr x;
   memset(&x, 0, sizeof x);
@@ -108,16 +96,16 @@ static void test_binding_v4(void **state) {
   init_token(&t, &r, 0);
   uint8_t pk[DHT_PK_LEN];
   tu_rng_bytes(&r, pk, sizeof pk);
-  dht_addr a = v4(203, 0, 113, 7, 4000);
+  dht_addr a = tu_addr4(203, 0, 113, 7, 4000);
   check_binding(&t, &a, pk);
   /* neighbours in the same /24 and the same host on another port */
   uint8_t tok[DHT_TOKEN_LEN];
   dht_token_make(&t, &a, pk, tok);
-  dht_addr b = v4(203, 0, 113, 8, 4000);
+  dht_addr b = tu_addr4(203, 0, 113, 8, 4000);
   assert_false(dht_token_check(&t, &b, pk, tok));
-  b = v4(203, 0, 113, 7, 4001);
+  b = tu_addr4(203, 0, 113, 7, 4001);
   assert_false(dht_token_check(&t, &b, pk, tok));
-  b = v4(10, 0, 0, 1, 4000);
+  b = tu_addr4(10, 0, 0, 1, 4000);
   assert_false(dht_token_check(&t, &b, pk, tok));
   /* randomised */
   for (int i = 0; i < 200; i++) {
@@ -154,7 +142,7 @@ static void test_v4_vs_v6(void **state) {
   /* 198.51.100.20:5000 and ::ffff:198.51.100.20:5000 are different
    * endpoints to us, and so is an IPv6 address that starts with the same
    * four bytes */
-  dht_addr a4 = v4(198, 51, 100, 20, 5000), m6, p6;
+  dht_addr a4 = tu_addr4(198, 51, 100, 20, 5000), m6, p6;
   memset(&m6, 0, sizeof m6);
   m6.family = DHT_AF_INET6;
   m6.ip[10] = m6.ip[11] = 0xff;
@@ -194,7 +182,7 @@ static void test_rotation(void **state) {
   assert_int_equal(t.rotated, 1000);
   uint8_t pk[DHT_PK_LEN];
   tu_rng_bytes(&r, pk, sizeof pk);
-  dht_addr a = v4(192, 0, 2, 1, 7000);
+  dht_addr a = tu_addr4(192, 0, 2, 1, 7000);
   uint8_t t0[DHT_TOKEN_LEN], t1[DHT_TOKEN_LEN], t2[DHT_TOKEN_LEN];
   dht_token_make(&t, &a, pk, t0);
 
