@@ -343,6 +343,15 @@ int64_t store_fetch(store_svc *s, dht_ts now);
 int store_mark_read(store_svc *s, const uint8_t friend_pk[static DHT_PK_LEN],
                     const uint8_t (*ids)[STORE_MSGID_LEN], int n, dht_ts now);
 
+/* Friend request to a stranger whose key we know (from an invite): `note`
+ * (<= STORE_NOTE_MAX bytes, typically our own invite text so they can add us
+ * back with one command) is sealed to their key (crypto_box_seal) and
+ * deposited in their public request box for this epoch, with proof of work.
+ * Events: STORE_EV_STATE (msg_id = the request's ID, states QUEUED/STORED). */
+#define STORE_NOTE_MAX 800
+int64_t store_request_send(store_svc *s, const uint8_t to_pk[static DHT_PK_LEN],
+                           const uint8_t *note, size_t len, dht_ts now);
+
 /* ---- events ----------------------------------------------------------- */
 
 enum store_state {
@@ -357,6 +366,7 @@ enum store_event_type {
   STORE_EV_MESSAGE,   /* u.message: a message from a friend (maybe a duplicate) */
   STORE_EV_LOSS,      /* u.loss: a storage node dropped unread items */
   STORE_EV_FETCHED,   /* u.fetched: a fetch round ended */
+  STORE_EV_REQUEST,   /* u.request: a friend request from someone */
 };
 
 typedef struct store_event {
@@ -390,6 +400,11 @@ typedef struct store_event {
       int replicas_asked, replicas_answered;
       uint32_t epoch; /* fetched up to this epoch (for store_friend.fetched_epoch) */
     } fetched;
+    struct {
+      uint8_t from_pk[DHT_PK_LEN];
+      uint16_t len;
+      uint8_t note[STORE_NOTE_MAX];
+    } request;
   } u;
 } store_event;
 

@@ -79,6 +79,11 @@ int store_mark_read(store_svc *s, const uint8_t friend_pk[static DHT_PK_LEN],
   (void)s, (void)friend_pk, (void)ids, (void)n, (void)now;
   return DHT_ERR_INVAL;
 }
+int64_t store_request_send(store_svc *s, const uint8_t to_pk[static DHT_PK_LEN],
+                           const uint8_t *note, size_t len, dht_ts now) {
+  (void)s, (void)to_pk, (void)note, (void)len, (void)now;
+  return DHT_ERR_INVAL;
+}
 int store_poll_event(store_svc *s, store_event *ev) {
   (void)s, (void)ev;
   return DHT_ERR_NOTFOUND;
