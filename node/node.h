@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "dht.h"
+#include "store.h"
 
 #define ROOST_VERSION "0.1.0"
 #define NODE_DEFAULT_PORT 7464
@@ -53,6 +54,22 @@ void node_idtext_encode(const uint8_t pk[static DHT_PK_LEN], char out[static NOD
 /* 0, -1 (wrong length or a character outside the alphabet), -2 (checksum). */
 int node_idtext_decode(const char *s, uint8_t pk[static DHT_PK_LEN]);
 
+/* Base32 of any bytes (the same alphabet, lower case, no padding).
+ * node_base32_len: characters for n bytes.  encode writes them and a NUL
+ * into out (node_base32_len(n) + 1 bytes).  decode is strict (lower case
+ * only, a length an encoder makes, unused trailing bits zero): the byte
+ * count, -1 (a character outside the alphabet, or non-zero trailing bits)
+ * or -2 (a length no encoder makes, or more than outmax bytes). */
+size_t node_base32_len(size_t nbytes);
+void node_base32_encode(const uint8_t *in, size_t n, char *out);
+dht_ssize node_base32_decode(const char *s, size_t len, uint8_t *out, size_t outmax);
+
+/* Sizes people type: "65536", "64K", "10M", "1G", "2T" (binary multiples;
+ * "MiB", "MB", "m" all mean 2^20).  0 or -1. */
+int node_size_parse(const char *s, int64_t *out);
+/* "64 MiB", "1.5 GiB", "512 B". */
+void node_size_fmt(int64_t v, char *buf, size_t len);
+
 /* "HOST:PORT" or "[V6]:PORT" with a numeric host.  0 or -1. */
 int node_addr_parse(const char *s, dht_addr *out);
 /* "ID@HOST:PORT".  0, or -1 with a reason in err. */
@@ -60,6 +77,79 @@ int node_peer_parse(const char *s, dht_peer *out, char *err, size_t errlen);
 void node_addr_to_sockaddr(const dht_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 int node_addr_from_sockaddr(const struct sockaddr *sa, dht_addr *out);
 bool node_addr_is_any(const dht_addr *a); /* 0.0.0.0 or :: */
+
+/* ---- invites (node_invite.c) -------------------------------------------- */
+
+/* An invite is what one person gives another to become friends: a signed
+ * blob, as text "roost-invite:" + base32 (node_base32_*), that carries
+ *
+ *   u8 version (1) | 32 B identity public key | u8 name length | name (UTF-8)
+ *   | u8 address count | per address: u8 family (4 or 6), 4 or 16 B IP,
+ *     u16 BE port
+ *   | u8 host count | per host: 32 B public key, u8 family (0 unknown, 4 or
+ *     6), IP, port (absent for family 0)
+ *   | u64 BE expiry (unix seconds: valid while now < expiry)
+ *   | 64 B Ed25519 signature by the identity over
+ *     ("roost-invite-v1" || everything before it)
+ *   | 4 B checksum: BLAKE2b-256("roost-invite-ck" || everything before it),
+ *     first 4 bytes: a typo is reported as a typo, not as a forgery.
+ *
+ * At most ~460 bytes, ~750 characters: it fits in a friend request's note
+ * (STORE_NOTE_MAX). */
+#define NODE_INVITE_PREFIX "roost-invite:"
+#define NODE_INVITE_VERSION 1
+#define NODE_INVITE_NAME_MAX 63
+#define NODE_INVITE_MAX_ADDRS 4
+#define NODE_INVITE_BLOB_MAX                                                                       \
+  (1 + DHT_PK_LEN + 1 + NODE_INVITE_NAME_MAX + 1 + NODE_INVITE_MAX_ADDRS * 19 + 1 +                \
+   STORE_MAX_HOSTS * (DHT_PK_LEN + 19) + 8 + DHT_SIG_LEN + 4)
+#define NODE_INVITE_TEXT_MAX (sizeof NODE_INVITE_PREFIX - 1 + (NODE_INVITE_BLOB_MAX * 8 + 4) / 5)
+
+typedef struct node_invite {
+  int version;
+  uint8_t pk[DHT_PK_LEN];
+  char name[NODE_INVITE_NAME_MAX + 1]; /* may be empty */
+  int naddrs;
+  dht_addr addrs[NODE_INVITE_MAX_ADDRS];
+  int nhosts;
+  store_host_ref hosts[STORE_MAX_HOSTS];
+  uint64_t expires_s;
+} node_invite;
+
+enum node_invite_err {
+  NODE_INVITE_ERR_PREFIX = -1,    /* does not start with "roost-invite:" */
+  NODE_INVITE_ERR_BASE32 = -2,    /* a character that is not base32 */
+  NODE_INVITE_ERR_LENGTH = -3,    /* too short, too long, or fields that do not add up */
+  NODE_INVITE_ERR_CHECKSUM = -4,  /* a typo or a cut (the checksum does not match) */
+  NODE_INVITE_ERR_VERSION = -5,   /* made by a newer roost */
+  NODE_INVITE_ERR_FORMAT = -6,    /* a field that is not allowed (family, name) */
+  NODE_INVITE_ERR_SIGNATURE = -7, /* not signed by the key it names */
+  NODE_INVITE_ERR_EXPIRED = -8,
+};
+
+/* A display name is 0..63 bytes of UTF-8 without control characters.
+ * true when s is one. */
+bool node_invite_name_ok(const char *s);
+
+/* Signs inv (its version and pk are ignored: NODE_INVITE_VERSION and id's
+ * key are used) and writes the text with its NUL into out (outlen >=
+ * NODE_INVITE_TEXT_MAX + 1).  Returns the text length, or -1 when inv is
+ * out of bounds (name, counts, families) or out is too small. */
+dht_ssize node_invite_encode(const node_invite *inv, const dht_identity *id, char *out,
+                             size_t outlen);
+
+/* Parses and checks text (leading and trailing white space ignored) at unix
+ * time now_s.  0 and *out, or a NODE_INVITE_ERR_* with a one-line reason in
+ * err (the expiry time for an expired one). */
+int node_invite_decode(const char *text, uint64_t now_s, node_invite *out, char *err,
+                       size_t errlen);
+
+/* For tests and tools: the text of raw blob bytes (checksum appended).
+ * Returns the text length or -1. */
+dht_ssize node_invite_wrap(const uint8_t *blob, size_t len, char *out, size_t outlen);
+/* The raw blob of a text, checksum removed (no other check).  Its length or
+ * a NODE_INVITE_ERR_* (PREFIX, BASE32, LENGTH, CHECKSUM). */
+dht_ssize node_invite_unwrap(const char *text, uint8_t *blob, size_t max);
 
 /* ---- files (node_files.c) ---------------------------------------------- */
 

@@ -4,6 +4,7 @@
  * addresses; plus dht_addr <-> sockaddr.
  */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -173,4 +174,111 @@ int node_addr_from_sockaddr(const struct sockaddr *sa, dht_addr *out) {
 bool node_addr_is_any(const dht_addr *a) {
   static const uint8_t zero[16];
   return memcmp(a->ip, zero, a->family == DHT_AF_INET ? 4 : 16) == 0;
+}
+
+/* ---- generic base32 and sizes -------------------------------------------- */
+
+size_t node_base32_len(size_t nbytes) {
+  return (nbytes * 8 + 4) / 5;
+}
+
+void node_base32_encode(const uint8_t *in, size_t n, char *out) {
+  size_t nch = node_base32_len(n);
+  for (size_t i = 0; i < nch; i++) {
+    int v = 0;
+    for (size_t j = 0, bit = i * 5; j < 5; j++, bit++)
+      v = v << 1 | (bit < n * 8 ? (in[bit / 8] >> (7 - bit % 8)) & 1 : 0);
+    out[i] = b32[v];
+  }
+  out[nch] = 0;
+}
+
+dht_ssize node_base32_decode(const char *s, size_t len, uint8_t *out, size_t outmax) {
+  size_t nbytes = len * 5 / 8;
+  /* strict: the length is one an encoder makes, and the bits past the last
+   * byte are zero, so one text has one meaning */
+  if (node_base32_len(nbytes) != len)
+    return -2;
+  if (nbytes > outmax)
+    return -2;
+  memset(out, 0, nbytes);
+  for (size_t i = 0; i < len; i++) {
+    const char *p = s[i] ? strchr(b32, s[i]) : NULL;
+    if (!p)
+      return -1;
+    int v = (int)(p - b32);
+    for (size_t j = 0; j < 5; j++) {
+      size_t bit = i * 5 + j;
+      if (!((v >> (4 - j)) & 1))
+        continue;
+      if (bit >= nbytes * 8)
+        return -1;
+      out[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
+    }
+  }
+  return (dht_ssize)nbytes;
+}
+
+int node_size_parse(const char *s, int64_t *out) {
+  char *end;
+  errno = 0;
+  if (!*s || *s == '-' || *s == '+' || *s == ' ')
+    return -1;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s)
+    return -1;
+  uint64_t mul = 1;
+  if (*end) {
+    switch (*end) {
+    case 'k':
+    case 'K':
+      mul = 1ull << 10;
+      break;
+    case 'm':
+    case 'M':
+      mul = 1ull << 20;
+      break;
+    case 'g':
+    case 'G':
+      mul = 1ull << 30;
+      break;
+    case 't':
+    case 'T':
+      mul = 1ull << 40;
+      break;
+    case 'b':
+    case 'B':
+      mul = 1;
+      break;
+    default:
+      return -1;
+    }
+    end++;
+    if ((*end == 'i' || *end == 'I') && mul > 1)
+      end++;
+    if ((*end == 'b' || *end == 'B') && mul > 1)
+      end++;
+    if (*end)
+      return -1;
+  }
+  if (v > (uint64_t)INT64_MAX / mul)
+    return -1;
+  *out = (int64_t)(v * mul);
+  return 0;
+}
+
+void node_size_fmt(int64_t v, char *buf, size_t len) {
+  static const char *const unit[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  int u = 0;
+  double x = (double)v;
+  while (x >= 1024 && u < 4) {
+    x /= 1024;
+    u++;
+  }
+  if (u == 0)
+    snprintf(buf, len, "%lld B", (long long)v);
+  else if (x == (double)(int64_t)x)
+    snprintf(buf, len, "%lld %s", (long long)x, unit[u]);
+  else
+    snprintf(buf, len, "%.1f %s", x, unit[u]);
 }
