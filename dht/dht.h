@@ -230,6 +230,9 @@ const uint8_t *dht_self_pk(const dht *e);
 /* The engine keeps wall-clock time only for record expiry: unix milliseconds =
  * now + offset.  Drivers set it at start and whenever they notice a step. */
 void dht_set_clock_offset(dht *e, int64_t unix_ms_minus_now);
+/* Wall-clock unix milliseconds at now (now + the offset; 0 if negative).
+ * Services use it for anything that must agree between hosts. */
+int64_t dht_unix_ms(const dht *e, dht_ts now);
 
 /* Feeds one received datagram.  Returns 0 (also when the datagram was dropped:
  * see dht_stats) or a fatal error. */

@@ -114,6 +114,11 @@ uint64_t dht_eng_unix_s(const dht *e, dht_ts now) {
   return ms > 0 ? (uint64_t)ms / 1000 : 0;
 }
 
+int64_t dht_unix_ms(const dht *e, dht_ts now) {
+  int64_t ms = now + e->clock_offset;
+  return ms > 0 ? ms : 0;
+}
+
 void dht_set_clock_offset(dht *e, int64_t unix_ms_minus_now) {
   e->clock_offset = unix_ms_minus_now;
 }

@@ -1,0 +1,559 @@
+/*
+ * test_store_svc.c - the mailbox service on 24 engines wired by netsim (a
+ * counter clock, 15 ms links), each with the memory backend: offline
+ * delivery through the replicas, direct delivery, replicas that crash,
+ * quotas, FETCH/DELETE authentication, reconciliation with 0, 1 and many
+ * differences, expiry notices.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "netsim.h"
+#include "store.h"
+
+#define N 24
+#define MAXEV 256
+#define A 1
+#define B 2
+#define C 3 /* a stranger */
+
+typedef struct world {
+  netsim *ns;
+  store_svc *svc[N];
+  store_backend be[N];
+  int boots;
+  store_event ev[N][MAXEV];
+  int nev[N];
+} world;
+
+static world *W;
+
+static void on_dht_event(void *ctx, int node, const dht_event *ev) {
+  world *w = ctx;
+  if (w->svc[node] && store_svc_on_dht_event(w->svc[node], ev, netsim_now(w->ns)))
+    return;
+  if (ev->type == DHT_EV_BOOTSTRAP)
+    w->boots++;
+}
+
+static void drain(world *w) {
+  for (int i = 0; i < N; i++) {
+    store_event ev;
+    while (w->svc[i] && store_poll_event(w->svc[i], &ev) == 0)
+      if (w->nev[i] < MAXEV)
+        w->ev[i][w->nev[i]++] = ev;
+  }
+}
+
+static int count_ev(world *w, int node, int type, int state) {
+  int n = 0;
+  for (int i = 0; i < w->nev[node]; i++)
+    if (w->ev[node][i].type == type && (state == 0 || w->ev[node][i].u.state.state == state))
+      n++;
+  return n;
+}
+
+static int g_want_boots;
+static bool boots_done(void *ctx) {
+  return ((world *)ctx)->boots >= g_want_boots;
+}
+
+typedef struct cond {
+  int node, type, state, count;
+} cond;
+static cond g_cond;
+static bool cond_done(void *ctx) {
+  world *w = ctx;
+  drain(w);
+  return count_ev(w, g_cond.node, g_cond.type, g_cond.state) >= g_cond.count;
+}
+
+/* Runs until node has count events of type (and state), or 5 minutes. */
+static int run_until(world *w, int node, int type, int state, int count) {
+  g_cond = (cond){node, type, state, count};
+  return netsim_run(w->ns, netsim_now(w->ns) + 300000, cond_done, w);
+}
+
+static bool never(void *ctx) {
+  drain(ctx);
+  return false;
+}
+static void run_for(world *w, dht_ts ms) {
+  netsim_run(w->ns, netsim_now(w->ns) + ms, never, w);
+}
+
+static void world_new(const store_settings *ss) {
+  W = calloc(1, sizeof *W);
+  assert_non_null(W);
+  netsim_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.n = N;
+  cfg.seed = tu_seed("store_svc");
+  dht_settings_default(&cfg.settings);
+  cfg.latency_ms = 15;
+  cfg.on_event = on_dht_event;
+  cfg.ctx = W;
+  assert_int_equal(netsim_new(&W->ns, &cfg), 0);
+  store_settings set;
+  if (ss)
+    set = *ss;
+  else
+    store_settings_default(&set);
+  for (int i = 0; i < N; i++) {
+    dht *e = netsim_engine(W->ns, i);
+    dht_set_clock_offset(e, 1780000000000LL); /* mid-2026: a real epoch */
+    assert_int_equal(store_mem_new(&W->be[i], NULL), 0);
+    dht_callbacks cb = {netsim_rng(W->ns), tu_rand_cb, NULL};
+    assert_int_equal(store_svc_new(&W->svc[i], e, netsim_identity(W->ns, i), &W->be[i], &set, &cb,
+                                   NULL, netsim_now(W->ns)),
+                     0);
+  }
+  dht_peer seed = netsim_peer(W->ns, 0);
+  assert_true(dht_bootstrap(netsim_engine(W->ns, 0), NULL, 0, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, 0);
+  g_want_boots = 1;
+  assert_int_equal(netsim_run(W->ns, netsim_now(W->ns) + 60000, boots_done, W), 1);
+  for (int i = 1; i < N; i++) {
+    assert_true(dht_bootstrap(netsim_engine(W->ns, i), &seed, 1, netsim_now(W->ns)) > 0);
+    netsim_touch(W->ns, i);
+    g_want_boots = i + 1;
+    assert_int_equal(netsim_run(W->ns, netsim_now(W->ns) + 60000, boots_done, W), 1);
+  }
+  /* every node publishes its record, so friends can find each other */
+  for (int i = 0; i < N; i++) {
+    dht_addr a = netsim_addr(W->ns, i);
+    dht_typed_addr ta = {DHT_ADDR_OBSERVED, a};
+    dht_set_addrs(netsim_engine(W->ns, i), &ta, 1);
+    dht_put_record(netsim_engine(W->ns, i), netsim_now(W->ns));
+    netsim_touch(W->ns, i);
+  }
+  run_for(W, 5000);
+  /* A and B are friends */
+  store_friend f;
+  memset(&f, 0, sizeof f);
+  memcpy(f.pk, netsim_identity(W->ns, B)->pk, DHT_PK_LEN);
+  assert_int_equal(store_friend_set(W->svc[A], &f, netsim_now(W->ns)), 0);
+  memcpy(f.pk, netsim_identity(W->ns, A)->pk, DHT_PK_LEN);
+  assert_int_equal(store_friend_set(W->svc[B], &f, netsim_now(W->ns)), 0);
+  memset(W->nev, 0, sizeof W->nev);
+}
+
+static void world_del(void) {
+  for (int i = 0; i < N; i++)
+    store_svc_del(W->svc[i]);
+  netsim_del(W->ns);
+  free(W);
+  W = NULL;
+}
+
+static void settings_quiet(store_settings *s) {
+  store_settings_default(s);
+  s->poll_interval_ms = 0; /* fetch only when the test says so */
+}
+
+static store_msg text(const char *t, int n) {
+  store_msg m;
+  memset(&m, 0, sizeof m);
+  tu_rng_bytes(netsim_rng(W->ns), m.id, sizeof m.id);
+  m.kind = STORE_KIND_TEXT;
+  m.sent_unix_ms = 1780000000000LL + n;
+  m.len = (uint16_t)snprintf((char *)m.body, sizeof m.body, "%s %d", t, n);
+  return m;
+}
+
+static int holders(const uint8_t *hashless_mbox_unused, int kind_items) {
+  (void)hashless_mbox_unused;
+  int n = 0;
+  for (int i = 0; i < N; i++) {
+    store_usage u;
+    assert_int_equal(W->be[i].usage(W->be[i].ctx, NULL, &u), 0);
+    if (u.items >= kind_items && kind_items > 0)
+      n++;
+  }
+  return n;
+}
+
+static const store_event *find_msg(int node, const store_msg *m, int *count) {
+  const store_event *hit = NULL;
+  *count = 0;
+  for (int i = 0; i < W->nev[node]; i++) {
+    const store_event *ev = &W->ev[node][i];
+    if (ev->type == STORE_EV_MESSAGE && !memcmp(ev->u.message.msg.id, m->id, STORE_MSGID_LEN)) {
+      (*count)++;
+      hit = ev;
+    }
+  }
+  return hit;
+}
+
+/* B is offline; A's message is stored at >= 3 replicas; B comes back,
+ * fetches it exactly once; the replicas keep tombstones; A learns it was
+ * delivered. */
+static void test_offline_delivery(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  set.reconcile_interval_ms = 60000;
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  store_msg m = text("hello while you were away", 1);
+  int64_t cmd = store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns));
+  assert_true(cmd > 0);
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 1), 1);
+  const store_event *st = NULL;
+  for (int i = 0; i < W->nev[A]; i++)
+    if (W->ev[A][i].type == STORE_EV_STATE && W->ev[A][i].u.state.state == STORE_ST_STORED)
+      st = &W->ev[A][i];
+  assert_non_null(st);
+  assert_true(st->u.state.receipts >= 3);
+  assert_false(st->u.state.direct);
+  run_for(W, 10000);
+  int h = holders(NULL, 1);
+  printf("stored: %d receipts of %d asked; %d nodes hold an item\n", st->u.state.receipts,
+         st->u.state.replicas, h);
+  assert_true(h >= 3);
+
+  netsim_set_up(W->ns, B, true);
+  assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, B, STORE_EV_FETCHED, 0, 1), 1);
+  int count;
+  const store_event *got = find_msg(B, &m, &count);
+  assert_non_null(got);
+  assert_int_equal(count, 1);
+  assert_int_equal(got->u.message.msg.len, m.len);
+  assert_memory_equal(got->u.message.msg.body, m.body, m.len);
+  assert_memory_equal(got->u.message.friend_pk, netsim_identity(W->ns, A)->pk, DHT_PK_LEN);
+  assert_false(got->u.message.direct);
+  /* the delivery receipt reaches A (directly: A is online) */
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_DELIVERED, 1), 1);
+  /* deleted everywhere, only tombstones left: at once on the replicas B
+   * asked, and through reconciliation on any other node with a copy */
+  run_for(W, 150000);
+  assert_int_equal(holders(NULL, 1), 0);
+  /* a second fetch finds nothing new */
+  memset(W->nev, 0, sizeof W->nev);
+  assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, B, STORE_EV_FETCHED, 0, 1), 1);
+  assert_int_equal(count_ev(W, B, STORE_EV_MESSAGE, 0), 0);
+  world_del();
+}
+
+/* Both online: the message goes straight to B. */
+static void test_direct(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  world_new(&set);
+  store_msg m = text("hi", 2);
+  assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_DELIVERED, 1), 1);
+  int count;
+  const store_event *got = find_msg(B, &m, &count);
+  assert_non_null(got);
+  assert_int_equal(count, 1);
+  assert_true(got->u.message.direct);
+  assert_int_equal(holders(NULL, 1), 0); /* nothing deposited */
+  /* a read receipt moves it on */
+  const uint8_t(*ids)[STORE_MSGID_LEN] = (const uint8_t(*)[STORE_MSGID_LEN])m.id;
+  assert_int_equal(
+      store_mark_read(W->svc[B], netsim_identity(W->ns, A)->pk, ids, 1, netsim_now(W->ns)), 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_READ, 1), 1);
+  /* strangers cannot send: C is nobody's friend */
+  assert_true(store_send(W->svc[C], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) < 0);
+  world_del();
+}
+
+/* Two of the nodes holding the item crash before B comes back. */
+static void test_replicas_crash(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  store_msg msgs[20];
+  for (int i = 0; i < 20; i++) {
+    msgs[i] = text("message", i);
+    assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &msgs[i], netsim_now(W->ns)) >
+                0);
+  }
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 20), 1);
+  run_for(W, 5000);
+  int killed = 0;
+  for (int i = 0; i < N && killed < 2; i++) {
+    store_usage u;
+    W->be[i].usage(W->be[i].ctx, NULL, &u);
+    if (i != A && i != B && u.items > 0) {
+      netsim_set_up(W->ns, i, false);
+      killed++;
+    }
+  }
+  assert_int_equal(killed, 2);
+  netsim_set_up(W->ns, B, true);
+  assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, B, STORE_EV_FETCHED, 0, 1), 1);
+  for (int i = 0; i < 20; i++) {
+    int count;
+    assert_non_null(find_msg(B, &msgs[i], &count));
+    assert_int_equal(count, 1);
+  }
+  assert_int_equal(count_ev(W, B, STORE_EV_MESSAGE, 0), 20);
+  world_del();
+}
+
+/* A full mailbox refuses with a reason the sender sees. */
+static void test_quota(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  set.mbox_quota_items = 3;
+  set.retry_min_ms = 3600000; /* no retry inside the test */
+  set.retry_max_ms = 3600000;
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  for (int i = 0; i < 5; i++) {
+    store_msg m = text("fill", i);
+    assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+    netsim_touch(W->ns, A);
+    run_for(W, 15000);
+  }
+  /* STORED may be reported twice per message (at the 3rd receipt, then
+   * with the final count): count messages */
+  int stored = 0;
+  for (int i = 0; i < W->nev[A]; i++) {
+    const store_event *ev = &W->ev[A][i];
+    if (ev->type != STORE_EV_STATE || ev->u.state.state != STORE_ST_STORED)
+      continue;
+    bool seen = false;
+    for (int j = 0; j < i; j++)
+      seen |= W->ev[A][j].type == STORE_EV_STATE && W->ev[A][j].u.state.state == STORE_ST_STORED &&
+              !memcmp(W->ev[A][j].u.state.msg_id, ev->u.state.msg_id, STORE_MSGID_LEN);
+    stored += !seen;
+  }
+  int refused = 0;
+  for (int i = 0; i < W->nev[A]; i++)
+    if (W->ev[A][i].type == STORE_EV_STATE && W->ev[A][i].u.state.state == STORE_ST_QUEUED &&
+        W->ev[A][i].u.state.reason == STORE_ERR_MBOX_FULL)
+      refused++;
+  printf("quota 3: %d stored, %d refused (mailbox full)\n", stored, refused);
+  assert_int_equal(stored, 3);
+  assert_int_equal(refused, 2);
+  for (int i = 0; i < N; i++) {
+    store_usage u;
+    W->be[i].usage(W->be[i].ctx, NULL, &u);
+    assert_true(u.items <= 3);
+  }
+  world_del();
+}
+
+/* Index of a node that holds an item, other than skip; -1 if none. */
+static int a_holder(int skip) {
+  for (int i = 0; i < N; i++) {
+    store_usage u;
+    W->be[i].usage(W->be[i].ctx, NULL, &u);
+    if (i != skip && i != A && i != B && u.items > 0)
+      return i;
+  }
+  return -1;
+}
+
+static void send_auth(int from, int to, int op, const store_mbox_keys *k,
+                      const uint8_t storage_id[32], const uint8_t requester[32], int64_t t,
+                      const uint8_t hash[16]) {
+  uint8_t sig[64], buf[DHT_MAX_BODY];
+  store_auth_sign(sig, op, k, storage_id, requester, (uint64_t)t, hash, hash ? 1 : 0);
+  dht_wire_w w;
+  dht_wire_w_init(&w, buf, sizeof buf);
+  dht_wire_w_array(&w, 7);
+  dht_wire_w_uint(&w, op == STORE_AUTH_FETCH ? 0x32 : 0x36);
+  dht_wire_w_uint(&w, 77);
+  dht_wire_w_bin(&w, k->id, 32);
+  dht_wire_w_bin(&w, k->pk, 32);
+  dht_wire_w_uint(&w, (uint64_t)t);
+  if (op == STORE_AUTH_FETCH) {
+    dht_wire_w_bin(&w, sig, 64);
+    dht_wire_w_bin(&w, NULL, 0);
+  } else {
+    dht_wire_w_bin(&w, hash, 16);
+    dht_wire_w_bin(&w, sig, 64);
+  }
+  assert_int_equal(w.err, 0);
+  dht_peer p = netsim_peer(W->ns, to);
+  assert_int_equal(dht_svc_send(netsim_engine(W->ns, from), &p, buf, w.len), 0);
+  netsim_touch(W->ns, from);
+  run_for(W, 1000);
+}
+
+/* FETCH and DELETE: replayed, wrong requester, wrong storage node, stale
+ * time: all refused; only the right one is taken. */
+static void test_auth(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  store_msg m = text("secret", 3);
+  assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 1), 1);
+  run_for(W, 5000);
+  int x = a_holder(-1);
+  assert_true(x >= 0);
+  uint8_t pair[32];
+  assert_int_equal(
+      store_pair_secret(pair, netsim_identity(W->ns, B), netsim_identity(W->ns, A)->pk), 0);
+  dht *ex = netsim_engine(W->ns, x);
+  int64_t now_ms = dht_unix_ms(ex, netsim_now(W->ns));
+  store_mbox_keys k;
+  store_mbox_derive(&k, pair, netsim_identity(W->ns, A)->pk, netsim_identity(W->ns, B)->pk,
+                    store_epoch_of(now_ms, set.epoch_ms));
+  uint8_t xid[32], otherid[32];
+  dht_id_from_pk(xid, netsim_identity(W->ns, x)->pk);
+  dht_id_from_pk(otherid, netsim_identity(W->ns, (x + 1) % N)->pk);
+  const uint8_t *cpk = netsim_identity(W->ns, C)->pk, *bpk = netsim_identity(W->ns, B)->pk;
+  store_rec scan;
+  assert_int_equal(W->be[x].scan_mbox(W->be[x].ctx, k.id, NULL, &scan, 1), 1);
+  store_stats s0, s1;
+  store_get_stats(W->svc[x], &s0);
+  /* refused: names another storage node / signed for B but sent by C /
+   * stale by 1000 s */
+  send_auth(C, x, STORE_AUTH_FETCH, &k, otherid, cpk, now_ms / 1000, NULL);
+  send_auth(C, x, STORE_AUTH_FETCH, &k, xid, bpk, now_ms / 1000, NULL);
+  send_auth(C, x, STORE_AUTH_FETCH, &k, xid, cpk, now_ms / 1000 - 1000, NULL);
+  send_auth(C, x, STORE_AUTH_DELETE, &k, xid, bpk, now_ms / 1000, scan.hash);
+  send_auth(C, x, STORE_AUTH_DELETE, &k, otherid, cpk, now_ms / 1000, scan.hash);
+  store_get_stats(W->svc[x], &s1);
+  assert_int_equal(s1.fetches_in - s0.fetches_in, 3);
+  assert_int_equal(s1.fetches_refused - s0.fetches_refused, 3);
+  assert_int_equal(s1.deletes_refused - s0.deletes_refused, 2);
+  store_usage u;
+  W->be[x].usage(W->be[x].ctx, NULL, &u);
+  assert_int_equal(u.items, 1); /* still there */
+  /* accepted: a correct FETCH from the requester it names */
+  send_auth(C, x, STORE_AUTH_FETCH, &k, xid, cpk, now_ms / 1000, NULL);
+  store_get_stats(W->svc[x], &s0);
+  assert_int_equal(s0.fetches_refused, s1.fetches_refused);
+  assert_int_equal(s0.fetches_in, s1.fetches_in + 1);
+  /* and a correct DELETE leaves a tombstone */
+  send_auth(C, x, STORE_AUTH_DELETE, &k, xid, cpk, now_ms / 1000, scan.hash);
+  W->be[x].usage(W->be[x].ctx, NULL, &u);
+  assert_int_equal(u.items, 0);
+  assert_int_equal(W->be[x].get(W->be[x].ctx, k.id, scan.hash, &scan), 0);
+  assert_int_equal(scan.kind, STORE_REC_TOMB);
+  sodium_memzero(pair, sizeof pair);
+  world_del();
+}
+
+static int items_at(int i) {
+  store_usage u;
+  W->be[i].usage(W->be[i].ctx, NULL, &u);
+  return (int)u.items;
+}
+
+/* Replicas reconcile: 0 differences cost one small round trip; 1 and many
+ * differences are repaired. */
+static void test_reconcile(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  set.reconcile_interval_ms = 20000;
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  store_msg m = text("kept everywhere", 4);
+  assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 1), 1);
+  run_for(W, 60000);
+  int before = holders(NULL, 1);
+  uint64_t eq0 = 0, bytes0 = 0;
+  for (int i = 0; i < N; i++) {
+    store_stats st;
+    store_get_stats(W->svc[i], &st);
+    eq0 += st.recon_equal;
+    bytes0 += st.recon_bytes;
+  }
+  printf("reconcile: %d holders; %llu equal rounds, %llu bytes so far\n", before,
+         (unsigned long long)eq0, (unsigned long long)bytes0);
+  assert_true(eq0 > 0);
+  /* 1 difference: one holder loses the item */
+  int x = a_holder(-1);
+  assert_true(x >= 0);
+  store_rec r;
+  uint8_t mbox[32];
+  assert_int_equal(W->be[x].scan_mboxes(W->be[x].ctx, NULL, &mbox, &(uint8_t){0}, 1), 1);
+  assert_int_equal(W->be[x].scan_mbox(W->be[x].ctx, mbox, NULL, &r, 1), 1);
+  W->be[x].del(W->be[x].ctx, mbox, r.hash);
+  assert_int_equal(items_at(x), 0);
+  run_for(W, 60000);
+  assert_int_equal(items_at(x), 1);
+  /* many differences: x is down while 20 more arrive */
+  netsim_set_up(W->ns, x, false);
+  for (int i = 0; i < 20; i++) {
+    store_msg mi = text("more", 10 + i);
+    assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &mi, netsim_now(W->ns)) > 0);
+  }
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 21), 1);
+  assert_int_equal(items_at(x), 1);
+  netsim_set_up(W->ns, x, true);
+  run_for(W, 90000);
+  printf("reconcile: the replica that was down holds %d items\n", items_at(x));
+  assert_int_equal(items_at(x), 21);
+  world_del();
+}
+
+/* An item that expires unread leaves a notice; the recipient learns. */
+static void test_expiry_notice(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  set.ttl_dht_s = 600;
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  store_msg m = text("too late", 5);
+  assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 1), 1);
+  run_for(W, 12 * 60000);
+  assert_int_equal(holders(NULL, 1), 0);
+  netsim_set_up(W->ns, B, true);
+  assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, B, STORE_EV_FETCHED, 0, 1), 1);
+  assert_int_equal(count_ev(W, B, STORE_EV_MESSAGE, 0), 0);
+  int lost = 0;
+  for (int i = 0; i < W->nev[B]; i++)
+    if (W->ev[B][i].type == STORE_EV_LOSS)
+      lost += W->ev[B][i].u.loss.items;
+  printf("expired unread: %d notices reached the recipient\n", lost);
+  assert_true(lost >= 1);
+  world_del();
+}
+
+int main(void) {
+  if (sodium_init() < 0)
+    return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_offline_delivery),
+      cmocka_unit_test(test_direct),
+      cmocka_unit_test(test_replicas_crash),
+      cmocka_unit_test(test_quota),
+      cmocka_unit_test(test_auth),
+      cmocka_unit_test(test_reconcile),
+      cmocka_unit_test(test_expiry_notice),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
