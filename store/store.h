@@ -47,14 +47,15 @@ extern "C" {
 #define STORE_AEAD_LEN 16
 /* Padded plaintext sizes.  An item is nonce || ciphertext, so its size is
  * one of 168, 296, 552 or 1000 bytes: storage nodes learn only which. */
-#define STORE_PAD_SIZES {128, 256, 512, 960}
+#define STORE_PAD_SIZES                                                                            \
+  { 128, 256, 512, 960 }
 #define STORE_NPADS 4
 #define STORE_PLAIN_MAX 960
 #define STORE_ITEM_MAX (STORE_NONCE_LEN + STORE_PLAIN_MAX + STORE_AEAD_LEN) /* 1000 */
 /* Plaintext header: msg_id(16) sent_unix_ms(8, BE) kind(1) len(2, BE). */
 #define STORE_PLAIN_HDR 27
 #define STORE_TEXT_MAX (STORE_PLAIN_MAX - STORE_PLAIN_HDR) /* 933 */
-#define STORE_DEL_MAX 32 /* hashes in one DELETE */
+#define STORE_DEL_MAX 32                                   /* hashes in one DELETE */
 #define STORE_PROOF_MAX 700 /* a tombstone's delete proof, serialised */
 
 #define STORE_EPOCH_MS_DEFAULT 86400000 /* one day */
@@ -198,8 +199,8 @@ typedef struct store_rec {
 
 /* Per-mailbox and whole-store usage, for quotas. */
 typedef struct store_usage {
-  int64_t items; /* STORE_REC_ITEM records */
-  int64_t bytes; /* their data bytes */
+  int64_t items;   /* STORE_REC_ITEM records */
+  int64_t bytes;   /* their data bytes */
   int64_t records; /* every record, tombstones and notices included */
 } store_usage;
 
@@ -219,16 +220,15 @@ typedef struct store_backend {
   int (*get)(void *ctx, const uint8_t mbox[STORE_MBOX_LEN], const uint8_t hash[STORE_HASH_LEN],
              store_rec *out);
   /* Returns the write sequence number of the delete (as put), or <0. */
-  int64_t (*del)(void *ctx, const uint8_t mbox[STORE_MBOX_LEN],
-                 const uint8_t hash[STORE_HASH_LEN]);
+  int64_t (*del)(void *ctx, const uint8_t mbox[STORE_MBOX_LEN], const uint8_t hash[STORE_HASH_LEN]);
   /* Up to max records of mailbox mbox with hash > after (NULL: from the
    * start), in hash order.  Returns how many were written. */
   int (*scan_mbox)(void *ctx, const uint8_t mbox[STORE_MBOX_LEN],
                    const uint8_t after[STORE_HASH_LEN], store_rec *out, int max);
   /* Up to max distinct mailbox IDs > after (NULL: from the start), in ID
    * order, each with its `hosted` flag.  Returns how many. */
-  int (*scan_mboxes)(void *ctx, const uint8_t after[STORE_MBOX_LEN],
-                     uint8_t (*ids)[STORE_MBOX_LEN], uint8_t *hosted, int max);
+  int (*scan_mboxes)(void *ctx, const uint8_t after[STORE_MBOX_LEN], uint8_t (*ids)[STORE_MBOX_LEN],
+                     uint8_t *hosted, int max);
   /* Usage of one mailbox (mbox != NULL) or of the whole store (NULL). */
   int (*usage)(void *ctx, const uint8_t mbox[STORE_MBOX_LEN], store_usage *out);
   /* Up to max records with expires_s < now_s, in (expires, mbox, hash)
@@ -250,29 +250,29 @@ int store_mem_new(store_backend *out, const dht_mem *mem);
 #define STORE_MSG_HI 0x3f
 
 typedef struct store_settings {
-  int replicas;           /* r: DHT replicas per mailbox: 5 */
-  int stored_receipts;    /* receipts for "stored": 3 */
-  int64_t epoch_ms;       /* mailbox epoch: 1 day */
-  int64_t ttl_dht_s;      /* items on DHT replicas live: 7 days */
-  int64_t ttl_hosted_s;   /* items kept for hosted friends: 30 days */
-  int64_t mbox_quota_bytes; /* per mailbox on a DHT replica: 64 KiB */
-  int64_t mbox_quota_items; /* per mailbox on a DHT replica: 64 */
-  int64_t capacity_bytes; /* everything we store for others: 64 MiB */
-  int time_window_s;      /* FETCH/DELETE/deposit clock skew accepted: 300 */
-  dht_ts rpc_timeout_ms;  /* one request's timeout: 2000 */
-  int rpc_tries;          /* attempts per request: 3 */
-  dht_ts direct_timeout_ms; /* wait for a direct delivery's answer: 2000 */
-  dht_ts retry_min_ms;    /* first retry of a message not yet stored: 30 s */
-  dht_ts retry_max_ms;    /* backoff cap: 10 min */
-  dht_ts poll_interval_ms; /* fetch friends' mailboxes every: 5 min (0 = only on request) */
+  int replicas;                 /* r: DHT replicas per mailbox: 5 */
+  int stored_receipts;          /* receipts for "stored": 3 */
+  int64_t epoch_ms;             /* mailbox epoch: 1 day */
+  int64_t ttl_dht_s;            /* items on DHT replicas live: 7 days */
+  int64_t ttl_hosted_s;         /* items kept for hosted friends: 30 days */
+  int64_t mbox_quota_bytes;     /* per mailbox on a DHT replica: 64 KiB */
+  int64_t mbox_quota_items;     /* per mailbox on a DHT replica: 64 */
+  int64_t capacity_bytes;       /* everything we store for others: 64 MiB */
+  int time_window_s;            /* FETCH/DELETE/deposit clock skew accepted: 300 */
+  dht_ts rpc_timeout_ms;        /* one request's timeout: 2000 */
+  int rpc_tries;                /* attempts per request: 3 */
+  dht_ts direct_timeout_ms;     /* wait for a direct delivery's answer: 2000 */
+  dht_ts retry_min_ms;          /* first retry of a message not yet stored: 30 s */
+  dht_ts retry_max_ms;          /* backoff cap: 10 min */
+  dht_ts poll_interval_ms;      /* fetch friends' mailboxes every: 5 min (0 = only on request) */
   dht_ts reconcile_interval_ms; /* replica reconciliation: 10 min */
-  int max_friends;        /* 1024 */
-  int max_hosted;         /* friends we host: 64 */
-  int max_outgoing;       /* messages in flight (sending/retrying): 1024 */
-  int max_pending_rpcs;   /* requests awaiting answers: 1024 */
-  int max_grants;         /* FETCH grants remembered: 1024 */
-  int max_events;         /* events waiting for store_poll_event: 1024 */
-  int max_fetch_epochs;   /* epochs looked back at most: ttl_hosted / epoch = 30 */
+  int max_friends;              /* 1024 */
+  int max_hosted;               /* friends we host: 64 */
+  int max_outgoing;             /* messages in flight (sending/retrying): 1024 */
+  int max_pending_rpcs;         /* requests awaiting answers: 1024 */
+  int max_grants;               /* FETCH grants remembered: 1024 */
+  int max_events;               /* events waiting for store_poll_event: 1024 */
+  int max_fetch_epochs;         /* epochs looked back at most: ttl_hosted / epoch = 30 */
 } store_settings;
 
 void store_settings_default(store_settings *s);
@@ -284,8 +284,7 @@ typedef struct store_svc store_svc;
  * in store_svc_del.  Returns 0, DHT_ERR_INVAL, DHT_ERR_NOMEM or what
  * dht_service_add returned. */
 int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_backend *backend,
-                  const store_settings *s, const dht_callbacks *cb, const dht_mem *mem,
-                  dht_ts now);
+                  const store_settings *s, const dht_callbacks *cb, const dht_mem *mem, dht_ts now);
 void store_svc_del(store_svc *s);
 
 /* Engine events: the driver passes every event from dht_poll_event here
@@ -310,7 +309,7 @@ typedef struct store_friend {
   uint8_t pk[DHT_PK_LEN];
   int nhosts;
   store_host_ref hosts[STORE_MAX_HOSTS]; /* where they asked us to deposit too */
-  uint32_t fetched_epoch; /* their mailboxes to us are fetched up to here */
+  uint32_t fetched_epoch;                /* their mailboxes to us are fetched up to here */
 } store_friend;
 
 /* Adds or replaces a friend.  DHT_ERR_FULL past max_friends. */
@@ -340,8 +339,9 @@ int store_send_cancel(store_svc *s, const uint8_t msg_id[static STORE_MSGID_LEN]
  * then STORE_EV_FETCHED. */
 int64_t store_fetch(store_svc *s, dht_ts now);
 /* The user has read these messages from friend pk: sends a read receipt. */
+typedef uint8_t store_msgid[STORE_MSGID_LEN];
 int store_mark_read(store_svc *s, const uint8_t friend_pk[static DHT_PK_LEN],
-                    const uint8_t (*ids)[STORE_MSGID_LEN], int n, dht_ts now);
+                    const store_msgid *ids, int n, dht_ts now);
 
 /* Friend request to a stranger whose key we know (from an invite): `note`
  * (<= STORE_NOTE_MAX bytes, typically our own invite text so they can add us

@@ -1667,7 +1667,7 @@ static void send_receipt_msg(store_svc *s, const uint8_t pk[DHT_PK_LEN], int kin
 }
 
 int store_mark_read(store_svc *s, const uint8_t friend_pk[static DHT_PK_LEN],
-                    const uint8_t (*ids)[STORE_MSGID_LEN], int n, dht_ts now) {
+                    const store_msgid *ids, int n, dht_ts now) {
   if (!friend_find(s, friend_pk) || n < 0 || (n && !ids))
     return DHT_ERR_INVAL;
   send_receipt_msg(s, friend_pk, STORE_KIND_READ, ids, n, now);
