@@ -11,12 +11,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <sodium.h>
 
 #include "netsim.h"
 #include "store.h"
+#include "store_sqlite.h"
 
 #define N 24
 #define MAXEV 256
@@ -26,6 +28,8 @@
 
 typedef struct world {
   netsim *ns;
+  store_sqlite *sq[N]; /* when the world runs on SQLite */
+  char dir[64];
   store_svc *svc[N];
   store_backend be[N];
   int boots;
@@ -45,6 +49,11 @@ static void on_dht_event(void *ctx, int node, const dht_event *ev) {
 
 static void drain(world *w) {
   for (int i = 0; i < N; i++) {
+    if (w->sq[i] && store_sqlite_commit_begin(w->sq[i])) {
+      assert_int_equal(store_sqlite_commit_run(w->sq[i]), 0);
+      store_svc_durable(w->svc[i], store_sqlite_commit_end(w->sq[i]), netsim_now(w->ns));
+      netsim_touch(w->ns, i);
+    }
     store_event ev;
     while (w->svc[i] && store_poll_event(w->svc[i], &ev) == 0)
       if (w->nev[i] < MAXEV)
@@ -89,9 +98,13 @@ static void run_for(world *w, dht_ts ms) {
   netsim_run(w->ns, netsim_now(w->ns) + ms, never, w);
 }
 
-static void world_new(const store_settings *ss) {
+static void world_new2(const store_settings *ss, bool sqlite) {
   W = calloc(1, sizeof *W);
   assert_non_null(W);
+  if (sqlite) {
+    snprintf(W->dir, sizeof W->dir, "/tmp/roost-svc-XXXXXX");
+    assert_non_null(mkdtemp(W->dir));
+  }
   netsim_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.n = N;
@@ -109,7 +122,13 @@ static void world_new(const store_settings *ss) {
   for (int i = 0; i < N; i++) {
     dht *e = netsim_engine(W->ns, i);
     dht_set_clock_offset(e, 1780000000000LL); /* mid-2026: a real epoch */
-    assert_int_equal(store_mem_new(&W->be[i], NULL), 0);
+    if (sqlite) {
+      char path[128], err[256];
+      snprintf(path, sizeof path, "%s/mailboxes-%d.db", W->dir, i);
+      assert_int_equal(store_sqlite_open(&W->sq[i], &W->be[i], path, err, sizeof err), 0);
+    } else {
+      assert_int_equal(store_mem_new(&W->be[i], NULL), 0);
+    }
     dht_callbacks cb = {netsim_rng(W->ns), tu_rand_cb, NULL};
     assert_int_equal(store_svc_new(&W->svc[i], e, netsim_identity(W->ns, i), &W->be[i], &set, &cb,
                                    NULL, netsim_now(W->ns)),
@@ -145,9 +164,24 @@ static void world_new(const store_settings *ss) {
   memset(W->nev, 0, sizeof W->nev);
 }
 
+static void world_new(const store_settings *ss) {
+  world_new2(ss, false);
+}
+
 static void world_del(void) {
   for (int i = 0; i < N; i++)
-    store_svc_del(W->svc[i]);
+    store_svc_del(W->svc[i]); /* closes the backend (SQLite commits first) */
+  if (W->dir[0]) {
+    for (int i = 0; i < N; i++) {
+      char path[160];
+      static const char *const suffix[] = {"", "-wal", "-shm"};
+      for (int k = 0; k < 3; k++) {
+        snprintf(path, sizeof path, "%s/mailboxes-%d.db%s", W->dir, i, suffix[k]);
+        unlink(path);
+      }
+    }
+    rmdir(W->dir);
+  }
   netsim_del(W->ns);
   free(W);
   W = NULL;
@@ -543,6 +577,102 @@ static void test_expiry_notice(void **state) {
   world_del();
 }
 
+/* Reads a whole file (and its WAL) into a buffer. */
+static size_t slurp(const char *path, uint8_t **out) {
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    *out = NULL;
+    return 0;
+  }
+  size_t cap = 1 << 20, n = 0;
+  uint8_t *b = malloc(cap);
+  assert_non_null(b);
+  size_t got;
+  while ((got = fread(b + n, 1, cap - n, f)) > 0) {
+    n += got;
+    if (n == cap) {
+      cap *= 2;
+      b = realloc(b, cap);
+      assert_non_null(b);
+    }
+  }
+  fclose(f);
+  *out = b;
+  return n;
+}
+
+static bool contains(const uint8_t *hay, size_t n, const uint8_t *needle, size_t m) {
+  for (size_t i = 0; i + m <= n; i++)
+    if (hay[i] == needle[0] && !memcmp(hay + i, needle, m))
+      return true;
+  return false;
+}
+
+/* A storage node's database holds no identity key, no plaintext, and only
+ * the four padded sizes.  Runs the whole path on SQLite: a receipt goes out
+ * only after the batch holding the deposit is committed. */
+static void test_privacy_sqlite(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  world_new2(&set, true);
+  netsim_set_up(W->ns, B, false);
+  static const char *const texts[] = {
+      "meet me at the old bridge at nine",
+      "the quick brown fox jumps over the lazy dog, twice, and then a third time to make "
+      "this message long enough for the second padding size of two hundred fifty-six",
+      "short: ok"};
+  for (int i = 0; i < 3; i++) {
+    store_msg m = text("", 0);
+    m.len = (uint16_t)strlen(texts[i]);
+    memcpy(m.body, texts[i], m.len);
+    assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  }
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 3), 1);
+  run_for(W, 5000);
+  int checked = 0;
+  for (int i = 0; i < N; i++) {
+    if (i == A || i == B)
+      continue;
+    store_usage u;
+    W->be[i].usage(W->be[i].ctx, NULL, &u);
+    if (u.items == 0)
+      continue;
+    /* sizes, through the backend */
+    uint8_t mb[4][STORE_MBOX_LEN], hf[4];
+    int nm = W->be[i].scan_mboxes(W->be[i].ctx, NULL, mb, hf, 4);
+    for (int j = 0; j < nm; j++) {
+      store_rec r;
+      uint8_t after[16];
+      bool have = false;
+      while (W->be[i].scan_mbox(W->be[i].ctx, mb[j], have ? after : NULL, &r, 1) == 1) {
+        memcpy(after, r.hash, 16);
+        have = true;
+        assert_true(r.len == 168 || r.len == 296 || r.len == 552 || r.len == 1000);
+      }
+    }
+    /* bytes, through the files */
+    char path[160];
+    for (int k = 0; k < 2; k++) {
+      snprintf(path, sizeof path, "%s/mailboxes-%d.db%s", W->dir, i, k ? "-wal" : "");
+      uint8_t *bytes;
+      size_t n = slurp(path, &bytes);
+      for (int t = 0; t < 3 && n; t++)
+        assert_false(contains(bytes, n, (const uint8_t *)texts[t], strlen(texts[t])));
+      for (int id = 0; id < N && n; id++) {
+        assert_false(contains(bytes, n, netsim_identity(W->ns, id)->pk, DHT_PK_LEN));
+        assert_false(contains(bytes, n, netsim_identity(W->ns, id)->sk, 32)); /* the seed */
+      }
+      free(bytes);
+    }
+    checked++;
+  }
+  printf("privacy: %d storage databases checked\n", checked);
+  assert_true(checked >= 3);
+  world_del();
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -554,6 +684,7 @@ int main(void) {
       cmocka_unit_test(test_auth),
       cmocka_unit_test(test_reconcile),
       cmocka_unit_test(test_expiry_notice),
+      cmocka_unit_test(test_privacy_sqlite),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
