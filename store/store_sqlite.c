@@ -98,6 +98,9 @@ static int quick_check(sqlite3 *db, bool *ok, char *msg, size_t msglen) {
       const char *t = (const char *)sqlite3_column_text(st, 0);
       *ok = t && strcmp(t, "ok") == 0;
       snprintf(msg, msglen, "%s", t ? t : "(no answer)");
+      for (char *c = msg; *c; c++) /* one line */
+        if (*c == '\n')
+          *c = ' ';
       rc = SQLITE_OK;
     } else if (rc == SQLITE_DONE) {
       snprintf(msg, msglen, "(no answer)");
