@@ -213,7 +213,8 @@ static bool col_blob(sqlite3_stmt *st, int i, uint8_t *out, int n) {
   const void *p = sqlite3_column_blob(st, i);
   if (sqlite3_column_bytes(st, i) != n || (n && !p))
     return false;
-  memcpy(out, p, (size_t)n);
+  if (n)
+    memcpy(out, p, (size_t)n);
   return true;
 }
 

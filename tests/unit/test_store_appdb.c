@@ -59,8 +59,8 @@ static void mkfriend(store_friend_row *r, const char *name, int i, int nhosts) {
   memset(r, 0, sizeof *r);
   snprintf(r->name, sizeof r->name, "%s", name);
   pk_of(r->f.pk, i);
-  r->f.nhosts = nhosts;
-  for (int h = 0; h < nhosts; h++) {
+  r->f.nhosts = nhosts; /* may be out of range on purpose */
+  for (int h = 0; h < nhosts && h < STORE_MAX_HOSTS; h++) {
     pk_of(r->f.hosts[h].pk, 100 + i * 4 + h);
     if (h % 2 == 0) {
       r->f.hosts[h].addr = tu_addr4(10, 0, (uint8_t)i, (uint8_t)h, (uint16_t)(40000 + h));
