@@ -193,6 +193,16 @@ typedef struct node_config {
   bool diversity_exempt_private;
   int max_per_prefix_bucket, max_per_prefix_table;
   int send_queue; /* datagrams waiting when the socket is busy */
+  /* messaging (node_msg.c) */
+  char display_name[NODE_INVITE_NAME_MAX + 1]; /* in our invites; "" = $USER */
+  int64_t mbox_capacity;                       /* bytes we store for others */
+  int64_t mbox_quota;                          /* bytes per mailbox of a stranger */
+  int mbox_quota_items;                        /* items per mailbox of a stranger */
+  int poll_interval_s;                         /* fetch friends' mailboxes; 0 = on request */
+  int ttl_days, hosted_ttl_days;
+  int retry_max_s;                    /* backoff cap of a message not yet stored */
+  dht_peer my_hosts[STORE_MAX_HOSTS]; /* friends who keep our mailboxes too */
+  int nmy_hosts;
 } node_config;
 
 void node_config_default(node_config *c);

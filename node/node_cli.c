@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <qrencode.h>
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -45,7 +46,10 @@ enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUNNING = 3 };
 #define WAIT_TIMEOUT_MS 30000 /* status --wait */
 #define WAIT_GRACE_MS 3000    /* we outwait roostd's own timeout to get its answer */
 #define MAX_TIMEOUT_S 86400.0
-#define MAX_POS 8 /* positional arguments kept; more is a usage error anyway */
+#define MAX_POS 8              /* positional arguments kept; more is a usage error anyway */
+#define FETCH_TIMEOUT_MS 60000 /* fetch: roostd asks every replica of every friend */
+#define FOLLOW_TIMEOUT_MS ((int64_t)1 << 52) /* inbox --follow: until Ctrl-C */
+#define STDIN_MAX (64 * 1024) /* a message read from stdin, before its limit is checked */
 #define REQ_ID 1
 
 /* ---- the command line -------------------------------------------------- */
@@ -54,8 +58,12 @@ typedef struct cli_opts {
   const char *data_dir; /* NULL: $ROOST_DATA_DIR, else ~/.local/share/roost */
   const char *socket;   /* NULL: DATA_DIR/roostd.sock */
   bool json, wait, help, version;
-  int64_t timeout_ms; /* -1: the command's default */
-  const char *cmd;    /* NULL: none given */
+  bool qr, no_qr, follow, unread;
+  const char *name;    /* --name (friend add, friend accept) */
+  const char *quota;   /* --quota SIZE (host add) */
+  const char *expires; /* --expires DAYS (invite) */
+  int64_t timeout_ms;  /* -1: the command's default */
+  const char *cmd;     /* NULL: none given */
   const char *pos[MAX_POS];
   int npos;
 } cli_opts;
@@ -95,6 +103,31 @@ static void usage(FILE *out) {
         "                              record is looked up first\n"
         "  bootstrap add ID@HOST:PORT  join the network through this node now (it is\n"
         "                              not written to roostd's configuration)\n"
+        "  invite [--expires DAYS] [--qr|--no-qr]\n"
+        "                              print an invite for a friend (valid 7 days, or\n"
+        "                              DAYS from 1 to 365), and its QR code when stdout\n"
+        "                              is a terminal (--qr: always, --no-qr: never)\n"
+        "  friend add INVITE [--name NAME]\n"
+        "                              add the friend of an invite (named as it says, or\n"
+        "                              NAME) and send them a friend request with ours\n"
+        "  friend list                 your friends\n"
+        "  friend remove NAME          forget a friend\n"
+        "  friend requests             friend requests waiting for an answer\n"
+        "  friend accept N [--name NAME]\n"
+        "                              add the sender of request N as a friend\n"
+        "  send NAME [TEXT|-]          send a message (TEXT omitted or -: read it from\n"
+        "                              stdin; at most 933 bytes)\n"
+        "  outbox                      sent messages and their delivery states\n"
+        "  inbox [--unread] [--follow] messages from friends, oldest first, and notices\n"
+        "                              of lost ones; shown messages are marked read;\n"
+        "                              --follow then prints new ones until Ctrl-C\n"
+        "  fetch                       fetch friends' mailboxes now, wait for the result\n"
+        "  host add NAME --quota SIZE  keep friend NAME's mailboxes, up to SIZE (e.g.\n"
+        "                              10M, 1G)\n"
+        "  host list                   friends you host, and who hosts you\n"
+        "  host remove NAME            stop hosting friend NAME\n"
+        "  mailbox NAME                this epoch's mailbox IDs between you and friend\n"
+        "                              NAME (for debugging)\n"
         "  metrics                     roostd's counters, Prometheus text format\n"
         "  stop                        stop roostd and wait until it has exited\n"
         "  help                        this text\n"
@@ -185,7 +218,8 @@ static int parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errl
     memcpy(name, a, n);
     name[n] = 0;
     bool flag = !strcmp(name, "--json") || !strcmp(name, "--wait") || !strcmp(name, "--help") ||
-                !strcmp(name, "--version");
+                !strcmp(name, "--version") || !strcmp(name, "--qr") || !strcmp(name, "--no-qr") ||
+                !strcmp(name, "--follow") || !strcmp(name, "--unread");
     if (flag && eq) {
       snprintf(err, errlen, "%s takes no value", name);
       return -1;
@@ -198,6 +232,28 @@ static int parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errl
       o->help = true;
     } else if (!strcmp(name, "--version")) {
       o->version = true;
+    } else if (!strcmp(name, "--qr")) {
+      o->qr = true;
+    } else if (!strcmp(name, "--no-qr")) {
+      o->no_qr = true;
+    } else if (!strcmp(name, "--follow")) {
+      o->follow = true;
+    } else if (!strcmp(name, "--unread")) {
+      o->unread = true;
+    } else if (!strcmp(name, "--name") || !strcmp(name, "--quota") || !strcmp(name, "--expires")) {
+      const char *v = opt_value(argc, argv, &i, eq, name, err, errlen);
+      if (!v)
+        return -1;
+      if (!*v) {
+        snprintf(err, errlen, "%s: empty value", name);
+        return -1;
+      }
+      if (name[2] == 'n')
+        o->name = v;
+      else if (name[2] == 'q')
+        o->quota = v;
+      else
+        o->expires = v;
     } else if (!strcmp(name, "--data-dir") || !strcmp(name, "--socket") ||
                !strcmp(name, "--timeout")) {
       const char *v = opt_value(argc, argv, &i, eq, name, err, errlen);
@@ -1190,6 +1246,650 @@ static int cmd_stop(cli *c) {
   return EXIT_OK;
 }
 
+/* ---- messaging ------------------------------------------------------------ */
+
+/* "2025-01-02 13:04" in local time, or "-". */
+static void fmt_time(int64_t unix_ms, char *buf, size_t len) {
+  time_t t = (time_t)(unix_ms / 1000);
+  struct tm tm;
+  if (unix_ms <= 0 || !localtime_r(&t, &tm) || !strftime(buf, len, "%Y-%m-%d %H:%M", &tm))
+    snprintf(buf, len, "-");
+}
+
+static bool qr_dark(const QRcode *q, int x, int y) {
+  return x >= 0 && y >= 0 && x < q->width && y < q->width && (q->data[y * q->width + x] & 1);
+}
+
+/* Prints text as a QR code with Unicode half blocks, two rows of modules
+ * per line, light modules drawn (for a terminal with a dark background, as
+ * qrencode -t UTF8 does) with a quiet zone of 2.  0 or -1. */
+static int print_qr(FILE *out, const char *text) {
+  QRcode *q = QRcode_encodeString8bit(text, 0, QR_ECLEVEL_L);
+  if (!q)
+    return -1;
+  const int m = 2;
+  for (int y = -m; y < q->width + m; y += 2) {
+    for (int x = -m; x < q->width + m; x++) {
+      bool top = qr_dark(q, x, y), bot = qr_dark(q, x, y + 1);
+      fputs(!top && !bot ? "\u2588" : !top ? "\u2580" : !bot ? "\u2584" : " ", out);
+    }
+    fputc('\n', out);
+  }
+  QRcode_free(q);
+  return 0;
+}
+
+/* A command with a positive whole number argument.  -1 when s is not one
+ * in [lo, hi]. */
+static int64_t parse_count(const char *s, int64_t lo, int64_t hi) {
+  char *end;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || errno || *s == '+' || *s == '-' || v < lo || v > hi)
+    return -1;
+  return v;
+}
+
+static int cmd_invite(cli *c) {
+  int64_t days = 7;
+  if (c->o.expires && (days = parse_count(c->o.expires, 1, 365)) < 0)
+    return fail(c, EXIT_USAGE, "usage", "--expires: '%s' is not a number of days from 1 to 365",
+                c->o.expires);
+  node_jw w;
+  req_begin(&w, "invite");
+  req_args(&w);
+  node_jw_kint(&w, "expires_days", days);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  char text[NODE_INVITE_TEXT_MAX + 1], name[NODE_INVITE_NAME_MAX * 2 + 2], when[32];
+  int64_t exp = 0;
+  jstr(&r, jget(&r, res, "invite"), text, sizeof text);
+  jstr(&r, jget(&r, res, "name"), name, sizeof name);
+  jint(&r, jget(&r, res, "expires_unix_s"), &exp);
+  reply_free(&r);
+  fmt_time(exp * 1000, when, sizeof when);
+  bool qr = c->o.qr || (!c->o.no_qr && isatty(STDOUT_FILENO));
+  if (qr && print_qr(stdout, text) != 0)
+    fprintf(stderr, "roost: cannot draw the QR code (the text below is the invite)\n");
+  printf("%s\n", text);
+  if (isatty(STDOUT_FILENO))
+    printf("\nan invite from %s, valid until %s; your friend adds you with:\n"
+           "  roost friend add %.24s...\n",
+           *name ? name : "(no name)", when, text);
+  return EXIT_OK;
+}
+
+/* Prints the rows of a table: cells[(row)*cols + col], row 0 the header;
+ * the last column is not padded. */
+static void print_table(char (*cells)[160], int rows, int cols) {
+  size_t width[8] = {0};
+  for (int i = 0; i < rows; i++)
+    for (int j = 0; j < cols; j++) {
+      size_t n = columns(cells[i * cols + j]);
+      if (n > width[j])
+        width[j] = n;
+    }
+  for (int i = 0; i < rows; i++) {
+    for (int j = 0; j < cols; j++) {
+      if (j == cols - 1)
+        fputs(cells[i * cols + j], stdout);
+      else
+        pad(stdout, cells[i * cols + j], width[j] + 2);
+    }
+    fputc('\n', stdout);
+  }
+}
+
+/* Cuts s to at most n columns (UTF-8 aware), "..." marking a cut, with
+ * newlines and tabs shown as spaces. */
+static void shorten(char *s, size_t n) {
+  for (char *p = s; *p; p++)
+    if (*p == '\n' || *p == '\t' || *p == '\r')
+      *p = ' ';
+  sanitize(s);
+  if (columns(s) <= n)
+    return;
+  size_t cols = 0;
+  char *p = s;
+  for (; *p; p++) {
+    if (((unsigned char)*p & 0xc0) != 0x80 && ++cols > n - 1)
+      break;
+  }
+  snprintf(p, 4, "\u2026");
+}
+
+static int friend_add_req(cli *c, const char *cmdname, const char *key, const char *val,
+                          int64_t num) {
+  node_jw w;
+  req_begin(&w, cmdname);
+  req_args(&w);
+  if (val)
+    node_jw_kstr(&w, key, val);
+  else
+    node_jw_kint(&w, key, num);
+  if (c->o.name)
+    node_jw_kstr(&w, "name", c->o.name);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+  } else {
+    char name[160], id[80], req[160];
+    bool added = true;
+    node_json_bool(r.s, r.t, jget(&r, res, "added"), &added);
+    jstr(&r, jget(&r, res, "name"), name, sizeof name);
+    jstr(&r, jget(&r, res, "id"), id, sizeof id);
+    jstr(&r, jget(&r, res, "request"), req, sizeof req);
+    printf("%s %s (%s)\n", added ? "added friend" : "updated friend", name, id);
+    if (!strcmp(req, "sent"))
+      printf("a friend request with your invite went to them: they accept it with "
+             "'roost friend requests' and 'roost friend accept N'\n");
+    else
+      printf("friend request %s; give them your invite ('roost invite')\n", req);
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int simple(cli *c, const char *cmdname, const char *key, const char *val, const char *done) {
+  node_jw w;
+  req_begin(&w, cmdname);
+  if (key) {
+    req_args(&w);
+    node_jw_kstr(&w, key, val);
+    node_jw_obj_end(&w);
+  }
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  if (c->o.json)
+    print_json_result(&r, jget(&r, 0, "result"));
+  else if (done)
+    printf("%s\n", done);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_friend(cli *c) {
+  const char *sub = c->o.pos[0];
+  int want = !strcmp(sub, "add") || !strcmp(sub, "remove") || !strcmp(sub, "accept") ? 2
+             : !strcmp(sub, "list") || !strcmp(sub, "requests")                      ? 1
+                                                                                     : -1;
+  if (want < 0)
+    return fail(c, EXIT_USAGE, "usage",
+                "unknown friend command '%s' (add, list, remove, requests, accept)", sub);
+  if (c->o.npos != want)
+    return fail(c, EXIT_USAGE, "usage", "friend %s: %s (usage: roost friend %s)", sub,
+                c->o.npos < want ? "missing argument" : "unexpected argument",
+                !strcmp(sub, "add")      ? "add INVITE [--name NAME]"
+                : !strcmp(sub, "remove") ? "remove NAME"
+                : !strcmp(sub, "accept") ? "accept N [--name NAME]"
+                                         : sub);
+  if (c->o.name && strcmp(sub, "add") && strcmp(sub, "accept"))
+    return fail(c, EXIT_USAGE, "usage", "--name only applies to friend add and friend accept");
+  if (!strcmp(sub, "add")) {
+    if (strncmp(c->o.pos[1], NODE_INVITE_PREFIX, strlen(NODE_INVITE_PREFIX)) != 0)
+      return fail(c, EXIT_USAGE, "usage",
+                  "'%.40s' is not an invite (it starts with roost-invite:; 'roost invite' "
+                  "prints one)",
+                  c->o.pos[1]);
+    return friend_add_req(c, "friend_add", "invite", c->o.pos[1], 0);
+  }
+  if (!strcmp(sub, "accept")) {
+    int64_t n = parse_count(c->o.pos[1], 1, 1000000);
+    if (n < 0)
+      return fail(c, EXIT_USAGE, "usage",
+                  "friend accept: '%s' is not a request number (see roost friend requests)",
+                  c->o.pos[1]);
+    return friend_add_req(c, "friend_accept", "n", NULL, n);
+  }
+  if (!strcmp(sub, "remove")) {
+    char done[256];
+    snprintf(done, sizeof done, "removed friend %s", c->o.pos[1]);
+    return simple(c, "friend_remove", "name", c->o.pos[1], done);
+  }
+  bool list = !strcmp(sub, "list");
+  c->line_max = PEERS_LINE_MAX;
+  node_jw w;
+  req_begin(&w, list ? "friend_list" : "friend_requests");
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int arr = jget(&r, res, list ? "friends" : "requests");
+  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  if (count == 0) {
+    printf("%s\n", list ? "no friends yet: 'roost invite' prints an invite to give one"
+                        : "no friend requests");
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  char(*cells)[160] = calloc((size_t)(count + 1) * 4, sizeof *cells);
+  if (!cells) {
+    reply_free(&r);
+    return fail(c, EXIT_FAILED, "failed", "out of memory");
+  }
+  static const char *const lh[4] = {"NAME", "ID", "HOSTS", "ADDED"};
+  static const char *const rh[4] = {"N", "NAME", "ID", "RECEIVED"};
+  for (int j = 0; j < 4; j++)
+    snprintf(cells[j], sizeof cells[j], "%s", list ? lh[j] : rh[j]);
+  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
+    char(*row)[160] = cells + (size_t)(i + 1) * 4;
+    int64_t v = 0;
+    char id[80];
+    jstr(&r, jget(&r, x, "id"), id, sizeof id);
+    if (list) {
+      jstr(&r, jget(&r, x, "name"), row[0], sizeof row[0]);
+      snprintf(row[1], sizeof row[1], "%s", id);
+      jnum(&r, jget(&r, x, "hosts"), row[2], sizeof row[2]);
+      jint(&r, jget(&r, x, "added_unix_ms"), &v);
+      fmt_time(v, row[3], sizeof row[3]);
+    } else {
+      jnum(&r, jget(&r, x, "n"), row[0], sizeof row[0]);
+      int nm = jget(&r, x, "name");
+      if (node_json_is_null(r.t, nm)) {
+        char prob[140];
+        snprintf(row[1], sizeof row[1], "(%s)", jstr(&r, jget(&r, x, "problem"), prob, 120));
+      } else {
+        jstr(&r, nm, row[1], sizeof row[1]);
+      }
+      snprintf(row[2], sizeof row[2], "%s", id);
+      jint(&r, jget(&r, x, "received_unix_ms"), &v);
+      fmt_time(v, row[3], sizeof row[3]);
+    }
+  }
+  print_table(cells, count + 1, 4);
+  free(cells);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+/* The message of send: TEXT, or stdin for "-" or none.  0 and a malloc'd
+ * *out, or an exit code after reporting. */
+static int message_text(cli *c, char **out, size_t *len) {
+  const char *arg = c->o.npos > 1 ? c->o.pos[1] : "-";
+  char *buf;
+  size_t n = 0;
+  if (strcmp(arg, "-") != 0) {
+    n = strlen(arg);
+    buf = malloc(n + 1);
+    if (!buf)
+      return fail(c, EXIT_FAILED, "failed", "out of memory");
+    memcpy(buf, arg, n + 1);
+  } else {
+    if (isatty(STDIN_FILENO))
+      fprintf(stderr, "type the message, then Ctrl-D:\n");
+    buf = malloc(STDIN_MAX + 1);
+    if (!buf)
+      return fail(c, EXIT_FAILED, "failed", "out of memory");
+    size_t got;
+    while (n < STDIN_MAX && (got = fread(buf + n, 1, STDIN_MAX - n, stdin)) > 0)
+      n += got;
+    if (ferror(stdin)) {
+      free(buf);
+      return fail(c, EXIT_FAILED, "failed", "cannot read the message from stdin");
+    }
+    if (n == STDIN_MAX && fgetc(stdin) != EOF)
+      n++; /* longer still: refused below */
+    if (n <= STDIN_MAX && n > 0 && buf[n - 1] == '\n')
+      n--; /* the newline that ends the last line is not part of the message */
+    buf[n < STDIN_MAX ? n : STDIN_MAX] = 0;
+  }
+  if (n == 0) {
+    free(buf);
+    return fail(c, EXIT_USAGE, "usage", "the message is empty");
+  }
+  if (n > STORE_TEXT_MAX) {
+    free(buf);
+    return fail(c, EXIT_USAGE, "usage", "the message is %s%zu bytes; the limit is %d bytes",
+                n > STDIN_MAX ? "over " : "", n > STDIN_MAX ? (size_t)STDIN_MAX : n,
+                STORE_TEXT_MAX);
+  }
+  if (memchr(buf, 0, n)) {
+    free(buf);
+    return fail(c, EXIT_USAGE, "usage", "the message contains a NUL byte");
+  }
+  *out = buf;
+  *len = n;
+  return 0;
+}
+
+static int cmd_send(cli *c) {
+  char *text = NULL;
+  size_t len = 0;
+  int rv = message_text(c, &text, &len);
+  if (rv)
+    return rv;
+  node_jw w;
+  req_begin(&w, "send");
+  req_args(&w);
+  node_jw_kstr(&w, "to", c->o.pos[0]);
+  node_jw_key(&w, "text");
+  node_jw_strn(&w, text, len);
+  node_jw_obj_end(&w);
+  free(text);
+  reply r;
+  if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+  } else {
+    char to[160];
+    printf("queued for %s ('roost outbox' shows how far it got)\n",
+           jstr(&r, jget(&r, res, "to"), to, sizeof to));
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_outbox(cli *c) {
+  c->line_max = PEERS_LINE_MAX;
+  node_jw w;
+  req_begin(&w, "outbox");
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int arr = jget(&r, res, "messages");
+  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  if (count == 0) {
+    printf("the outbox is empty\n");
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  char(*cells)[160] = calloc((size_t)(count + 1) * 4, sizeof *cells);
+  if (!cells) {
+    reply_free(&r);
+    return fail(c, EXIT_FAILED, "failed", "out of memory");
+  }
+  static const char *const head[4] = {"TO", "WHEN", "STATE", "TEXT"};
+  for (int j = 0; j < 4; j++)
+    snprintf(cells[j], sizeof cells[j], "%s", head[j]);
+  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
+    char(*row)[160] = cells + (size_t)(i + 1) * 4;
+    int64_t v = 0, rec = 0, reps = 0;
+    int nm = jget(&r, x, "name");
+    jstr(&r, node_json_is_null(r.t, nm) ? jget(&r, x, "to") : nm, row[0], 40);
+    jint(&r, jget(&r, x, "sent_unix_ms"), &v);
+    fmt_time(v, row[1], sizeof row[1]);
+    char st[32];
+    jstr(&r, jget(&r, x, "state"), st, sizeof st);
+    jint(&r, jget(&r, x, "receipts"), &rec);
+    jint(&r, jget(&r, x, "replicas"), &reps);
+    if (!strcmp(st, "stored"))
+      snprintf(row[2], sizeof row[2], "stored (%lld of %lld)", (long long)rec, (long long)reps);
+    else if (!strcmp(st, "queued") && rec > 0)
+      snprintf(row[2], sizeof row[2], "queued (%lld of %lld)", (long long)rec, (long long)reps);
+    else
+      snprintf(row[2], sizeof row[2], "%s", st);
+    char text[4096];
+    if (node_json_str(r.s, r.t, jget(&r, x, "text"), text, sizeof text) < 0)
+      snprintf(text, sizeof text, "-");
+    shorten(text, 40); /* 40 columns: at most 160 bytes with the NUL */
+    memcpy(row[3], text, strlen(text) < sizeof row[3] ? strlen(text) + 1 : sizeof row[3]);
+    row[3][sizeof row[3] - 1] = 0;
+  }
+  print_table(cells, count + 1, 4);
+  free(cells);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+/* One inbox message (token m) for people: "WHEN  NAME: text", continuation
+ * lines indented. */
+static void print_inbox_message(const reply *r, int m) {
+  int64_t v = 0;
+  char when[32], name[160];
+  jint(r, jget(r, m, "sent_unix_ms"), &v);
+  fmt_time(v, when, sizeof when);
+  int nm = jget(r, m, "name");
+  jstr(r, node_json_is_null(r->t, nm) ? jget(r, m, "from") : nm, name, sizeof name);
+  int tx = jget(r, m, "text");
+  size_t cap = tx >= 0 ? (size_t)(r->t[tx].end - r->t[tx].start) + 1 : 2;
+  char *text = malloc(cap);
+  if (!text || node_json_str(r->s, r->t, tx, text, cap) < 0) {
+    free(text);
+    text = NULL;
+  }
+  printf("%s  %s: ", when, name);
+  for (const char *p = text ? text : "-"; *p; p++) {
+    if (*p == '\n')
+      printf("\n%*s", (int)(columns(when) + 2 + columns(name) + 2), "");
+    else if ((unsigned char)*p < 0x20 || *p == 0x7f)
+      fputc('?', stdout);
+    else
+      fputc(*p, stdout);
+  }
+  fputc('\n', stdout);
+  free(text);
+}
+
+static void print_inbox_notice(const reply *r, int m) {
+  int64_t v = 0, items = 0, start = 0;
+  char when[32], day[32], name[160];
+  jint(r, jget(r, m, "unix_ms"), &v);
+  jint(r, jget(r, m, "items"), &items);
+  jint(r, jget(r, m, "epoch_start_unix_ms"), &start);
+  fmt_time(v, when, sizeof when);
+  fmt_time(start, day, sizeof day);
+  int nm = jget(r, m, "name");
+  jstr(r, node_json_is_null(r->t, nm) ? jget(r, m, "from") : nm, name, sizeof name);
+  printf("%s  notice: %lld message%s from %s (mailbox of %.10s) %s lost: a storage node "
+         "dropped %s before it was fetched\n",
+         when, (long long)items, items == 1 ? "" : "s", name, day, items == 1 ? "was" : "were",
+         items == 1 ? "it" : "them");
+}
+
+static void inbox_progress(const cli *c, const reply *r, int prog) {
+  int m = jget(r, prog, "message"), n = jget(r, prog, "notice");
+  if (c->o.json) {
+    int x = m >= 0 ? m : n;
+    if (x >= 0)
+      printf("{\"%s\":%.*s}\n", m >= 0 ? "message" : "notice", r->t[x].end - r->t[x].start,
+             r->s + r->t[x].start);
+  } else if (m >= 0) {
+    print_inbox_message(r, m);
+  } else if (n >= 0) {
+    print_inbox_notice(r, n);
+  }
+  fflush(stdout);
+}
+
+static int cmd_inbox(cli *c) {
+  c->line_max = PEERS_LINE_MAX;
+  node_jw w;
+  req_begin(&w, "inbox");
+  req_args(&w);
+  node_jw_kbool(&w, "unread", c->o.unread);
+  node_jw_kbool(&w, "follow", c->o.follow);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, c->o.follow ? FOLLOW_TIMEOUT_MS : timeout_or(c, DEFAULT_TIMEOUT_MS),
+                  c->o.follow ? inbox_progress : NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int arr = jget(&r, res, "messages"), nts = jget(&r, res, "notices");
+  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  int nn = is_arr(&r, nts) ? r.t[nts].size : 0;
+  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next)
+    print_inbox_message(&r, x);
+  for (int i = 0, x = nts + 1; i < nn; i++, x = r.t[x].next)
+    print_inbox_notice(&r, x);
+  if (count + nn == 0)
+    printf("%s\n", c->o.unread ? "no unread messages" : "no messages");
+  bool more = false;
+  node_json_bool(r.s, r.t, jget(&r, res, "more"), &more);
+  if (more)
+    printf("(only the first %d are shown)\n", count);
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_fetch(cli *c) {
+  int64_t timeout = timeout_or(c, FETCH_TIMEOUT_MS);
+  node_jw w;
+  req_begin(&w, "fetch");
+  req_args(&w);
+  node_jw_kint(&w, "timeout_ms", timeout);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, timeout + WAIT_GRACE_MS, NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+  } else {
+    char f[32], m[32], a[32], b[32];
+    printf("fetched the mailboxes of %s friend(s): %s new message(s) (%s of %s storage nodes "
+           "answered)\n",
+           jnum(&r, jget(&r, res, "friends"), f, sizeof f),
+           jnum(&r, jget(&r, res, "messages"), m, sizeof m),
+           jnum(&r, jget(&r, res, "replicas_answered"), a, sizeof a),
+           jnum(&r, jget(&r, res, "replicas_asked"), b, sizeof b));
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_host(cli *c) {
+  const char *sub = c->o.pos[0];
+  int want = !strcmp(sub, "add") || !strcmp(sub, "remove") ? 2 : !strcmp(sub, "list") ? 1 : -1;
+  if (want < 0)
+    return fail(c, EXIT_USAGE, "usage", "unknown host command '%s' (add, list, remove)", sub);
+  if (c->o.npos != want)
+    return fail(c, EXIT_USAGE, "usage", "host %s: %s (usage: roost host %s)", sub,
+                c->o.npos < want ? "missing argument" : "unexpected argument",
+                !strcmp(sub, "add")      ? "add NAME --quota SIZE"
+                : !strcmp(sub, "remove") ? "remove NAME"
+                                         : "list");
+  if (c->o.quota && strcmp(sub, "add"))
+    return fail(c, EXIT_USAGE, "usage", "--quota only applies to host add");
+  if (!strcmp(sub, "add")) {
+    int64_t q;
+    if (!c->o.quota)
+      return fail(c, EXIT_USAGE, "usage", "host add needs --quota SIZE (e.g. 10M or 1G)");
+    if (node_size_parse(c->o.quota, &q) != 0 || q <= 0 || q > ((int64_t)1 << 50))
+      return fail(c, EXIT_USAGE, "usage",
+                  "--quota: '%s' is not a size above 0 like 65536, 64K, 10M or 1G", c->o.quota);
+    node_jw w;
+    req_begin(&w, "host_add");
+    req_args(&w);
+    node_jw_kstr(&w, "name", c->o.pos[1]);
+    node_jw_kint(&w, "quota", q);
+    node_jw_obj_end(&w);
+    reply r;
+    int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+    if (rv != EXIT_OK)
+      return rv;
+    if (c->o.json) {
+      print_json_result(&r, jget(&r, 0, "result"));
+    } else {
+      char sz[32];
+      node_size_fmt(q, sz, sizeof sz);
+      printf("hosting %s's mailboxes, up to %s\n", c->o.pos[1], sz);
+    }
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  if (!strcmp(sub, "remove")) {
+    char done[256];
+    snprintf(done, sizeof done, "no longer hosting %s", c->o.pos[1]);
+    return simple(c, "host_remove", "name", c->o.pos[1], done);
+  }
+  node_jw w;
+  req_begin(&w, "host_list");
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+    reply_free(&r);
+    return EXIT_OK;
+  }
+  int arr = jget(&r, res, "hosted"), mine = jget(&r, res, "my_hosts");
+  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  int nm = is_arr(&r, mine) ? r.t[mine].size : 0;
+  if (count == 0)
+    printf("you host nobody ('roost host add NAME --quota SIZE')\n");
+  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
+    char name[160], sz[32];
+    int64_t q = 0;
+    int n = jget(&r, x, "name");
+    jstr(&r, node_json_is_null(r.t, n) ? jget(&r, x, "id") : n, name, sizeof name);
+    jint(&r, jget(&r, x, "quota"), &q);
+    node_size_fmt(q, sz, sizeof sz);
+    printf("you host %s, up to %s\n", name, sz);
+  }
+  for (int i = 0, x = mine + 1; i < nm; i++, x = r.t[x].next) {
+    char name[160], addr[80];
+    int n = jget(&r, x, "name");
+    jstr(&r, node_json_is_null(r.t, n) ? jget(&r, x, "id") : n, name, sizeof name);
+    printf("%s hosts you (at %s)\n", name, jstr(&r, jget(&r, x, "addr"), addr, sizeof addr));
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
+static int cmd_mailbox(cli *c) {
+  node_jw w;
+  req_begin(&w, "mailbox");
+  req_args(&w);
+  node_jw_kstr(&w, "friend", c->o.pos[0]);
+  node_jw_obj_end(&w);
+  reply r;
+  int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  int res = jget(&r, 0, "result");
+  if (c->o.json) {
+    print_json_result(&r, res);
+  } else {
+    char e[32], a[80], b[80], name[160];
+    jstr(&r, jget(&r, res, "name"), name, sizeof name);
+    printf("epoch       %s\n", jnum(&r, jget(&r, res, "epoch"), e, sizeof e));
+    printf("to %s  %s\n", name, jstr(&r, jget(&r, res, "to_friend"), a, sizeof a));
+    printf("from %s  %s\n", name, jstr(&r, jget(&r, res, "from_friend"), b, sizeof b));
+  }
+  reply_free(&r);
+  return EXIT_OK;
+}
+
 /* ---- main -------------------------------------------------------------- */
 
 static const command commands[] = {
@@ -1198,6 +1898,10 @@ static const command commands[] = {
     {"lookup", 1, 1, cmd_lookup},       {"ping", 1, 2, cmd_ping},
     {"bootstrap", 1, 2, cmd_bootstrap}, {"metrics", 0, 0, cmd_metrics},
     {"stop", 0, 0, cmd_stop},           {"help", 0, 0, cmd_help},
+    {"invite", 0, 0, cmd_invite},       {"friend", 1, 2, cmd_friend},
+    {"send", 1, 2, cmd_send},           {"outbox", 0, 0, cmd_outbox},
+    {"inbox", 0, 0, cmd_inbox},         {"fetch", 0, 0, cmd_fetch},
+    {"host", 1, 2, cmd_host},           {"mailbox", 1, 1, cmd_mailbox},
 };
 
 static const char *const synopsis[] = {
@@ -1211,6 +1915,14 @@ static const char *const synopsis[] = {
     "metrics",
     "stop",
     "help",
+    "invite [--expires DAYS] [--qr|--no-qr]",
+    "friend add|list|remove|requests|accept ...",
+    "send NAME [TEXT|-]",
+    "outbox",
+    "inbox [--unread] [--follow]",
+    "fetch",
+    "host add|list|remove ...",
+    "mailbox NAME",
 };
 
 int main(int argc, char **argv) {
@@ -1252,6 +1964,16 @@ int main(int argc, char **argv) {
                 cmd->name, c.o.pos[cmd->max], synopsis[ci]);
   if (c.o.wait && cmd->run != cmd_status)
     return fail(&c, EXIT_USAGE, "usage", "--wait only applies to status");
+  if ((c.o.qr || c.o.no_qr || c.o.expires) && cmd->run != cmd_invite)
+    return fail(&c, EXIT_USAGE, "usage", "--qr, --no-qr and --expires only apply to invite");
+  if (c.o.qr && c.o.no_qr)
+    return fail(&c, EXIT_USAGE, "usage", "--qr and --no-qr contradict each other");
+  if ((c.o.follow || c.o.unread) && cmd->run != cmd_inbox)
+    return fail(&c, EXIT_USAGE, "usage", "--follow and --unread only apply to inbox");
+  if (c.o.name && cmd->run != cmd_friend)
+    return fail(&c, EXIT_USAGE, "usage", "--name only applies to friend add and friend accept");
+  if (c.o.quota && cmd->run != cmd_host)
+    return fail(&c, EXIT_USAGE, "usage", "--quota only applies to host add");
 
   node_config_default(&c.cfg);
   if (c.o.data_dir) {

@@ -12,7 +12,19 @@
 
 #include "node.h"
 
-enum opt_type { T_PATH, T_SOCK, T_ADDRS, T_PEERS, T_BOOL, T_INT, T_LEVEL, T_MODE };
+enum opt_type {
+  T_PATH,
+  T_SOCK,
+  T_ADDRS,
+  T_PEERS,
+  T_BOOL,
+  T_INT,
+  T_LEVEL,
+  T_MODE,
+  T_SIZE,
+  T_NAME,
+  T_HOSTS
+};
 
 typedef struct opt {
   const char *key;
@@ -54,6 +66,24 @@ static const opt opts[] = {
      "no diversity limits for private (LAN) addresses (on); loopback is always exempt"},
     {"send-queue", T_INT, 16, 65536, OFF(send_queue), "N",
      "datagrams held while the socket is busy before new ones are dropped (1024)"},
+    {"name", T_NAME, 0, 0, OFF(display_name), "NAME",
+     "the display name in our invites, at most 63 bytes (default: the login name)"},
+    {"mailbox-capacity", T_SIZE, 0, 0, OFF(mbox_capacity), "SIZE",
+     "space for other people's mailboxes, e.g. 64M or 1G (64M)"},
+    {"mailbox-quota", T_SIZE, 0, 0, OFF(mbox_quota), "SIZE",
+     "space per mailbox of a stranger (64K); friends we host get their own quota"},
+    {"mailbox-quota-items", T_INT, 1, 1000000, OFF(mbox_quota_items), "N",
+     "messages per mailbox of a stranger (64)"},
+    {"poll-interval", T_INT, 0, 86400, OFF(poll_interval_s), "SECONDS",
+     "how often friends' mailboxes are fetched, 0 = only on 'roost fetch' (300)"},
+    {"mailbox-ttl", T_INT, 1, 365, OFF(ttl_days), "DAYS",
+     "how long we keep a stranger's message (7)"},
+    {"hosted-ttl", T_INT, 1, 365, OFF(hosted_ttl_days), "DAYS",
+     "how long we keep a message for a friend we host (30)"},
+    {"retry-max", T_INT, 1, 86400, OFF(retry_max_s), "SECONDS",
+     "longest wait between tries of a message not yet stored (600)"},
+    {"mailbox-host", T_HOSTS, 0, 0, OFF(my_hosts), "ID@HOST:PORT",
+     "a friend who keeps our mailboxes too (named in our invites); repeat, at most 4"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
 
@@ -82,6 +112,13 @@ void node_config_default(node_config *c) {
   c->max_per_prefix_bucket = 2;
   c->max_per_prefix_table = 10;
   c->send_queue = 1024;
+  c->mbox_capacity = 64 << 20;
+  c->mbox_quota = 64 << 10;
+  c->mbox_quota_items = 64;
+  c->poll_interval_s = 300;
+  c->ttl_days = 7;
+  c->hosted_ttl_days = 30;
+  c->retry_max_s = 600;
 }
 
 static const opt *find_opt(const char *key) {
@@ -166,6 +203,32 @@ static int apply(node_config *c, const opt *o, const char *v, const char *where,
     c->log_level = l;
     return 0;
   }
+  case T_SIZE: {
+    int64_t n;
+    if (node_size_parse(v, &n) != 0 || n > ((int64_t)1 << 50)) {
+      snprintf(why, sizeof why, "'%s' is not a size like 65536, 64K, 10M or 1G", v);
+      goto bad;
+    }
+    *(int64_t *)(base + o->off) = n;
+    return 0;
+  }
+  case T_NAME:
+    if (!node_invite_name_ok(v)) {
+      snprintf(why, sizeof why, "at most %d bytes of UTF-8 without control characters",
+               NODE_INVITE_NAME_MAX);
+      goto bad;
+    }
+    snprintf(c->display_name, sizeof c->display_name, "%s", v);
+    return 0;
+  case T_HOSTS:
+    if (c->nmy_hosts >= STORE_MAX_HOSTS) {
+      snprintf(why, sizeof why, "at most %d mailbox hosts", STORE_MAX_HOSTS);
+      goto bad;
+    }
+    if (node_peer_parse(v, &c->my_hosts[c->nmy_hosts], why, sizeof why) != 0)
+      goto bad;
+    c->nmy_hosts++;
+    return 0;
   case T_MODE:
     if (!strcmp(v, "server"))
       c->server_mode = true;
@@ -205,7 +268,7 @@ static char *trim(char *s) {
 /* which list options the current source has already started (so that the
  * first occurrence in a source replaces what an earlier source gave) */
 typedef struct lists {
-  bool listen, bootstrap;
+  bool listen, bootstrap, hosts;
 } lists;
 
 static void list_reset(node_config *c, const opt *o, lists *seen) {
@@ -215,6 +278,9 @@ static void list_reset(node_config *c, const opt *o, lists *seen) {
   } else if (o->type == T_PEERS && !seen->bootstrap) {
     c->nbootstrap = 0;
     seen->bootstrap = true;
+  } else if (o->type == T_HOSTS && !seen->hosts) {
+    c->nmy_hosts = 0;
+    seen->hosts = true;
   }
 }
 
@@ -226,7 +292,7 @@ int node_config_load(node_config *c, const char *path, char *err, size_t errlen)
   }
   char line[4096], where[PATH_MAX + 32];
   int lineno = 0, rv = 0;
-  lists seen = {false, false};
+  lists seen = {false, false, false};
   while (fgets(line, sizeof line, f)) {
     lineno++;
     snprintf(where, sizeof where, "%s:%d", path, lineno);
@@ -318,6 +384,9 @@ static void print_paths(const node_config *c) {
   printf("data directory  %s\n", c->data_dir);
   printf("identity key    %s/identity.key\n", c->data_dir);
   printf("routing table   %s/peers.dat\n", c->data_dir);
+  printf("user database   %s/roost.db\n", c->data_dir);
+  printf("mailboxes       %s/mailboxes.db\n", c->data_dir);
+  printf("friend requests %s/requests.txt\n", c->data_dir);
   printf("lock file       %s/roostd.lock\n", c->data_dir);
   printf("control socket  %s\n", sock);
 }
@@ -386,7 +455,7 @@ int node_config_from_args(node_config *c, int argc, char **argv, char *err, size
   if (c->config_file[0] && node_config_load(c, c->config_file, err, errlen) != 0)
     return -1;
   /* pass 2: option flags override the file */
-  lists seen = {false, false};
+  lists seen = {false, false, false};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     char name[64];

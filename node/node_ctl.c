@@ -20,7 +20,7 @@
 
 /* ---- control clients: writing --------------------------------------------- */
 
-static client *client_by_serial(rd_daemon *d, uint64_t serial) {
+client *node_ctl_client(rd_daemon *d, uint64_t serial) {
   for (client *c = d->clients; c; c = c->next)
     if (c->serial == serial && !c->closing)
       return c;
@@ -54,14 +54,14 @@ static void client_write(client *c, const char *s, size_t n) {
 }
 
 /* Starts a reply object: {"id": <reqid>, ...  The caller adds the rest. */
-static void reply_begin(node_jw *w, const char *reqid) {
+void node_ctl_reply_begin(node_jw *w, const char *reqid) {
   node_jw_init(w, LINE_MAX_BYTES);
   node_jw_obj(w);
   node_jw_key(w, "id");
   node_jw_raw(w, reqid, strlen(reqid));
 }
 
-static void reply_end(client *c, node_jw *w) {
+void node_ctl_reply_end(client *c, node_jw *w) {
   node_jw_obj_end(w);
   size_t n;
   const char *s = node_jw_done(w, &n);
@@ -70,36 +70,34 @@ static void reply_end(client *c, node_jw *w) {
   node_jw_free(w);
 }
 
-static void reply_error(client *c, const char *reqid, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void reply_error(client *c, const char *reqid, const char *code, const char *fmt, ...) {
+void node_ctl_error(client *c, const char *reqid, const char *code, const char *fmt, ...) {
   char msg[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(msg, sizeof msg, fmt, ap);
   va_end(ap);
   node_jw w;
-  reply_begin(&w, reqid);
+  node_ctl_reply_begin(&w, reqid);
   node_jw_kbool(&w, "ok", false);
   node_jw_key(&w, "error");
   node_jw_obj(&w);
   node_jw_kstr(&w, "code", code);
   node_jw_kstr(&w, "message", msg);
   node_jw_obj_end(&w);
-  reply_end(c, &w);
+  node_ctl_reply_end(c, &w);
 }
 
-/* {"id":..,"ok":true,"result":{   -- the caller writes fields, then result_end */
-static void result_begin(node_jw *w, const char *reqid) {
-  reply_begin(w, reqid);
+/* {"id":..,"ok":true,"result":{   -- the caller writes fields, then node_ctl_result_end */
+void node_ctl_result_begin(node_jw *w, const char *reqid) {
+  node_ctl_reply_begin(w, reqid);
   node_jw_kbool(w, "ok", true);
   node_jw_key(w, "result");
   node_jw_obj(w);
 }
 
-static void result_end(client *c, node_jw *w) {
+void node_ctl_result_end(client *c, node_jw *w) {
   node_jw_obj_end(w);
-  reply_end(c, w);
+  node_ctl_reply_end(c, w);
 }
 
 static void jw_addr(node_jw *w, const char *k, const dht_addr *a) {
@@ -144,10 +142,10 @@ static void hex(const uint8_t *p, size_t n, char *out) {
 
 /* ---- commands ------------------------------------------------------------ */
 
-static waiter *add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
-                          uint64_t timeout_ms) {
+waiter *node_ctl_add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
+                            uint64_t timeout_ms) {
   if (d->nwaiters >= MAX_WAITERS) {
-    reply_error(c, reqid, "busy", "too many commands in flight (%d)", MAX_WAITERS);
+    node_ctl_error(c, reqid, "busy", "too many commands in flight (%d)", MAX_WAITERS);
     return NULL;
   }
   waiter *w = &d->waiters[d->nwaiters++];
@@ -160,7 +158,7 @@ static waiter *add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, 
   return w;
 }
 
-static void remove_waiter(rd_daemon *d, waiter *w) {
+void node_ctl_remove_waiter(rd_daemon *d, waiter *w) {
   *w = d->waiters[--d->nwaiters];
 }
 
@@ -170,7 +168,7 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   char nid[2 * DHT_ID_LEN + 1];
   hex(dht_self_id(d->e), DHT_ID_LEN, nid);
   node_jw w;
-  result_begin(&w, reqid);
+  node_ctl_result_begin(&w, reqid);
   node_jw_kstr(&w, "id", d->idtext);
   node_jw_kstr(&w, "node_id", nid);
   node_jw_kstr(&w, "version", ROOST_VERSION);
@@ -197,13 +195,13 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
                      st.drop_bad_record + st.drop_out_full + st.drop_event_full + d->send_dropped +
                      d->recv_truncated;
   node_jw_kuint(&w, "dropped", dropped);
-  result_end(c, &w);
+  node_ctl_result_end(c, &w);
 }
 
 static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
   dht_peer_info *info = calloc(256 * DHT_K_MAX, sizeof *info);
   if (!info) {
-    reply_error(c, reqid, "failed", "out of memory");
+    node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
   int n = dht_table(d->e, info, 256 * DHT_K_MAX);
@@ -241,7 +239,7 @@ static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
   }
   node_jw_arr_end(&w);
   node_jw_obj_end(&w);
-  reply_end(c, &w);
+  node_ctl_reply_end(c, &w);
   free(info);
 }
 
@@ -250,7 +248,7 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   dht_get_stats(d->e, &st);
   char *t = malloc(16384);
   if (!t) {
-    reply_error(c, reqid, "failed", "out of memory");
+    node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
   size_t n = 0, cap = 16384;
@@ -314,10 +312,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
 #undef COUNTER
 #undef M
   node_jw w;
-  result_begin(&w, reqid);
+  node_ctl_result_begin(&w, reqid);
   node_jw_key(&w, "text");
   node_jw_strn(&w, t, n < cap ? n : cap - 1);
-  result_end(c, &w);
+  node_ctl_result_end(c, &w);
   free(t);
 }
 
@@ -340,18 +338,18 @@ static bool parse_id_arg(client *c, const char *reqid, const char *s, const node
   char text[128];
   int i = args >= 0 ? node_json_get(s, t, n, args, key) : -1;
   if (i < 0 || node_json_str(s, t, i, text, sizeof text) < 0) {
-    reply_error(c, reqid, "bad_request", "missing string argument '%s'", key);
+    node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
     return false;
   }
   int rv = node_idtext_decode(text, pk);
   if (rv == -1) {
-    reply_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)", text,
-                NODE_IDTEXT_LEN);
+    node_ctl_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)",
+                   text, NODE_IDTEXT_LEN);
     return false;
   }
   if (rv == -2) {
-    reply_error(c, reqid, "bad_argument", "the ID '%s' has a typo (its checksum does not match)",
-                text);
+    node_ctl_error(c, reqid, "bad_argument", "the ID '%s' has a typo (its checksum does not match)",
+                   text);
     return false;
   }
   return true;
@@ -368,7 +366,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
   int n = node_json_parse(line, len, t, 256);
   if (n < 0 || t[0].type != NODE_JSON_OBJ) {
     d->ctl_bad++;
-    reply_error(c, "null", "bad_request", "a request is one JSON object per line");
+    node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line");
     return;
   }
   char reqid[80] = "null";
@@ -392,12 +390,12 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
   char cmd[32];
   int icmd = node_json_get(line, t, n, 0, "cmd");
   if (icmd < 0 || node_json_str(line, t, icmd, cmd, sizeof cmd) < 0) {
-    reply_error(c, reqid, "bad_request", "missing string field 'cmd'");
+    node_ctl_error(c, reqid, "bad_request", "missing string field 'cmd'");
     return;
   }
   int args = node_json_get(line, t, n, 0, "args");
   if (args >= 0 && t[args].type != NODE_JSON_OBJ) {
-    reply_error(c, reqid, "bad_request", "'args' must be an object");
+    node_ctl_error(c, reqid, "bad_request", "'args' must be an object");
     return;
   }
   dht_ts now = (dht_ts)uv_now(&d->loop);
@@ -407,28 +405,28 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     char nid[2 * DHT_ID_LEN + 1];
     hex(dht_self_id(d->e), DHT_ID_LEN, nid);
     node_jw w;
-    result_begin(&w, reqid);
+    node_ctl_result_begin(&w, reqid);
     node_jw_kstr(&w, "id", d->idtext);
     node_jw_kstr(&w, "node_id", nid);
-    result_end(c, &w);
+    node_ctl_result_end(c, &w);
   } else if (!strcmp(cmd, "status")) {
     bool wait = false;
     int64_t timeout = 30000;
     int i = args >= 0 ? node_json_get(line, t, n, args, "wait") : -1;
     if (i >= 0 && node_json_bool(line, t, i, &wait) != 0) {
-      reply_error(c, reqid, "bad_request", "'wait' must be true or false");
+      node_ctl_error(c, reqid, "bad_request", "'wait' must be true or false");
       return;
     }
     i = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
     if (i >= 0 &&
         (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
-      reply_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
+      node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
       return;
     }
     if (!wait || d->state == ST_READY)
       write_status(d, c, reqid);
     else
-      add_waiter(d, c, reqid, W_STATUS, 0, (uint64_t)timeout);
+      node_ctl_add_waiter(d, c, reqid, W_STATUS, 0, (uint64_t)timeout);
   } else if (!strcmp(cmd, "peers")) {
     cmd_peers(d, c, reqid);
   } else if (!strcmp(cmd, "metrics")) {
@@ -443,7 +441,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     int64_t timeout = 30000;
     int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
     if (it >= 0 && (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
-      reply_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
+      node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
       return;
     }
     int ia = args >= 0 ? node_json_get(line, t, n, args, "addr") : -1;
@@ -451,25 +449,26 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
       dht_peer p;
       memcpy(p.pk, pk, DHT_PK_LEN);
       if (node_json_str(line, t, ia, addr, sizeof addr) < 0 || node_addr_parse(addr, &p.addr)) {
-        reply_error(c, reqid, "bad_argument", "'addr' must be a numeric HOST:PORT");
+        node_ctl_error(c, reqid, "bad_argument", "'addr' must be a numeric HOST:PORT");
         return;
       }
       int64_t cid = dht_ping(d->e, &p, now);
       if (cid < 0) {
-        reply_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
+        node_ctl_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
         return;
       }
-      waiter *w = add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout);
+      waiter *w = node_ctl_add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout);
       if (w)
         w->peer = p;
     } else {
       int64_t cid = dht_get_record(d->e, id, now);
       if (cid < 0) {
-        reply_error(c, reqid, cid == DHT_ERR_FULL ? "busy" : "failed", "cannot look up: %s",
-                    dht_strerror((int)cid));
+        node_ctl_error(c, reqid, cid == DHT_ERR_FULL ? "busy" : "failed", "cannot look up: %s",
+                       dht_strerror((int)cid));
         return;
       }
-      waiter *w = add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
+      waiter *w =
+          node_ctl_add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
       if (w)
         memcpy(w->peer.pk, pk, DHT_PK_LEN);
     }
@@ -478,15 +477,15 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     dht_peer p;
     int i = args >= 0 ? node_json_get(line, t, n, args, "peer") : -1;
     if (i < 0 || node_json_str(line, t, i, spec, sizeof spec) < 0) {
-      reply_error(c, reqid, "bad_request", "missing string argument 'peer'");
+      node_ctl_error(c, reqid, "bad_request", "missing string argument 'peer'");
       return;
     }
     if (node_peer_parse(spec, &p, why, sizeof why) != 0) {
-      reply_error(c, reqid, "bad_argument", "%s", why);
+      node_ctl_error(c, reqid, "bad_argument", "%s", why);
       return;
     }
     if (!memcmp(p.pk, d->ident.pk, DHT_PK_LEN)) {
-      reply_error(c, reqid, "bad_argument", "that is this node's own ID");
+      node_ctl_error(c, reqid, "bad_argument", "that is this node's own ID");
       return;
     }
     bool dup = false;
@@ -502,17 +501,17 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     }
     node_daemon_bootstrap(d);
     node_jw w;
-    result_begin(&w, reqid);
+    node_ctl_result_begin(&w, reqid);
     node_jw_kbool(&w, "added", true);
-    result_end(c, &w);
+    node_ctl_result_end(c, &w);
   } else if (!strcmp(cmd, "stop")) {
     node_jw w;
-    result_begin(&w, reqid);
-    result_end(c, &w);
+    node_ctl_result_begin(&w, reqid);
+    node_ctl_result_end(c, &w);
     NLOG(NODE_LOG_INFO, "ctl", "stop requested");
     node_daemon_shutdown(d, 0);
-  } else {
-    reply_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
+  } else if (!node_msg_command(d, c, reqid, cmd, line, t, n, args)) {
+    node_ctl_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
   }
 }
 
@@ -524,42 +523,43 @@ void node_ctl_on_event(rd_daemon *d, const dht_event *ev) {
   case DHT_EV_PING:
     for (int i = 0; i < d->nwaiters; i++) {
       waiter *w = &d->waiters[i];
-      if (w->cmd != ev->cmd || w->kind == W_STATUS)
+      if (w->cmd != ev->cmd || w->kind == W_STATUS || w->kind == W_FETCH)
         continue;
-      client *c = client_by_serial(d, w->client);
+      client *c = node_ctl_client(d, w->client);
       if (w->kind == W_LOOKUP || w->kind == W_PING_LOOKUP) {
         const dht_lookup_result *r = ev->u.lookup;
         if (!r || !r->has_record) {
           if (c)
-            reply_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                        "no peer record found for that ID (%d requests sent)", r ? r->messages : 0);
-          remove_waiter(d, w);
+            node_ctl_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
+                           "no peer record found for that ID (%d requests sent)",
+                           r ? r->messages : 0);
+          node_ctl_remove_waiter(d, w);
           break;
         }
         if (w->kind == W_LOOKUP) {
           node_jw jw;
-          result_begin(&jw, w->reqid);
+          node_ctl_result_begin(&jw, w->reqid);
           write_record(&jw, r, unix_now_s());
           if (c)
-            result_end(c, &jw);
+            node_ctl_result_end(c, &jw);
           else
             node_jw_free(&jw);
-          remove_waiter(d, w);
+          node_ctl_remove_waiter(d, w);
           break;
         }
         /* W_PING_LOOKUP: ping the first address of the record */
         if (r->record.naddrs == 0) {
           if (c)
-            reply_error(c, w->reqid, "not_found", "the peer's record has no address");
-          remove_waiter(d, w);
+            node_ctl_error(c, w->reqid, "not_found", "the peer's record has no address");
+          node_ctl_remove_waiter(d, w);
           break;
         }
         w->peer.addr = r->record.addrs[0].addr;
         int64_t cid = dht_ping(d->e, &w->peer, now);
         if (cid < 0) {
           if (c)
-            reply_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-          remove_waiter(d, w);
+            node_ctl_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
+          node_ctl_remove_waiter(d, w);
           break;
         }
         w->cmd = cid;
@@ -568,16 +568,16 @@ void node_ctl_on_event(rd_daemon *d, const dht_event *ev) {
       }
       /* W_PING */
       if (c && ev->status) {
-        reply_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
+        node_ctl_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
       } else if (c) {
         node_jw jw;
-        result_begin(&jw, w->reqid);
+        node_ctl_result_begin(&jw, w->reqid);
         node_jw_kint(&jw, "rtt_ms", ev->u.ping.rtt_ms);
         jw_addr(&jw, "addr", &w->peer.addr);
         jw_addr(&jw, "seen_as", &ev->u.ping.seen_as);
-        result_end(c, &jw);
+        node_ctl_result_end(c, &jw);
       }
-      remove_waiter(d, w);
+      node_ctl_remove_waiter(d, w);
       break;
     }
     break;
@@ -590,32 +590,32 @@ void node_ctl_on_event(rd_daemon *d, const dht_event *ev) {
 void node_ctl_tick(rd_daemon *d, uint64_t now) {
   for (int i = 0; i < d->nwaiters;) {
     waiter *w = &d->waiters[i];
-    client *c = client_by_serial(d, w->client);
+    client *c = node_ctl_client(d, w->client);
     if (w->kind == W_STATUS && c && d->state == ST_READY) {
       write_status(d, c, w->reqid);
-      remove_waiter(d, w);
+      node_ctl_remove_waiter(d, w);
       continue;
     }
     if (!c || now >= w->deadline) {
       if (c)
-        reply_error(c, w->reqid, "timeout", "%s",
-                    w->kind == W_STATUS ? "not bootstrapped yet" : "no result in time");
-      if (w->cmd && w->kind != W_STATUS)
-        dht_cancel(d->e, w->cmd);
-      remove_waiter(d, w);
+        node_ctl_error(c, w->reqid, "timeout", "%s",
+                       w->kind == W_STATUS ? "not bootstrapped yet" : "no result in time");
+      if (w->cmd && w->kind != W_STATUS && w->kind != W_FETCH)
+        dht_cancel(d->e, w->cmd); /* a fetch is the mailbox service's: it ends on its own */
+      node_ctl_remove_waiter(d, w);
       continue;
     }
     if (w->kind == W_STATUS) {
       dht_stats st;
       dht_get_stats(d->e, &st);
       node_jw jw;
-      reply_begin(&jw, w->reqid);
+      node_ctl_reply_begin(&jw, w->reqid);
       node_jw_key(&jw, "progress");
       node_jw_obj(&jw);
       node_jw_kstr(&jw, "state", node_daemon_state_name(d->state));
       node_jw_kint(&jw, "table_size", st.rt_size);
       node_jw_obj_end(&jw);
-      reply_end(c, &jw);
+      node_ctl_reply_end(c, &jw);
     }
     i++;
   }
@@ -679,7 +679,7 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (c->len >= LINE_MAX_BYTES) {
     c->d->ctl_bad++;
-    reply_error(c, "null", "bad_request", "line longer than %d bytes", LINE_MAX_BYTES);
+    node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", LINE_MAX_BYTES);
     client_close(c);
   }
 }
@@ -711,9 +711,9 @@ static void on_connection(uv_stream_t *server, int status) {
       (cred.uid != geteuid() && cred.uid != 0) || d->nclients > MAX_CLIENTS) {
     d->ctl_refused++;
     NLOG(NODE_LOG_WARN, "ctl", "refused a control connection (uid %d)", (int)cred.uid);
-    reply_error(c, "null", "forbidden", "%s",
-                d->nclients > MAX_CLIENTS ? "too many control connections"
-                                          : "only roostd's own user (or root) may control it");
+    node_ctl_error(c, "null", "forbidden", "%s",
+                   d->nclients > MAX_CLIENTS ? "too many control connections"
+                                             : "only roostd's own user (or root) may control it");
     client_close(c);
     return;
   }

@@ -436,9 +436,14 @@ void node_daemon_pump(rd_daemon *d) {
     }
     dht_event ev;
     while (dht_poll_event(d->e, &ev) == 0) {
-      on_event(d, &ev);
       any = true;
+      /* the mailbox service's own lookups are its business */
+      if (d->svc && store_svc_on_dht_event(d->svc, &ev, (dht_ts)uv_now(&d->loop)))
+        continue;
+      on_event(d, &ev);
     }
+    if (node_msg_drain(d))
+      any = true;
     if (d->need_publish && d->state == ST_READY && d->cfg.server_mode) {
       d->need_publish = false;
       dht_put_record(d->e, (dht_ts)uv_now(&d->loop));
@@ -447,6 +452,7 @@ void node_daemon_pump(rd_daemon *d) {
     if (!any)
       break;
   }
+  node_msg_commit(d);
   dht_ts exp = dht_get_expiry(d->e);
   if (exp == DHT_TS_NEVER) {
     uv_timer_stop(&d->timer);
@@ -682,6 +688,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   d->lock_fd = -1;
   d->boot_backoff = BOOT_RETRY_MIN_MS;
   int code = 1;
+  umask(077); /* every file roostd creates (databases, snapshots) is its user's alone */
   if (node_dir_prepare(cfg->data_dir, err, sizeof err) != 0 ||
       node_lock_dir(cfg->data_dir, &d->lock_fd, err, sizeof err) != 0) {
     fprintf(stderr, "roostd: %s\n", err);
@@ -700,6 +707,10 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
     goto out;
   }
   node_idtext_encode(d->ident.pk, d->idtext);
+  if (node_msg_open(d, err, sizeof err) != 0) {
+    fprintf(stderr, "roostd: %s\n", err);
+    goto out;
+  }
   node_config_socket_path(cfg, d->sock_path, sizeof d->sock_path);
   if (!d->sock_path[0] || strlen(d->sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     fprintf(stderr,
@@ -734,6 +745,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
+  node_msg_start(d, &cb);
 
   if (open_sockets(d) != 0 || node_ctl_open(d) != 0) {
     fprintf(stderr, "roostd: startup failed (see the log above)\n");
@@ -769,6 +781,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_run(&d->loop, UV_RUN_DEFAULT);
   code = d->exit_code;
 engine_out:
+  node_msg_close(d); /* before the engine: the service is plugged into it */
   dht_del(d->e);
 loop_out:
   if (uv_loop_close(&d->loop) != 0) {
@@ -777,6 +790,7 @@ loop_out:
     uv_loop_close(&d->loop);
   }
 out:
+  node_msg_close(d); /* what is still open when we did not get that far */
   sodium_memzero(&d->ident, sizeof d->ident);
   if (d->lock_fd >= 0)
     close(d->lock_fd);

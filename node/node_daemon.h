@@ -11,6 +11,7 @@
 
 #include "node.h"
 #include "node_json.h"
+#include "store_sqlite.h"
 
 #define LINE_MAX_BYTES (64 * 1024)
 #define MAX_CLIENTS 64
@@ -22,6 +23,8 @@
 #define VOTES 16
 #define LAN_EVERY_MS 30000
 #define LAN_MAGIC "ROOST1 "
+#define MAX_FOLLOWERS 32 /* inbox --follow subscriptions */
+#define MAX_REQUESTS 64  /* pending friend requests kept */
 
 typedef struct rd_daemon rd_daemon;
 
@@ -35,7 +38,7 @@ typedef struct client {
   struct client *next;
 } client;
 
-enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING };
+enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING, W_FETCH };
 
 typedef struct waiter {
   uint8_t kind;
@@ -45,6 +48,20 @@ typedef struct waiter {
   uint64_t deadline;
   dht_peer peer; /* W_PING_LOOKUP: whose record */
 } waiter;
+
+/* An inbox --follow subscription: new messages go to this client. */
+typedef struct follower {
+  uint64_t client;
+  char reqid[80];
+} follower;
+
+/* A friend request someone sent us, waiting for friend accept. */
+typedef struct friend_req {
+  uint8_t pk[DHT_PK_LEN];
+  int64_t unix_ms;
+  uint16_t len;
+  uint8_t note[STORE_NOTE_MAX];
+} friend_req;
 
 typedef struct usock {
   uv_udp_t h;
@@ -115,6 +132,21 @@ struct rd_daemon {
   struct iovec batch_iov[SEND_BATCH];
   struct sockaddr_storage batch_addr[SEND_BATCH];
   uint8_t batch_data[SEND_BATCH][DHT_MAX_PKT];
+  /* messaging (node_msg.c) */
+  store_appdb *app;   /* roost.db */
+  store_sqlite *mbdb; /* mailboxes.db */
+  store_backend mbbe; /* its backend, owned by svc once it exists */
+  store_svc *svc;     /* NULL when the service could not start */
+  store_settings sset;
+  uv_work_t commit_work;
+  bool commit_busy; /* a batch is on the thread pool */
+  int commit_rv;    /* written by the worker, read after it */
+  uint64_t commit_retry_at, commits, commit_failures;
+  follower followers[MAX_FOLLOWERS];
+  int nfollowers;
+  friend_req reqs[MAX_REQUESTS];
+  int nreqs;
+  char req_path[PATH_MAX];
   uint8_t recvbuf[RECV_BUF];
 };
 
@@ -131,5 +163,37 @@ int node_ctl_open(rd_daemon *d);
 void node_ctl_close_all(rd_daemon *d);
 void node_ctl_on_event(rd_daemon *d, const dht_event *ev);
 void node_ctl_tick(rd_daemon *d, uint64_t now);
+/* Helpers for the commands in other files. */
+client *node_ctl_client(rd_daemon *d, uint64_t serial); /* NULL when gone */
+void node_ctl_reply_begin(node_jw *w, const char *reqid);
+void node_ctl_reply_end(client *c, node_jw *w); /* writes the line, frees w */
+void node_ctl_error(client *c, const char *reqid, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void node_ctl_result_begin(node_jw *w, const char *reqid);
+void node_ctl_result_end(client *c, node_jw *w);
+waiter *node_ctl_add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
+                            uint64_t timeout_ms);
+void node_ctl_remove_waiter(rd_daemon *d, waiter *w);
+
+/* node_msg.c: friends, messages and the mailbox service */
+/* Opens roost.db and mailboxes.db (before the loop).  0, or -1 + a
+ * one-line reason in err (a newer schema, a damaged file: never rewritten). */
+int node_msg_open(rd_daemon *d, char *err, size_t errlen);
+/* Starts the mailbox service on the engine and loads friends, hosts and the
+ * outbox's queued messages.  A service that cannot start is logged and the
+ * messaging commands say so; the node still runs. */
+void node_msg_start(rd_daemon *d, const dht_callbacks *cb);
+/* Drains the service's events into roost.db and subscribers.  true when
+ * there were some. */
+bool node_msg_drain(rd_daemon *d);
+/* Starts a batch commit of mailboxes.db on the thread pool when writes are
+ * pending and none is in flight. */
+void node_msg_commit(rd_daemon *d);
+/* After the loop: commits what is left, closes the service and both
+ * databases. */
+void node_msg_close(rd_daemon *d);
+/* Handles a messaging command.  false when cmd is not one. */
+bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
+                      const node_jt *t, int n, int args);
 
 #endif /* ROOST_NODE_DAEMON_H */

@@ -1,0 +1,1212 @@
+/*
+ * node_msg.c - roostd's side of messaging: the two databases, the mailbox
+ * service on the engine, friends and invites, the outbox and the inbox, and
+ * the control commands for them (docs/control.md).
+ *
+ *   roost.db      (store_appdb) the user's own state: friends, hosts we
+ *                 give, outbox, inbox, loss notices.  Written synchronously
+ *                 on the loop: small rows, a few per user action.
+ *   mailboxes.db  (store_sqlite) what we store for others.  Written through
+ *                 the backend's overlay; batches are committed on the libuv
+ *                 thread pool (one at a time) and the service is told what
+ *                 is durable, so a storage receipt never precedes its fsync.
+ *   requests.txt  pending friend requests: "<pk hex> <unix ms> <note hex>"
+ *                 lines, rewritten atomically (at most MAX_REQUESTS).
+ *
+ * Invariants: the outbox row of a message is written before store_send, so
+ * a message the user was told is queued survives a crash and is sent again
+ * at start (same message ID: the recipient drops duplicates).  At shutdown
+ * the batch in flight finishes and the rest is committed before the files
+ * close.  Clients are named by serial, never by pointer.
+ */
+#include <errno.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "node_daemon.h"
+
+#define BIG_REPLY (8 << 20) /* inbox and outbox replies may be long */
+#define LIST_MAX 1000       /* messages in one inbox or outbox reply */
+#define INVITE_DAYS 7       /* default validity of our invites */
+#define FETCH_TIMEOUT_MS 60000
+
+static int64_t unix_ms(void) {
+  uv_timeval64_t tv;
+  uv_gettimeofday(&tv);
+  return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+static void hex(const uint8_t *p, size_t n, char *out) {
+  static const char h[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = h[p[i] >> 4];
+    out[2 * i + 1] = h[p[i] & 15];
+  }
+  out[2 * n] = 0;
+}
+
+static int unhex(const char *s, size_t n, uint8_t *out) {
+  for (size_t i = 0; i < n; i++) {
+    int v = 0;
+    for (int k = 0; k < 2; k++) {
+      char ch = s[2 * i + (size_t)k];
+      int x = ch >= '0' && ch <= '9' ? ch - '0' : ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+      if (x < 0)
+        return -1;
+      v = v << 4 | x;
+    }
+    out[i] = (uint8_t)v;
+  }
+  return 0;
+}
+
+static const char *state_name(int s) {
+  switch (s) {
+  case STORE_ST_QUEUED:
+    return "queued";
+  case STORE_ST_STORED:
+    return "stored";
+  case STORE_ST_DELIVERED:
+    return "delivered";
+  case STORE_ST_READ:
+    return "read";
+  }
+  return "unknown";
+}
+
+/* ---- opening, starting, closing --------------------------------------- */
+
+int node_msg_open(rd_daemon *d, char *err, size_t errlen) {
+  char path[PATH_MAX + 32], why[512];
+  snprintf(path, sizeof path, "%s/roost.db", d->cfg.data_dir);
+  int rv = store_appdb_open(&d->app, path, why, sizeof why);
+  if (rv) {
+    d->app = NULL;
+    snprintf(err, errlen, "cannot open %s: %s (%s); the file is left as it is", path, why,
+             store_strerror(rv));
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/mailboxes.db", d->cfg.data_dir);
+  rv = store_sqlite_open(&d->mbdb, &d->mbbe, path, why, sizeof why);
+  if (rv) {
+    d->mbdb = NULL;
+    store_appdb_close(d->app);
+    d->app = NULL;
+    snprintf(err, errlen, "cannot open %s: %s (%s); the file is left as it is", path, why,
+             store_strerror(rv));
+    return -1;
+  }
+  if (snprintf(d->req_path, sizeof d->req_path, "%s/requests.txt", d->cfg.data_dir) >=
+      (int)sizeof d->req_path)
+    d->req_path[0] = 0; /* cannot happen: the data dir was checked shorter */
+  return 0;
+}
+
+static void requests_load(rd_daemon *d) {
+  uint8_t *buf;
+  size_t len;
+  int rv = node_read_file(d->req_path, &buf, &len, 1 << 20);
+  if (rv == -ENOENT)
+    return;
+  if (rv) {
+    NLOG(NODE_LOG_WARN, "msg", "cannot read %s: %s", d->req_path, strerror(-rv));
+    return;
+  }
+  buf[len] = 0;
+  char *save = NULL;
+  for (char *line = strtok_r((char *)buf, "\n", &save); line && d->nreqs < MAX_REQUESTS;
+       line = strtok_r(NULL, "\n", &save)) {
+    friend_req *r = &d->reqs[d->nreqs];
+    char *sp1 = strchr(line, ' '), *sp2 = sp1 ? strchr(sp1 + 1, ' ') : NULL;
+    if (!sp1 || !sp2 || sp1 - line != 2 * DHT_PK_LEN)
+      continue;
+    size_t nl = strlen(sp2 + 1);
+    if (nl % 2 || nl / 2 > STORE_NOTE_MAX || unhex(line, DHT_PK_LEN, r->pk) ||
+        unhex(sp2 + 1, nl / 2, r->note))
+      continue;
+    r->unix_ms = strtoll(sp1 + 1, NULL, 10);
+    r->len = (uint16_t)(nl / 2);
+    d->nreqs++;
+  }
+  free(buf);
+}
+
+static void requests_save(rd_daemon *d) {
+  size_t cap = (size_t)MAX_REQUESTS * (2 * DHT_PK_LEN + 24 + 2 * STORE_NOTE_MAX + 2), n = 0;
+  char *buf = malloc(cap);
+  if (!buf)
+    return;
+  for (int i = 0; i < d->nreqs; i++) {
+    const friend_req *r = &d->reqs[i];
+    hex(r->pk, DHT_PK_LEN, buf + n);
+    n += 2 * DHT_PK_LEN;
+    n += (size_t)snprintf(buf + n, cap - n, " %lld ", (long long)r->unix_ms);
+    hex(r->note, r->len, buf + n);
+    n += 2 * (size_t)r->len;
+    buf[n++] = '\n';
+  }
+  int rv = node_write_atomic(d->req_path, buf, n, 0600);
+  if (rv)
+    NLOG(NODE_LOG_WARN, "msg", "cannot save %s: %s", d->req_path, strerror(-rv));
+  free(buf);
+}
+
+static void settings_from_config(store_settings *s, const node_config *c) {
+  store_settings_default(s);
+  s->capacity_bytes = c->mbox_capacity;
+  s->mbox_quota_bytes = c->mbox_quota;
+  s->mbox_quota_items = c->mbox_quota_items;
+  s->poll_interval_ms = (dht_ts)c->poll_interval_s * 1000;
+  s->ttl_dht_s = (int64_t)c->ttl_days * 86400;
+  s->ttl_hosted_s = (int64_t)c->hosted_ttl_days * 86400;
+  s->retry_max_ms = (dht_ts)c->retry_max_s * 1000;
+  if (s->retry_min_ms > s->retry_max_ms)
+    s->retry_min_ms = s->retry_max_ms;
+}
+
+void node_msg_start(rd_daemon *d, const dht_callbacks *cb) {
+  dht_ts now = (dht_ts)uv_now(&d->loop);
+  settings_from_config(&d->sset, &d->cfg);
+  requests_load(d);
+  int rv = store_svc_new(&d->svc, d->e, &d->ident, &d->mbbe, &d->sset, cb, NULL, now);
+  if (rv) {
+    d->svc = NULL;
+    NLOG(NODE_LOG_ERROR, "msg",
+         "the mailbox service did not start (%s): sending and fetching messages will fail",
+         store_strerror(rv));
+    return;
+  }
+  /* the service owns the backend now (it closes it in store_svc_del) */
+  int max = d->sset.max_friends > 0 ? d->sset.max_friends : 1;
+  store_friend_row *fr = calloc((size_t)max, sizeof *fr);
+  int nf = fr ? store_appdb_friend_list(d->app, fr, max) : 0;
+  for (int i = 0; i < nf; i++)
+    if ((rv = store_friend_set(d->svc, &fr[i].f, now)) != 0)
+      NLOG(NODE_LOG_WARN, "msg", "friend %s not loaded: %s", fr[i].name, store_strerror(rv));
+  free(fr);
+  store_hosted_row hr[256];
+  int nh = store_appdb_hosted_list(d->app, hr, 256);
+  for (int i = 0; i < nh; i++)
+    store_host_set(d->svc, hr[i].pk, hr[i].quota_bytes);
+  if (d->cfg.nmy_hosts > 0) {
+    store_host_ref refs[STORE_MAX_HOSTS];
+    for (int i = 0; i < d->cfg.nmy_hosts; i++) {
+      memcpy(refs[i].pk, d->cfg.my_hosts[i].pk, DHT_PK_LEN);
+      refs[i].addr = d->cfg.my_hosts[i].addr;
+    }
+    store_my_hosts_set(d->svc, refs, d->cfg.nmy_hosts, now);
+  }
+  /* the outbox is durable: what was queued before a restart goes out again */
+  max = d->sset.max_outgoing > 0 ? d->sset.max_outgoing : 1;
+  store_out_row *orow = calloc((size_t)max, sizeof *orow);
+  int no = orow ? store_appdb_out_list(d->app, STORE_ST_STORED, orow, max) : 0;
+  int resent = 0;
+  for (int i = 0; i < no; i++) {
+    int64_t id = store_send(d->svc, orow[i].to_pk, &orow[i].msg, now);
+    if (id > 0)
+      resent++;
+    else
+      NLOG(NODE_LOG_WARN, "msg", "a queued message was not re-sent: %s", store_strerror((int)id));
+  }
+  free(orow);
+  NLOG(NODE_LOG_INFO, "msg", "mailbox service started: %d friends, %d hosted, %d queued re-sent",
+       nf, nh, resent);
+}
+
+/* Commits everything pending, synchronously (at shutdown only). */
+static void commit_all_now(rd_daemon *d) {
+  for (int i = 0; i < 16 && d->mbdb && store_sqlite_commit_begin(d->mbdb); i++) {
+    int rv = store_sqlite_commit_run(d->mbdb);
+    int64_t seq = store_sqlite_commit_end(d->mbdb);
+    if (rv) {
+      NLOG(NODE_LOG_ERROR, "data", "final commit of mailboxes.db failed: %s", store_strerror(rv));
+      break;
+    }
+    if (d->svc)
+      store_svc_durable(d->svc, seq, (dht_ts)uv_now(&d->loop));
+  }
+}
+
+void node_msg_close(rd_daemon *d) {
+  /* uv_run has returned: no batch is in flight any more */
+  commit_all_now(d);
+  if (d->svc)
+    store_svc_del(d->svc); /* closes the backend: it commits what is left */
+  else if (d->mbdb)
+    d->mbbe.close(d->mbbe.ctx);
+  d->svc = NULL;
+  d->mbdb = NULL;
+  store_appdb_close(d->app);
+  d->app = NULL;
+}
+
+/* ---- batched commits of mailboxes.db ---------------------------------- */
+
+static void commit_run(uv_work_t *w) {
+  rd_daemon *d = w->data;
+  d->commit_rv = store_sqlite_commit_run(d->mbdb);
+}
+
+static void commit_after(uv_work_t *w, int status) {
+  rd_daemon *d = w->data;
+  d->commit_busy = false;
+  int64_t seq = store_sqlite_commit_end(d->mbdb);
+  uint64_t now = uv_now(&d->loop);
+  if (status != 0 || d->commit_rv != 0) {
+    d->commit_failures++;
+    d->commit_retry_at = now + 1000;
+    NLOG(NODE_LOG_WARN, "data", "commit of mailboxes.db failed (%s); retrying",
+         status ? uv_strerror(status) : store_strerror(d->commit_rv));
+  } else {
+    d->commits++;
+  }
+  if (d->svc)
+    store_svc_durable(d->svc, seq, (dht_ts)now);
+  /* receipts that waited for this go out; the next batch starts */
+  node_daemon_pump(d);
+}
+
+void node_msg_commit(rd_daemon *d) {
+  if (!d->mbdb || d->commit_busy || d->stopping || uv_now(&d->loop) < d->commit_retry_at)
+    return;
+  if (!store_sqlite_commit_begin(d->mbdb))
+    return;
+  d->commit_busy = true;
+  d->commit_work.data = d;
+  int rv = uv_queue_work(&d->loop, &d->commit_work, commit_run, commit_after);
+  if (rv) {
+    /* the batch goes back to pending (commit_end without a run) */
+    d->commit_busy = false;
+    store_sqlite_commit_end(d->mbdb);
+    d->commit_retry_at = uv_now(&d->loop) + 1000;
+    NLOG(NODE_LOG_WARN, "data", "cannot queue a commit: %s", uv_strerror(rv));
+  }
+}
+
+/* ---- names ------------------------------------------------------------- */
+
+/* The friend named who (a name, else an ID).  0 or -1. */
+static int find_friend(rd_daemon *d, const char *who, store_friend_row *row) {
+  if (store_appdb_friend_get(d->app, who, NULL, row) == 0)
+    return 0;
+  uint8_t pk[DHT_PK_LEN];
+  if (node_idtext_decode(who, pk) == 0 && store_appdb_friend_get(d->app, NULL, pk, row) == 0)
+    return 0;
+  return -1;
+}
+
+/* Writes "from"/"to" (ID text) and "name" (null when not a friend). */
+static void jw_who(rd_daemon *d, node_jw *w, const char *key, const uint8_t pk[DHT_PK_LEN]) {
+  char idt[NODE_IDTEXT_LEN + 1];
+  node_idtext_encode(pk, idt);
+  node_jw_kstr(w, key, idt);
+  store_friend_row row;
+  node_jw_key(w, "name");
+  if (store_appdb_friend_get(d->app, NULL, pk, &row) == 0)
+    node_jw_str(w, row.name);
+  else
+    node_jw_null(w);
+}
+
+/* ---- events from the service ------------------------------------------ */
+
+static void jw_in_row(rd_daemon *d, node_jw *w, const store_in_row *r) {
+  char mid[2 * STORE_MSGID_LEN + 1];
+  hex(r->msg.id, STORE_MSGID_LEN, mid);
+  node_jw_obj(w);
+  node_jw_kint(w, "seq", r->seq);
+  node_jw_kstr(w, "msg_id", mid);
+  jw_who(d, w, "from", r->from_pk);
+  node_jw_kint(w, "sent_unix_ms", r->msg.sent_unix_ms);
+  node_jw_kint(w, "received_unix_ms", r->received_unix_ms);
+  node_jw_kbool(w, "read", r->read);
+  node_jw_kbool(w, "direct", r->direct);
+  node_jw_key(w, "text");
+  node_jw_strn(w, (const char *)r->msg.body, r->msg.len);
+  node_jw_obj_end(w);
+}
+
+static void jw_loss(rd_daemon *d, node_jw *w, const uint8_t pk[DHT_PK_LEN], uint32_t epoch,
+                    int items, int64_t when) {
+  node_jw_obj(w);
+  jw_who(d, w, "from", pk);
+  node_jw_kuint(w, "epoch", epoch);
+  node_jw_kint(w, "epoch_start_unix_ms", (int64_t)epoch * d->sset.epoch_ms);
+  node_jw_kint(w, "items", items);
+  node_jw_kint(w, "unix_ms", when);
+  node_jw_obj_end(w);
+}
+
+/* Sends {"id":..,"progress":{kind: obj}} to every follower; drops the ones
+ * whose client is gone. */
+static void push_followers(rd_daemon *d, const store_in_row *in, const store_event *loss) {
+  for (int i = 0; i < d->nfollowers;) {
+    follower *f = &d->followers[i];
+    client *c = node_ctl_client(d, f->client);
+    if (!c) {
+      *f = d->followers[--d->nfollowers];
+      continue;
+    }
+    node_jw w;
+    node_ctl_reply_begin(&w, f->reqid);
+    node_jw_key(&w, "progress");
+    node_jw_obj(&w);
+    if (in) {
+      node_jw_key(&w, "message");
+      jw_in_row(d, &w, in);
+    } else {
+      node_jw_key(&w, "notice");
+      jw_loss(d, &w, loss->u.loss.friend_pk, loss->u.loss.epoch, loss->u.loss.items, unix_ms());
+    }
+    node_jw_obj_end(&w);
+    node_ctl_reply_end(c, &w);
+    i++;
+  }
+}
+
+static void on_request(rd_daemon *d, const store_event *ev) {
+  store_friend_row row;
+  if (store_appdb_friend_get(d->app, NULL, ev->u.request.from_pk, &row) == 0)
+    return; /* already a friend: nothing to accept */
+  int i = 0;
+  while (i < d->nreqs && memcmp(d->reqs[i].pk, ev->u.request.from_pk, DHT_PK_LEN) != 0)
+    i++;
+  if (i == d->nreqs) {
+    if (d->nreqs == MAX_REQUESTS) { /* the oldest goes */
+      memmove(d->reqs, d->reqs + 1, (MAX_REQUESTS - 1) * sizeof d->reqs[0]);
+      d->nreqs--;
+    }
+    i = d->nreqs++;
+  }
+  friend_req *r = &d->reqs[i];
+  memcpy(r->pk, ev->u.request.from_pk, DHT_PK_LEN);
+  r->unix_ms = unix_ms();
+  r->len = ev->u.request.len > STORE_NOTE_MAX ? STORE_NOTE_MAX : ev->u.request.len;
+  memcpy(r->note, ev->u.request.note, r->len);
+  requests_save(d);
+  char idt[NODE_IDTEXT_LEN + 1];
+  node_idtext_encode(r->pk, idt);
+  NLOG(NODE_LOG_INFO, "msg", "friend request from %.8s (roost friend requests)", idt);
+}
+
+static void on_fetched(rd_daemon *d, const store_event *ev) {
+  int max = d->sset.max_friends > 0 ? d->sset.max_friends : 1;
+  store_friend_row *fr = calloc((size_t)max, sizeof *fr);
+  int nf = fr ? store_appdb_friend_list(d->app, fr, max) : 0;
+  for (int i = 0; i < nf; i++)
+    if (fr[i].f.fetched_epoch < ev->u.fetched.epoch)
+      store_appdb_friend_set_fetched(d->app, fr[i].f.pk, ev->u.fetched.epoch);
+  free(fr);
+  for (int i = 0; i < d->nwaiters;) {
+    waiter *w = &d->waiters[i];
+    if (w->kind != W_FETCH || (ev->cmd && w->cmd != ev->cmd)) {
+      i++;
+      continue;
+    }
+    client *c = node_ctl_client(d, w->client);
+    if (c && ev->status) {
+      node_ctl_error(c, w->reqid, "failed", "the fetch failed: %s", store_strerror(ev->status));
+    } else if (c) {
+      node_jw jw;
+      node_ctl_result_begin(&jw, w->reqid);
+      node_jw_kint(&jw, "friends", ev->u.fetched.friends);
+      node_jw_kint(&jw, "messages", ev->u.fetched.messages);
+      node_jw_kint(&jw, "replicas_asked", ev->u.fetched.replicas_asked);
+      node_jw_kint(&jw, "replicas_answered", ev->u.fetched.replicas_answered);
+      node_jw_kuint(&jw, "epoch", ev->u.fetched.epoch);
+      node_ctl_result_end(c, &jw);
+    }
+    node_ctl_remove_waiter(d, w);
+  }
+}
+
+bool node_msg_drain(rd_daemon *d) {
+  if (!d->svc)
+    return false;
+  bool any = false;
+  store_event ev;
+  for (int k = 0; k < 4096 && store_poll_event(d->svc, &ev) == 0; k++) {
+    any = true;
+    int64_t now = unix_ms();
+    switch (ev.type) {
+    case STORE_EV_STATE: {
+      int rv = store_appdb_out_update(d->app, ev.u.state.msg_id, ev.u.state.state,
+                                      ev.u.state.receipts, ev.u.state.reason, now);
+      if (rv && rv != DHT_ERR_NOTFOUND && rv != DHT_ERR_STALE)
+        NLOG(NODE_LOG_WARN, "msg", "outbox update failed: %s", store_strerror(rv));
+      break;
+    }
+    case STORE_EV_MESSAGE: {
+      store_in_row r;
+      memset(&r, 0, sizeof r);
+      r.msg = ev.u.message.msg;
+      memcpy(r.from_pk, ev.u.message.friend_pk, DHT_PK_LEN);
+      r.received_unix_ms = now;
+      r.direct = ev.u.message.direct;
+      bool dup = false;
+      int rv = store_appdb_in_add(d->app, &r, &dup);
+      if (rv)
+        NLOG(NODE_LOG_ERROR, "msg", "cannot save a received message: %s", store_strerror(rv));
+      else if (!dup)
+        push_followers(d, &r, NULL);
+      break;
+    }
+    case STORE_EV_LOSS:
+      store_appdb_loss_add(d->app, ev.u.loss.friend_pk, ev.u.loss.epoch, ev.u.loss.items, now);
+      push_followers(d, NULL, &ev);
+      break;
+    case STORE_EV_FETCHED:
+      on_fetched(d, &ev);
+      break;
+    case STORE_EV_REQUEST:
+      on_request(d, &ev);
+      break;
+    default:
+      break;
+    }
+  }
+  return any;
+}
+
+/* ---- invites and friends ---------------------------------------------- */
+
+/* Our invite, valid for days. */
+static dht_ssize make_invite(rd_daemon *d, int days, char *out, size_t outlen, uint64_t *expires) {
+  node_invite inv;
+  memset(&inv, 0, sizeof inv);
+  const char *name = d->cfg.display_name;
+  const char *user = getenv("USER");
+  if (!*name && user && node_invite_name_ok(user))
+    name = user;
+  snprintf(inv.name, sizeof inv.name, "%s", name);
+  for (int i = 0; i < d->naddrs && inv.naddrs < NODE_INVITE_MAX_ADDRS; i++)
+    if (!node_addr_is_any(&d->addrs[i].addr))
+      inv.addrs[inv.naddrs++] = d->addrs[i].addr;
+  if (inv.naddrs == 0) /* nothing learnt yet: the bound sockets */
+    for (int i = 0; i < d->nsocks && inv.naddrs < NODE_INVITE_MAX_ADDRS; i++)
+      if (!node_addr_is_any(&d->socks[i].bound))
+        inv.addrs[inv.naddrs++] = d->socks[i].bound;
+  for (int i = 0; i < d->cfg.nmy_hosts; i++) {
+    memcpy(inv.hosts[i].pk, d->cfg.my_hosts[i].pk, DHT_PK_LEN);
+    inv.hosts[i].addr = d->cfg.my_hosts[i].addr;
+  }
+  inv.nhosts = d->cfg.nmy_hosts;
+  inv.expires_s = (uint64_t)(unix_ms() / 1000) + (uint64_t)days * 86400;
+  if (expires)
+    *expires = inv.expires_s;
+  return node_invite_encode(&inv, &d->ident, out, outlen);
+}
+
+/* Reads string args[key] into out.  1 present, 0 absent, -1 after replying
+ * with an error. */
+static int arg_str(client *c, const char *reqid, const char *line, const node_jt *t, int n,
+                   int args, const char *key, char *out, size_t len, bool required) {
+  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
+  if (i < 0) {
+    if (!required)
+      return 0;
+    node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
+    return -1;
+  }
+  int rv = node_json_str(line, t, i, out, len);
+  if (rv == -2) {
+    node_ctl_error(c, reqid, "bad_argument", "'%s' is too long (at most %zu bytes)", key, len - 1);
+    return -1;
+  }
+  if (rv < 0) {
+    node_ctl_error(c, reqid, "bad_request", "'%s' must be a string", key);
+    return -1;
+  }
+  return 1;
+}
+
+static int arg_int(client *c, const char *reqid, const char *line, const node_jt *t, int n,
+                   int args, const char *key, int64_t lo, int64_t hi, int64_t *out) {
+  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
+  if (i < 0)
+    return 0;
+  if (node_json_int(line, t, i, out) != 0 || *out < lo || *out > hi) {
+    node_ctl_error(c, reqid, "bad_argument", "'%s' must be a whole number from %lld to %lld", key,
+                   (long long)lo, (long long)hi);
+    return -1;
+  }
+  return 1;
+}
+
+static int arg_bool(client *c, const char *reqid, const char *line, const node_jt *t, int n,
+                    int args, const char *key, bool *out) {
+  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
+  if (i < 0)
+    return 0;
+  if (node_json_bool(line, t, i, out) != 0) {
+    node_ctl_error(c, reqid, "bad_request", "'%s' must be true or false", key);
+    return -1;
+  }
+  return 1;
+}
+
+static bool need_svc(rd_daemon *d, client *c, const char *reqid) {
+  if (d->svc)
+    return true;
+  node_ctl_error(c, reqid, "failed",
+                 "the mailbox service is not running (see roostd's log from its start)");
+  return false;
+}
+
+/* Adds (or updates) the friend of invite text, under name (NULL: the
+ * invite's), and sends them a friend request with our own invite.  Replies. */
+static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *text,
+                       const char *name) {
+  node_invite inv;
+  char why[256];
+  int64_t now_ms = unix_ms();
+  dht_ts now = (dht_ts)uv_now(&d->loop);
+  if (node_invite_decode(text, (uint64_t)(now_ms / 1000), &inv, why, sizeof why) != 0) {
+    node_ctl_error(c, reqid, "bad_argument", "%s", why);
+    return;
+  }
+  if (!memcmp(inv.pk, d->ident.pk, DHT_PK_LEN)) {
+    node_ctl_error(c, reqid, "bad_argument", "that is this node's own invite");
+    return;
+  }
+  store_friend_row row, old;
+  bool known = store_appdb_friend_get(d->app, NULL, inv.pk, &old) == 0;
+  if (!name || !*name)
+    name = known ? old.name : inv.name;
+  if (!*name) {
+    node_ctl_error(c, reqid, "bad_argument", "the invite carries no name: give one (--name)");
+    return;
+  }
+  if (!node_invite_name_ok(name)) {
+    node_ctl_error(c, reqid, "bad_argument",
+                   "a name is 1 to %d bytes of UTF-8 without control characters",
+                   NODE_INVITE_NAME_MAX);
+    return;
+  }
+  uint8_t idpk[DHT_PK_LEN];
+  if (node_idtext_decode(name, idpk) == 0) {
+    node_ctl_error(c, reqid, "bad_argument", "a name cannot be a roost ID: choose another");
+    return;
+  }
+  store_friend_row clash;
+  if (store_appdb_friend_get(d->app, name, NULL, &clash) == 0 &&
+      memcmp(clash.f.pk, inv.pk, DHT_PK_LEN) != 0) {
+    char idt[NODE_IDTEXT_LEN + 1];
+    node_idtext_encode(clash.f.pk, idt);
+    node_ctl_error(c, reqid, "bad_argument",
+                   "you already have a friend named '%s' (%.8s...): choose another name (--name)",
+                   name, idt);
+    return;
+  }
+  memset(&row, 0, sizeof row);
+  snprintf(row.name, sizeof row.name, "%s", name);
+  memcpy(row.f.pk, inv.pk, DHT_PK_LEN);
+  row.f.nhosts = inv.nhosts;
+  memcpy(row.f.hosts, inv.hosts, sizeof inv.hosts);
+  uint32_t ep = store_epoch_of(now_ms, d->sset.epoch_ms);
+  row.f.fetched_epoch = known ? old.f.fetched_epoch : (ep > 0 ? ep - 1 : 0);
+  row.added_unix_ms = known ? old.added_unix_ms : now_ms;
+  int rv = store_appdb_friend_put(d->app, &row);
+  if (rv) {
+    node_ctl_error(c, reqid, "failed", "cannot save the friend: %s", store_strerror(rv));
+    return;
+  }
+  /* their addresses help us reach (and join) the network */
+  for (int i = 0; i < inv.naddrs; i++) {
+    dht_peer p;
+    memcpy(p.pk, inv.pk, DHT_PK_LEN);
+    p.addr = inv.addrs[i];
+    dht_ping(d->e, &p, now);
+    if (d->state != ST_READY && d->nextra < NODE_MAX_BOOTSTRAP)
+      d->extra_boot[d->nextra++] = p;
+  }
+  if (d->state != ST_READY && inv.naddrs > 0 && !d->boot_cmd)
+    node_daemon_bootstrap(d);
+  /* a request from them is answered by this */
+  for (int i = 0; i < d->nreqs; i++)
+    if (!memcmp(d->reqs[i].pk, inv.pk, DHT_PK_LEN)) {
+      memmove(d->reqs + i, d->reqs + i + 1, (size_t)(d->nreqs - i - 1) * sizeof d->reqs[0]);
+      d->nreqs--;
+      requests_save(d);
+      break;
+    }
+  const char *request = "not sent: the mailbox service is not running";
+  char reqwhy[128];
+  if (d->svc) {
+    if ((rv = store_friend_set(d->svc, &row.f, now)) != 0)
+      NLOG(NODE_LOG_WARN, "msg", "the service did not take the friend: %s", store_strerror(rv));
+    char mine[NODE_INVITE_TEXT_MAX + 1];
+    dht_ssize ml = make_invite(d, INVITE_DAYS, mine, sizeof mine, NULL);
+    int64_t id = ml > 0 ? store_request_send(d->svc, inv.pk, (const uint8_t *)mine, (size_t)ml, now)
+                        : DHT_ERR_INVAL;
+    if (id > 0) {
+      request = "sent";
+    } else {
+      snprintf(reqwhy, sizeof reqwhy, "not sent: %s", store_strerror((int)id));
+      request = reqwhy;
+    }
+  }
+  char idt[NODE_IDTEXT_LEN + 1];
+  node_idtext_encode(inv.pk, idt);
+  NLOG(NODE_LOG_INFO, "msg", "friend %s %s (%.8s)", known ? "updated" : "added", row.name, idt);
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "name", row.name);
+  node_jw_kstr(&w, "id", idt);
+  node_jw_kbool(&w, "added", !known);
+  node_jw_kint(&w, "hosts", inv.nhosts);
+  node_jw_kstr(&w, "request", request);
+  node_ctl_result_end(c, &w);
+}
+
+/* ---- the commands ------------------------------------------------------ */
+
+static void big_result_begin(node_jw *w, const char *reqid) {
+  node_jw_init(w, BIG_REPLY);
+  node_jw_obj(w);
+  node_jw_key(w, "id");
+  node_jw_raw(w, reqid, strlen(reqid));
+  node_jw_kbool(w, "ok", true);
+  node_jw_key(w, "result");
+  node_jw_obj(w);
+}
+
+static void cmd_invite(rd_daemon *d, client *c, const char *reqid, const char *line,
+                       const node_jt *t, int n, int args) {
+  int64_t days = INVITE_DAYS;
+  if (arg_int(c, reqid, line, t, n, args, "expires_days", 1, 365, &days) < 0)
+    return;
+  char text[NODE_INVITE_TEXT_MAX + 1];
+  uint64_t exp;
+  if (make_invite(d, (int)days, text, sizeof text, &exp) < 0) {
+    node_ctl_error(c, reqid, "failed", "cannot make the invite");
+    return;
+  }
+  node_invite inv;
+  char why[128];
+  node_invite_decode(text, 0, &inv, why, sizeof why);
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "invite", text);
+  node_jw_kstr(&w, "name", inv.name);
+  node_jw_kuint(&w, "expires_unix_s", exp);
+  node_jw_kint(&w, "addresses", inv.naddrs);
+  node_jw_kint(&w, "hosts", inv.nhosts);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_friend_list(rd_daemon *d, client *c, const char *reqid) {
+  int max = d->sset.max_friends > 0 ? d->sset.max_friends : 1;
+  store_friend_row *fr = calloc((size_t)max, sizeof *fr);
+  if (!fr) {
+    node_ctl_error(c, reqid, "failed", "out of memory");
+    return;
+  }
+  int nf = store_appdb_friend_list(d->app, fr, max);
+  node_jw w;
+  big_result_begin(&w, reqid);
+  node_jw_key(&w, "friends");
+  node_jw_arr(&w);
+  for (int i = 0; i < nf; i++) {
+    char idt[NODE_IDTEXT_LEN + 1];
+    node_idtext_encode(fr[i].f.pk, idt);
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "name", fr[i].name);
+    node_jw_kstr(&w, "id", idt);
+    node_jw_kint(&w, "hosts", fr[i].f.nhosts);
+    node_jw_kint(&w, "added_unix_ms", fr[i].added_unix_ms);
+    node_jw_kuint(&w, "fetched_epoch", fr[i].f.fetched_epoch);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_ctl_result_end(c, &w);
+  free(fr);
+}
+
+static void cmd_friend_requests(rd_daemon *d, client *c, const char *reqid) {
+  node_jw w;
+  big_result_begin(&w, reqid);
+  node_jw_key(&w, "requests");
+  node_jw_arr(&w);
+  uint64_t now_s = (uint64_t)(unix_ms() / 1000);
+  for (int i = 0; i < d->nreqs; i++) {
+    const friend_req *r = &d->reqs[i];
+    char idt[NODE_IDTEXT_LEN + 1], note[STORE_NOTE_MAX + 1], why[256];
+    node_idtext_encode(r->pk, idt);
+    memcpy(note, r->note, r->len);
+    note[r->len] = 0;
+    node_invite inv;
+    int rv = strlen(note) == r->len ? node_invite_decode(note, now_s, &inv, why, sizeof why)
+                                    : NODE_INVITE_ERR_PREFIX;
+    if (rv == 0 && memcmp(inv.pk, r->pk, DHT_PK_LEN) != 0) {
+      rv = NODE_INVITE_ERR_SIGNATURE;
+      snprintf(why, sizeof why, "the invite in the request is someone else's");
+    } else if (rv == NODE_INVITE_ERR_PREFIX) {
+      snprintf(why, sizeof why, "the request carries no invite");
+    }
+    node_jw_obj(&w);
+    node_jw_kint(&w, "n", i + 1);
+    node_jw_kstr(&w, "id", idt);
+    node_jw_key(&w, "name");
+    if (rv == 0)
+      node_jw_str(&w, inv.name);
+    else
+      node_jw_null(&w);
+    node_jw_kint(&w, "received_unix_ms", r->unix_ms);
+    node_jw_kbool(&w, "valid", rv == 0);
+    if (rv)
+      node_jw_kstr(&w, "problem", why);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const char *line,
+                              const node_jt *t, int n, int args) {
+  int64_t k = 0;
+  char name[NODE_INVITE_NAME_MAX + 2] = "";
+  int rv = arg_int(c, reqid, line, t, n, args, "n", 1, MAX_REQUESTS, &k);
+  if (rv < 0)
+    return;
+  if (rv == 0) {
+    node_ctl_error(c, reqid, "bad_request", "missing number argument 'n'");
+    return;
+  }
+  if (arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
+    return;
+  if (k > d->nreqs) {
+    node_ctl_error(c, reqid, "not_found", "there is no request %lld (%d pending)", (long long)k,
+                   d->nreqs);
+    return;
+  }
+  const friend_req *r = &d->reqs[k - 1];
+  char note[STORE_NOTE_MAX + 1];
+  memcpy(note, r->note, r->len);
+  note[r->len] = 0;
+  node_invite inv;
+  char why[256];
+  if (strlen(note) != r->len || strncmp(note, NODE_INVITE_PREFIX, 13) != 0) {
+    node_ctl_error(c, reqid, "bad_argument", "request %lld carries no invite: ask them for one",
+                   (long long)k);
+    return;
+  }
+  if (node_invite_decode(note, (uint64_t)(unix_ms() / 1000), &inv, why, sizeof why) == 0 &&
+      memcmp(inv.pk, r->pk, DHT_PK_LEN) != 0) {
+    node_ctl_error(c, reqid, "bad_argument",
+                   "request %lld carries someone else's invite: it is not accepted", (long long)k);
+    return;
+  }
+  friend_add(d, c, reqid, note, name[0] ? name : NULL);
+}
+
+static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
+                              const node_jt *t, int n, int args) {
+  char who[128];
+  store_friend_row row;
+  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+    return;
+  if (find_friend(d, who, &row) != 0) {
+    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
+    return;
+  }
+  int rv = store_appdb_friend_del(d->app, row.f.pk);
+  if (rv) {
+    node_ctl_error(c, reqid, "failed", "cannot remove: %s", store_strerror(rv));
+    return;
+  }
+  store_appdb_hosted_del(d->app, row.f.pk);
+  if (d->svc) {
+    store_friend_remove(d->svc, row.f.pk);
+    store_host_set(d->svc, row.f.pk, 0);
+  }
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "removed", row.name);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_send(rd_daemon *d, client *c, const char *reqid, const char *line, const node_jt *t,
+                     int n, int args) {
+  char who[128];
+  static char text[STORE_TEXT_MAX + 2];
+  if (arg_str(c, reqid, line, t, n, args, "to", who, sizeof who, true) < 0)
+    return;
+  int i = args >= 0 ? node_json_get(line, t, n, args, "text") : -1;
+  int len = i >= 0 ? node_json_str(line, t, i, text, sizeof text) : -1;
+  if (i < 0 || len == -1 || len == -3) {
+    node_ctl_error(c, reqid, "bad_request", "missing string argument 'text'");
+    return;
+  }
+  if (len == -2) {
+    node_ctl_error(c, reqid, "bad_argument", "the message is longer than %d bytes", STORE_TEXT_MAX);
+    return;
+  }
+  if (len == 0) {
+    node_ctl_error(c, reqid, "bad_argument", "the message is empty");
+    return;
+  }
+  store_friend_row row;
+  if (find_friend(d, who, &row) != 0) {
+    node_ctl_error(c, reqid, "not_found", "no friend named '%s' (roost friend list)", who);
+    return;
+  }
+  if (!need_svc(d, c, reqid))
+    return;
+  store_out_row o;
+  memset(&o, 0, sizeof o);
+  randombytes_buf(o.msg.id, STORE_MSGID_LEN);
+  o.msg.sent_unix_ms = unix_ms();
+  o.msg.kind = STORE_KIND_TEXT;
+  o.msg.len = (uint16_t)len;
+  memcpy(o.msg.body, text, (size_t)len);
+  memcpy(o.to_pk, row.f.pk, DHT_PK_LEN);
+  o.state = STORE_ST_QUEUED;
+  o.updated_unix_ms = o.msg.sent_unix_ms;
+  int rv = store_appdb_out_add(d->app, &o);
+  if (rv) {
+    node_ctl_error(c, reqid, "failed", "cannot save the message: %s", store_strerror(rv));
+    return;
+  }
+  int64_t id = store_send(d->svc, row.f.pk, &o.msg, (dht_ts)uv_now(&d->loop));
+  char mid[2 * STORE_MSGID_LEN + 1];
+  hex(o.msg.id, STORE_MSGID_LEN, mid);
+  if (id < 0) {
+    node_ctl_error(c, reqid, "failed",
+                   "the message is in the outbox but the service refused it now (%s); it is "
+                   "sent again when roostd restarts",
+                   store_strerror((int)id));
+    return;
+  }
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "msg_id", mid);
+  node_jw_kint(&w, "seq", o.seq);
+  node_jw_kstr(&w, "to", row.name);
+  node_jw_kstr(&w, "state", "queued");
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_outbox(rd_daemon *d, client *c, const char *reqid) {
+  store_out_row *rows = calloc(LIST_MAX, sizeof *rows);
+  if (!rows) {
+    node_ctl_error(c, reqid, "failed", "out of memory");
+    return;
+  }
+  int nr = store_appdb_out_list(d->app, 0, rows, LIST_MAX);
+  node_jw w;
+  big_result_begin(&w, reqid);
+  node_jw_key(&w, "messages");
+  node_jw_arr(&w);
+  for (int i = 0; i < nr; i++) {
+    const store_out_row *o = &rows[i];
+    char mid[2 * STORE_MSGID_LEN + 1];
+    hex(o->msg.id, STORE_MSGID_LEN, mid);
+    node_jw_obj(&w);
+    node_jw_kint(&w, "seq", o->seq);
+    node_jw_kstr(&w, "msg_id", mid);
+    jw_who(d, &w, "to", o->to_pk);
+    node_jw_kint(&w, "sent_unix_ms", o->msg.sent_unix_ms);
+    node_jw_kint(&w, "updated_unix_ms", o->updated_unix_ms);
+    node_jw_kstr(&w, "state", state_name(o->state));
+    node_jw_kint(&w, "receipts", o->receipts);
+    node_jw_kint(&w, "replicas", d->sset.replicas);
+    node_jw_key(&w, "reason");
+    if (o->reason)
+      node_jw_str(&w, store_strerror(o->reason));
+    else
+      node_jw_null(&w);
+    node_jw_key(&w, "text");
+    node_jw_strn(&w, (const char *)o->msg.body, o->msg.len);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_ctl_result_end(c, &w);
+  free(rows);
+}
+
+/* Marks rows read in roost.db and tells their senders (read receipts). */
+static void mark_read(rd_daemon *d, store_in_row *rows, int nr) {
+  dht_ts now = (dht_ts)uv_now(&d->loop);
+  bool *done = calloc((size_t)nr + 1, sizeof *done);
+  store_msgid *ids = calloc(64, sizeof *ids);
+  if (!done || !ids)
+    goto out;
+  for (int i = 0; i < nr; i++) {
+    if (rows[i].read || done[i])
+      continue;
+    int k = 0;
+    for (int j = i; j < nr; j++) {
+      if (rows[j].read || done[j] || memcmp(rows[j].from_pk, rows[i].from_pk, DHT_PK_LEN))
+        continue;
+      store_appdb_in_mark_read(d->app, rows[j].seq);
+      done[j] = true;
+      memcpy(ids[k++], rows[j].msg.id, STORE_MSGID_LEN);
+      if (k == 64) {
+        if (d->svc)
+          store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
+        k = 0;
+      }
+    }
+    if (k && d->svc)
+      store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
+  }
+out:
+  free(done);
+  free(ids);
+}
+
+static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const char *line,
+                      const node_jt *t, int n, int args) {
+  bool follow = false, unread = false, mark = true;
+  if (arg_bool(c, reqid, line, t, n, args, "follow", &follow) < 0 ||
+      arg_bool(c, reqid, line, t, n, args, "unread", &unread) < 0 ||
+      arg_bool(c, reqid, line, t, n, args, "mark_read", &mark) < 0)
+    return;
+  if (follow && d->nfollowers >= MAX_FOLLOWERS) {
+    node_ctl_error(c, reqid, "busy", "too many inbox subscriptions (%d)", MAX_FOLLOWERS);
+    return;
+  }
+  store_in_row *rows = calloc(LIST_MAX, sizeof *rows);
+  store_loss_row *loss = calloc(256, sizeof *loss);
+  if (!rows || !loss) {
+    free(rows);
+    free(loss);
+    node_ctl_error(c, reqid, "failed", "out of memory");
+    return;
+  }
+  int nr = store_appdb_in_list(d->app, 0, unread, rows, LIST_MAX);
+  int nl = store_appdb_loss_list(d->app, loss, 256);
+  if (nr < 0)
+    nr = 0;
+  if (nl < 0)
+    nl = 0;
+  if (!follow) {
+    node_jw w;
+    big_result_begin(&w, reqid);
+    node_jw_key(&w, "messages");
+    node_jw_arr(&w);
+    for (int i = 0; i < nr; i++)
+      jw_in_row(d, &w, &rows[i]);
+    node_jw_arr_end(&w);
+    node_jw_key(&w, "notices");
+    node_jw_arr(&w);
+    for (int i = 0; i < nl; i++)
+      jw_loss(d, &w, loss[i].from_pk, loss[i].epoch, loss[i].items, loss[i].unix_ms);
+    node_jw_arr_end(&w);
+    node_jw_kbool(&w, "more", nr == LIST_MAX);
+    node_ctl_result_end(c, &w);
+  } else {
+    /* what is there now, then new ones as they come: progress lines, no
+     * final reply (the client ends it by closing) */
+    for (int i = 0; i < nl; i++) {
+      node_jw w;
+      node_ctl_reply_begin(&w, reqid);
+      node_jw_key(&w, "progress");
+      node_jw_obj(&w);
+      node_jw_key(&w, "notice");
+      jw_loss(d, &w, loss[i].from_pk, loss[i].epoch, loss[i].items, loss[i].unix_ms);
+      node_jw_obj_end(&w);
+      node_ctl_reply_end(c, &w);
+    }
+    for (int i = 0; i < nr; i++) {
+      node_jw w;
+      node_ctl_reply_begin(&w, reqid);
+      node_jw_key(&w, "progress");
+      node_jw_obj(&w);
+      node_jw_key(&w, "message");
+      jw_in_row(d, &w, &rows[i]);
+      node_jw_obj_end(&w);
+      node_ctl_reply_end(c, &w);
+    }
+    follower *f = &d->followers[d->nfollowers++];
+    f->client = c->serial;
+    snprintf(f->reqid, sizeof f->reqid, "%s", reqid);
+  }
+  if (mark)
+    mark_read(d, rows, nr);
+  free(rows);
+  free(loss);
+}
+
+static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const char *line,
+                      const node_jt *t, int n, int args) {
+  int64_t timeout = FETCH_TIMEOUT_MS;
+  if (arg_int(c, reqid, line, t, n, args, "timeout_ms", 1, 600000, &timeout) < 0)
+    return;
+  if (!need_svc(d, c, reqid))
+    return;
+  int64_t id = store_fetch(d->svc, (dht_ts)uv_now(&d->loop));
+  if (id < 0) {
+    node_ctl_error(c, reqid, id == DHT_ERR_FULL ? "busy" : "failed", "cannot fetch: %s",
+                   store_strerror((int)id));
+    return;
+  }
+  node_ctl_add_waiter(d, c, reqid, W_FETCH, id, (uint64_t)timeout);
+}
+
+static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const char *line,
+                         const node_jt *t, int n, int args) {
+  char who[128];
+  int64_t quota = 0;
+  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+    return;
+  int rv = arg_int(c, reqid, line, t, n, args, "quota", 1, (int64_t)1 << 50, &quota);
+  if (rv < 0)
+    return;
+  if (rv == 0) {
+    node_ctl_error(c, reqid, "bad_request", "missing number argument 'quota' (bytes)");
+    return;
+  }
+  store_friend_row row;
+  if (find_friend(d, who, &row) != 0) {
+    node_ctl_error(c, reqid, "not_found",
+                   "no friend named '%s': only friends can be hosted (roost friend add)", who);
+    return;
+  }
+  store_hosted_row h;
+  memcpy(h.pk, row.f.pk, DHT_PK_LEN);
+  h.quota_bytes = quota;
+  if ((rv = store_appdb_hosted_put(d->app, &h)) != 0) {
+    node_ctl_error(c, reqid, "failed", "cannot save: %s", store_strerror(rv));
+    return;
+  }
+  if (d->svc && (rv = store_host_set(d->svc, row.f.pk, quota)) != 0) {
+    store_appdb_hosted_del(d->app, row.f.pk);
+    node_ctl_error(c, reqid, rv == DHT_ERR_FULL ? "busy" : "failed", "cannot host %s: %s", row.name,
+                   store_strerror(rv));
+    return;
+  }
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "name", row.name);
+  node_jw_kint(&w, "quota", quota);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_host_list(rd_daemon *d, client *c, const char *reqid) {
+  store_hosted_row hr[256];
+  int nh = store_appdb_hosted_list(d->app, hr, 256);
+  node_jw w;
+  big_result_begin(&w, reqid);
+  node_jw_key(&w, "hosted");
+  node_jw_arr(&w);
+  for (int i = 0; i < nh; i++) {
+    node_jw_obj(&w);
+    jw_who(d, &w, "id", hr[i].pk);
+    node_jw_kint(&w, "quota", hr[i].quota_bytes);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_jw_key(&w, "my_hosts");
+  node_jw_arr(&w);
+  for (int i = 0; i < d->cfg.nmy_hosts; i++) {
+    char addr[DHT_ADDR_STRLEN];
+    node_jw_obj(&w);
+    jw_who(d, &w, "id", d->cfg.my_hosts[i].pk);
+    node_jw_kstr(&w, "addr", dht_addr_fmt(&d->cfg.my_hosts[i].addr, addr, sizeof addr));
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
+                            const node_jt *t, int n, int args) {
+  char who[128];
+  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+    return;
+  store_friend_row row;
+  if (find_friend(d, who, &row) != 0) {
+    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
+    return;
+  }
+  if (store_appdb_hosted_del(d->app, row.f.pk) != 0) {
+    node_ctl_error(c, reqid, "not_found", "you do not host %s", row.name);
+    return;
+  }
+  if (d->svc)
+    store_host_set(d->svc, row.f.pk, 0);
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "removed", row.name);
+  node_ctl_result_end(c, &w);
+}
+
+static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const char *line,
+                        const node_jt *t, int n, int args) {
+  char who[128];
+  if (arg_str(c, reqid, line, t, n, args, "friend", who, sizeof who, true) < 0)
+    return;
+  store_friend_row row;
+  if (find_friend(d, who, &row) != 0) {
+    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
+    return;
+  }
+  uint8_t pair[STORE_KEY_LEN];
+  if (store_pair_secret(pair, &d->ident, row.f.pk) != 0) {
+    node_ctl_error(c, reqid, "failed", "that friend's key gives no pair secret");
+    return;
+  }
+  uint32_t ep = store_epoch_of(unix_ms(), d->sset.epoch_ms);
+  store_mbox_keys out, in;
+  store_mbox_derive(&out, pair, d->ident.pk, row.f.pk, ep);
+  store_mbox_derive(&in, pair, row.f.pk, d->ident.pk, ep);
+  char a[2 * STORE_MBOX_LEN + 1], b[2 * STORE_MBOX_LEN + 1];
+  hex(out.id, STORE_MBOX_LEN, a);
+  hex(in.id, STORE_MBOX_LEN, b);
+  sodium_memzero(pair, sizeof pair);
+  sodium_memzero(&out, sizeof out);
+  sodium_memzero(&in, sizeof in);
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_kstr(&w, "name", row.name);
+  node_jw_kuint(&w, "epoch", ep);
+  node_jw_kstr(&w, "to_friend", a);
+  node_jw_kstr(&w, "from_friend", b);
+  node_ctl_result_end(c, &w);
+}
+
+bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
+                      const node_jt *t, int n, int args) {
+  if (!strcmp(cmd, "invite")) {
+    cmd_invite(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "friend_add")) {
+    static char text[NODE_INVITE_TEXT_MAX + 64];
+    char name[NODE_INVITE_NAME_MAX + 2] = "";
+    if (arg_str(c, reqid, line, t, n, args, "invite", text, sizeof text, true) < 0 ||
+        arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
+      return true;
+    friend_add(d, c, reqid, text, name[0] ? name : NULL);
+  } else if (!strcmp(cmd, "friend_list")) {
+    cmd_friend_list(d, c, reqid);
+  } else if (!strcmp(cmd, "friend_remove")) {
+    cmd_friend_remove(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "friend_requests")) {
+    cmd_friend_requests(d, c, reqid);
+  } else if (!strcmp(cmd, "friend_accept")) {
+    cmd_friend_accept(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "send")) {
+    cmd_send(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "outbox")) {
+    cmd_outbox(d, c, reqid);
+  } else if (!strcmp(cmd, "inbox")) {
+    cmd_inbox(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "fetch")) {
+    cmd_fetch(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "host_add")) {
+    cmd_host_add(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "host_list")) {
+    cmd_host_list(d, c, reqid);
+  } else if (!strcmp(cmd, "host_remove")) {
+    cmd_host_remove(d, c, reqid, line, t, n, args);
+  } else if (!strcmp(cmd, "mailbox")) {
+    cmd_mailbox(d, c, reqid, line, t, n, args);
+  } else {
+    return false;
+  }
+  return true;
+}
