@@ -100,6 +100,8 @@ static int wire_to_err(uint64_t st) {
 #define FETCH_JOBS 8      /* mailboxes fetched at once */
 #define RECON_PER_TICK 32 /* mailboxes reconciled per timer run */
 #define GRANT_MS 120000
+#define EXPIRE_PER_TICK 256 /* records expired per timer run */
+#define MAX_JOBS 4096       /* mailboxes in one fetch round */
 
 /* ---- state -------------------------------------------------------------- */
 
@@ -1326,7 +1328,8 @@ static void recon_tick(store_svc *s, dht_ts now) {
 /* Expiry: items past their TTL go; an unread item leaves a notice. */
 static void expire_tick(store_svc *s, dht_ts now) {
   int64_t t = unix_s(s, now);
-  for (int round = 0; round < 8; round++) {
+  int round;
+  for (round = 0; round < EXPIRE_PER_TICK; round++) {
     int n = s->be.scan_expired(s->be.ctx, t, &s->rec, 1);
     if (n <= 0)
       break;
@@ -1342,7 +1345,8 @@ static void expire_tick(store_svc *s, dht_ts now) {
       s->st.evicted++;
     }
   }
-  s->next_expire = now + 60000;
+  /* more due: come back soon, in slices that keep each timer run short */
+  s->next_expire = now + (round == EXPIRE_PER_TICK ? 1000 : 60000);
 }
 
 /* ---- the user agent: sending -------------------------------------------- */
@@ -1752,9 +1756,10 @@ static int job_find(store_svc *s, uint32_t id) {
 }
 
 static void job_add(store_svc *s, const uint8_t pk[DHT_PK_LEN], bool reqbox, uint32_t ep) {
-  if (grow(s, (void **)&s->jobs, s->njobs, &s->capjobs, sizeof *s->jobs,
-           s->set.max_friends * 4 + 8))
+  if (grow(s, (void **)&s->jobs, s->njobs, &s->capjobs, sizeof *s->jobs, MAX_JOBS)) {
+    s->round_failed = true; /* fetched epochs do not move on: a later round retries */
     return;
+  }
   job *j = &s->jobs[s->njobs];
   memset(j, 0, sizeof *j);
   j->id = ++s->next_id;
@@ -1768,8 +1773,10 @@ static void job_add(store_svc *s, const uint8_t pk[DHT_PK_LEN], bool reqbox, uin
     j->k.epoch = ep;
   } else {
     uint8_t pair[STORE_KEY_LEN];
-    if (store_pair_secret(pair, &s->self, pk))
+    if (store_pair_secret(pair, &s->self, pk)) {
+      s->round_failed = true;
       return;
+    }
     store_mbox_derive(&j->k, pair, pk, s->self.pk, ep);
     sodium_memzero(pair, sizeof pair);
   }
@@ -1886,7 +1893,8 @@ static void job_pump_items(store_svc *s, job *j, dht_ts now) {
         break;
       }
     if (ri < 0) {
-      it->state = 2; /* nobody could give it: a later fetch tries again */
+      it->state = 2; /* nobody could give it: a later round tries again */
+      s->round_failed = true;
       continue;
     }
     it->tried |= 1 << ri;
@@ -2402,10 +2410,10 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   if (s->next_register <= now)
     register_tick(s, now);
   if (s->next_poll <= now) {
-    if (s->nfriends > 0 || s->round_cmd == 0)
-      store_fetch(s, now);
-    else
-      s->next_poll = now + s->set.poll_interval_ms;
+    if (s->round_cmd == 0)
+      store_fetch(s, now); /* sets next_poll */
+    else                   /* a round is still running: look again later */
+      s->next_poll = now + (s->set.poll_interval_ms > 0 ? s->set.poll_interval_ms : 60000);
   }
 }
 
