@@ -4,7 +4,9 @@
  * usage error), --timeout values, duration and column formatting, and the
  * client side of the control protocol fed canned replies through a
  * socketpair (progress lines, other ids, errors, a connection closed early
- * or mid-line, lines that are not JSON or too long, no reply at all).
+ * or mid-line, lines that are not JSON or too long, no reply at all), and
+ * the argument errors of the messaging commands (invite, friend, send,
+ * outbox, inbox, fetch, host, mailbox) through the whole main().
  *
  * node/node_cli.c is compiled into this file (its main renamed) so that its
  * static functions can be called directly.
@@ -236,11 +238,121 @@ static void test_protocol(void **state) {
   assert_int_equal(feed(big, false, false, L, 2000), EXIT_OK);
 }
 
+/* Runs the whole CLI (main) on argv with a data directory where no roostd
+ * runs: a usage error exits 2 before any connection, a valid command gets
+ * as far as connecting (3: not running). */
+static int run_cli(const char *const *args) {
+  char *argv[16] = {"roost", "--data-dir", "/nonexistent/roost-test"};
+  int argc = 3;
+  for (int i = 0; args[i]; i++)
+    argv[argc++] = (char *)args[i];
+  argv[argc] = NULL;
+  return roost_cli_main(argc, argv);
+}
+
+static void test_messaging_usage(void **state) {
+  (void)state;
+  static char long_text[STORE_TEXT_MAX + 2];
+  memset(long_text, 'x', STORE_TEXT_MAX + 1);
+  static char max_text[STORE_TEXT_MAX + 1];
+  memset(max_text, 'y', STORE_TEXT_MAX);
+  static const char *const usage_cases[][6] = {
+      {"invite", "--expires", "0", NULL},
+      {"invite", "--expires", "366", NULL},
+      {"invite", "--expires", "7d", NULL},
+      {"invite", "--qr", "--no-qr", NULL},
+      {"invite", "extra", NULL},
+      {"invite", "--qr=1", NULL},
+      {"friend", NULL},
+      {"friend", "bogus", NULL},
+      {"friend", "add", NULL},
+      {"friend", "add", "not-an-invite", NULL},
+      {"friend", "add", "roost-invite:abc", "more", NULL},
+      {"friend", "add", "roost-invite:abc", "--name", NULL},
+      {"friend", "add", "roost-invite:abc", "--name=", NULL},
+      {"friend", "list", "x", NULL},
+      {"friend", "list", "--name", "x", NULL},
+      {"friend", "remove", NULL},
+      {"friend", "requests", "1", NULL},
+      {"friend", "accept", NULL},
+      {"friend", "accept", "0", NULL},
+      {"friend", "accept", "one", NULL},
+      {"friend", "accept", "-1", NULL},
+      {"send", NULL},
+      {"send", "bob", "", NULL},
+      {"send", "bob", "hi", "there", NULL},
+      {"send", "bob", "hi", "--qr", NULL},
+      {"outbox", "x", NULL},
+      {"outbox", "--follow", NULL},
+      {"inbox", "x", NULL},
+      {"inbox", "--name", "x", NULL},
+      {"status", "--unread", NULL},
+      {"fetch", "x", NULL},
+      {"host", NULL},
+      {"host", "bogus", NULL},
+      {"host", "add", "bob", NULL},
+      {"host", "add", "--quota", "1M", NULL},
+      {"host", "add", "bob", "--quota", "0", NULL},
+      {"host", "add", "bob", "--quota", "10X", NULL},
+      {"host", "add", "bob", "--quota", "-5", NULL},
+      {"host", "add", "bob", "--quota", "1.5G", NULL},
+      {"host", "list", "--quota", "1M", NULL},
+      {"host", "remove", NULL},
+      {"mailbox", NULL},
+      {"mailbox", "a", "b", NULL},
+  };
+  for (size_t i = 0; i < sizeof usage_cases / sizeof usage_cases[0]; i++) {
+    int rv = run_cli(usage_cases[i]);
+    if (rv != EXIT_USAGE) {
+      print_error("case %zu (%s %s) exited %d, want 2\n", i, usage_cases[i][0],
+                  usage_cases[i][1] ? usage_cases[i][1] : "", rv);
+      fail();
+    }
+  }
+  /* the text limit, both sides of it */
+  const char *too_long[] = {"send", "bob", long_text, NULL};
+  assert_int_equal(run_cli(too_long), EXIT_USAGE);
+  const char *at_max[] = {"send", "bob", max_text, NULL};
+  assert_int_equal(run_cli(at_max), EXIT_NOT_RUNNING);
+  /* valid ones get as far as roostd */
+  static const char *const valid[][6] = {
+      {"invite", "--expires", "365", "--no-qr", NULL},
+      {"friend", "list", NULL},
+      {"friend", "accept", "3", "--name", "bob", NULL},
+      {"send", "bob", "hello", NULL},
+      {"inbox", "--follow", "--unread", NULL},
+      {"host", "add", "bob", "--quota", "10M", NULL},
+      {"host", "list", NULL},
+      {"mailbox", "bob", NULL},
+      {"fetch", NULL},
+  };
+  for (size_t i = 0; i < sizeof valid / sizeof valid[0]; i++)
+    assert_int_equal(run_cli(valid[i]), EXIT_NOT_RUNNING);
+}
+
+static void test_messaging_helpers(void **state) {
+  (void)state;
+  assert_int_equal(parse_count("1", 1, 365), 1);
+  assert_int_equal(parse_count("365", 1, 365), 365);
+  assert_int_equal(parse_count("366", 1, 365), -1);
+  assert_int_equal(parse_count("0", 1, 365), -1);
+  assert_int_equal(parse_count("+3", 1, 365), -1);
+  assert_int_equal(parse_count("", 1, 365), -1);
+  char s[64] = "line one\nline two is longer than the cut";
+  shorten(s, 12);
+  assert_string_equal(s, "line one li\u2026");
+  assert_int_equal(columns(s), 12);
+  char u[64] = "\u00e9\u00e9\u00e9\u00e9";
+  shorten(u, 3);
+  assert_string_equal(u, "\u00e9\u00e9\u2026");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_options_anywhere), cmocka_unit_test(test_double_dash),
       cmocka_unit_test(test_usage_errors),     cmocka_unit_test(test_seconds),
       cmocka_unit_test(test_formatting),       cmocka_unit_test(test_protocol),
+      cmocka_unit_test(test_messaging_usage),  cmocka_unit_test(test_messaging_helpers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
