@@ -398,7 +398,7 @@ static int a_holder(int skip) {
   for (int i = 0; i < N; i++) {
     store_usage u;
     W->be[i].usage(W->be[i].ctx, NULL, &u);
-    if (i != skip && i != A && i != B && u.items > 0)
+    if (i != skip && i != A && i != B && i != C && u.items > 0)
       return i;
   }
   return -1;
