@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""demo.py - a local roost network, explained as it happens.
+"""demo.py - a message reaches a friend who was offline, explained as it happens.
 
 Starts 20 roostd nodes on 127.0.0.1 (each with its own data directory in a
-temporary folder), lets them find each other through one seed node, shows
-lookups made with the roost CLI, restarts some nodes to show that they rejoin
-on their own, then stops everything and removes the folder.  Nothing is sent
-anywhere but 127.0.0.1 (LAN discovery is switched off for the demo).
+temporary folder) that find each other through one seed node.  Two of them,
+Alice and Bob, become friends by exchanging invites.  Bob goes offline;
+Alice sends him messages, which wait, encrypted, in a mailbox kept by the
+nodes closest to its ID; two of those storage nodes crash; Bob comes back,
+fetches, reads, and Alice sees each message move from queued to stored,
+delivered and read.  Then everything stops and the folder is removed.
+Nothing is sent anywhere but 127.0.0.1 (LAN discovery is off for the demo).
 
 Usage: demo.py --roostd PATH --roost PATH [--nodes N] [--keep]
 """
 import argparse
+import base64
+import hashlib
 import json
 import os
 import random
@@ -62,6 +67,19 @@ class Node:
         if not self.id:
             self.id = self.cli("id")["id"]
 
+    def crash(self):
+        """kill -9: no goodbye, no saved state."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+            self.log.close()
+        self.proc = None
+
+    def node_id(self):
+        """The 32-byte DHT ID: BLAKE2b-256 of the public key in the ID text."""
+        raw = base64.b32decode(self.id.upper())
+        return hashlib.blake2b(raw[:32], digest_size=32).digest()
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.cli("stop", check=False)
@@ -94,6 +112,24 @@ class Demo:
                 time.sleep(0.2)
         return pending
 
+    def outbox_line(self, node):
+        states = {}
+        for m in node.cli("outbox")["messages"]:
+            st = m["state"]
+            if st == "stored":
+                st = "stored (%d of %d receipts)" % (m["receipts"], m["replicas"])
+            states[st] = states.get(st, 0) + 1
+        return ", ".join("%d %s" % (v, k) for k, v in sorted(states.items()))
+
+    def wait_outbox(self, node, want, limit):
+        deadline = time.time() + limit
+        while time.time() < deadline:
+            msgs = node.cli("outbox")["messages"]
+            if msgs and all(m["state"] in want for m in msgs):
+                return True
+            time.sleep(0.3)
+        return False
+
     def run(self, n):
         say = self.say
         say("roost demo: %d nodes on this machine (127.0.0.1 only), in %s" % (n, self.tmp))
@@ -101,11 +137,6 @@ class Demo:
         self.nodes = [Node(self, i + 1) for i in range(n)]
         seed = self.nodes[0]
         seed.start()
-        say("1. Node 1 starts alone. Its identity is a new key pair; its ID (the public key")
-        say("   with a checksum, what you would give a friend) is")
-        say("     %s" % seed.id)
-        say("   It listens on 127.0.0.1:%d." % seed.port)
-        say()
         boot = "%s@127.0.0.1:%d" % (seed.id, seed.port)
         t = time.time()
         for x in self.nodes[1:]:
@@ -114,62 +145,92 @@ class Demo:
         if late:
             raise RuntimeError("nodes %s did not join within 30 s" % [x.n for x in late])
         sizes = [x.cli("status")["table_size"] for x in self.nodes]
-        say("2. Nodes 2 to %d start, each told only about node 1 (--bootstrap ID@HOST:PORT)." % n)
-        say("   Each asks node 1 for the nodes closest to its own ID, then asks those, and so")
-        say("   on (a Kademlia lookup), and every node that answers goes into its routing")
-        say("   table. All %d joined in %.1f s; each now knows %d to %d others directly."
-            % (n, time.time() - t, min(sizes), max(sizes)))
-        say("   Every node also published a signed record of its address to the nodes")
-        say("   closest to its ID.")
+        say("%s  1. %d nodes start, each with a new key pair; nodes 2-%d are told only about"
+            % (self.clock(), n, n))
+        say("        node 1. They find each other (a Kademlia DHT: no central server) in %.1f s;"
+            % (time.time() - t))
+        say("        each now knows %d to %d others directly." % (min(sizes), max(sizes)))
+        alice, bob = self.nodes[1], self.nodes[2]
         say()
-        a, b = self.nodes[2], self.nodes[n - 3]
-        r = a.cli("lookup", b.id)
-        addr = r["addresses"][0]["addr"] if r.get("addresses") else "?"
-        say("3. Node %d looks up node %d by its ID alone:" % (a.n, b.n))
-        say("     $ roost --data-dir %s lookup %s..." % (a.dir, b.id[:16]))
-        say("   It found node %d's signed record, at %s, in %d round(s) and %d messages"
-            % (b.n, addr, r["rounds"], r["messages"]))
-        say("   (%d ms). Node %d really is at 127.0.0.1:%d." % (r["time_ms"], b.n, b.port))
+        inv_b = bob.cli("invite", "--no-qr")["invite"]
+        inv_a = alice.cli("invite", "--no-qr")["invite"]
+        alice.cli("friend", "add", inv_b, "--name", "bob")
+        bob.cli("friend", "add", inv_a, "--name", "alice")
+        say("%s  2. Node 2 (Alice) and node 3 (Bob) become friends: each runs 'roost invite'"
+            % self.clock())
+        say("        and gives the other the text it prints (a signed card with its key and")
+        say("        address; also shown as a QR code on a terminal):")
+        say("          %s..." % inv_b[:60])
+        say("        and each adds the other with 'roost friend add INVITE --name NAME'.")
         say()
-        rng = random.Random(int(time.time()))
-        ok = total = 0
+        bob.stop()
+        say("%s  3. Bob's node goes offline (roost stop)." % self.clock())
+        say()
+        texts = ["Hi Bob! Dinner on Friday?", "I'll bring the lasagne.",
+                 "Call me when you're back online."]
+        for txt in texts:
+            alice.cli("send", "bob", txt)
+        say("%s  4. Alice sends Bob %d messages ('roost send bob TEXT'). Bob is not there, so"
+            % (self.clock(), len(texts)))
+        say("        each one is sealed (XChaCha20-Poly1305, a key only Alice and Bob can")
+        say("        derive), padded to a fixed size and deposited in today's Alice->Bob")
+        say("        mailbox: the 5 nodes closest to the mailbox's ID keep a copy, and each")
+        say("        signs a storage receipt.")
+        say("          outbox: %s" % self.outbox_line(alice))
+        if not self.wait_outbox(alice, ("stored",), 30):
+            raise RuntimeError("messages not stored within 30 s: %s" % self.outbox_line(alice))
+        say("%s       outbox: %s" % (self.clock(), self.outbox_line(alice)))
+        mbox = bytes.fromhex(alice.cli("mailbox", "bob")["to_friend"])
+        others = [x for x in self.nodes if x is not alice and x is not bob]
+        others.sort(key=lambda x: bytes(a ^ b for a, b in zip(x.node_id(), mbox)))
+        keepers = others[:5]
+        say("        The mailbox ID is %s...: random-looking, new every day, and" % mbox.hex()[:16])
+        say("        meaningless to anyone but Alice and Bob. It is kept by nodes %s."
+            % ", ".join(str(x.n) for x in keepers))
+        say()
+        crashed = keepers[:2]
+        for x in crashed:
+            x.crash()
+        say("%s  5. Nodes %d and %d, two of the five keeping the mailbox, crash (kill -9)."
+            % (self.clock(), crashed[0].n, crashed[1].n))
+        say()
+        bob.start()
+        if self.wait_ready([bob]):
+            raise RuntimeError("Bob's node did not rejoin")
+        r = bob.cli("fetch", timeout=60)
+        say("%s  6. Bob's node comes back, rejoins from its saved routing table, and fetches"
+            % self.clock())
+        say("        its mailboxes ('roost fetch'; roostd also does it every few minutes):")
+        say("        %d new message(s) from %d friend. (It asked %d storage nodes, counting"
+            % (r["messages"], r["friends"], r["replicas_asked"]))
+        say("        today's and yesterday's mailboxes and its friend-request box; %d answered.)"
+            % r["replicas_answered"])
+        inbox = bob.cli("inbox")
+        got = [m["text"] for m in inbox["messages"]]
+        say("        'roost inbox' shows them, in order, each exactly once:")
+        for m in inbox["messages"]:
+            say("          from %s: %s" % (m["name"], m["text"]))
+        say("        Bob's node deleted them from the storage nodes (signed requests only")
+        say("        Bob can make) and sent Alice receipts: delivered, then read.")
+        say()
+        ok = self.wait_outbox(alice, ("read",), 30)
+        say("%s  7. Alice's outbox: %s." % (self.clock(), self.outbox_line(alice)))
+        say("        (queued -> stored -> delivered -> read: 'roost outbox' on her side.)")
+        say()
+        alice.cli("send", "bob", "Great, see you Friday!")
+        direct = self.wait_outbox(alice, ("read", "delivered"), 15)
+        m = [x for x in alice.cli("outbox")["messages"] if x["text"].startswith("Great")]
+        say("%s  8. Now both are online: Alice's next message goes straight to Bob's node"
+            % self.clock())
+        say("        (%s, no mailbox needed)." % (m[0]["state"] if m else "?"))
+        say()
         for x in self.nodes:
-            for y in rng.sample([z for z in self.nodes if z is not x], 5):
-                total += 1
-                res = x.cli("lookup", y.id, check=False)
-                ok += any(ad["addr"].endswith(":%d" % y.port) for ad in res.get("addresses", []))
-        say("4. Every node looks up 5 others at random: %d of %d lookups found the right" % (ok, total))
-        say("   address.")
-        say()
-        seed.stop()
-        again = rng.sample(self.nodes[1:], 3)
-        for x in again:
             x.stop()
-        for x in again:
-            x.start()  # no --bootstrap: the saved routing table is enough
-        late = self.wait_ready(again)
-        found = 0
-        for x in again:
-            y = rng.choice([z for z in self.nodes[1:] if z is not x])
-            res = x.cli("lookup", y.id, check=False)
-            found += any(ad["addr"].endswith(":%d" % y.port) for ad in res.get("addresses", []))
-        say("5. Node 1 (the only node the others were told about) stops for good, and nodes")
-        say("   %s restart with no bootstrap node at all. They rejoin from the routing"
-            % ", ".join(str(x.n) for x in again))
-        say("   table they saved when they stopped (%d of 3 ready), and %d of 3 lookups"
-            % (3 - len(late), found))
-        say("   from them succeed: the network no longer needs its first node.")
-        say()
-        m = self.nodes[1].cli("metrics")["text"]
-        rx = [l for l in m.splitlines() if l.startswith("roost_rx_packets_total")]
-        say("6. Everything each node said was encrypted and signed: node 2 alone received")
-        say("   %s datagrams. See it yourself with 'roost metrics', 'roost peers'," % (rx[0].split()[1] if rx else "?"))
-        say("   'roost status' (docs/cli.md).")
-        say()
-        for x in self.nodes:
-            x.stop()
-        say("7. All nodes stopped (roost stop). Done in %.1f s." % (time.time() - self.t0))
-        return 0 if ok == total and found == 3 and not late else 1
+        say("%s  9. All nodes stopped. Done in %.1f s." % (self.clock(), time.time() - self.t0))
+        return 0 if got == texts and ok and direct else 1
+
+    def clock(self):
+        return "[%5.1f s]" % (time.time() - self.t0)
 
     def cleanup(self, keep):
         for x in self.nodes:

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # demo.sh - the README's first command: set everything up, build, and run
-# roost's main job: a local network of 20 nodes on 127.0.0.1 that find each
-# other, explained in plain words as it happens (scripts/demo.py).  It starts
-# and stops every node itself and removes its temporary folder.
+# roost's main job: a local network of 20 nodes on 127.0.0.1 in which a
+# message reaches a friend who was offline, while two of the nodes keeping
+# it crash; the timeline is explained in plain words as it happens
+# (scripts/demo.py).  It starts and stops every node itself and removes its
+# temporary folder.
 #
 #   scripts/demo.sh              the demo
 #   scripts/demo.sh --nodes 40   more nodes;  --keep keeps logs and data dirs
