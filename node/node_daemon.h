@@ -53,6 +53,7 @@ typedef struct waiter {
 typedef struct follower {
   uint64_t client;
   char reqid[80];
+  bool mark; /* what it is shown is marked read */
 } follower;
 
 /* A friend request someone sent us, waiting for friend accept. */

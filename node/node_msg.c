@@ -80,23 +80,30 @@ static const char *state_name(int s) {
 /* ---- opening, starting, closing --------------------------------------- */
 
 int node_msg_open(rd_daemon *d, char *err, size_t errlen) {
-  char path[PATH_MAX + 32], why[512];
+  char path[PATH_MAX + 32], why[512] = "";
   snprintf(path, sizeof path, "%s/roost.db", d->cfg.data_dir);
   int rv = store_appdb_open(&d->app, path, why, sizeof why);
   if (rv) {
     d->app = NULL;
-    snprintf(err, errlen, "cannot open %s: %s (%s); the file is left as it is", path, why,
-             store_strerror(rv));
+    if (why[0]) /* the adapter's message names the file and says it is left alone */
+      snprintf(err, errlen, "%s", why);
+    else
+      snprintf(err, errlen, "cannot open %s (%s); the file is left as it is", path,
+               store_strerror(rv));
     return -1;
   }
   snprintf(path, sizeof path, "%s/mailboxes.db", d->cfg.data_dir);
+  why[0] = 0;
   rv = store_sqlite_open(&d->mbdb, &d->mbbe, path, why, sizeof why);
   if (rv) {
     d->mbdb = NULL;
     store_appdb_close(d->app);
     d->app = NULL;
-    snprintf(err, errlen, "cannot open %s: %s (%s); the file is left as it is", path, why,
-             store_strerror(rv));
+    if (why[0]) /* the adapter's message names the file and says it is left alone */
+      snprintf(err, errlen, "%s", why);
+    else
+      snprintf(err, errlen, "cannot open %s (%s); the file is left as it is", path,
+               store_strerror(rv));
     return -1;
   }
   if (snprintf(d->req_path, sizeof d->req_path, "%s/requests.txt", d->cfg.data_dir) >=
@@ -340,9 +347,12 @@ static void jw_loss(rd_daemon *d, node_jw *w, const uint8_t pk[DHT_PK_LEN], uint
   node_jw_obj_end(w);
 }
 
+static void mark_read(rd_daemon *d, store_in_row *rows, int nr);
+
 /* Sends {"id":..,"progress":{kind: obj}} to every follower; drops the ones
- * whose client is gone. */
-static void push_followers(rd_daemon *d, const store_in_row *in, const store_event *loss) {
+ * whose client is gone.  A message shown to a follower is read. */
+static void push_followers(rd_daemon *d, store_in_row *in, const store_event *loss) {
+  int shown = 0;
   for (int i = 0; i < d->nfollowers;) {
     follower *f = &d->followers[i];
     client *c = node_ctl_client(d, f->client);
@@ -363,8 +373,11 @@ static void push_followers(rd_daemon *d, const store_in_row *in, const store_eve
     }
     node_jw_obj_end(&w);
     node_ctl_reply_end(c, &w);
+    shown += f->mark;
     i++;
   }
+  if (in && shown)
+    mark_read(d, in, 1);
 }
 
 static void on_request(rd_daemon *d, const store_event *ev) {
@@ -1024,6 +1037,7 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const char *li
     }
     follower *f = &d->followers[d->nfollowers++];
     f->client = c->serial;
+    f->mark = mark;
     snprintf(f->reqid, sizeof f->reqid, "%s", reqid);
   }
   if (mark)
