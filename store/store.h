@@ -261,7 +261,7 @@ typedef struct store_settings {
   int time_window_s;            /* FETCH/DELETE/deposit clock skew accepted: 300 */
   dht_ts rpc_timeout_ms;        /* one request's timeout: 2000 */
   int rpc_tries;                /* attempts per request: 3 */
-  dht_ts direct_timeout_ms;     /* wait for a direct delivery's answer: 2000 */
+  dht_ts direct_timeout_ms;     /* wait for a direct delivery's answer: 1000 */
   dht_ts retry_min_ms;          /* first retry of a message not yet stored: 30 s */
   dht_ts retry_max_ms;          /* backoff cap: 10 min */
   dht_ts poll_interval_ms;      /* fetch friends' mailboxes every: 5 min (0 = only on request) */

@@ -1807,9 +1807,56 @@ static void job_fetch_from(store_svc *s, job *j, int ri, const uint8_t *after, d
     j->rep_pending++;
 }
 
+static void open_request(store_svc *s, const uint8_t *item, size_t len);
+
+/* We may be one of the nodes keeping our own mailbox: take what our own
+ * store holds first (opened, reported, and replaced by a tombstone whose
+ * proof we sign ourselves), and remember it so the replicas' lists do not
+ * report it twice. */
+static void job_local(store_svc *s, job *j, dht_ts now) {
+  store_rec r;
+  uint8_t cur[STORE_HASH_LEN];
+  bool have = false;
+  while (j->nitems < JOB_ITEMS &&
+         s->be.scan_mbox(s->be.ctx, j->k.id, have ? cur : NULL, &r, 1) == 1) {
+    memcpy(cur, r.hash, STORE_HASH_LEN);
+    have = true;
+    if (r.kind == STORE_REC_TOMB)
+      continue;
+    jitem *it = &j->items[j->nitems++];
+    memset(it, 0, sizeof *it);
+    memcpy(it->hash, r.hash, STORE_HASH_LEN);
+    it->kind = r.kind;
+    it->state = 2;
+    if (r.kind == STORE_REC_EVICTED) {
+      j->lost++;
+      s->be.del(s->be.ctx, j->k.id, r.hash);
+      continue;
+    }
+    s->st.fetched_items++;
+    if (j->reqbox) {
+      open_request(s, r.data, r.len);
+    } else {
+      store_msg m;
+      if (store_open(&m, &j->k, r.data, r.len) == 0)
+        deliver(s, j->friend_pk, &m, false, j);
+    }
+    uint64_t t = (uint64_t)unix_s(s, now);
+    uint8_t sig[DHT_SIG_LEN], proof[STORE_PROOF_MAX];
+    store_mbox_keys k2 = j->k;
+    if (j->reqbox)
+      crypto_generichash(k2.id, sizeof k2.id, k2.pk, DHT_PK_LEN, NULL, 0);
+    store_auth_sign(sig, STORE_AUTH_DELETE, &k2, s->self_id, s->self.pk, t, r.hash, 1);
+    sodium_memzero(&k2, sizeof k2);
+    size_t plen = proof_pack(proof, s->self_id, s->self.pk, t, r.hash, 1, sig);
+    put_tombs(s, j->k.id, r.mbox_pk, r.hash, 1, proof, plen, NULL);
+  }
+}
+
 static void job_lookup_done(store_svc *s, job *j, const dht_lookup_result *res, dht_ts now) {
   j->lookup = 0;
   j->nrep = 0;
+  job_local(s, j, now);
   for (int i = 0; res && i < res->ncontacts && j->nrep < s->set.replicas; i++) {
     memcpy(j->rep[j->nrep].pk, res->contacts[i].pk, DHT_PK_LEN);
     j->rep[j->nrep].addr = res->contacts[i].addr;
@@ -2432,7 +2479,7 @@ void store_settings_default(store_settings *s) {
   s->time_window_s = 300;
   s->rpc_timeout_ms = 2000;
   s->rpc_tries = 3;
-  s->direct_timeout_ms = 2000;
+  s->direct_timeout_ms = 1000;
   s->retry_min_ms = 30000;
   s->retry_max_ms = 600000;
   s->poll_interval_ms = 300000;
