@@ -246,12 +246,12 @@ static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
 static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   dht_stats st;
   dht_get_stats(d->e, &st);
-  char *t = malloc(16384);
+  char *t = malloc(32768);
   if (!t) {
     node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
-  size_t n = 0, cap = 16384;
+  size_t n = 0, cap = 32768;
 #define M(...) n += (size_t)snprintf(t + n, n < cap ? cap - n : 0, __VA_ARGS__)
 #define COUNTER(name, help, v)                                                                     \
   M("# HELP roost_" name " " help "\n# TYPE roost_" name " counter\nroost_" name " %llu\n",        \
@@ -308,6 +308,40 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   GAUGE("uptime_seconds", "Seconds since roostd started.",
         (long long)((uv_now(&d->loop) - d->start_ms) / 1000));
   GAUGE("ready", "1 when the node has joined the network.", d->state == ST_READY);
+  if (d->svc) {
+    store_stats ss;
+    store_get_stats(d->svc, &ss);
+    COUNTER("mailbox_deposits_total", "Deposits received as a storage node.", ss.deposits_in);
+    COUNTER("mailbox_deposits_stored_total", "Deposits stored.", ss.deposits_stored);
+    COUNTER("mailbox_deposits_refused_total",
+            "Deposits refused (quota, capacity, signature, time).", ss.deposits_refused);
+    COUNTER("mailbox_receipts_sent_total", "Storage receipts sent.", ss.receipts_out);
+    COUNTER("mailbox_fetches_total", "FETCH requests received.", ss.fetches_in);
+    COUNTER("mailbox_fetches_refused_total", "FETCH requests refused (authentication, time).",
+            ss.fetches_refused);
+    COUNTER("mailbox_deletes_total", "DELETE requests received.", ss.deletes_in);
+    COUNTER("mailbox_deletes_refused_total", "DELETE requests refused.", ss.deletes_refused);
+    COUNTER("mailbox_items_served_total", "Items given to their owners.", ss.items_served);
+    COUNTER("mailbox_expired_total", "Records expired.", ss.expired);
+    COUNTER("mailbox_evicted_total", "Items that expired unread (a notice was left).", ss.evicted);
+    COUNTER("mailbox_recon_rounds_total", "Replica reconciliations started.", ss.recon_rounds);
+    COUNTER("mailbox_recon_equal_total", "Reconciliations that found equal sets.", ss.recon_equal);
+    COUNTER("mailbox_recon_pushed_total", "Items and tombstones pushed to other replicas.",
+            ss.recon_items_pushed);
+    COUNTER("mailbox_recon_bytes_total", "Reconciliation bytes sent.", ss.recon_bytes);
+    COUNTER("mailbox_dropped_total", "Mailbox messages dropped (malformed or unknown txid).",
+            ss.drop_malformed + ss.drop_unknown_txid);
+    COUNTER("messages_sent_direct_total", "Messages delivered straight to a friend.",
+            ss.sent_direct);
+    COUNTER("messages_deposited_total", "Deposit rounds for messages to friends.",
+            ss.sent_deposited);
+    COUNTER("messages_received_total", "Messages from friends opened.", ss.delivered_msgs);
+    GAUGE("mailbox_items", "Items stored for others.", ss.stored_items);
+    GAUGE("mailbox_bytes", "Bytes stored for others.", ss.stored_bytes);
+    GAUGE("messages_in_flight", "Messages being sent or retried.", ss.outgoing);
+    GAUGE("friends", "Friends.", ss.friends);
+    GAUGE("hosted_friends", "Friends whose mailboxes this node hosts.", ss.hosted);
+  }
 #undef GAUGE
 #undef COUNTER
 #undef M
