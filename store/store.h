@@ -417,6 +417,7 @@ typedef struct store_stats {
   uint64_t fetches_in, fetches_refused, deletes_in, deletes_refused, items_served;
   uint64_t expired, evicted, handed_off;
   uint64_t recon_rounds, recon_equal, recon_items_pushed, recon_items_pulled, recon_bytes;
+  uint64_t recon_triggered; /* passes started early: our neighbourhood changed */
   uint64_t drop_malformed, drop_unknown_txid;
   /* as a user */
   uint64_t sent_direct, sent_deposited, receipts_in, fetched_items, delivered_msgs;

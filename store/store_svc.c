@@ -244,8 +244,9 @@ struct store_svc {
   uint8_t recon_after[STORE_MBOX_LEN];
   bool recon_cursor_set;
   uint8_t nb_hash[16]; /* our neighbourhood, to notice membership changes */
-  store_rec rec;       /* scratch */
-  store_rec rec2;      /* scratch */
+  bool nb_known;
+  store_rec rec;  /* scratch */
+  store_rec rec2; /* scratch */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -627,6 +628,8 @@ static void on_deposit(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32
     reply_status(s, from, T_RECEIPT, txid, (uint64_t)w);
     return;
   }
+  if (seq > 0 && (flags & F_PUSH))
+    s->st.recon_items_pulled++;
   if (seq > 0 && s->be.durable(s->be.ctx) < seq)
     queue_receipt(s, seq, from, txid, mbox, hash, T_RECEIPT);
   else
@@ -1323,6 +1326,29 @@ static void recon_tick(store_svc *s, dht_ts now) {
   s->next_recon = n < RECON_PER_TICK ? now + s->set.reconcile_interval_ms : now + 1000;
   if (n < RECON_PER_TICK)
     s->recon_cursor_set = false;
+}
+
+/* A replica set changes when our own neighbourhood does (the nodes closest
+ * to us are the ones closest to the mailboxes we keep): when the nearest
+ * contacts change, reconcile now instead of at the next period. */
+static void neighbourhood_check(store_svc *s, dht_ts now) {
+  dht_contact cl[8];
+  int n = dht_closest(s->e, s->self_id, cl, 8);
+  uint8_t h[16];
+  crypto_generichash_state st;
+  crypto_generichash_init(&st, NULL, 0, sizeof h);
+  for (int i = 0; i < n; i++)
+    crypto_generichash_update(&st, cl[i].id, DHT_ID_LEN);
+  crypto_generichash_final(&st, h, sizeof h);
+  if (!memcmp(h, s->nb_hash, sizeof h))
+    return;
+  bool first = !s->nb_known;
+  memcpy(s->nb_hash, h, sizeof h);
+  s->nb_known = true;
+  if (!first && !s->recon_cursor_set && s->next_recon > now) {
+    s->next_recon = now;
+    s->st.recon_triggered++;
+  }
 }
 
 /* Expiry: items past their TTL go; an unread item leaves a notice. */
@@ -2450,8 +2476,10 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
       s->outs[i].stored_reported = false;
       out_begin(s, &s->outs[i], now);
     }
-  if (s->next_expire <= now)
+  if (s->next_expire <= now) {
     expire_tick(s, now);
+    neighbourhood_check(s, now);
+  }
   if (s->next_recon <= now)
     recon_tick(s, now);
   if (s->next_register <= now)
