@@ -58,7 +58,7 @@ typedef struct cli_opts {
   const char *data_dir; /* NULL: $ROOST_DATA_DIR, else ~/.local/share/roost */
   const char *socket;   /* NULL: DATA_DIR/roostd.sock */
   bool json, wait, help, version;
-  bool qr, no_qr, follow, unread;
+  bool qr, no_qr, follow, unread, no_fetch;
   const char *name;    /* --name (friend add, friend accept) */
   const char *quota;   /* --quota SIZE (host add) */
   const char *expires; /* --expires DAYS (invite) */
@@ -118,9 +118,12 @@ static void usage(FILE *out) {
         "  send NAME [TEXT|-]          send a message (TEXT omitted or -: read it from\n"
         "                              stdin; at most 933 bytes)\n"
         "  outbox                      sent messages and their delivery states\n"
-        "  inbox [--unread] [--follow] messages from friends, oldest first, and notices\n"
-        "                              of lost ones; shown messages are marked read;\n"
-        "                              --follow then prints new ones until Ctrl-C\n"
+        "  inbox [--unread] [--follow] [--no-fetch]\n"
+        "                              fetch friends' mailboxes (not with --no-fetch),\n"
+        "                              then show messages from friends, oldest first,\n"
+        "                              and notices of lost ones; shown messages are\n"
+        "                              marked read; --follow then prints new ones\n"
+        "                              until Ctrl-C\n"
         "  fetch                       fetch friends' mailboxes now, wait for the result\n"
         "  host add NAME --quota SIZE  keep friend NAME's mailboxes, up to SIZE (e.g.\n"
         "                              10M, 1G)\n"
@@ -219,7 +222,8 @@ static int parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errl
     name[n] = 0;
     bool flag = !strcmp(name, "--json") || !strcmp(name, "--wait") || !strcmp(name, "--help") ||
                 !strcmp(name, "--version") || !strcmp(name, "--qr") || !strcmp(name, "--no-qr") ||
-                !strcmp(name, "--follow") || !strcmp(name, "--unread");
+                !strcmp(name, "--follow") || !strcmp(name, "--unread") ||
+                !strcmp(name, "--no-fetch");
     if (flag && eq) {
       snprintf(err, errlen, "%s takes no value", name);
       return -1;
@@ -240,6 +244,8 @@ static int parse_args(int argc, char **argv, cli_opts *o, char *err, size_t errl
       o->follow = true;
     } else if (!strcmp(name, "--unread")) {
       o->unread = true;
+    } else if (!strcmp(name, "--no-fetch")) {
+      o->no_fetch = true;
     } else if (!strcmp(name, "--name") || !strcmp(name, "--quota") || !strcmp(name, "--expires")) {
       const char *v = opt_value(argc, argv, &i, eq, name, err, errlen);
       if (!v)
@@ -1725,6 +1731,28 @@ static void inbox_progress(const cli *c, const reply *r, int prog) {
 static int cmd_inbox(cli *c) {
   c->line_max = PEERS_LINE_MAX;
   node_jw w;
+  if (!c->o.no_fetch) {
+    /* fetch first, so the inbox shows what waits in the mailboxes; a
+     * failure here is a warning: the messages already here still show */
+    int64_t ft = FETCH_TIMEOUT_MS;
+    req_begin(&w, "fetch");
+    req_args(&w);
+    node_jw_kint(&w, "timeout_ms", ft);
+    node_jw_obj_end(&w);
+    reply fr;
+    cli quiet = *c; /* its errors go to stderr only: one JSON line on stdout */
+    quiet.o.json = false;
+    int frv = remote(&quiet, &w, ft + WAIT_GRACE_MS, NULL, &fr, NULL);
+    if (frv == EXIT_NOT_RUNNING) { /* quiet said how to start it */
+      if (c->o.json)
+        json_error("not_running", "roostd is not running");
+      return frv;
+    }
+    if (frv == EXIT_OK)
+      reply_free(&fr);
+    else
+      fprintf(stderr, "roost: fetching the mailboxes failed; showing what is already here\n");
+  }
   req_begin(&w, "inbox");
   req_args(&w);
   node_jw_kbool(&w, "unread", c->o.unread);
@@ -1919,7 +1947,7 @@ static const char *const synopsis[] = {
     "friend add|list|remove|requests|accept ...",
     "send NAME [TEXT|-]",
     "outbox",
-    "inbox [--unread] [--follow]",
+    "inbox [--unread] [--follow] [--no-fetch]",
     "fetch",
     "host add|list|remove ...",
     "mailbox NAME",
@@ -1968,8 +1996,8 @@ int main(int argc, char **argv) {
     return fail(&c, EXIT_USAGE, "usage", "--qr, --no-qr and --expires only apply to invite");
   if (c.o.qr && c.o.no_qr)
     return fail(&c, EXIT_USAGE, "usage", "--qr and --no-qr contradict each other");
-  if ((c.o.follow || c.o.unread) && cmd->run != cmd_inbox)
-    return fail(&c, EXIT_USAGE, "usage", "--follow and --unread only apply to inbox");
+  if ((c.o.follow || c.o.unread || c.o.no_fetch) && cmd->run != cmd_inbox)
+    return fail(&c, EXIT_USAGE, "usage", "--follow, --unread and --no-fetch only apply to inbox");
   if (c.o.name && cmd->run != cmd_friend)
     return fail(&c, EXIT_USAGE, "usage", "--name only applies to friend add and friend accept");
   if (c.o.quota && cmd->run != cmd_host)
