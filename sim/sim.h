@@ -13,6 +13,7 @@
  *   sim_net.c       latency models (synthetic, RTT file), jitter, loss
  *   sim_dist.c      random distributions (session lengths, truncated normal)
  *   sim_run.c       the event loop: hosts, network, churn, workloads, metrics
+ *   sim_msg.c       the messaging workload: a mailbox service on every host
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
  */
 #ifndef ROOST_SIM_H
@@ -148,6 +149,15 @@ typedef struct sim_config {
   double lookup_rate, get_rate, put_rate;
   int max_lookups; /* stop issuing after this many (0 = no limit) */
 
+  /* messaging workload (sim_msg.c); msg_pairs 0 = off */
+  int msg_pairs;          /* friend pairs (sender, recipient) */
+  int msg_count;          /* messages each sender sends while its friend is away */
+  dht_ts msg_offline_min; /* recipient offline for uniform [min, max] */
+  dht_ts msg_offline_max;
+  dht_ts msg_start_window; /* offline periods start uniformly in this window after warm-up */
+  int msg_hosts;           /* always-online friend hosts shared by the recipients; 0 = DHT only */
+  dht_ts msg_poll_ms;      /* the services' fetch interval */
+
   /* engine */
   bool crypto; /* false: datagrams neither encrypted nor authenticated */
   int k;
@@ -198,6 +208,21 @@ typedef struct sim_sample {
   uint64_t dropped;          /* lost, partitioned or queue-dropped in this interval */
 } sim_sample;
 
+/* One message of the messaging workload (-1: never). */
+enum sim_msg_path { SIM_PATH_NONE = 0, SIM_PATH_DIRECT, SIM_PATH_MAILBOX, SIM_PATH_HOST };
+
+typedef struct sim_msg_rec {
+  int32_t sender, recipient, host; /* host: the recipient's friend host, -1 if none */
+  dht_ts offline_ms, back_ms;      /* the recipient's scripted absence */
+  dht_ts due_ms;                   /* when the sender meant to send */
+  dht_ts sent_ms;                  /* store_send (later than due if the sender was down) */
+  dht_ts stored_ms;                /* STORE_ST_STORED at the sender */
+  dht_ts delivered_ms;             /* first STORE_EV_MESSAGE at the recipient */
+  uint8_t path;                    /* enum sim_msg_path */
+  uint16_t dups;                   /* further STORE_EV_MESSAGE for it (dropped) */
+  uint16_t sends;                  /* store_send calls (re-sent after a sender restart) */
+} sim_msg_rec;
+
 typedef struct sim_result {
   sim_op *ops;
   size_t nops, aops;
@@ -210,6 +235,11 @@ typedef struct sim_result {
   size_t peak_rss_kb;
   uint8_t trace_hash[32];
   bool crypto;
+  /* messaging (empty when msg_pairs = 0) */
+  sim_msg_rec *msgs;
+  size_t nmsgs;
+  uint64_t msg_loss_notices, msg_loss_items; /* STORE_EV_LOSS at recipients */
+  uint64_t msg_fetch_rounds, msg_deposits_in, msg_recon_pushed, msg_recon_pulled;
 } sim_result;
 
 /* Runs the simulation.  Returns 0 or -1 + err. */
@@ -219,5 +249,40 @@ void sim_result_free(sim_result *res);
 /* Writes manifest.json, ops.csv, series.csv, hosts.csv, summary.json and,
  * when gnuplot is installed, the plots, into c->out_dir.  0 or -1 + err. */
 int sim_out_write(const sim_config *c, const sim_result *res, char *err, size_t errlen);
+
+/* ---- messaging (sim_msg.c) and its hooks in sim_run.c ------------------ */
+
+typedef struct sim sim;         /* sim_run.c's run state */
+typedef struct sim_msg sim_msg; /* NULL when messaging is off: every hook is then a no-op */
+
+/* sim_run.c calls these. */
+int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht_ts work_start);
+void sim_msg_free(sim_msg *m); /* deletes the services; before the engines */
+/* A host's engine was created (before its bootstrap): its service starts. 0 or -1. */
+int sim_msg_host_up(sim_msg *m, int host, dht *e, const dht_identity *id, const dht_callbacks *cb,
+                    dht_ts now);
+/* Before its engine is deleted; keep: a warm restart keeps the stored items. */
+void sim_msg_host_down(sim_msg *m, int host, bool keep);
+/* true when the event was the service's (the runner must not handle it). */
+bool sim_msg_on_dht_event(sim_msg *m, int host, const dht_event *ev, dht_ts now);
+/* Drains the service's events after the engine's (from drive()). */
+void sim_msg_drain(sim_msg *m, int host, dht_ts now);
+/* An EV_MSG event. */
+void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now);
+/* Churn: the generation the churn events of a host carry, and whether a
+ * churn join / leave with generation gen still applies (scripted absences
+ * end a host's churn chain; friend hosts never leave). */
+uint32_t sim_msg_churn_gen(const sim_msg *m, int host);
+bool sim_msg_join_ok(const sim_msg *m, int host, uint32_t gen);
+bool sim_msg_leave_ok(const sim_msg *m, int host, uint32_t gen);
+
+/* sim_run.c offers these to sim_msg.c. */
+void sim_schedule_msg(sim *s, dht_ts at, int host, uint32_t arg);
+void sim_schedule_join(sim *s, dht_ts at, int host, uint32_t gen);
+void sim_host_leave(sim *s, int host, bool keep);
+void sim_host_drive(sim *s, int host);
+bool sim_host_is_up(const sim *s, int host);
+dht_addr sim_host_address(int host);
+const dht_identity *sim_host_identity(const sim *s, int host);
 
 #endif /* ROOST_SIM_H */

@@ -205,6 +205,8 @@ static int write_hosts(const sim_config *c, const sim_result *r, char *err, size
 
 /* ---- summary ----------------------------------------------------------- */
 
+static int summary_messages(FILE *f, const sim_config *c, const sim_result *r);
+
 static int cmp_i64(const void *a, const void *b) {
   int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
   return (x > y) - (x < y);
@@ -258,6 +260,12 @@ static int write_summary(const sim_config *c, const sim_result *r, char *err, si
   fprintf(o.f, "{\n  \"roost_sim_version\": \"%s\",\n  \"seed\": %" PRIu64 ",\n", SIM_VERSION,
           c->seed);
   crypto_members(o.f, r->crypto, "  ");
+  if (r->nmsgs && summary_messages(o.f, c, r) != 0) {
+    fclose(o.f);
+    free(v);
+    snprintf(err, errlen, "out of memory writing summary.json");
+    return -1;
+  }
   fputs("  \"ops\": {\n", o.f);
   static const char *const lat[] = {"p50", "p90", "p99", "mean", "max", NULL};
   static const char *const rounds[] = {"mean", "p50", "max", NULL};
@@ -323,6 +331,103 @@ static int write_summary(const sim_config *c, const sim_result *r, char *err, si
   json_num(o.f, c->nodes > 0 ? (double)r->peak_rss_kb * 1024.0 / c->nodes : NAN);
   fprintf(o.f, ",\n    \"trace_hash\": \"%s\"\n  }\n}\n", h);
   return out_close(&o, err, errlen);
+}
+
+/* ---- messaging ------------------------------------------------------------ */
+
+static const char *const path_names[] = {[SIM_PATH_NONE] = "",
+                                         [SIM_PATH_DIRECT] = "direct",
+                                         [SIM_PATH_MAILBOX] = "mailbox",
+                                         [SIM_PATH_HOST] = "host"};
+
+static void print_ms(FILE *f, dht_ts v) {
+  if (v >= 0)
+    fprintf(f, "%" PRId64, (int64_t)v);
+  else
+    fputs("-1", f);
+}
+
+static int write_messages(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
+  outfile o;
+  if (out_open(&o, c->out_dir, "messages.csv", err, errlen) != 0)
+    return -1;
+  fputs("sender,recipient,host,offline_ms,back_ms,due_ms,sent_ms,stored_ms,delivered_ms,path,"
+        "delay_ms,after_return_ms,sends,dups\n",
+        o.f);
+  for (size_t i = 0; i < r->nmsgs; i++) {
+    const sim_msg_rec *m = &r->msgs[i];
+    fprintf(o.f, "%d,%d,%d,", m->sender, m->recipient, m->host);
+    dht_ts v[] = {m->offline_ms, m->back_ms, m->due_ms, m->sent_ms, m->stored_ms, m->delivered_ms};
+    for (size_t k = 0; k < sizeof v / sizeof v[0]; k++) {
+      print_ms(o.f, v[k]);
+      fputc(',', o.f);
+    }
+    fprintf(o.f, "%s,", m->path < 4 ? path_names[m->path] : "");
+    print_ms(o.f, m->delivered_ms >= 0 ? m->delivered_ms - m->due_ms : -1);
+    fputc(',', o.f);
+    if (m->delivered_ms >= 0)
+      fprintf(o.f, "%" PRId64,
+              (int64_t)(m->delivered_ms > m->back_ms ? m->delivered_ms - m->back_ms : 0));
+    else
+      fputs("-1", o.f);
+    fprintf(o.f, ",%u,%u\n", m->sends, m->dups);
+  }
+  return out_close(&o, err, errlen);
+}
+
+/* the "messages" member of summary.json */
+static int summary_messages(FILE *f, const sim_config *c, const sim_result *r) {
+  size_t n = r->nmsgs, got = 0, stored = 0, sent = 0, path[4] = {0};
+  uint64_t dups = 0, resent = 0, late = 0;
+  int64_t *d = malloc((n ? n : 1) * sizeof *d), *a = malloc((n ? n : 1) * sizeof *a);
+  if (!d || !a) {
+    free(d);
+    free(a);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    const sim_msg_rec *m = &r->msgs[i];
+    stored += m->stored_ms >= 0;
+    sent += m->sent_ms >= 0;
+    dups += m->dups;
+    resent += m->sends > 1;
+    late += m->sent_ms < 0 || m->sent_ms >= m->back_ms;
+    if (m->delivered_ms >= 0) {
+      d[got] = m->delivered_ms - m->due_ms;
+      a[got] = m->delivered_ms > m->back_ms ? m->delivered_ms - m->back_ms : 0;
+      got++;
+      path[m->path < 4 ? m->path : 0]++;
+    }
+  }
+  static const char *const which[] = {"p50", "p90", "p99", "max", NULL};
+  fprintf(f,
+          "  \"messages\": {\n    \"pairs\": %d,\n    \"friend_hosts\": %d,\n"
+          "    \"messages\": %zu,\n    \"sent\": %zu,\n    \"unsent\": %zu,\n"
+          "    \"stored\": %zu,\n    \"delivered\": %zu,\n    \"delivery_ratio\": ",
+          c->msg_pairs, c->msg_hosts, n, sent, n - sent, stored, got);
+  /* of the messages sent: one whose sender never came back to send it is no
+   * mailbox failure (it is counted in unsent) */
+  json_num(f, sent ? (double)got / (double)sent : NAN);
+  fputs(",\n    \"delivered_of_all\": ", f);
+  json_num(f, n ? (double)got / (double)n : NAN);
+  fprintf(f,
+          ",\n    \"paths\": {\"direct\": %zu, \"mailbox\": %zu, \"host\": %zu},\n"
+          "    \"sent_after_return\": %" PRIu64 ",\n"
+          "    \"duplicates\": %" PRIu64 ",\n    \"resent_after_restart\": %" PRIu64
+          ",\n    \"lost_notices\": %" PRIu64 ",\n    \"lost_items\": %" PRIu64
+          ",\n    \"fetch_rounds\": %" PRIu64 ",\n    \"deposits_in\": %" PRIu64
+          ",\n    \"recon_items_pushed\": %" PRIu64 ",\n    \"recon_items_pulled\": %" PRIu64 ",\n",
+          path[SIM_PATH_DIRECT], path[SIM_PATH_MAILBOX], path[SIM_PATH_HOST], late, dups, resent,
+          r->msg_loss_notices, r->msg_loss_items, r->msg_fetch_rounds, r->msg_deposits_in,
+          r->msg_recon_pushed, r->msg_recon_pulled);
+  /* stats() indents six spaces: fine inside this object */
+  stats(f, "delay_ms", d, got, which);
+  fputs(",\n", f);
+  stats(f, "after_return_ms", a, got, which);
+  fputs("\n  },\n", f);
+  free(d);
+  free(a);
+  return 0;
 }
 
 /* ---- plots ------------------------------------------------------------- */
@@ -564,6 +669,44 @@ static int plot_tx(const sim_config *c, const sim_result *r, char *err, size_t e
   return plot_close(&p, err, errlen);
 }
 
+/* messaging: CDF of the delay after the recipient came back, over all messages */
+static int plot_msg_delay(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
+  if (!r->nmsgs)
+    return 1;
+  int64_t *v = malloc(r->nmsgs * sizeof *v);
+  if (!v) {
+    snprintf(err, errlen, "out of memory writing plots");
+    return -1;
+  }
+  size_t n = 0;
+  for (size_t i = 0; i < r->nmsgs; i++) {
+    const sim_msg_rec *m = &r->msgs[i];
+    if (m->delivered_ms >= 0)
+      v[n++] = m->delivered_ms > m->back_ms ? m->delivered_ms - m->back_ms : 0;
+  }
+  qsort(v, n, sizeof *v, cmp_i64);
+  plot p;
+  if (plot_open(&p, r, c->out_dir, "msg_delay_cdf", err, errlen) != 0) {
+    free(v);
+    return -1;
+  }
+  fputs("# seconds_after_return fraction_of_all_messages\n", p.dat.f);
+  size_t steps = n < 2000 ? n : 2000;
+  for (size_t s = 1; s <= steps; s++) {
+    size_t rank = (s * n + steps - 1) / steps;
+    fprintf(p.dat.f, "%.3f %.6f\n", (double)v[rank - 1] / 1000.0, (double)rank / (double)r->nmsgs);
+  }
+  free(v);
+  fprintf(p.gp.f,
+          "set title sprintf('delivery after the recipient came back (%zu of %zu messages%%s)', "
+          "mode)\n"
+          "set xlabel 'seconds after the recipient came back'\nset ylabel 'fraction of messages'\n"
+          "set yrange [0:1]\nset key off\n"
+          "plot 'msg_delay_cdf.dat' using 1:2 with steps lw 2\n",
+          n, r->nmsgs);
+  return plot_close(&p, err, errlen);
+}
+
 static void write_plots(const sim_config *c, const sim_result *r) {
   char gp[PATH_MAX + 16], err[PATH_MAX + 256], why[128];
   if (find_gnuplot(gp, sizeof gp) != 0)
@@ -576,7 +719,8 @@ static void write_plots(const sim_config *c, const sim_result *r) {
   } plots[] = {{"latency_cdf", plot_latency},
                {"rounds_hist", plot_rounds},
                {"success_rate", plot_success},
-               {"tx_hist", plot_tx}};
+               {"tx_hist", plot_tx},
+               {"msg_delay_cdf", plot_msg_delay}};
   for (size_t i = 0; i < sizeof plots / sizeof plots[0]; i++) {
     int rv = plots[i].write(c, r, err, sizeof err);
     if (rv > 0)
@@ -600,10 +744,22 @@ static void write_plots(const sim_config *c, const sim_result *r) {
 int sim_out_write(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
   if (make_dirs(c->out_dir, err, errlen) != 0)
     return -1;
+  if (r->nmsgs && write_messages(c, r, err, errlen) != 0)
+    return -1;
   if (write_manifest(c, r, err, errlen) != 0 || write_ops(c, r, err, errlen) != 0 ||
       write_series(c, r, err, errlen) != 0 || write_hosts(c, r, err, errlen) != 0 ||
       write_summary(c, r, err, errlen) != 0)
     return -1;
   write_plots(c, r);
+  if (r->nmsgs && !c->quiet) {
+    size_t got = 0, sent = 0;
+    for (size_t i = 0; i < r->nmsgs; i++) {
+      got += r->msgs[i].delivered_ms >= 0;
+      sent += r->msgs[i].sent_ms >= 0;
+    }
+    printf("messages: %zu, %zu sent (the other senders never came back), %zu delivered "
+           "(%.2f%% of those sent)\n",
+           r->nmsgs, sent, got, sent ? 100.0 * (double)got / (double)sent : 0.0);
+  }
   return 0;
 }

@@ -37,6 +37,7 @@ enum ev_kind {
   EV_PUT,
   EV_SCRIPT,
   EV_SAMPLE,
+  EV_MSG, /* sim_msg.c's workload */
 };
 
 typedef struct dgram {
@@ -79,7 +80,7 @@ typedef struct pending {
   int32_t target_host; /* GET: whose record */
 } pending;
 
-typedef struct sim {
+struct sim {
   const sim_config *c;
   sim_result *res;
   host *h;
@@ -100,7 +101,8 @@ typedef struct sim {
   sim_sample cur; /* the interval being counted */
   char *err;
   size_t errlen;
-} sim;
+  sim_msg *msg; /* messaging workload, NULL when off */
+};
 
 /* ---- the heap ------------------------------------------------------------ */
 
@@ -421,6 +423,8 @@ static void publish(sim *s, int i) {
 
 static void on_event(sim *s, int i, const dht_event *ev) {
   host *h = &s->h[i];
+  if (sim_msg_on_dht_event(s->msg, i, ev, s->now))
+    return;
   if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
     h->boot_cmd = 0;
     for (size_t k = 0; k < s->npend; k++) {
@@ -470,6 +474,7 @@ static void drive(sim *s, int i) {
   dht_event ev;
   while (dht_poll_event(h->e, &ev) == 0)
     on_event(s, i, &ev);
+  sim_msg_drain(s->msg, i, s->now);
   /* events may have issued commands */
   while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
     send_dgram(s, i, &to, buf, (size_t)n);
@@ -511,6 +516,10 @@ static int host_start(sim *s, int i) {
   int rv = dht_new(&h->e, &h->id, &s->set, &cb, NULL, s->now);
   if (rv) {
     snprintf(s->err, s->errlen, "cannot create engine %d: %s", i, dht_strerror(rv));
+    return -1;
+  }
+  if (sim_msg_host_up(s->msg, i, h->e, &h->id, &cb, s->now) != 0) {
+    snprintf(s->err, s->errlen, "cannot create the mailbox service of host %d", i);
     return -1;
   }
   h->up = 1;
@@ -556,6 +565,7 @@ static void host_stop(sim *s, int i, bool keep_state) {
     if (h->snap && dht_save_table(h->e, h->snap, need, NULL) > 0)
       h->snap_len = (uint32_t)need;
   }
+  sim_msg_host_down(s->msg, i, keep_state);
   dht_del(h->e);
   h->e = NULL;
   h->up = 0;
@@ -775,6 +785,10 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   for (int k = 0; k < c->nscript; k++)
     schedule(s, c->script[k].at, EV_SCRIPT, k, 0, NULL);
   schedule(s, c->sample_ms, EV_SAMPLE, -1, 0, NULL);
+  if (sim_msg_new(&s->msg, c, s, res, work_start) != 0) {
+    snprintf(err, errlen, "out of memory for the messaging workload");
+    return -1;
+  }
 
   int rv = 0;
   while (s->nheap) {
@@ -817,19 +831,26 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
       drive(s, ev.host);
       break;
     case EV_JOIN:
+      if (!sim_msg_join_ok(s->msg, ev.host, ev.gen))
+        break;
       if (!s->h[ev.host].up && host_start(s, ev.host) != 0)
         rv = -1;
       if (rv == 0 && churning(s)) {
         dht_ts from = s->now > work_start ? s->now : work_start;
-        schedule(s, from + sim_dist_draw(&c->session, &s->rng_churn), EV_LEAVE, ev.host, 0, NULL);
+        schedule(s, from + sim_dist_draw(&c->session, &s->rng_churn), EV_LEAVE, ev.host,
+                 sim_msg_churn_gen(s->msg, ev.host), NULL);
       }
       break;
     case EV_LEAVE:
-      if (s->h[ev.host].up) {
+      if (s->h[ev.host].up && sim_msg_leave_ok(s->msg, ev.host, ev.gen)) {
         bool vanish = sim_rng_unit(&s->rng_churn) < c->vanish;
         host_stop(s, ev.host, !vanish);
-        schedule(s, s->now + sim_dist_draw(&c->downtime, &s->rng_churn), EV_JOIN, ev.host, 0, NULL);
+        schedule(s, s->now + sim_dist_draw(&c->downtime, &s->rng_churn), EV_JOIN, ev.host,
+                 sim_msg_churn_gen(s->msg, ev.host), NULL);
       }
+      break;
+    case EV_MSG:
+      sim_msg_event(s->msg, ev.host, ev.gen, s->now);
       break;
     case EV_LOOKUP:
       if (!c->max_lookups || s->issued_lookups < (uint64_t)c->max_lookups) {
@@ -875,6 +896,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     free(ev.d);
   }
   free(s->heap);
+  sim_msg_free(s->msg);
   for (int i = 0; i < s->nh; i++) {
     dht_del(s->h[i].e);
     free(s->h[i].snap);
@@ -886,8 +908,39 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
 }
 
 void sim_result_free(sim_result *res) {
+  free(res->msgs);
   free(res->ops);
   free(res->samples);
   free(res->tx_per_host);
   memset(res, 0, sizeof *res);
+}
+
+/* ---- services for sim_msg.c (sim.h) -------------------------------------- */
+
+void sim_schedule_msg(sim *s, dht_ts at, int host_i, uint32_t arg) {
+  schedule(s, at, EV_MSG, host_i, arg, NULL);
+}
+
+void sim_schedule_join(sim *s, dht_ts at, int host_i, uint32_t gen) {
+  schedule(s, at, EV_JOIN, host_i, gen, NULL);
+}
+
+void sim_host_leave(sim *s, int host_i, bool keep) {
+  host_stop(s, host_i, keep);
+}
+
+void sim_host_drive(sim *s, int host_i) {
+  drive(s, host_i);
+}
+
+bool sim_host_is_up(const sim *s, int host_i) {
+  return s->h[host_i].up;
+}
+
+dht_addr sim_host_address(int host_i) {
+  return host_addr(host_i);
+}
+
+const dht_identity *sim_host_identity(const sim *s, int host_i) {
+  return &s->h[host_i].id;
 }

@@ -98,6 +98,21 @@ static const opt opts[] = {
     {"puts", T_RATE, 0, 1e6, OFF(put_rate), "RATE", "record puts per second (0)"},
     {"max-lookups", T_INT, 0, INT_MAX, OFF(max_lookups), "N",
      "stop issuing lookups after this many; 0 = no limit (0)"},
+    {"msg-pairs", T_INT, 0, SIM_MAX_NODES / 2, OFF(msg_pairs), "N",
+     "messaging: friend pairs; every host then runs the mailbox service (0: off)"},
+    {"msg-count", T_INT, 1, 1000, OFF(msg_count), "N",
+     "messaging: messages each sender sends while its friend is away (3)"},
+    {"msg-offline-min", T_DUR, 2, 365 * DAY_MS, OFF(msg_offline_min), "TIME",
+     "messaging: shortest absence of a recipient (1h)"},
+    {"msg-offline-max", T_DUR, 2, 365 * DAY_MS, OFF(msg_offline_max), "TIME",
+     "messaging: longest absence; uniform between the two (48h)"},
+    {"msg-start-window", T_DUR, 0, 365 * DAY_MS, OFF(msg_start_window), "TIME",
+     "messaging: absences start uniformly in this window after the warm-up (1h)"},
+    {"msg-hosts", T_INT, 0, SIM_MAX_NODES, OFF(msg_hosts), "N",
+     "messaging: always-online friend hosts, one per recipient round-robin; 0 = DHT "
+     "replicas only (0)"},
+    {"msg-poll", T_DUR, 1000, DAY_MS, OFF(msg_poll_ms), "TIME",
+     "messaging: how often every mailbox service fetches (5m)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
      "off: datagrams are neither encrypted nor authenticated, for speed; every report "
      "says so (on)"},
@@ -134,6 +149,13 @@ void sim_config_default(sim_config *c) {
   c->get_rate = 0;
   c->put_rate = 0;
   c->max_lookups = 0;
+  c->msg_pairs = 0;
+  c->msg_count = 3;
+  c->msg_offline_min = 3600000;
+  c->msg_offline_max = 48 * 3600000LL;
+  c->msg_start_window = 3600000;
+  c->msg_hosts = 0;
+  c->msg_poll_ms = 300000;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;
@@ -674,6 +696,28 @@ int sim_config_check(const sim_config *c, char *err, size_t errlen) {
   if (!(c->lookup_rate >= 0) || !(c->get_rate >= 0) || !(c->put_rate >= 0)) {
     snprintf(err, errlen, "lookups, gets and puts must be rates of 0 or more");
     return -1;
+  }
+
+  if (c->msg_pairs > 0) {
+    if (2LL * c->msg_pairs + c->msg_hosts > c->nodes) {
+      snprintf(err, errlen,
+               "msg-pairs: %d pairs and %d friend hosts need %lld distinct hosts, nodes is %d",
+               c->msg_pairs, c->msg_hosts, 2LL * c->msg_pairs + c->msg_hosts, c->nodes);
+      return -1;
+    }
+    if (c->msg_offline_min > c->msg_offline_max) {
+      snprintf(err, errlen, "msg-offline-min must not be above msg-offline-max");
+      return -1;
+    }
+    if (c->msg_hosts > 0 && (long long)c->msg_hosts * 64 < c->msg_pairs) {
+      snprintf(err, errlen, "msg-hosts: %d hosts cannot host %d recipients (64 each at most)",
+               c->msg_hosts, c->msg_pairs);
+      return -1;
+    }
+    if ((long long)c->msg_pairs * c->msg_count >= (1LL << 28)) {
+      snprintf(err, errlen, "msg-pairs x msg-count must be below 2^28");
+      return -1;
+    }
   }
 
   dht_ts end = c->join_ms + c->duration_ms;

@@ -10,6 +10,8 @@
   partition     50% of hosts cut off, then healed: lookups fail to find the
                 other side's nodes during the cut and recover after the heal
   errors        bad scenario input is a clear error naming the problem
+  messaging     200 nodes with churn, 20 friend pairs, recipients away 1-3 h:
+                every message delivered, and the run is deterministic
 
 Usage: test_sim.py --sim PATH [--only NAME]
 """
@@ -157,6 +159,36 @@ def t_errors(sim, tmp):
     check("bad-rtt.csv:2" in r.stderr, "errors: a malformed RTT file names file:line")
 
 
+def t_messaging(sim, tmp):
+    scn = ("nodes = 200\njoin = 2m\nwarmup = 3m\nduration = 4h\nlookups = 0\n"
+           "crypto = off\nsample = 10m\n"
+           "session = exp(mean=200m)\ndowntime = exp(mean=1h)\nvanish = 0.5\n"
+           "msg-pairs = 20\nmsg-count = 3\nmsg-offline-min = 1h\nmsg-offline-max = 3h\n"
+           "msg-start-window = 10m\nmsg-poll = 10m\n")
+    a, ha, r = run(sim, tmp, "msg-a", "--seed", "3", scenario=scn)
+    b, hb, _ = run(sim, tmp, "msg-b", "--seed", "3", scenario=scn)
+    s = json.load(open(os.path.join(a, "summary.json")))["messages"]
+    print("      %d messages, %d sent, %d delivered; after return p50 %s ms, max %s ms"
+          % (s["messages"], s["sent"], s["delivered"], s["after_return_ms"]["p50"],
+             s["after_return_ms"]["max"]))
+    check(s["messages"] == 60, "messaging: 20 pairs x 3 messages (%d)" % s["messages"])
+    # a sender that leaves before its messages are due and stays away until
+    # the end never sends them (seed 3: one sender, 2 messages); the rest
+    # must all arrive
+    check(s["sent"] >= 54, "messaging: at least 54 of 60 sent (%d)" % s["sent"])
+    check(s["delivered"] == s["sent"], "messaging: 100%% of those sent delivered (%d/%d)"
+          % (s["delivered"], s["sent"]))
+    check(s["duplicates"] == 0, "messaging: no duplicate reported (%d)" % s["duplicates"])
+    with open(os.path.join(a, "messages.csv"), "rb") as fa, \
+            open(os.path.join(b, "messages.csv"), "rb") as fb:
+        check(fa.read() == fb.read(), "messaging: messages.csv byte-identical")
+    check(ha is not None and ha == hb, "messaging: same seed, same trace hash (%s)" % ha)
+    rows = list(csv.DictReader(open(os.path.join(a, "messages.csv"))))
+    check(all(int(x["delivered_ms"]) >= int(x["sent_ms"]) >= int(x["due_ms"])
+              for x in rows if int(x["sent_ms"]) >= 0),
+          "messaging: delivered after sent, sent at or after due")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sim", required=True)
@@ -166,7 +198,7 @@ def main():
     try:
         for name, fn in [("determinism", t_determinism), ("errors", t_errors),
                          ("bootstrap", t_bootstrap), ("partition", t_partition),
-                         ("churn", t_churn)]:
+                         ("churn", t_churn), ("messaging", t_messaging)]:
             if a.only and a.only != name:
                 continue
             print("== %s" % name, flush=True)
