@@ -2237,6 +2237,56 @@ static void register_tick(store_svc *s, dht_ts now) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
+/* Strict shape of an answer (rule 10 of the house style): checked on a copy
+ * of the reader before any state moves, so a malformed answer is dropped,
+ * counted, and treated like no answer at all (never half-applied). */
+static bool answer_ok(uint8_t type, const dht_wire_r *in) {
+  dht_wire_r r = *in;
+  uint64_t v;
+  const uint8_t *p;
+  size_t n;
+  bool b;
+  if (dht_wire_r_uint(&r, 255, &v))
+    return false;
+  switch (type) {
+  case T_RECEIPT:
+    if (dht_wire_r_bin(&r, 16, 16, &p, &n) || dht_wire_r_bin(&r, 0, 64, &p, &n) ||
+        (n != 0 && n != 64))
+      return false;
+    break;
+  case T_LIST:
+    if (dht_wire_r_bin(&r, 0, LIST_MAX * ENTRY_LEN, &p, &n) || n % ENTRY_LEN ||
+        dht_wire_r_bool(&r, &b))
+      return false;
+    break;
+  case T_ITEM:
+    if (dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &v) ||
+        dht_wire_r_bin(&r, 0, STORE_ITEM_MAX, &p, &n) || dht_wire_r_bin(&r, 0, 64, &p, &n) ||
+        (n != 0 && n != 64))
+      return false;
+    break;
+  case T_ACK:
+    if (dht_wire_r_uint(&r, UINT32_MAX, &v))
+      return false;
+    break;
+  case T_RECON_R:
+    if (dht_wire_r_bin(&r, 0, NBUCKETS * 18, &p, &n) || (n != 0 && n != NBUCKETS * 18))
+      return false;
+    break;
+  case T_RECON_LR:
+    if (dht_wire_r_bin(&r, 0, LIST_MAX * ENTRY_LEN, &p, &n) || n % ENTRY_LEN)
+      return false;
+    break;
+  case T_DIRECT_ACK:
+    break;
+  default:
+    return false;
+  }
+  return dht_wire_r_end(&r) == 0;
+}
+
+static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now);
+
 /* An answer to one of our requests. */
 static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t txid, dht_wire_r *r,
                      dht_ts now) {
@@ -2259,6 +2309,11 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
     return;
   }
   rpc_drop(s, i);
+  if (!answer_ok(type, r)) {
+    s->st.drop_malformed++;
+    rpc_timeout(s, &rq, now); /* as if it never came: the owner moves on */
+    return;
+  }
   if (rq.owner == O_OUT) {
     int oi = out_find(s, rq.oid);
     if (oi < 0)
@@ -2292,6 +2347,7 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
     } else if (type == T_ACK) {
       j->rep_pending--;
     }
+    j = &s->jobs[ji];
     job_step(s, j, now);
     jobs_run(s, now);
   } else if (rq.owner == O_RECON) {

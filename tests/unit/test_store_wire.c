@@ -750,6 +750,43 @@ static void test_answers(void **state) {
   world_del();
 }
 
+/* A malformed answer counts as no answer: the fetch round still ends (it
+ * used to wait forever: the request was forgotten before the answer was
+ * parsed, so it could neither time out nor be answered again). */
+static int g_fetched;
+static bool fetched_done(void *ctx) {
+  world *w = ctx;
+  store_event ev;
+  while (store_poll_event(w->svc, &ev) == 0)
+    if (ev.type == STORE_EV_FETCHED)
+      g_fetched++;
+  return g_fetched > 0;
+}
+
+static void test_malformed_answer_ends_round(void **state) {
+  (void)state;
+  for (int valid = 0; valid <= 1; valid++) {
+    schema s;
+    uint8_t ents[17] = {3}, buf[DHT_MAX_BODY];
+    schema_init(&s, T_LIST, 0, 3);
+    s.f[0] = FU("status", 0xff, 0);
+    s.f[1] = FB("entries", 0, 60 * 17, 17, ents, 17);
+    s.f[2] = FBOOL("more", 0);
+    world_new();
+    fresh_fetch(&s);
+    size_t n = build(&s, valid ? M_NONE : M_TRAIL, -1, 0, buf);
+    dht_peer p1 = netsim_peer(W->ns, 1);
+    assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, buf, n), 0);
+    netsim_touch(W->ns, 0);
+    g_fetched = 0;
+    assert_int_equal(netsim_run(W->ns, netsim_now(W->ns) + 600000, fetched_done, W), 1);
+    store_stats st;
+    store_get_stats(W->svc, &st);
+    assert_int_equal(st.pending_rpcs, 0);
+    world_del();
+  }
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -757,6 +794,7 @@ int main(void) {
       cmocka_unit_test(test_head),
       cmocka_unit_test(test_requests),
       cmocka_unit_test(test_answers),
+      cmocka_unit_test(test_malformed_answer_ends_round),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
