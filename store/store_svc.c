@@ -518,6 +518,9 @@ static void reqbox_id(uint8_t out[STORE_MBOX_LEN], const uint8_t pk[DHT_PK_LEN],
 }
 
 #define POW_BITS 16
+/* A request's plaintext (sender key, length, note, zeros) is padded so that
+ * the sealed box is exactly the largest item size. */
+#define REQ_PLAIN (STORE_ITEM_MAX - crypto_box_SEALBYTES)
 #define REQBOX_ITEMS 16
 
 /* Proof of work of a friend request: the first 8 bytes of its "signature"
@@ -1430,9 +1433,9 @@ static int out_seal(store_svc *s, sendq *o, dht_ts now) {
     uint8_t xpk[32];
     if (crypto_sign_ed25519_pk_to_curve25519(xpk, o->friend_pk))
       return DHT_ERR_CRYPTO;
-    uint8_t plain[STORE_PLAIN_MAX];
+    uint8_t plain[REQ_PLAIN];
     size_t pl = DHT_PK_LEN + 2 + o->msg.len;
-    size_t padded = STORE_PLAIN_MAX;
+    size_t padded = REQ_PLAIN;
     memset(plain, 0, sizeof plain);
     memcpy(plain, s->self.pk, DHT_PK_LEN);
     plain[32] = (uint8_t)(o->msg.len >> 8);
@@ -1989,8 +1992,8 @@ static void job_pump_items(store_svc *s, job *j, dht_ts now) {
 }
 
 static void open_request(store_svc *s, const uint8_t *item, size_t len) {
-  uint8_t xpk[32], xsk[32], plain[STORE_PLAIN_MAX];
-  if (len != STORE_PLAIN_MAX + crypto_box_SEALBYTES)
+  uint8_t xpk[32], xsk[32], plain[REQ_PLAIN];
+  if (len != STORE_ITEM_MAX)
     return;
   if (crypto_sign_ed25519_pk_to_curve25519(xpk, s->self.pk) ||
       crypto_sign_ed25519_sk_to_curve25519(xsk, s->self.sk))
@@ -2000,7 +2003,7 @@ static void open_request(store_svc *s, const uint8_t *item, size_t len) {
   if (rc)
     return;
   size_t n = ((size_t)plain[32] << 8) | plain[33];
-  if (n > STORE_NOTE_MAX || n + 34 > STORE_PLAIN_MAX)
+  if (n > STORE_NOTE_MAX || n + 34 > REQ_PLAIN)
     return;
   store_event *ev = ev_push(s, STORE_EV_REQUEST, 0, 0);
   if (!ev)

@@ -722,6 +722,83 @@ static void test_own_replica(void **state) {
   world_del();
 }
 
+/* A stranger's friend request: sealed to the recipient, in its public
+ * request box, with proof of work; the recipient's fetch opens it.  A
+ * request without the work is refused. */
+static void test_friend_request(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  static const char note[] = "roost-invite:pretend-this-is-c's-invite";
+  assert_true(store_request_send(W->svc[C], netsim_identity(W->ns, B)->pk, (const uint8_t *)note,
+                                 sizeof note - 1, netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, C);
+  assert_int_equal(run_until(W, C, STORE_EV_STATE, STORE_ST_STORED, 1), 1);
+  /* the same box, an item without the proof of work: refused everywhere */
+  dht *eb = netsim_engine(W->ns, B);
+  int64_t now_s = dht_unix_ms(eb, netsim_now(W->ns)) / 1000;
+  uint8_t box[32], e4[4];
+  uint32_t ep = store_epoch_of(now_s * 1000, set.epoch_ms);
+  e4[0] = (uint8_t)(ep >> 24), e4[1] = (uint8_t)(ep >> 16), e4[2] = (uint8_t)(ep >> 8);
+  e4[3] = (uint8_t)ep;
+  crypto_generichash_state hs;
+  crypto_generichash_init(&hs, NULL, 0, 32);
+  crypto_generichash_update(&hs, (const uint8_t *)"roost-reqbox-v1", 15);
+  crypto_generichash_update(&hs, netsim_identity(W->ns, B)->pk, 32);
+  crypto_generichash_update(&hs, e4, 4);
+  crypto_generichash_final(&hs, box, 32);
+  uint8_t item[STORE_ITEM_MAX], sig[64], buf[DHT_MAX_BODY];
+  memset(item, 7, sizeof item);
+  memset(sig, 0, sizeof sig);
+  uint64_t before = 0, after = 0;
+  for (int i = 0; i < N; i++) {
+    store_stats st;
+    store_get_stats(W->svc[i], &st);
+    before += st.deposits_refused;
+  }
+  for (int to = 0; to < N; to++) {
+    if (to == B || to == C)
+      continue;
+    dht_wire_w w;
+    dht_wire_w_init(&w, buf, sizeof buf);
+    dht_wire_w_array(&w, 8);
+    dht_wire_w_uint(&w, 0x30);
+    dht_wire_w_uint(&w, 99);
+    dht_wire_w_uint(&w, 0x04);
+    dht_wire_w_bin(&w, box, 32);
+    dht_wire_w_bin(&w, netsim_identity(W->ns, B)->pk, 32);
+    dht_wire_w_uint(&w, (uint64_t)now_s);
+    dht_wire_w_bin(&w, item, sizeof item);
+    dht_wire_w_bin(&w, sig, 64);
+    assert_int_equal(w.err, 0);
+    dht_peer p = netsim_peer(W->ns, to);
+    assert_int_equal(dht_svc_send(netsim_engine(W->ns, C), &p, buf, w.len), 0);
+  }
+  netsim_touch(W->ns, C);
+  run_for(W, 2000);
+  for (int i = 0; i < N; i++) {
+    store_stats st;
+    store_get_stats(W->svc[i], &st);
+    after += st.deposits_refused;
+  }
+  assert_int_equal(after - before, N - 2);
+  /* B comes back and finds the real request */
+  netsim_set_up(W->ns, B, true);
+  assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
+  netsim_touch(W->ns, B);
+  assert_int_equal(run_until(W, B, STORE_EV_FETCHED, 0, 1), 1);
+  assert_int_equal(count_ev(W, B, STORE_EV_REQUEST, 0), 1);
+  for (int i = 0; i < W->nev[B]; i++)
+    if (W->ev[B][i].type == STORE_EV_REQUEST) {
+      assert_memory_equal(W->ev[B][i].u.request.from_pk, netsim_identity(W->ns, C)->pk, 32);
+      assert_int_equal(W->ev[B][i].u.request.len, sizeof note - 1);
+      assert_memory_equal(W->ev[B][i].u.request.note, note, sizeof note - 1);
+    }
+  world_del();
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -735,6 +812,7 @@ int main(void) {
       cmocka_unit_test(test_expiry_notice),
       cmocka_unit_test(test_privacy_sqlite),
       cmocka_unit_test(test_own_replica),
+      cmocka_unit_test(test_friend_request),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
