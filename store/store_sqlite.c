@@ -862,11 +862,17 @@ void store_sqlite_fail_commits(store_sqlite *b, int n) {
 /* ---- open and close ------------------------------------------------------ */
 
 static const char MBOX_SCHEMA[] =
+    /* A rowid table: records (~1.1 KB) are appended in arrival order and
+     * only the small (mbox, hash) index takes random inserts.  Keyed by
+     * (mbox, hash) WITHOUT ROWID, every deposit rewrote a random 4 KB leaf
+     * holding three records (20-30 KB written per 1 KB deposit measured by
+     * bench_deposit). */
     "CREATE TABLE recs("
+    " id INTEGER PRIMARY KEY,"
     " mbox BLOB NOT NULL, hash BLOB NOT NULL, kind INTEGER NOT NULL,"
     " hosted INTEGER NOT NULL, mbox_pk BLOB NOT NULL, deposited_s INTEGER NOT NULL,"
     " expires_s INTEGER NOT NULL, sig BLOB NOT NULL, data BLOB NOT NULL,"
-    " PRIMARY KEY (mbox, hash)) WITHOUT ROWID;"
+    " UNIQUE (mbox, hash));"
     "CREATE INDEX recs_expiry ON recs(expires_s, mbox, hash);";
 
 static void sq_free(store_sqlite *b) {
