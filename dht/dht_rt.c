@@ -463,6 +463,32 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   return DHT_RT_CACHED;
 }
 
+void dht_rt_heard(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], const dht_addr *addr,
+                  dht_ts now) {
+  bucket *b = rt->b[bucket_of(rt, id)];
+  int i = find_in(b->slot, b->n, id);
+  if (i < 0)
+    return;
+  dht_rt_contact *c = &b->slot[i];
+  /* BEP 5's rule: a node that has answered us and queries us now is good.
+   * Only at the address it answered from, and not one with failures, whose
+   * replies are what is in doubt. */
+  if (c->last_reply == 0 || c->fails > 0 || !dht_addr_eq(&c->addr, addr))
+    return;
+  c->last_reply = now;
+}
+
+bool dht_rt_is_settled(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+  int bi = bucket_of(rt, id);
+  const bucket *b = rt->b[bi];
+  if (b->n < rt->s.k || (bi == rt->nb - 1 && rt->nb < ID_BITS))
+    return false;
+  for (int i = 0; i < b->n; i++)
+    if (b->slot[i].fails > 0 || is_questionable(rt, &b->slot[i], now))
+      return false;
+  return true;
+}
+
 bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
