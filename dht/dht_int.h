@@ -212,7 +212,7 @@ const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i);
 /* A contact that should be pinged now: questionable (no reply for
  * questionable_after_ms, or never) and not pinged within that time; NULL if
  * none.  The engine calls this from its timer to keep the table fresh. */
-const dht_rt_contact *dht_rt_next_to_ping(const dht_rt *rt, dht_ts now);
+const dht_rt_contact *dht_rt_next_to_ping(dht_rt *rt, dht_ts now);
 /* Bucket refresh: index (cpl) of a bucket not changed for interval, or -1;
  * dht_rt_touch_bucket marks one refreshed. */
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);
