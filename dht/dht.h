@@ -205,9 +205,10 @@ typedef struct dht_settings {
   dht_ts republish_ms;  /* republish our record every: 30 min */
 
   /* SIMULATION ONLY: datagrams keep the envelope layout but are neither
-   * encrypted nor authenticated (no key agreement, a zero MAC).  For
-   * roost-sim scale runs, where X25519 per pair of hosts dominates; every
-   * report says when it was on.  Never set by roostd.  Default false. */
+   * encrypted nor authenticated (no key agreement, a zero MAC), and record
+   * signatures are made but not checked.  For roost-sim scale runs, where
+   * X25519 per pair of hosts and Ed25519 checks dominate; every report says
+   * when it was on.  Never set by roostd.  Default false. */
   bool insecure_plaintext;
 } dht_settings;
 

@@ -41,6 +41,7 @@ typedef struct rpc {
 enum cand_state { CAND_NEW = 0, CAND_INFLIGHT, CAND_DONE, CAND_FAILED };
 
 typedef struct cand {
+  uint64_t d64; /* the top 64 bits of the XOR distance of id to the target */
   uint8_t id[DHT_ID_LEN];
   dht_peer peer;
   uint8_t state;

@@ -494,10 +494,11 @@ static void fill_contacts(dht *e, dht_msg *m, const uint8_t target[static DHT_ID
 }
 
 /* A server-mode peer we do not know asked us something: ping it, and insert
- * it when (if) it answers, so only reachable nodes enter the table. */
+ * it when (if) it answers, so only reachable nodes enter the table.  Not when
+ * its bucket is full of good contacts: it could only be cached. */
 static void maybe_verify(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                          uint8_t flags, dht_ts now) {
-  if (!(flags & DHT_MSGF_SERVER) || dht_rt_find(e->rt, id))
+  if (!(flags & DHT_MSGF_SERVER) || dht_rt_find(e->rt, id) || dht_rt_is_settled(e->rt, id, now))
     return;
   dht_ts *last = (dht_ts *)dht_cache_get(&e->verified, from->pk);
   if (last && now - *last < VERIFY_EVERY_MS)
@@ -518,7 +519,7 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
   }
   if (dht_record_parse(&rec, m->record, m->record_len) != 0 ||
       rec.expires_unix_s > unix_now + DHT_RECORD_MAX_TTL_S + RECORD_SKEW_S ||
-      dht_record_verify(m->record, m->record_len) != 0) {
+      (!e->set.insecure_plaintext && dht_record_verify(m->record, m->record_len) != 0)) {
     e->st.drop_bad_record++;
     r->status = DHT_ACK_BAD_RECORD;
     return;
@@ -534,6 +535,7 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
 static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                        const dht_msg *m, size_t pktlen, dht_ts now) {
   e->st.requests_in++;
+  dht_rt_heard(e->rt, id, &from->addr, now);
   dht_msg r;
   memset(&r, 0, sizeof r);
   r.txid = m->txid;

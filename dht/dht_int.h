@@ -183,6 +183,18 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
  * outage of our own link must not empty the table).  Returns true if
  * removed. */
 bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
+/* The table contact id, which has answered us before, sent us a request
+ * from addr, its known address: a sign of life as good as a reply (BEP 5's
+ * "good node" rule), so it is not pinged for liveness.  Contacts with
+ * failures, unknown ids and other addresses are left alone. */
+void dht_rt_heard(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], const dht_addr *addr,
+                  dht_ts now);
+/* True when a newcomer with this id could only wait in the replacement
+ * cache: its bucket is full of good contacts (answered within
+ * questionable_after_ms, no failures) and cannot split.  The engine skips
+ * verifying such a peer (BEP 5 drops it; it still enters the cache when it
+ * answers one of our own requests). */
+bool dht_rt_is_settled(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
 /* Marks that we pinged id at now (so it is not pinged again at once). */
 void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
 bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]);
@@ -200,7 +212,7 @@ const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i);
 /* A contact that should be pinged now: questionable (no reply for
  * questionable_after_ms, or never) and not pinged within that time; NULL if
  * none.  The engine calls this from its timer to keep the table fresh. */
-const dht_rt_contact *dht_rt_next_to_ping(const dht_rt *rt, dht_ts now);
+const dht_rt_contact *dht_rt_next_to_ping(dht_rt *rt, dht_ts now);
 /* Bucket refresh: index (cpl) of a bucket not changed for interval, or -1;
  * dht_rt_touch_bucket marks one refreshed. */
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);

@@ -9,8 +9,10 @@
  * holding our own ID's neighbourhood) those with cpl >= nb-1.  Only that last
  * bucket ever splits, when a contact is due in it and it is full.
  *
- * Each bucket is one allocation: a header and k + replacement_cache contact
- * slots.  Slots [0, n) are the bucket, in the order contacts entered it;
+ * Each bucket is one allocation: a header, k + replacement_cache contact
+ * slots and, parallel to them, the first 8 bytes of each slot's ID (so a
+ * search by ID reads one small array, not a 120-byte contact per slot).
+ * Slots [0, n) are the bucket, in the order contacts entered it;
  * slots [k, k + ncache) are the replacement cache: confirmed entries (they
  * answered us: last_reply != 0) first, most recent first, then unconfirmed
  * ones, most recent first.  Entry k is therefore the one to promote next.
@@ -21,6 +23,10 @@
  *     cpl >= nb-1 if i == nb-1; its id is BLAKE2b(pk) and never our own;
  *   - an id appears at most once in the whole table, buckets and caches;
  *   - 0 <= n <= k, 0 <= ncache <= replacement_cache, size == sum of n;
+ *   - id64[i] is the first 8 bytes (big-endian) of slot[i].id for every used
+ *     slot;
+ *   - no contact of bucket [0, n) is due a liveness ping before ping_check
+ *     (a lower bound: contact times only grow, and any insertion resets it);
  *   - every allocation failure returns DHT_ERR_NOMEM with these intact.
  *
  * Long-lived contacts are preferred: a contact that answers is never evicted
@@ -46,11 +52,14 @@ int dht_rt_check(const dht_rt *rt);
 #define RC_MAX 256     /* largest replacement cache a setting may ask for */
 
 typedef struct bucket {
-  dht_ts last_changed; /* last add, answer or refresh (dht_rt_touch_bucket) */
-  int n;               /* contacts in slot[0, n) */
-  int ncache;          /* replacement entries in slot[k, k + ncache) */
-  dht_rt_contact slot[];
+  dht_ts last_changed;   /* last add, answer or refresh (dht_rt_touch_bucket) */
+  dht_ts ping_check;     /* no contact is due a liveness ping before this */
+  int n;                 /* contacts in slot[0, n) */
+  int ncache;            /* replacement entries in slot[k, k + ncache) */
+  dht_rt_contact slot[]; /* k + replacement_cache, then as many uint64_t id64 */
 } bucket;
+
+#define PING_CHECK_NOW INT64_MIN /* ping_check of a bucket that must be scanned */
 
 struct dht_rt {
   dht_mem mem;
@@ -73,15 +82,43 @@ static dht_rt_contact *cache_of(const dht_rt *rt, bucket *b) {
   return b->slot + rt->s.k;
 }
 
-static int find_in(const dht_rt_contact *c, int n, const uint8_t id[static DHT_ID_LEN]) {
+/* The first 8 bytes of an ID as a big-endian integer: XOR of two of these is
+ * the top 64 bits of their distance.  (Compilers turn this into one load.) */
+static inline uint64_t load64(const uint8_t *p) {
+  return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 | (uint64_t)p[3] << 32 |
+         (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | (uint64_t)p[7];
+}
+
+static uint64_t *ids_of(const dht_rt *rt, const bucket *b) {
+  return (uint64_t *)(uintptr_t)(b->slot + rt->s.k + rt->s.replacement_cache);
+}
+
+/* Index in slot[base, base + n) of the contact with this id, or -1. */
+static int find_in(const dht_rt *rt, const bucket *b, int base, int n,
+                   const uint8_t id[static DHT_ID_LEN]) {
+  const uint64_t *ids = ids_of(rt, b) + base;
+  uint64_t v = load64(id);
   for (int i = 0; i < n; i++)
-    if (memcmp(c[i].id, id, DHT_ID_LEN) == 0)
+    if (ids[i] == v && memcmp(b->slot[base + i].id, id, DHT_ID_LEN) == 0)
       return i;
   return -1;
 }
 
-static void remove_at(dht_rt_contact *c, int *n, int i) {
+/* Writes contact c into slot idx (and its id64). */
+static void set_slot(const dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c) {
+  if (&b->slot[idx] != c)
+    b->slot[idx] = *c;
+  ids_of(rt, b)[idx] = load64(c->id);
+  if (idx < rt->s.k)
+    b->ping_check = PING_CHECK_NOW;
+}
+
+/* Removes entry i of slot[base, base + *n), keeping the order. */
+static void remove_at(const dht_rt *rt, bucket *b, int base, int *n, int i) {
+  dht_rt_contact *c = b->slot + base;
+  uint64_t *ids = ids_of(rt, b) + base;
   memmove(c + i, c + i + 1, (size_t)(*n - i - 1) * sizeof *c);
+  memmove(ids + i, ids + i + 1, (size_t)(*n - i - 1) * sizeof *ids);
   (*n)--;
 }
 
@@ -168,13 +205,15 @@ static bool diversity_ok(const dht_rt *rt, int bi, const dht_addr *a, const dht_
  * caller has checked that c may displace that entry. */
 static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c) {
   dht_rt_contact *rc = cache_of(rt, b);
+  uint64_t *ids = ids_of(rt, b) + rt->s.k;
   int keep = b->ncache < rt->s.replacement_cache ? b->ncache : b->ncache - 1;
   int pos = 0;
   if (c->last_reply == 0)
     while (pos < keep && rc[pos].last_reply != 0)
       pos++;
   memmove(rc + pos + 1, rc + pos, (size_t)(keep - pos) * sizeof *rc);
-  rc[pos] = *c;
+  memmove(ids + pos + 1, ids + pos, (size_t)(keep - pos) * sizeof *ids);
+  set_slot(rt, b, rt->s.k + pos, c);
   b->ncache = keep + 1;
 }
 
@@ -190,8 +229,8 @@ static int fill_from_cache(dht_rt *rt, int bi) {
       j++;
       continue;
     }
-    b->slot[b->n++] = rc[j];
-    remove_at(rc, &b->ncache, j);
+    set_slot(rt, b, b->n++, &rc[j]);
+    remove_at(rt, b, rt->s.k, &b->ncache, j);
     rt->size++;
     moved++;
   }
@@ -202,10 +241,12 @@ static int fill_from_cache(dht_rt *rt, int bi) {
 
 static bucket *bucket_new(const dht_rt *rt, dht_ts last_changed) {
   size_t slots = (size_t)rt->s.k + (size_t)rt->s.replacement_cache;
-  bucket *b = dht_mem_malloc(&rt->mem, sizeof *b + slots * sizeof(dht_rt_contact));
+  bucket *b =
+      dht_mem_malloc(&rt->mem, sizeof *b + slots * (sizeof(dht_rt_contact) + sizeof(uint64_t)));
   if (!b)
     return NULL;
   b->last_changed = last_changed;
+  b->ping_check = PING_CHECK_NOW;
   b->n = 0;
   b->ncache = 0;
   return b;
@@ -237,18 +278,18 @@ static int split_last(dht_rt *rt) {
   int keep = 0;
   for (int i = 0; i < old->n; i++) {
     if (dht_id_cpl(rt->self, old->slot[i].id) > depth)
-      nw->slot[nw->n++] = old->slot[i];
+      set_slot(rt, nw, nw->n++, &old->slot[i]);
     else
-      old->slot[keep++] = old->slot[i];
+      set_slot(rt, old, keep++, &old->slot[i]);
   }
   old->n = keep;
-  dht_rt_contact *orc = cache_of(rt, old), *nrc = cache_of(rt, nw);
+  int k = rt->s.k;
   keep = 0;
   for (int i = 0; i < old->ncache; i++) {
-    if (dht_id_cpl(rt->self, orc[i].id) > depth)
-      nrc[nw->ncache++] = orc[i];
+    if (dht_id_cpl(rt->self, old->slot[k + i].id) > depth)
+      set_slot(rt, nw, k + nw->ncache++, &old->slot[k + i]);
     else
-      orc[keep++] = orc[i];
+      set_slot(rt, old, k + keep++, &old->slot[k + i]);
   }
   old->ncache = keep;
   rt->b[rt->nb++] = nw;
@@ -320,16 +361,33 @@ static void contact_init(dht_rt_contact *c, const uint8_t id[static DHT_ID_LEN],
     rtt_sample(c, rtt_ms);
 }
 
+/* When c will be due a liveness ping (see ping_due). */
+static dht_ts ping_due_at(const dht_rt *rt, const dht_rt_contact *c) {
+  dht_ts q = rt->s.questionable_after_ms;
+  dht_ts a = c->last_reply == 0 ? PING_CHECK_NOW : c->last_reply + q;
+  dht_ts p = c->last_ping == 0 ? PING_CHECK_NOW : c->last_ping + q;
+  return a > p ? a : p;
+}
+
 /* The contact of bucket b that a newcomer should be pinged against: the
  * most questionable one due for a ping (oldest last_reply, then lowest
- * index), or NULL. */
-static const dht_rt_contact *ping_candidate(const dht_rt *rt, const bucket *b, dht_ts now) {
+ * index), or NULL.  A scan records when the next contact falls due, so the
+ * calls before then (one per cached newcomer, one per liveness tick) cost
+ * nothing. */
+static const dht_rt_contact *ping_candidate(const dht_rt *rt, bucket *b, dht_ts now) {
+  if (now < b->ping_check)
+    return NULL;
   const dht_rt_contact *best = NULL;
+  dht_ts next = DHT_TS_NEVER;
   for (int i = 0; i < b->n; i++) {
     const dht_rt_contact *c = &b->slot[i];
+    dht_ts due = ping_due_at(rt, c);
+    if (due < next)
+      next = due;
     if (ping_due(rt, c, now) && (!best || c->last_reply < best->last_reply))
       best = c;
   }
+  b->ping_check = next;
   return best;
 }
 
@@ -362,10 +420,10 @@ static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool c
   c.fails = 0;
   c.addr = *addr; /* checked against the limits when it is promoted */
   rtt_sample(&c, rtt_ms);
-  remove_at(rc, &b->ncache, j);
+  remove_at(rt, b, rt->s.k, &b->ncache, j);
   /* Room can appear behind a diversity refusal: take it if allowed now. */
   if (b->n < rt->s.k && diversity_ok(rt, bi, &c.addr, NULL)) {
-    b->slot[b->n++] = c;
+    set_slot(rt, b, b->n++, &c);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
@@ -393,10 +451,10 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
 
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(b->slot, b->n, id);
+  int i = find_in(rt, b, 0, b->n, id);
   if (i >= 0)
     return update_known(rt, bi, i, addr, confirmed, rtt_ms, now);
-  i = find_in(cache_of(rt, b), b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, id);
   if (i >= 0)
     return update_cached(rt, bi, i, addr, confirmed, rtt_ms, now);
 
@@ -425,7 +483,7 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   if (b->n < rt->s.k) {
     if (!diversity_ok(rt, bi, addr, NULL))
       return DHT_RT_REJECTED;
-    b->slot[b->n++] = nc;
+    set_slot(rt, b, b->n++, &nc);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
@@ -446,8 +504,8 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   if (worst >= 0) {
     if (!diversity_ok(rt, bi, addr, &b->slot[worst]))
       return DHT_RT_REJECTED;
-    remove_at(b->slot, &b->n, worst);
-    b->slot[b->n++] = nc;
+    remove_at(rt, b, 0, &b->n, worst);
+    set_slot(rt, b, b->n++, &nc);
     b->last_changed = now;
     return DHT_RT_ADDED;
   }
@@ -463,10 +521,36 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   return DHT_RT_CACHED;
 }
 
+void dht_rt_heard(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], const dht_addr *addr,
+                  dht_ts now) {
+  bucket *b = rt->b[bucket_of(rt, id)];
+  int i = find_in(rt, b, 0, b->n, id);
+  if (i < 0)
+    return;
+  dht_rt_contact *c = &b->slot[i];
+  /* BEP 5's rule: a node that has answered us and queries us now is good.
+   * Only at the address it answered from, and not one with failures, whose
+   * replies are what is in doubt. */
+  if (c->last_reply == 0 || c->fails > 0 || !dht_addr_eq(&c->addr, addr))
+    return;
+  c->last_reply = now;
+}
+
+bool dht_rt_is_settled(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+  int bi = bucket_of(rt, id);
+  const bucket *b = rt->b[bi];
+  if (b->n < rt->s.k || (bi == rt->nb - 1 && rt->nb < ID_BITS))
+    return false;
+  for (int i = 0; i < b->n; i++)
+    if (b->slot[i].fails > 0 || is_questionable(rt, &b->slot[i], now))
+      return false;
+  return true;
+}
+
 bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(b->slot, b->n, id);
+  int i = find_in(rt, b, 0, b->n, id);
   if (i >= 0) {
     dht_rt_contact *c = &b->slot[i];
     if (c->fails < UINT8_MAX)
@@ -477,27 +561,26 @@ bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) 
      * empty the table. */
     if (c->fails < rt->s.max_failures || b->ncache == 0)
       return false;
-    remove_at(b->slot, &b->n, i);
+    remove_at(rt, b, 0, &b->n, i);
     rt->size--;
     if (fill_from_cache(rt, bi))
       b->last_changed = now;
     return true;
   }
-  dht_rt_contact *rc = cache_of(rt, b);
-  i = find_in(rc, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, id);
   if (i >= 0) /* a replacement that does not answer is no replacement */
-    remove_at(rc, &b->ncache, i);
+    remove_at(rt, b, rt->s.k, &b->ncache, i);
   return false;
 }
 
 void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(b->slot, b->n, id);
+  int i = find_in(rt, b, 0, b->n, id);
   if (i >= 0) {
     b->slot[i].last_ping = now;
     return;
   }
-  i = find_in(cache_of(rt, b), b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, id);
   if (i >= 0)
     cache_of(rt, b)[i].last_ping = now;
 }
@@ -505,18 +588,17 @@ void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) 
 bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(b->slot, b->n, id);
+  int i = find_in(rt, b, 0, b->n, id);
   if (i >= 0) {
-    remove_at(b->slot, &b->n, i);
+    remove_at(rt, b, 0, &b->n, i);
     rt->size--;
     fill_from_cache(rt, bi);
     return true;
   }
-  dht_rt_contact *rc = cache_of(rt, b);
-  i = find_in(rc, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, id);
   if (i < 0)
     return false;
-  remove_at(rc, &b->ncache, i);
+  remove_at(rt, b, rt->s.k, &b->ncache, i);
   return true;
 }
 
@@ -524,18 +606,12 @@ bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
 
 const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
   const bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(b->slot, b->n, id);
+  int i = find_in(rt, b, 0, b->n, id);
   return i >= 0 ? &b->slot[i] : NULL;
 }
 
-/* The first 8 bytes of an ID as a big-endian integer: XOR of two of these is
- * the top 64 bits of their distance.  (Compilers turn this into one load.) */
-static inline uint64_t load64(const uint8_t *p) {
-  return (uint64_t)p[0] << 56 | (uint64_t)p[1] << 48 | (uint64_t)p[2] << 40 | (uint64_t)p[3] << 32 |
-         (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | (uint64_t)p[7];
-}
-
 typedef struct closest_ctx {
+  const dht_rt *rt;
   const uint8_t *target;
   uint64_t t64; /* load64(target) */
   bool only_good;
@@ -566,13 +642,16 @@ static bool key_less(const closest_ctx *x, const bucket *b, uint64_t p, uint64_t
  * whole bucket measured no faster. */
 static void closest_take(closest_ctx *x, const bucket *b) {
   uint64_t s[DHT_K_MAX];
+  const uint64_t *ids = ids_of(x->rt, b);
   int r = x->n - x->cnt < DHT_K_MAX ? x->n - x->cnt : DHT_K_MAX;
   int m = 0;
   for (int i = 0; i < b->n; i++) {
+    uint64_t v = ((ids[i] ^ x->t64) & ~SLOT_MASK) | (uint64_t)i;
+    if (m == r && !key_less(x, b, v, s[r - 1]))
+      continue; /* farther than the r kept: no need to read the contact */
     const dht_rt_contact *c = &b->slot[i];
     if (x->only_good && (c->last_reply == 0 || c->fails > 0))
       continue;
-    uint64_t v = ((load64(c->id) ^ x->t64) & ~SLOT_MASK) | (uint64_t)i;
     int j;
     if (m < r) {
       j = m++;
@@ -620,7 +699,7 @@ int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bo
                    const dht_rt_contact **out, int n) {
   if (n <= 0 || rt->size == 0)
     return 0;
-  closest_ctx x = {target, load64(target), only_good, out, n, 0};
+  closest_ctx x = {rt, target, load64(target), only_good, out, n, 0};
   uint8_t d[DHT_ID_LEN];
   dht_id_xor(d, rt->self, target);
   int last = rt->nb - 1;
@@ -654,7 +733,7 @@ const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i) {
   return NULL; /* unreachable while size == sum of n */
 }
 
-const dht_rt_contact *dht_rt_next_to_ping(const dht_rt *rt, dht_ts now) {
+const dht_rt_contact *dht_rt_next_to_ping(dht_rt *rt, dht_ts now) {
   const dht_rt_contact *best = NULL;
   for (int j = 0; j < rt->nb; j++) {
     const dht_rt_contact *c = ping_candidate(rt, rt->b[j], now);
@@ -711,8 +790,15 @@ int dht_rt_check(const dht_rt *rt) {
       return DHT_ERR_INTERNAL;
     size += b->n;
     const dht_rt_contact *rc = cache_of(rt, b);
-    for (int i = 0; i < b->n; i++)
-      if (!entry_ok(rt, &b->slot[i], bi))
+    const uint64_t *ids = ids_of(rt, b);
+    for (int i = 0; i < b->n; i++) {
+      if (!entry_ok(rt, &b->slot[i], bi) || ids[i] != load64(b->slot[i].id))
+        return DHT_ERR_INTERNAL;
+      if (b->ping_check > ping_due_at(rt, &b->slot[i]))
+        return DHT_ERR_INTERNAL;
+    }
+    for (int i = 0; i < b->ncache; i++)
+      if (ids[rt->s.k + i] != load64(rc[i].id))
         return DHT_ERR_INTERNAL;
     for (int i = 0; i < b->ncache; i++) {
       if (!entry_ok(rt, &rc[i], bi))

@@ -23,7 +23,7 @@
 #define SIM_RTT_MAX_ROWS 1000000        /* data lines; 676 codes allow 228,826 pairs */
 #define SIM_RTT_LINE_MAX 512            /* longest accepted line, with its newline */
 #define SIM_RTT_FLOOR_MS 0.1            /* no link is faster than this */
-#define SIM_RTT_LINK_STREAM 0x4c494e4bu /* "LINK": sim_rng stream of link draws */
+#define SIM_RTT_LINK_STREAM 0x4c494e4bu /* "LINK": salt of the link draws */
 #define SIM_RTT_TRIES 16                /* truncated-normal rejection tries */
 #define CODES (26 * 26)                 /* possible two-letter codes */
 
@@ -402,14 +402,42 @@ int sim_rtt_pick_country(const sim_rtt *t, sim_rng *r) {
   return lo;
 }
 
-/* With data: a normal(avg, std) draw from a sim_rng on (link_seed,
- * SIM_RTT_LINK_STREAM), redrawn up to SIM_RTT_TRIES times until inside
- * [min, max], then clamped; std 0 gives avg.  Without data for the pair:
- * same country -> the mean rtt_avg of all self pairs (if the file has any);
- * otherwise -> the mean rtt_avg over all pairs (unweighted: a "typical
- * pair", not a typical ping, which big countries would dominate).  The
- * fallbacks are constants: no spread is invented for pairs never measured.
- * Out-of-range countries (a caller bug) also get the global mean. */
+/* The link draws: splitmix64 on a state derived from (link_seed,
+ * SIM_RTT_LINK_STREAM).  A link's RTT is drawn again for every datagram that
+ * crosses it (storing 10^10 links is not an option), so this must be cheap:
+ * a sim_rng would cost a BLAKE2b and a ChaCha20 block per datagram. */
+typedef struct link_rng {
+  uint64_t s;
+} link_rng;
+
+static uint64_t link_next(link_rng *r) {
+  uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  return z ^ (z >> 31);
+}
+
+static double link_unit(link_rng *r) {
+  return (double)(link_next(r) >> 11) * 0x1p-53;
+}
+
+/* Marsaglia's polar method, as sim_rng_normal. */
+static double link_normal(link_rng *r) {
+  double u, v, s;
+  do {
+    u = 2.0 * link_unit(r) - 1.0;
+    v = 2.0 * link_unit(r) - 1.0;
+    s = u * u + v * v;
+  } while (s >= 1.0 || s == 0.0);
+  return u * sqrt(-2.0 * log(s) / s);
+}
+
+/* With data: a normal(avg, std) draw from the link's stream, redrawn up to SIM_RTT_TRIES times
+ * until inside [min, max], then clamped; std 0 gives avg.  Without data for the pair: same country
+ * -> the mean rtt_avg of all self pairs (if the file has any); otherwise -> the mean rtt_avg over
+ * all pairs (unweighted: a "typical pair", not a typical ping, which big countries would dominate).
+ * The fallbacks are constants: no spread is invented for pairs never measured. Out-of-range
+ * countries (a caller bug) also get the global mean. */
 double sim_rtt_link(const sim_rtt *t, int ca, int cb, uint64_t link_seed) {
   assert(t && ca >= 0 && ca < t->n && cb >= 0 && cb < t->n);
   double v = t->global_mean;
@@ -427,10 +455,10 @@ double sim_rtt_link(const sim_rtt *t, int ca, int cb, uint64_t link_seed) {
         double hi = p->max < p->avg * 2 ? p->max : p->avg * 2;
         if (lo > hi)
           lo = hi = p->avg;
-        sim_rng r;
-        sim_rng_init(&r, link_seed, SIM_RTT_LINK_STREAM);
+        link_rng r = {link_seed};
+        r.s = link_next(&r) ^ SIM_RTT_LINK_STREAM;
         for (int k = 0; k < SIM_RTT_TRIES; k++) {
-          v = p->avg + p->std * sim_rng_normal(&r);
+          v = p->avg + p->std * link_normal(&r);
           if (v >= lo && v <= hi)
             break;
         }

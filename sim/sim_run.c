@@ -40,9 +40,13 @@ enum ev_kind {
   EV_MSG, /* sim_msg.c's workload */
 };
 
+#define DGRAM_CLASSES 4
+
 typedef struct dgram {
+  struct dgram *next; /* in a free list */
   dht_addr from;
   uint16_t len;
+  uint8_t cls; /* size class, index of dgram_class_len */
   uint8_t data[];
 } dgram;
 
@@ -94,6 +98,7 @@ struct sim {
   crypto_generichash_state trace;
   pending *pend;
   size_t npend, apend;
+  dgram *dfree[DGRAM_CLASSES]; /* free datagram buffers by size class */
   int online;
   bool partitioned;
   uint64_t issued_lookups;
@@ -105,6 +110,10 @@ struct sim {
 };
 
 /* ---- the heap ------------------------------------------------------------ */
+
+/* A 4-ary heap: half the depth of a binary one, and the four children of a
+ * node share a cache line or two, so a pop touches fewer lines. */
+#define HEAP_D 4
 
 static bool before(const event *a, const event *b) {
   return a->at < b->at || (a->at == b->at && a->seq < b->seq);
@@ -121,9 +130,9 @@ static int push(sim *s, event ev) {
   }
   ev.seq = s->seq++;
   size_t i = s->nheap++;
-  while (i > 0 && before(&ev, &s->heap[(i - 1) / 2])) {
-    s->heap[i] = s->heap[(i - 1) / 2];
-    i = (i - 1) / 2;
+  while (i > 0 && before(&ev, &s->heap[(i - 1) / HEAP_D])) {
+    s->heap[i] = s->heap[(i - 1) / HEAP_D];
+    i = (i - 1) / HEAP_D;
   }
   s->heap[i] = ev;
   return 0;
@@ -131,27 +140,71 @@ static int push(sim *s, event ev) {
 
 static event pop(sim *s) {
   event top = s->heap[0], last = s->heap[--s->nheap];
-  size_t i = 0;
+  size_t i = 0, n = s->nheap;
   for (;;) {
-    size_t c = 2 * i + 1;
-    if (c >= s->nheap)
+    size_t c = HEAP_D * i + 1;
+    if (c >= n)
       break;
-    if (c + 1 < s->nheap && before(&s->heap[c + 1], &s->heap[c]))
-      c++;
-    if (!before(&s->heap[c], &last))
+    size_t end = c + HEAP_D < n ? c + HEAP_D : n;
+    size_t m = c;
+    for (size_t j = c + 1; j < end; j++)
+      if (before(&s->heap[j], &s->heap[m]))
+        m = j;
+    if (!before(&s->heap[m], &last))
       break;
-    s->heap[i] = s->heap[c];
-    i = c;
+    s->heap[i] = s->heap[m];
+    i = m;
   }
-  if (s->nheap)
+  if (n)
     s->heap[i] = last;
   return top;
+}
+
+/* ---- datagram buffers ------------------------------------------------------ */
+
+/* Datagrams in flight come from per-size free lists (payloads up to 128,
+ * 256, 512 bytes and DHT_MAX_PKT), so a datagram costs no malloc once the
+ * run has warmed up.  The lists only grow: their peak is the peak number of
+ * datagrams in flight. */
+static const uint16_t dgram_class_len[DGRAM_CLASSES] = {128, 256, 512, DHT_MAX_PKT};
+
+static dgram *dgram_new(sim *s, size_t len) {
+  int k = 0;
+  while (len > dgram_class_len[k])
+    k++;
+  dgram *d = s->dfree[k];
+  if (d) {
+    s->dfree[k] = d->next;
+  } else {
+    d = malloc(sizeof *d + dgram_class_len[k]);
+    if (!d)
+      return NULL;
+    d->cls = (uint8_t)k;
+  }
+  d->len = (uint16_t)len;
+  return d;
+}
+
+static void dgram_free(sim *s, dgram *d) {
+  if (!d)
+    return;
+  d->next = s->dfree[d->cls];
+  s->dfree[d->cls] = d;
+}
+
+static void dgram_release_all(sim *s) {
+  for (int k = 0; k < DGRAM_CLASSES; k++) {
+    while (s->dfree[k]) {
+      dgram *d = s->dfree[k];
+      s->dfree[k] = d->next;
+      free(d);
+    }
+  }
 }
 
 static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, dgram *d) {
   event ev = {at, 0, (uint32_t)kind, host_i, gen, d};
   if (push(s, ev) != 0) {
-    free(d);
     fprintf(stderr, "roost-sim: out of memory for events\n");
     exit(1);
   }
@@ -277,11 +330,10 @@ static void send_dgram(sim *s, int from, const dht_addr *to, const uint8_t *buf,
     hf->uplink_free = start + tx_ms;
     depart = hf->uplink_free;
   }
-  dgram *d = malloc(sizeof *d + len);
+  dgram *d = dgram_new(s, len);
   if (!d)
     return;
   d->from = host_addr(from);
-  d->len = (uint16_t)len;
   memcpy(d->data, buf, len);
   dht_ts at = depart + (dht_ts)llround(one_way_ms(s, from, dst));
   schedule(s, at, EV_DELIVER, dst, 0, d);
@@ -794,7 +846,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   while (s->nheap) {
     event ev = pop(s);
     if (ev.at > s->end) {
-      free(ev.d);
+      dgram_free(s, ev.d);
       break;
     }
     s->now = ev.at;
@@ -819,7 +871,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
         res->lost++;
         s->cur.dropped++;
       }
-      free(ev.d);
+      dgram_free(s, ev.d);
       break;
     }
     case EV_TIMER:
@@ -893,8 +945,9 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
 
   while (s->nheap) {
     event ev = pop(s);
-    free(ev.d);
+    dgram_free(s, ev.d);
   }
+  dgram_release_all(s);
   free(s->heap);
   sim_msg_free(s->msg);
   for (int i = 0; i < s->nh; i++) {

@@ -114,8 +114,8 @@ static const opt opts[] = {
     {"msg-poll", T_DUR, 1000, DAY_MS, OFF(msg_poll_ms), "TIME",
      "messaging: how often every mailbox service fetches (5m)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
-     "off: datagrams are neither encrypted nor authenticated, for speed; every report "
-     "says so (on)"},
+     "off: datagrams are neither encrypted nor authenticated and record signatures are "
+     "not checked, for speed; every report says so (on)"},
     {"k", T_INT, 1, DHT_K_MAX, OFF(k), "K", "Kademlia k, the bucket size (20)"},
     {"sample", T_DUR, 1, 365 * DAY_MS, OFF(sample_ms), "TIME",
      "interval of the time series in series.csv (10s)"},
