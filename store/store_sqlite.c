@@ -474,6 +474,23 @@ static void keep_row(store_rec *out, int n, int max) {
     memcpy(&out[n + 1], &out[n], offsetof(store_rec, data) + out[n].len);
 }
 
+/* Steps st to the next row the overlay does not shadow, into *out: sets
+ * *have_row, or *db_done at the end.  0, or -1 on a database error.  (The
+ * merge of database rows with the overlay in scan_mbox and scan_expired.) */
+static int next_db_row(store_sqlite *b, sqlite3_stmt *st, store_rec *out, bool *have_row,
+                       bool *db_done) {
+  while (!*have_row && !*db_done) {
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE)
+      *db_done = true;
+    else if (rc != SQLITE_ROW || row_to_rec(st, out) < 0)
+      return -1;
+    else if (!ov_find(b, out->mbox, out->hash))
+      *have_row = true;
+  }
+  return 0;
+}
+
 static int sq_scan_mbox(void *ctx, const uint8_t mbox[STORE_MBOX_LEN],
                         const uint8_t after[STORE_HASH_LEN], store_rec *out, int max) {
   store_sqlite *b = ctx;
@@ -493,16 +510,9 @@ static int sq_scan_mbox(void *ctx, const uint8_t mbox[STORE_MBOX_LEN],
   bool have_row = false, db_done = false;
   while (n < max) {
     /* the next database row that the overlay does not shadow */
-    while (!have_row && !db_done) {
-      int rc = sqlite3_step(st);
-      if (rc == SQLITE_DONE) {
-        db_done = true;
-      } else if (rc != SQLITE_ROW || row_to_rec(st, &out[n]) < 0) {
-        ret = STORE_ERR_DB;
-        goto out;
-      } else if (!ov_find(b, out[n].mbox, out[n].hash)) {
-        have_row = true;
-      }
+    if (next_db_row(b, st, &out[n], &have_row, &db_done)) {
+      ret = STORE_ERR_DB;
+      goto out;
     }
     /* the next live overlay entry of this mailbox */
     while (e && memcmp(e->r.mbox, mbox, STORE_MBOX_LEN) == 0 && e->del)
@@ -720,16 +730,9 @@ static int sq_scan_expired(void *ctx, int64_t now_s, store_rec *out, int max) {
   int n = 0, i = 0, ret = 0;
   bool have_row = false, db_done = false;
   while (n < max) {
-    while (!have_row && !db_done) {
-      int rc = sqlite3_step(st);
-      if (rc == SQLITE_DONE) {
-        db_done = true;
-      } else if (rc != SQLITE_ROW || row_to_rec(st, &out[n]) < 0) {
-        ret = STORE_ERR_DB;
-        goto out;
-      } else if (!ov_find(b, out[n].mbox, out[n].hash)) {
-        have_row = true;
-      }
+    if (next_db_row(b, st, &out[n], &have_row, &db_done)) {
+      ret = STORE_ERR_DB;
+      goto out;
     }
     if (!have_row && i == nov)
       break;
