@@ -51,22 +51,21 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "bench_util.h"
 #include "dht_int.h"
 #include "store.h"
 
-#define BATCH 64                         /* datagrams per sendmmsg / recvmmsg */
+#define BATCH BU_BATCH                   /* datagrams per sendmmsg / recvmmsg */
 #define STRIDE DHT_MAX_PKT               /* bytes per pre-built deposit datagram */
 #define PREBUILD_MAX ((size_t)512 << 20) /* pre-built deposits: at most this much memory */
 #define MAX_DEPOSITS ((long)(PREBUILD_MAX / STRIDE))
@@ -89,84 +88,7 @@ static const char *const status_name[NSTATUS + 1] = {
     "ok",      "mailbox full", "node full", "bad signature", "time outside the window",
     "too big", "refused",      "not found", "unknown status"};
 
-/* ---- helpers (as in bench_udp.c) ---------------------------------------- */
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fflush(stdout);
-  fprintf(stderr, "bench_deposit: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size ? size : 1);
-  if (!p)
-    die("out of memory (%zu x %zu bytes)", n, size);
-  return p;
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static uint64_t cpu_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void cpu_s(double *user, double *sys) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
-  *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* Time on a CPU and time runnable but waiting for one, in ns, of the task
- * /proc/PID/schedstat describes (a process's main thread: roostd's event
- * loop).  False when unreadable. */
-static bool sched_ns(const char *pid, uint64_t *run_ns, uint64_t *wait_ns) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%s/schedstat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return false;
-  unsigned long long a, b;
-  int n = fscanf(f, "%llu %llu", &a, &b);
-  fclose(f);
-  if (n != 2)
-    return false;
-  *run_ns = a;
-  *wait_ns = b;
-  return true;
-}
-
-/* A process's user and system CPU time in seconds, all threads
- * (/proc/PID/stat).  False when unreadable. */
-static bool proc_cpu(const char *pid, double *user_s, double *sys_s) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%s/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  const char *p = strrchr(buf, ')');
-  unsigned long long ut, st;
-  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-    return false;
-  double tck = (double)sysconf(_SC_CLK_TCK);
-  *user_s = (double)ut / tck;
-  *sys_s = (double)st / tck;
-  return true;
-}
+/* ---- helpers (the rest are in bench_util.c) ---------------------------- */
 
 /* Bytes a process caused to be written to storage and its write system
  * calls (/proc/PID/io).  False when unreadable. */
@@ -187,186 +109,14 @@ static bool proc_io(const char *pid, long long *write_bytes, long long *syscw) {
   return got == 3;
 }
 
-/* Datagrams the kernel dropped at the UDP socket bound to 127.0.0.1:port
- * (/proc/net/udp, last column).  -1 when not found. */
-static long udp_drops(unsigned port) {
-  FILE *f = fopen("/proc/net/udp", "r");
-  if (!f)
-    return -1;
-  char line[512];
-  long drops = -1;
-  while (drops < 0 && fgets(line, sizeof line, f)) {
-    char *tok[16], *save = NULL;
-    int n = 0;
-    for (char *t = strtok_r(line, " \t\n", &save); t && n < 16; t = strtok_r(NULL, " \t\n", &save))
-      tok[n++] = t;
-    unsigned ip, p;
-    if (n >= 13 && sscanf(tok[1], "%8x:%4x", &ip, &p) == 2 && p == port &&
-        ip == htonl(INADDR_LOOPBACK))
-      drops = strtol(tok[12], NULL, 10);
-  }
-  fclose(f);
-  return drops;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
-}
-
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return (x > y) - (x < y);
 }
 
-/* Nearest-rank percentile of sorted v[0, n). */
-static uint32_t pct(const uint32_t *v, size_t n, double p) {
-  size_t r = (size_t)(p * (double)n + 0.999999);
-  if (r < 1)
-    r = 1;
-  if (r > n)
-    r = n;
-  return v[r - 1];
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    die("%s wants an integer in [%ld, %ld], not '%s'", opt, lo, hi, s);
-  return v;
-}
-
-/* ---- the text form of an ID (node/node_text.c), copied ------------------ */
-
-#define IDTEXT_LEN 56
-
-static int idtext_decode(const char *s, size_t len, uint8_t pk[static DHT_PK_LEN]) {
-  static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
-  uint8_t raw[DHT_PK_LEN + 3] = {0};
-  if (len != IDTEXT_LEN)
-    return -1;
-  for (size_t i = 0; i < IDTEXT_LEN; i++) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z')
-      c = (char)(c - 'A' + 'a');
-    const char *p = c ? strchr(b32, c) : NULL;
-    if (!p)
-      return -1;
-    int v = (int)(p - b32);
-    for (int j = 0; j < 5; j++) {
-      size_t bit = i * 5 + (size_t)j;
-      if ((v >> (4 - j)) & 1)
-        raw[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
-    }
-  }
-  uint8_t in[8 + DHT_PK_LEN], h[32];
-  memcpy(in, "roost-id", 8);
-  memcpy(in + 8, raw, DHT_PK_LEN);
-  crypto_generichash(h, sizeof h, in, sizeof in, NULL, 0);
-  if (memcmp(h, raw + DHT_PK_LEN, 3) != 0)
-    return -2;
-  memcpy(pk, raw, DHT_PK_LEN);
-  return 0;
-}
-
-/* "ID@A.B.C.D:PORT", loopback only */
-static void parse_target(const char *s, uint8_t pk[static DHT_PK_LEN], struct sockaddr_in *sa) {
-  const char *at = strchr(s, '@');
-  if (!at)
-    die("--target wants ID@127.0.0.1:PORT, not '%s'", s);
-  int rv = idtext_decode(s, (size_t)(at - s), pk);
-  if (rv)
-    die("--target: %s",
-        rv == -2 ? "the ID's checksum does not match (typo?)" : "not a 56-character roost ID");
-  char host[64];
-  const char *colon = strrchr(at + 1, ':');
-  if (!colon || (size_t)(colon - at - 1) >= sizeof host)
-    die("--target: '%s' is not HOST:PORT", at + 1);
-  memcpy(host, at + 1, (size_t)(colon - at - 1));
-  host[colon - at - 1] = 0;
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)parse_long("--target port", colon + 1, 1, 65535));
-  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-    die("--target: '%s' is not a numeric IPv4 address", host);
-  if ((ntohl(sa->sin_addr.s_addr) >> 24) != 127)
-    die("--target: loopback (127.0.0.0/8) only, not %s", host);
-}
-
-/* ---- sockets ------------------------------------------------------------ */
-
-static int udp_socket(int rcvbuf) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    die("socket: %s", strerror(errno));
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  int snd = 4 << 20;
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-    die("bind 127.0.0.1:0: %s", strerror(errno));
-  return fd;
-}
-
-typedef struct mbatch {
-  struct mmsghdr h[BATCH];
-  struct iovec iov[BATCH];
-  uint8_t (*buf)[2048];
-} mbatch;
-
-static void mbatch_init(mbatch *mb) {
-  memset(mb, 0, sizeof *mb);
-  mb->buf = xcalloc(BATCH, sizeof *mb->buf);
-  for (int i = 0; i < BATCH; i++) {
-    mb->iov[i].iov_base = mb->buf[i];
-    mb->iov[i].iov_len = sizeof mb->buf[i];
-    mb->h[i].msg_hdr.msg_iov = &mb->iov[i];
-    mb->h[i].msg_hdr.msg_iovlen = 1;
-  }
-}
-
-/* Receives up to BATCH datagrams without blocking; how many (0: none). */
-static int recv_batch(int fd, mbatch *rb) {
-  for (int i = 0; i < BATCH; i++) {
-    rb->iov[i].iov_len = sizeof rb->buf[i];
-    rb->h[i].msg_hdr.msg_flags = 0;
-  }
-  int n = recvmmsg(fd, rb->h, BATCH, MSG_DONTWAIT, NULL);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNREFUSED)
-      return 0;
-    die("recvmmsg: %s", strerror(errno));
-  }
-  return n;
-}
-
-/* Sends h[0, n) on the connected socket; how many left (0: socket full). */
-static int send_batch(int fd, struct mmsghdr *h, int n) {
-  int r = sendmmsg(fd, h, (unsigned)n, 0);
-  if (r < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR ||
-        errno == ECONNREFUSED)
-      return 0;
-    die("sendmmsg: %s", strerror(errno));
-  }
-  return r;
-}
-
 /* ---- clients and deposits ----------------------------------------------- */
 
-typedef struct client {
-  dht_box box;
-  uint8_t key[32]; /* shared key with the target */
-  uint8_t nonce_prefix[16];
-  uint64_t nonce_ctr;
-} client;
+typedef bu_client client;
 
 /* What checking a deposit's receipt needs. */
 typedef struct dep_meta {
@@ -419,21 +169,12 @@ static size_t build_deposit(bench *b, int c, uint32_t txid, uint8_t *out, dep_me
   dht_wire_w_bin(&w, item, b->item_len);
   dht_wire_w_bin(&w, sig, sizeof sig);
   if (w.err)
-    die("encoding a DEPOSIT: %s", dht_strerror(w.err));
+    bu_die("encoding a DEPOSIT: %s", dht_strerror(w.err));
   client *k = &b->cl[c];
-  uint8_t nonce[DHT_NONCE_LEN];
-  memcpy(nonce, k->nonce_prefix, 16);
-  uint64_t ctr = k->nonce_ctr++;
-  memcpy(nonce + 16, &ctr, 8);
-  dht_ssize len = dht_box_seal(&k->box, b->target_pk, nonce, body, w.len, out, STRIDE);
+  dht_ssize len = bu_client_seal(k, b->target_pk, body, w.len, out, STRIDE);
   if (len < 0)
-    die("sealing a DEPOSIT: %s", dht_strerror((int)len));
+    bu_die("sealing a DEPOSIT: %s", dht_strerror((int)len));
   return (size_t)len;
-}
-
-static bool from_target(const bench *b, const uint8_t *pkt, size_t len) {
-  return len >= DHT_OVERHEAD + 3 && len <= DHT_MAX_PKT && pkt[0] == DHT_VERSION &&
-         memcmp(pkt + 1, b->target_pk, DHT_PK_LEN) == 0;
 }
 
 /* A decoded RECEIPT [0x31, txid, status, hash(16), sig(0|64)]. */
@@ -492,7 +233,7 @@ typedef struct run {
 } run;
 
 static void on_datagram(bench *b, run *r, const uint8_t *pkt, size_t len, uint64_t now) {
-  if (!from_target(b, pkt, len)) {
+  if (!bu_from_target(b->target_pk, pkt, len)) {
     r->other++;
     return;
   }
@@ -544,29 +285,29 @@ static void on_datagram(bench *b, run *r, const uint8_t *pkt, size_t len, uint64
 }
 
 static void do_run(bench *b, run *r, int window, double seconds, long tick_us) {
-  mbatch sb, rb;
-  mbatch_init(&sb);
-  mbatch_init(&rb);
+  bu_mbatch sb, rb;
+  bu_mbatch_init(&sb, NULL);
+  bu_mbatch_init(&rb, NULL);
   const struct timespec tick = {0, tick_us * 1000};
   long oldest = 0; /* every deposit before it is answered or lost */
   long last_acc = 0;
   int sec = 0;
   bool send_blocked = false;
-  r->t0 = now_ns();
+  r->t0 = bu_now_ns();
   uint64_t stop_sending = r->t0 + (uint64_t)(seconds * 1e9);
   uint64_t hard_end = stop_sending + LOSS_TIMEOUT_NS + 100000000ull;
   for (;;) {
     int n, got = 0;
     do {
-      n = recv_batch(b->fd, &rb);
+      n = bu_recv_batch(b->fd, &rb, true);
       if (n)
         r->n_recv++;
-      uint64_t t = now_ns();
+      uint64_t t = bu_now_ns();
       for (int j = 0; j < n; j++)
         on_datagram(b, r, rb.buf[j], rb.h[j].msg_len, t);
       got += n;
     } while (n == BATCH);
-    uint64_t now = now_ns();
+    uint64_t now = bu_now_ns();
     while (oldest < r->sent &&
            (r->lat[oldest] != PENDING || now - r->t0 - r->sent_at[oldest] > LOSS_TIMEOUT_NS)) {
       if (r->lat[oldest] == PENDING) {
@@ -602,8 +343,8 @@ static void do_run(bench *b, run *r, int window, double seconds, long tick_us) {
         sb.iov[i].iov_base = r->pre + (size_t)seq * STRIDE;
         sb.iov[i].iov_len = r->pre_len[seq];
       }
-      uint64_t ts = now_ns() - r->t0;
-      int sent = send_batch(b->fd, sb.h, (int)k);
+      uint64_t ts = bu_now_ns() - r->t0;
+      int sent = bu_send_batch(b->fd, sb.h, (int)k, true);
       r->n_send++;
       for (int i = 0; i < sent; i++)
         r->sent_at[r->sent + i] = ts;
@@ -640,33 +381,28 @@ static void do_run(bench *b, run *r, int window, double seconds, long tick_us) {
  * receipt datagram (and its client and deposit) for the cost loop. */
 static int warm_up(bench *b, uint8_t *sample, size_t *sample_len, int *sample_client,
                    dep_meta *sample_meta, double *first_ms) {
-  uint8_t *pkts = xcalloc((size_t)b->nclients, STRIDE);
-  dep_meta *meta = xcalloc((size_t)b->nclients, sizeof *meta);
-  bool *ok = xcalloc((size_t)b->nclients, sizeof *ok);
-  mbatch sb, rb;
-  mbatch_init(&sb);
-  mbatch_init(&rb);
+  uint8_t *pkts = bu_xcalloc((size_t)b->nclients, STRIDE);
+  dep_meta *meta = bu_xcalloc((size_t)b->nclients, sizeof *meta);
+  bool *ok = bu_xcalloc((size_t)b->nclients, sizeof *ok);
+  bu_mbatch sb, rb;
+  bu_mbatch_init(&sb, NULL);
+  bu_mbatch_init(&rb, NULL);
   int i = 0;
   for (int c = 0; c < b->nclients; c++) {
     size_t len = build_deposit(b, c, TXID_WARM + (uint32_t)c, pkts + (size_t)c * STRIDE, &meta[c]);
     sb.iov[i].iov_base = pkts + (size_t)c * STRIDE;
     sb.iov[i].iov_len = len;
     if (++i == BATCH || c == b->nclients - 1) {
-      for (int sent = 0, tries = 0; sent < i && tries < 1000; tries++) {
-        int r = send_batch(b->fd, sb.h + sent, i - sent);
-        sent += r;
-        if (r == 0)
-          poll(&(struct pollfd){.fd = b->fd, .events = POLLOUT}, 1, 1);
-      }
+      bu_send_all(b->fd, sb.h, i, true);
       i = 0;
     }
   }
-  uint64_t t0 = now_ns(), until = t0 + 3000000000ull;
+  uint64_t t0 = bu_now_ns(), until = t0 + 3000000000ull;
   int have = 0, refused = 0;
   *sample_len = 0;
   *first_ms = -1;
-  while (have + refused < b->nclients && now_ns() < until) {
-    int n = recv_batch(b->fd, &rb);
+  while (have + refused < b->nclients && bu_now_ns() < until) {
+    int n = bu_recv_batch(b->fd, &rb, true);
     if (n == 0) {
       poll(&(struct pollfd){.fd = b->fd, .events = POLLIN}, 1, 10);
       continue;
@@ -674,7 +410,7 @@ static int warm_up(bench *b, uint8_t *sample, size_t *sample_len, int *sample_cl
     for (int j = 0; j < n; j++) {
       const uint8_t *pkt = rb.buf[j];
       size_t len = rb.h[j].msg_len;
-      if (!from_target(b, pkt, len))
+      if (!bu_from_target(b->target_pk, pkt, len))
         continue;
       receipt rc;
       for (int c = 0; c < b->nclients; c++) {
@@ -695,7 +431,7 @@ static int warm_up(bench *b, uint8_t *sample, size_t *sample_len, int *sample_cl
           break;
         }
         if (*first_ms < 0)
-          *first_ms = (double)(now_ns() - t0) / 1e6;
+          *first_ms = (double)(bu_now_ns() - t0) / 1e6;
         have++;
         if (*sample_len == 0) {
           memcpy(sample, pkt, len);
@@ -708,7 +444,7 @@ static int warm_up(bench *b, uint8_t *sample, size_t *sample_len, int *sample_cl
     }
   }
   printf("warm-up: %d of %d clients' deposits accepted with a verified receipt in %.0f ms\n", have,
-         b->nclients, (double)(now_ns() - t0) / 1e6);
+         b->nclients, (double)(bu_now_ns() - t0) / 1e6);
   free(sb.buf);
   free(rb.buf);
   free(pkts);
@@ -736,6 +472,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  bu_die_prefix = "bench_deposit: ";
   const char *target = NULL, *tpid = NULL;
   long ndep = 60000, seconds = 10, nclients = 16, window = 256, per_mbox = 1, item = 1000,
        tick_us = 0;
@@ -747,67 +484,54 @@ int main(int argc, char **argv) {
     }
     if (i + 1 >= argc) {
       usage();
-      die("%s needs a value", a);
+      bu_die("%s needs a value", a);
     }
     const char *v = argv[++i];
     if (!strcmp(a, "--target"))
       target = v;
     else if (!strcmp(a, "--deposits"))
-      ndep = parse_long(a, v, 1, MAX_DEPOSITS);
+      ndep = bu_parse_long(a, v, 1, MAX_DEPOSITS);
     else if (!strcmp(a, "--seconds"))
-      seconds = parse_long(a, v, 1, 3600);
+      seconds = bu_parse_long(a, v, 1, 3600);
     else if (!strcmp(a, "--clients"))
-      nclients = parse_long(a, v, 1, 1024);
+      nclients = bu_parse_long(a, v, 1, 1024);
     else if (!strcmp(a, "--window"))
-      window = parse_long(a, v, 1, 65536);
+      window = bu_parse_long(a, v, 1, 65536);
     else if (!strcmp(a, "--per-mailbox"))
-      per_mbox = parse_long(a, v, 1, 1000000);
+      per_mbox = bu_parse_long(a, v, 1, 1000000);
     else if (!strcmp(a, "--item-size")) {
-      item = parse_long(a, v, 168, 1000);
+      item = bu_parse_long(a, v, 168, 1000);
       if (item != 168 && item != 296 && item != 552 && item != 1000)
-        die("--item-size wants 168, 296, 552 or 1000 (the padded sizes), not %ld", item);
+        bu_die("--item-size wants 168, 296, 552 or 1000 (the padded sizes), not %ld", item);
     } else if (!strcmp(a, "--tick"))
-      tick_us = parse_long(a, v, 0, 100000);
+      tick_us = bu_parse_long(a, v, 0, 100000);
     else if (!strcmp(a, "--target-pid"))
-      tpid = (parse_long(a, v, 1, INT32_MAX), v);
+      tpid = (bu_parse_long(a, v, 1, INT32_MAX), v);
     else {
       usage();
-      die("unknown option %s", a);
+      bu_die("unknown option %s", a);
     }
   }
   if (!target) {
     usage();
-    die("--target is required");
+    bu_die("--target is required");
   }
   if (sodium_init() < 0)
-    die("sodium_init failed");
+    bu_die("sodium_init failed");
 
   bench b;
   memset(&b, 0, sizeof b);
-  parse_target(target, b.target_pk, &b.target_sa);
+  bu_parse_target(target, b.target_pk, &b.target_sa);
   b.nclients = (int)nclients;
   b.per_mbox = per_mbox;
   b.item_len = (size_t)item;
-  b.cl = xcalloc((size_t)nclients, sizeof *b.cl);
-  for (int c = 0; c < b.nclients; c++) {
-    uint8_t seed[32], hkey[16];
-    dht_identity id;
-    randombytes_buf(seed, sizeof seed);
-    randombytes_buf(hkey, sizeof hkey);
-    dht_identity_from_seed(&id, seed);
-    if (dht_box_init(&b.cl[c].box, &id, 4, hkey, &dht_mem_libc) != 0)
-      die("dht_box_init failed");
-    const uint8_t *k = dht_box_key(&b.cl[c].box, b.target_pk);
-    if (!k)
-      die("the target's key is not a usable Ed25519 point");
-    memcpy(b.cl[c].key, k, 32);
-    randombytes_buf(b.cl[c].nonce_prefix, sizeof b.cl[c].nonce_prefix);
-    sodium_memzero(&id, sizeof id);
-  }
-  b.fd = udp_socket(RECV_BUF);
+  b.cl = bu_xcalloc((size_t)nclients, sizeof *b.cl);
+  for (int c = 0; c < b.nclients; c++)
+    bu_client_init(&b.cl[c], b.target_pk);
+  b.fd = bu_udp_socket(RECV_BUF);
   /* connected: the kernel keeps the route, and sendmmsg takes no address */
   if (connect(b.fd, (const struct sockaddr *)&b.target_sa, sizeof b.target_sa) != 0)
-    die("connect: %s", strerror(errno));
+    bu_die("connect: %s", strerror(errno));
   int rcv = 0;
   socklen_t rl = sizeof rcv;
   getsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &rcv, &rl);
@@ -836,9 +560,9 @@ int main(int argc, char **argv) {
   double first_ms;
   int have = warm_up(&b, sample, &sample_len, &sample_client, &sample_meta, &first_ms);
   if (have == 0)
-    die("the target accepted none of %d warm-up deposits (is it running at %s:%u, with "
-        "--rate-limit 0 and mailbox capacity?)",
-        b.nclients, tbuf, ntohs(b.target_sa.sin_port));
+    bu_die("the target accepted none of %d warm-up deposits (is it running at %s:%u, with "
+           "--rate-limit 0 and mailbox capacity?)",
+           b.nclients, tbuf, ntohs(b.target_sa.sin_port));
   printf("  first verified receipt after %.1f ms (includes the target computing our shared "
          "keys and one batch commit)\n",
          first_ms);
@@ -847,68 +571,68 @@ int main(int argc, char **argv) {
   run r;
   memset(&r, 0, sizeof r);
   r.n = ndep;
-  r.sent_at = xcalloc((size_t)ndep, sizeof *r.sent_at);
-  r.lat = xcalloc((size_t)ndep, sizeof *r.lat);
-  r.meta = xcalloc((size_t)ndep, sizeof *r.meta);
-  r.pre_len = xcalloc((size_t)ndep, sizeof *r.pre_len);
+  r.sent_at = bu_xcalloc((size_t)ndep, sizeof *r.sent_at);
+  r.lat = bu_xcalloc((size_t)ndep, sizeof *r.lat);
+  r.meta = bu_xcalloc((size_t)ndep, sizeof *r.meta);
+  r.pre_len = bu_xcalloc((size_t)ndep, sizeof *r.pre_len);
   r.pre = malloc((size_t)ndep * STRIDE);
   if (!r.pre)
-    die("out of memory for %ld pre-built deposits", ndep);
-  uint64_t w0 = now_ns(), c0 = cpu_ns();
+    bu_die("out of memory for %ld pre-built deposits", ndep);
+  uint64_t w0 = bu_now_ns(), c0 = bu_cpu_ns();
   long mb0 = b.mailboxes;
   b.mk_used = 0; /* the run starts with a fresh mailbox */
   for (long s = 0; s < ndep; s++)
     r.pre_len[s] = (uint16_t)build_deposit(&b, (int)(s % b.nclients), TXID_RUN + (uint32_t)s,
                                            r.pre + (size_t)s * STRIDE, &r.meta[s]);
-  double build_ns = (double)(cpu_ns() - c0) / (double)ndep;
+  double build_ns = (double)(bu_cpu_ns() - c0) / (double)ndep;
   printf("pre-built %ld deposit datagrams (%u bytes each, %ld mailboxes) in %.2f s: %.1f us CPU "
          "each (key pair, signature, hash, box)\n",
-         ndep, r.pre_len[0], b.mailboxes - mb0, (double)(now_ns() - w0) / 1e9, build_ns / 1e3);
+         ndep, r.pre_len[0], b.mailboxes - mb0, (double)(bu_now_ns() - w0) / 1e9, build_ns / 1e3);
 
   /* the generator's cost of checking one receipt: open, decode, verify */
   {
     receipt rc;
     int reps = 0;
-    uint64_t cc = cpu_ns(), dl = now_ns() + 300000000ull;
-    while (reps < 5000 && now_ns() < dl) {
+    uint64_t cc = bu_cpu_ns(), dl = bu_now_ns() + 300000000ull;
+    while (reps < 5000 && bu_now_ns() < dl) {
       if (open_receipt(&b, sample_client, sample, sample_len, &rc) != 0 ||
           !receipt_ok(&b, &rc, &sample_meta))
-        die("the sample receipt no longer checks");
+        bu_die("the sample receipt no longer checks");
       reps++;
     }
     printf("generator: checking one receipt (open, decode, Ed25519 verify) costs %.1f us CPU\n",
-           (double)(cpu_ns() - cc) / reps / 1e3);
+           (double)(bu_cpu_ns() - cc) / reps / 1e3);
   }
 
   /* 3. the run */
   printf("run:\n");
   fflush(stdout);
   double user0, sys0, user1, sys1;
-  cpu_s(&user0, &sys0);
+  bu_cpu_s(&user0, &sys0);
   uint64_t trun0 = 0, twait0 = 0, trun1 = 0, twait1 = 0;
   double tu0 = 0, ts0 = 0, tu1 = 0, ts1 = 0;
   long long wb0 = 0, sw0 = 0, wb1 = 0, sw1 = 0;
-  bool tsched = tpid && sched_ns(tpid, &trun0, &twait0);
-  bool tstat = tpid && proc_cpu(tpid, &tu0, &ts0);
+  bool tsched = tpid && bu_sched_ns(tpid, &trun0, &twait0);
+  bool tstat = tpid && bu_proc_cpu(tpid, &tu0, &ts0);
   bool tio = tpid && proc_io(tpid, &wb0, &sw0);
   struct sockaddr_in self_sa;
   socklen_t self_len = sizeof self_sa;
   getsockname(b.fd, (struct sockaddr *)&self_sa, &self_len);
-  long tdrops0 = udp_drops(ntohs(b.target_sa.sin_port)),
-       sdrops0 = udp_drops(ntohs(self_sa.sin_port));
+  long tdrops0 = bu_udp_drops(ntohs(b.target_sa.sin_port)),
+       sdrops0 = bu_udp_drops(ntohs(self_sa.sin_port));
   do_run(&b, &r, (int)window, (double)seconds, tick_us);
-  uint64_t t_end = now_ns();
-  cpu_s(&user1, &sys1);
-  tsched = tsched && sched_ns(tpid, &trun1, &twait1);
-  tstat = tstat && proc_cpu(tpid, &tu1, &ts1);
+  uint64_t t_end = bu_now_ns();
+  bu_cpu_s(&user1, &sys1);
+  tsched = tsched && bu_sched_ns(tpid, &trun1, &twait1);
+  tstat = tstat && bu_proc_cpu(tpid, &tu1, &ts1);
   tio = tio && proc_io(tpid, &wb1, &sw1);
-  long tdrops = udp_drops(ntohs(b.target_sa.sin_port)) - tdrops0;
-  long sdrops = udp_drops(ntohs(self_sa.sin_port)) - sdrops0;
+  long tdrops = bu_udp_drops(ntohs(b.target_sa.sin_port)) - tdrops0;
+  long sdrops = bu_udp_drops(ntohs(self_sa.sin_port)) - sdrops0;
 
   /* 4. figures */
   double dur = (double)((r.t_last > r.t0 ? r.t_last : t_end) - r.t0) / 1e9;
   double dps = (double)r.accepted / dur;
-  uint32_t *v = xcalloc((size_t)(r.accepted ? r.accepted : 1), sizeof *v);
+  uint32_t *v = bu_xcalloc((size_t)(r.accepted ? r.accepted : 1), sizeof *v);
   size_t nv = 0;
   double sum = 0;
   for (long s = 0; s < r.sent; s++)
@@ -916,12 +640,12 @@ int main(int argc, char **argv) {
       v[nv++] = r.lat[s];
       sum += r.lat[s];
     }
-  qsort(v, nv, sizeof *v, cmp_u32);
+  qsort(v, nv, sizeof *v, bu_cmp_u32);
   /* receipts of one SQLite commit leave the target together: count the
    * bursts of arrivals (gaps > 1 ms) to estimate the commits and their size */
   long bursts = 0;
   {
-    uint64_t *arr = xcalloc(nv ? nv : 1, sizeof *arr);
+    uint64_t *arr = bu_xcalloc(nv ? nv : 1, sizeof *arr);
     size_t na = 0;
     for (long s = 0; s < r.sent; s++)
       if (r.lat[s] != PENDING && r.lat[s] <= LAT_MAX)
@@ -935,7 +659,7 @@ int main(int argc, char **argv) {
   long nref = 0;
   for (int i = 0; i <= NSTATUS; i++)
     nref += r.refused[i];
-  double p50 = nv ? pct(v, nv, 0.50) / 1e6 : 0, p99 = nv ? pct(v, nv, 0.99) / 1e6 : 0,
+  double p50 = nv ? bu_pct(v, nv, 0.50) / 1e6 : 0, p99 = nv ? bu_pct(v, nv, 0.99) / 1e6 : 0,
          mx = nv ? v[nv - 1] / 1e6 : 0;
   printf("results:\n");
   printf("  deposits sent:        %ld in %.2f s\n", r.sent, dur);

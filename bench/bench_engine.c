@@ -29,6 +29,7 @@
  * ROOST_SEED=N repeats a run's network and datagrams (timings vary).
  * docs/benchmarks.md explains every figure.
  */
+#define _GNU_SOURCE /* bench_util.h */
 #include <sodium.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -39,6 +40,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "dht_int.h"
 #include "netsim.h"
 
@@ -83,24 +85,6 @@ __attribute__((format(printf, 1, 2))) static void broken(const char *fmt, ...) {
   fflush(stdout);
   va_end(ap);
   g_failures++;
-}
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAILED: ");
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-  exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size ? size : 1);
-  if (!p)
-    die("out of memory (%zu x %zu bytes)", n, size);
-  return p;
 }
 
 static double mono(void) {
@@ -347,13 +331,13 @@ static void join_all(world *W) {
   double t0 = mono();
   for (int i = 0; i < W->n; i++) {
     if (dht_bootstrap(netsim_engine(ns, i), i ? &seed : NULL, i ? 1 : 0, netsim_now(ns)) <= 0)
-      die("node %d: dht_bootstrap refused", i);
+      bu_die("node %d: dht_bootstrap refused", i);
     netsim_touch(ns, i);
     W->goal = i + 1;
     if (netsim_run(ns, netsim_now(ns) + 60000, boots_reached, W) != 1)
-      die("node %d did not finish joining within 60 s simulated", i);
+      bu_die("node %d did not finish joining within 60 s simulated", i);
   }
-  int *sz = xcalloc((size_t)W->n, sizeof *sz);
+  int *sz = bu_xcalloc((size_t)W->n, sizeof *sz);
   for (int i = 0; i < W->n; i++) {
     dht_stats st;
     dht_get_stats(netsim_engine(ns, i), &st);
@@ -369,8 +353,8 @@ static void join_all(world *W) {
 }
 
 static void print_lookup_figures(const char *what, want *w, int n) {
-  int *rounds = xcalloc((size_t)n, sizeof(int)), *msgs = xcalloc((size_t)n, sizeof(int));
-  int *reps = xcalloc((size_t)n, sizeof(int)), *ms = xcalloc((size_t)n, sizeof(int));
+  int *rounds = bu_xcalloc((size_t)n, sizeof(int)), *msgs = bu_xcalloc((size_t)n, sizeof(int));
+  int *reps = bu_xcalloc((size_t)n, sizeof(int)), *ms = bu_xcalloc((size_t)n, sizeof(int));
   for (int i = 0; i < n; i++) {
     rounds[i] = w[i].res.rounds;
     msgs[i] = w[i].res.messages;
@@ -398,7 +382,7 @@ static void print_lookup_figures(const char *what, want *w, int n) {
 static void run_finds(world *W, const params *P) {
   netsim *ns = W->ns;
   tu_rng *rng = netsim_rng(ns);
-  W->w = xcalloc((size_t)P->lookups, sizeof *W->w);
+  W->w = bu_xcalloc((size_t)P->lookups, sizeof *W->w);
   W->nw = W->wdone = 0;
   double t0 = mono();
   for (int b = 0; b < P->lookups; b += P->batch) {
@@ -409,16 +393,16 @@ static void run_finds(world *W, const params *P) {
       tu_rng_bytes(rng, x->target, DHT_ID_LEN);
       x->cmd = dht_find_node(netsim_engine(ns, x->node), x->target, netsim_now(ns));
       if (x->cmd <= 0)
-        die("dht_find_node refused: %s", dht_strerror((int)x->cmd));
+        bu_die("dht_find_node refused: %s", dht_strerror((int)x->cmd));
       netsim_touch(ns, x->node);
     }
     W->nw = end;
     if (netsim_run(ns, netsim_now(ns) + 120000, lookups_reached, W) != 1)
-      die("FIND_NODE lookups did not finish within 120 s simulated");
+      bu_die("FIND_NODE lookups did not finish within 120 s simulated");
   }
   double wall = mono() - t0;
   int exact = 0, failed = 0;
-  int *truth = xcalloc((size_t)W->k, sizeof *truth);
+  int *truth = bu_xcalloc((size_t)W->k, sizeof *truth);
   for (int j = 0; j < P->lookups; j++) {
     want *x = &W->w[j];
     if (x->status != 0) {
@@ -454,20 +438,20 @@ static void run_gets(world *W) {
     dht_typed_addr ta = {DHT_ADDR_LAN, netsim_addr(ns, i)};
     if (dht_set_addrs(netsim_engine(ns, i), &ta, 1) != 0 ||
         dht_put_record(netsim_engine(ns, i), netsim_now(ns)) <= 0)
-      die("node %d could not start publishing its record", i);
+      bu_die("node %d could not start publishing its record", i);
     netsim_touch(ns, i);
   }
   W->goal = W->n;
   W->puts_done = 0;
   W->put_acks_min = 1 << 30;
   if (netsim_run(ns, netsim_now(ns) + 120000, puts_reached, W) != 1)
-    die("publishing did not finish within 120 s simulated");
+    bu_die("publishing did not finish within 120 s simulated");
   printf("PUT: %d nodes published their record: fewest acks %d, messages mean %.1f\n", W->n,
          W->put_acks_min, (double)W->put_msgs_total / W->n);
   if (W->put_failed)
     broken("%d publishes ended with an error", W->put_failed);
 
-  W->w = xcalloc((size_t)W->n, sizeof *W->w);
+  W->w = bu_xcalloc((size_t)W->n, sizeof *W->w);
   W->nw = W->wdone = 0;
   for (int i = 0; i < W->n; i++) {
     want *x = &W->w[i];
@@ -477,12 +461,12 @@ static void run_gets(world *W) {
     memcpy(x->target, W->ids[i], DHT_ID_LEN);
     x->cmd = dht_get_record(netsim_engine(ns, x->node), x->target, netsim_now(ns));
     if (x->cmd <= 0)
-      die("dht_get_record refused: %s", dht_strerror((int)x->cmd));
+      bu_die("dht_get_record refused: %s", dht_strerror((int)x->cmd));
     netsim_touch(ns, x->node);
     W->nw++;
   }
   if (netsim_run(ns, netsim_now(ns) + 120000, lookups_reached, W) != 1)
-    die("GET lookups did not finish within 120 s simulated");
+    bu_die("GET lookups did not finish within 120 s simulated");
   int found = 0;
   for (int i = 0; i < W->n; i++) {
     want *x = &W->w[i];
@@ -561,16 +545,16 @@ static void batch_init(batch *b, size_t cap, size_t stride) {
   memset(b, 0, sizeof *b);
   b->cap = cap;
   b->stride = stride;
-  b->r = xcalloc(cap, sizeof *b->r);
-  b->bytes = xcalloc(cap, stride);
+  b->r = bu_xcalloc(cap, sizeof *b->r);
+  b->bytes = bu_xcalloc(cap, stride);
   /* every dht_write_pkt needs DHT_MAX_PKT of room; calloc'd and touched
    * below, so no page is first faulted inside a timed loop */
   b->arena_cap = (cap + 1) * DHT_MAX_PKT;
-  b->arena = xcalloc(b->arena_cap, 1);
+  b->arena = bu_xcalloc(b->arena_cap, 1);
   memset(b->arena, 1, b->arena_cap);
   memset(b->bytes, 1, cap * stride);
-  b->off = xcalloc(cap, sizeof *b->off);
-  b->len = xcalloc(cap, sizeof *b->len);
+  b->off = bu_xcalloc(cap, sizeof *b->off);
+  b->len = bu_xcalloc(cap, sizeof *b->len);
   for (size_t i = 0; i < cap; i++)
     b->r[i].data = b->bytes + i * stride;
 }
@@ -589,7 +573,7 @@ static int add_client(bench *B, uint64_t seed, uint64_t index) {
     int na = B->ncl_alloc ? B->ncl_alloc * 2 : 1024;
     client *nc = realloc(B->cl, (size_t)na * sizeof *nc);
     if (!nc)
-      die("out of memory");
+      bu_die("out of memory");
     B->cl = nc;
     B->ncl_alloc = na;
   }
@@ -599,10 +583,10 @@ static int add_client(bench *B, uint64_t seed, uint64_t index) {
   uint8_t hkey[16];
   tu_rng_bytes(&B->rng, hkey, sizeof hkey);
   if (dht_box_init(&c->box, &c->id, 4, hkey, &dht_mem_libc) != 0)
-    die("dht_box_init failed");
+    bu_die("dht_box_init failed");
   const uint8_t *k = dht_box_key(&c->box, B->s_pk);
   if (!k)
-    die("S's key is not usable");
+    bu_die("S's key is not usable");
   memcpy(c->key, k, 32);
   tu_rng_bytes(&B->rng, c->nonce_prefix, sizeof c->nonce_prefix);
   /* 10.64.0.2, 10.64.1.2, ...: a /24 of its own for every client, away from
@@ -628,7 +612,7 @@ static void make_request(bench *B, uint32_t ci, bool cookie, req *q, size_t cap)
   m.flags = 0; /* a client, not in server mode: S does not ping it back */
   if (cookie) {
     if (!c->has_token)
-      die("client %u has no cookie from S", (unsigned)ci);
+      bu_die("client %u has no cookie from S", (unsigned)ci);
     m.token_len = DHT_TOKEN_LEN;
     memcpy(m.token, c->token, DHT_TOKEN_LEN);
   }
@@ -640,14 +624,14 @@ static void make_request(bench *B, uint32_t ci, bool cookie, req *q, size_t cap)
     n = dht_msg_encode(&m, body, sizeof body);
   }
   if (n < 0)
-    die("dht_msg_encode of a FIND_NODE: %s", dht_strerror((int)n));
+    bu_die("dht_msg_encode of a FIND_NODE: %s", dht_strerror((int)n));
   uint8_t nonce[DHT_NONCE_LEN];
   memcpy(nonce, c->nonce_prefix, 16);
   uint64_t ctr = ++c->ctr;
   memcpy(nonce + 16, &ctr, 8);
   dht_ssize len = dht_box_seal(&c->box, B->s_pk, nonce, body, (size_t)n, q->data, cap);
   if (len < 0)
-    die("dht_box_seal of a request: %s", dht_strerror((int)len));
+    bu_die("dht_box_seal of a request: %s", dht_strerror((int)len));
   q->client = ci;
   q->txid = m.txid;
   q->from = c->addr;
@@ -659,7 +643,7 @@ static void make_request(bench *B, uint32_t ci, bool cookie, req *q, size_t cap)
 static void batch_fill(bench *B, batch *b, size_t n, const uint32_t *order, const uint32_t *pool,
                        size_t npool, bool cookie) {
   if (n > b->cap)
-    die("batch too small");
+    bu_die("batch too small");
   b->n = n;
   for (size_t i = 0; i < n; i++) {
     uint32_t ci = order ? order[i] : pool[tu_rng_below(&B->rng, npool)];
@@ -780,7 +764,7 @@ static uint64_t total_drops(const dht_stats *s) {
 /* Picks S: the engine whose table size is the network's median. */
 static int pick_server(netsim *ns) {
   int n = netsim_size(ns);
-  int *sz = xcalloc((size_t)n, sizeof *sz), *sorted = xcalloc((size_t)n, sizeof *sorted);
+  int *sz = bu_xcalloc((size_t)n, sizeof *sz), *sorted = bu_xcalloc((size_t)n, sizeof *sorted);
   for (int i = 0; i < n; i++) {
     dht_stats st;
     dht_get_stats(netsim_engine(ns, i), &st);
@@ -803,9 +787,9 @@ static int pick_server(netsim *ns) {
 static dht_rt *replica_table(bench *B, int *size) {
   size_t need = 0;
   dht_save_table(B->S, NULL, 0, &need);
-  uint8_t *buf = xcalloc(need, 1);
+  uint8_t *buf = bu_xcalloc(need, 1);
   if (dht_save_table(B->S, buf, need, &need) < 0)
-    die("dht_save_table failed");
+    bu_die("dht_save_table failed");
   dht_settings d;
   dht_settings_default(&d);
   dht_rt_settings rs = {
@@ -819,14 +803,14 @@ static dht_rt *replica_table(bench *B, int *size) {
   };
   dht_rt *rt;
   if (dht_rt_new(&rt, dht_self_id(B->S), &rs, &dht_mem_libc) != 0)
-    die("dht_rt_new failed");
+    bu_die("dht_rt_new failed");
   /* snapshot: "roostrt1" | u32 count | count x (u8 len, pk, address) | sum */
   size_t p = 12, end = need - 16;
   while (p < end) {
     dht_addr a;
     size_t alen = buf[p];
     if (dht_addr_from_wire(&a, buf + p + 1 + DHT_PK_LEN, alen) != 0)
-      die("unreadable table snapshot");
+      bu_die("unreadable table snapshot");
     dht_rt_update(rt, buf + p + 1, &a, true, 30, B->now, NULL);
     p += 1 + DHT_PK_LEN + alen;
   }
@@ -870,7 +854,7 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   uint8_t hkey[16];
   tu_rng_bytes(&B->rng, hkey, sizeof hkey);
   if (dht_box_init(&sbox, netsim_identity(B->ns, B->s_node), 16384, hkey, &dht_mem_libc) != 0)
-    die("dht_box_init failed");
+    bu_die("dht_box_init failed");
   for (size_t i = 0; i < nsel; i++)
     dht_box_key(&sbox, B->cl[sel[i]].id.pk);
   uint64_t miss0 = sbox.misses;
@@ -878,8 +862,8 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   double t_key, t_open, t_replay, t_decode, t_rate, t_tok, t_closest, t_encode, t_seal;
   TIME_LOOP(P->reps, n, t_key, acc += (uintptr_t)dht_cache_get(&sbox.keys, b->r[i].data + 1));
 
-  uint8_t *bodies = xcalloc(n, 128);
-  uint16_t *blen = xcalloc(n, sizeof *blen);
+  uint8_t *bodies = bu_xcalloc(n, 128);
+  uint16_t *blen = bu_xcalloc(n, sizeof *blen);
   TIME_LOOP(P->reps, n, t_open, {
     const req *q = &b->r[i];
     dht_ssize r = dht_box_open(B->cl[q->client].key, q->data, q->len, bodies + i * 128, 128);
@@ -887,19 +871,19 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   });
   for (size_t i = 0; i < n; i++)
     if (!blen[i])
-      die("dht_box_open of a request failed");
+      bu_die("dht_box_open of a request failed");
 
   dht_replay rp;
   dht_settings d;
   dht_settings_default(&d);
   static const uint8_t rkey[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
   if (dht_replay_init(&rp, d.replay_window, rkey, &dht_mem_libc) != 0)
-    die("dht_replay_init failed");
+    bu_die("dht_replay_init failed");
   TIME_LOOP(P->reps, n, t_replay,
             acc += dht_replay_seen(&rp, b->r[i].data + 1, b->r[i].data + 1 + DHT_PK_LEN));
   dht_replay_free(&rp, &dht_mem_libc);
 
-  uint8_t(*targets)[DHT_ID_LEN] = xcalloc(n, DHT_ID_LEN);
+  uint8_t(*targets)[DHT_ID_LEN] = bu_xcalloc(n, DHT_ID_LEN);
   TIME_LOOP(P->reps, n, t_decode, {
     dht_msg m;
     acc += (uint64_t)dht_msg_decode(&m, bodies + i * 128, blen[i]);
@@ -908,13 +892,13 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   for (size_t i = 0; i < n; i++) {
     dht_msg m;
     if (dht_msg_decode(&m, bodies + i * 128, blen[i]) != 0 || m.type != DHT_MSG_FIND_NODE)
-      die("a request did not decode");
+      bu_die("a request did not decode");
   }
 
   dht_rate rate;
   if (dht_rate_init(&rate, d.rate_prefixes, RATE_HIGH, RATE_HIGH, d.rate_v4_prefix,
                     d.rate_v6_prefix, 0x9e3779b97f4a7c15ull, &dht_mem_libc) != 0)
-    die("dht_rate_init failed");
+    bu_die("dht_rate_init failed");
   TIME_LOOP(P->reps, n, t_rate, acc += dht_rate_allow(&rate, &b->r[i].from, B->now));
   dht_rate_free(&rate, &dht_mem_libc);
 
@@ -922,7 +906,7 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   uint8_t rnd[32];
   tu_rng_bytes(&B->rng, rnd, sizeof rnd);
   dht_token_init(&tok, rnd, B->now);
-  uint8_t(*toks)[DHT_TOKEN_LEN] = xcalloc((size_t)B->ncl, DHT_TOKEN_LEN);
+  uint8_t(*toks)[DHT_TOKEN_LEN] = bu_xcalloc((size_t)B->ncl, DHT_TOKEN_LEN);
   for (size_t i = 0; i < nsel; i++)
     dht_token_make(&tok, &B->cl[sel[i]].addr, B->cl[sel[i]].id.pk, toks[sel[i]]);
   TIME_LOOP(P->reps, n, t_tok, {
@@ -945,10 +929,10 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   dht_rt_del(rt);
 
   if (B->nsamples == 0)
-    die("no decoded replies to time encode/seal with");
+    bu_die("no decoded replies to time encode/seal with");
   size_t ns_ = (size_t)B->nsamples;
-  uint8_t *rbodies = xcalloc(ns_, DHT_MAX_BODY);
-  uint16_t *rlen = xcalloc(ns_, sizeof *rlen);
+  uint8_t *rbodies = bu_xcalloc(ns_, DHT_MAX_BODY);
+  uint16_t *rlen = bu_xcalloc(ns_, sizeof *rlen);
   TIME_LOOP(P->reps, n, t_encode, {
     size_t j = i % ns_;
     dht_ssize r = dht_msg_encode(&B->samples[j], rbodies + j * DHT_MAX_BODY, DHT_MAX_BODY);
@@ -956,7 +940,7 @@ static double breakdown(bench *B, batch *b, const uint32_t *sel, size_t nsel, do
   });
   for (size_t j = 0; j < ns_; j++)
     if (!rlen[j])
-      die("dht_msg_encode of a NODES reply failed");
+      bu_die("dht_msg_encode of a NODES reply failed");
 
   uint8_t out[DHT_MAX_PKT], nonce[DHT_NONCE_LEN] = {0};
   uint64_t ctr = 0;
@@ -1024,7 +1008,7 @@ static void throughput(bench *B, uint64_t seed) {
   /* Candidate clients; each sends one cookie-less (padded) FIND_NODE and
    * keeps the token of S's reply as its cookie. */
   double t0 = mono();
-  uint32_t *order = xcalloc((size_t)P->candidates, sizeof *order);
+  uint32_t *order = bu_xcalloc((size_t)P->candidates, sizeof *order);
   for (int i = 0; i < P->candidates; i++)
     order[i] = (uint32_t)add_client(B, seed, 1000000u + (uint64_t)i);
   batch tb;
@@ -1038,7 +1022,7 @@ static void throughput(bench *B, uint64_t seed) {
    * sets chosen by a keyed hash we cannot see)?  After the pass above each
    * set holds its 4 latest clients; asking in reverse order, exactly those
    * hit.  Keep them: every set then has at most 4 of our clients. */
-  uint32_t *sel = xcalloc((size_t)P->candidates, sizeof *sel);
+  uint32_t *sel = bu_xcalloc((size_t)P->candidates, sizeof *sel);
   size_t nsel = 0;
   for (int i = P->candidates - 1; i >= 0; i--) {
     dht_get_stats(B->S, &st0);
@@ -1058,8 +1042,8 @@ static void throughput(bench *B, uint64_t seed) {
 
   batch b;
   batch_init(&b, P->m, REQ_STRIDE);
-  B->samples = xcalloc(SAMPLES, sizeof *B->samples);
-  B->sample_client = xcalloc(SAMPLES, sizeof *B->sample_client);
+  B->samples = bu_xcalloc(SAMPLES, sizeof *B->samples);
+  B->sample_client = bu_xcalloc(SAMPLES, sizeof *B->sample_client);
 
   /* warm-up pass: not in the results */
   batch_fill(B, &b, P->m, NULL, sel, nsel, true);
@@ -1072,8 +1056,8 @@ static void throughput(bench *B, uint64_t seed) {
          "the selection pass had pushed out)\n",
          P->m, (double)P->m / dt, (unsigned long long)(st1.keycache_misses - st0.keycache_misses));
 
-  double *rps = xcalloc((size_t)P->runs, sizeof *rps),
-         *crps = xcalloc((size_t)P->runs, sizeof *rps);
+  double *rps = bu_xcalloc((size_t)P->runs, sizeof *rps),
+         *crps = bu_xcalloc((size_t)P->runs, sizeof *rps);
   uint64_t replies = 0, contacts = 0, bad = 0, requests = 0;
   int cmin = DHT_K_MAX + 1, cmax = -1;
   size_t mean_req = 0;
@@ -1159,7 +1143,7 @@ static void throughput(bench *B, uint64_t seed) {
   /* Cache misses: clients S has never seen, one padded request each. */
   {
     int F = P->fresh;
-    uint32_t *fo = xcalloc((size_t)F, sizeof *fo);
+    uint32_t *fo = bu_xcalloc((size_t)F, sizeof *fo);
     for (int i = 0; i < F; i++)
       fo[i] = (uint32_t)add_client(B, seed, 3000000u + (uint64_t)i);
     batch fb;
@@ -1175,7 +1159,7 @@ static void throughput(bench *B, uint64_t seed) {
     dht_box kb;
     uint8_t hkey[16] = {0};
     if (dht_box_init(&kb, netsim_identity(B->ns, B->s_node), 1024, hkey, &dht_mem_libc) != 0)
-      die("dht_box_init failed");
+      bu_die("dht_box_init failed");
     double k0 = mono();
     uint64_t acc = 0;
     for (int i = 0; i < F; i++)
@@ -1242,8 +1226,8 @@ static void make_world(world *W, const params *P, uint64_t seed, bool high_rate)
   W->n = P->nodes;
   W->k = cfg.settings.k;
   if (netsim_new(&W->ns, &cfg) != 0)
-    die("netsim_new failed");
-  W->ids = xcalloc((size_t)W->n, sizeof *W->ids);
+    bu_die("netsim_new failed");
+  W->ids = bu_xcalloc((size_t)W->n, sizeof *W->ids);
   for (int i = 0; i < W->n; i++)
     dht_id_from_pk(W->ids[i], netsim_identity(W->ns, i)->pk);
 }
@@ -1256,6 +1240,8 @@ static void free_world(world *W) {
 }
 
 int main(int argc, char **argv) {
+  bu_die_prefix = "FAILED: ";
+  bu_die_stdout = true;
   const params *P = &p_full;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--quick") == 0) {
@@ -1266,7 +1252,7 @@ int main(int argc, char **argv) {
     }
   }
   if (sodium_init() < 0)
-    die("sodium_init failed");
+    bu_die("sodium_init failed");
   setvbuf(stdout, NULL, _IOLBF, 0);
   double t_start = mono();
   header(P);

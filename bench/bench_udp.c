@@ -56,21 +56,20 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "bench_util.h"
 #include "dht_int.h"
 
-#define BATCH 64                          /* datagrams per sendmmsg / recvmmsg */
+#define BATCH BU_BATCH                    /* datagrams per sendmmsg / recvmmsg */
 #define REQ_STRIDE 144                    /* bytes per stored request (they are 135) */
 #define PREBUILD_MAX ((size_t)512 << 20)  /* pre-build requests up to this much memory */
 #define PAD_TOTAL ((DHT_MAX_PKT + 2) / 3) /* a cookie-less request's size: 411 */
@@ -83,200 +82,10 @@
 #define RECV_BUF (8 << 20)
 #define TICK_US 100 /* default pause between rounds of recvmmsg + sendmmsg */
 
-/* ---- helpers ------------------------------------------------------------ */
-
-__attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  fflush(stdout);
-  fprintf(stderr, "bench_udp: ");
-  vfprintf(stderr, fmt, ap);
-  fprintf(stderr, "\n");
-  va_end(ap);
-  exit(1);
-}
-
-static void *xcalloc(size_t n, size_t size) {
-  void *p = calloc(n ? n : 1, size ? size : 1);
-  if (!p)
-    die("out of memory (%zu x %zu bytes)", n, size);
-  return p;
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* CPU time of this thread: loops timed with it do not count the time other
- * processes had the CPU. */
-static uint64_t cpu_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/* This process's user and system CPU time, in seconds. */
-static void cpu_s(double *user, double *sys) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  *user = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6;
-  *sys = (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
-}
-
-/* A task's time on a CPU and time spent runnable but waiting for one, in ns
- * (/proc/PID/schedstat of its main thread; "self" for this process).  False
- * when unreadable. */
-static bool sched_ns(const char *pid, uint64_t *run_ns, uint64_t *wait_ns) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%s/schedstat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return false;
-  unsigned long long a, b;
-  int n = fscanf(f, "%llu %llu", &a, &b);
-  fclose(f);
-  if (n != 2)
-    return false;
-  *run_ns = a;
-  *wait_ns = b;
-  return true;
-}
-
-/* A process's user and system CPU time in seconds (/proc/PID/stat, in clock
- * ticks).  False when unreadable. */
-static bool proc_cpu(const char *pid, double *user_s, double *sys_s) {
-  char path[64], buf[1024];
-  snprintf(path, sizeof path, "/proc/%s/stat", pid);
-  FILE *f = fopen(path, "r");
-  if (!f)
-    return false;
-  size_t n = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[n] = 0;
-  const char *p = strrchr(buf, ')'); /* the command name may hold spaces */
-  unsigned long long ut, st;
-  if (!p || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-    return false;
-  double tck = (double)sysconf(_SC_CLK_TCK);
-  *user_s = (double)ut / tck;
-  *sys_s = (double)st / tck;
-  return true;
-}
-
-/* Datagrams the kernel dropped at the UDP socket bound to 127.0.0.1:port
- * (its receive buffer was full): the last column of /proc/net/udp.  -1 when
- * not found. */
-static long udp_drops(unsigned port) {
-  FILE *f = fopen("/proc/net/udp", "r");
-  if (!f)
-    return -1;
-  char line[512];
-  long drops = -1;
-  while (drops < 0 && fgets(line, sizeof line, f)) {
-    char *tok[16], *save = NULL;
-    int n = 0;
-    for (char *t = strtok_r(line, " \t\n", &save); t && n < 16; t = strtok_r(NULL, " \t\n", &save))
-      tok[n++] = t;
-    unsigned ip, p;
-    if (n >= 13 && sscanf(tok[1], "%8x:%4x", &ip, &p) == 2 && p == port &&
-        ip == htonl(INADDR_LOOPBACK))
-      drops = strtol(tok[12], NULL, 10);
-  }
-  fclose(f);
-  return drops;
-}
-
-static int cmp_u32(const void *a, const void *b) {
-  uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-  return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted v[0, n). */
-static uint32_t pct(const uint32_t *v, size_t n, double p) {
-  size_t r = (size_t)(p * (double)n + 0.999999);
-  if (r < 1)
-    r = 1;
-  if (r > n)
-    r = n;
-  return v[r - 1];
-}
-
-static long parse_long(const char *opt, const char *s, long lo, long hi) {
-  char *end;
-  errno = 0;
-  long v = strtol(s, &end, 10);
-  if (errno || end == s || *end || v < lo || v > hi)
-    die("%s wants an integer in [%ld, %ld], not '%s'", opt, lo, hi, s);
-  return v;
-}
-
-/* ---- the text form of an ID (as node/node_text.c: base32 of the key and a
- * 3-byte checksum, 56 characters); copied so this links roost_dht only ---- */
-
-#define IDTEXT_LEN 56
-
-static int idtext_decode(const char *s, size_t len, uint8_t pk[static DHT_PK_LEN]) {
-  static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
-  uint8_t raw[DHT_PK_LEN + 3] = {0};
-  if (len != IDTEXT_LEN)
-    return -1;
-  for (size_t i = 0; i < IDTEXT_LEN; i++) {
-    char c = s[i];
-    if (c >= 'A' && c <= 'Z')
-      c = (char)(c - 'A' + 'a');
-    const char *p = c ? strchr(b32, c) : NULL;
-    if (!p)
-      return -1;
-    int v = (int)(p - b32);
-    for (int j = 0; j < 5; j++) {
-      size_t bit = i * 5 + (size_t)j;
-      if ((v >> (4 - j)) & 1)
-        raw[bit / 8] |= (uint8_t)(0x80 >> (bit % 8));
-    }
-  }
-  uint8_t in[8 + DHT_PK_LEN], h[32];
-  memcpy(in, "roost-id", 8);
-  memcpy(in + 8, raw, DHT_PK_LEN);
-  crypto_generichash(h, sizeof h, in, sizeof in, NULL, 0);
-  if (memcmp(h, raw + DHT_PK_LEN, 3) != 0)
-    return -2;
-  memcpy(pk, raw, DHT_PK_LEN);
-  return 0;
-}
-
-/* "ID@A.B.C.D:PORT" */
-static void parse_target(const char *s, uint8_t pk[static DHT_PK_LEN], struct sockaddr_in *sa) {
-  const char *at = strchr(s, '@');
-  if (!at)
-    die("--target wants ID@127.0.0.1:PORT, not '%s'", s);
-  int rv = idtext_decode(s, (size_t)(at - s), pk);
-  if (rv)
-    die("--target: %s",
-        rv == -2 ? "the ID's checksum does not match (typo?)" : "not a 56-character roost ID");
-  char host[64];
-  const char *colon = strrchr(at + 1, ':');
-  if (!colon || (size_t)(colon - at - 1) >= sizeof host)
-    die("--target: '%s' is not HOST:PORT", at + 1);
-  memcpy(host, at + 1, (size_t)(colon - at - 1));
-  host[colon - at - 1] = 0;
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)parse_long("--target port", colon + 1, 1, 65535));
-  if (inet_pton(AF_INET, host, &sa->sin_addr) != 1)
-    die("--target: '%s' is not a numeric IPv4 address", host);
-  if ((ntohl(sa->sin_addr.s_addr) >> 24) != 127)
-    die("--target: loopback (127.0.0.0/8) only, not %s", host);
-}
-
 /* ---- clients ------------------------------------------------------------ */
 
 typedef struct client {
-  dht_box box;
-  uint8_t key[32]; /* shared key with the target */
-  uint8_t nonce_prefix[16];
-  uint64_t nonce_ctr;
+  bu_client id; /* keys and nonces */
   uint8_t cookie[DHT_TOKEN_LEN];
   bool have_cookie;
 } client;
@@ -325,14 +134,10 @@ static size_t build_req(bench *b, int c, uint32_t txid, uint8_t *out, size_t cap
     n = dht_msg_encode(&m, body, sizeof body);
   }
   if (n < 0)
-    die("encoding a FIND_NODE: %s", dht_strerror((int)n));
-  uint8_t nonce[DHT_NONCE_LEN];
-  memcpy(nonce, k->nonce_prefix, 16);
-  uint64_t ctr = k->nonce_ctr++;
-  memcpy(nonce + 16, &ctr, 8);
-  dht_ssize len = dht_box_seal(&k->box, b->target_pk, nonce, body, (size_t)n, out, cap);
+    bu_die("encoding a FIND_NODE: %s", dht_strerror((int)n));
+  dht_ssize len = bu_client_seal(&k->id, b->target_pk, body, (size_t)n, out, cap);
   if (len < 0)
-    die("sealing a FIND_NODE: %s", dht_strerror((int)len));
+    bu_die("sealing a FIND_NODE: %s", dht_strerror((int)len));
   return (size_t)len;
 }
 
@@ -341,7 +146,7 @@ static size_t build_req(bench *b, int c, uint32_t txid, uint8_t *out, size_t cap
  * is not a well-formed NODES). */
 static int open_as(bench *b, int c, const uint8_t *pkt, size_t len, dht_msg *m) {
   uint8_t body[DHT_MAX_PKT];
-  dht_ssize n = dht_box_open(b->cl[c].key, pkt, len, body, sizeof body);
+  dht_ssize n = dht_box_open(b->cl[c].id.key, pkt, len, body, sizeof body);
   if (n < 0)
     return 1;
   if (dht_msg_decode(m, body, (size_t)n) != 0 || m->type != DHT_MSG_NODES)
@@ -349,95 +154,15 @@ static int open_as(bench *b, int c, const uint8_t *pkt, size_t len, dht_msg *m) 
   return 0;
 }
 
-static bool from_target(const bench *b, const uint8_t *pkt, size_t len) {
-  return len >= DHT_OVERHEAD + 3 && len <= DHT_MAX_PKT && pkt[0] == DHT_VERSION &&
-         memcmp(pkt + 1, b->target_pk, DHT_PK_LEN) == 0;
-}
-
-/* ---- sockets ------------------------------------------------------------ */
-
-static int udp_socket(int rcvbuf) {
-  int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    die("socket: %s", strerror(errno));
-  /* FORCE works as root and ignores net.core.rmem_max; else the capped one */
-  if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
-  int snd = 4 << 20;
-  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &snd, sizeof snd) != 0)
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &snd, sizeof snd);
-  struct sockaddr_in sa;
-  memset(&sa, 0, sizeof sa);
-  sa.sin_family = AF_INET;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0)
-    die("bind 127.0.0.1:0: %s", strerror(errno));
-  return fd;
-}
-
-/* A batch of datagrams for sendmmsg/recvmmsg. */
-typedef struct mbatch {
-  struct mmsghdr h[BATCH];
-  struct iovec iov[BATCH];
-  struct sockaddr_in from[BATCH];
-  uint8_t (*buf)[2048];
-} mbatch;
-
-static void mbatch_init(mbatch *mb, const struct sockaddr_in *to) {
-  memset(mb, 0, sizeof *mb);
-  mb->buf = xcalloc(BATCH, sizeof *mb->buf);
-  for (int i = 0; i < BATCH; i++) {
-    mb->iov[i].iov_base = mb->buf[i];
-    mb->iov[i].iov_len = sizeof mb->buf[i];
-    mb->h[i].msg_hdr.msg_iov = &mb->iov[i];
-    mb->h[i].msg_hdr.msg_iovlen = 1;
-    if (to) {
-      mb->h[i].msg_hdr.msg_name = (void *)to;
-      mb->h[i].msg_hdr.msg_namelen = sizeof *to;
-    } else {
-      mb->h[i].msg_hdr.msg_name = &mb->from[i];
-      mb->h[i].msg_hdr.msg_namelen = sizeof mb->from[i];
-    }
-  }
-}
-
-/* Receives up to BATCH datagrams without blocking; returns how many (0 when
- * none is waiting). */
-static int recv_batch(int fd, mbatch *rb) {
-  for (int i = 0; i < BATCH; i++) {
-    rb->iov[i].iov_len = sizeof rb->buf[i];
-    rb->h[i].msg_hdr.msg_namelen = sizeof rb->from[i];
-    rb->h[i].msg_hdr.msg_flags = 0;
-  }
-  int n = recvmmsg(fd, rb->h, BATCH, MSG_DONTWAIT, NULL);
-  if (n < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-      return 0;
-    die("recvmmsg: %s", strerror(errno));
-  }
-  return n;
-}
-
-/* Sends h[0, n); returns how many left (0 when the socket is full). */
-static int send_batch(int fd, struct mmsghdr *h, int n) {
-  int r = sendmmsg(fd, h, (unsigned)n, 0);
-  if (r < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS || errno == EINTR)
-      return 0;
-    die("sendmmsg: %s", strerror(errno));
-  }
-  return r;
-}
-
 /* ---- 1. cookies ---------------------------------------------------------- */
 
 /* Every client sends one padded FIND_NODE (txid TXID_HELLO + c) and keeps
  * the token of the reply as its cookie.  A few rounds, 1 s each at most.
  * Keeps one full reply (and its client) for the decode-cost loop. */
-static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t *sample_len,
+static int get_cookies(bench *b, bu_mbatch *sb, bu_mbatch *rb, uint8_t *sample, size_t *sample_len,
                        int *sample_client, int *sample_contacts) {
   int have = 0;
-  uint64_t t0 = now_ns();
+  uint64_t t0 = bu_now_ns();
   *sample_len = 0;
   for (int round = 0; round < 5 && have < b->nclients; round++) {
     int i = 0;
@@ -446,20 +171,15 @@ static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t
         continue;
       sb->iov[i].iov_len = build_req(b, c, TXID_HELLO + (uint32_t)c, sb->buf[i], sizeof sb->buf[i]);
       if (++i == BATCH || c == b->nclients - 1) {
-        for (int sent = 0, tries = 0; sent < i && tries < 1000; tries++) {
-          int r = send_batch(b->fd, sb->h + sent, i - sent);
-          sent += r;
-          if (r == 0)
-            poll(&(struct pollfd){.fd = b->fd, .events = POLLOUT}, 1, 1);
-        }
+        bu_send_all(b->fd, sb->h, i, false);
         i = 0;
       }
     }
     if (i > 0)
-      send_batch(b->fd, sb->h, i);
-    uint64_t until = now_ns() + 1000000000ull;
-    while (have < b->nclients && now_ns() < until) {
-      int n = recv_batch(b->fd, rb);
+      bu_send_batch(b->fd, sb->h, i, false);
+    uint64_t until = bu_now_ns() + 1000000000ull;
+    while (have < b->nclients && bu_now_ns() < until) {
+      int n = bu_recv_batch(b->fd, rb, false);
       if (n == 0) {
         poll(&(struct pollfd){.fd = b->fd, .events = POLLIN}, 1, 10);
         continue;
@@ -467,7 +187,7 @@ static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t
       for (int j = 0; j < n; j++) {
         const uint8_t *pkt = rb->buf[j];
         size_t len = rb->h[j].msg_len;
-        if (!from_target(b, pkt, len))
+        if (!bu_from_target(b->target_pk, pkt, len))
           continue;
         dht_msg m;
         for (int c = 0; c < b->nclients; c++) {
@@ -490,7 +210,7 @@ static int get_cookies(bench *b, mbatch *sb, mbatch *rb, uint8_t *sample, size_t
     }
   }
   printf("cookies: %d of %d client identities got one in %.0f ms\n", have, b->nclients,
-         (double)(now_ns() - t0) / 1e6);
+         (double)(bu_now_ns() - t0) / 1e6);
   return have;
 }
 
@@ -505,28 +225,28 @@ static void cost_loops(bench *b, const uint8_t *sample, size_t sample_len, int s
                        double *seal_ns, double *open_ns, double *box_ns) {
   uint8_t out[DHT_MAX_PKT];
   const int reps = 200000;
-  uint64_t deadline = now_ns() + 1000000000ull, c0 = cpu_ns();
+  uint64_t deadline = bu_now_ns() + 1000000000ull, c0 = bu_cpu_ns();
   int i;
-  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+  for (i = 0; i < reps && (i & 1023 || bu_now_ns() < deadline); i++)
     g_sink += build_req(b, i % b->nclients, TXID_RUN, out, sizeof out);
-  *seal_ns = (double)(cpu_ns() - c0) / i;
+  *seal_ns = (double)(bu_cpu_ns() - c0) / i;
   *open_ns = 0;
   if (!sample_len)
     return;
-  deadline = now_ns() + 1000000000ull;
-  c0 = cpu_ns();
+  deadline = bu_now_ns() + 1000000000ull;
+  c0 = bu_cpu_ns();
   dht_msg m;
-  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+  for (i = 0; i < reps && (i & 1023 || bu_now_ns() < deadline); i++)
     g_sink += (uint64_t)open_as(b, sample_client, sample, sample_len, &m) + (uint64_t)m.ncontacts;
-  *open_ns = (double)(cpu_ns() - c0) / i;
+  *open_ns = (double)(bu_cpu_ns() - c0) / i;
   /* the open alone */
   uint8_t body[DHT_MAX_PKT];
-  deadline = now_ns() + 1000000000ull;
-  c0 = cpu_ns();
-  for (i = 0; i < reps && (i & 1023 || now_ns() < deadline); i++)
+  deadline = bu_now_ns() + 1000000000ull;
+  c0 = bu_cpu_ns();
+  for (i = 0; i < reps && (i & 1023 || bu_now_ns() < deadline); i++)
     g_sink +=
-        (uint64_t)dht_box_open(b->cl[sample_client].key, sample, sample_len, body, sizeof body);
-  *box_ns = (double)(cpu_ns() - c0) / i;
+        (uint64_t)dht_box_open(b->cl[sample_client].id.key, sample, sample_len, body, sizeof body);
+  *box_ns = (double)(bu_cpu_ns() - c0) / i;
 }
 
 /* Datagrams/s this program sends into a socket of its own that it never
@@ -535,31 +255,31 @@ static void cost_loops(bench *b, const uint8_t *sample, size_t sample_len, int s
  * ones (pass 1): per wall-clock second and per CPU second (what it would do
  * with a CPU to itself).  Bounded: 1 s or 3,000,000 datagrams each. */
 static void blackhole(bench *b, double wall[2], double cpu[2]) {
-  int bh = udp_socket(4096);
+  int bh = bu_udp_socket(4096);
   struct sockaddr_in sa;
   socklen_t sl = sizeof sa;
   if (getsockname(bh, (struct sockaddr *)&sa, &sl) != 0)
-    die("getsockname: %s", strerror(errno));
-  mbatch sb;
-  mbatch_init(&sb, &sa);
+    bu_die("getsockname: %s", strerror(errno));
+  bu_mbatch sb;
+  bu_mbatch_init(&sb, &sa);
   for (int pass = 0; pass < 2; pass++) {
     bool seal = pass == 0;
     for (int i = 0; i < BATCH; i++)
       sb.iov[i].iov_len = build_req(b, i % b->nclients, TXID_RUN, sb.buf[i], sizeof sb.buf[i]);
-    uint64_t t0 = now_ns(), deadline = t0 + 1000000000ull, c0 = cpu_ns();
+    uint64_t t0 = bu_now_ns(), deadline = t0 + 1000000000ull, c0 = bu_cpu_ns();
     long sent = 0;
-    while (sent < 3000000 && now_ns() < deadline) {
+    while (sent < 3000000 && bu_now_ns() < deadline) {
       if (seal)
         for (int i = 0; i < BATCH; i++)
           sb.iov[i].iov_len = build_req(b, (int)((sent + i) % b->nclients), TXID_RUN + (uint32_t)i,
                                         sb.buf[i], sizeof sb.buf[i]);
-      int r = send_batch(b->fd, sb.h, BATCH);
+      int r = bu_send_batch(b->fd, sb.h, BATCH, false);
       sent += r;
       if (r == 0)
         poll(&(struct pollfd){.fd = b->fd, .events = POLLOUT}, 1, 1);
     }
-    wall[pass] = (double)sent / ((double)(now_ns() - t0) / 1e9);
-    cpu[pass] = (double)sent / ((double)(cpu_ns() - c0) / 1e9);
+    wall[pass] = (double)sent / ((double)(bu_now_ns() - t0) / 1e9);
+    cpu[pass] = (double)sent / ((double)(bu_cpu_ns() - c0) / 1e9);
   }
   free(sb.buf);
   close(bh);
@@ -589,7 +309,7 @@ typedef struct run {
  * the last one answered first, then the following ones: one try per reply
  * unless something was lost or reordered. */
 static void on_reply(bench *b, run *r, const uint8_t *pkt, size_t len, uint64_t now) {
-  if (!from_target(b, pkt, len)) {
+  if (!bu_from_target(b->target_pk, pkt, len)) {
     r->other++;
     return;
   }
@@ -631,40 +351,36 @@ static void on_reply(bench *b, run *r, const uint8_t *pkt, size_t len, uint64_t 
 }
 
 static void do_run(bench *b, run *r, int window, double seconds, long tick_us) {
-  mbatch sb, rb;
-  mbatch_init(&sb, NULL);
-  mbatch_init(&rb, NULL);
+  bu_mbatch sb, rb;
+  bu_mbatch_init(&sb, NULL);
+  bu_mbatch_init(&rb, NULL);
   /* connected from here on: the kernel keeps the route instead of looking it
    * up for every datagram, and sendmmsg takes no address */
   if (connect(b->fd, (const struct sockaddr *)&b->target_sa, sizeof b->target_sa) != 0)
-    die("connect: %s", strerror(errno));
-  for (int i = 0; i < BATCH; i++) {
-    sb.h[i].msg_hdr.msg_name = NULL;
-    sb.h[i].msg_hdr.msg_namelen = 0;
-  }
+    bu_die("connect: %s", strerror(errno));
   const struct timespec tick = {0, tick_us * 1000};
   long oldest = 0; /* every request before it is answered or lost */
   long last_sec_answered = 0;
   int sec = 0;
   bool send_blocked = false;
-  r->t0 = now_ns();
+  r->t0 = bu_now_ns();
   uint64_t stop_sending = r->t0 + (uint64_t)(seconds * 1e9);
   uint64_t hard_end = stop_sending + LOSS_TIMEOUT_NS + 100000000ull;
   for (;;) {
     /* receive everything that is waiting */
     int n, got = 0;
     do {
-      n = recv_batch(b->fd, &rb);
+      n = bu_recv_batch(b->fd, &rb, false);
       if (n)
         r->n_recv++;
       else
         r->n_recv_empty++;
-      uint64_t t = now_ns();
+      uint64_t t = bu_now_ns();
       for (int j = 0; j < n; j++)
         on_reply(b, r, rb.buf[j], rb.h[j].msg_len, t);
       got += n;
     } while (n == BATCH);
-    uint64_t now = now_ns();
+    uint64_t now = bu_now_ns();
     /* requests unanswered for LOSS_TIMEOUT_NS are lost: out of the window */
     while (oldest < r->sent &&
            (r->lat[oldest] != 0 || now - r->t0 - r->sent_at[oldest] > LOSS_TIMEOUT_NS)) {
@@ -705,8 +421,8 @@ static void do_run(bench *b, run *r, int window, double seconds, long tick_us) {
                                         sb.buf[i], sizeof sb.buf[i]);
         }
       }
-      uint64_t ts = now_ns() - r->t0;
-      int sent = send_batch(b->fd, sb.h, (int)k);
+      uint64_t ts = bu_now_ns() - r->t0;
+      int sent = bu_send_batch(b->fd, sb.h, (int)k, false);
       r->n_send++;
       for (int i = 0; i < sent; i++)
         r->sent_at[r->sent + i] = ts;
@@ -758,6 +474,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+  bu_die_prefix = "bench_udp: ";
   const char *target = NULL, *tpid = NULL;
   long nreq = 2000000, seconds = 10, nclients = 64, window = 256, tick_us = TICK_US;
   for (int i = 1; i < argc; i++) {
@@ -768,58 +485,45 @@ int main(int argc, char **argv) {
     }
     if (i + 1 >= argc) {
       usage();
-      die("%s needs a value", a);
+      bu_die("%s needs a value", a);
     }
     const char *v = argv[++i];
     if (!strcmp(a, "--target"))
       target = v;
     else if (!strcmp(a, "--requests"))
-      nreq = parse_long(a, v, 1, MAX_REQUESTS);
+      nreq = bu_parse_long(a, v, 1, MAX_REQUESTS);
     else if (!strcmp(a, "--seconds"))
-      seconds = parse_long(a, v, 1, 3600);
+      seconds = bu_parse_long(a, v, 1, 3600);
     else if (!strcmp(a, "--clients"))
-      nclients = parse_long(a, v, 1, 4096);
+      nclients = bu_parse_long(a, v, 1, 4096);
     else if (!strcmp(a, "--window"))
-      window = parse_long(a, v, 1, 65536);
+      window = bu_parse_long(a, v, 1, 65536);
     else if (!strcmp(a, "--tick"))
-      tick_us = parse_long(a, v, 0, 100000);
+      tick_us = bu_parse_long(a, v, 0, 100000);
     else if (!strcmp(a, "--target-pid"))
-      tpid = (parse_long(a, v, 1, INT32_MAX), v);
+      tpid = (bu_parse_long(a, v, 1, INT32_MAX), v);
     else {
       usage();
-      die("unknown option %s", a);
+      bu_die("unknown option %s", a);
     }
   }
   if (!target) {
     usage();
-    die("--target is required");
+    bu_die("--target is required");
   }
   if (sodium_init() < 0)
-    die("sodium_init failed");
+    bu_die("sodium_init failed");
 
   bench b;
   memset(&b, 0, sizeof b);
-  parse_target(target, b.target_pk, &b.target_sa);
+  bu_parse_target(target, b.target_pk, &b.target_sa);
   b.nclients = (int)nclients;
-  b.cl = xcalloc((size_t)nclients, sizeof *b.cl);
+  b.cl = bu_xcalloc((size_t)nclients, sizeof *b.cl);
   randombytes_buf(&b.xs, sizeof b.xs);
   b.xs |= 1;
-  for (int c = 0; c < b.nclients; c++) {
-    uint8_t seed[32], hkey[16];
-    dht_identity id;
-    randombytes_buf(seed, sizeof seed);
-    randombytes_buf(hkey, sizeof hkey);
-    dht_identity_from_seed(&id, seed);
-    if (dht_box_init(&b.cl[c].box, &id, 4, hkey, &dht_mem_libc) != 0)
-      die("dht_box_init failed");
-    const uint8_t *k = dht_box_key(&b.cl[c].box, b.target_pk);
-    if (!k)
-      die("the target's key is not a usable Ed25519 point");
-    memcpy(b.cl[c].key, k, 32);
-    randombytes_buf(b.cl[c].nonce_prefix, sizeof b.cl[c].nonce_prefix);
-    sodium_memzero(&id, sizeof id);
-  }
-  b.fd = udp_socket(RECV_BUF);
+  for (int c = 0; c < b.nclients; c++)
+    bu_client_init(&b.cl[c].id, b.target_pk);
+  b.fd = bu_udp_socket(RECV_BUF);
   int got = 0;
   socklen_t gl = sizeof got;
   getsockopt(b.fd, SOL_SOCKET, SO_RCVBUF, &got, &gl);
@@ -838,9 +542,9 @@ int main(int argc, char **argv) {
     printf("poll for every reply\n");
 
   /* 1. cookies */
-  mbatch sb, rb;
-  mbatch_init(&sb, &b.target_sa);
-  mbatch_init(&rb, NULL);
+  bu_mbatch sb, rb;
+  bu_mbatch_init(&sb, &b.target_sa);
+  bu_mbatch_init(&rb, NULL);
   uint8_t sample[2048];
   size_t sample_len = 0;
   int sample_client = 0, sample_contacts = -1;
@@ -848,8 +552,8 @@ int main(int argc, char **argv) {
   free(sb.buf);
   free(rb.buf);
   if (have == 0)
-    die("the target answered none of %d cookie requests (is it running at %s:%u?)", b.nclients,
-        tbuf, ntohs(b.target_sa.sin_port));
+    bu_die("the target answered none of %d cookie requests (is it running at %s:%u?)", b.nclients,
+           tbuf, ntohs(b.target_sa.sin_port));
   if (have < b.nclients)
     printf("  (clients without a cookie send padded %d-byte requests)\n", PAD_TOTAL);
   printf("  first full reply: %d contacts, %zu bytes\n", sample_contacts, sample_len);
@@ -872,19 +576,19 @@ int main(int argc, char **argv) {
   run r;
   memset(&r, 0, sizeof r);
   r.n = nreq;
-  r.sent_at = xcalloc((size_t)nreq, sizeof *r.sent_at);
-  r.lat = xcalloc((size_t)nreq, sizeof *r.lat);
+  r.sent_at = bu_xcalloc((size_t)nreq, sizeof *r.sent_at);
+  r.lat = bu_xcalloc((size_t)nreq, sizeof *r.lat);
   if ((size_t)nreq * REQ_STRIDE <= PREBUILD_MAX) {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bu_now_ns();
     r.pre = malloc((size_t)nreq * REQ_STRIDE);
-    r.pre_len = xcalloc((size_t)nreq, sizeof *r.pre_len);
+    r.pre_len = bu_xcalloc((size_t)nreq, sizeof *r.pre_len);
     if (!r.pre)
-      die("out of memory for %ld pre-built requests", nreq);
+      bu_die("out of memory for %ld pre-built requests", nreq);
     for (long s = 0; s < nreq; s++)
       r.pre_len[s] = (uint16_t)build_req(&b, (int)(s % b.nclients), TXID_RUN + (uint32_t)s,
                                          r.pre + (size_t)s * REQ_STRIDE, REQ_STRIDE);
     printf("pre-built %ld request datagrams (%u bytes each) in %.2f s\n", nreq, r.pre_len[0],
-           (double)(now_ns() - t0) / 1e9);
+           (double)(bu_now_ns() - t0) / 1e9);
   } else {
     printf("requests are sealed on the fly (%ld would not fit in %zu MiB)\n", nreq,
            PREBUILD_MAX >> 20);
@@ -892,32 +596,32 @@ int main(int argc, char **argv) {
   printf("run:\n");
   fflush(stdout);
   double user0, sys0, user1, sys1;
-  cpu_s(&user0, &sys0);
+  bu_cpu_s(&user0, &sys0);
   uint64_t trun0 = 0, twait0 = 0, srun0 = 0, swait0 = 0, trun1 = 0, twait1 = 0, srun1 = 0,
            swait1 = 0;
-  bool tsched = tpid && sched_ns(tpid, &trun0, &twait0);
+  bool tsched = tpid && bu_sched_ns(tpid, &trun0, &twait0);
   double tuser0 = 0, tsys0 = 0, tuser1 = 0, tsys1 = 0;
-  bool tstat = tpid && proc_cpu(tpid, &tuser0, &tsys0);
-  bool ssched = sched_ns("self", &srun0, &swait0);
+  bool tstat = tpid && bu_proc_cpu(tpid, &tuser0, &tsys0);
+  bool ssched = bu_sched_ns("self", &srun0, &swait0);
   struct sockaddr_in self_sa;
   socklen_t self_len = sizeof self_sa;
   getsockname(b.fd, (struct sockaddr *)&self_sa, &self_len);
-  long tdrops0 = udp_drops(ntohs(b.target_sa.sin_port)),
-       sdrops0 = udp_drops(ntohs(self_sa.sin_port));
+  long tdrops0 = bu_udp_drops(ntohs(b.target_sa.sin_port)),
+       sdrops0 = bu_udp_drops(ntohs(self_sa.sin_port));
   do_run(&b, &r, (int)window, (double)seconds, tick_us);
-  cpu_s(&user1, &sys1);
+  bu_cpu_s(&user1, &sys1);
   double cpu = user1 - user0 + sys1 - sys0;
-  tsched = tsched && sched_ns(tpid, &trun1, &twait1);
-  tstat = tstat && proc_cpu(tpid, &tuser1, &tsys1);
-  ssched = ssched && sched_ns("self", &srun1, &swait1);
-  long tdrops = udp_drops(ntohs(b.target_sa.sin_port)) - tdrops0;
-  long sdrops = udp_drops(ntohs(self_sa.sin_port)) - sdrops0;
-  uint64_t t_end = now_ns();
+  tsched = tsched && bu_sched_ns(tpid, &trun1, &twait1);
+  tstat = tstat && bu_proc_cpu(tpid, &tuser1, &tsys1);
+  ssched = ssched && bu_sched_ns("self", &srun1, &swait1);
+  long tdrops = bu_udp_drops(ntohs(b.target_sa.sin_port)) - tdrops0;
+  long sdrops = bu_udp_drops(ntohs(self_sa.sin_port)) - sdrops0;
+  uint64_t t_end = bu_now_ns();
 
   /* 4. figures */
   double dur = (double)((r.t_last > r.t0 ? r.t_last : t_end) - r.t0) / 1e9;
   double rps = (double)r.answered / dur;
-  uint32_t *v = xcalloc((size_t)(r.answered ? r.answered : 1), sizeof *v);
+  uint32_t *v = bu_xcalloc((size_t)(r.answered ? r.answered : 1), sizeof *v);
   size_t nv = 0;
   double sum = 0;
   for (long s = 0; s < r.sent; s++)
@@ -925,7 +629,7 @@ int main(int argc, char **argv) {
       v[nv++] = r.lat[s];
       sum += r.lat[s];
     }
-  qsort(v, nv, sizeof *v, cmp_u32);
+  qsort(v, nv, sizeof *v, bu_cmp_u32);
   printf("results:\n");
   printf("  requests sent:        %ld in %.2f s\n", r.sent, dur);
   printf("  answered (NODES):     %ld  = %.0f answered FIND_NODE/s\n", r.answered, rps);
@@ -933,7 +637,8 @@ int main(int argc, char **argv) {
          r.answered ? 100.0 * (double)r.full20 / (double)r.answered : 0.0);
   if (nv)
     printf("  latency send->reply:  mean %.0f us, p50 %.0f us, p99 %.0f us, max %.0f us\n",
-           sum / (double)nv / 1e3, pct(v, nv, 0.50) / 1e3, pct(v, nv, 0.99) / 1e3, v[nv - 1] / 1e3);
+           sum / (double)nv / 1e3, bu_pct(v, nv, 0.50) / 1e3, bu_pct(v, nv, 0.99) / 1e3,
+           v[nv - 1] / 1e3);
   printf("  lost (no reply in %llu ms): %ld = %.3f%%", LOSS_TIMEOUT_NS / 1000000, r.lost,
          r.sent ? 100.0 * (double)r.lost / (double)r.sent : 0.0);
   printf("  (late %ld, duplicate %ld, undecryptable %ld, malformed %ld, other %ld)\n", r.late,
@@ -982,7 +687,7 @@ int main(int argc, char **argv) {
   free(r.sent_at);
   free(r.lat);
   for (int c = 0; c < b.nclients; c++)
-    dht_box_free(&b.cl[c].box, &dht_mem_libc);
+    dht_box_free(&b.cl[c].id.box, &dht_mem_libc);
   free(b.cl);
   close(b.fd);
   return r.answered > 0 ? 0 : 1;

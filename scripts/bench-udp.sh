@@ -87,7 +87,7 @@ else
   # no CMake target yet: build it directly against the engine library
   BENCH=$TMP/bench_udp
   # shellcheck disable=SC2046
-  gcc -O2 -g -std=c11 -D_POSIX_C_SOURCE=200809L -I dht bench/bench_udp.c \
+  gcc -O2 -g -std=c11 -D_POSIX_C_SOURCE=200809L -I dht bench/bench_udp.c bench/bench_util.c \
     "$BUILD/libroost_dht.a" $(pkg-config --libs libsodium msgpack) -o "$BENCH"
 fi
 
