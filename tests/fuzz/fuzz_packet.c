@@ -35,6 +35,9 @@
  * the same way.  Nothing mutable survives an input: the only global is the
  * key setup made once on first use and never written again.
  *
+ * What it shares with fuzz_store.c (op reader, identities, peer boxes and
+ * addresses, sealing, datagram checks, clock) is in fuzz_common.c (fc_*).
+ *
  * tests/fuzz/gen_corpus.c includes this file to reuse the identities and to
  * run each seed it writes (fz_run with a stats pointer).
  */
@@ -46,13 +49,14 @@
 #include <sodium.h>
 
 #include "dht_int.h"
+#include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define FZ_PEERS 4
 #define FZ_MAX_OPS 256
-#define FZ_T0 1000                         /* the engine's clock at dht_new */
-#define FZ_UNIX_MS 1700000000000LL         /* wall clock at FZ_T0 */
+#define FZ_T0 FC_T0                        /* the engine's clock at dht_new */
+#define FZ_UNIX_MS FC_UNIX_MS              /* wall clock at FZ_T0 */
 #define FZ_UNIX_S (FZ_UNIX_MS / 1000)      /* the same in unix seconds */
 #define FZ_MAX_ADVANCE (6LL * 3600 * 1000) /* total clock advance per input */
 #define FZ_EXPIRY_STEPS 64                 /* timer runs per TIME op */
@@ -123,10 +127,7 @@ static bool fz_k_ready;
 
 /* Identity number n (0 = the engine, 1.. = peers, more for seeds). */
 static void fz_identity(dht_identity *id, int n) {
-  uint8_t seed[32];
-  memset(seed, 0x5a, sizeof seed);
-  seed[0] = (uint8_t)n;
-  dht_identity_from_seed(id, seed);
+  fc_identity(id, 0x5a, n);
 }
 
 static const fz_keys *fz_setup(void) {
@@ -139,14 +140,7 @@ static const fz_keys *fz_setup(void) {
   for (int i = 0; i < FZ_PEERS; i++) {
     fz_identity(&fz_k.peer[i], 1 + i);
     dht_id_from_pk(fz_k.peer_id[i], fz_k.peer[i].pk);
-    dht_box b;
-    if (dht_box_init(&b, &fz_k.peer[i], 4, fz_hkey, &dht_mem_libc) != 0)
-      abort();
-    const uint8_t *ent = dht_box_key(&b, fz_k.self.pk);
-    if (!ent)
-      abort();
-    memcpy(fz_k.entry[i], ent, DHT_BOX_ENTRY_LEN);
-    dht_box_free(&b, &dht_mem_libc);
+    fc_box_entry(fz_k.entry[i], &fz_k.peer[i], fz_hkey, fz_k.self.pk);
   }
   fz_k_ready = true;
   return &fz_k;
@@ -157,18 +151,7 @@ static const fz_keys *fz_setup(void) {
 static void fz_peer_addr(int i, bool v6, dht_addr *a) {
   static const uint8_t v4[FZ_PEERS][4] = {
       {192, 0, 2, 10}, {198, 51, 100, 11}, {203, 0, 113, 12}, {198, 18, 0, 13}};
-  memset(a, 0, sizeof *a);
-  if (v6) {
-    static const uint8_t pfx[4] = {0x20, 0x01, 0x0d, 0xb8};
-    a->family = DHT_AF_INET6;
-    memcpy(a->ip, pfx, 4);
-    a->ip[5] = (uint8_t)(1 + i);
-    a->ip[15] = 0x10;
-  } else {
-    a->family = DHT_AF_INET;
-    memcpy(a->ip, v4[i], 4);
-  }
-  a->port = (uint16_t)(4000 + i);
+  fc_peer_addr(a, i, v6, v4[i], 0x10, 4000);
 }
 
 /* Address A: where raw datagrams come from (shares peer 0's /24, so with the
@@ -303,30 +286,14 @@ static fz_peer *fz_peer_get(fz *h, int i) {
   fz_peer *p = &h->p[i];
   if (p->ready)
     return p;
-  if (dht_box_init(&p->box, &h->k->peer[i], 4, fz_hkey, &dht_mem_libc) != 0)
-    abort();
-  /* the precomputed entry: the shared key costs ~46 us to derive */
-  uint8_t *slot = dht_cache_put(&p->box.keys, h->k->self.pk);
-  memcpy(slot, h->k->entry[i], DHT_BOX_ENTRY_LEN);
+  fc_box_ready(&p->box, &h->k->peer[i], fz_hkey, h->k->self.pk, h->k->entry[i]);
   p->ready = true;
   return p;
 }
 
-static bool fz_addr_eq(const dht_addr *a, const dht_addr *b) {
-  return a->family == b->family && a->port == b->port &&
-         memcmp(a->ip, b->ip, a->family == DHT_AF_INET ? 4 : 16) == 0;
-}
-
 /* Peer whose v4 or v6 address is a, or -1. */
 static int fz_peer_at(const dht_addr *a) {
-  for (int i = 0; i < FZ_PEERS; i++) {
-    dht_addr p4, p6;
-    fz_peer_addr(i, false, &p4);
-    fz_peer_addr(i, true, &p6);
-    if (fz_addr_eq(a, &p4) || fz_addr_eq(a, &p6))
-      return i;
-  }
-  return -1;
+  return fc_peer_at(a, FZ_PEERS, fz_peer_addr);
 }
 
 static void fz_note_contact(fz *h, const uint8_t pk[static DHT_PK_LEN], const dht_addr *a) {
@@ -413,10 +380,8 @@ static void fz_peer_take(fz *h, int i, const dht_msg *m) {
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET:
   case DHT_MSG_PUT:
-    memmove(&p->txid[1], &p->txid[0], (FZ_RING - 1) * sizeof p->txid[0]);
+    fc_ring_push(p->txid, sizeof p->txid[0], FZ_RING, &p->ntxid);
     p->txid[0] = m->txid;
-    if (p->ntxid < FZ_RING)
-      p->ntxid++;
     break;
   case DHT_MSG_NODES:
   case DHT_MSG_VALUE:
@@ -457,10 +422,7 @@ static void fz_drain(fz *h) {
   dht_addr to;
   dht_ssize n;
   while ((n = dht_write_pkt(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
-    if (n < 0 || n > DHT_MAX_PKT || n < DHT_OVERHEAD)
-      abort();
-    if ((to.family != DHT_AF_INET && to.family != DHT_AF_INET6) || to.port == 0)
-      abort();
+    fc_check_dgram(n, &to);
     if (h->pkt[0] != DHT_VERSION || memcmp(h->pkt + 1, h->k->self.pk, DHT_PK_LEN) != 0)
       abort();
     int i = fz_peer_at(&to);
@@ -584,33 +546,16 @@ static void fz_svc_timer(void *ctx, dht *e, dht_ts now) {
 
 /* ---- ops ------------------------------------------------------------------ */
 
+/* Length of the uint or int (0xcc-0xd3) at p, or 0. */
 static size_t fz_skip_uint(const uint8_t *p, size_t n) {
-  if (n == 0)
-    return 0;
-  if (p[0] <= 0x7f)
-    return 1;
-  if (p[0] >= 0xcc && p[0] <= 0xd3) {
-    size_t w = (size_t)1 << (p[0] & 3);
-    return n >= 1 + w ? 1 + w : 0;
-  }
-  return 0;
+  return fc_skip_uint(p, n, 0xd3);
 }
 
 /* Replaces the txid of [type, txid, ...] in body (len, room for 4 more bytes)
  * by v.  Returns the new length (len when the head does not parse). */
 static size_t fz_patch_txid(uint8_t *body, size_t len, uint32_t v) {
-  size_t p;
-  if (len == 0)
-    return len;
-  if (body[0] >= 0x90 && body[0] <= 0x9f)
-    p = 1;
-  else if (body[0] == 0xdc)
-    p = 3;
-  else if (body[0] == 0xdd)
-    p = 5;
-  else
-    return len;
-  if (p > len)
+  size_t p = fc_array_head(body, len);
+  if (!p)
     return len;
   size_t t = fz_skip_uint(body + p, len - p);
   if (!t)
@@ -619,13 +564,7 @@ static size_t fz_patch_txid(uint8_t *body, size_t len, uint32_t v) {
   size_t x = fz_skip_uint(body + p, len - p);
   if (!x)
     return len;
-  memmove(body + p + 5, body + p + x, len - p - x);
-  body[p] = 0xce;
-  body[p + 1] = (uint8_t)(v >> 24);
-  body[p + 2] = (uint8_t)(v >> 16);
-  body[p + 3] = (uint8_t)(v >> 8);
-  body[p + 4] = (uint8_t)v;
-  return len - x + 5;
+  return fc_patch_u32(body, len, p, x, v);
 }
 
 /* Overwrites the first bin 16 (c4 10 + 16 bytes) of body with tok. */
@@ -657,27 +596,20 @@ static void fz_deliver(fz *h, uint8_t sel, const uint8_t *body, size_t len, bool
   if ((sel & FZ_SEL_TOKEN) && p->has_token)
     fz_patch_token(b, len, p->token);
 
-  uint8_t nonce[DHT_NONCE_LEN];
   if (!(sel & FZ_SEL_REPLAY) || p->nonce_ctr == 0)
     p->nonce_ctr++;
-  memset(nonce, 0, sizeof nonce);
-  nonce[0] = (uint8_t)(0xf0 | i);
-  for (int j = 0; j < 8; j++)
-    nonce[1 + j] = (uint8_t)(p->nonce_ctr >> (8 * j));
-
-  dht_ssize n = dht_box_seal(&p->box, h->k->self.pk, nonce, b, len, h->pkt, sizeof h->pkt);
-  if (n < 0)
-    abort();
+  size_t n = fc_seal(&p->box, (uint8_t)(0xf0 | i), p->nonce_ctr, h->k->self.pk, b, len, h->pkt,
+                     sizeof h->pkt);
   dht_addr from;
   fz_peer_addr(i, (sel & FZ_SEL_V6) != 0, &from);
   dht_stats before, after;
   if (tamper) {
-    h->pkt[off % (size_t)n] ^= mask ? mask : 0x80;
+    h->pkt[off % n] ^= mask ? mask : 0x80;
     dht_get_stats(h->e, &before);
   } else {
     fz_note_body(h, b, len);
   }
-  if (dht_read_pkt(h->e, &from, h->pkt, (size_t)n, h->now) != 0)
+  if (dht_read_pkt(h->e, &from, h->pkt, n, h->now) != 0)
     abort();
   if (tamper) {
     /* a changed datagram must not authenticate */
@@ -707,7 +639,8 @@ static void fz_raw(fz *h, const uint8_t *data, size_t len) {
     abort();
 }
 
-static void fz_expire(fz *h) {
+static void fz_expire(void *ctx) {
+  fz *h = ctx;
   if (dht_handle_expiry(h->e, h->now) != 0)
     abort();
   if (dht_get_expiry(h->e) <= h->now)
@@ -716,25 +649,9 @@ static void fz_expire(fz *h) {
 }
 
 static void fz_time(fz *h, const uint8_t *p, size_t n) {
-  dht_ts ms = n >= 2 ? (dht_ts)(p[0] << 8 | p[1]) : n == 1 ? p[0] : 0;
-  if (n >= 3)
-    ms <<= p[2] & 7;
-  if (ms > FZ_MAX_ADVANCE - h->advanced)
-    ms = FZ_MAX_ADVANCE - h->advanced;
-  h->advanced += ms;
-  dht_ts target = h->now + ms;
+  dht_ts ms = fc_time_ms(p, n, 1, FZ_MAX_ADVANCE, &h->advanced);
   /* as a driver would: wake at each expiry on the way */
-  for (int i = 0; i < FZ_EXPIRY_STEPS; i++) {
-    dht_ts t = dht_get_expiry(h->e);
-    if (t > target)
-      break;
-    if (t > h->now)
-      h->now = t;
-    fz_expire(h);
-  }
-  h->now = target;
-  if (dht_get_expiry(h->e) <= h->now)
-    fz_expire(h);
+  fc_run_clock(h->e, &h->now, h->now + ms, FZ_EXPIRY_STEPS, fz_expire, NULL, h);
 }
 
 static void fz_target(fz *h, const uint8_t *p, size_t n, uint8_t t[static DHT_ID_LEN]) {
@@ -780,10 +697,7 @@ static void fz_cmd(fz *h, const uint8_t *p, size_t n) {
   switch (which) {
   case FZ_CMD_BOOTSTRAP: {
     dht_peer peers[FZ_PEERS];
-    for (int i = 0; i < FZ_PEERS; i++) {
-      memcpy(peers[i].pk, h->k->peer[i].pk, DHT_PK_LEN);
-      fz_peer_addr(i, (b1 >> i) & 1, &peers[i].addr);
-    }
+    fc_peer_list(peers, FZ_PEERS, h->k->peer, fz_peer_addr, b1);
     fz_issued(h, dht_bootstrap(h->e, peers, (b1 & 0x10) ? 0 : FZ_PEERS, h->now));
     break;
   }
@@ -894,31 +808,22 @@ static void fz_run(const uint8_t *data, size_t size, dht_stats *st) {
   h->k = fz_setup();
   fz_rng_init(&h->rng);
   h->now = FZ_T0;
-  dht_settings_default(&h->set);
+  fc_settings(&h->set); /* key and cookie caches 16, max_records 16, rate_pps 0 */
   h->set.k = 20;
   h->set.max_out_queue = 64;
   h->set.max_events = 32;
-  h->set.key_cache = 16;
-  h->set.cookie_cache = 16;
   h->set.replay_window = 64;
-  h->set.max_records = 16;
   h->set.max_lookups = 16;
-  h->set.rate_pps = 0;
   h->set.rate_prefixes = 16;
   h->set.log_level = DHT_LOG_DEBUG;
 
-  size_t pos = 0;
-  if (size >= 3 && data[0] % FZ_OP_COUNT == FZ_OP_CONFIG) {
-    size_t len = (size_t)(data[1] << 8 | data[2]);
-    if (len <= size - 3) {
-      fz_config(&h->set, data + 3, len);
-      pos = 3 + len;
-    }
-  }
+  const uint8_t *cp = NULL;
+  size_t clen = 0;
+  size_t pos = fc_op_config(data, size, FZ_OP_COUNT, FZ_OP_CONFIG, &cp, &clen);
+  if (pos)
+    fz_config(&h->set, cp, clen);
   dht_callbacks cb = {.ctx = &h->rng, .rand = fz_rand, .log = fz_log};
-  if (dht_new(&h->e, &h->k->self, &h->set, &cb, NULL, h->now) != 0)
-    abort();
-  dht_set_clock_offset(h->e, FZ_UNIX_MS - FZ_T0);
+  fc_engine_new(&h->e, &h->k->self, &h->set, &cb, h->now);
   if (memcmp(dht_self_pk(h->e), h->k->self.pk, DHT_PK_LEN) != 0 ||
       memcmp(dht_self_id(h->e), h->k->self_id, DHT_ID_LEN) != 0)
     abort();
@@ -936,15 +841,11 @@ static void fz_run(const uint8_t *data, size_t size, dht_stats *st) {
   if (dht_service_add(h->e, &svc) != DHT_ERR_INVAL)
     abort();
 
-  for (int ops = 0; ops < FZ_MAX_OPS && size - pos >= 3; ops++) {
-    uint8_t op = data[pos] % FZ_OP_COUNT;
-    size_t len = (size_t)(data[pos + 1] << 8 | data[pos + 2]);
-    pos += 3;
-    if (len > size - pos)
-      break;
-    const uint8_t *p = data + pos;
-    pos += len;
-    switch (op) {
+  uint8_t op;
+  const uint8_t *p;
+  size_t len;
+  for (int ops = 0; ops < FZ_MAX_OPS && fc_op_next(data, size, &pos, &op, &p, &len); ops++) {
+    switch (op % FZ_OP_COUNT) {
     case FZ_OP_RAW:
       fz_raw(h, p, len);
       break;

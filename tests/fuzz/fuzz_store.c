@@ -50,6 +50,9 @@
  * callback, a fixed clock.  The only global is the key setup made once on
  * first use (identities, pair secrets, the peers' shared keys).
  *
+ * What it shares with fuzz_packet.c (op reader, identities, peer boxes and
+ * addresses, sealing, datagram checks, clock) is in fuzz_common.c (fc_*).
+ *
  * tests/fuzz/gen_corpus_store.c includes this file to write and run seeds.
  */
 #include <stdbool.h>
@@ -60,6 +63,7 @@
 #include <sodium.h>
 
 #include "dht_int.h"
+#include "fuzz_common.h"
 #include "store.h"
 #include "testutil.h"
 
@@ -68,8 +72,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FS_PEERS 4
 #define FS_NID (FS_PEERS + 1)
 #define FS_MAX_OPS 128
-#define FS_T0 1000
-#define FS_UNIX_MS 1700000000000LL
+#define FS_T0 FC_T0
+#define FS_UNIX_MS FC_UNIX_MS
 #define FS_MAX_ADVANCE (10LL * 86400 * 1000) /* past TTLs and epochs */
 #define FS_EXPIRY_STEPS 64
 #define FS_RING 4    /* service requests remembered per peer */
@@ -164,26 +168,15 @@ static const fs_keys *fs_setup(void) {
   if (sodium_init() < 0)
     abort();
   for (int n = 0; n < FS_NID; n++) {
-    uint8_t seed[32];
-    memset(seed, 0x6b, sizeof seed);
-    seed[0] = (uint8_t)n;
-    dht_identity_from_seed(&fs_k.id[n], seed);
+    fc_identity(&fs_k.id[n], 0x6b, n);
     dht_id_from_pk(fs_k.nid[n], fs_k.id[n].pk);
   }
   for (int a = 0; a < FS_NID; a++)
     for (int b = 0; b < FS_NID; b++)
       if (a != b && store_pair_secret(fs_k.pair[a][b], &fs_k.id[a], fs_k.id[b].pk) != 0)
         abort();
-  for (int i = 0; i < FS_PEERS; i++) {
-    dht_box b;
-    if (dht_box_init(&b, &fs_k.id[i + 1], 4, fs_hkey, &dht_mem_libc) != 0)
-      abort();
-    const uint8_t *ent = dht_box_key(&b, fs_k.id[0].pk);
-    if (!ent)
-      abort();
-    memcpy(fs_k.entry[i], ent, DHT_BOX_ENTRY_LEN);
-    dht_box_free(&b, &dht_mem_libc);
-  }
+  for (int i = 0; i < FS_PEERS; i++)
+    fc_box_entry(fs_k.entry[i], &fs_k.id[i + 1], fs_hkey, fs_k.id[0].pk);
   fs_k_ready = true;
   return &fs_k;
 }
@@ -191,29 +184,7 @@ static const fs_keys *fs_setup(void) {
 static void fs_peer_addr(int i, bool v6, dht_addr *a) {
   static const uint8_t v4[FS_PEERS][4] = {
       {192, 0, 2, 20}, {198, 51, 100, 21}, {203, 0, 113, 22}, {198, 18, 0, 23}};
-  memset(a, 0, sizeof *a);
-  if (v6) {
-    static const uint8_t pfx[4] = {0x20, 0x01, 0x0d, 0xb8};
-    a->family = DHT_AF_INET6;
-    memcpy(a->ip, pfx, 4);
-    a->ip[5] = (uint8_t)(1 + i);
-    a->ip[15] = 0x20;
-  } else {
-    a->family = DHT_AF_INET;
-    memcpy(a->ip, v4[i], 4);
-  }
-  a->port = (uint16_t)(5000 + i);
-}
-
-static int fs_peer_at(const dht_addr *a) {
-  for (int i = 0; i < FS_PEERS; i++)
-    for (int v6 = 0; v6 < 2; v6++) {
-      dht_addr p;
-      fs_peer_addr(i, v6, &p);
-      if (dht_addr_eq(a, &p))
-        return i;
-    }
-  return -1;
+  fc_peer_addr(a, i, v6, v4[i], 0x20, 5000);
 }
 
 /* ---- per-input state ------------------------------------------------------ */
@@ -264,8 +235,9 @@ typedef struct fs {
   uint8_t last_msgid[STORE_MSGID_LEN];
   int64_t max_quota;
   bool ever_hosted;
-  uint64_t nreqs; /* store requests sent to the peers */
-  int evcount[8]; /* store events by type (for gen_corpus_store) */
+  uint64_t nreqs;     /* store requests sent to the peers */
+  uint64_t time_reqs; /* nreqs when the running TIME op began */
+  int evcount[8];     /* store events by type (for gen_corpus_store) */
   fs_peer p[FS_PEERS];
   fs_item items[FS_ITEMS];
   int nitems, item_next;
@@ -280,10 +252,7 @@ static fs_peer *fs_peer_get(fs *h, int i) {
   fs_peer *p = &h->p[i];
   if (p->ready)
     return p;
-  if (dht_box_init(&p->box, &h->k->id[i + 1], 4, fs_hkey, &dht_mem_libc) != 0)
-    abort();
-  uint8_t *slot = dht_cache_put(&p->box.keys, h->k->id[0].pk);
-  memcpy(slot, h->k->entry[i], DHT_BOX_ENTRY_LEN);
+  fc_box_ready(&p->box, &h->k->id[i + 1], fs_hkey, h->k->id[0].pk, h->k->entry[i]);
   p->ready = true;
   return p;
 }
@@ -351,18 +320,12 @@ static void fs_send(fs *h, int i, bool v6, const uint8_t *body, size_t len) {
   fs_peer *p = fs_peer_get(h, i);
   if (len > DHT_MAX_BODY)
     return;
-  uint8_t nonce[DHT_NONCE_LEN];
-  memset(nonce, 0, sizeof nonce);
   p->nonce_ctr++;
-  nonce[0] = (uint8_t)(0xe0 | i);
-  for (int j = 0; j < 8; j++)
-    nonce[1 + j] = (uint8_t)(p->nonce_ctr >> (8 * j));
-  dht_ssize n = dht_box_seal(&p->box, h->k->id[0].pk, nonce, body, len, h->pkt, sizeof h->pkt);
-  if (n < 0)
-    abort();
+  size_t n = fc_seal(&p->box, (uint8_t)(0xe0 | i), p->nonce_ctr, h->k->id[0].pk, body, len, h->pkt,
+                     sizeof h->pkt);
   dht_addr from;
   fs_peer_addr(i, v6, &from);
-  if (dht_read_pkt(h->e, &from, h->pkt, (size_t)n, h->now) != 0)
+  if (dht_read_pkt(h->e, &from, h->pkt, n, h->now) != 0)
     abort();
 }
 
@@ -460,7 +423,7 @@ static void fs_take_svc(fs *h, int i, const uint8_t *b, size_t len) {
                 type != W_REGISTER))
     return; /* an answer, not a request */
   fs_peer *pe = &h->p[i];
-  memmove(&pe->ring[1], &pe->ring[0], (FS_RING - 1) * sizeof pe->ring[0]);
+  fc_ring_push(pe->ring, sizeof pe->ring[0], FS_RING, &pe->nring);
   fs_req *q = &pe->ring[0];
   memset(q, 0, sizeof *q);
   q->type = (uint8_t)type;
@@ -474,8 +437,6 @@ static void fs_take_svc(fs *h, int i, const uint8_t *b, size_t len) {
     if (type == W_DEPOSIT) /* the peer keeps it: later LIST / ITEM serve it */
       fs_item_add(h, mbox, mpk, 0, item, il, sig, -1, -1, 0);
   }
-  if (pe->nring < FS_RING)
-    pe->nring++;
   h->nreqs++;
 }
 
@@ -634,11 +595,8 @@ static void fs_drain(fs *h) {
     dht_addr to;
     dht_ssize n;
     while ((n = dht_write_pkt(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
-      if (n < 0 || n > DHT_MAX_PKT || n < (dht_ssize)DHT_OVERHEAD)
-        abort();
-      if ((to.family != DHT_AF_INET && to.family != DHT_AF_INET6) || to.port == 0)
-        abort();
-      int i = fs_peer_at(&to);
+      fc_check_dgram(n, &to);
+      int i = fc_peer_at(&to, FS_PEERS, fs_peer_addr);
       if (i < 0)
         continue; /* nobody there */
       dht_ssize bn = dht_box_open(h->k->entry[i], h->pkt, (size_t)n, h->body, sizeof h->body);
@@ -683,7 +641,8 @@ static void fs_drain(fs *h) {
   fs_check_stats(h);
 }
 
-static void fs_expire(fs *h) {
+static void fs_expire(void *ctx) {
+  fs *h = ctx;
   if (dht_handle_expiry(h->e, h->now) != 0)
     abort();
   fs_drain(h);
@@ -691,57 +650,29 @@ static void fs_expire(fs *h) {
     abort(); /* a driver would spin */
 }
 
+/* fs_time's stop: a timer run sent a store request since the TIME op began. */
+static bool fs_time_stop(void *ctx) {
+  const fs *h = ctx;
+  return h->nreqs != h->time_reqs;
+}
+
 /* TIME [ms u16][shift]: ms << 2 * (shift & 7) (up to ~12 days); with shift
  * bit 7 the clock stops at the first timer run that sent a store request
  * to a peer, so an input can answer it before it times out. */
 static void fs_time(fs *h, const uint8_t *p, size_t n) {
-  dht_ts ms = n >= 2 ? (dht_ts)(p[0] << 8 | p[1]) : n == 1 ? p[0] : 0;
   bool stop = n >= 3 && (p[2] & 0x80);
-  uint64_t reqs = h->nreqs;
-  if (n >= 3)
-    ms <<= (p[2] & 7) * 2;
-  if (ms > FS_MAX_ADVANCE - h->advanced)
-    ms = FS_MAX_ADVANCE - h->advanced;
-  h->advanced += ms;
-  dht_ts target = h->now + ms;
-  for (int i = 0; i < FS_EXPIRY_STEPS; i++) {
-    dht_ts t = dht_get_expiry(h->e);
-    if (t > target)
-      break;
-    if (t > h->now)
-      h->now = t;
-    fs_expire(h);
-    if (stop && h->nreqs != reqs) {
-      h->advanced -= target - h->now;
-      return;
-    }
-  }
-  h->now = target;
-  if (dht_get_expiry(h->e) <= h->now)
-    fs_expire(h);
+  h->time_reqs = h->nreqs;
+  dht_ts target = h->now + fc_time_ms(p, n, 2, FS_MAX_ADVANCE, &h->advanced);
+  if (fc_run_clock(h->e, &h->now, target, FS_EXPIRY_STEPS, fs_expire, stop ? fs_time_stop : NULL,
+                   h))
+    h->advanced -= target - h->now;
 }
 
 /* ---- ops --------------------------------------------------------------------- */
 
+/* Length of the uint (0xcc-0xcf only, unlike fuzz_packet) at p, or 0. */
 static size_t fs_skip_uint(const uint8_t *p, size_t n) {
-  if (n == 0)
-    return 0;
-  if (p[0] <= 0x7f)
-    return 1;
-  if (p[0] >= 0xcc && p[0] <= 0xcf) {
-    size_t w = (size_t)1 << (p[0] & 3);
-    return n >= 1 + w ? 1 + w : 0;
-  }
-  return 0;
-}
-
-/* Offset of the type in [type, txid, ...], or 0 when the head does not
- * parse. */
-static size_t fs_type_off(const uint8_t *b, size_t len) {
-  if (len == 0)
-    return 0;
-  size_t p = (b[0] >= 0x90 && b[0] <= 0x9f) ? 1 : b[0] == 0xdc ? 3 : b[0] == 0xdd ? 5 : 0;
-  return p && p < len ? p : 0;
+  return fc_skip_uint(p, n, 0xcf);
 }
 
 /* BODY: any msgpack from peer sel & 3, with the optional patches. */
@@ -751,7 +682,7 @@ static void fs_body(fs *h, uint8_t sel, const uint8_t *body, size_t len) {
   if (len > DHT_MAX_BODY)
     return;
   memcpy(b, body, len);
-  size_t t = fs_type_off(b, len);
+  size_t t = fc_array_head(b, len); /* the type's offset, 0 if none */
   if ((sel & 0x10) && t && b[t] <= 0x7f && (b[t] < STORE_MSG_LO || b[t] > STORE_MSG_HI))
     b[t] = (uint8_t)(STORE_MSG_LO | (b[t] & 0x0f));
   const fs_peer *p = &h->p[i];
@@ -759,17 +690,8 @@ static void fs_body(fs *h, uint8_t sel, const uint8_t *body, size_t len) {
   if ((sel & 0x08) && t && r < p->nring) {
     size_t ts = fs_skip_uint(b + t, len - t);
     size_t x = ts ? fs_skip_uint(b + t + ts, len - t - ts) : 0;
-    if (x) {
-      size_t at = t + ts;
-      uint32_t v = p->ring[r].txid;
-      memmove(b + at + 5, b + at + x, len - at - x);
-      b[at] = 0xce;
-      b[at + 1] = (uint8_t)(v >> 24);
-      b[at + 2] = (uint8_t)(v >> 16);
-      b[at + 3] = (uint8_t)(v >> 8);
-      b[at + 4] = (uint8_t)v;
-      len = len - x + 5;
-    }
+    if (x)
+      len = fc_patch_u32(b, len, t + ts, x, p->ring[r].txid);
   }
   fs_send(h, i, (sel & 4) != 0, b, len);
 }
@@ -1141,10 +1063,7 @@ static void fs_issued(fs *h, int64_t id) {
 
 static void fs_boot(fs *h) {
   dht_peer peers[FS_PEERS];
-  for (int i = 0; i < FS_PEERS; i++) {
-    memcpy(peers[i].pk, h->k->id[i + 1].pk, DHT_PK_LEN);
-    fs_peer_addr(i, false, &peers[i].addr);
-  }
+  fc_peer_list(peers, FS_PEERS, &h->k->id[1], fs_peer_addr, 0);
   dht_bootstrap(h->e, peers, FS_PEERS, h->now);
 }
 
@@ -1285,31 +1204,22 @@ static void fs_run(const uint8_t *data, size_t size, store_stats *out, int *evco
   h->k = fs_setup();
   tu_rng_init(&h->rng, 0x5eed, 7);
   h->now = FS_T0;
-  dht_settings_default(&h->set);
+  fc_settings(&h->set); /* key and cookie caches 16, max_records 16, rate_pps 0 */
   h->set.k = 8;
   h->set.max_out_queue = 256;
   h->set.max_events = 64;
-  h->set.key_cache = 16;
-  h->set.cookie_cache = 16;
-  h->set.max_records = 16;
   h->set.max_lookups = 32;
-  h->set.rate_pps = 0;
   h->set.log_level = DHT_LOG_ERROR;
   store_settings_default(&h->ss);
   h->max_quota = 0;
 
-  size_t pos = 0;
-  if (size >= 3 && data[0] % FS_OP_COUNT == FS_OP_CONFIG) {
-    size_t len = (size_t)(data[1] << 8 | data[2]);
-    if (len <= size - 3) {
-      fs_config(h, len ? data[3] : 0);
-      pos = 3 + len;
-    }
-  }
+  const uint8_t *cp = NULL;
+  size_t clen = 0;
+  size_t pos = fc_op_config(data, size, FS_OP_COUNT, FS_OP_CONFIG, &cp, &clen);
+  if (pos)
+    fs_config(h, clen ? cp[0] : 0);
   dht_callbacks cb = {.ctx = &h->rng, .rand = tu_rand_cb, .log = NULL};
-  if (dht_new(&h->e, &h->k->id[0], &h->set, &cb, NULL, h->now) != 0)
-    abort();
-  dht_set_clock_offset(h->e, FS_UNIX_MS - FS_T0);
+  fc_engine_new(&h->e, &h->k->id[0], &h->set, &cb, h->now);
   if (store_mem_new(&h->be, NULL) != 0)
     abort();
   if (store_svc_new(&h->svc, h->e, &h->k->id[0], &h->be, &h->ss, &cb, NULL, h->now) != 0)
@@ -1319,15 +1229,11 @@ static void fs_run(const uint8_t *data, size_t size, store_stats *out, int *evco
     fs_drain(h);
   }
 
-  for (int ops = 0; ops < FS_MAX_OPS && size - pos >= 3; ops++) {
-    uint8_t op = data[pos] % FS_OP_COUNT;
-    size_t len = (size_t)(data[pos + 1] << 8 | data[pos + 2]);
-    pos += 3;
-    if (len > size - pos)
-      break;
-    const uint8_t *p = data + pos;
-    pos += len;
-    switch (op) {
+  uint8_t op;
+  const uint8_t *p;
+  size_t len;
+  for (int ops = 0; ops < FS_MAX_OPS && fc_op_next(data, size, &pos, &op, &p, &len); ops++) {
+    switch (op % FS_OP_COUNT) {
     case FS_OP_BODY:
       if (len >= 1)
         fs_body(h, p[0], p + 1, len - 1);

@@ -5,7 +5,8 @@
  * hand and rerun it whenever the op format, the identities or a message
  * layout changes, then commit the files it wrote:
  *
- *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht tests/fuzz/gen_corpus.c dht/dht_*.c \
+ *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht tests/fuzz/gen_corpus.c \
+ *      tests/fuzz/fuzz_common.c dht/dht_*.c \
  *      $(pkg-config --cflags --libs msgpack libsodium) -o /tmp/gen_corpus
  *   rm -f tests/fuzz/corpus/seed-* && /tmp/gen_corpus tests/fuzz/corpus
  *

@@ -6,7 +6,8 @@
  * cannot drift.  Built by hand (see tests/fuzz/README.md):
  *
  *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht -Istore -Itests/support \
- *      tests/fuzz/gen_corpus_store.c dht/*.c store/store_crypto.c store/store_mem.c \
+ *      tests/fuzz/gen_corpus_store.c tests/fuzz/fuzz_common.c dht/*.c \
+ *      store/store_crypto.c store/store_mem.c \
  *      store/store_svc.c tests/support/testutil.c \
  *      $(pkg-config --cflags --libs msgpack libsodium) -o /tmp/gen_corpus_store
  *   rm -f tests/fuzz/corpus_store/seed-* && /tmp/gen_corpus_store tests/fuzz/corpus_store
