@@ -190,7 +190,7 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
     goto fail;
   if ((rv = dht_replay_init(&e->replay, e->set.replay_window, rnd + 104, &e->mem)) != 0)
     goto fail;
-  dht_recstore_init(&e->recs, e->id, e->set.max_records);
+  dht_recstore_init(&e->recs, e->id, e->set.max_records, &e->mem);
   sodium_memzero(rnd, sizeof rnd);
 
   e->next_rotate = now + DHT_TOKEN_ROTATE_MS;
@@ -221,7 +221,7 @@ void dht_del(dht *e) {
   dht_mem_free(&mem, e->ev_hold);
   dht_mem_free(&mem, e->rpcs);
   dht_mem_free(&mem, e->svcs);
-  dht_recstore_free(&e->recs, &mem);
+  dht_recstore_free(&e->recs);
   dht_replay_free(&e->replay, &mem);
   dht_rate_free(&e->rate, &mem);
   if (e->verified.ents)
@@ -524,7 +524,7 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
     r->status = DHT_ACK_BAD_RECORD;
     return;
   }
-  int rv = dht_recstore_put(&e->recs, &rec, m->record, m->record_len, unix_now, &e->mem);
+  int rv = dht_recstore_put(&e->recs, &rec, m->record, m->record_len, unix_now);
   r->status = rv < 0 ? DHT_ACK_FULL : (uint8_t)rv;
   if (rv == DHT_ACK_OK)
     e->st.records_accepted++;

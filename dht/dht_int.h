@@ -207,6 +207,8 @@ int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bo
                    const dht_rt_contact **out, int n);
 int dht_rt_size(const dht_rt *rt);    /* contacts in buckets (not caches) */
 int dht_rt_buckets(const dht_rt *rt); /* buckets currently allocated (1..256) */
+/* Contacts in the bucket that id falls in (0..k). */
+int dht_rt_bucket_fill(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]);
 /* The i-th contact in bucket order (0 <= i < size), for snapshots. */
 const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i);
 /* A contact that should be pinged now: questionable (no reply for
@@ -377,24 +379,27 @@ typedef struct dht_recstore_ent {
   uint8_t id[DHT_ID_LEN];
   uint64_t seq, expires_unix_s;
   uint16_t len;
-  uint8_t bytes[DHT_RECORD_MAX_LEN];
+  uint8_t *bytes; /* len bytes of their own allocation (most records are
+                   * under half of DHT_RECORD_MAX_LEN) */
 } dht_recstore_ent;
 
 /* Sorted by ID (binary search); at the cap the record farthest from our own
  * ID gives way to a closer one, since we are responsible for the closest. */
 typedef struct dht_recstore {
+  dht_mem mem;
   uint8_t self[DHT_ID_LEN];
   dht_recstore_ent *v;
   int n, alloc, max;
 } dht_recstore;
 
-void dht_recstore_init(dht_recstore *rs, const uint8_t self[static DHT_ID_LEN], int max);
-void dht_recstore_free(dht_recstore *rs, const dht_mem *mem);
+void dht_recstore_init(dht_recstore *rs, const uint8_t self[static DHT_ID_LEN], int max,
+                       const dht_mem *mem);
+void dht_recstore_free(dht_recstore *rs);
 /* Stores a verified record (r parsed from bytes).  Returns an enum
  * dht_ack_status (OK, STALE for an older or conflicting sequence number,
  * FULL) or DHT_ERR_NOMEM. */
 int dht_recstore_put(dht_recstore *rs, const dht_record *r, const uint8_t *bytes, size_t len,
-                     uint64_t now_unix_s, const dht_mem *mem);
+                     uint64_t now_unix_s);
 const dht_recstore_ent *dht_recstore_get(const dht_recstore *rs,
                                          const uint8_t id[static DHT_ID_LEN], uint64_t now_unix_s);
 /* Drops expired records; returns how many. */

@@ -13,7 +13,8 @@
  *   CMD_GET      GET lookup, newest valid record kept -> DHT_EV_LOOKUP
  *   CMD_PUT      GET lookup of our ID (collecting write tokens), then PUT to
  *                the k closest that answered -> DHT_EV_PUT
- *   CMD_BOOT     lookup of our ID, then one refresh lookup per far bucket
+ *   CMD_BOOT     lookup of our ID, then one refresh lookup per far bucket,
+ *                each ending once the bucket holds k/4 contacts
  *                -> DHT_EV_BOOTSTRAP
  *   CMD_REFRESH  a quiet lookup of a random ID in a stale bucket
  *   pings        dht_ping(): a lone rpc, no command entry
@@ -195,6 +196,20 @@ static void finish(dht *e, cmd *c, int status, dht_ts now) {
   dht_eng_emit(e, &ev, NULL);
 }
 
+/* Contacts a far bucket needs at bootstrap before its refresh lookup stops:
+ * k/4 (5 of 20).  Kademlia refreshes every bucket farther than the closest
+ * neighbour at join, and each refresh lookup asks ~17 nodes to fill a bucket
+ * only by those that answer, so a join cost ~17 requests per bucket (13
+ * buckets at 100,000 nodes).  A lookup through a bucket needs alpha (3)
+ * contacts there and a spare; the rest of each bucket fills from the traffic
+ * the node sees (a requester is verified and added while its bucket has
+ * room) and from the periodic refresh.  Measured in roost-sim at 10,000
+ * nodes: 25% fewer events in the whole run, lookups as exact and as fast
+ * (docs/sim.md, Scale). */
+static int boot_fill(const dht *e) {
+  return (e->set.k + 3) / 4;
+}
+
 /* Restarts c towards a new target (BOOT refreshing a far bucket). */
 static void retarget(dht *e, cmd *c, const uint8_t target[static DHT_ID_LEN]) {
   memcpy(c->target, target, DHT_ID_LEN);
@@ -207,12 +222,14 @@ static void lookup_done(dht *e, cmd *c, dht_ts now) {
   if (c->kind == CMD_BOOT) {
     if (c->phase == 0)
       c->boot_buckets = dht_rt_buckets(e->rt) - 1;
-    if (c->phase < c->boot_buckets) {
+    while (c->phase < c->boot_buckets) {
       uint8_t rnd[DHT_ID_LEN], target[DHT_ID_LEN];
       e->cb.rand(e->cb.ctx, rnd, sizeof rnd);
       dht_id_in_bucket(target, e->id, c->phase, rnd);
       dht_rt_touch_bucket(e->rt, c->phase, now);
       c->phase++;
+      if (dht_rt_bucket_fill(e->rt, target) >= boot_fill(e))
+        continue; /* filled enough by answers to earlier phases */
       retarget(e, c, target);
       return;
     }
@@ -256,6 +273,15 @@ static void lookup_done(dht *e, cmd *c, dht_ts now) {
 
 /* One step of the iterative algorithm for a lookup-phase command. */
 static void advance(dht *e, cmd *c, dht_ts now) {
+  /* A far-bucket refresh of BOOT is for putting contacts into that bucket:
+   * once it holds boot_fill of them, the rest of the lookup buys nothing.
+   * Requests still out belong to this phase; their answers are ignored by
+   * the phase check but still reach the routing table. */
+  if (c->kind == CMD_BOOT && c->phase > 0 && dht_rt_bucket_fill(e->rt, c->target) >= boot_fill(e)) {
+    c->inflight = 0;
+    lookup_done(e, c, now);
+    return;
+  }
   bool finished = true;
   for (int i = 0, w = 0; i < c->nc && w < e->set.k; i++) {
     cand *x = &c->c[i];

@@ -815,6 +815,15 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->set.max_records = 256;
   s->set.lookup_candidates = 3 * c->k;
   s->set.insecure_plaintext = !c->crypto;
+  if (!c->crypto) {
+    /* Without crypto the key cache only saves a BLAKE2b of the peer's key
+     * (under a microsecond, against ~45 us for a key agreement), and a
+     * replay filter guards nothing when nothing is authenticated: 13 KB of
+     * the 77 KB a host took at 10,000 hosts, for no change in behaviour
+     * (the trace hash is the same). */
+    s->set.key_cache = 32;
+    s->set.replay_window = 0;
+  }
 
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);

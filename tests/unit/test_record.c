@@ -492,7 +492,8 @@ static void srec_resign(srec *s, uint64_t seq, uint64_t expires) {
 }
 
 static int put(dht_recstore *rs, const srec *s, uint64_t now, const dht_mem *mem) {
-  return dht_recstore_put(rs, &s->rec, s->bytes, s->len, now, mem);
+  (void)mem;
+  return dht_recstore_put(rs, &s->rec, s->bytes, s->len, now);
 }
 
 static void expect_stored(const dht_recstore *rs, const srec *s, uint64_t now) {
@@ -517,8 +518,8 @@ static void test_store_seq(void **state) {
   uint8_t self[DHT_ID_LEN];
   tu_rng_bytes(&r, self, sizeof self);
   dht_recstore rs;
-  dht_recstore_init(&rs, self, 16);
   const dht_mem *mem = &dht_mem_libc;
+  dht_recstore_init(&rs, self, 16, mem);
   srec s, first;
   srec_make(&s, 100, 5, NOW_S + 3600, &r);
   assert_int_equal(put(&rs, &s, NOW_S, mem), DHT_ACK_OK);
@@ -552,10 +553,10 @@ static void test_store_seq(void **state) {
   assert_int_equal(put(&rs, &s, NOW_S, mem), DHT_ACK_OK);
   expect_stored(&rs, &s, NOW_S);
   /* too long to be a record */
-  assert_int_equal(dht_recstore_put(&rs, &s.rec, s.bytes, DHT_RECORD_MAX_LEN + 1, NOW_S, mem),
+  assert_int_equal(dht_recstore_put(&rs, &s.rec, s.bytes, DHT_RECORD_MAX_LEN + 1, NOW_S),
                    DHT_ACK_STALE);
   assert_int_equal(rs.n, 1);
-  dht_recstore_free(&rs, mem);
+  dht_recstore_free(&rs);
   assert_int_equal(rs.n, 0);
   assert_null(rs.v);
 }
@@ -567,8 +568,8 @@ static void test_store_expiry(void **state) {
   uint8_t self[DHT_ID_LEN];
   tu_rng_bytes(&r, self, sizeof self);
   dht_recstore rs;
-  dht_recstore_init(&rs, self, 16);
   const dht_mem *mem = &dht_mem_libc;
+  dht_recstore_init(&rs, self, 16, mem);
   srec a, b, c;
   /* expired on arrival (or expiring this second): refused */
   srec_make(&a, 200, 1, NOW_S, &r);
@@ -607,7 +608,7 @@ static void test_store_expiry(void **state) {
   assert_int_equal(dht_recstore_expire(&rs, NOW_S + 200), 0);
   assert_int_equal(dht_recstore_expire(&rs, NOW_S + 1000), 2);
   assert_int_equal(rs.n, 0);
-  dht_recstore_free(&rs, mem);
+  dht_recstore_free(&rs);
 }
 
 static const uint8_t *g_self;
@@ -632,7 +633,7 @@ static void test_store_cap(void **state) {
   const dht_mem *mem = &dht_mem_libc;
 
   dht_recstore rs;
-  dht_recstore_init(&rs, self, 4);
+  dht_recstore_init(&rs, self, 4, mem);
   for (int i = 10; i < 14; i++)
     assert_int_equal(put(&rs, &s[i], NOW_S, mem), DHT_ACK_OK);
   assert_int_equal(rs.n, 4);
@@ -675,13 +676,13 @@ static void test_store_cap(void **state) {
   expect_stored(&rs, &s[35], NOW_S + 10);
   expect_stored(&rs, &s[10], NOW_S + 10);
   assert_null(dht_recstore_get(&rs, s[1].nid, NOW_S));
-  dht_recstore_free(&rs, mem);
+  dht_recstore_free(&rs);
 
   /* max 0: nothing is ever stored */
-  dht_recstore_init(&rs, self, 0);
+  dht_recstore_init(&rs, self, 0, mem);
   assert_int_equal(put(&rs, &s[0], NOW_S, mem), DHT_ACK_FULL);
   assert_int_equal(rs.n, 0);
-  dht_recstore_free(&rs, mem);
+  dht_recstore_free(&rs);
 }
 
 #define MANY 600
@@ -699,7 +700,7 @@ static void test_store_many(void **state) {
   memset(&al, 0, sizeof al);
   dht_mem mem = tu_alloc_mem(&al);
   dht_recstore rs;
-  dht_recstore_init(&rs, self, 2048);
+  dht_recstore_init(&rs, self, 2048, &mem);
   for (int i = 0; i < MANY; i++) {
     assert_int_equal(put(&rs, &s[i], NOW_S, &mem), DHT_ACK_OK);
     assert_int_equal(rs.n, i + 1);
@@ -730,7 +731,7 @@ static void test_store_many(void **state) {
   }
   assert_int_equal(rs.n, MANY);
   assert_sorted(&rs);
-  dht_recstore_free(&rs, &mem);
+  dht_recstore_free(&rs);
   assert_int_equal(al.live, 0);
   test_free(s);
 }
@@ -748,7 +749,7 @@ static void test_store_nomem(void **state) {
   memset(&al, 0, sizeof al);
   dht_mem mem = tu_alloc_mem(&al);
   dht_recstore rs;
-  dht_recstore_init(&rs, self, 100);
+  dht_recstore_init(&rs, self, 100, &mem);
   /* first growth fails: nothing stored; then it works */
   al.fail_at = 1;
   assert_int_equal(put(&rs, &s[0], NOW_S, &mem), DHT_ERR_NOMEM);
@@ -769,7 +770,7 @@ static void test_store_nomem(void **state) {
   for (int i = 0; i < 20; i++)
     expect_stored(&rs, &s[i], NOW_S);
   assert_sorted(&rs);
-  dht_recstore_free(&rs, &mem);
+  dht_recstore_free(&rs);
   assert_int_equal(al.live, 0);
 }
 
