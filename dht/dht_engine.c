@@ -760,11 +760,21 @@ static dht_ts min_ts(dht_ts a, dht_ts b) {
   return a < b ? a : b;
 }
 
+/* The next liveness check: at most one every LIVENESS_EVERY_MS, and none
+ * before a contact can be due.  (Polling every 5 s regardless was 40% of
+ * all events in a 10,000-host simulation, almost all of them finding
+ * nothing to do: a contact is not due until 15 minutes after its last
+ * answer.) */
+static dht_ts liveness_at(const dht *e) {
+  dht_ts due = dht_rt_ping_due(e->rt);
+  return due > e->next_liveness ? due : e->next_liveness;
+}
+
 dht_ts dht_get_expiry(const dht *e) {
   dht_ts t = min_ts(e->next_rotate, e->next_expire);
   t = min_ts(t, min_ts(e->next_republish, dht_lookup_expiry(e)));
   if (dht_rt_size(e->rt) > 0)
-    t = min_ts(t, min_ts(e->next_refresh, e->next_liveness));
+    t = min_ts(t, min_ts(e->next_refresh, liveness_at(e)));
   for (int i = 0; i < e->nrpcs; i++)
     t = min_ts(t, e->rpcs[i].deadline);
   for (int i = 0; i < e->nsvcs; i++)
@@ -830,7 +840,7 @@ int dht_handle_expiry(dht *e, dht_ts now) {
         e->refreshing = true;
     }
   }
-  if (now >= e->next_liveness) {
+  if (now >= liveness_at(e)) {
     e->next_liveness = now + LIVENESS_EVERY_MS;
     const dht_rt_contact *c = dht_rt_next_to_ping(e->rt, now);
     if (c) {

@@ -215,6 +215,10 @@ const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i);
  * questionable_after_ms, or never) and not pinged within that time; NULL if
  * none.  The engine calls this from its timer to keep the table fresh. */
 const dht_rt_contact *dht_rt_next_to_ping(dht_rt *rt, dht_ts now);
+/* No contact is due a liveness ping before this time (a lower bound: any
+ * change that could make one due sooner lowers it; dht_rt_next_to_ping
+ * raises it again).  The engine sleeps until then instead of polling. */
+dht_ts dht_rt_ping_due(const dht_rt *rt);
 /* Bucket refresh: index (cpl) of a bucket not changed for interval, or -1;
  * dht_rt_touch_bucket marks one refreshed. */
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);

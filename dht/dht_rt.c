@@ -26,6 +26,7 @@
  *   - id64[i] is the first 8 bytes (big-endian) of slot[i].id for every used
  *     slot, and pfx[i] the diversity key of slot[i].addr;
  *   - no contact of bucket [0, n) is due a liveness ping before ping_check
+ *     (see below), and ping_due <= every bucket's ping_check;
  *     (a lower bound: contact times only grow, and any insertion resets it);
  *   - every allocation failure returns DHT_ERR_NOMEM with these intact.
  *
@@ -66,10 +67,11 @@ struct dht_rt {
   dht_mem mem;
   uint8_t self[DHT_ID_LEN];
   dht_rt_settings s;
-  int nb;     /* buckets in use */
-  int cap;    /* room in b[] */
-  int size;   /* contacts in buckets */
-  bucket **b; /* b[0, nb) */
+  int nb;          /* buckets in use */
+  int cap;         /* room in b[] */
+  int size;        /* contacts in buckets */
+  dht_ts ping_due; /* no contact of any bucket is due a liveness ping before this */
+  bucket **b;      /* b[0, nb) */
 };
 
 /* ---- helpers ----------------------------------------------------------- */
@@ -125,13 +127,15 @@ static int find_in(const dht_rt *rt, const bucket *b, int base, int n,
 }
 
 /* Writes contact c into slot idx (and its id64). */
-static void set_slot(const dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c) {
+static void set_slot(dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c) {
   if (&b->slot[idx] != c)
     b->slot[idx] = *c;
   ids_of(rt, b)[idx] = load64(c->id);
   pfx_of(rt, b)[idx] = pfx_key(&c->addr);
-  if (idx < rt->s.k)
+  if (idx < rt->s.k) {
     b->ping_check = PING_CHECK_NOW;
+    rt->ping_due = PING_CHECK_NOW;
+  }
 }
 
 /* Removes entry i of slot[base, base + *n), keeping the order. */
@@ -320,6 +324,7 @@ static int split_last(dht_rt *rt) {
   }
   old->ncache = keep;
   rt->b[rt->nb++] = nw;
+  rt->ping_due = PING_CHECK_NOW;
 
   fill_from_cache(rt, depth);
   fill_from_cache(rt, depth + 1);
@@ -354,6 +359,7 @@ int dht_rt_new(dht_rt **out, const uint8_t self[static DHT_ID_LEN], const dht_rt
   if (!rt->b[0])
     goto fail;
   rt->nb = 1;
+  rt->ping_due = PING_CHECK_NOW;
   *out = rt;
   return 0;
 
@@ -768,12 +774,20 @@ const dht_rt_contact *dht_rt_at(const dht_rt *rt, int i) {
 
 const dht_rt_contact *dht_rt_next_to_ping(dht_rt *rt, dht_ts now) {
   const dht_rt_contact *best = NULL;
+  dht_ts due = DHT_TS_NEVER;
   for (int j = 0; j < rt->nb; j++) {
     const dht_rt_contact *c = ping_candidate(rt, rt->b[j], now);
     if (c && (!best || c->last_reply < best->last_reply))
       best = c;
+    if (rt->b[j]->ping_check < due)
+      due = rt->b[j]->ping_check;
   }
+  rt->ping_due = due;
   return best;
+}
+
+dht_ts dht_rt_ping_due(const dht_rt *rt) {
+  return rt->ping_due;
 }
 
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval) {
@@ -832,6 +846,8 @@ int dht_rt_check(const dht_rt *rt) {
       if (b->ping_check > ping_due_at(rt, &b->slot[i]))
         return DHT_ERR_INTERNAL;
     }
+    if (rt->ping_due > b->ping_check)
+      return DHT_ERR_INTERNAL;
     for (int i = 0; i < b->ncache; i++)
       if (ids[rt->s.k + i] != load64(rc[i].id) || pfx[rt->s.k + i] != pfx_key(&rc[i].addr))
         return DHT_ERR_INTERNAL;
