@@ -438,9 +438,10 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   r->type = m->type;
   r->cmd = cmd_id;
   r->to = *to;
-  dht_eng_peer_id(e, to->pk, r->id);
+  uint8_t id[DHT_ID_LEN];
+  dht_eng_peer_id(e, to->pk, id);
   r->sent = now;
-  r->deadline = now + rpc_timeout(e, r->to.pk, r->id);
+  r->deadline = now + rpc_timeout(e, to->pk, id);
   e->st.requests_out++;
   return 0;
 }
@@ -628,7 +629,10 @@ static bool reply_matches(uint8_t req, uint8_t rep) {
   return false;
 }
 
-static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now) {
+/* id is BLAKE2b(from->pk), from the key cache entry the datagram opened
+ * with; a matching rpc was sent to that key, so it is the rpc's ID too. */
+static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
+                     const dht_msg *m, dht_ts now) {
   rpc *rp = rpc_find(e, m->txid);
   if (!rp || memcmp(rp->to.pk, from->pk, DHT_PK_LEN) != 0 || !reply_matches(rp->type, m->type)) {
     e->st.drop_unknown_txid++;
@@ -640,7 +644,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
   /* The address we sent to delivered our request and the key answered: that
    * is what makes a contact reachable (server mode). */
   const dht_rt_contact *ping = NULL;
-  int rv = dht_rt_update_id(e->rt, r.to.pk, r.id, &r.to.addr, true, now - r.sent, now, &ping);
+  int rv = dht_rt_update_id(e->rt, r.to.pk, id, &r.to.addr, true, now - r.sent, now, &ping);
   if (rv == DHT_ERR_NOMEM)
     DHT_LOG(e, DHT_LOG_WARN, "routing table: out of memory");
   if (ping)
@@ -657,7 +661,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
     ev.type = DHT_EV_ADDR_SEEN;
     ev.u.seen.seen_as = m->seen;
     ev.u.seen.reporter = r.to.addr;
-    memcpy(ev.u.seen.reporter_id, r.id, DHT_ID_LEN);
+    memcpy(ev.u.seen.reporter_id, id, DHT_ID_LEN);
     dht_eng_emit(e, &ev, NULL);
     if (r.kind == RPC_PING) {
       memset(&ev, 0, sizeof ev);
@@ -665,7 +669,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
       ev.cmd = r.cmd;
       ev.u.ping.rtt_ms = now - r.sent;
       ev.u.ping.seen_as = m->seen;
-      memcpy(ev.u.ping.id, r.id, DHT_ID_LEN);
+      memcpy(ev.u.ping.id, id, DHT_ID_LEN);
       dht_eng_emit(e, &ev, NULL);
     }
   }
@@ -759,7 +763,7 @@ int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, 
     on_request(e, &peer, id, &m, len, now);
     break;
   default:
-    on_reply(e, &peer, &m, now);
+    on_reply(e, &peer, id, &m, now);
     dht_lookup_step(e, now);
     break;
   }
@@ -804,7 +808,10 @@ static void expire_rpcs(dht *e, dht_ts now) {
     rpc r = e->rpcs[i];
     rpc_remove(e, &e->rpcs[i]);
     e->st.timeouts++;
-    const uint8_t *id = r.id;
+    /* hashed, not read from the key cache: a timeout must not refresh a
+     * cache entry (rpcs do not keep the ID, so that they stay small) */
+    uint8_t id[DHT_ID_LEN];
+    dht_id_from_pk(id, r.to.pk);
     dht_rt_failed(e->rt, r.to.pk, id, now);
     if (r.kind == RPC_PING) {
       dht_event ev;
