@@ -33,8 +33,9 @@ typedef struct rpc {
   uint8_t type;  /* message type sent */
   uint8_t phase; /* the command's phase when sent (BOOT retargets, PUT stores) */
   int64_t cmd;   /* owning command, 0 if none */
-  dht_peer to;
-  uint8_t id[DHT_ID_LEN]; /* of to.pk */
+  dht_peer to;   /* no ID: BLAKE2b(to.pk) is known again where needed (a
+                  * reply opened with the key cache's entry; a timeout hashes
+                  * it), so an rpc is 88 bytes, not 120 */
   dht_ts sent, deadline;
 } rpc;
 

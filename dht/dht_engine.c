@@ -371,8 +371,9 @@ void dht_eng_peer_id(dht *e, const uint8_t pk[static DHT_PK_LEN], uint8_t id[sta
     dht_id_from_pk(id, pk);
 }
 
-static dht_ts rpc_timeout(dht *e, const uint8_t id[static DHT_ID_LEN]) {
-  const dht_rt_contact *c = dht_rt_find(e->rt, id);
+static dht_ts rpc_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN],
+                          const uint8_t id[static DHT_ID_LEN]) {
+  const dht_rt_contact *c = dht_rt_find(e->rt, pk, id);
   if (!c)
     return e->set.rpc_timeout_max_ms;
   return dht_rt_timeout(c, e->set.rpc_timeout_min_ms, e->set.rpc_timeout_max_ms);
@@ -437,9 +438,10 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   r->type = m->type;
   r->cmd = cmd_id;
   r->to = *to;
-  dht_eng_peer_id(e, to->pk, r->id);
+  uint8_t id[DHT_ID_LEN];
+  dht_eng_peer_id(e, to->pk, id);
   r->sent = now;
-  r->deadline = now + rpc_timeout(e, r->id);
+  r->deadline = now + rpc_timeout(e, to->pk, id);
   e->st.requests_out++;
   return 0;
 }
@@ -449,6 +451,21 @@ static void send_ping(dht *e, const dht_peer *to, int kind, int64_t cmd_id, dht_
   memset(&m, 0, sizeof m);
   m.type = DHT_MSG_PING;
   dht_eng_request(e, to, &m, kind, cmd_id, now);
+}
+
+/* Liveness ping of table contact c (ping-before-evict, or the liveness
+ * timer).  Its ID is hashed from its key, not taken from the key cache, so
+ * that the cache's LRU order is what it would be if the table held IDs
+ * (these pings are rare: one per LIVENESS_EVERY_MS, one per questionable
+ * contact a newcomer finds). */
+static void ping_contact(dht *e, const dht_rt_contact *c, dht_ts now) {
+  dht_peer p;
+  uint8_t id[DHT_ID_LEN];
+  memcpy(p.pk, c->pk, DHT_PK_LEN);
+  p.addr = c->addr;
+  dht_id_from_pk(id, p.pk);
+  dht_rt_pinged(e->rt, p.pk, id, now);
+  send_ping(e, &p, RPC_LIVENESS, 0, now);
 }
 
 /* ---- replies in --------------------------------------------------------- */
@@ -466,19 +483,19 @@ static bool proven(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_
                    const dht_msg *m) {
   if (m->token_len == DHT_TOKEN_LEN && dht_token_check(&e->tok, &from->addr, from->pk, m->token))
     return true;
-  const dht_rt_contact *c = dht_rt_find(e->rt, id);
+  const dht_rt_contact *c = dht_rt_find(e->rt, from->pk, id);
   return c && c->last_reply && dht_addr_eq(&c->addr, &from->addr);
 }
 
 /* Fills m->contacts with the closest good contacts to target (excluding the
- * requester) that fit in budget bytes of body. */
+ * requester, by its key) that fit in budget bytes of body. */
 static void fill_contacts(dht *e, dht_msg *m, const uint8_t target[static DHT_ID_LEN],
-                          const uint8_t requester[static DHT_ID_LEN], size_t budget) {
+                          const uint8_t requester[static DHT_PK_LEN], size_t budget) {
   const dht_rt_contact *cl[DHT_K_MAX + 1];
   int n = dht_rt_closest(e->rt, target, true, cl, e->set.k + 1);
   m->ncontacts = 0;
   for (int i = 0; i < n && m->ncontacts < e->set.k; i++) {
-    if (memcmp(cl[i]->id, requester, DHT_ID_LEN) == 0)
+    if (memcmp(cl[i]->pk, requester, DHT_PK_LEN) == 0)
       continue;
     dht_peer *p = &m->contacts[m->ncontacts];
     memcpy(p->pk, cl[i]->pk, DHT_PK_LEN);
@@ -498,7 +515,8 @@ static void fill_contacts(dht *e, dht_msg *m, const uint8_t target[static DHT_ID
  * its bucket is full of good contacts: it could only be cached. */
 static void maybe_verify(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                          uint8_t flags, dht_ts now) {
-  if (!(flags & DHT_MSGF_SERVER) || dht_rt_find(e->rt, id) || dht_rt_is_settled(e->rt, id, now))
+  if (!(flags & DHT_MSGF_SERVER) || dht_rt_find(e->rt, from->pk, id) ||
+      dht_rt_is_settled(e->rt, id, now))
     return;
   dht_ts *last = (dht_ts *)dht_cache_get(&e->verified, from->pk);
   if (last && now - *last < VERIFY_EVERY_MS)
@@ -535,7 +553,7 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
 static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                        const dht_msg *m, size_t pktlen, dht_ts now) {
   e->st.requests_in++;
-  dht_rt_heard(e->rt, id, &from->addr, now);
+  dht_rt_heard(e->rt, from->pk, id, &from->addr, now);
   dht_msg r;
   memset(&r, 0, sizeof r);
   r.txid = m->txid;
@@ -585,7 +603,7 @@ static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT
         budget -= rl + 3;
       }
     }
-    fill_contacts(e, &r, m->target, id, budget);
+    fill_contacts(e, &r, m->target, from->pk, budget);
     break;
   }
   default:
@@ -611,7 +629,10 @@ static bool reply_matches(uint8_t req, uint8_t rep) {
   return false;
 }
 
-static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now) {
+/* id is BLAKE2b(from->pk), from the key cache entry the datagram opened
+ * with; a matching rpc was sent to that key, so it is the rpc's ID too. */
+static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
+                     const dht_msg *m, dht_ts now) {
   rpc *rp = rpc_find(e, m->txid);
   if (!rp || memcmp(rp->to.pk, from->pk, DHT_PK_LEN) != 0 || !reply_matches(rp->type, m->type)) {
     e->st.drop_unknown_txid++;
@@ -623,16 +644,11 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
   /* The address we sent to delivered our request and the key answered: that
    * is what makes a contact reachable (server mode). */
   const dht_rt_contact *ping = NULL;
-  int rv = dht_rt_update_id(e->rt, r.to.pk, r.id, &r.to.addr, true, now - r.sent, now, &ping);
+  int rv = dht_rt_update_id(e->rt, r.to.pk, id, &r.to.addr, true, now - r.sent, now, &ping);
   if (rv == DHT_ERR_NOMEM)
     DHT_LOG(e, DHT_LOG_WARN, "routing table: out of memory");
-  if (ping) {
-    dht_peer p;
-    memcpy(p.pk, ping->pk, DHT_PK_LEN);
-    p.addr = ping->addr;
-    dht_rt_pinged(e->rt, ping->id, now);
-    send_ping(e, &p, RPC_LIVENESS, 0, now);
-  }
+  if (ping)
+    ping_contact(e, ping, now);
   if (m->token_len == DHT_TOKEN_LEN) {
     cookie *ck = (cookie *)dht_cache_put(&e->cookies, r.to.pk);
     memcpy(ck->token, m->token, DHT_TOKEN_LEN);
@@ -645,7 +661,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
     ev.type = DHT_EV_ADDR_SEEN;
     ev.u.seen.seen_as = m->seen;
     ev.u.seen.reporter = r.to.addr;
-    memcpy(ev.u.seen.reporter_id, r.id, DHT_ID_LEN);
+    memcpy(ev.u.seen.reporter_id, id, DHT_ID_LEN);
     dht_eng_emit(e, &ev, NULL);
     if (r.kind == RPC_PING) {
       memset(&ev, 0, sizeof ev);
@@ -653,7 +669,7 @@ static void on_reply(dht *e, const dht_peer *from, const dht_msg *m, dht_ts now)
       ev.cmd = r.cmd;
       ev.u.ping.rtt_ms = now - r.sent;
       ev.u.ping.seen_as = m->seen;
-      memcpy(ev.u.ping.id, r.id, DHT_ID_LEN);
+      memcpy(ev.u.ping.id, id, DHT_ID_LEN);
       dht_eng_emit(e, &ev, NULL);
     }
   }
@@ -747,7 +763,7 @@ int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, 
     on_request(e, &peer, id, &m, len, now);
     break;
   default:
-    on_reply(e, &peer, &m, now);
+    on_reply(e, &peer, id, &m, now);
     dht_lookup_step(e, now);
     break;
   }
@@ -792,8 +808,11 @@ static void expire_rpcs(dht *e, dht_ts now) {
     rpc r = e->rpcs[i];
     rpc_remove(e, &e->rpcs[i]);
     e->st.timeouts++;
-    const uint8_t *id = r.id;
-    dht_rt_failed(e->rt, id, now);
+    /* hashed, not read from the key cache: a timeout must not refresh a
+     * cache entry (rpcs do not keep the ID, so that they stay small) */
+    uint8_t id[DHT_ID_LEN];
+    dht_id_from_pk(id, r.to.pk);
+    dht_rt_failed(e->rt, r.to.pk, id, now);
     if (r.kind == RPC_PING) {
       dht_event ev;
       memset(&ev, 0, sizeof ev);
@@ -843,13 +862,8 @@ int dht_handle_expiry(dht *e, dht_ts now) {
   if (now >= liveness_at(e)) {
     e->next_liveness = now + LIVENESS_EVERY_MS;
     const dht_rt_contact *c = dht_rt_next_to_ping(e->rt, now);
-    if (c) {
-      dht_peer p;
-      memcpy(p.pk, c->pk, DHT_PK_LEN);
-      p.addr = c->addr;
-      dht_rt_pinged(e->rt, c->id, now);
-      send_ping(e, &p, RPC_LIVENESS, 0, now);
-    }
+    if (c)
+      ping_contact(e, c, now);
   }
   dht_lookup_step(e, now);
   for (int i = 0; i < e->nsvcs; i++)
@@ -915,7 +929,7 @@ int dht_table(const dht *e, dht_peer_info *out, int n) {
   for (int i = 0; i < size && got < n; i++, got++) {
     const dht_rt_contact *c = dht_rt_at(e->rt, i);
     dht_peer_info *o = &out[got];
-    memcpy(o->c.id, c->id, DHT_ID_LEN);
+    dht_id_from_pk(o->c.id, c->pk);
     memcpy(o->c.pk, c->pk, DHT_PK_LEN);
     o->c.addr = c->addr;
     o->rtt_ms = c->srtt_ms || c->rttvar_ms ? c->srtt_ms : -1;
@@ -932,7 +946,7 @@ int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_conta
     n = DHT_K_MAX;
   int got = dht_rt_closest(e->rt, target, false, cl, n);
   for (int i = 0; i < got; i++) {
-    memcpy(out[i].id, cl[i]->id, DHT_ID_LEN);
+    dht_id_from_pk(out[i].id, cl[i]->pk);
     memcpy(out[i].pk, cl[i]->pk, DHT_PK_LEN);
     out[i].addr = cl[i]->addr;
   }

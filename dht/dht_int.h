@@ -132,8 +132,14 @@ size_t dht_msg_contact_size(const dht_peer *c);
 
 /* ---- routing table (dht_rt.c) ----------------------------------------- */
 
+/* One table slot: 88 bytes (x86-64), 120 when it also held the ID.  The ID
+ * is not stored: it is BLAKE2b(pk) (dht_id_from_pk), and the table keeps its
+ * first 8 bytes in an array beside the slots, which is what lookups search.
+ * So the functions below that find a contact take its key and its ID (the
+ * table matches on the ID's first 8 bytes, then on the key, exactly), and a
+ * caller that needs a contact's ID derives it from pk (dht_eng_peer_id, or
+ * dht_id_from_pk). */
 typedef struct dht_rt_contact {
-  uint8_t id[DHT_ID_LEN];
   uint8_t pk[DHT_PK_LEN];
   dht_addr addr;
   dht_ts first_seen;           /* when it entered the table */
@@ -177,29 +183,37 @@ int dht_rt_update(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN], const dht_add
 int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
                      const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, bool confirmed,
                      dht_ts rtt_ms, dht_ts now, const dht_rt_contact **ping);
-/* A request to id timed out.  After max_failures in a row the contact is
- * replaced by the freshest replacement-cache entry; with none waiting it
+/* In the calls below that take pk and id, id must be BLAKE2b(pk): the
+ * contact is the one with that key (found by the ID, confirmed on the key). */
+
+/* A request to (pk, id) timed out.  After max_failures in a row the contact
+ * is replaced by the freshest replacement-cache entry; with none waiting it
  * stays, marked bad, until a newcomer takes its slot (Kademlia's rule: an
  * outage of our own link must not empty the table).  Returns true if
  * removed. */
-bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
-/* The table contact id, which has answered us before, sent us a request
- * from addr, its known address: a sign of life as good as a reply (BEP 5's
- * "good node" rule), so it is not pinged for liveness.  Contacts with
- * failures, unknown ids and other addresses are left alone. */
-void dht_rt_heard(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], const dht_addr *addr,
-                  dht_ts now);
+bool dht_rt_failed(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN], dht_ts now);
+/* The table contact (pk, id), which has answered us before, sent us a
+ * request from addr, its known address: a sign of life as good as a reply
+ * (BEP 5's "good node" rule), so it is not pinged for liveness.  Contacts
+ * with failures, unknown keys and other addresses are left alone. */
+void dht_rt_heard(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                  const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, dht_ts now);
 /* True when a newcomer with this id could only wait in the replacement
  * cache: its bucket is full of good contacts (answered within
  * questionable_after_ms, no failures) and cannot split.  The engine skips
  * verifying such a peer (BEP 5 drops it; it still enters the cache when it
  * answers one of our own requests). */
 bool dht_rt_is_settled(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
-/* Marks that we pinged id at now (so it is not pinged again at once). */
-void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now);
-bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]);
-/* The live contact with this id, or NULL.  Valid until the next change. */
-const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]);
+/* Marks that we pinged (pk, id) at now (so it is not pinged again at once). */
+void dht_rt_pinged(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN], dht_ts now);
+/* Removes (pk, id) from its bucket or its replacement cache. */
+bool dht_rt_remove(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN]);
+/* The live contact (pk, id), or NULL.  Valid until the next change. */
+const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                                  const uint8_t id[static DHT_ID_LEN]);
 /* Up to n contacts closest to target, closest first, into out[] (pointers
  * valid until the next change).  only_good skips contacts that never
  * answered or have failures.  Returns the count. */

@@ -10,8 +10,18 @@
  * bucket ever splits, when a contact is due in it and it is full.
  *
  * Each bucket is one allocation: a header, k + replacement_cache contact
- * slots and, parallel to them, the first 8 bytes of each slot's ID (so a
- * search by ID reads one small array, not a 120-byte contact per slot).
+ * slots and, parallel to them, id64[] (the first 8 bytes of each slot's ID,
+ * big-endian) and pfx[] (each slot's diversity prefix key).  A contact keeps
+ * its public key, not its ID: the ID is BLAKE2b(pk), and id64 is all that
+ * the hot paths need of it.  A search reads the small id64 array, not an
+ * 88-byte contact per slot, and confirms a match on the stored key, so the
+ * functions that look a contact up take both its key and its ID (the
+ * caller always has both; nothing is hashed on that path).  The full ID of
+ * a stored contact is hashed from its key only where 64 bits do not decide:
+ * a split whose contact shares its first 64 bits with our own ID, a
+ * dht_rt_closest tie on the top 59 bits of the distance, and dht_rt_check.
+ * A slot (contact, id64, pfx) is 100 bytes; it was 132 (a 120-byte contact
+ * that also held the 32-byte ID): 2.8 KB per bucket of 20 + 8, not 3.7 KB.
  * Slots [0, n) are the bucket, in the order contacts entered it;
  * slots [k, k + ncache) are the replacement cache: confirmed entries (they
  * answered us: last_reply != 0) first, most recent first, then unconfirmed
@@ -19,12 +29,13 @@
  *
  * Invariants (dht_rt_check verifies them):
  *   - 1 <= nb <= 256 and nb <= cap; every b[i], i < nb, is allocated;
- *   - a contact (bucket or cache) of bucket i has cpl == i if i < nb-1, and
- *     cpl >= nb-1 if i == nb-1; its id is BLAKE2b(pk) and never our own;
+ *   - a contact (bucket or cache) of bucket i, whose id is BLAKE2b(pk), has
+ *     cpl == i if i < nb-1, and cpl >= nb-1 if i == nb-1; its id is never
+ *     our own;
  *   - an id appears at most once in the whole table, buckets and caches;
  *   - 0 <= n <= k, 0 <= ncache <= replacement_cache, size == sum of n;
- *   - id64[i] is the first 8 bytes (big-endian) of slot[i].id for every used
- *     slot, and pfx[i] the diversity key of slot[i].addr;
+ *   - id64[i] is the first 8 bytes (big-endian) of BLAKE2b(slot[i].pk) for
+ *     every used slot, and pfx[i] the diversity key of slot[i].addr;
  *   - no contact of bucket [0, n) is due a liveness ping before ping_check
  *     (see below), and ping_due <= every bucket's ping_check;
  *     (a lower bound: contact times only grow, and any insertion resets it);
@@ -98,7 +109,7 @@ static uint64_t *ids_of(const dht_rt *rt, const bucket *b) {
 
 /* The diversity prefix of every slot's address, as a 32-bit key beside the
  * contacts: counting the contacts on a prefix reads this small array, not an
- * address in every 128-byte contact (one cache line per bucket instead of
+ * address in every 88-byte contact (one cache line per bucket instead of
  * twenty).  The top byte is the family, so the families never share a key;
  * an IPv4 /24 fits whole, an IPv6 /48 is folded, so equal keys are confirmed
  * on the address itself. */
@@ -115,22 +126,23 @@ static uint32_t pfx_key(const dht_addr *a) {
   return (uint32_t)(a->family & 0xff) << 24 | (h & 0xffffff);
 }
 
-/* Index in slot[base, base + n) of the contact with this id, or -1. */
+/* Index in slot[base, base + n) of the contact with this key, or -1: found
+ * by the 8-byte ID prefix id64 = load64(BLAKE2b(pk)), confirmed on the key
+ * itself (no hashing here). */
 static int find_in(const dht_rt *rt, const bucket *b, int base, int n,
-                   const uint8_t id[static DHT_ID_LEN]) {
+                   const uint8_t pk[static DHT_PK_LEN], uint64_t id64) {
   const uint64_t *ids = ids_of(rt, b) + base;
-  uint64_t v = load64(id);
   for (int i = 0; i < n; i++)
-    if (ids[i] == v && memcmp(b->slot[base + i].id, id, DHT_ID_LEN) == 0)
+    if (ids[i] == id64 && memcmp(b->slot[base + i].pk, pk, DHT_PK_LEN) == 0)
       return i;
   return -1;
 }
 
-/* Writes contact c into slot idx (and its id64). */
-static void set_slot(dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c) {
+/* Writes contact c, whose ID starts with id64, into slot idx. */
+static void set_slot(dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c, uint64_t id64) {
   if (&b->slot[idx] != c)
     b->slot[idx] = *c;
-  ids_of(rt, b)[idx] = load64(c->id);
+  ids_of(rt, b)[idx] = id64;
   pfx_of(rt, b)[idx] = pfx_key(&c->addr);
   if (idx < rt->s.k) {
     b->ping_check = PING_CHECK_NOW;
@@ -232,7 +244,7 @@ static bool diversity_ok(const dht_rt *rt, int bi, const dht_addr *a, const dht_
 /* Inserts c at its place in bucket b's cache (confirmed first, each group
  * most recent first), dropping the last entry if the cache is full.  The
  * caller has checked that c may displace that entry. */
-static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c) {
+static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c, uint64_t id64) {
   dht_rt_contact *rc = cache_of(rt, b);
   uint64_t *ids = ids_of(rt, b) + rt->s.k;
   uint32_t *pfx = pfx_of(rt, b) + rt->s.k;
@@ -244,7 +256,7 @@ static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c) {
   memmove(rc + pos + 1, rc + pos, (size_t)(keep - pos) * sizeof *rc);
   memmove(ids + pos + 1, ids + pos, (size_t)(keep - pos) * sizeof *ids);
   memmove(pfx + pos + 1, pfx + pos, (size_t)(keep - pos) * sizeof *pfx);
-  set_slot(rt, b, rt->s.k + pos, c);
+  set_slot(rt, b, rt->s.k + pos, c, id64);
   b->ncache = keep + 1;
 }
 
@@ -260,7 +272,7 @@ static int fill_from_cache(dht_rt *rt, int bi) {
       j++;
       continue;
     }
-    set_slot(rt, b, b->n++, &rc[j]);
+    set_slot(rt, b, b->n++, &rc[j], ids_of(rt, b)[rt->s.k + j]);
     remove_at(rt, b, rt->s.k, &b->ncache, j);
     rt->size++;
     moved++;
@@ -281,6 +293,19 @@ static bucket *bucket_new(const dht_rt *rt, dht_ts last_changed) {
   b->n = 0;
   b->ncache = 0;
   return b;
+}
+
+/* The common prefix length of slot idx's ID with our own: from its 8-byte
+ * prefix when that differs from ours (exact: the first differing bit is in
+ * it), else from the full ID, hashed from the key (a 2^-64 event for a
+ * hashed ID, so splits stay hash-free in practice). */
+static int slot_cpl(const dht_rt *rt, const bucket *b, int idx) {
+  uint64_t x = ids_of(rt, b)[idx] ^ load64(rt->self);
+  if (x)
+    return __builtin_clzll(x);
+  uint8_t id[DHT_ID_LEN];
+  dht_id_from_pk(id, b->slot[idx].pk);
+  return dht_id_cpl(rt->self, id);
 }
 
 /* Splits the last bucket: entries with cpl > nb-1 move, in order, to a new
@@ -306,21 +331,22 @@ static int split_last(dht_rt *rt) {
   if (!nw)
     return DHT_ERR_NOMEM;
 
+  const uint64_t *ids = ids_of(rt, old);
   int keep = 0;
   for (int i = 0; i < old->n; i++) {
-    if (dht_id_cpl(rt->self, old->slot[i].id) > depth)
-      set_slot(rt, nw, nw->n++, &old->slot[i]);
+    if (slot_cpl(rt, old, i) > depth)
+      set_slot(rt, nw, nw->n++, &old->slot[i], ids[i]);
     else
-      set_slot(rt, old, keep++, &old->slot[i]);
+      set_slot(rt, old, keep++, &old->slot[i], ids[i]);
   }
   old->n = keep;
   int k = rt->s.k;
   keep = 0;
   for (int i = 0; i < old->ncache; i++) {
-    if (dht_id_cpl(rt->self, old->slot[k + i].id) > depth)
-      set_slot(rt, nw, k + nw->ncache++, &old->slot[k + i]);
+    if (slot_cpl(rt, old, k + i) > depth)
+      set_slot(rt, nw, k + nw->ncache++, &old->slot[k + i], ids[k + i]);
     else
-      set_slot(rt, old, k + keep++, &old->slot[k + i]);
+      set_slot(rt, old, k + keep++, &old->slot[k + i], ids[k + i]);
   }
   old->ncache = keep;
   rt->b[rt->nb++] = nw;
@@ -381,11 +407,9 @@ void dht_rt_del(dht_rt *rt) {
 
 /* ---- updates ------------------------------------------------------------ */
 
-static void contact_init(dht_rt_contact *c, const uint8_t id[static DHT_ID_LEN],
-                         const uint8_t pk[static DHT_PK_LEN], const dht_addr *addr, bool confirmed,
-                         dht_ts rtt_ms, dht_ts now) {
+static void contact_init(dht_rt_contact *c, const uint8_t pk[static DHT_PK_LEN],
+                         const dht_addr *addr, bool confirmed, dht_ts rtt_ms, dht_ts now) {
   memset(c, 0, sizeof *c);
-  memcpy(c->id, id, DHT_ID_LEN);
   memcpy(c->pk, pk, DHT_PK_LEN);
   c->addr = *addr;
   c->first_seen = now;
@@ -451,6 +475,7 @@ static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool c
   if (!confirmed)
     return DHT_RT_CACHED;
   dht_rt_contact c = rc[j];
+  uint64_t id64 = ids_of(rt, b)[rt->s.k + j];
   c.last_reply = now;
   c.fails = 0;
   c.addr = *addr; /* checked against the limits when it is promoted */
@@ -458,12 +483,12 @@ static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool c
   remove_at(rt, b, rt->s.k, &b->ncache, j);
   /* Room can appear behind a diversity refusal: take it if allowed now. */
   if (b->n < rt->s.k && diversity_ok(rt, bi, &c.addr, NULL)) {
-    set_slot(rt, b, b->n++, &c);
+    set_slot(rt, b, b->n++, &c, id64);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
   }
-  cache_insert(rt, b, &c);
+  cache_insert(rt, b, &c, id64);
   return DHT_RT_CACHED;
 }
 
@@ -486,10 +511,11 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
 
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(rt, b, 0, b->n, id);
+  uint64_t id64 = load64(id);
+  int i = find_in(rt, b, 0, b->n, pk, id64);
   if (i >= 0)
     return update_known(rt, bi, i, addr, confirmed, rtt_ms, now);
-  i = find_in(rt, b, rt->s.k, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
   if (i >= 0)
     return update_cached(rt, bi, i, addr, confirmed, rtt_ms, now);
 
@@ -514,11 +540,11 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   }
 
   dht_rt_contact nc;
-  contact_init(&nc, id, pk, addr, confirmed, rtt_ms, now);
+  contact_init(&nc, pk, addr, confirmed, rtt_ms, now);
   if (b->n < rt->s.k) {
     if (!diversity_ok(rt, bi, addr, NULL))
       return DHT_RT_REJECTED;
-    set_slot(rt, b, b->n++, &nc);
+    set_slot(rt, b, b->n++, &nc, id64);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
@@ -540,7 +566,7 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
     if (!diversity_ok(rt, bi, addr, &b->slot[worst]))
       return DHT_RT_REJECTED;
     remove_at(rt, b, 0, &b->n, worst);
-    set_slot(rt, b, b->n++, &nc);
+    set_slot(rt, b, b->n++, &nc, id64);
     b->last_changed = now;
     return DHT_RT_ADDED;
   }
@@ -550,16 +576,16 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   int rc = rt->s.replacement_cache;
   if (rc == 0 || (b->ncache == rc && !confirmed && cache_of(rt, b)[rc - 1].last_reply != 0))
     return DHT_RT_REJECTED;
-  cache_insert(rt, b, &nc);
+  cache_insert(rt, b, &nc, id64);
   if (confirmed && ping)
     *ping = ping_candidate(rt, b, now);
   return DHT_RT_CACHED;
 }
 
-void dht_rt_heard(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], const dht_addr *addr,
-                  dht_ts now) {
+void dht_rt_heard(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                  const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, dht_ts now) {
   bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(rt, b, 0, b->n, id);
+  int i = find_in(rt, b, 0, b->n, pk, load64(id));
   if (i < 0)
     return;
   dht_rt_contact *c = &b->slot[i];
@@ -582,10 +608,12 @@ bool dht_rt_is_settled(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dh
   return true;
 }
 
-bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+bool dht_rt_failed(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(rt, b, 0, b->n, id);
+  uint64_t id64 = load64(id);
+  int i = find_in(rt, b, 0, b->n, pk, id64);
   if (i >= 0) {
     dht_rt_contact *c = &b->slot[i];
     if (c->fails < UINT8_MAX)
@@ -602,35 +630,39 @@ bool dht_rt_failed(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) 
       b->last_changed = now;
     return true;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
   if (i >= 0) /* a replacement that does not answer is no replacement */
     remove_at(rt, b, rt->s.k, &b->ncache, i);
   return false;
 }
 
-void dht_rt_pinged(dht_rt *rt, const uint8_t id[static DHT_ID_LEN], dht_ts now) {
+void dht_rt_pinged(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(rt, b, 0, b->n, id);
+  uint64_t id64 = load64(id);
+  int i = find_in(rt, b, 0, b->n, pk, id64);
   if (i >= 0) {
     b->slot[i].last_ping = now;
     return;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
   if (i >= 0)
     cache_of(rt, b)[i].last_ping = now;
 }
 
-bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
+bool dht_rt_remove(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                   const uint8_t id[static DHT_ID_LEN]) {
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
-  int i = find_in(rt, b, 0, b->n, id);
+  uint64_t id64 = load64(id);
+  int i = find_in(rt, b, 0, b->n, pk, id64);
   if (i >= 0) {
     remove_at(rt, b, 0, &b->n, i);
     rt->size--;
     fill_from_cache(rt, bi);
     return true;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, id);
+  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
   if (i < 0)
     return false;
   remove_at(rt, b, rt->s.k, &b->ncache, i);
@@ -639,9 +671,10 @@ bool dht_rt_remove(dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
 
 /* ---- queries -------------------------------------------------------------- */
 
-const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
+const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
+                                  const uint8_t id[static DHT_ID_LEN]) {
   const bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(rt, b, 0, b->n, id);
+  int i = find_in(rt, b, 0, b->n, pk, load64(id));
   return i >= 0 ? &b->slot[i] : NULL;
 }
 
@@ -658,14 +691,18 @@ typedef struct closest_ctx {
 /* Sort keys: the top 59 bits of the distance, then the contact's slot in
  * its bucket (k <= 32 fits in 5 bits).  Equal keys cannot happen, and keys
  * whose distance bits are equal (a 2^-59 event for hashed IDs) are ordered
- * by the full comparison. */
+ * by the full comparison, on IDs hashed from the two keys (the table keeps
+ * only their first 8 bytes). */
 #define SLOT_BITS 5
 #define SLOT_MASK ((uint64_t)(1u << SLOT_BITS) - 1)
 
 static bool key_less(const closest_ctx *x, const bucket *b, uint64_t p, uint64_t q) {
   if ((p ^ q) >> SLOT_BITS)
     return p < q;
-  return dht_id_cmp_dist(b->slot[p & SLOT_MASK].id, b->slot[q & SLOT_MASK].id, x->target) < 0;
+  uint8_t ip[DHT_ID_LEN], iq[DHT_ID_LEN];
+  dht_id_from_pk(ip, b->slot[p & SLOT_MASK].pk);
+  dht_id_from_pk(iq, b->slot[q & SLOT_MASK].pk);
+  return dht_id_cmp_dist(ip, iq, x->target) < 0;
 }
 
 /* Appends bucket b's eligible contacts to out, closest first, until n are
@@ -818,12 +855,17 @@ dht_ts dht_rt_timeout(const dht_rt_contact *c, dht_ts min_ms, dht_ts max_ms) {
 
 /* ---- invariant check ------------------------------------------------------ */
 
-static bool entry_ok(const dht_rt *rt, const dht_rt_contact *c, int bi) {
+/* Slot idx of bucket bi: its ID (hashed from its key) starts with
+ * ids[idx], is not ours and belongs in bucket bi; its pfx key matches its
+ * address. */
+static bool entry_ok(const dht_rt *rt, const bucket *b, int bi, int idx) {
+  const dht_rt_contact *c = &b->slot[idx];
   uint8_t id[DHT_ID_LEN];
   dht_id_from_pk(id, c->pk);
-  if (memcmp(id, c->id, DHT_ID_LEN) != 0 || memcmp(id, rt->self, DHT_ID_LEN) == 0)
+  if (ids_of(rt, b)[idx] != load64(id) || memcmp(id, rt->self, DHT_ID_LEN) == 0 ||
+      pfx_of(rt, b)[idx] != pfx_key(&c->addr))
     return false;
-  int cpl = dht_id_cpl(rt->self, c->id);
+  int cpl = dht_id_cpl(rt->self, id);
   return bi < rt->nb - 1 ? cpl == bi : cpl >= bi;
 }
 
@@ -837,35 +879,36 @@ int dht_rt_check(const dht_rt *rt) {
       return DHT_ERR_INTERNAL;
     size += b->n;
     const dht_rt_contact *rc = cache_of(rt, b);
-    const uint64_t *ids = ids_of(rt, b);
-    const uint32_t *pfx = pfx_of(rt, b);
     for (int i = 0; i < b->n; i++) {
-      if (!entry_ok(rt, &b->slot[i], bi) || ids[i] != load64(b->slot[i].id) ||
-          pfx[i] != pfx_key(&b->slot[i].addr))
+      if (!entry_ok(rt, b, bi, i))
         return DHT_ERR_INTERNAL;
       if (b->ping_check > ping_due_at(rt, &b->slot[i]))
         return DHT_ERR_INTERNAL;
     }
     if (rt->ping_due > b->ping_check)
       return DHT_ERR_INTERNAL;
-    for (int i = 0; i < b->ncache; i++)
-      if (ids[rt->s.k + i] != load64(rc[i].id) || pfx[rt->s.k + i] != pfx_key(&rc[i].addr))
-        return DHT_ERR_INTERNAL;
     for (int i = 0; i < b->ncache; i++) {
-      if (!entry_ok(rt, &rc[i], bi))
+      if (!entry_ok(rt, b, bi, rt->s.k + i))
         return DHT_ERR_INTERNAL;
       if (i > 0 && rc[i].last_reply != 0 &&
           (rc[i - 1].last_reply == 0 || rc[i - 1].last_reply < rc[i].last_reply))
         return DHT_ERR_INTERNAL; /* confirmed first, most recent first */
     }
     /* Unique ids: within this bucket and its cache (other buckets hold other
-     * cpls, so they cannot collide). */
+     * cpls, so they cannot collide).  Only slots whose 8-byte prefixes are
+     * equal can share an id; those are compared in full. */
+    const uint64_t *ids = ids_of(rt, b);
     int all = b->n + b->ncache;
     for (int i = 0; i < all; i++) {
-      const dht_rt_contact *ci = i < b->n ? &b->slot[i] : &rc[i - b->n];
+      int si = i < b->n ? i : rt->s.k + i - b->n;
       for (int j = i + 1; j < all; j++) {
-        const dht_rt_contact *cj = j < b->n ? &b->slot[j] : &rc[j - b->n];
-        if (memcmp(ci->id, cj->id, DHT_ID_LEN) == 0)
+        int sj = j < b->n ? j : rt->s.k + j - b->n;
+        if (ids[si] != ids[sj])
+          continue;
+        uint8_t idi[DHT_ID_LEN], idj[DHT_ID_LEN];
+        dht_id_from_pk(idi, b->slot[si].pk);
+        dht_id_from_pk(idj, b->slot[sj].pk);
+        if (memcmp(idi, idj, DHT_ID_LEN) == 0)
           return DHT_ERR_INTERNAL;
       }
     }

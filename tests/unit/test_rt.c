@@ -96,6 +96,12 @@ static void tc_mined(tc *c, const uint8_t self[static DHT_ID_LEN], int cpl) {
   while (dht_id_cpl(self, c->id) != cpl);
 }
 
+/* The ID of a table contact (the table keeps its key, not its ID). */
+static const uint8_t *id_of(const dht_rt_contact *c, uint8_t id[static DHT_ID_LEN]) {
+  dht_id_from_pk(id, c->pk);
+  return id;
+}
+
 static dht_rt_settings settings(int k, int rc) {
   dht_rt_settings s;
   memset(&s, 0, sizeof s);
@@ -129,7 +135,7 @@ static int expected_bucket(const dht_rt *rt, const uint8_t self[static DHT_ID_LE
 
 /* Internal invariants, then what the public API shows of them: dht_rt_at
  * walks buckets in order, each holds at most k, every contact is found by
- * its id. */
+ * its key and id. */
 static void check(const dht_rt *rt, const uint8_t self[static DHT_ID_LEN], int k) {
   assert_int_equal(dht_rt_check(rt), 0);
   int nb = dht_rt_buckets(rt), size = dht_rt_size(rt);
@@ -139,12 +145,13 @@ static void check(const dht_rt *rt, const uint8_t self[static DHT_ID_LEN], int k
   for (int i = 0; i < size; i++) {
     const dht_rt_contact *c = dht_rt_at(rt, i);
     assert_non_null(c);
-    int bi = expected_bucket(rt, self, c->id);
+    uint8_t id[DHT_ID_LEN];
+    int bi = expected_bucket(rt, self, id_of(c, id));
     assert_true(bi >= prev);
     run = bi == prev ? run + 1 : 1;
     prev = bi;
     assert_true(run <= k);
-    assert_ptr_equal(dht_rt_find(rt, c->id), c);
+    assert_ptr_equal(dht_rt_find(rt, c->pk, id), c);
   }
   assert_null(dht_rt_at(rt, size));
   assert_null(dht_rt_at(rt, -1));
@@ -219,7 +226,36 @@ static void test_self_rejected(void **state) {
   assert_int_equal(dht_rt_update(rt, me.pk, &me.addr, true, 5, 10, &ping), DHT_RT_REJECTED);
   assert_null(ping);
   assert_int_equal(dht_rt_size(rt), 0);
-  assert_null(dht_rt_find(rt, me.id));
+  assert_null(dht_rt_find(rt, me.pk, me.id));
+  dht_rt_del(rt);
+}
+
+/* A contact whose ID shares its first 64 bits with ours (self is chosen
+ * that way here; hashed IDs never do it): the table keeps only 8 bytes of
+ * each ID, so every split must place it by its full ID, hashed from its
+ * key.  One newcomer at cpl 5 splits the one-contact bucket six times. */
+static void test_self_prefix(void **state) {
+  (void)state;
+  tc c, x;
+  tc_random(&c);
+  uint8_t self[DHT_ID_LEN];
+  memcpy(self, c.id, DHT_ID_LEN);
+  self[DHT_ID_LEN - 1] ^= 1; /* cpl 255 */
+  tc_mined(&x, self, 5);
+  dht_rt_settings s = settings(1, 0);
+  dht_rt *rt = rt_make(self, &s);
+  assert_int_equal(add(rt, &c, true, 10), DHT_RT_ADDED);
+  assert_int_equal(add(rt, &x, true, 11), DHT_RT_ADDED);
+  assert_int_equal(dht_rt_buckets(rt), 7);
+  assert_int_equal(dht_rt_size(rt), 2);
+  /* c sits in the last bucket, x in bucket 5 */
+  assert_int_equal(observed_bucket(rt, &c, 1000), 6);
+  assert_int_equal(observed_bucket(rt, &x, 2000), 5);
+  const dht_rt_contact *out[2];
+  assert_int_equal(dht_rt_closest(rt, self, false, out, 2), 2);
+  assert_memory_equal(out[0]->pk, c.pk, DHT_PK_LEN);
+  assert_memory_equal(out[1]->pk, x.pk, DHT_PK_LEN);
+  check(rt, self, 1);
   dht_rt_del(rt);
 }
 
@@ -234,31 +270,42 @@ static void test_add_update_find(void **state) {
   tc_random(&b);
 
   assert_int_equal(add(rt, &a, true, 100), DHT_RT_ADDED);
-  const dht_rt_contact *c = dht_rt_find(rt, a.id);
+  const dht_rt_contact *c = dht_rt_find(rt, a.pk, a.id);
   assert_non_null(c);
   assert_memory_equal(c->pk, a.pk, DHT_PK_LEN);
-  assert_memory_equal(c->id, a.id, DHT_ID_LEN);
   assert_true(dht_addr_eq(&c->addr, &a.addr));
   assert_int_equal(c->first_seen, 100);
   assert_int_equal(c->last_reply, 100);
   assert_int_equal(c->fails, 0);
 
-  assert_false(dht_rt_failed(rt, a.id, 150));
-  assert_int_equal(dht_rt_find(rt, a.id)->fails, 1);
+  /* the ID only locates a slot: the key must match as well (b's key with
+   * a's ID is nobody, though the table holds a slot with a's ID) */
+  assert_null(dht_rt_find(rt, b.pk, a.id));
+  assert_false(dht_rt_failed(rt, b.pk, a.id, 110));
+  dht_rt_pinged(rt, b.pk, a.id, 120);
+  dht_rt_heard(rt, b.pk, a.id, &a.addr, 130);
+  assert_false(dht_rt_remove(rt, b.pk, a.id));
+  assert_ptr_equal(dht_rt_find(rt, a.pk, a.id), c);
+  assert_int_equal(c->fails, 0);
+  assert_int_equal(c->last_ping, 0);
+  assert_int_equal(c->last_reply, 100);
+
+  assert_false(dht_rt_failed(rt, a.pk, a.id, 150));
+  assert_int_equal(dht_rt_find(rt, a.pk, a.id)->fails, 1);
   assert_int_equal(add(rt, &a, true, 200), DHT_RT_UPDATED);
-  c = dht_rt_find(rt, a.id);
+  c = dht_rt_find(rt, a.pk, a.id);
   assert_int_equal(c->last_reply, 200);
   assert_int_equal(c->first_seen, 100);
   assert_int_equal(c->fails, 0);
 
   /* hearsay changes nothing */
   assert_int_equal(add(rt, &a, false, 300), DHT_RT_UPDATED);
-  assert_int_equal(dht_rt_find(rt, a.id)->last_reply, 200);
+  assert_int_equal(dht_rt_find(rt, a.pk, a.id)->last_reply, 200);
 
   /* an unconfirmed newcomer enters as never having answered */
   assert_int_equal(add(rt, &b, false, 300), DHT_RT_ADDED);
-  assert_int_equal(dht_rt_find(rt, b.id)->last_reply, 0);
-  assert_int_equal(dht_rt_find(rt, b.id)->first_seen, 300);
+  assert_int_equal(dht_rt_find(rt, b.pk, b.id)->last_reply, 0);
+  assert_int_equal(dht_rt_find(rt, b.pk, b.id)->first_seen, 300);
   assert_int_equal(dht_rt_size(rt), 2);
 
   /* bad arguments */
@@ -297,8 +344,10 @@ static void test_splits_random(void **state) {
   /* the far buckets saw hundreds of candidates: full */
   for (int bi = 0; bi < 4; bi++) {
     int n = 0;
-    for (int i = 0; i < dht_rt_size(rt); i++)
-      n += expected_bucket(rt, self, dht_rt_at(rt, i)->id) == bi;
+    for (int i = 0; i < dht_rt_size(rt); i++) {
+      uint8_t id[DHT_ID_LEN];
+      n += expected_bucket(rt, self, id_of(dht_rt_at(rt, i), id)) == bi;
+    }
     assert_int_equal(n, s.k);
   }
   dht_rt_del(rt);
@@ -337,7 +386,7 @@ static void test_crafted_buckets(void **state) {
     assert_int_equal(observed_bucket(rt, &c[i], 1000 * (i + 1)), want);
     const dht_rt_contact *out[1];
     assert_int_equal(dht_rt_closest(rt, c[i].id, false, out, 1), 1);
-    assert_memory_equal(out[0]->id, c[i].id, DHT_ID_LEN);
+    assert_memory_equal(out[0]->pk, c[i].pk, DHT_PK_LEN);
   }
   check(rt, self, K);
   dht_rt_del(rt);
@@ -359,7 +408,7 @@ static void test_bucket_cap_and_cache(void **state) {
   assert_int_equal(dht_rt_size(rt), 4);
   assert_true(dht_rt_buckets(rt) <= 2); /* one useless split at most */
   for (int i = 4; i < 9; i++)
-    assert_null(dht_rt_find(rt, c[i].id));
+    assert_null(dht_rt_find(rt, c[i].pk, c[i].id));
   check(rt, self, 4);
 
   /* A cached entry that answers again stays cached (the bucket is full of
@@ -370,28 +419,28 @@ static void test_bucket_cap_and_cache(void **state) {
    * order as bucket contacts fail max_failures times. */
   static const int promoted[] = {8, 7, 6};
   for (int r = 0; r < 3; r++) {
-    assert_false(dht_rt_failed(rt, c[r].id, 50));
-    assert_false(dht_rt_failed(rt, c[r].id, 51));
-    assert_true(dht_rt_failed(rt, c[r].id, 52));
-    assert_null(dht_rt_find(rt, c[r].id));
-    const dht_rt_contact *p = dht_rt_find(rt, c[promoted[r]].id);
+    assert_false(dht_rt_failed(rt, c[r].pk, c[r].id, 50));
+    assert_false(dht_rt_failed(rt, c[r].pk, c[r].id, 51));
+    assert_true(dht_rt_failed(rt, c[r].pk, c[r].id, 52));
+    assert_null(dht_rt_find(rt, c[r].pk, c[r].id));
+    const dht_rt_contact *p = dht_rt_find(rt, c[promoted[r]].pk, c[promoted[r]].id);
     assert_non_null(p);
     assert_true(p->last_reply > 0);
     assert_int_equal(dht_rt_size(rt), 4);
     check(rt, self, 4);
   }
-  assert_int_equal(dht_rt_find(rt, c[8].id)->last_reply, 40);
+  assert_int_equal(dht_rt_find(rt, c[8].pk, c[8].id)->last_reply, 40);
   /* c4 and c5 fell off the cache: with no replacement waiting, c3 stays,
    * marked bad (Kademlia's rule: a dead link must not empty the table) */
   for (int f = 0; f < 3; f++)
-    assert_false(dht_rt_failed(rt, c[3].id, 60));
+    assert_false(dht_rt_failed(rt, c[3].pk, c[3].id, 60));
   assert_int_equal(dht_rt_size(rt), 4);
-  assert_int_equal(dht_rt_find(rt, c[3].id)->fails, 3);
-  assert_null(dht_rt_find(rt, c[4].id));
-  assert_null(dht_rt_find(rt, c[5].id));
+  assert_int_equal(dht_rt_find(rt, c[3].pk, c[3].id)->fails, 3);
+  assert_null(dht_rt_find(rt, c[4].pk, c[4].id));
+  assert_null(dht_rt_find(rt, c[5].pk, c[5].id));
   /* and the first newcomer takes the bad contact's slot */
   assert_int_equal(add(rt, &c[4], true, 70), DHT_RT_ADDED);
-  assert_null(dht_rt_find(rt, c[3].id));
+  assert_null(dht_rt_find(rt, c[3].pk, c[3].id));
   assert_int_equal(dht_rt_size(rt), 4);
   check(rt, self, 4);
   dht_rt_del(rt);
@@ -423,42 +472,42 @@ static void test_cache_policy(void **state) {
 
   /* promotion order: k1 then k0; none of the unconfirmed ones remain */
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, b[0].id, 30);
-  assert_non_null(dht_rt_find(rt, k[1].id));
-  assert_null(dht_rt_find(rt, k[0].id));
+    dht_rt_failed(rt, b[0].pk, b[0].id, 30);
+  assert_non_null(dht_rt_find(rt, k[1].pk, k[1].id));
+  assert_null(dht_rt_find(rt, k[0].pk, k[0].id));
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, b[1].id, 31);
-  assert_non_null(dht_rt_find(rt, k[0].id));
+    dht_rt_failed(rt, b[1].pk, b[1].id, 31);
+  assert_non_null(dht_rt_find(rt, k[0].pk, k[0].id));
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, k[1].id, 32);
+    dht_rt_failed(rt, k[1].pk, k[1].id, 32);
   /* no replacement left: k1 stays, marked bad; u0..u2 were never kept */
   assert_int_equal(dht_rt_size(rt), 2);
-  assert_int_equal(dht_rt_find(rt, k[1].id)->fails, 3);
+  assert_int_equal(dht_rt_find(rt, k[1].pk, k[1].id)->fails, 3);
   for (int i = 0; i < 3; i++)
-    assert_null(dht_rt_find(rt, u[i].id));
+    assert_null(dht_rt_find(rt, u[i].pk, u[i].id));
   assert_int_equal(add(rt, &b[0], true, 40), DHT_RT_ADDED); /* takes k1's slot */
-  assert_null(dht_rt_find(rt, k[1].id));
+  assert_null(dht_rt_find(rt, k[1].pk, k[1].id));
 
   /* a refreshed cache entry moves to the front */
   assert_int_equal(add(rt, &d[0], true, 50), DHT_RT_CACHED);
   assert_int_equal(add(rt, &d[1], true, 51), DHT_RT_CACHED);
   assert_int_equal(add(rt, &d[0], true, 52), DHT_RT_CACHED);
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, b[0].id, 60);
-  assert_non_null(dht_rt_find(rt, d[0].id));
-  assert_int_equal(dht_rt_find(rt, d[0].id)->last_reply, 52);
+    dht_rt_failed(rt, b[0].pk, b[0].id, 60);
+  assert_non_null(dht_rt_find(rt, d[0].pk, d[0].id));
+  assert_int_equal(dht_rt_find(rt, d[0].pk, d[0].id)->last_reply, 52);
 
   /* a cache entry that times out is dropped, not promoted */
   assert_int_equal(add(rt, &b[1], true, 70), DHT_RT_CACHED);
-  assert_false(dht_rt_failed(rt, d[1].id, 71));
-  assert_false(dht_rt_failed(rt, b[1].id, 71)); /* cached: dropped as well */
+  assert_false(dht_rt_failed(rt, d[1].pk, d[1].id, 71));
+  assert_false(dht_rt_failed(rt, b[1].pk, b[1].id, 71)); /* cached: dropped as well */
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, d[0].id, 72);
-  assert_null(dht_rt_find(rt, d[1].id));
-  assert_null(dht_rt_find(rt, b[1].id));
+    dht_rt_failed(rt, d[0].pk, d[0].id, 72);
+  assert_null(dht_rt_find(rt, d[1].pk, d[1].id));
+  assert_null(dht_rt_find(rt, b[1].pk, b[1].id));
   /* the cache is empty, so d0 stays (marked bad) rather than leaving a hole */
   assert_int_equal(dht_rt_size(rt), 2);
-  assert_int_equal(dht_rt_find(rt, d[0].id)->fails, 3);
+  assert_int_equal(dht_rt_find(rt, d[0].pk, d[0].id)->fails, 3);
   check(rt, self, 2);
   dht_rt_del(rt);
 }
@@ -481,14 +530,14 @@ static void test_ping_before_evict(void **state) {
   const dht_rt_contact *ping = NULL;
   assert_int_equal(dht_rt_update(rt, n[0].pk, &n[0].addr, true, 30, 1250, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
-  assert_memory_equal(ping->id, b[0].id, DHT_ID_LEN);
-  dht_rt_pinged(rt, b[0].id, 1250);
-  assert_int_equal(dht_rt_find(rt, b[0].id)->last_ping, 1250);
+  assert_memory_equal(ping->pk, b[0].pk, DHT_PK_LEN);
+  dht_rt_pinged(rt, b[0].pk, b[0].id, 1250);
+  assert_int_equal(dht_rt_find(rt, b[0].pk, b[0].id)->last_ping, 1250);
 
   assert_int_equal(dht_rt_update(rt, n[1].pk, &n[1].addr, true, 30, 1260, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
-  assert_memory_equal(ping->id, b[1].id, DHT_ID_LEN);
-  dht_rt_pinged(rt, b[1].id, 1260);
+  assert_memory_equal(ping->pk, b[1].pk, DHT_PK_LEN);
+  dht_rt_pinged(rt, b[1].pk, b[1].id, 1260);
 
   /* b2 is still good (970 ms), b0 and b1 were just pinged: nobody */
   ping = (const dht_rt_contact *)1;
@@ -498,32 +547,32 @@ static void test_ping_before_evict(void **state) {
   ping = (const dht_rt_contact *)1;
   assert_int_equal(dht_rt_update(rt, n[5].pk, &n[5].addr, false, -1, 1400, &ping), DHT_RT_CACHED);
   assert_null(ping);
-  assert_true(dht_rt_remove(rt, n[5].id)); /* out of the cache again */
+  assert_true(dht_rt_remove(rt, n[5].pk, n[5].id)); /* out of the cache again */
 
   /* at 1300, b2 turns questionable exactly */
   assert_int_equal(dht_rt_update(rt, n[3].pk, &n[3].addr, true, 30, 1300, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
-  assert_memory_equal(ping->id, b[2].id, DHT_ID_LEN);
+  assert_memory_equal(ping->pk, b[2].pk, DHT_PK_LEN);
 
   /* nobody was evicted by the newcomers */
   assert_int_equal(dht_rt_size(rt), 4);
   for (int i = 0; i < 4; i++)
-    assert_non_null(dht_rt_find(rt, b[i].id));
+    assert_non_null(dht_rt_find(rt, b[i].pk, b[i].id));
 
   /* b1 answers its ping: it stays, good again */
   assert_int_equal(dht_rt_update(rt, b[1].pk, &b[1].addr, true, 40, 1310, NULL), DHT_RT_UPDATED);
   /* b0 does not: after max_failures it leaves for the freshest newcomer */
-  assert_false(dht_rt_failed(rt, b[0].id, 1400));
-  assert_false(dht_rt_failed(rt, b[0].id, 1500));
-  assert_true(dht_rt_failed(rt, b[0].id, 1600));
-  assert_null(dht_rt_find(rt, b[0].id));
-  assert_non_null(dht_rt_find(rt, n[3].id));
-  assert_non_null(dht_rt_find(rt, b[1].id));
+  assert_false(dht_rt_failed(rt, b[0].pk, b[0].id, 1400));
+  assert_false(dht_rt_failed(rt, b[0].pk, b[0].id, 1500));
+  assert_true(dht_rt_failed(rt, b[0].pk, b[0].id, 1600));
+  assert_null(dht_rt_find(rt, b[0].pk, b[0].id));
+  assert_non_null(dht_rt_find(rt, n[3].pk, n[3].id));
+  assert_non_null(dht_rt_find(rt, b[1].pk, b[1].id));
   check(rt, self, 4);
 
   /* a pinged contact that stays silent is due again after the interval */
-  dht_rt_pinged(rt, b[2].id, 1300);
-  dht_rt_pinged(rt, b[3].id, 1300);
+  dht_rt_pinged(rt, b[2].pk, b[2].id, 1300);
+  dht_rt_pinged(rt, b[3].pk, b[3].id, 1300);
   assert_int_equal(dht_rt_update(rt, n[4].pk, &n[4].addr, true, 30, 2000, &ping), DHT_RT_CACHED);
   assert_null(ping);
   ping = NULL;
@@ -533,7 +582,7 @@ static void test_ping_before_evict(void **state) {
   tc_mined(&m, self, 0);
   assert_int_equal(dht_rt_update(rt, m.pk, &m.addr, true, 30, 2300, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
-  assert_memory_equal(ping->id, b[2].id, DHT_ID_LEN);
+  assert_memory_equal(ping->pk, b[2].pk, DHT_PK_LEN);
   dht_rt_del(rt);
 }
 
@@ -557,7 +606,7 @@ static void test_good_never_evicted(void **state) {
     assert_null(ping);
   }
   for (int i = 0; i < 4; i++)
-    assert_non_null(dht_rt_find(rt, b[i].id));
+    assert_non_null(dht_rt_find(rt, b[i].pk, b[i].id));
 
   /* a contact loaded from a snapshot (never answered) is the first pinged */
   dht_rt_del(rt);
@@ -571,7 +620,7 @@ static void test_good_never_evicted(void **state) {
   const dht_rt_contact *ping = NULL;
   assert_int_equal(dht_rt_update(rt, n.pk, &n.addr, true, 5, 5000, &ping), DHT_RT_CACHED);
   assert_non_null(ping);
-  assert_memory_equal(ping->id, b[1].id, DHT_ID_LEN);
+  assert_memory_equal(ping->pk, b[1].pk, DHT_PK_LEN);
   dht_rt_del(rt);
 }
 
@@ -591,17 +640,17 @@ static void test_failed_contact_replaced(void **state) {
   assert_int_equal(add(rt, &b[0], true, 10), DHT_RT_ADDED);
   assert_int_equal(add(rt, &b[1], true, 11), DHT_RT_ADDED);
   assert_int_equal(add(rt, &n, true, 12), DHT_RT_REJECTED); /* no cache */
-  assert_false(dht_rt_failed(rt, b[0].id, 20));
-  assert_false(dht_rt_failed(rt, b[0].id, 21));
-  assert_int_equal(dht_rt_find(rt, b[0].id)->fails, 2);
+  assert_false(dht_rt_failed(rt, b[0].pk, b[0].id, 20));
+  assert_false(dht_rt_failed(rt, b[0].pk, b[0].id, 21));
+  assert_int_equal(dht_rt_find(rt, b[0].pk, b[0].id)->fails, 2);
   assert_int_equal(add(rt, &n, true, 22), DHT_RT_REJECTED);
   /* at the limit, with no replacement cache, it stays but is bad ... */
-  assert_false(dht_rt_failed(rt, b[0].id, 23));
-  assert_int_equal(dht_rt_find(rt, b[0].id)->fails, 3);
+  assert_false(dht_rt_failed(rt, b[0].pk, b[0].id, 23));
+  assert_int_equal(dht_rt_find(rt, b[0].pk, b[0].id)->fails, 3);
   /* ... and the next newcomer replaces it */
   assert_int_equal(add(rt, &n, true, 25), DHT_RT_ADDED);
-  assert_null(dht_rt_find(rt, b[0].id));
-  assert_non_null(dht_rt_find(rt, b[1].id));
+  assert_null(dht_rt_find(rt, b[0].pk, b[0].id));
+  assert_non_null(dht_rt_find(rt, b[1].pk, b[1].id));
   check(rt, self, 2);
   dht_rt_del(rt);
 }
@@ -651,7 +700,7 @@ static void test_diversity_bucket_and_table(void **state) {
   check(rt, self, 8);
 
   /* a freed slot is not refilled with a refused prefix... */
-  assert_true(dht_rt_remove(rt, x[2].id));
+  assert_true(dht_rt_remove(rt, x[2].pk, x[2].id));
   assert_int_equal(add(rt, &x[8], true, 40), DHT_RT_REJECTED);
   /* ...but the same contact on a fresh prefix is welcome */
   x[8].addr = addr4(77, 7, 7, 7, 5000);
@@ -765,9 +814,9 @@ static void test_diversity_cache(void **state) {
   n.addr = addr4(5, 5, 5, 3, 1);
   assert_int_equal(add(rt, &n, true, 14), DHT_RT_CACHED);
   for (int f = 0; f < 3; f++)
-    dht_rt_failed(rt, b[0].id, 20);
+    dht_rt_failed(rt, b[0].pk, b[0].id, 20);
   /* b0 left: 5.5.5/24 has one contact, so n fits */
-  assert_non_null(dht_rt_find(rt, n.id));
+  assert_non_null(dht_rt_find(rt, n.pk, n.id));
   assert_int_equal(dht_rt_size(rt), 2);
   check(rt, self, 2);
   dht_rt_del(rt);
@@ -794,24 +843,24 @@ static void test_addr_update(void **state) {
   /* a confirmed reply from a new address moves the contact */
   dht_addr moved = addr4(31, 0, 0, 1, 2000);
   assert_int_equal(dht_rt_update(rt, a.pk, &moved, true, -1, 20, NULL), DHT_RT_UPDATED);
-  assert_true(dht_addr_eq(&dht_rt_find(rt, a.id)->addr, &moved));
+  assert_true(dht_addr_eq(&dht_rt_find(rt, a.pk, a.id)->addr, &moved));
   /* hearsay does not */
   dht_addr rumour = addr4(32, 0, 0, 1, 2000);
   assert_int_equal(dht_rt_update(rt, a.pk, &rumour, false, -1, 21, NULL), DHT_RT_UPDATED);
-  assert_true(dht_addr_eq(&dht_rt_find(rt, a.id)->addr, &moved));
+  assert_true(dht_addr_eq(&dht_rt_find(rt, a.pk, a.id)->addr, &moved));
   /* onto a full prefix: refreshed, but the old address is kept */
   dht_addr full = addr4(40, 0, 0, 3, 2000);
   assert_int_equal(dht_rt_update(rt, a.pk, &full, true, -1, 22, NULL), DHT_RT_UPDATED);
-  assert_true(dht_addr_eq(&dht_rt_find(rt, a.id)->addr, &moved));
-  assert_int_equal(dht_rt_find(rt, a.id)->last_reply, 22);
+  assert_true(dht_addr_eq(&dht_rt_find(rt, a.pk, a.id)->addr, &moved));
+  assert_int_equal(dht_rt_find(rt, a.pk, a.id)->last_reply, 22);
   /* within its own prefix a contact may move (it does not count itself) */
   dht_addr port = addr4(40, 0, 0, 1, 3000);
   assert_int_equal(dht_rt_update(rt, p1.pk, &port, true, -1, 23, NULL), DHT_RT_UPDATED);
-  assert_true(dht_addr_eq(&dht_rt_find(rt, p1.id)->addr, &port));
+  assert_true(dht_addr_eq(&dht_rt_find(rt, p1.pk, p1.id)->addr, &port));
   /* v4 -> v6 */
   dht_addr v6 = addr6(0x2001, 0xdb8, 9, 9, 9);
   assert_int_equal(dht_rt_update(rt, a.pk, &v6, true, -1, 24, NULL), DHT_RT_UPDATED);
-  assert_true(dht_addr_eq(&dht_rt_find(rt, a.id)->addr, &v6));
+  assert_true(dht_addr_eq(&dht_rt_find(rt, a.pk, a.id)->addr, &v6));
   check(rt, self, 8);
   dht_rt_del(rt);
 }
@@ -820,20 +869,27 @@ static void test_addr_update(void **state) {
 
 static const uint8_t *sort_target;
 
+typedef struct with_id {
+  const dht_rt_contact *c;
+  uint8_t id[DHT_ID_LEN]; /* BLAKE2b(c->pk) */
+} with_id;
+
 static int cmp_by_dist(const void *a, const void *b) {
-  const dht_rt_contact *x = *(const dht_rt_contact *const *)a;
-  const dht_rt_contact *y = *(const dht_rt_contact *const *)b;
+  const with_id *x = a, *y = b;
   return dht_id_cmp_dist(x->id, y->id, sort_target);
 }
 
 static void closest_vs_brute(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN],
                              bool only_good, int n) {
-  static const dht_rt_contact *all[8192], *got[8192];
+  static with_id all[8192];
+  static const dht_rt_contact *got[8192];
   int m = 0;
   for (int i = 0; i < dht_rt_size(rt); i++) {
     const dht_rt_contact *c = dht_rt_at(rt, i);
-    if (!only_good || (c->last_reply != 0 && c->fails == 0))
-      all[m++] = c;
+    if (!only_good || (c->last_reply != 0 && c->fails == 0)) {
+      all[m].c = c;
+      id_of(c, all[m++].id);
+    }
   }
   sort_target = target;
   qsort(all, (size_t)m, sizeof all[0], cmp_by_dist);
@@ -843,7 +899,7 @@ static void closest_vs_brute(const dht_rt *rt, const uint8_t target[static DHT_I
   int cnt = dht_rt_closest(rt, target, only_good, got, n);
   assert_int_equal(cnt, want);
   for (int i = 0; i < cnt; i++)
-    assert_ptr_equal(got[i], all[i]);
+    assert_ptr_equal(got[i], all[i].c);
 }
 
 static void test_closest_brute_force(void **state) {
@@ -859,7 +915,7 @@ static void test_closest_brute_force(void **state) {
     bool confirmed = rng_next() % 10 != 0; /* some never answered */
     add(rt, &c, confirmed, 100 + i);
     if (rng_next() % 10 == 0) /* some failed once */
-      dht_rt_failed(rt, c.id, 100 + i);
+      dht_rt_failed(rt, c.pk, c.id, 100 + i);
   }
   /* a few deep ones, so that targets near self see several buckets */
   for (int cpl = 8; cpl < 14; cpl++) {
@@ -893,8 +949,10 @@ static void test_closest_brute_force(void **state) {
   closest_vs_brute(rt, self, false, size);
   closest_vs_brute(rt, self, false, size + 50);
   closest_vs_brute(rt, t, false, size + 1);
-  for (int i = 0; i < size; i += 7)
-    closest_vs_brute(rt, dht_rt_at(rt, i)->id, false, 5);
+  for (int i = 0; i < size; i += 7) {
+    uint8_t id[DHT_ID_LEN];
+    closest_vs_brute(rt, id_of(dht_rt_at(rt, i), id), false, 5);
+  }
   const dht_rt_contact *out[4];
   assert_int_equal(dht_rt_closest(rt, t, false, out, 0), 0);
   assert_int_equal(dht_rt_closest(rt, t, false, out, -3), 0);
@@ -914,11 +972,11 @@ static void test_only_good(void **state) {
   add(rt, &good, true, 10);
   add(rt, &unconf, false, 10);
   add(rt, &failing, true, 10);
-  dht_rt_failed(rt, failing.id, 20);
+  dht_rt_failed(rt, failing.pk, failing.id, 20);
   const dht_rt_contact *out[8];
   assert_int_equal(dht_rt_closest(rt, self, false, out, 8), 3);
   assert_int_equal(dht_rt_closest(rt, self, true, out, 8), 1);
-  assert_memory_equal(out[0]->id, good.id, DHT_ID_LEN);
+  assert_memory_equal(out[0]->pk, good.pk, DHT_PK_LEN);
   /* answering clears both marks */
   add(rt, &failing, true, 30);
   add(rt, &unconf, true, 30);
@@ -939,7 +997,7 @@ static void test_rtt_and_timeout(void **state) {
 
   /* unknown RTT: the ceiling */
   assert_int_equal(add(rt, &a, false, 10), DHT_RT_ADDED);
-  const dht_rt_contact *c = dht_rt_find(rt, a.id);
+  const dht_rt_contact *c = dht_rt_find(rt, a.pk, a.id);
   assert_int_equal(c->srtt_ms, 0);
   assert_int_equal(c->rttvar_ms, 0);
   assert_int_equal(dht_rt_timeout(c, 200, 2000), 2000);
@@ -986,11 +1044,11 @@ static void test_rtt_and_timeout(void **state) {
   tc_random(&b);
   tc_random(&d);
   dht_rt_update(rt, b.pk, &b.addr, true, 0, 50, NULL);
-  c = dht_rt_find(rt, b.id);
+  c = dht_rt_find(rt, b.pk, b.id);
   assert_true(c->srtt_ms > 0);
   assert_int_equal(dht_rt_timeout(c, 200, 2000), 200);
   dht_rt_update(rt, d.pk, &d.addr, true, 1000000, 50, NULL);
-  c = dht_rt_find(rt, d.id);
+  c = dht_rt_find(rt, d.pk, d.id);
   assert_int_equal(c->srtt_ms, 65535);
   assert_int_equal(dht_rt_timeout(c, 200, 2000), 2000);
   dht_rt_del(rt);
@@ -1012,29 +1070,33 @@ static void test_next_to_ping(void **state) {
 
   const dht_rt_contact *p = dht_rt_next_to_ping(rt, 500);
   assert_non_null(p);
-  assert_memory_equal(p->id, c.id, DHT_ID_LEN);
-  dht_rt_pinged(rt, c.id, 500);
+  assert_memory_equal(p->pk, c.pk, DHT_PK_LEN);
+  dht_rt_pinged(rt, c.pk, c.id, 500);
   assert_null(dht_rt_next_to_ping(rt, 600));
   p = dht_rt_next_to_ping(rt, 1150);
   assert_non_null(p);
-  assert_memory_equal(p->id, a.id, DHT_ID_LEN);
-  dht_rt_pinged(rt, a.id, 1150);
+  assert_memory_equal(p->pk, a.pk, DHT_PK_LEN);
+  dht_rt_pinged(rt, a.pk, a.id, 1150);
   p = dht_rt_next_to_ping(rt, 1200);
   assert_non_null(p);
-  assert_memory_equal(p->id, b.id, DHT_ID_LEN);
-  dht_rt_pinged(rt, b.id, 1200);
+  assert_memory_equal(p->pk, b.pk, DHT_PK_LEN);
+  dht_rt_pinged(rt, b.pk, b.id, 1200);
   assert_null(dht_rt_next_to_ping(rt, 1300));
   /* c's ping went unanswered: due again after the interval */
   p = dht_rt_next_to_ping(rt, 1500);
   assert_non_null(p);
-  assert_memory_equal(p->id, c.id, DHT_ID_LEN);
+  assert_memory_equal(p->pk, c.pk, DHT_PK_LEN);
   /* an answer makes a contact good again */
   add(rt, &a, true, 1500);
   add(rt, &b, true, 1500);
   add(rt, &c, true, 1500);
   assert_null(dht_rt_next_to_ping(rt, 2000));
-  /* pinging an unknown id is harmless */
-  dht_rt_pinged(rt, self, 2000);
+  /* pinging an unknown contact is harmless */
+  tc u;
+  tc_random(&u);
+  dht_rt_pinged(rt, u.pk, u.id, 2000);
+  assert_null(dht_rt_find(rt, u.pk, u.id));
+  assert_null(dht_rt_next_to_ping(rt, 2000));
   dht_rt_del(rt);
 }
 
@@ -1065,32 +1127,32 @@ static void test_heard_and_settled(void **state) {
   assert_false(dht_rt_is_settled(rt, c.id, 100)); /* the last bucket */
 
   /* a request from a at its address keeps it good; b goes questionable */
-  dht_rt_heard(rt, a.id, &a.addr, 1050);
-  assert_int_equal(dht_rt_find(rt, a.id)->last_reply, 1050);
+  dht_rt_heard(rt, a.pk, a.id, &a.addr, 1050);
+  assert_int_equal(dht_rt_find(rt, a.pk, a.id)->last_reply, 1050);
   assert_false(dht_rt_is_settled(rt, far.id, 1100));
   const dht_rt_contact *p = dht_rt_next_to_ping(rt, 1100);
   assert_non_null(p);
-  assert_memory_equal(p->id, b.id, DHT_ID_LEN);
-  dht_rt_heard(rt, b.id, &b.addr, 1100);
+  assert_memory_equal(p->pk, b.pk, DHT_PK_LEN);
+  dht_rt_heard(rt, b.pk, b.id, &b.addr, 1100);
   assert_true(dht_rt_is_settled(rt, far.id, 1100));
 
   /* not from another address, not for a contact with failures, not for
    * one that never answered, not for an unknown id */
   dht_addr other = addr4(198, 51, 100, 7, 4000);
-  dht_rt_heard(rt, a.id, &other, 1200);
-  assert_int_equal(dht_rt_find(rt, a.id)->last_reply, 1050);
-  assert_false(dht_rt_failed(rt, b.id, 1200));
-  dht_rt_heard(rt, b.id, &b.addr, 1300);
-  assert_int_equal(dht_rt_find(rt, b.id)->last_reply, 1100);
+  dht_rt_heard(rt, a.pk, a.id, &other, 1200);
+  assert_int_equal(dht_rt_find(rt, a.pk, a.id)->last_reply, 1050);
+  assert_false(dht_rt_failed(rt, b.pk, b.id, 1200));
+  dht_rt_heard(rt, b.pk, b.id, &b.addr, 1300);
+  assert_int_equal(dht_rt_find(rt, b.pk, b.id)->last_reply, 1100);
   assert_false(dht_rt_is_settled(rt, far.id, 1300)); /* b has a failure */
   tc u;
   tc_mined(&u, self, 1);
-  dht_rt_remove(rt, d.id);
+  dht_rt_remove(rt, d.pk, d.id);
   add(rt, &u, false, 1300);
-  dht_rt_heard(rt, u.id, &u.addr, 1400);
-  assert_int_equal(dht_rt_find(rt, u.id)->last_reply, 0);
-  dht_rt_heard(rt, far.id, &far.addr, 1400);
-  assert_null(dht_rt_find(rt, far.id));
+  dht_rt_heard(rt, u.pk, u.id, &u.addr, 1400);
+  assert_int_equal(dht_rt_find(rt, u.pk, u.id)->last_reply, 0);
+  dht_rt_heard(rt, far.pk, far.id, &far.addr, 1400);
+  assert_null(dht_rt_find(rt, far.pk, far.id));
   check(rt, self, 2);
   dht_rt_del(rt);
 }
@@ -1146,17 +1208,19 @@ static void test_remove_and_at(void **state) {
   add(rt, &b[1], true, 11);
   assert_int_equal(add(rt, &r[0], true, 12), DHT_RT_CACHED);
   assert_int_equal(add(rt, &r[1], true, 13), DHT_RT_CACHED);
-  assert_memory_equal(dht_rt_at(rt, 0)->id, b[0].id, DHT_ID_LEN);
-  assert_memory_equal(dht_rt_at(rt, 1)->id, b[1].id, DHT_ID_LEN);
+  assert_memory_equal(dht_rt_at(rt, 0)->pk, b[0].pk, DHT_PK_LEN);
+  assert_memory_equal(dht_rt_at(rt, 1)->pk, b[1].pk, DHT_PK_LEN);
 
-  assert_true(dht_rt_remove(rt, r[1].id)); /* from the cache */
-  assert_false(dht_rt_remove(rt, r[1].id));
-  assert_true(dht_rt_remove(rt, b[0].id)); /* from the bucket: r0 moves up */
+  assert_true(dht_rt_remove(rt, r[1].pk, r[1].id)); /* from the cache */
+  assert_false(dht_rt_remove(rt, r[1].pk, r[1].id));
+  assert_true(dht_rt_remove(rt, b[0].pk, b[0].id)); /* from the bucket: r0 moves up */
   assert_int_equal(dht_rt_size(rt), 2);
-  assert_non_null(dht_rt_find(rt, r[0].id));
-  assert_memory_equal(dht_rt_at(rt, 0)->id, b[1].id, DHT_ID_LEN);
-  assert_memory_equal(dht_rt_at(rt, 1)->id, r[0].id, DHT_ID_LEN);
-  assert_false(dht_rt_remove(rt, self));
+  assert_non_null(dht_rt_find(rt, r[0].pk, r[0].id));
+  assert_memory_equal(dht_rt_at(rt, 0)->pk, b[1].pk, DHT_PK_LEN);
+  assert_memory_equal(dht_rt_at(rt, 1)->pk, r[0].pk, DHT_PK_LEN);
+  tc u;
+  tc_random(&u);
+  assert_false(dht_rt_remove(rt, u.pk, u.id));
   check(rt, self, 2);
   dht_rt_del(rt);
 }
@@ -1240,7 +1304,7 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long 
       nomem++;
       assert_int_equal(dht_rt_check(rt), 0);
       assert_int_equal(dht_rt_size(rt), before);
-      assert_null(dht_rt_find(rt, cs[i].id));
+      assert_null(dht_rt_find(rt, cs[i].pk, cs[i].id));
       /* the allocator fails once: the same call now goes through */
       r = dht_rt_update(rt, cs[i].pk, &cs[i].addr, true, 10, 100 + i, NULL);
     }
@@ -1251,7 +1315,7 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long 
   *out_n = dht_rt_size(rt);
   *out_nb = dht_rt_buckets(rt);
   for (int i = 0; i < *out_n; i++)
-    memcpy(out_ids[i], dht_rt_at(rt, i)->id, DHT_ID_LEN);
+    id_of(dht_rt_at(rt, i), out_ids[i]);
   dht_rt_del(rt);
   assert_int_equal(a.live, 0);
   assert_int_equal(a.bytes, 0);
@@ -1311,8 +1375,10 @@ static void test_memory(void **state) {
          s.k, s.replacement_cache);
   /* log2(100000 / 20) ~ 12.3: about 13-15 buckets, never hundreds */
   assert_true(nb >= 10 && nb <= 20);
-  /* 28 slots of a 120-byte contact and its 8-byte ID prefix, a header */
-  assert_true(a.bytes < (size_t)nb * 3700 + 1024);
+  /* 28 slots of an 88-byte contact (no ID: 120 bytes with it), its 8-byte
+   * ID prefix and 4-byte prefix key, and a 24-byte header: 2,824 B per
+   * bucket (3,720 B with the ID) */
+  assert_true(a.bytes < (size_t)nb * 2850 + 1024);
   dht_rt_del(rt);
   assert_int_equal(a.live, 0);
 }
@@ -1328,6 +1394,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_new_invalid),
       cmocka_unit_test(test_self_rejected),
+      cmocka_unit_test(test_self_prefix),
       cmocka_unit_test(test_add_update_find),
       cmocka_unit_test(test_splits_random),
       cmocka_unit_test(test_crafted_buckets),
