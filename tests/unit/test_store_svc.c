@@ -621,8 +621,8 @@ static void test_privacy_sqlite(void **state) {
   netsim_set_up(W->ns, B, false);
   static const char *const texts[] = {
       "meet me at the old bridge at nine",
-      "the quick brown fox jumps over the lazy dog, twice, and then a third time to make "
-      "this message long enough for the second padding size of two hundred fifty-six",
+      ("the quick brown fox jumps over the lazy dog, twice, and then a third time to make "
+       "this message long enough for the second padding size of two hundred fifty-six"),
       "short: ok"};
   for (int i = 0; i < 3; i++) {
     store_msg m = text("", 0);
