@@ -7,7 +7,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
 set output 'latency_cdf.png'
 set grid
 mode = ', CRYPTO OFF'
-set title sprintf('lookup latency (7056 finished lookups%s)', mode)
+set title sprintf('lookup latency (7218 finished lookups%s)', mode)
 set xlabel 'latency (ms)'
 set ylabel 'fraction of lookups'
 set yrange [0:1]
