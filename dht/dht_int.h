@@ -238,7 +238,7 @@ dht_ts dht_rt_ping_due(const dht_rt *rt);
 int dht_rt_stale_bucket(const dht_rt *rt, dht_ts now, dht_ts interval);
 void dht_rt_touch_bucket(dht_rt *rt, int idx, dht_ts now);
 /* Checks every internal invariant of the table (tests and fuzzing).
- * Returns 0 or a negative line-specific code. */
+ * Returns 0 or DHT_ERR_INTERNAL.  It hashes every key: not for hot paths. */
 int dht_rt_check(const dht_rt *rt);
 /* Adaptive RPC timeout for a contact: srtt + 4 rttvar, clamped. */
 dht_ts dht_rt_timeout(const dht_rt_contact *c, dht_ts min_ms, dht_ts max_ms);

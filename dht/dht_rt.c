@@ -9,7 +9,7 @@
  * holding our own ID's neighbourhood) those with cpl >= nb-1.  Only that last
  * bucket ever splits, when a contact is due in it and it is full.
  *
- * Each bucket is one allocation: a header, k + replacement_cache contact
+ * Each bucket is one allocation that grows with use: a header, cap contact
  * slots and, parallel to them, id64[] (the first 8 bytes of each slot's ID,
  * big-endian) and pfx[] (each slot's diversity prefix key).  A contact keeps
  * its public key, not its ID: the ID is BLAKE2b(pk), and id64 is all that
@@ -20,12 +20,27 @@
  * a stored contact is hashed from its key only where 64 bits do not decide:
  * a split whose contact shares its first 64 bits with our own ID, a
  * dht_rt_closest tie on the top 59 bits of the distance, and dht_rt_check.
- * A slot (contact, id64, pfx) is 100 bytes; it was 132 (a 120-byte contact
- * that also held the 32-byte ID): 2.8 KB per bucket of 20 + 8, not 3.7 KB.
- * Slots [0, n) are the bucket, in the order contacts entered it;
- * slots [k, k + ncache) are the replacement cache: confirmed entries (they
- * answered us: last_reply != 0) first, most recent first, then unconfirmed
- * ones, most recent first.  Entry k is therefore the one to promote next.
+ *
+ * Slots [0, n) are the bucket, in the order contacts entered it; slots
+ * [n, n + ncache) right after them are the replacement cache: confirmed
+ * entries (they answered us: last_reply != 0) first, most recent first,
+ * then unconfirmed ones, most recent first.  Entry n is therefore the one
+ * to promote next.  A contact entering the bucket shifts the cache up one
+ * slot (the cache is empty in most buckets, and small).  A slot (contact,
+ * id64, pfx) is 100 bytes and the header 32.  The bucket grows GROW_STEP
+ * slots at a time, up to k + replacement_cache, when a contact or a cache
+ * entry needs a slot; a split builds both halves anew, each sized to what
+ * it holds.  It never shrinks otherwise: a bucket that lost contacts keeps
+ * its room for the ones that come back.  Sharing one allocation between
+ * bucket and cache means that promoting a cache entry never allocates, so
+ * dht_rt_failed and dht_rt_remove cannot fail; every allocation is made by
+ * dht_rt_update (and dht_rt_new), before it changes anything.
+ *
+ * With k = 20 and replacement_cache = 8, a bucket of 20 contacts and an
+ * empty cache costs 2,032 bytes, one of 5 contacts 832; each cost 2,824
+ * bytes (k + 8 slots) when every bucket was allocated whole.  In the
+ * simulator's 10,000-host run (k = 20, replacement_cache = 4) this took a
+ * host's whole state from 46.0 to 39.4 KiB (docs/sim.md, Scale).
  *
  * Invariants (dht_rt_check verifies them):
  *   - 1 <= nb <= 256 and nb <= cap; every b[i], i < nb, is allocated;
@@ -34,11 +49,13 @@
  *     our own;
  *   - an id appears at most once in the whole table, buckets and caches;
  *   - 0 <= n <= k, 0 <= ncache <= replacement_cache, size == sum of n;
+ *   - n + ncache <= cap <= k + replacement_cache, and cap is a multiple of
+ *     GROW_STEP or k + replacement_cache;
  *   - id64[i] is the first 8 bytes (big-endian) of BLAKE2b(slot[i].pk) for
  *     every used slot, and pfx[i] the diversity key of slot[i].addr;
  *   - no contact of bucket [0, n) is due a liveness ping before ping_check
- *     (see below), and ping_due <= every bucket's ping_check;
- *     (a lower bound: contact times only grow, and any insertion resets it);
+ *     (a lower bound: contact times only grow, and any insertion resets it),
+ *     and ping_due <= every bucket's ping_check;
  *   - every allocation failure returns DHT_ERR_NOMEM with these intact.
  *
  * Long-lived contacts are preferred: a contact that answers is never evicted
@@ -53,23 +70,19 @@
 
 #include "dht_int.h"
 
-/* Verifies every invariant above: 0, or DHT_ERR_INTERNAL.  For tests; it
- * hashes every key, so it is not for hot paths.
- * TODO(lead): this prototype belongs in dht_int.h. */
-int dht_rt_check(const dht_rt *rt);
-
 #define ID_BITS (DHT_ID_LEN * 8)
 #define DIV_V4_BITS 24 /* IP diversity prefixes: /24 for IPv4, */
 #define DIV_V6_BITS 48 /* /48 for IPv6 */
 #define RC_MAX 256     /* largest replacement cache a setting may ask for */
+#define GROW_STEP 4    /* slots a bucket grows by */
 
 typedef struct bucket {
   dht_ts last_changed;   /* last add, answer or refresh (dht_rt_touch_bucket) */
   dht_ts ping_check;     /* no contact is due a liveness ping before this */
   int n;                 /* contacts in slot[0, n) */
-  int ncache;            /* replacement entries in slot[k, k + ncache) */
-  dht_rt_contact slot[]; /* k + replacement_cache, then as many uint64_t id64,
-                          * then as many uint32_t pfx */
+  int ncache;            /* replacement entries in slot[n, n + ncache) */
+  int cap;               /* slots allocated */
+  dht_rt_contact slot[]; /* cap, then cap uint64_t id64, then cap uint32_t pfx */
 } bucket;
 
 #define PING_CHECK_NOW INT64_MIN /* ping_check of a bucket that must be scanned */
@@ -92,8 +105,8 @@ static int bucket_of(const dht_rt *rt, const uint8_t id[static DHT_ID_LEN]) {
   return cpl < rt->nb - 1 ? cpl : rt->nb - 1;
 }
 
-static dht_rt_contact *cache_of(const dht_rt *rt, bucket *b) {
-  return b->slot + rt->s.k;
+static dht_rt_contact *cache_of(bucket *b) {
+  return b->slot + b->n;
 }
 
 /* The first 8 bytes of an ID as a big-endian integer: XOR of two of these is
@@ -103,8 +116,8 @@ static inline uint64_t load64(const uint8_t *p) {
          (uint64_t)p[4] << 24 | (uint64_t)p[5] << 16 | (uint64_t)p[6] << 8 | (uint64_t)p[7];
 }
 
-static uint64_t *ids_of(const dht_rt *rt, const bucket *b) {
-  return (uint64_t *)(uintptr_t)(b->slot + rt->s.k + rt->s.replacement_cache);
+static uint64_t *ids_of(const bucket *b) {
+  return (uint64_t *)(uintptr_t)(b->slot + b->cap);
 }
 
 /* The diversity prefix of every slot's address, as a 32-bit key beside the
@@ -113,8 +126,8 @@ static uint64_t *ids_of(const dht_rt *rt, const bucket *b) {
  * twenty).  The top byte is the family, so the families never share a key;
  * an IPv4 /24 fits whole, an IPv6 /48 is folded, so equal keys are confirmed
  * on the address itself. */
-static uint32_t *pfx_of(const dht_rt *rt, const bucket *b) {
-  return (uint32_t *)(uintptr_t)(ids_of(rt, b) + rt->s.k + rt->s.replacement_cache);
+static uint32_t *pfx_of(const bucket *b) {
+  return (uint32_t *)(uintptr_t)(ids_of(b) + b->cap);
 }
 
 static uint32_t pfx_key(const dht_addr *a) {
@@ -129,37 +142,111 @@ static uint32_t pfx_key(const dht_addr *a) {
 /* Index in slot[base, base + n) of the contact with this key, or -1: found
  * by the 8-byte ID prefix id64 = load64(BLAKE2b(pk)), confirmed on the key
  * itself (no hashing here). */
-static int find_in(const dht_rt *rt, const bucket *b, int base, int n,
-                   const uint8_t pk[static DHT_PK_LEN], uint64_t id64) {
-  const uint64_t *ids = ids_of(rt, b) + base;
+static int find_in(const bucket *b, int base, int n, const uint8_t pk[static DHT_PK_LEN],
+                   uint64_t id64) {
+  const uint64_t *ids = ids_of(b) + base;
   for (int i = 0; i < n; i++)
     if (ids[i] == id64 && memcmp(b->slot[base + i].pk, pk, DHT_PK_LEN) == 0)
       return i;
   return -1;
 }
 
-/* Writes contact c, whose ID starts with id64, into slot idx. */
-static void set_slot(dht_rt *rt, bucket *b, int idx, const dht_rt_contact *c, uint64_t id64) {
-  if (&b->slot[idx] != c)
-    b->slot[idx] = *c;
-  ids_of(rt, b)[idx] = id64;
-  pfx_of(rt, b)[idx] = pfx_key(&c->addr);
-  if (idx < rt->s.k) {
-    b->ping_check = PING_CHECK_NOW;
-    rt->ping_due = PING_CHECK_NOW;
-  }
+/* ---- bucket memory -------------------------------------------------------- */
+
+static size_t bucket_bytes(int cap) {
+  return sizeof(bucket) +
+         (size_t)cap * (sizeof(dht_rt_contact) + sizeof(uint64_t) + sizeof(uint32_t));
 }
 
-/* Removes entry i of slot[base, base + *n), keeping the order. */
-static void remove_at(const dht_rt *rt, bucket *b, int base, int *n, int i) {
-  dht_rt_contact *c = b->slot + base;
-  uint64_t *ids = ids_of(rt, b) + base;
-  uint32_t *pfx = pfx_of(rt, b) + base;
-  memmove(c + i, c + i + 1, (size_t)(*n - i - 1) * sizeof *c);
-  memmove(ids + i, ids + i + 1, (size_t)(*n - i - 1) * sizeof *ids);
-  memmove(pfx + i, pfx + i + 1, (size_t)(*n - i - 1) * sizeof *pfx);
-  (*n)--;
+/* The slots to allocate for used ones: whole steps, at most k + cache. */
+static int cap_for(const dht_rt *rt, int used) {
+  int cap = (used + GROW_STEP - 1) / GROW_STEP * GROW_STEP;
+  int max = rt->s.k + rt->s.replacement_cache;
+  return cap < max ? cap : max;
 }
+
+static bucket *bucket_new(const dht_rt *rt, int cap, dht_ts last_changed) {
+  bucket *b = dht_mem_malloc(&rt->mem, bucket_bytes(cap));
+  if (!b)
+    return NULL;
+  b->last_changed = last_changed;
+  b->ping_check = PING_CHECK_NOW;
+  b->n = 0;
+  b->ncache = 0;
+  b->cap = cap;
+  return b;
+}
+
+/* Bucket bi with room for one more slot, grown by a step if it is full, or
+ * NULL (nothing changed) when the allocation fails.  The caller adds a slot,
+ * so it is not at k + replacement_cache already. */
+static bucket *make_room(dht_rt *rt, int bi) {
+  bucket *b = rt->b[bi];
+  int used = b->n + b->ncache;
+  if (used < b->cap)
+    return b;
+  int old = b->cap, cap = cap_for(rt, used + 1);
+  b = dht_mem_realloc(&rt->mem, b, bucket_bytes(cap));
+  if (!b)
+    return NULL;
+  /* The arrays after the slots move to their new offsets, the last first:
+   * the new id64[] may overlap the old pfx[]. */
+  const uint64_t *old_ids = (const uint64_t *)(uintptr_t)(b->slot + old);
+  const uint32_t *old_pfx = (const uint32_t *)(old_ids + old);
+  b->cap = cap;
+  memmove(pfx_of(b), old_pfx, (size_t)used * sizeof *old_pfx);
+  memmove(ids_of(b), old_ids, (size_t)used * sizeof *old_ids);
+  rt->b[bi] = b;
+  return b;
+}
+
+/* Opens slot idx of the used slots [0, n + ncache), shifting those after it
+ * up one; the caller has made room and fills the slot. */
+static void open_at(bucket *b, int idx) {
+  size_t tail = (size_t)(b->n + b->ncache - idx);
+  memmove(b->slot + idx + 1, b->slot + idx, tail * sizeof *b->slot);
+  memmove(ids_of(b) + idx + 1, ids_of(b) + idx, tail * sizeof(uint64_t));
+  memmove(pfx_of(b) + idx + 1, pfx_of(b) + idx, tail * sizeof(uint32_t));
+}
+
+/* Closes used slot idx, shifting those after it down one. */
+static void close_at(bucket *b, int idx) {
+  size_t tail = (size_t)(b->n + b->ncache - idx - 1);
+  memmove(b->slot + idx, b->slot + idx + 1, tail * sizeof *b->slot);
+  memmove(ids_of(b) + idx, ids_of(b) + idx + 1, tail * sizeof(uint64_t));
+  memmove(pfx_of(b) + idx, pfx_of(b) + idx + 1, tail * sizeof(uint32_t));
+}
+
+/* Writes contact c, whose ID starts with id64, into slot idx. */
+static void set_slot(bucket *b, int idx, const dht_rt_contact *c, uint64_t id64) {
+  b->slot[idx] = *c;
+  ids_of(b)[idx] = id64;
+  pfx_of(b)[idx] = pfx_key(&c->addr);
+}
+
+/* Appends contact c (not a pointer into b) to bucket b's contacts, before
+ * its cache; the caller has made room.  The bucket must be scanned for
+ * pings again. */
+static void add_contact(dht_rt *rt, bucket *b, const dht_rt_contact *c, uint64_t id64) {
+  open_at(b, b->n);
+  set_slot(b, b->n, c, id64);
+  b->n++;
+  b->ping_check = PING_CHECK_NOW;
+  rt->ping_due = PING_CHECK_NOW;
+}
+
+/* Removes contact i of bucket b, or entry j of its cache, keeping the order. */
+static void remove_contact(bucket *b, int i) {
+  close_at(b, i);
+  b->n--;
+}
+
+static void remove_cached(bucket *b, int j) {
+  close_at(b, b->n + j);
+  b->ncache--;
+}
+
+/* ---- contacts ------------------------------------------------------------ */
 
 static bool is_questionable(const dht_rt *rt, const dht_rt_contact *c, dht_ts now) {
   return c->last_reply == 0 || now - c->last_reply >= rt->s.questionable_after_ms;
@@ -206,9 +293,9 @@ static bool diversity_exempt(const dht_rt *rt, const dht_addr *a) {
 }
 
 /* Contacts of bucket b on a's prefix, not counting skip, stopping at limit. */
-static int count_prefix(const dht_rt *rt, const bucket *b, const dht_addr *a,
-                        const dht_rt_contact *skip, int limit, int cnt) {
-  const uint32_t *pfx = pfx_of(rt, b);
+static int count_prefix(const bucket *b, const dht_addr *a, const dht_rt_contact *skip, int limit,
+                        int cnt) {
+  const uint32_t *pfx = pfx_of(b);
   uint32_t key = pfx_key(a);
   for (int i = 0; i < b->n && cnt < limit; i++)
     if (pfx[i] == key && &b->slot[i] != skip && same_prefix(&b->slot[i].addr, a))
@@ -221,7 +308,7 @@ static int count_prefix(const dht_rt *rt, const bucket *b, const dht_addr *a,
 static bool diversity_ok_bucket(const dht_rt *rt, int bi, const dht_addr *a,
                                 const dht_rt_contact *skip) {
   int lb = rt->s.max_per_prefix_bucket;
-  return lb <= 0 || diversity_exempt(rt, a) || count_prefix(rt, rt->b[bi], a, skip, lb, 0) < lb;
+  return lb <= 0 || diversity_exempt(rt, a) || count_prefix(rt->b[bi], a, skip, lb, 0) < lb;
 }
 
 /* The whole-table limit, likewise. */
@@ -231,7 +318,7 @@ static bool diversity_ok_table(const dht_rt *rt, const dht_addr *a, const dht_rt
     return true;
   int cnt = 0;
   for (int j = 0; j < rt->nb && cnt < lt; j++)
-    cnt = count_prefix(rt, rt->b[j], a, skip, lt, cnt);
+    cnt = count_prefix(rt->b[j], a, skip, lt, cnt);
   return cnt < lt;
 }
 
@@ -241,39 +328,39 @@ static bool diversity_ok(const dht_rt *rt, int bi, const dht_addr *a, const dht_
 
 /* ---- replacement cache -------------------------------------------------- */
 
-/* Inserts c at its place in bucket b's cache (confirmed first, each group
- * most recent first), dropping the last entry if the cache is full.  The
- * caller has checked that c may displace that entry. */
+/* Inserts c (not a pointer into b) at its place in bucket b's cache
+ * (confirmed first, each group most recent first), dropping the last entry
+ * if the cache is full.  The caller has checked that c may displace that
+ * entry, and made room if the cache is not full. */
 static void cache_insert(dht_rt *rt, bucket *b, const dht_rt_contact *c, uint64_t id64) {
-  dht_rt_contact *rc = cache_of(rt, b);
-  uint64_t *ids = ids_of(rt, b) + rt->s.k;
-  uint32_t *pfx = pfx_of(rt, b) + rt->s.k;
-  int keep = b->ncache < rt->s.replacement_cache ? b->ncache : b->ncache - 1;
+  if (b->ncache == rt->s.replacement_cache)
+    b->ncache--;
+  const dht_rt_contact *rc = cache_of(b);
   int pos = 0;
   if (c->last_reply == 0)
-    while (pos < keep && rc[pos].last_reply != 0)
+    while (pos < b->ncache && rc[pos].last_reply != 0)
       pos++;
-  memmove(rc + pos + 1, rc + pos, (size_t)(keep - pos) * sizeof *rc);
-  memmove(ids + pos + 1, ids + pos, (size_t)(keep - pos) * sizeof *ids);
-  memmove(pfx + pos + 1, pfx + pos, (size_t)(keep - pos) * sizeof *pfx);
-  set_slot(rt, b, rt->s.k + pos, c, id64);
-  b->ncache = keep + 1;
+  open_at(b, b->n + pos);
+  set_slot(b, b->n + pos, c, id64);
+  b->ncache++;
 }
 
 /* Moves cache entries of bucket bi into its free slots, next-to-promote
  * first, skipping entries whose address the diversity limits refuse (they
- * stay cached).  Returns the number moved. */
+ * stay cached).  Returns the number moved.  Never allocates: an entry
+ * leaves its cache slot for the bucket's. */
 static int fill_from_cache(dht_rt *rt, int bi) {
   bucket *b = rt->b[bi];
-  dht_rt_contact *rc = cache_of(rt, b);
   int moved = 0;
   for (int j = 0; j < b->ncache && b->n < rt->s.k;) {
-    if (!diversity_ok(rt, bi, &rc[j].addr, NULL)) {
+    if (!diversity_ok(rt, bi, &cache_of(b)[j].addr, NULL)) {
       j++;
       continue;
     }
-    set_slot(rt, b, b->n++, &rc[j], ids_of(rt, b)[rt->s.k + j]);
-    remove_at(rt, b, rt->s.k, &b->ncache, j);
+    dht_rt_contact c = cache_of(b)[j];
+    uint64_t id64 = ids_of(b)[b->n + j];
+    remove_cached(b, j);
+    add_contact(rt, b, &c, id64);
     rt->size++;
     moved++;
   }
@@ -282,25 +369,12 @@ static int fill_from_cache(dht_rt *rt, int bi) {
 
 /* ---- splitting ----------------------------------------------------------- */
 
-static bucket *bucket_new(const dht_rt *rt, dht_ts last_changed) {
-  size_t slots = (size_t)rt->s.k + (size_t)rt->s.replacement_cache;
-  bucket *b = dht_mem_malloc(
-      &rt->mem, sizeof *b + slots * (sizeof(dht_rt_contact) + sizeof(uint64_t) + sizeof(uint32_t)));
-  if (!b)
-    return NULL;
-  b->last_changed = last_changed;
-  b->ping_check = PING_CHECK_NOW;
-  b->n = 0;
-  b->ncache = 0;
-  return b;
-}
-
 /* The common prefix length of slot idx's ID with our own: from its 8-byte
  * prefix when that differs from ours (exact: the first differing bit is in
  * it), else from the full ID, hashed from the key (a 2^-64 event for a
  * hashed ID, so splits stay hash-free in practice). */
 static int slot_cpl(const dht_rt *rt, const bucket *b, int idx) {
-  uint64_t x = ids_of(rt, b)[idx] ^ load64(rt->self);
+  uint64_t x = ids_of(b)[idx] ^ load64(rt->self);
   if (x)
     return __builtin_clzll(x);
   uint8_t id[DHT_ID_LEN];
@@ -310,7 +384,8 @@ static int slot_cpl(const dht_rt *rt, const bucket *b, int idx) {
 
 /* Splits the last bucket: entries with cpl > nb-1 move, in order, to a new
  * last bucket, which inherits the old one's refresh time (it covered that
- * range until now).  Allocates before changing anything.
+ * range until now); the others stay, in order.  Both halves are new
+ * allocations sized to what they hold, made before anything changes.
  *
  * The cache is split the same way and both halves fill free slots from it,
  * although while nb < 256 the last bucket's cache is always empty (a full
@@ -327,28 +402,27 @@ static int split_last(dht_rt *rt) {
   }
   int depth = rt->nb - 1;
   bucket *old = rt->b[depth];
-  bucket *nw = bucket_new(rt, old->last_changed);
-  if (!nw)
+  int used = old->n + old->ncache, moving = 0;
+  for (int i = 0; i < used; i++)
+    moving += slot_cpl(rt, old, i) > depth;
+  bucket *stay = bucket_new(rt, cap_for(rt, used - moving), old->last_changed);
+  bucket *nw = bucket_new(rt, cap_for(rt, moving), old->last_changed);
+  if (!stay || !nw) {
+    dht_mem_free(&rt->mem, stay);
+    dht_mem_free(&rt->mem, nw);
     return DHT_ERR_NOMEM;
+  }
+  stay->ping_check = old->ping_check;
 
-  const uint64_t *ids = ids_of(rt, old);
-  int keep = 0;
-  for (int i = 0; i < old->n; i++) {
-    if (slot_cpl(rt, old, i) > depth)
-      set_slot(rt, nw, nw->n++, &old->slot[i], ids[i]);
-    else
-      set_slot(rt, old, keep++, &old->slot[i], ids[i]);
+  const uint64_t *ids = ids_of(old);
+  for (int i = 0; i < old->n; i++)
+    add_contact(rt, slot_cpl(rt, old, i) > depth ? nw : stay, &old->slot[i], ids[i]);
+  for (int i = old->n; i < used; i++) {
+    bucket *to = slot_cpl(rt, old, i) > depth ? nw : stay;
+    set_slot(to, to->n + to->ncache++, &old->slot[i], ids[i]);
   }
-  old->n = keep;
-  int k = rt->s.k;
-  keep = 0;
-  for (int i = 0; i < old->ncache; i++) {
-    if (slot_cpl(rt, old, k + i) > depth)
-      set_slot(rt, nw, k + nw->ncache++, &old->slot[k + i], ids[k + i]);
-    else
-      set_slot(rt, old, k + keep++, &old->slot[k + i], ids[k + i]);
-  }
-  old->ncache = keep;
+  dht_mem_free(&rt->mem, old);
+  rt->b[depth] = stay;
   rt->b[rt->nb++] = nw;
   rt->ping_due = PING_CHECK_NOW;
 
@@ -381,7 +455,7 @@ int dht_rt_new(dht_rt **out, const uint8_t self[static DHT_ID_LEN], const dht_rt
   rt->b = dht_mem_malloc(mem, (size_t)rt->cap * sizeof *rt->b);
   if (!rt->b)
     goto fail;
-  rt->b[0] = bucket_new(rt, 0);
+  rt->b[0] = bucket_new(rt, 0, 0); /* no slots yet */
   if (!rt->b[0])
     goto fail;
   rt->nb = 1;
@@ -461,7 +535,7 @@ static int update_known(dht_rt *rt, int bi, int i, const dht_addr *addr, bool co
   /* The peer may have moved; not onto a prefix that is already full. */
   if (!dht_addr_eq(&c->addr, addr) && diversity_ok(rt, bi, addr, c)) {
     c->addr = *addr;
-    pfx_of(rt, b)[i] = pfx_key(addr);
+    pfx_of(b)[i] = pfx_key(addr);
   }
   b->last_changed = now;
   return DHT_RT_UPDATED;
@@ -471,19 +545,18 @@ static int update_known(dht_rt *rt, int bi, int i, const dht_addr *addr, bool co
 static int update_cached(dht_rt *rt, int bi, int j, const dht_addr *addr, bool confirmed,
                          dht_ts rtt_ms, dht_ts now) {
   bucket *b = rt->b[bi];
-  dht_rt_contact *rc = cache_of(rt, b);
   if (!confirmed)
     return DHT_RT_CACHED;
-  dht_rt_contact c = rc[j];
-  uint64_t id64 = ids_of(rt, b)[rt->s.k + j];
+  dht_rt_contact c = cache_of(b)[j];
+  uint64_t id64 = ids_of(b)[b->n + j];
   c.last_reply = now;
   c.fails = 0;
   c.addr = *addr; /* checked against the limits when it is promoted */
   rtt_sample(&c, rtt_ms);
-  remove_at(rt, b, rt->s.k, &b->ncache, j);
+  remove_cached(b, j); /* its slot is the room for what follows */
   /* Room can appear behind a diversity refusal: take it if allowed now. */
   if (b->n < rt->s.k && diversity_ok(rt, bi, &c.addr, NULL)) {
-    set_slot(rt, b, b->n++, &c, id64);
+    add_contact(rt, b, &c, id64);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
@@ -512,10 +585,10 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
   uint64_t id64 = load64(id);
-  int i = find_in(rt, b, 0, b->n, pk, id64);
+  int i = find_in(b, 0, b->n, pk, id64);
   if (i >= 0)
     return update_known(rt, bi, i, addr, confirmed, rtt_ms, now);
-  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
+  i = find_in(b, b->n, b->ncache, pk, id64);
   if (i >= 0)
     return update_cached(rt, bi, i, addr, confirmed, rtt_ms, now);
 
@@ -544,7 +617,10 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   if (b->n < rt->s.k) {
     if (!diversity_ok(rt, bi, addr, NULL))
       return DHT_RT_REJECTED;
-    set_slot(rt, b, b->n++, &nc, id64);
+    b = make_room(rt, bi);
+    if (!b)
+      return DHT_ERR_NOMEM;
+    add_contact(rt, b, &nc, id64);
     rt->size++;
     b->last_changed = now;
     return DHT_RT_ADDED;
@@ -565,8 +641,8 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   if (worst >= 0) {
     if (!diversity_ok(rt, bi, addr, &b->slot[worst]))
       return DHT_RT_REJECTED;
-    remove_at(rt, b, 0, &b->n, worst);
-    set_slot(rt, b, b->n++, &nc, id64);
+    remove_contact(b, worst);
+    add_contact(rt, b, &nc, id64);
     b->last_changed = now;
     return DHT_RT_ADDED;
   }
@@ -574,8 +650,13 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   /* Good contacts stay.  The newcomer waits in the cache: a confirmed one
    * displaces the oldest entry, an unconfirmed one only an unconfirmed one. */
   int rc = rt->s.replacement_cache;
-  if (rc == 0 || (b->ncache == rc && !confirmed && cache_of(rt, b)[rc - 1].last_reply != 0))
+  if (rc == 0 || (b->ncache == rc && !confirmed && cache_of(b)[rc - 1].last_reply != 0))
     return DHT_RT_REJECTED;
+  if (b->ncache < rc) { /* the cache grows by one */
+    b = make_room(rt, bi);
+    if (!b)
+      return DHT_ERR_NOMEM;
+  }
   cache_insert(rt, b, &nc, id64);
   if (confirmed && ping)
     *ping = ping_candidate(rt, b, now);
@@ -585,7 +666,7 @@ int dht_rt_update_id(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
 void dht_rt_heard(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
                   const uint8_t id[static DHT_ID_LEN], const dht_addr *addr, dht_ts now) {
   bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(rt, b, 0, b->n, pk, load64(id));
+  int i = find_in(b, 0, b->n, pk, load64(id));
   if (i < 0)
     return;
   dht_rt_contact *c = &b->slot[i];
@@ -613,7 +694,7 @@ bool dht_rt_failed(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
   uint64_t id64 = load64(id);
-  int i = find_in(rt, b, 0, b->n, pk, id64);
+  int i = find_in(b, 0, b->n, pk, id64);
   if (i >= 0) {
     dht_rt_contact *c = &b->slot[i];
     if (c->fails < UINT8_MAX)
@@ -624,15 +705,15 @@ bool dht_rt_failed(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
      * empty the table. */
     if (c->fails < rt->s.max_failures || b->ncache == 0)
       return false;
-    remove_at(rt, b, 0, &b->n, i);
+    remove_contact(b, i);
     rt->size--;
     if (fill_from_cache(rt, bi))
       b->last_changed = now;
     return true;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
+  i = find_in(b, b->n, b->ncache, pk, id64);
   if (i >= 0) /* a replacement that does not answer is no replacement */
-    remove_at(rt, b, rt->s.k, &b->ncache, i);
+    remove_cached(b, i);
   return false;
 }
 
@@ -640,14 +721,14 @@ void dht_rt_pinged(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
                    const uint8_t id[static DHT_ID_LEN], dht_ts now) {
   bucket *b = rt->b[bucket_of(rt, id)];
   uint64_t id64 = load64(id);
-  int i = find_in(rt, b, 0, b->n, pk, id64);
+  int i = find_in(b, 0, b->n, pk, id64);
   if (i >= 0) {
     b->slot[i].last_ping = now;
     return;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
+  i = find_in(b, b->n, b->ncache, pk, id64);
   if (i >= 0)
-    cache_of(rt, b)[i].last_ping = now;
+    cache_of(b)[i].last_ping = now;
 }
 
 bool dht_rt_remove(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
@@ -655,17 +736,17 @@ bool dht_rt_remove(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
   int bi = bucket_of(rt, id);
   bucket *b = rt->b[bi];
   uint64_t id64 = load64(id);
-  int i = find_in(rt, b, 0, b->n, pk, id64);
+  int i = find_in(b, 0, b->n, pk, id64);
   if (i >= 0) {
-    remove_at(rt, b, 0, &b->n, i);
+    remove_contact(b, i);
     rt->size--;
     fill_from_cache(rt, bi);
     return true;
   }
-  i = find_in(rt, b, rt->s.k, b->ncache, pk, id64);
+  i = find_in(b, b->n, b->ncache, pk, id64);
   if (i < 0)
     return false;
-  remove_at(rt, b, rt->s.k, &b->ncache, i);
+  remove_cached(b, i);
   return true;
 }
 
@@ -674,12 +755,11 @@ bool dht_rt_remove(dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
 const dht_rt_contact *dht_rt_find(const dht_rt *rt, const uint8_t pk[static DHT_PK_LEN],
                                   const uint8_t id[static DHT_ID_LEN]) {
   const bucket *b = rt->b[bucket_of(rt, id)];
-  int i = find_in(rt, b, 0, b->n, pk, load64(id));
+  int i = find_in(b, 0, b->n, pk, load64(id));
   return i >= 0 ? &b->slot[i] : NULL;
 }
 
 typedef struct closest_ctx {
-  const dht_rt *rt;
   const uint8_t *target;
   uint64_t t64; /* load64(target) */
   bool only_good;
@@ -714,10 +794,10 @@ static bool key_less(const closest_ctx *x, const bucket *b, uint64_t p, uint64_t
  * whole bucket measured no faster. */
 static void closest_take(closest_ctx *x, const bucket *b) {
   uint64_t s[DHT_K_MAX];
-  const uint64_t *ids = ids_of(x->rt, b);
+  const uint64_t *ids = ids_of(b);
   int r = x->n - x->cnt < DHT_K_MAX ? x->n - x->cnt : DHT_K_MAX;
-  int m = 0;
-  for (int i = 0; i < b->n; i++) {
+  int m = 0, n = b->n;
+  for (int i = 0; i < n; i++) {
     uint64_t v = ((ids[i] ^ x->t64) & ~SLOT_MASK) | (uint64_t)i;
     if (m == r && !key_less(x, b, v, s[r - 1]))
       continue; /* farther than the r kept: no need to read the contact */
@@ -771,7 +851,7 @@ int dht_rt_closest(const dht_rt *rt, const uint8_t target[static DHT_ID_LEN], bo
                    const dht_rt_contact **out, int n) {
   if (n <= 0 || rt->size == 0)
     return 0;
-  closest_ctx x = {rt, target, load64(target), only_good, out, n, 0};
+  closest_ctx x = {target, load64(target), only_good, out, n, 0};
   uint8_t d[DHT_ID_LEN];
   dht_id_xor(d, rt->self, target);
   int last = rt->nb - 1;
@@ -862,8 +942,8 @@ static bool entry_ok(const dht_rt *rt, const bucket *b, int bi, int idx) {
   const dht_rt_contact *c = &b->slot[idx];
   uint8_t id[DHT_ID_LEN];
   dht_id_from_pk(id, c->pk);
-  if (ids_of(rt, b)[idx] != load64(id) || memcmp(id, rt->self, DHT_ID_LEN) == 0 ||
-      pfx_of(rt, b)[idx] != pfx_key(&c->addr))
+  if (ids_of(b)[idx] != load64(id) || memcmp(id, rt->self, DHT_ID_LEN) == 0 ||
+      pfx_of(b)[idx] != pfx_key(&c->addr))
     return false;
   int cpl = dht_id_cpl(rt->self, id);
   return bi < rt->nb - 1 ? cpl == bi : cpl >= bi;
@@ -872,42 +952,39 @@ static bool entry_ok(const dht_rt *rt, const bucket *b, int bi, int idx) {
 int dht_rt_check(const dht_rt *rt) {
   if (!rt || rt->nb < 1 || rt->nb > ID_BITS || rt->nb > rt->cap || !rt->b)
     return DHT_ERR_INTERNAL;
+  int k = rt->s.k, max = k + rt->s.replacement_cache;
   int size = 0;
   for (int bi = 0; bi < rt->nb; bi++) {
     bucket *b = rt->b[bi];
-    if (!b || b->n < 0 || b->n > rt->s.k || b->ncache < 0 || b->ncache > rt->s.replacement_cache)
+    if (!b || b->n < 0 || b->n > k || b->ncache < 0 || b->ncache > rt->s.replacement_cache ||
+        b->n + b->ncache > b->cap || b->cap > max || (b->cap % GROW_STEP && b->cap != max))
       return DHT_ERR_INTERNAL;
     size += b->n;
-    const dht_rt_contact *rc = cache_of(rt, b);
-    for (int i = 0; i < b->n; i++) {
-      if (!entry_ok(rt, b, bi, i))
-        return DHT_ERR_INTERNAL;
+    for (int i = 0; i < b->n; i++)
       if (b->ping_check > ping_due_at(rt, &b->slot[i]))
         return DHT_ERR_INTERNAL;
-    }
     if (rt->ping_due > b->ping_check)
       return DHT_ERR_INTERNAL;
-    for (int i = 0; i < b->ncache; i++) {
-      if (!entry_ok(rt, b, bi, rt->s.k + i))
-        return DHT_ERR_INTERNAL;
-      if (i > 0 && rc[i].last_reply != 0 &&
+    const dht_rt_contact *rc = cache_of(b);
+    for (int i = 1; i < b->ncache; i++)
+      if (rc[i].last_reply != 0 &&
           (rc[i - 1].last_reply == 0 || rc[i - 1].last_reply < rc[i].last_reply))
         return DHT_ERR_INTERNAL; /* confirmed first, most recent first */
-    }
-    /* Unique ids: within this bucket and its cache (other buckets hold other
-     * cpls, so they cannot collide).  Only slots whose 8-byte prefixes are
-     * equal can share an id; those are compared in full. */
-    const uint64_t *ids = ids_of(rt, b);
-    int all = b->n + b->ncache;
-    for (int i = 0; i < all; i++) {
-      int si = i < b->n ? i : rt->s.k + i - b->n;
-      for (int j = i + 1; j < all; j++) {
-        int sj = j < b->n ? j : rt->s.k + j - b->n;
-        if (ids[si] != ids[sj])
+    /* Every used slot, bucket and cache, is well formed, and its id unique
+     * within the bucket (other buckets hold other cpls, so they cannot
+     * collide).  Only slots whose 8-byte prefixes are equal can share an id;
+     * those are compared in full. */
+    const uint64_t *ids = ids_of(b);
+    int used = b->n + b->ncache;
+    for (int i = 0; i < used; i++) {
+      if (!entry_ok(rt, b, bi, i))
+        return DHT_ERR_INTERNAL;
+      for (int j = i + 1; j < used; j++) {
+        if (ids[i] != ids[j])
           continue;
         uint8_t idi[DHT_ID_LEN], idj[DHT_ID_LEN];
-        dht_id_from_pk(idi, b->slot[si].pk);
-        dht_id_from_pk(idj, b->slot[sj].pk);
+        dht_id_from_pk(idi, b->slot[i].pk);
+        dht_id_from_pk(idj, b->slot[j].pk);
         if (memcmp(idi, idj, DHT_ID_LEN) == 0)
           return DHT_ERR_INTERNAL;
       }

@@ -23,10 +23,6 @@
 
 #include "dht_int.h"
 
-/* In dht_rt.c: verifies the table's internal invariants (0 or
- * DHT_ERR_INTERNAL).  Not yet in dht_int.h. */
-int dht_rt_check(const dht_rt *rt);
-
 /* ---- helpers ------------------------------------------------------------- */
 
 static uint64_t rng_state;
@@ -1280,13 +1276,22 @@ static void *c_realloc(void *ctx, void *p, size_t n) {
 
 enum { SWEEP_N = 1200 };
 
-/* Runs the sweep scenario with allocation fail_at failing; returns the
- * allocations made, and the resulting table's contacts in out_ids. */
-static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long fail_at,
-                      uint8_t (*out_ids)[DHT_ID_LEN], int *out_n, int *out_nb) {
+/* What the call that failed was doing, judged by its retry: */
+enum {
+  FAILED_SPLIT = 1, /* splitting (the retry made buckets) */
+  FAILED_ADD = 2,   /* growing a bucket for a contact */
+  FAILED_CACHE = 4, /* growing a bucket for a cache entry */
+};
+
+/* Runs the sweep scenario on a table of buckets of k and caches of rc, with
+ * allocation fail_at failing; returns the allocations made, and the
+ * resulting table's contacts in out_ids; *failed gets a FAILED_ flag. */
+static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, int k, int rc,
+                      long fail_at, uint8_t (*out_ids)[DHT_ID_LEN], int *out_n, int *out_nb,
+                      int *failed) {
   counting a = {0, fail_at, 0, 0};
   dht_mem mem = {&a, c_malloc, c_realloc, c_free};
-  dht_rt_settings s = settings(2, 1); /* small buckets: many splits */
+  dht_rt_settings s = settings(k, rc);
   dht_rt *rt = NULL;
   int r = dht_rt_new(&rt, self, &s, &mem);
   if (r == DHT_ERR_NOMEM) {
@@ -1298,7 +1303,7 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long 
   assert_int_equal(r, 0);
   int nomem = 0;
   for (int i = 0; i < SWEEP_N; i++) {
-    int before = dht_rt_size(rt);
+    int before = dht_rt_size(rt), nb = dht_rt_buckets(rt);
     r = dht_rt_update(rt, cs[i].pk, &cs[i].addr, true, 10, 100 + i, NULL);
     if (r == DHT_ERR_NOMEM) {
       nomem++;
@@ -1307,11 +1312,15 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long 
       assert_null(dht_rt_find(rt, cs[i].pk, cs[i].id));
       /* the allocator fails once: the same call now goes through */
       r = dht_rt_update(rt, cs[i].pk, &cs[i].addr, true, 10, 100 + i, NULL);
+      *failed = dht_rt_buckets(rt) > nb ? FAILED_SPLIT
+                : r == DHT_RT_ADDED     ? FAILED_ADD
+                : r == DHT_RT_CACHED    ? FAILED_CACHE
+                                        : 0;
     }
     assert_true(r >= 0);
   }
   assert_int_equal(nomem, fail_at > 3 && fail_at <= a.calls ? 1 : 0);
-  check(rt, self, 2);
+  check(rt, self, k);
   *out_n = dht_rt_size(rt);
   *out_nb = dht_rt_buckets(rt);
   for (int i = 0; i < *out_n; i++)
@@ -1322,8 +1331,13 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, long 
   return a.calls;
 }
 
-static void test_alloc_failures(void **state) {
-  (void)state;
+/* Every allocation of a scenario fails in turn: the call that made it
+ * returns DHT_ERR_NOMEM with the table unchanged, and a retry ends in the
+ * same table as a run without failures.  Two shapes: k = 2 and rc = 1 (many
+ * splits; a bucket is allocated at its full 3 slots at once), and k = 6 and
+ * rc = 5 (a bucket grows 0 -> 4 -> 8 -> 11 slots, for contacts and for cache
+ * entries). */
+static void sweep(int k, int rc, int min_buckets, int want_failed) {
   uint8_t self[DHT_ID_LEN];
   rng_fill(self, sizeof self);
   static tc cs[SWEEP_N];
@@ -1334,12 +1348,14 @@ static void test_alloc_failures(void **state) {
   for (int i = 0; i < 12; i++)
     tc_mined(&cs[50 + 97 * i], self, 8 + i / 3);
   static uint8_t ref[512][DHT_ID_LEN], got[512][DHT_ID_LEN];
-  int ref_n, ref_nb, n, nb;
-  long total = sweep_run(self, cs, 0, ref, &ref_n, &ref_nb);
-  assert_true(ref_nb >= 12); /* the bucket array had to grow */
+  int ref_n, ref_nb, n, nb, failed = 0, all_failed = 0;
+  long total = sweep_run(self, cs, k, rc, 0, ref, &ref_n, &ref_nb, &failed);
+  assert_int_equal(failed, 0);
+  assert_true(ref_nb >= min_buckets);
   assert_true(total > 10);
   for (long f = 1; f <= total; f++) {
-    sweep_run(self, cs, f, got, &n, &nb);
+    sweep_run(self, cs, k, rc, f, got, &n, &nb, &failed);
+    all_failed |= failed;
     if (n < 0) {
       assert_true(f <= 3); /* dht_rt_new's own allocations */
       continue;
@@ -1349,10 +1365,20 @@ static void test_alloc_failures(void **state) {
     assert_int_equal(nb, ref_nb);
     assert_memory_equal(got, ref, (size_t)n * DHT_ID_LEN);
   }
+  assert_int_equal(all_failed, want_failed); /* every allocation site failed */
 }
 
-/* What a table costs in a large network: every node of a 100,000-node
- * network offered to one table (more than any real node learns). */
+static void test_alloc_failures(void **state) {
+  (void)state;
+  sweep(2, 1, 12, FAILED_SPLIT | FAILED_ADD); /* the bucket array had to grow */
+  sweep(6, 5, 6, FAILED_SPLIT | FAILED_ADD | FAILED_CACHE);
+}
+
+/* What a table costs: a young one that has heard of a few dozen nodes, and
+ * one of a large network (every node of a 100,000-node network offered,
+ * more than any real node learns).  A bucket costs a 32-byte header and
+ * 100 bytes per slot (an 88-byte contact, its 8-byte ID prefix and 4-byte
+ * prefix key), and holds at most GROW_STEP - 1 = 3 slots it does not use. */
 static void test_memory(void **state) {
   (void)state;
   counting a = {0, 0, 0, 0};
@@ -1363,21 +1389,30 @@ static void test_memory(void **state) {
   dht_rt *rt = NULL;
   assert_int_equal(dht_rt_new(&rt, self, &s, &mem), 0);
   size_t empty = a.bytes;
-  for (int i = 0; i < 100000; i++) {
+  int cached = 0; /* an upper bound on the cache entries */
+  for (int i = 0; i < 40; i++) {
+    tc c;
+    tc_random(&c);
+    cached += add(rt, &c, true, 10 + i) == DHT_RT_CACHED;
+  }
+  int nb = dht_rt_buckets(rt), size = dht_rt_size(rt);
+  printf("  memory: empty %zu B; 40 nodes offered: %d contacts, %d buckets, %zu B\n", empty, size,
+         nb, a.bytes);
+  assert_true(a.bytes <= empty + (size_t)(nb - 1) * 32 + (size_t)(size + cached + 3 * nb) * 100);
+  for (int i = 40; i < 100000; i++) {
     tc c;
     tc_random(&c);
     add(rt, &c, true, 10 + i);
   }
-  int nb = dht_rt_buckets(rt);
-  printf("  memory: empty %zu B; 100k nodes offered: %d contacts, %d buckets, %zu B "
+  nb = dht_rt_buckets(rt);
+  printf("  memory: 100k nodes offered: %d contacts, %d buckets, %zu B "
          "(%zu B per bucket of %d + %d slots)\n",
-         empty, dht_rt_size(rt), nb, a.bytes, (a.bytes - empty) / (size_t)(nb > 1 ? nb - 1 : 1),
-         s.k, s.replacement_cache);
+         dht_rt_size(rt), nb, a.bytes, (a.bytes - empty) / (size_t)(nb > 1 ? nb - 1 : 1), s.k,
+         s.replacement_cache);
   /* log2(100000 / 20) ~ 12.3: about 13-15 buckets, never hundreds */
   assert_true(nb >= 10 && nb <= 20);
-  /* 28 slots of an 88-byte contact (no ID: 120 bytes with it), its 8-byte
-   * ID prefix and 4-byte prefix key, and a 24-byte header: 2,824 B per
-   * bucket (3,720 B with the ID) */
+  /* every bucket full, and every cache but the last bucket's: 2,824 B per
+   * bucket of 28 slots (3,720 B when a contact held its ID) */
   assert_true(a.bytes < (size_t)nb * 2850 + 1024);
   dht_rt_del(rt);
   assert_int_equal(a.live, 0);
