@@ -138,7 +138,8 @@ size_t dht_msg_contact_size(const dht_peer *c);
  * So the functions below that find a contact take its key and its ID (the
  * table matches on the ID's first 8 bytes, then on the key, exactly), and a
  * caller that needs a contact's ID derives it from pk (dht_eng_peer_id, or
- * dht_id_from_pk). */
+ * dht_id_from_pk).  A bucket's allocation grows with use (dht_rt.c), so a
+ * contact pointer the table returns is valid until the table next changes. */
 typedef struct dht_rt_contact {
   uint8_t pk[DHT_PK_LEN];
   dht_addr addr;

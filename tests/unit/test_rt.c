@@ -1292,6 +1292,7 @@ static long sweep_run(const uint8_t self[static DHT_ID_LEN], const tc *cs, int k
   counting a = {0, fail_at, 0, 0};
   dht_mem mem = {&a, c_malloc, c_realloc, c_free};
   dht_rt_settings s = settings(k, rc);
+  *failed = 0;
   dht_rt *rt = NULL;
   int r = dht_rt_new(&rt, self, &s, &mem);
   if (r == DHT_ERR_NOMEM) {
