@@ -130,6 +130,10 @@ typedef struct dht_identity {
 int dht_identity_from_seed(dht_identity *id, const uint8_t seed[static 32]);
 /* Node ID = BLAKE2b-256(Ed25519 public key). */
 void dht_id_from_pk(uint8_t id[static DHT_ID_LEN], const uint8_t pk[static DHT_PK_LEN]);
+/* Compares the XOR distances of a and b to target: <0 if a is closer, 0 if
+ * equal (a == b), >0 if b is closer. */
+int dht_id_cmp_dist(const uint8_t a[static DHT_ID_LEN], const uint8_t b[static DHT_ID_LEN],
+                    const uint8_t target[static DHT_ID_LEN]);
 
 /* ---- callbacks, memory, settings -------------------------------------- */
 
@@ -152,6 +156,16 @@ typedef struct dht_mem {
   void *(*realloc)(void *ctx, void *p, size_t n);
   void (*free)(void *ctx, void *p);
 } dht_mem;
+
+/* The allocator's wrappers, for services and drivers that allocate through
+ * the same dht_mem as the engine (so an allocation-failure sweep reaches
+ * them too).  calloc checks nmemb x size for overflow. */
+void *dht_mem_malloc(const dht_mem *m, size_t n);
+void *dht_mem_calloc(const dht_mem *m, size_t nmemb, size_t size);
+void *dht_mem_realloc(const dht_mem *m, void *p, size_t n);
+void dht_mem_free(const dht_mem *m, void *p);
+/* The libc allocator, used when the caller passes NULL. */
+extern const dht_mem dht_mem_libc;
 
 /* Every cap the engine has.  dht_settings_default() fills the defaults given
  * in the comments; change what you need before dht_new(). */
@@ -188,6 +202,7 @@ typedef struct dht_settings {
   int replay_window;     /* recent nonces remembered per generation: 4096 */
   int max_records;       /* peer records stored for others: 2048 */
   int max_services;      /* plugged services: 8 */
+  int max_requests;      /* services' requests outstanding, all services: 1024 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
   int rate_pps;       /* refill, packets per second per prefix: 400 */
@@ -196,9 +211,18 @@ typedef struct dht_settings {
   int rate_v4_prefix; /* bits: 24 */
   int rate_v6_prefix; /* bits: 48 */
 
-  /* Anti-amplification: reply bytes <= factor x request bytes until the
-   * source address has proven it can receive (echoed a cookie). */
+  /* Anti-amplification (docs/protocol.md, "Amplification"): until an
+   * address has proven it can receive (echoed a cookie, answered one of our
+   * requests there, or is a table contact that answered there), the bytes
+   * we send it that are not our own requests stay within factor x the bytes
+   * it sent us, whatever service sends them and in however many datagrams. */
   int amplification_factor; /* 3 */
+  int proof_cache;          /* proven addresses and unproven credit remembered: 256 each */
+  /* Datagrams started on our own toward an unproven address (the verify
+   * PING; services' requests marked unsolicited) pass a token bucket per
+   * destination prefix (rate_v4_prefix / rate_v6_prefix).  Loopback is exempt. */
+  int unsolicited_pps;   /* refill per destination prefix: 2 */
+  int unsolicited_burst; /* bucket depth: 10 */
 
   /* Records. */
   dht_ts record_ttl_ms; /* our record's lifetime: 2 h (<= DHT_RECORD_MAX_TTL_S) */
@@ -367,6 +391,10 @@ typedef struct dht_stats {
       drop_bad_record, drop_out_full, drop_event_full;
   uint64_t requests_in, replies_in, requests_out, timeouts;
   uint64_t amplification_limited; /* replies shrunk for an unproven address */
+  uint64_t drop_amplification;    /* datagrams not sent: past an unproven address's credit */
+  uint64_t unsolicited_out; /* verify PINGs and unsolicited requests sent to unproven addresses */
+  uint64_t unsolicited_limited; /* ... not sent: the destination prefix's bucket was empty */
+  uint64_t svc_requests_out, svc_retries, svc_answers, svc_timeouts;
   uint64_t keycache_hits, keycache_misses;
   uint64_t lookups_started, lookups_done;
   uint64_t records_accepted, records_rejected;
@@ -407,24 +435,122 @@ int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_conta
 /* Message types 0x01-0x1f belong to the engine; a service owns a range in
  * 0x20-0x7f.  The engine authenticates and decrypts; the service gets the
  * plain msgpack body (an array whose first two elements are type and txid)
- * and decodes it with the dht_wire_* helpers below.  A service may call
- * dht_svc_send() and the command functions from its hooks (they only queue);
- * it must not call dht_read_pkt/dht_handle_expiry/dht_poll_event. */
+ * and decodes it with the dht_wire_* helpers below.
+ *
+ * Everything reaches a service through its hooks (docs/architecture.md,
+ * "The service interface"):
+ *  - on_msg: a datagram of its range that is not the answer to one of its
+ *    requests;
+ *  - on_answer / on_timeout: the answer to a request it sent with
+ *    dht_svc_request(), or the request's timeout;
+ *  - on_event: the results of the commands it issued with dht_svc_own(), and
+ *    unsolicited events (DHT_EV_ADDR_SEEN), which are offered to services
+ *    first and reach the driver only when no service took them;
+ *  - get_expiry / handle_expiry: its timers.
+ * From a hook a service may send, issue commands and cancel (they only
+ * queue); it must not call dht_read_pkt, dht_handle_expiry or
+ * dht_poll_event.  Events and answers are handed over at safe points (at the
+ * end of dht_read_pkt, dht_handle_expiry and in dht_poll_event), never from
+ * inside the engine's own bookkeeping. */
+
+/* One datagram of a service's range, as it arrived. */
+typedef struct dht_msg_in {
+  dht_peer from;       /* the sender's key and the address it came from */
+  uint8_t type;        /* body[1] */
+  uint32_t txid;       /* body[2] */
+  const uint8_t *body; /* the whole msgpack body; valid during the hook */
+  size_t len;
+  size_t wire_len; /* the datagram's size on the wire */
+} dht_msg_in;
+
+/* A service's request, as the engine hands it back. */
+typedef struct dht_req {
+  uint32_t txid;
+  uint8_t type; /* the request's message type */
+  dht_peer to;  /* where it went */
+  uint64_t tag; /* the owner's, from dht_req_opts */
+  int32_t aux;  /* likewise */
+  dht_ts sent;  /* first sent at */
+} dht_req;
+
 typedef struct dht_service {
   uint8_t type_lo, type_hi; /* inclusive */
   void *ctx;
-  void (*on_msg)(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
-                 dht_ts now);
+  void (*on_msg)(void *ctx, dht *e, const dht_msg_in *in, dht_ts now); /* required */
+  /* Optional: without it, answers go to on_msg. */
+  void (*on_answer)(void *ctx, dht *e, const dht_req *req, const dht_msg_in *in, dht_ts now);
+  /* Optional.  soft: the request's soft timeout passed; it stays open and a
+   * late answer still arrives.  Otherwise it is gone. */
+  void (*on_timeout)(void *ctx, dht *e, const dht_req *req, bool soft, dht_ts now);
+  /* Optional.  Returns true when it took an unsolicited event (the driver
+   * then does not see it); the return value is ignored for own commands. */
+  bool (*on_event)(void *ctx, dht *e, const dht_event *ev, dht_ts now);
   dht_ts (*get_expiry)(void *ctx);                      /* optional */
   void (*handle_expiry)(void *ctx, dht *e, dht_ts now); /* optional */
 } dht_service;
 
-/* Registers a service (copied).  Returns 0, DHT_ERR_INVAL for a bad or
- * overlapping range, DHT_ERR_FULL past settings.max_services. */
+/* Registers a service (copied).  Returns its id (> 0), DHT_ERR_INVAL for a
+ * bad or overlapping range, DHT_ERR_FULL past settings.max_services. */
 int dht_service_add(dht *e, const dht_service *svc);
-/* Queues body for peer.  body must be <= DHT_MAX_BODY.  Returns 0,
- * DHT_ERR_INVAL or DHT_ERR_FULL (queue at cap: counted in drop_out_full). */
+
+/* Unplugs service svc: its requests are forgotten, its commands' events go to
+ * the driver, nothing of its range reaches it again (counted as unknown
+ * types).  The service calls it before it frees its context.  Returns 0 or
+ * DHT_ERR_INVAL. */
+int dht_service_remove(dht *e, int svc);
+/* How many of service svc's requests are outstanding. */
+int dht_svc_pending(const dht *e, int svc);
+
+/* Hands the event of command cmd (issued by the service: dht_find_node,
+ * dht_get_record, dht_ping ...) to service svc's on_event instead of the
+ * driver.  Returns 0, DHT_ERR_INVAL or DHT_ERR_NOTFOUND (no such command
+ * running, or it finished already: then the driver got the event). */
+int dht_svc_own(dht *e, int svc, int64_t cmd);
+
+/* Queues a datagram that is not a request: an answer, or a notice.  To an
+ * address that has not proven it can receive, it must fit that address's
+ * amplification credit or it is dropped and counted (drop_amplification).
+ * body must be <= DHT_MAX_BODY, of a service's range.  Returns 0 (also when
+ * dropped for amplification), DHT_ERR_INVAL or DHT_ERR_FULL. */
 int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
+
+typedef struct dht_req_opts {
+  uint8_t answer;    /* the message type that answers it (required) */
+  int tries;         /* sends in all, 1..8 (retransmitted on timeout): 1 */
+  dht_ts soft_ms;    /* 0, or call on_timeout(soft) after this long */
+  dht_ts timeout_ms; /* 0 = the engine's estimate for the peer, per try */
+  bool unsolicited;  /* started on our own toward a peer that did not ask */
+  uint64_t tag;      /* the owner's, handed back */
+  int32_t aux;
+} dht_req_opts;
+
+/* A transaction id that no outstanding service request uses; encode it in
+ * the request's body, then call dht_svc_request() with that body. */
+uint32_t dht_svc_txid(dht *e);
+/* Sends a request of service svc to peer and keeps it until its answer (type
+ * o->answer, same txid, from the same key) or its timeout, both handed to the
+ * service.  The timeout of each try is the engine's RTT estimate for the
+ * peer (srtt + 4 rttvar of a table contact, clamped to rpc_timeout_min_ms ..
+ * rpc_timeout_max_ms), else the adaptive default: the same over all answers
+ * the engine has measured, else rpc_timeout_max_ms.  An unsolicited request
+ * to an unproven address passes the per-destination-prefix bucket
+ * (unsolicited_pps).  Returns 0, DHT_ERR_INVAL, DHT_ERR_FULL (at
+ * max_requests, the out queue's cap, or rate-limited: counted). */
+int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, size_t len,
+                    const dht_req_opts *o, dht_ts now);
+/* Forgets service svc's outstanding requests whose tag is tag: no answer or
+ * timeout reaches the service for them.  Returns how many. */
+int dht_svc_cancel(dht *e, int svc, uint64_t tag);
+
+/* The engine's current timeout for one request to peer (see
+ * dht_svc_request). */
+dht_ts dht_peer_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN]);
+
+/* Switches between server mode (reachable: others may store us; our record
+ * says so) and client mode at run time.  When our record has been published,
+ * it is made again and re-published.  Returns 0. */
+int dht_set_mode(dht *e, bool server, dht_ts now);
+bool dht_is_server(const dht *e);
 
 /* ---- msgpack helpers for services (implemented in dht_wire.c, the one
  * file that includes msgpack.h) ----------------------------------------- */

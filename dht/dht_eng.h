@@ -83,6 +83,32 @@ typedef struct outmsg {
   uint8_t body[]; /* len bytes */
 } outmsg;
 
+/* A service's outstanding request (dht_svc.c). */
+typedef struct svc_rpc {
+  dht_req r;
+  uint8_t svc;    /* index into svcs */
+  uint8_t answer; /* the answer's message type */
+  uint8_t tries;  /* sends left after the current one */
+  bool retried;   /* sent more than once: its answer gives no RTT sample (Karn) */
+  bool soft_done; /* the soft timeout has been reported */
+  dht_ts try_ms, deadline, soft_at;
+  uint16_t len;
+  uint8_t *body; /* retransmit copy; NULL when no try is left */
+} svc_rpc;
+
+/* An event waiting to be handed to a service at a safe point. */
+typedef struct svc_ev {
+  dht_event ev;
+  dht_lookup_result *res; /* owned */
+  int svc;                /* index into svcs, or -1: offered to every service */
+} svc_ev;
+
+/* A command whose event goes to a service. */
+typedef struct owned_cmd {
+  int64_t cmd;
+  int svc;
+} owned_cmd;
+
 /* Value of the cookie cache, keyed by the peer's public key. */
 typedef struct cookie {
   uint8_t token[DHT_TOKEN_LEN];
@@ -137,8 +163,22 @@ struct dht {
 
   dht_ts next_rotate, next_expire, next_republish, next_refresh, next_liveness;
 
+  dht_proof proof;
+  dht_ts last_now; /* the clock of the last driver call (dht_svc_send's credit) */
+  /* Smoothed RTT over every answer measured (ms): the timeout default for a
+   * service's request to a peer with no estimate of its own. */
+  int32_t all_srtt, all_rttvar;
+  bool all_rtt_known;
+
   dht_service *svcs;
   int nsvcs;
+  svc_rpc *sreq;
+  int nsreq, sreq_cap;
+  svc_ev *sev; /* ring */
+  int sev_head, sev_n, sev_alloc;
+  owned_cmd *owned;
+  int nowned, owned_cap;
+  bool svc_events; /* some service has on_event: unsolicited events go to them first */
 };
 
 /* dht_engine.c */
@@ -152,9 +192,38 @@ uint64_t dht_eng_unix_s(const dht *e, dht_ts now);
 /* Encodes m (txid filled in) and queues it to peer; for requests, registers
  * an rpc of the given kind and command.  Returns 0 or a negative code. */
 int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cmd_id, dht_ts now);
-int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
-/* Queues an event; res (may be NULL) is owned by the queue from then on. */
+/* Queues body to peer.  A request (ours, its answer awaited) goes as is;
+ * anything else to an address that has not proven it receives must fit that
+ * address's credit, or is dropped and counted (drop_amplification, return 0).
+ * Returns 0, DHT_ERR_INVAL, DHT_ERR_FULL or DHT_ERR_NOMEM. */
+int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, bool request,
+                  dht_ts now);
+/* Has peer shown it receives at peer->addr (a table contact that answered
+ * there, or a remembered proof)? */
+bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now);
+/* One RTT sample for the engine-wide estimate. */
+void dht_eng_rtt_sample(dht *e, dht_ts rtt_ms);
+/* Queues an event; res (may be NULL) is owned by the queue from then on.
+ * An event of a command a service owns, and an unsolicited event while a
+ * service listens, go to the services' queue instead (dht_svc.c). */
 void dht_eng_emit(dht *e, const dht_event *ev, dht_lookup_result *res);
+/* The driver's queue only. */
+void dht_eng_emit_driver(dht *e, const dht_event *ev, dht_lookup_result *res);
+
+/* dht_svc.c */
+/* Routes an event to a service if one owns or listens; false: not routed
+ * (res untouched). */
+bool dht_svc_route_event(dht *e, const dht_event *ev, dht_lookup_result *res);
+/* Hands queued events to services; called at safe points. */
+void dht_svc_dispatch(dht *e, dht_ts now);
+/* A datagram of a service's range: an answer to one of its requests goes to
+ * on_answer, anything else to on_msg. */
+void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now);
+/* Retransmits and timeouts of services' requests, then their timers. */
+void dht_svc_expire(dht *e, dht_ts now);
+dht_ts dht_svc_expiry(const dht *e);
+/* Frees every request, queued event and ownership (dht_del). */
+void dht_svc_free_all(dht *e);
 /* id = BLAKE2b(pk), from the key cache when the peer is known. */
 void dht_eng_peer_id(dht *e, const uint8_t pk[static DHT_PK_LEN], uint8_t id[static DHT_ID_LEN]);
 /* Builds our record bytes with a fresh sequence number. */

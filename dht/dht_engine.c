@@ -70,12 +70,16 @@ void dht_settings_default(dht_settings *s) {
   s->replay_window = 4096;
   s->max_records = 2048;
   s->max_services = 8;
+  s->max_requests = 1024;
   s->rate_pps = 400;
   s->rate_burst = 800;
   s->rate_prefixes = 1024;
   s->rate_v4_prefix = 24;
   s->rate_v6_prefix = 48;
   s->amplification_factor = 3;
+  s->proof_cache = 256;
+  s->unsolicited_pps = 2;
+  s->unsolicited_burst = 10;
   s->record_ttl_ms = (dht_ts)DHT_RECORD_MAX_TTL_S * 1000;
   s->republish_ms = 30 * 60 * 1000;
 }
@@ -91,7 +95,8 @@ static bool settings_ok(const dht_settings *s) {
          s->replay_window >= 0 && s->max_records >= 0 && s->max_services >= 0 && s->rate_pps >= 0 &&
          s->rate_burst >= 0 && s->rate_prefixes >= 0 && s->rate_v4_prefix >= 0 &&
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
-         s->amplification_factor >= 1 && s->record_ttl_ms >= 1000 &&
+         s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
+         s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->record_ttl_ms >= 1000 &&
          s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
@@ -191,6 +196,25 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
   if ((rv = dht_replay_init(&e->replay, e->set.replay_window, rnd + 104, &e->mem)) != 0)
     goto fail;
   dht_recstore_init(&e->recs, e->id, e->set.max_records, &e->mem);
+  {
+    /* Keys for the proof caches come from the same draw, hashed under a
+     * label, so that adding them changed no engine's random stream (the
+     * simulator's runs stay what they were). */
+    uint8_t prnd[40];
+    crypto_generichash(prnd, sizeof prnd, rnd, sizeof rnd, (const uint8_t *)"roost-proof-keys", 16);
+    dht_proof_settings ps = {
+        .entries = e->set.proof_cache,
+        .factor = e->set.amplification_factor,
+        .pps = e->set.unsolicited_pps,
+        .burst = e->set.unsolicited_burst,
+        .v4bits = e->set.rate_v4_prefix,
+        .v6bits = e->set.rate_v6_prefix,
+    };
+    rv = dht_proof_init(&e->proof, &ps, prnd, &e->mem);
+    sodium_memzero(prnd, sizeof prnd);
+    if (rv)
+      goto fail;
+  }
   sodium_memzero(rnd, sizeof rnd);
 
   e->next_rotate = now + DHT_TOKEN_ROTATE_MS;
@@ -220,7 +244,8 @@ void dht_del(dht *e) {
   dht_mem_free(&mem, e->ev_res);
   dht_mem_free(&mem, e->ev_hold);
   dht_mem_free(&mem, e->rpcs);
-  dht_mem_free(&mem, e->svcs);
+  dht_svc_free_all(e);
+  dht_proof_free(&e->proof, &mem);
   dht_recstore_free(&e->recs);
   dht_replay_free(&e->replay, &mem);
   dht_rate_free(&e->rate, &mem);
@@ -238,12 +263,44 @@ void dht_del(dht *e) {
 
 /* ---- the outgoing queue ----------------------------------------------- */
 
-int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len) {
+bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now) {
+  uint8_t id[DHT_ID_LEN];
+  dht_eng_peer_id(e, peer->pk, id);
+  const dht_rt_contact *c = dht_rt_find(e->rt, peer->pk, id);
+  if (c && c->last_reply && dht_addr_eq(&c->addr, &peer->addr))
+    return true;
+  return dht_proof_has(&e->proof, peer, now);
+}
+
+void dht_eng_rtt_sample(dht *e, dht_ts rtt_ms) {
+  int32_t r = rtt_ms < 0 ? 0 : rtt_ms > 60000 ? 60000 : (int32_t)rtt_ms;
+  if (!e->all_rtt_known) {
+    e->all_srtt = r;
+    e->all_rttvar = r / 2;
+    e->all_rtt_known = true;
+    return;
+  }
+  /* RFC 6298's gains (1/8, 1/4), in integer milliseconds */
+  int32_t err = r - e->all_srtt;
+  e->all_rttvar += ((err < 0 ? -err : err) - e->all_rttvar) / 4;
+  e->all_srtt += err / 8;
+}
+
+int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, bool request,
+                  dht_ts now) {
   if (len > DHT_MAX_BODY)
     return DHT_ERR_INVAL;
+  /* Where every datagram leaves the engine: anything that is not our own
+   * request, to an address that has not proven it receives, is paid from
+   * that address's credit (dht_proof.c), whoever wrote it. */
   if (e->out_n >= e->set.max_out_queue) {
     e->st.drop_out_full++;
     return DHT_ERR_FULL;
+  }
+  if (!request && !dht_proof_spend(&e->proof, &to->addr, len + DHT_OVERHEAD, now) &&
+      !dht_eng_proven(e, to, now)) {
+    e->st.drop_amplification++;
+    return 0;
   }
   if (e->out_n == e->out_alloc) {
     int na = e->out_alloc ? e->out_alloc * 2 : 8;
@@ -302,6 +359,11 @@ dht_ssize dht_write_pkt(dht *e, dht_addr *to, uint8_t *buf, size_t buflen, dht_t
 /* ---- events --------------------------------------------------------------- */
 
 void dht_eng_emit(dht *e, const dht_event *ev, dht_lookup_result *res) {
+  if (!dht_svc_route_event(e, ev, res))
+    dht_eng_emit_driver(e, ev, res);
+}
+
+void dht_eng_emit_driver(dht *e, const dht_event *ev, dht_lookup_result *res) {
   if (e->ev_n >= e->set.max_events)
     goto drop;
   if (e->ev_n == e->ev_alloc) {
@@ -339,6 +401,8 @@ drop:
 int dht_poll_event(dht *e, dht_event *ev) {
   dht_mem_free(&e->mem, e->ev_hold);
   e->ev_hold = NULL;
+  if (e->sev_n > 0)
+    dht_svc_dispatch(e, e->last_now);
   if (e->ev_n == 0)
     return DHT_ERR_NOTFOUND;
   *ev = e->ev[e->ev_head];
@@ -429,7 +493,7 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   }
   if (n < 0)
     return (int)n;
-  int rv = dht_eng_queue(e, to, body, (size_t)n);
+  int rv = dht_eng_queue(e, to, body, (size_t)n, true, now);
   if (rv)
     return rv;
   rpc *r = &e->rpcs[e->nrpcs++];
@@ -470,19 +534,21 @@ static void ping_contact(dht *e, const dht_rt_contact *c, dht_ts now) {
 
 /* ---- replies in --------------------------------------------------------- */
 
-static void reply(dht *e, const dht_peer *to, dht_msg *m) {
+static void reply(dht *e, const dht_peer *to, dht_msg *m, dht_ts now) {
   uint8_t body[DHT_MAX_BODY];
   dht_ssize n = dht_msg_encode(m, body, sizeof body);
   if (n >= 0)
-    dht_eng_queue(e, to, body, (size_t)n);
+    dht_eng_queue(e, to, body, (size_t)n, false, now);
 }
 
 /* Has this address shown it can receive what we send it?  Either it echoed a
  * token we gave that address, or it is a table contact that answered us there. */
 static bool proven(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
-                   const dht_msg *m) {
-  if (m->token_len == DHT_TOKEN_LEN && dht_token_check(&e->tok, &from->addr, from->pk, m->token))
+                   const dht_msg *m, dht_ts now) {
+  if (m->token_len == DHT_TOKEN_LEN && dht_token_check(&e->tok, &from->addr, from->pk, m->token)) {
+    dht_proof_mark(&e->proof, from, now); /* for services' answers too */
     return true;
+  }
   const dht_rt_contact *c = dht_rt_find(e->rt, from->pk, id);
   return c && c->last_reply && dht_addr_eq(&c->addr, &from->addr);
 }
@@ -521,6 +587,15 @@ static void maybe_verify(dht *e, const dht_peer *from, const uint8_t id[static D
   dht_ts *last = (dht_ts *)dht_cache_get(&e->verified, from->pk);
   if (last && now - *last < VERIFY_EVERY_MS)
     return;
+  /* The verify PING is the one datagram the engine starts on its own toward
+   * an address that has not proven itself: rate-limited per destination
+   * prefix, so a flood of requests from fresh keys with one spoofed source
+   * cannot aim pings at a victim. */
+  if (!dht_proof_unsolicited(&e->proof, &from->addr, now)) {
+    e->st.unsolicited_limited++;
+    return;
+  }
+  e->st.unsolicited_out++;
   last = (dht_ts *)dht_cache_put(&e->verified, from->pk);
   *last = now;
   send_ping(e, from, RPC_VERIFY, 0, now);
@@ -569,7 +644,7 @@ static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET: {
     size_t budget = DHT_MAX_PKT;
-    if (!proven(e, from, id, m)) {
+    if (!proven(e, from, id, m, now)) {
       size_t lim = pktlen * (size_t)e->set.amplification_factor;
       if (lim < budget) {
         budget = lim;
@@ -609,7 +684,7 @@ static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT
   default:
     return;
   }
-  reply(e, from, &r);
+  reply(e, from, &r, now);
   /* after the reply, so that a peer that pinged us has our PONG (and knows
    * us) before our verification ping arrives */
   maybe_verify(e, from, id, m->flags, now);
@@ -641,6 +716,8 @@ static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_I
   rpc r = *rp;
   rpc_remove(e, rp);
   e->st.replies_in++;
+  dht_proof_mark(&e->proof, &r.to, now);
+  dht_eng_rtt_sample(e, now - r.sent);
   /* The address we sent to delivered our request and the key answered: that
    * is what makes a contact reachable (server mode). */
   const dht_rt_contact *ping = NULL;
@@ -684,39 +761,41 @@ static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_I
   }
 }
 
-static const dht_service *service_for(const dht *e, uint8_t type) {
-  for (int i = 0; i < e->nsvcs; i++)
-    if (type >= e->svcs[i].type_lo && type <= e->svcs[i].type_hi)
-      return &e->svcs[i];
-  return NULL;
-}
+static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now);
 
 int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now) {
+  e->last_now = now;
+  read_pkt(e, from, data, len, now);
+  dht_svc_dispatch(e, now);
+  return 0;
+}
+
+static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now) {
   e->st.rx_packets++;
   e->st.rx_bytes += len;
   if (!dht_rate_allow(&e->rate, from, now)) {
     e->st.drop_ratelimit++;
-    return 0;
+    return;
   }
   if (len < DHT_OVERHEAD + 3 || len > DHT_MAX_PKT) {
     e->st.drop_size++;
-    return 0;
+    return;
   }
   if (data[0] != DHT_VERSION) {
     e->st.drop_version++;
-    return 0;
+    return;
   }
   dht_peer peer;
   memcpy(peer.pk, data + 1, DHT_PK_LEN);
   peer.addr = *from;
   if (memcmp(peer.pk, e->ident.pk, DHT_PK_LEN) == 0) { /* public data */
     e->st.drop_self++;
-    return 0;
+    return;
   }
   const uint8_t *ent = dht_box_key(&e->box, peer.pk);
   if (!ent) {
     e->st.drop_badkey++;
-    return 0;
+    return;
   }
   uint8_t id[DHT_ID_LEN];
   memcpy(id, ent + 32, DHT_ID_LEN);
@@ -724,36 +803,35 @@ int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, 
   dht_ssize n = dht_box_open(ent, data, len, body, sizeof body);
   if (n < 0) {
     e->st.drop_decrypt++;
-    return 0;
+    return;
   }
   if (dht_replay_seen(&e->replay, peer.pk, data + 1 + DHT_PK_LEN)) {
     e->st.drop_replay++;
-    return 0;
+    return;
   }
+  /* authenticated: what it sent pays for what we may send back unproven */
+  dht_proof_credit(&e->proof, from, len, now);
   uint8_t type;
   uint32_t txid;
   if (dht_msg_peek(body, (size_t)n, &type, &txid) != 0) {
     e->st.drop_malformed++;
-    return 0;
+    return;
   }
   if (type > DHT_MSG_CORE_MAX) {
-    const dht_service *svc = service_for(e, type);
-    if (!svc) {
-      e->st.drop_unknown_type++;
-      return 0;
-    }
-    svc->on_msg(svc->ctx, e, &peer, body, (size_t)n, now);
-    return 0;
+    dht_msg_in in = {
+        .from = peer, .type = type, .txid = txid, .body = body, .len = (size_t)n, .wire_len = len};
+    dht_svc_on_datagram(e, &in, now);
+    return;
   }
   dht_msg m;
   int rv = dht_msg_decode(&m, body, (size_t)n);
   if (rv == DHT_ERR_NOTFOUND) {
     e->st.drop_unknown_type++;
-    return 0;
+    return;
   }
   if (rv) {
     e->st.drop_malformed++;
-    return 0;
+    return;
   }
   switch (m.type) {
   case DHT_MSG_PING:
@@ -767,7 +845,7 @@ int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, 
     dht_lookup_step(e, now);
     break;
   }
-  return 0;
+  return;
 }
 
 /* ---- timers ------------------------------------------------------------- */
@@ -793,10 +871,7 @@ dht_ts dht_get_expiry(const dht *e) {
     t = min_ts(t, min_ts(e->next_refresh, liveness_at(e)));
   for (int i = 0; i < e->nrpcs; i++)
     t = min_ts(t, e->rpcs[i].deadline);
-  for (int i = 0; i < e->nsvcs; i++)
-    if (e->svcs[i].get_expiry)
-      t = min_ts(t, e->svcs[i].get_expiry(e->svcs[i].ctx));
-  return t;
+  return min_ts(t, dht_svc_expiry(e));
 }
 
 static void expire_rpcs(dht *e, dht_ts now) {
@@ -830,6 +905,7 @@ static void expire_rpcs(dht *e, dht_ts now) {
 }
 
 int dht_handle_expiry(dht *e, dht_ts now) {
+  e->last_now = now;
   expire_rpcs(e, now);
   if (now >= e->next_rotate) {
     uint8_t rnd[32];
@@ -866,14 +942,30 @@ int dht_handle_expiry(dht *e, dht_ts now) {
       ping_contact(e, c, now);
   }
   dht_lookup_step(e, now);
-  for (int i = 0; i < e->nsvcs; i++)
-    if (e->svcs[i].handle_expiry && e->svcs[i].get_expiry &&
-        e->svcs[i].get_expiry(e->svcs[i].ctx) <= now)
-      e->svcs[i].handle_expiry(e->svcs[i].ctx, e, now);
+  dht_svc_expire(e, now);
+  dht_svc_dispatch(e, now);
   return 0;
 }
 
 /* ---- our record ------------------------------------------------------- */
+
+int dht_set_mode(dht *e, bool server, dht_ts now) {
+  if (e->set.server_mode == server)
+    return 0;
+  e->set.server_mode = server;
+  /* the record carries the reachable flag: others must learn the change now,
+   * not at the next republish */
+  if (e->published && dht_eng_make_record(e, now) == 0) {
+    e->next_republish = now + e->set.republish_ms;
+    dht_lookup_start(e, CMD_PUT, e->id, NULL, 0, true, now);
+    dht_lookup_step(e, now);
+  }
+  return 0;
+}
+
+bool dht_is_server(const dht *e) {
+  return e->set.server_mode;
+}
 
 int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n) {
   if (n > DHT_RECORD_MAX_ADDRS || (n && !addrs))
@@ -1017,30 +1109,4 @@ int dht_load_table(dht *e, const uint8_t *buf, size_t len, dht_ts now) {
       taken++;
   }
   return taken;
-}
-
-int dht_service_add(dht *e, const dht_service *svc) {
-  if (!svc || !svc->on_msg || svc->type_lo <= DHT_MSG_CORE_MAX || svc->type_lo > svc->type_hi ||
-      svc->type_hi > 0x7f)
-    return DHT_ERR_INVAL;
-  for (int i = 0; i < e->nsvcs; i++)
-    if (svc->type_lo <= e->svcs[i].type_hi && e->svcs[i].type_lo <= svc->type_hi)
-      return DHT_ERR_INVAL;
-  if (e->nsvcs >= e->set.max_services)
-    return DHT_ERR_FULL;
-  dht_service *ns = dht_mem_realloc(&e->mem, e->svcs, (size_t)(e->nsvcs + 1) * sizeof *ns);
-  if (!ns)
-    return DHT_ERR_NOMEM;
-  e->svcs = ns;
-  e->svcs[e->nsvcs++] = *svc;
-  return 0;
-}
-
-int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len) {
-  uint8_t type;
-  uint32_t txid;
-  if (!to || !body || len > DHT_MAX_BODY || dht_msg_peek(body, len, &type, &txid) != 0 ||
-      type <= DHT_MSG_CORE_MAX)
-    return DHT_ERR_INVAL;
-  return dht_eng_queue(e, to, body, len);
 }

@@ -12,6 +12,8 @@
  *   dht_box.c      the datagram envelope: seal/open with cached shared keys
  *   dht_token.c    address-bound tokens (write tokens and cookies)
  *   dht_rate.c     per-source-prefix token buckets
+ *   dht_proof.c    proof of address and the amplification credit
+ *   dht_svc.c      the service interface: requests, command ownership, events
  *   dht_replay.c   recently seen nonces
  *   dht_record.c   signed peer records
  *   dht_recstore.c records held for other nodes
@@ -25,21 +27,13 @@
 
 /* ---- memory ----------------------------------------------------------- */
 
-void *dht_mem_malloc(const dht_mem *m, size_t n);
-void *dht_mem_calloc(const dht_mem *m, size_t nmemb, size_t size); /* overflow-checked */
-void *dht_mem_realloc(const dht_mem *m, void *p, size_t n);
-void dht_mem_free(const dht_mem *m, void *p);
-/* The libc allocator, used when the caller passes NULL. */
-extern const dht_mem dht_mem_libc;
+/* dht_mem_malloc/calloc/realloc/free and dht_mem_libc are in dht.h. */
 
 /* ---- IDs (dht_id.c) ---------------------------------------------------- */
 
 /* Number of leading bits a and b share: 0..256. */
 int dht_id_cpl(const uint8_t a[static DHT_ID_LEN], const uint8_t b[static DHT_ID_LEN]);
-/* Compares the XOR distances of a and b to target: <0 if a is closer, 0 if
- * equal (a == b), >0 if b is closer. */
-int dht_id_cmp_dist(const uint8_t a[static DHT_ID_LEN], const uint8_t b[static DHT_ID_LEN],
-                    const uint8_t target[static DHT_ID_LEN]);
+/* dht_id_cmp_dist (XOR distance order) is in dht.h. */
 void dht_id_xor(uint8_t out[static DHT_ID_LEN], const uint8_t a[static DHT_ID_LEN],
                 const uint8_t b[static DHT_ID_LEN]);
 /* An ID whose common prefix with self is exactly cpl bits (0..255): the first
@@ -357,6 +351,36 @@ int dht_rate_init(dht_rate *r, int prefixes, int pps, int burst, int v4bits, int
 void dht_rate_free(dht_rate *r, const dht_mem *mem);
 /* True if a packet from a may pass now (and takes a token). */
 bool dht_rate_allow(dht_rate *r, const dht_addr *a, dht_ts now);
+
+/* ---- proof of address and amplification credit (dht_proof.c) ---------- */
+
+typedef struct dht_proof_settings {
+  int entries; /* per cache (proven keys, credited addresses, destination prefixes) */
+  int factor;  /* amplification factor */
+  int pps, burst, v4bits, v6bits; /* unsolicited datagrams per destination prefix */
+} dht_proof_settings;
+
+typedef struct dht_proof {
+  int factor;
+  dht_cache proven;     /* peer pk -> the address it proved, and when */
+  dht_cache credit;     /* address -> bytes we may still send it, and when earned */
+  dht_rate unsolicited; /* per destination prefix */
+} dht_proof;
+
+/* rnd: 40 random bytes (cache keys and the rate table's multiplier). */
+int dht_proof_init(dht_proof *p, const dht_proof_settings *s, const uint8_t rnd[static 40],
+                   const dht_mem *mem);
+void dht_proof_free(dht_proof *p, const dht_mem *mem);
+/* peer showed it receives at peer->addr. */
+void dht_proof_mark(dht_proof *p, const dht_peer *peer, dht_ts now);
+/* A remembered, unexpired proof for exactly (peer->pk, peer->addr). */
+bool dht_proof_has(dht_proof *p, const dht_peer *peer, dht_ts now);
+/* An authenticated datagram of wire_len bytes came from `from`. */
+void dht_proof_credit(dht_proof *p, const dht_addr *from, size_t wire_len, dht_ts now);
+/* Takes wire_len bytes of to's credit; false (nothing taken) without enough. */
+bool dht_proof_spend(dht_proof *p, const dht_addr *to, size_t wire_len, dht_ts now);
+/* May we start one datagram toward to's prefix now (takes a token)? */
+bool dht_proof_unsolicited(dht_proof *p, const dht_addr *to, dht_ts now);
 
 /* ---- replayed datagrams (dht_replay.c) --------------------------------- */
 

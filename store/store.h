@@ -259,8 +259,8 @@ typedef struct store_settings {
   int64_t mbox_quota_items;     /* per mailbox on a DHT replica: 64 */
   int64_t capacity_bytes;       /* everything we store for others: 64 MiB */
   int time_window_s;            /* FETCH/DELETE/deposit clock skew accepted: 300 */
-  dht_ts rpc_timeout_ms;        /* one request's timeout: 2000 */
-  int rpc_tries;                /* attempts per request: 3 */
+  dht_ts rpc_timeout_ms;        /* one try's timeout; 0 = the engine's RTT estimate: 0 */
+  int rpc_tries;                /* attempts per request (1..8): 3 */
   dht_ts direct_timeout_ms;     /* wait for a direct delivery's answer: 1000 */
   dht_ts retry_min_ms;          /* first retry of a message not yet stored: 30 s */
   dht_ts retry_max_ms;          /* backoff cap: 10 min */

@@ -27,7 +27,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "dht_int.h"
+#include "dht.h"
 #include "store.h"
 
 #define KEY_LEN (STORE_MBOX_LEN + STORE_HASH_LEN)

@@ -107,18 +107,20 @@ static int wire_to_err(uint64_t st) {
 
 enum owner { O_NONE = 0, O_OUT, O_JOB, O_RECON, O_OTHER };
 
+/* One of our requests, as the engine hands it back with its answer or
+ * timeout (the engine keeps, retransmits and times them: dht_svc_request). */
 typedef struct rpc {
   uint32_t txid;
   uint8_t type;
   uint8_t owner; /* enum owner */
-  uint16_t len;
-  uint32_t oid; /* the owner's id */
-  int aux;      /* owner-specific (replica index ...) */
-  int tries;
-  dht_ts deadline, timeout;
+  uint32_t oid;  /* the owner's id */
+  int aux;       /* owner-specific (replica index ...) */
   dht_peer to;
-  uint8_t *body; /* retransmit copy */
 } rpc;
+
+/* The engine's request tag: owner and owner id, so that dht_svc_cancel can
+ * forget one owner's requests at once. */
+#define RPC_TAG(owner, oid) ((uint64_t)(owner) << 32 | (uint32_t)(oid))
 
 enum out_phase { P_RECORD = 1, P_DIRECT, P_LOOKUP, P_DEPOSIT, P_WAIT };
 
@@ -216,8 +218,7 @@ struct store_svc {
   uint32_t next_id;
   int64_t next_cmd;
 
-  rpc *rpcs;
-  int nrpcs, caprpcs;
+  int svc_id; /* ours in the engine */
   sendq *outs;
   int nouts, capouts;
   job *jobs;
@@ -289,11 +290,7 @@ static void rnd(store_svc *s, void *buf, size_t n) {
 }
 
 static uint32_t new_txid(store_svc *s) {
-  uint32_t t;
-  do
-    rnd(s, &t, sizeof t);
-  while (t == 0);
-  return t;
+  return dht_svc_txid(s->e);
 }
 
 static int64_t unix_s(const store_svc *s, dht_ts now) {
@@ -354,53 +351,49 @@ static int send_body(store_svc *s, const dht_peer *to, const uint8_t *body, size
   return dht_svc_send(s->e, to, body, len);
 }
 
-/* Sends a request and remembers it for retransmission.  Returns 0 or an
- * error (the request was not sent). */
-static int rpc_start(store_svc *s, const dht_peer *to, const uint8_t *body, size_t len,
-                     uint32_t txid, uint8_t type, int owner, uint32_t oid, int aux, int tries,
-                     dht_ts timeout, dht_ts now) {
-  int rc =
-      grow(s, (void **)&s->rpcs, s->nrpcs, &s->caprpcs, sizeof *s->rpcs, s->set.max_pending_rpcs);
-  if (rc)
-    return rc;
-  uint8_t *copy = xrealloc(s, NULL, len);
-  if (!copy)
-    return DHT_ERR_NOMEM;
-  memcpy(copy, body, len);
-  rpc *r = &s->rpcs[s->nrpcs++];
-  memset(r, 0, sizeof *r);
-  r->txid = txid;
-  r->type = type;
-  r->owner = (uint8_t)owner;
-  r->oid = oid;
-  r->aux = aux;
-  r->tries = tries;
-  r->timeout = timeout;
-  r->deadline = now + timeout;
-  r->to = *to;
-  r->len = (uint16_t)len;
-  r->body = copy;
-  send_body(s, to, body, len);
+/* The message type that answers each request type. */
+static uint8_t answer_of(uint8_t type) {
+  switch (type) {
+  case T_DEPOSIT:
+    return T_RECEIPT;
+  case T_FETCH:
+    return T_LIST;
+  case T_GETITEM:
+    return T_ITEM;
+  case T_DELETE:
+  case T_TOMB:
+  case T_REGISTER:
+    return T_ACK;
+  case T_RECON:
+    return T_RECON_R;
+  case T_RECON_L:
+    return T_RECON_LR;
+  case T_DIRECT:
+    return T_DIRECT_ACK;
+  }
   return 0;
 }
 
-static void rpc_drop(store_svc *s, int i) {
-  xfree(s, s->rpcs[i].body);
-  memmove(&s->rpcs[i], &s->rpcs[i + 1], (size_t)(s->nrpcs - i - 1) * sizeof *s->rpcs);
-  s->nrpcs--;
-}
-
-static int rpc_find(store_svc *s, uint32_t txid, const uint8_t pk[DHT_PK_LEN]) {
-  for (int i = 0; i < s->nrpcs; i++)
-    if (s->rpcs[i].txid == txid && !memcmp(s->rpcs[i].to.pk, pk, DHT_PK_LEN))
-      return i;
-  return -1;
+/* Sends a request through the engine, which keeps it, retransmits it (tries
+ * sends in all, each waiting the engine's RTT estimate for the peer, or
+ * timeout when that is not 0) and hands back its answer (on_answer) or its
+ * timeout (on_timeout).  Returns 0 or an error (the request was not sent). */
+static int rpc_start(store_svc *s, const dht_peer *to, const uint8_t *body, size_t len,
+                     uint32_t txid, uint8_t type, int owner, uint32_t oid, int aux, int tries,
+                     dht_ts timeout, dht_ts now) {
+  (void)txid; /* in the body; the engine reads it there */
+  if (dht_svc_pending(s->e, s->svc_id) >= s->set.max_pending_rpcs)
+    return DHT_ERR_FULL;
+  dht_req_opts o = {.answer = answer_of(type),
+                    .tries = tries,
+                    .timeout_ms = timeout,
+                    .tag = RPC_TAG(owner, oid),
+                    .aux = aux};
+  return dht_svc_request(s->e, s->svc_id, to, body, len, &o, now);
 }
 
 static void drop_owner_rpcs(store_svc *s, int owner, uint32_t oid) {
-  for (int i = s->nrpcs - 1; i >= 0; i--)
-    if (s->rpcs[i].owner == owner && s->rpcs[i].oid == oid)
-      rpc_drop(s, i);
+  dht_svc_cancel(s->e, s->svc_id, RPC_TAG(owner, oid));
 }
 
 /* ---- message building ------------------------------------------------ */
@@ -2291,27 +2284,10 @@ static bool answer_ok(uint8_t type, const dht_wire_r *in) {
 static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now);
 
 /* An answer to one of our requests. */
-static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t txid, dht_wire_r *r,
-                     dht_ts now) {
-  int i = rpc_find(s, txid, from->pk);
-  if (i < 0) {
-    s->st.drop_unknown_txid++;
-    return;
-  }
-  rpc rq = s->rpcs[i];
-  rq.body = NULL;
-  static const uint8_t answer_of[] = {
-      [T_DEPOSIT - 0x30] = T_RECEIPT, [T_FETCH - 0x30] = T_LIST,
-      [T_GETITEM - 0x30] = T_ITEM,    [T_DELETE - 0x30] = T_ACK,
-      [T_RECON - 0x30] = T_RECON_R,   [T_RECON_L - 0x30] = T_RECON_LR,
-      [T_TOMB - 0x30] = T_ACK,        [T_DIRECT - 0x30] = T_DIRECT_ACK,
-      [T_REGISTER - 0x30] = T_ACK,
-  };
-  if (rq.type < 0x30 || rq.type > 0x3f || answer_of[rq.type - 0x30] != type) {
-    s->st.drop_malformed++;
-    return;
-  }
-  rpc_drop(s, i);
+/* The answer to one of our requests (the engine matched type, txid and
+ * key).  r is positioned after [type, txid]. */
+static void on_reply(store_svc *s, const rpc *rqp, uint8_t type, dht_wire_r *r, dht_ts now) {
+  rpc rq = *rqp;
   if (!answer_ok(type, r)) {
     s->st.drop_malformed++;
     rpc_timeout(s, &rq, now); /* as if it never came: the owner moves on */
@@ -2364,24 +2340,30 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
   }
 }
 
-static void on_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
-                   dht_ts now) {
+/* Reads [type, txid] and checks the array's arity for the type; r is left
+ * after txid.  false (counted) when malformed. */
+static bool read_head(store_svc *s, const dht_msg_in *in, dht_wire_r *r, uint64_t *type,
+                      uint64_t *txid) {
+  dht_wire_r_init(r, in->body, in->len);
+  uint32_t n;
+  static const uint8_t arity[16] = {8, 5, 7, 5, 4, 6, 7, 4, 5, 4, 5, 4, 5, 6, 3, 4};
+  if (dht_wire_r_array_max(r, 16, &n) || dht_wire_r_uint(r, 0x7f, type) ||
+      dht_wire_r_uint(r, UINT32_MAX, txid) || *type < STORE_MSG_LO || *type > STORE_MSG_HI ||
+      n != arity[*type - STORE_MSG_LO]) {
+    s->st.drop_malformed++;
+    return false;
+  }
+  return true;
+}
+
+static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   store_svc *s = ctx;
   (void)e;
+  const dht_peer *from = &in->from;
   dht_wire_r r;
-  dht_wire_r_init(&r, body, len);
-  uint32_t n;
   uint64_t type, txid;
-  if (dht_wire_r_array_max(&r, 16, &n) || dht_wire_r_uint(&r, 0x7f, &type) ||
-      dht_wire_r_uint(&r, UINT32_MAX, &txid)) {
-    s->st.drop_malformed++;
+  if (!read_head(s, in, &r, &type, &txid))
     return;
-  }
-  static const uint8_t arity[16] = {8, 5, 7, 5, 4, 6, 7, 4, 5, 4, 5, 4, 5, 6, 3, 4};
-  if (type < STORE_MSG_LO || type > STORE_MSG_HI || n != arity[type - STORE_MSG_LO]) {
-    s->st.drop_malformed++;
-    return;
-  }
   switch (type) {
   case T_DEPOSIT:
     on_deposit(s, from, &r, (uint32_t)txid, now);
@@ -2411,9 +2393,45 @@ static void on_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body,
     on_register(s, from, &r, (uint32_t)txid);
     break;
   default:
-    on_reply(s, from, (uint8_t)type, (uint32_t)txid, &r, now);
+    /* an answer type that matched none of our outstanding requests (the
+     * engine hands matching answers to on_answer) */
+    s->st.drop_unknown_txid++;
     break;
   }
+}
+
+static rpc rpc_of(const dht_req *req) {
+  rpc rq;
+  memset(&rq, 0, sizeof rq);
+  rq.txid = req->txid;
+  rq.type = req->type;
+  rq.owner = (uint8_t)(req->tag >> 32);
+  rq.oid = (uint32_t)req->tag;
+  rq.aux = req->aux;
+  rq.to = req->to;
+  return rq;
+}
+
+static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *in, dht_ts now) {
+  store_svc *s = ctx;
+  (void)e;
+  dht_wire_r r;
+  uint64_t type, txid;
+  rpc rq = rpc_of(req);
+  if (!read_head(s, in, &r, &type, &txid)) {
+    rpc_timeout(s, &rq, now); /* as if it never came: the owner moves on */
+    return;
+  }
+  on_reply(s, &rq, in->type, &r, now);
+}
+
+static void on_timeout(void *ctx, dht *e, const dht_req *req, bool soft, dht_ts now) {
+  store_svc *s = ctx;
+  (void)e;
+  if (soft)
+    return; /* none of ours asks for a soft timeout */
+  rpc rq = rpc_of(req);
+  rpc_timeout(s, &rq, now);
 }
 
 bool store_svc_on_dht_event(store_svc *s, const dht_event *ev, dht_ts now) {
@@ -2459,8 +2477,6 @@ static dht_ts get_expiry(void *ctx) {
   store_svc *s = ctx;
   dht_ts t = min_ts(s->next_poll, min_ts(s->next_recon, s->next_expire));
   t = min_ts(t, s->next_register);
-  for (int i = 0; i < s->nrpcs; i++)
-    t = min_ts(t, s->rpcs[i].deadline);
   for (int i = 0; i < s->nouts; i++)
     if (s->outs[i].phase == P_WAIT)
       t = min_ts(t, s->outs[i].retry_at);
@@ -2510,26 +2526,6 @@ static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now) {
 static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   store_svc *s = ctx;
   (void)e;
-  /* retransmissions and timeouts; an owner's handler may add or drop rpcs,
-   * so restart the scan after each timeout */
-  for (int guard = 0; guard < 100000; guard++) {
-    int i;
-    for (i = 0; i < s->nrpcs; i++)
-      if (s->rpcs[i].deadline <= now)
-        break;
-    if (i == s->nrpcs)
-      break;
-    rpc *rq = &s->rpcs[i];
-    if (--rq->tries > 0) {
-      rq->deadline = now + rq->timeout;
-      send_body(s, &rq->to, rq->body, rq->len);
-      continue;
-    }
-    rpc copy = *rq;
-    copy.body = NULL;
-    rpc_drop(s, i);
-    rpc_timeout(s, &copy, now);
-  }
   for (int i = 0; i < s->nouts; i++)
     if (s->outs[i].phase == P_WAIT && s->outs[i].retry_at <= now) {
       s->outs[i].stored_reported = false;
@@ -2564,7 +2560,7 @@ void store_settings_default(store_settings *s) {
   s->mbox_quota_items = 64;
   s->capacity_bytes = 64 * 1024 * 1024;
   s->time_window_s = 300;
-  s->rpc_timeout_ms = 2000;
+  s->rpc_timeout_ms = 0;
   s->rpc_tries = 3;
   s->direct_timeout_ms = 1000;
   s->retry_min_ms = 30000;
@@ -2584,9 +2580,9 @@ static bool settings_ok(const store_settings *s) {
   return s->replicas >= 1 && s->replicas <= 8 && s->stored_receipts >= 1 &&
          s->stored_receipts <= s->replicas && s->epoch_ms >= 1000 && s->ttl_dht_s > 0 &&
          s->ttl_hosted_s > 0 && s->mbox_quota_bytes >= STORE_ITEM_MAX && s->mbox_quota_items >= 1 &&
-         s->capacity_bytes >= 0 && s->time_window_s > 0 && s->rpc_timeout_ms > 0 &&
-         s->rpc_tries >= 1 && s->direct_timeout_ms > 0 && s->retry_min_ms > 0 &&
-         s->retry_max_ms >= s->retry_min_ms && s->poll_interval_ms >= 0 &&
+         s->capacity_bytes >= 0 && s->time_window_s > 0 && s->rpc_timeout_ms >= 0 &&
+         s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 &&
+         s->retry_min_ms > 0 && s->retry_max_ms >= s->retry_min_ms && s->poll_interval_ms >= 0 &&
          s->reconcile_interval_ms > 0 && s->max_friends >= 1 && s->max_hosted >= 0 &&
          s->max_outgoing >= 1 && s->max_pending_rpcs >= 8 && s->max_grants >= 1 &&
          s->max_events >= 4 && s->max_fetch_epochs >= 1;
@@ -2623,9 +2619,17 @@ int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_b
   s->next_recon = now + (dht_ts)(j % (uint32_t)s->set.reconcile_interval_ms);
   s->next_register = now + 5000;
   s->next_poll = s->set.poll_interval_ms > 0 ? now + 3000 : DHT_TS_NEVER;
-  dht_service svc = {STORE_MSG_LO, STORE_MSG_HI, s, on_msg, get_expiry, handle_expiry};
+  dht_service svc = {.type_lo = STORE_MSG_LO,
+                     .type_hi = STORE_MSG_HI,
+                     .ctx = s,
+                     .on_msg = on_msg,
+                     .on_answer = on_answer,
+                     .on_timeout = on_timeout,
+                     .get_expiry = get_expiry,
+                     .handle_expiry = handle_expiry};
   int rc = dht_service_add(e, &svc);
-  if (rc) {
+  s->svc_id = rc;
+  if (rc < 0) {
     if (mem && mem->free)
       mem->free(mem->ctx, s);
     else
@@ -2639,9 +2643,7 @@ int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_b
 void store_svc_del(store_svc *s) {
   if (!s)
     return;
-  for (int i = 0; i < s->nrpcs; i++)
-    xfree(s, s->rpcs[i].body);
-  xfree(s, s->rpcs);
+  dht_service_remove(s->e, s->svc_id);
   if (s->outs)
     sodium_memzero(s->outs, (size_t)s->capouts * sizeof *s->outs);
   xfree(s, s->outs);
@@ -2740,7 +2742,7 @@ void store_get_stats(const store_svc *s, store_stats *st) {
     st->stored_bytes = u.bytes;
   }
   st->outgoing = s->nouts;
-  st->pending_rpcs = s->nrpcs;
+  st->pending_rpcs = dht_svc_pending(s->e, s->svc_id);
   st->friends = s->nfriends;
   st->hosted = s->nhosts;
 }

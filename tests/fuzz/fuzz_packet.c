@@ -463,9 +463,11 @@ static void fz_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t 
     abort();
 }
 
-static void fz_svc_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
-                       dht_ts now) {
+static void fz_svc_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   fz *h = ctx;
+  const dht_peer *from = &in->from;
+  const uint8_t *body = in->body;
+  size_t len = in->len;
   dht_wire_r r;
   dht_wire_w w;
   uint8_t out[DHT_MAX_BODY];
@@ -834,7 +836,7 @@ static void fz_run(const uint8_t *data, size_t size, dht_stats *st) {
                      .on_msg = fz_svc_msg,
                      .get_expiry = fz_svc_expiry,
                      .handle_expiry = fz_svc_timer};
-  if (dht_service_add(h->e, &svc) != 0)
+  if (dht_service_add(h->e, &svc) != 1)
     abort();
   svc.type_lo = FZ_SVC_HI; /* overlaps: refused */
   svc.type_hi = FZ_SVC_HI + 1;

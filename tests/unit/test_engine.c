@@ -1493,9 +1493,11 @@ typedef struct svc_log {
   dht_ts expired_at;
 } svc_log;
 
-static void svc_on_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
-                       dht_ts now) {
+static void svc_on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   svc_log *l = ctx;
+  const dht_peer *from = &in->from;
+  const uint8_t *body = in->body;
+  size_t len = in->len;
   l->msgs++;
   l->from = *from;
   assert_true(len <= sizeof l->body);
@@ -1540,8 +1542,8 @@ static void test_service_add(void **state) {
   dht *e = w.n[0].e;
   svc_log log;
   memset(&log, 0, sizeof log);
-  dht_service svc = {0x30, 0x3f, &log, svc_on_msg, NULL, NULL};
-  assert_int_equal(dht_service_add(e, &svc), 0);
+  dht_service svc = {.type_lo = 0x30, .type_hi = 0x3f, .ctx = &log, .on_msg = svc_on_msg};
+  assert_int_equal(dht_service_add(e, &svc), 1); /* ids count from 1 */
   /* overlapping an existing range, in every way */
   static const uint8_t overlap[][2] = {{0x30, 0x3f}, {0x20, 0x30}, {0x3f, 0x40},
                                        {0x31, 0x32}, {0x20, 0x7f}, {0x35, 0x35}};
@@ -1569,17 +1571,17 @@ static void test_service_add(void **state) {
   o = svc;
   o.type_lo = 0x20;
   o.type_hi = 0x2f;
-  assert_int_equal(dht_service_add(e, &o), 0);
+  assert_int_equal(dht_service_add(e, &o), 2);
   o.type_lo = 0x40;
   o.type_hi = 0x7f;
-  assert_int_equal(dht_service_add(e, &o), 0);
+  assert_int_equal(dht_service_add(e, &o), 3);
   o.type_lo = o.type_hi = 0x7f;
   assert_int_equal(dht_service_add(e, &o), DHT_ERR_INVAL);
   dht_settings_default(&s);
   s.max_services = 1;
   net_free(&w);
   net_init(&w, 1, &s);
-  assert_int_equal(dht_service_add(w.n[0].e, &svc), 0);
+  assert_int_equal(dht_service_add(w.n[0].e, &svc), 1);
   o = svc;
   o.type_lo = 0x40;
   o.type_hi = 0x41;
@@ -1602,10 +1604,13 @@ static void test_service_add(void **state) {
   body[1] = 0x40;
   body[2] = 0x01; /* [0x40, 1] then zeros: peeks fine, too long */
   assert_int_equal(dht_svc_send(w.n[0].e, &to, body, DHT_MAX_BODY + 1), DHT_ERR_INVAL);
+  /* well-formed, but to an address that never sent us anything: no credit,
+   * no proof, so the engine drops it and counts (the amplification rule) */
   assert_int_equal(dht_svc_send(w.n[0].e, &to, body, DHT_MAX_BODY), 0);
   dht_stats st;
   dht_get_stats(w.n[0].e, &st);
-  assert_int_equal(st.out_queue, 1);
+  assert_int_equal(st.out_queue, 0);
+  assert_int_equal(st.drop_amplification, 1);
   net_free(&w);
 }
 
@@ -1619,17 +1624,27 @@ static void test_service_messages(void **state) {
   memset(&lb, 0, sizeof lb);
   la.due = lb.due = DHT_TS_NEVER;
   lb.echo = true;
-  dht_service sa = {0x30, 0x3f, &la, svc_on_msg, svc_get_expiry, svc_handle_expiry};
-  dht_service sb = {0x30, 0x3f, &lb, svc_on_msg, svc_get_expiry, svc_handle_expiry};
-  assert_int_equal(dht_service_add(a, &sa), 0);
-  assert_int_equal(dht_service_add(b, &sb), 0);
+  dht_service sa = {.type_lo = 0x30,
+                    .type_hi = 0x3f,
+                    .ctx = &la,
+                    .on_msg = svc_on_msg,
+                    .get_expiry = svc_get_expiry,
+                    .handle_expiry = svc_handle_expiry};
+  dht_service sb = sa;
+  sb.ctx = &lb;
+  int ida = dht_service_add(a, &sa);
+  assert_int_equal(ida, 1);
+  assert_int_equal(dht_service_add(b, &sb), 1);
 
   /* A -> B: B's service gets the body, the sender's key and address */
   uint8_t body[64];
   size_t bl = body_of(body, sizeof body, 0x31, 4242, 2);
   dht_peer pb = net_peer(&w, 1);
   dht_ts t0 = w.now;
-  assert_int_equal(dht_svc_send(a, &pb, body, bl), 0);
+  /* a first contact is a request (an answer to an address that sent us
+   * nothing would be dropped); B's echo is within B's credit for A */
+  dht_req_opts ro = {.answer = 0x32};
+  assert_int_equal(dht_svc_request(a, ida, &pb, body, bl, &ro, w.now), 0);
   net_run(&w, w.now + 1000, NULL, NULL);
   assert_int_equal(lb.msgs, 1);
   assert_memory_equal(lb.from.pk, w.n[0].id.pk, DHT_PK_LEN);
@@ -1654,7 +1669,8 @@ static void test_service_messages(void **state) {
   assert_int_equal(st.requests_in, 0);
   assert_int_equal(st.drop_unknown_type, 0);
 
-  /* a type outside every range is still unknown */
+  /* a type outside every range is still unknown (B is proven now: it
+   * answered A's request at its address) */
   bl = body_of(body, sizeof body, 0x42, 1, 0);
   assert_int_equal(dht_svc_send(a, &pb, body, bl), 0);
   net_run(&w, w.now + 1000, NULL, NULL);

@@ -79,10 +79,11 @@ typedef struct world {
 
 static world *W;
 
-static void cap_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body, size_t len,
-                    dht_ts now) {
-  (void)e, (void)from, (void)now;
+static void cap_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
+  (void)e, (void)now;
   world *w = ctx;
+  const uint8_t *body = in->body;
+  size_t len = in->len;
   dht_wire_r r;
   uint32_t n;
   uint64_t type, txid;
@@ -160,8 +161,8 @@ static void world_new(void) {
   assert_int_equal(netsim_new(&W->ns, &cfg), 0);
   for (int i = 0; i < 2; i++)
     dht_set_clock_offset(netsim_engine(W->ns, i), UNIX_MS);
-  dht_service cs = {0x30, 0x3f, W, cap_msg, NULL, NULL};
-  assert_int_equal(dht_service_add(netsim_engine(W->ns, 0), &cs), 0);
+  dht_service cs = {.type_lo = 0x30, .type_hi = 0x3f, .ctx = W, .on_msg = cap_msg};
+  assert_int_equal(dht_service_add(netsim_engine(W->ns, 0), &cs), 1);
   store_settings set;
   store_settings_default(&set);
   set.poll_interval_ms = 0; /* fetch only when the test says so */
