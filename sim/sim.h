@@ -10,9 +10,10 @@
  * Files:
  *   sim_main.c      the roost-sim command line
  *   sim_scenario.c  scenario files and flags -> sim_config
- *   sim_net.c       latency models (synthetic, RTT file), jitter, loss
+ *   sim_rtt.c       latency models: an RTT table from a file, the synthetic torus
  *   sim_dist.c      random distributions (session lengths, truncated normal)
- *   sim_run.c       the event loop: hosts, network, churn, workloads, metrics
+ *   sim_run.c       the event loop: hosts, network (jitter, loss, partitions),
+ *                   churn, workloads, metrics
  *   sim_msg.c       the messaging workload: a mailbox service on every host
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
  */
@@ -74,7 +75,7 @@ int sim_dist_parse(sim_dist *d, const char *s, char *err, size_t errlen);
  * 0 or -1. */
 int sim_parse_duration(const char *s, dht_ts *out);
 
-/* ---- latency (sim_net.c) --------------------------------------------------- */
+/* ---- latency (sim_rtt.c) ------------------------------------------------- */
 
 typedef struct sim_rtt sim_rtt; /* an RTT table loaded from a file */
 

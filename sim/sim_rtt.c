@@ -1,5 +1,5 @@
 /*
- * sim_net.c - roost-sim's latency models: the country-to-country RTT table
+ * sim_rtt.c - roost-sim's latency models: the country-to-country RTT table
  * (RIPE-derived country_rtt_stat.csv, gzip or plain), country choice for a
  * host, the fixed base RTT of a link, and the synthetic torus model used when
  * no table is given.

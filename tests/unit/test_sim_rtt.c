@@ -1,5 +1,5 @@
 /*
- * test_sim_net.c - roost-sim's latency models (sim/sim_net.c): loading RTT
+ * test_sim_rtt.c - roost-sim's latency models (sim/sim_rtt.c): loading RTT
  * tables (plain, CRLF and gzip files written here into a mkdtemp folder),
  * per-link draws (bounds, determinism, mean), fallbacks for pairs without
  * data, weighted country choice, a table of malformed files whose errors must
@@ -415,7 +415,7 @@ static void test_real_table(void **state) {
 
 static int group_setup(void **state) {
   (void)state;
-  snprintf(dir, sizeof dir, "%s", "/tmp/roost-simnet-XXXXXX");
+  snprintf(dir, sizeof dir, "%s", "/tmp/roost-simrtt-XXXXXX");
   return mkdtemp(dir) ? 0 : -1;
 }
 
@@ -441,7 +441,7 @@ int main(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     seed = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
   }
-  printf("test_sim_net seed: %llu (set ROOST_SEED=%llu to repeat)\n", (unsigned long long)seed,
+  printf("test_sim_rtt seed: %llu (set ROOST_SEED=%llu to repeat)\n", (unsigned long long)seed,
          (unsigned long long)seed);
 
   const struct CMUnitTest tests[] = {
