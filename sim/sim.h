@@ -12,10 +12,14 @@
  *   sim_scenario.c  scenario files and flags -> sim_config
  *   sim_rtt.c       latency models: an RTT table from a file, the synthetic torus
  *   sim_dist.c      random distributions (session lengths, truncated normal)
- *   sim_run.c       the event loop: hosts, network (jitter, loss, partitions),
- *                   churn, workloads, metrics
+ *   sim_net.c       the virtual network: addresses, sending and delivering
+ *                   datagrams, latency, jitter, loss, uplink queues, partitions
+ *   sim_run.c       the event loop: hosts and their drive loop, churn,
+ *                   workloads, metrics
  *   sim_msg.c       the messaging workload: a mailbox service on every host
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
+ *   sim_int.h       interfaces between these files that are nobody else's
+ *                   (the network's, for sim_run.c)
  */
 #ifndef ROOST_SIM_H
 #define ROOST_SIM_H
@@ -283,7 +287,7 @@ void sim_schedule_join(sim *s, dht_ts at, int host, uint32_t gen);
 void sim_host_leave(sim *s, int host, bool keep);
 void sim_host_drive(sim *s, int host);
 bool sim_host_is_up(const sim *s, int host);
-dht_addr sim_host_address(int host);
+dht_addr sim_host_address(const sim *s, int host);
 const dht_identity *sim_host_identity(const sim *s, int host);
 
 #endif /* ROOST_SIM_H */

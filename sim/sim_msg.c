@@ -228,7 +228,7 @@ static store_host_ref host_ref(const sim_msg *m, int i) {
   store_host_ref hr;
   memset(&hr, 0, sizeof hr);
   memcpy(hr.pk, sim_host_identity(m->s, i)->pk, DHT_PK_LEN);
-  hr.addr = sim_host_address(i);
+  hr.addr = sim_host_address(m->s, i);
   return hr;
 }
 

@@ -13,8 +13,10 @@
  * processed, in order: two runs with the same seed and configuration must
  * print the same hash.
  *
- * Hosts get IPv4 addresses with a distinct /24 each (11.0.0.1, 11.0.1.1,
- * ...): the engines' per-prefix limits see them as different networks.
+ * The network between the hosts is sim_net.c's: a datagram an engine writes
+ * goes to sim_net_send, and what comes back is scheduled as an EV_DELIVER
+ * event, which feeds the datagram to the receiving engine if the network
+ * still lets it in.
  */
 #include <math.h>
 #include <sodium.h>
@@ -25,7 +27,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sim.h"
+#include "sim_int.h"
 
 enum ev_kind {
   EV_DELIVER = 1,
@@ -40,23 +42,13 @@ enum ev_kind {
   EV_MSG, /* sim_msg.c's workload */
 };
 
-#define DGRAM_CLASSES 4
-
-typedef struct dgram {
-  struct dgram *next; /* in a free list */
-  dht_addr from;
-  uint16_t len;
-  uint8_t cls; /* size class, index of dgram_class_len */
-  uint8_t data[];
-} dgram;
-
 typedef struct event {
   dht_ts at;
   uint64_t seq;
   uint32_t kind;
   int32_t host;
   uint32_t gen;
-  dgram *d;
+  sim_dgram *d; /* EV_DELIVER: the datagram, the network's buffer */
 } event;
 
 typedef struct host {
@@ -64,12 +56,9 @@ typedef struct host {
   dht_identity id;
   uint8_t nid[DHT_ID_LEN];
   uint64_t nid64; /* first 8 bytes of the ID, big-endian: fast distance */
-  sim_coord xy;
-  int16_t country;
-  uint8_t up, joined, part;
+  uint8_t up, joined;
   uint32_t gen, incarnation;
   dht_ts timer_at;
-  dht_ts uplink_free;
   uint64_t rng_state[4]; /* xoshiro256** for the engine's rand callback */
   uint8_t *snap;
   uint32_t snap_len;
@@ -93,14 +82,12 @@ struct sim {
   size_t nheap, aheap;
   uint64_t seq;
   dht_ts now, end;
-  sim_rng rng_work, rng_net, rng_churn;
-  sim_rtt *rtt;
+  sim_rng rng_work, rng_churn;
+  sim_net *net;
   crypto_generichash_state trace;
   pending *pend;
   size_t npend, apend;
-  dgram *dfree[DGRAM_CLASSES]; /* free datagram buffers by size class */
   int online;
-  bool partitioned;
   uint64_t issued_lookups;
   dht_settings set;
   sim_sample cur; /* the interval being counted */
@@ -160,49 +147,7 @@ static event pop(sim *s) {
   return top;
 }
 
-/* ---- datagram buffers ------------------------------------------------------ */
-
-/* Datagrams in flight come from per-size free lists (payloads up to 128,
- * 256, 512 bytes and DHT_MAX_PKT), so a datagram costs no malloc once the
- * run has warmed up.  The lists only grow: their peak is the peak number of
- * datagrams in flight. */
-static const uint16_t dgram_class_len[DGRAM_CLASSES] = {128, 256, 512, DHT_MAX_PKT};
-
-static dgram *dgram_new(sim *s, size_t len) {
-  int k = 0;
-  while (len > dgram_class_len[k])
-    k++;
-  dgram *d = s->dfree[k];
-  if (d) {
-    s->dfree[k] = d->next;
-  } else {
-    d = malloc(sizeof *d + dgram_class_len[k]);
-    if (!d)
-      return NULL;
-    d->cls = (uint8_t)k;
-  }
-  d->len = (uint16_t)len;
-  return d;
-}
-
-static void dgram_free(sim *s, dgram *d) {
-  if (!d)
-    return;
-  d->next = s->dfree[d->cls];
-  s->dfree[d->cls] = d;
-}
-
-static void dgram_release_all(sim *s) {
-  for (int k = 0; k < DGRAM_CLASSES; k++) {
-    while (s->dfree[k]) {
-      dgram *d = s->dfree[k];
-      s->dfree[k] = d->next;
-      free(d);
-    }
-  }
-}
-
-static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, dgram *d) {
+static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, sim_dgram *d) {
   event ev = {at, 0, (uint32_t)kind, host_i, gen, d};
   if (push(s, ev) != 0) {
     fprintf(stderr, "roost-sim: out of memory for events\n");
@@ -233,29 +178,6 @@ static void host_rand(void *ctx, uint8_t *buf, size_t len) {
   }
 }
 
-static dht_addr host_addr(int i) {
-  dht_addr a;
-  memset(&a, 0, sizeof a);
-  a.family = DHT_AF_INET;
-  uint32_t ip = 0x0B000000u + ((uint32_t)i << 8) + 1;
-  a.ip[0] = (uint8_t)(ip >> 24);
-  a.ip[1] = (uint8_t)(ip >> 16);
-  a.ip[2] = (uint8_t)(ip >> 8);
-  a.ip[3] = (uint8_t)ip;
-  a.port = 4000;
-  return a;
-}
-
-static int host_of(const sim *s, const dht_addr *a) {
-  if (a->family != DHT_AF_INET || a->port != 4000 || a->ip[3] != 1)
-    return -1;
-  uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 | (uint32_t)a->ip[2] << 8;
-  if (ip < 0x0B000000u)
-    return -1;
-  uint32_t i = (ip - 0x0B000000u) >> 8;
-  return i < (uint32_t)s->nh ? (int)i : -1;
-}
-
 static int host_add(sim *s) {
   if (s->nh == s->ah) {
     int na = s->ah ? s->ah * 2 : 1024;
@@ -283,60 +205,26 @@ static int host_add(sim *s) {
   for (int k = 0; k < 8; k++)
     h->nid64 = h->nid64 << 8 | h->nid[k];
   sim_rng_bytes(&r, (uint8_t *)h->rng_state, sizeof h->rng_state);
-  h->xy.x = (float)sim_rng_unit(&r);
-  h->xy.y = (float)sim_rng_unit(&r);
-  h->country = (int16_t)(s->rtt ? sim_rtt_pick_country(s->rtt, &r) : -1);
+  /* the network places the host with the rest of the host's stream */
+  if (sim_net_host_add(s->net, i, &r) != 0)
+    return -1;
   return i;
 }
 
 /* ---- the network ------------------------------------------------------------ */
 
-static double one_way_ms(sim *s, int a, int b) {
-  const host *ha = &s->h[a], *hb = &s->h[b];
-  double rtt;
-  if (s->rtt) {
-    uint64_t lo = (uint64_t)(a < b ? a : b), hi = (uint64_t)(a < b ? b : a);
-    rtt = sim_rtt_link(s->rtt, ha->country, hb->country, s->c->seed ^ (lo << 32 | hi));
-  } else {
-    rtt = sim_synth_rtt(ha->xy, hb->xy, s->c->synth_base_ms, s->c->synth_per_unit_ms);
-  }
-  double d = rtt / 2;
-  if (s->c->jitter > 0)
-    d *= 1 + s->c->jitter * (2 * sim_rng_unit(&s->rng_net) - 1);
-  return d < 0.05 ? 0.05 : d;
-}
-
+/* Counts what the network drops and schedules what it delivers.  A datagram
+ * with no buffer (out of memory) is neither, as it always was. */
 static void send_dgram(sim *s, int from, const dht_addr *to, const uint8_t *buf, size_t len) {
-  host *hf = &s->h[from];
   s->res->tx_per_host[from]++;
-  int dst = host_of(s, to);
-  if (dst < 0 || (s->c->loss > 0 && sim_rng_unit(&s->rng_net) < s->c->loss) ||
-      (s->partitioned && s->h[dst].part != hf->part)) {
+  sim_delivery dv;
+  int rv = sim_net_send(s->net, from, to, buf, len, s->now, &dv);
+  if (rv == SIM_NET_DROPPED) {
     s->res->lost++;
     s->cur.dropped++;
-    return;
+  } else if (rv == 0) {
+    schedule(s, dv.at, EV_DELIVER, dv.dst, 0, dv.d);
   }
-  dht_ts depart = s->now;
-  if (s->c->bandwidth_bps) {
-    /* serialisation on the sender's uplink; tail drop past the queue */
-    dht_ts start = hf->uplink_free > s->now ? hf->uplink_free : s->now;
-    double queued_bytes = (double)(start - s->now) * (double)s->c->bandwidth_bps / 8000.0;
-    if (queued_bytes > s->c->queue_bytes) {
-      s->res->lost++;
-      s->cur.dropped++;
-      return;
-    }
-    dht_ts tx_ms = (dht_ts)ceil((double)(len + 28) * 8000.0 / (double)s->c->bandwidth_bps);
-    hf->uplink_free = start + tx_ms;
-    depart = hf->uplink_free;
-  }
-  dgram *d = dgram_new(s, len);
-  if (!d)
-    return;
-  d->from = host_addr(from);
-  memcpy(d->data, buf, len);
-  dht_ts at = depart + (dht_ts)llround(one_way_ms(s, from, dst));
-  schedule(s, at, EV_DELIVER, dst, 0, d);
 }
 
 /* ---- operations and their truth ------------------------------------------ */
@@ -408,9 +296,10 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
   for (int i = 0; i < 8; i++)
     t64 = t64 << 8 | target[i];
   int n = 0;
+  bool cut = sim_net_is_partitioned(s->net); /* asked once: this loop is hot */
   for (int i = 0; i < s->nh; i++) {
     const host *h = &s->h[i];
-    if (!h->up || i == skip || (s->partitioned && h->part != s->h[skip].part))
+    if (!h->up || i == skip || (cut && !sim_net_same_side(s->net, i, skip)))
       continue;
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
@@ -444,7 +333,7 @@ static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
   }
   if (o->kind == SIM_OP_GET) {
     const host *t = &s->h[p->target_host];
-    dht_addr a = host_addr(p->target_host);
+    dht_addr a = sim_net_addr(s->net, p->target_host);
     bool ok = r && r->has_record && !memcmp(r->record.pk, t->id.pk, DHT_PK_LEN) &&
               r->record.naddrs > 0 && dht_addr_eq(&r->record.addrs[0].addr, &a);
     op_done(s, p->op, ev->status, ok);
@@ -468,7 +357,7 @@ static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
 /* ---- driving one host ------------------------------------------------------- */
 
 static void publish(sim *s, int i) {
-  dht_typed_addr ta = {DHT_ADDR_OBSERVED, host_addr(i)};
+  dht_typed_addr ta = {DHT_ADDR_OBSERVED, sim_net_addr(s->net, i)};
   dht_set_addrs(s->h[i].e, &ta, 1);
   dht_put_record(s->h[i].e, s->now);
 }
@@ -577,7 +466,7 @@ static int host_start(sim *s, int i) {
   h->up = 1;
   h->joined = 0;
   h->timer_at = -1;
-  h->uplink_free = 0;
+  sim_net_host_up(s->net, i);
   s->online++;
   dht_peer peers[16];
   size_t np = 0;
@@ -592,7 +481,7 @@ static int host_start(sim *s, int i) {
     if (j < 0)
       break;
     memcpy(peers[np].pk, s->h[j].id.pk, DHT_PK_LEN);
-    peers[np].addr = host_addr(j);
+    peers[np].addr = sim_net_addr(s->net, j);
     np++;
   }
   size_t op = op_new(s, SIM_OP_BOOTSTRAP, i);
@@ -709,22 +598,11 @@ static void sample(sim *s) {
 
 static void run_script(sim *s, const sim_script *sc) {
   switch (sc->action) {
-  case SIM_ACT_PARTITION: {
-    int cut = (int)llround(sc->arg * s->nh);
-    for (int i = 0; i < s->nh; i++)
-      s->h[i].part = 0;
-    for (int n = 0, tries = 0; n < cut && tries < 100 * s->nh; tries++) {
-      int i = (int)sim_rng_below(&s->rng_churn, (uint64_t)s->nh);
-      if (!s->h[i].part) {
-        s->h[i].part = 1;
-        n++;
-      }
-    }
-    s->partitioned = true;
+  case SIM_ACT_PARTITION:
+    sim_net_partition(s->net, sc->arg, &s->rng_churn);
     break;
-  }
   case SIM_ACT_HEAL:
-    s->partitioned = false;
+    sim_net_heal(s->net);
     break;
   case SIM_ACT_LEAVE: {
     int n = (int)llround(sc->arg * s->online);
@@ -795,10 +673,9 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->err = err;
   s->errlen = errlen;
   res->crypto = c->crypto;
-  if (c->rtt_file[0] && sim_rtt_load(&s->rtt, c->rtt_file, err, errlen) != 0)
+  if (sim_net_new(&s->net, c, err, errlen) != 0) /* the network's stream is 0x3002 */
     return -1;
   sim_rng_init(&s->rng_work, c->seed, 0x3001);
-  sim_rng_init(&s->rng_net, c->seed, 0x3002);
   sim_rng_init(&s->rng_churn, c->seed, 0x3003);
   crypto_generichash_init(&s->trace, NULL, 0, 32);
 
@@ -856,7 +733,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   while (s->nheap) {
     event ev = pop(s);
     if (ev.at > s->end) {
-      dgram_free(s, ev.d);
+      sim_net_dgram_free(s->net, ev.d);
       break;
     }
     s->now = ev.at;
@@ -869,7 +746,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     switch (ev.kind) {
     case EV_DELIVER: {
       host *h = &s->h[ev.host];
-      if (h->up && !(s->partitioned && s->h[host_of(s, &ev.d->from)].part != h->part)) {
+      if (h->up && sim_net_arrives(s->net, ev.d, ev.host)) {
         res->packets++;
         s->cur.packets++;
         if (dht_read_pkt(h->e, &ev.d->from, ev.d->data, ev.d->len, s->now) <= DHT_ERR_FATAL) {
@@ -881,7 +758,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
         res->lost++;
         s->cur.dropped++;
       }
-      dgram_free(s, ev.d);
+      sim_net_dgram_free(s->net, ev.d);
       break;
     }
     case EV_TIMER:
@@ -955,9 +832,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
 
   while (s->nheap) {
     event ev = pop(s);
-    dgram_free(s, ev.d);
+    sim_net_dgram_free(s->net, ev.d);
   }
-  dgram_release_all(s);
   free(s->heap);
   sim_msg_free(s->msg);
   for (int i = 0; i < s->nh; i++) {
@@ -966,7 +842,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   }
   free(s->h);
   free(s->pend);
-  sim_rtt_free(s->rtt);
+  sim_net_del(s->net);
   return rv;
 }
 
@@ -1000,8 +876,8 @@ bool sim_host_is_up(const sim *s, int host_i) {
   return s->h[host_i].up;
 }
 
-dht_addr sim_host_address(int host_i) {
-  return host_addr(host_i);
+dht_addr sim_host_address(const sim *s, int host_i) {
+  return sim_net_addr(s->net, host_i);
 }
 
 const dht_identity *sim_host_identity(const sim *s, int host_i) {
