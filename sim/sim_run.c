@@ -39,7 +39,7 @@ enum ev_kind {
   EV_PUT,
   EV_SCRIPT,
   EV_SAMPLE,
-  EV_MSG, /* sim_msg.c's workload */
+  EV_WORKLOAD, /* the workload's own events (sim_run_ops.schedule) */
 };
 
 typedef struct event {
@@ -73,7 +73,7 @@ typedef struct pending {
   int32_t target_host; /* GET: whose record */
 } pending;
 
-struct sim {
+typedef struct sim {
   const sim_config *c;
   sim_result *res;
   host *h;
@@ -93,8 +93,10 @@ struct sim {
   sim_sample cur; /* the interval being counted */
   char *err;
   size_t errlen;
-  sim_msg *msg; /* messaging workload, NULL when off */
-};
+  const sim_workload_ops *wl; /* the workload, NULL when off */
+  void *wl_st;                /* its state */
+  sim_run_ops run_ops;        /* what the workload may ask of the run */
+} sim;
 
 /* ---- the heap ------------------------------------------------------------ */
 
@@ -364,7 +366,7 @@ static void publish(sim *s, int i) {
 
 static void on_event(sim *s, int i, const dht_event *ev) {
   host *h = &s->h[i];
-  if (sim_msg_on_dht_event(s->msg, i, ev, s->now))
+  if (s->wl && s->wl->on_dht_event(s->wl_st, i, ev, s->now))
     return;
   if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
     h->boot_cmd = 0;
@@ -415,7 +417,8 @@ static void drive(sim *s, int i) {
   dht_event ev;
   while (dht_poll_event(h->e, &ev) == 0)
     on_event(s, i, &ev);
-  sim_msg_drain(s->msg, i, s->now);
+  if (s->wl)
+    s->wl->drain(s->wl_st, i, s->now);
   /* events may have issued commands */
   while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
     send_dgram(s, i, &to, buf, (size_t)n);
@@ -459,7 +462,7 @@ static int host_start(sim *s, int i) {
     snprintf(s->err, s->errlen, "cannot create engine %d: %s", i, dht_strerror(rv));
     return -1;
   }
-  if (sim_msg_host_up(s->msg, i, h->e, &h->id, &cb, s->now) != 0) {
+  if (s->wl && s->wl->host_up(s->wl_st, i, h->e, &h->id, &cb, s->now) != 0) {
     snprintf(s->err, s->errlen, "cannot create the mailbox service of host %d", i);
     return -1;
   }
@@ -506,7 +509,8 @@ static void host_stop(sim *s, int i, bool keep_state) {
     if (h->snap && dht_save_table(h->e, h->snap, need, NULL) > 0)
       h->snap_len = (uint32_t)need;
   }
-  sim_msg_host_down(s->msg, i, keep_state);
+  if (s->wl)
+    s->wl->host_down(s->wl_st, i, keep_state);
   dht_del(h->e);
   h->e = NULL;
   h->up = 0;
@@ -663,6 +667,67 @@ static void progress(sim *s, dht_ts total) {
     fputc('\n', stderr);
 }
 
+/* ---- what the workload may ask of the run (sim_run_ops) ------------------ */
+
+static void run_schedule(void *ctx, dht_ts at, int host_i, uint32_t arg) {
+  schedule(ctx, at, EV_WORKLOAD, host_i, arg, NULL);
+}
+
+static void run_schedule_join(void *ctx, dht_ts at, int host_i, uint32_t gen) {
+  schedule(ctx, at, EV_JOIN, host_i, gen, NULL);
+}
+
+static void run_leave(void *ctx, int host_i, bool keep) {
+  host_stop(ctx, host_i, keep);
+}
+
+static void run_drive(void *ctx, int host_i) {
+  drive(ctx, host_i);
+}
+
+static bool run_is_up(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return s->h[host_i].up;
+}
+
+static dht_addr run_address(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return sim_net_addr(s->net, host_i);
+}
+
+static const dht_identity *run_identity(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return &s->h[host_i].id;
+}
+
+static sim_run_ops run_ops(sim *s) {
+  sim_run_ops o = {
+      .ctx = s,
+      .schedule = run_schedule,
+      .schedule_join = run_schedule_join,
+      .leave = run_leave,
+      .drive = run_drive,
+      .is_up = run_is_up,
+      .address = run_address,
+      .identity = run_identity,
+  };
+  return o;
+}
+
+/* The workload's say on churn (sim_workload_ops): without one, every churn
+ * event applies and carries generation 0. */
+static uint32_t churn_gen(const sim *s, int i) {
+  return s->wl ? s->wl->churn_gen(s->wl_st, i) : 0;
+}
+
+static bool churn_join_ok(const sim *s, int i, uint32_t gen) {
+  return !s->wl || s->wl->join_ok(s->wl_st, i, gen);
+}
+
+static bool churn_leave_ok(const sim *s, int i, uint32_t gen) {
+  return !s->wl || s->wl->leave_ok(s->wl_st, i, gen);
+}
+
 int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   sim S;
   memset(&S, 0, sizeof S);
@@ -724,10 +789,14 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   for (int k = 0; k < c->nscript; k++)
     schedule(s, c->script[k].at, EV_SCRIPT, k, 0, NULL);
   schedule(s, c->sample_ms, EV_SAMPLE, -1, 0, NULL);
-  if (sim_msg_new(&s->msg, c, s, res, work_start) != 0) {
+  /* after the run's own first events: the workload's come after them */
+  const sim_workload_ops *wl = sim_msg_workload();
+  s->run_ops = run_ops(s);
+  if (wl->start(&s->wl_st, c, &s->run_ops, res, work_start) != 0) {
     snprintf(err, errlen, "out of memory for the messaging workload");
     return -1;
   }
+  s->wl = s->wl_st ? wl : NULL;
 
   int rv = 0;
   while (s->nheap) {
@@ -770,26 +839,27 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
       drive(s, ev.host);
       break;
     case EV_JOIN:
-      if (!sim_msg_join_ok(s->msg, ev.host, ev.gen))
+      if (!churn_join_ok(s, ev.host, ev.gen))
         break;
       if (!s->h[ev.host].up && host_start(s, ev.host) != 0)
         rv = -1;
       if (rv == 0 && churning(s)) {
         dht_ts from = s->now > work_start ? s->now : work_start;
         schedule(s, from + sim_dist_draw(&c->session, &s->rng_churn), EV_LEAVE, ev.host,
-                 sim_msg_churn_gen(s->msg, ev.host), NULL);
+                 churn_gen(s, ev.host), NULL);
       }
       break;
     case EV_LEAVE:
-      if (s->h[ev.host].up && sim_msg_leave_ok(s->msg, ev.host, ev.gen)) {
+      if (s->h[ev.host].up && churn_leave_ok(s, ev.host, ev.gen)) {
         bool vanish = sim_rng_unit(&s->rng_churn) < c->vanish;
         host_stop(s, ev.host, !vanish);
         schedule(s, s->now + sim_dist_draw(&c->downtime, &s->rng_churn), EV_JOIN, ev.host,
-                 sim_msg_churn_gen(s->msg, ev.host), NULL);
+                 churn_gen(s, ev.host), NULL);
       }
       break;
-    case EV_MSG:
-      sim_msg_event(s->msg, ev.host, ev.gen, s->now);
+    case EV_WORKLOAD:
+      if (s->wl) /* defensive: only a workload schedules these */
+        s->wl->event(s->wl_st, ev.host, ev.gen, s->now);
       break;
     case EV_LOOKUP:
       if (!c->max_lookups || s->issued_lookups < (uint64_t)c->max_lookups) {
@@ -835,7 +905,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     sim_net_dgram_free(s->net, ev.d);
   }
   free(s->heap);
-  sim_msg_free(s->msg);
+  if (s->wl)
+    s->wl->stop(s->wl_st);
   for (int i = 0; i < s->nh; i++) {
     dht_del(s->h[i].e);
     free(s->h[i].snap);
@@ -852,34 +923,4 @@ void sim_result_free(sim_result *res) {
   free(res->samples);
   free(res->tx_per_host);
   memset(res, 0, sizeof *res);
-}
-
-/* ---- services for sim_msg.c (sim.h) -------------------------------------- */
-
-void sim_schedule_msg(sim *s, dht_ts at, int host_i, uint32_t arg) {
-  schedule(s, at, EV_MSG, host_i, arg, NULL);
-}
-
-void sim_schedule_join(sim *s, dht_ts at, int host_i, uint32_t gen) {
-  schedule(s, at, EV_JOIN, host_i, gen, NULL);
-}
-
-void sim_host_leave(sim *s, int host_i, bool keep) {
-  host_stop(s, host_i, keep);
-}
-
-void sim_host_drive(sim *s, int host_i) {
-  drive(s, host_i);
-}
-
-bool sim_host_is_up(const sim *s, int host_i) {
-  return s->h[host_i].up;
-}
-
-dht_addr sim_host_address(const sim *s, int host_i) {
-  return sim_net_addr(s->net, host_i);
-}
-
-const dht_identity *sim_host_identity(const sim *s, int host_i) {
-  return &s->h[host_i].id;
 }
