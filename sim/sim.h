@@ -16,10 +16,11 @@
  *                   datagrams, latency, jitter, loss, uplink queues, partitions
  *   sim_run.c       the event loop: hosts and their drive loop, churn,
  *                   workloads, metrics
- *   sim_msg.c       the messaging workload: a mailbox service on every host
+ *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox
+ *                   service on every host, friend pairs sending messages
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
- *   sim_int.h       interfaces between these files that are nobody else's
- *                   (the network's, for sim_run.c)
+ *   sim_int.h       interfaces between these files that are nobody else's:
+ *                   the network's, for sim_run.c
  */
 #ifndef ROOST_SIM_H
 #define ROOST_SIM_H

@@ -1,22 +1,28 @@
 /*
- * sim_run.c - the event loop of roost-sim.
+ * sim_run.c - the event loop of roost-sim: the hosts (their engines, the
+ * drive loop, starts and stops), churn, the lookup/get/put workloads and
+ * their ground truth, the script, samples and the trace hash.  The network
+ * between the hosts is sim_net.c's; the messaging workload (sim_msg.c) plugs
+ * in through the sim_workload_ops table the run holds.
  *
  * Every host runs the real dht/ engine through the drive loop roostd runs:
  * after anything happens to a host, its datagrams are drained into the
  * network, its events handled, and its next expiry scheduled.  Events sit in
- * one binary heap ordered by (time, sequence), so ties are broken by the
+ * one 4-ary heap ordered by (time, sequence), so ties are broken by the
  * order in which they were scheduled and a seed reproduces a run exactly.
  * Timer events are lazy: a host keeps one generation number, and a timer
  * event whose generation is stale is skipped.
  *
- * The trace hash is BLAKE2b over (time, kind, host, length) of every event
- * processed, in order: two runs with the same seed and configuration must
- * print the same hash.
+ * A datagram an engine writes goes to sim_net_send; what the network lets
+ * through comes back as an EV_DELIVER event, which feeds the datagram to the
+ * receiving engine if the host is up and the network still lets it in.
  *
- * The network between the hosts is sim_net.c's: a datagram an engine writes
- * goes to sim_net_send, and what comes back is scheduled as an EV_DELIVER
- * event, which feeds the datagram to the receiving engine if the network
- * still lets it in.
+ * Invariants: every random choice comes from a stream of the seed (work
+ * 0x3001, churn 0x3003, one per host; the network has its own), never from
+ * time or pointers; a pending command belongs to a host that is up (a stop
+ * cancels the host's); the trace hash is BLAKE2b over (time, kind, host,
+ * length) of every event processed, in order, so two runs with the same seed
+ * and configuration print the same hash.
  */
 #include <math.h>
 #include <sodium.h>
