@@ -10,11 +10,17 @@
  * Files:
  *   sim_main.c      the roost-sim command line
  *   sim_scenario.c  scenario files and flags -> sim_config
- *   sim_net.c       latency models (synthetic, RTT file), jitter, loss
+ *   sim_rtt.c       latency models: an RTT table from a file, the synthetic torus
  *   sim_dist.c      random distributions (session lengths, truncated normal)
- *   sim_run.c       the event loop: hosts, network, churn, workloads, metrics
- *   sim_msg.c       the messaging workload: a mailbox service on every host
+ *   sim_net.c       the virtual network: addresses, sending and delivering
+ *                   datagrams, latency, jitter, loss, uplink queues, partitions
+ *   sim_run.c       the event loop: hosts and their drive loop, churn,
+ *                   workloads, metrics
+ *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox
+ *                   service on every host, friend pairs sending messages
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
+ *   sim_int.h       interfaces between these files that are nobody else's:
+ *                   the network's, for sim_run.c
  */
 #ifndef ROOST_SIM_H
 #define ROOST_SIM_H
@@ -74,7 +80,7 @@ int sim_dist_parse(sim_dist *d, const char *s, char *err, size_t errlen);
  * 0 or -1. */
 int sim_parse_duration(const char *s, dht_ts *out);
 
-/* ---- latency (sim_net.c) --------------------------------------------------- */
+/* ---- latency (sim_rtt.c) ------------------------------------------------- */
 
 typedef struct sim_rtt sim_rtt; /* an RTT table loaded from a file */
 
@@ -250,39 +256,68 @@ void sim_result_free(sim_result *res);
  * when gnuplot is installed, the plots, into c->out_dir.  0 or -1 + err. */
 int sim_out_write(const sim_config *c, const sim_result *res, char *err, size_t errlen);
 
-/* ---- messaging (sim_msg.c) and its hooks in sim_run.c ------------------ */
+/* ---- workloads (sim_msg.c) ------------------------------------------------ */
 
-typedef struct sim sim;         /* sim_run.c's run state */
-typedef struct sim_msg sim_msg; /* NULL when messaging is off: every hook is then a no-op */
+/* What the run offers a workload: its hosts and its event queue, as a
+ * function table and the run's context (valid for the whole run).  A
+ * workload reaches the run only through these. */
+typedef struct sim_run_ops {
+  void *ctx;
+  /* Schedules the workload's event(host, arg) at time at. */
+  void (*schedule)(void *ctx, dht_ts at, int host, uint32_t arg);
+  /* Schedules a churn join of host at time at, with churn generation gen. */
+  void (*schedule_join)(void *ctx, dht_ts at, int host, uint32_t gen);
+  /* Stops host now (its engine and workload state go, host_down is called);
+   * keep: a warm stop, it keeps its routing table and stored items. */
+  void (*leave)(void *ctx, int host, bool keep);
+  /* Runs host's drive loop now: after the workload gave its engine work. */
+  void (*drive)(void *ctx, int host);
+  bool (*is_up)(const void *ctx, int host);
+  dht_addr (*address)(const void *ctx, int host);
+  /* The host's identity (the run's; valid for the run). */
+  const dht_identity *(*identity)(const void *ctx, int host);
+} sim_run_ops;
 
-/* sim_run.c calls these. */
-int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht_ts work_start);
-void sim_msg_free(sim_msg *m); /* deletes the services; before the engines */
-/* A host's engine was created (before its bootstrap): its service starts. 0 or -1. */
-int sim_msg_host_up(sim_msg *m, int host, dht *e, const dht_identity *id, const dht_callbacks *cb,
-                    dht_ts now);
-/* Before its engine is deleted; keep: a warm restart keeps the stored items. */
-void sim_msg_host_down(sim_msg *m, int host, bool keep);
-/* true when the event was the service's (the runner must not handle it). */
-bool sim_msg_on_dht_event(sim_msg *m, int host, const dht_event *ev, dht_ts now);
-/* Drains the service's events after the engine's (from drive()). */
-void sim_msg_drain(sim_msg *m, int host, dht_ts now);
-/* An EV_MSG event. */
-void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now);
-/* Churn: the generation the churn events of a host carry, and whether a
- * churn join / leave with generation gen still applies (scripted absences
- * end a host's churn chain; friend hosts never leave). */
-uint32_t sim_msg_churn_gen(const sim_msg *m, int host);
-bool sim_msg_join_ok(const sim_msg *m, int host, uint32_t gen);
-bool sim_msg_leave_ok(const sim_msg *m, int host, uint32_t gen);
+/* A workload beside the engines, as a table of operations sim_run.c holds
+ * and calls at fixed points of a run; st is the workload's state from start.
+ * Once start has turned a workload off (*out NULL), the run calls nothing
+ * else of it. */
+typedef struct sim_workload_ops {
+  /* Sets the workload up for c (borrowed for the run), recording into res.
+   * run is copied.  Called after the run has scheduled its own first events,
+   * so the events the workload schedules come after them.  *out = NULL when
+   * c turns it off.  0 or -1 (out of memory). */
+  int (*start)(void **out, const sim_config *c, const sim_run_ops *run, sim_result *res,
+               dht_ts work_start);
+  /* Deletes the workload's per-host services and state; before the engines
+   * are deleted.  NULL is fine. */
+  void (*stop)(void *st);
+  /* A host's engine e was created (before its bootstrap); id and cb are the
+   * host's (borrowed for the call).  0 or -1. */
+  int (*host_up)(void *st, int host, dht *e, const dht_identity *id, const dht_callbacks *cb,
+                 dht_ts now);
+  /* Before the host's engine is deleted; keep: a warm stop keeps what the
+   * host stored. */
+  void (*host_down)(void *st, int host, bool keep);
+  /* Offered each engine event first: true when it was the workload's (the
+   * run must not handle it). */
+  bool (*on_dht_event)(void *st, int host, const dht_event *ev, dht_ts now);
+  /* Drains the workload's events of host, after the engine's (from the
+   * drive loop). */
+  void (*drain)(void *st, int host, dht_ts now);
+  /* One of the workload's events, with the arg it was scheduled with. */
+  void (*event)(void *st, int host, uint32_t arg, dht_ts now);
+  /* Churn: the generation the run's churn events of host carry, and whether
+   * a churn join / leave with generation gen still applies (so a workload
+   * can take a host out of churn for a while, or for good). */
+  uint32_t (*churn_gen)(const void *st, int host);
+  bool (*join_ok)(const void *st, int host, uint32_t gen);
+  bool (*leave_ok)(const void *st, int host, uint32_t gen);
+} sim_workload_ops;
 
-/* sim_run.c offers these to sim_msg.c. */
-void sim_schedule_msg(sim *s, dht_ts at, int host, uint32_t arg);
-void sim_schedule_join(sim *s, dht_ts at, int host, uint32_t gen);
-void sim_host_leave(sim *s, int host, bool keep);
-void sim_host_drive(sim *s, int host);
-bool sim_host_is_up(const sim *s, int host);
-dht_addr sim_host_address(int host);
-const dht_identity *sim_host_identity(const sim *s, int host);
+/* The messaging workload: a mailbox service (store/) on every host, and
+ * friend pairs that send messages while the recipient is away (msg_pairs > 0
+ * turns it on).  A static table. */
+const sim_workload_ops *sim_msg_workload(void);
 
 #endif /* ROOST_SIM_H */

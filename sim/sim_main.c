@@ -7,6 +7,12 @@
  * Precedence: defaults < scenario file < flags.  Runs the simulation, writes
  * the output folder, prints a short summary and, last, "trace hash: <hex>".
  * Exit status: 0 done, 1 the run failed, 2 usage or scenario error.
+ *
+ * Invariant: a run depends on nothing here but the sim_config built from the
+ * file and the flags (and the seed it carries), so the same configuration
+ * gives the same trace hash whichever way it was written.  Usage and
+ * configuration errors stop it before the run starts (the RTT file is loaded
+ * here once only to check it), with exit 2 and one line saying where.
  */
 #include <sodium.h>
 #include <stdio.h>

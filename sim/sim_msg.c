@@ -26,6 +26,12 @@
  *
  * Delivery is the first STORE_EV_MESSAGE for the message ID at the
  * recipient; later ones are counted as duplicates.
+ *
+ * It plugs into the run as a sim_workload_ops table (sim_msg_workload) and
+ * reaches the run's hosts and event queue only through the sim_run_ops it is
+ * given (sim.h).  The run calls nothing of it after start has left the state
+ * NULL (messaging off), so the NULL checks in the operations are defensive.
+ * Its events carry (kind << 28 | index) as their arg.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +63,9 @@ typedef struct mpair {
   int first; /* index of its first message */
 } mpair;
 
-struct sim_msg {
+typedef struct sim_msg {
   const sim_config *c;
-  sim *s;
+  sim_run_ops run; /* the run's hosts and event queue */
   sim_result *res;
   mhost *h;
   int nh;
@@ -67,7 +73,16 @@ struct sim_msg {
   int np;
   store_msg *body; /* per message */
   store_settings set;
-};
+} sim_msg;
+
+/* The run's services, named for what they do here. */
+static void schedule(const sim_msg *m, dht_ts at, int host, uint32_t arg) {
+  m->run.schedule(m->run.ctx, at, host, arg);
+}
+
+static const dht_identity *identity(const sim_msg *m, int host) {
+  return m->run.identity(m->run.ctx, host);
+}
 
 /* ---- a backend that survives the service ------------------------------- */
 
@@ -121,7 +136,10 @@ static void inner_free(mhost *h) {
 
 /* ---- setup --------------------------------------------------------------- */
 
-int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht_ts work_start) {
+static void msg_stop(void *st);
+
+static int msg_start(void **out, const sim_config *c, const sim_run_ops *run, sim_result *res,
+                     dht_ts work_start) {
   *out = NULL;
   if (c->msg_pairs <= 0)
     return 0;
@@ -129,7 +147,7 @@ int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht
   if (!m)
     return -1;
   m->c = c;
-  m->s = s;
+  m->run = *run;
   m->res = res;
   m->nh = c->nodes;
   m->np = c->msg_pairs;
@@ -141,7 +159,7 @@ int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht
   int *perm = malloc((size_t)m->nh * sizeof *perm);
   if (!m->h || !m->p || !m->body || !res->msgs || !perm) {
     free(perm);
-    sim_msg_free(m);
+    msg_stop(m);
     return -1;
   }
   res->nmsgs = nmsg;
@@ -173,8 +191,8 @@ int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht
     dht_ts off = work_start + (dht_ts)sim_rng_below(&r, (uint64_t)c->msg_start_window + 1);
     dht_ts dur = c->msg_offline_min +
                  (dht_ts)sim_rng_below(&r, (uint64_t)(c->msg_offline_max - c->msg_offline_min) + 1);
-    sim_schedule_msg(s, off, p->rcv, ACT(K_OFF, k));
-    sim_schedule_msg(s, off + dur, p->rcv, ACT(K_BACK, k));
+    schedule(m, off, p->rcv, ACT(K_OFF, k));
+    schedule(m, off + dur, p->rcv, ACT(K_BACK, k));
     for (int j = 0; j < c->msg_count; j++) {
       int i = p->first + j;
       sim_msg_rec *mr = &res->msgs[i];
@@ -190,7 +208,7 @@ int sim_msg_new(sim_msg **out, const sim_config *c, sim *s, sim_result *res, dht
       b->kind = STORE_KIND_TEXT;
       b->len =
           (uint16_t)snprintf((char *)b->body, sizeof b->body, "sim message %d of pair %d", j, k);
-      sim_schedule_msg(s, mr->due_ms, p->snd, ACT(K_SEND, i));
+      schedule(m, mr->due_ms, p->snd, ACT(K_SEND, i));
     }
   }
   free(perm);
@@ -206,7 +224,8 @@ static void add_stats(sim_msg *m, const store_svc *svc) {
   m->res->msg_recon_pulled += st.recon_items_pulled;
 }
 
-void sim_msg_free(sim_msg *m) {
+static void msg_stop(void *st) {
+  sim_msg *m = st;
   if (!m)
     return;
   for (int i = 0; m->h && i < m->nh; i++) {
@@ -227,8 +246,8 @@ void sim_msg_free(sim_msg *m) {
 static store_host_ref host_ref(const sim_msg *m, int i) {
   store_host_ref hr;
   memset(&hr, 0, sizeof hr);
-  memcpy(hr.pk, sim_host_identity(m->s, i)->pk, DHT_PK_LEN);
-  hr.addr = sim_host_address(i);
+  memcpy(hr.pk, identity(m, i)->pk, DHT_PK_LEN);
+  hr.addr = m->run.address(m->run.ctx, i);
   return hr;
 }
 
@@ -243,11 +262,12 @@ static void do_send(sim_msg *m, int i, dht_ts now) {
     b->sent_unix_ms = UNIX0 + now;
   }
   mr->sends++;
-  store_send(h->svc, sim_host_identity(m->s, mr->recipient)->pk, b, now);
+  store_send(h->svc, identity(m, mr->recipient)->pk, b, now);
 }
 
-int sim_msg_host_up(sim_msg *m, int i, dht *e, const dht_identity *id, const dht_callbacks *cb,
-                    dht_ts now) {
+static int msg_host_up(void *st, int i, dht *e, const dht_identity *id, const dht_callbacks *cb,
+                       dht_ts now) {
+  sim_msg *m = st;
   if (!m)
     return 0;
   if (i >= m->nh) { /* a host the script added: no role */
@@ -276,7 +296,7 @@ int sim_msg_host_up(sim_msg *m, int i, dht *e, const dht_identity *id, const dht
   memset(&f, 0, sizeof f);
   if (h->role == R_SENDER) {
     const mpair *p = &m->p[h->pair];
-    memcpy(f.pk, sim_host_identity(m->s, p->rcv)->pk, DHT_PK_LEN);
+    memcpy(f.pk, identity(m, p->rcv)->pk, DHT_PK_LEN);
     if (p->fh >= 0) {
       f.nhosts = 1;
       f.hosts[0] = host_ref(m, p->fh);
@@ -287,13 +307,13 @@ int sim_msg_host_up(sim_msg *m, int i, dht *e, const dht_identity *id, const dht
       const sim_msg_rec *mr = &m->res->msgs[p->first + j];
       if (mr->due_ms <= now && mr->stored_ms < 0 && mr->delivered_ms < 0) {
         h->resend_at = now + RESEND_DELAY_MS;
-        sim_schedule_msg(m->s, h->resend_at, i, ACT(K_RESEND, h->pair));
+        schedule(m, h->resend_at, i, ACT(K_RESEND, h->pair));
         break;
       }
     }
   } else if (h->role == R_RECIP) {
     const mpair *p = &m->p[h->pair];
-    memcpy(f.pk, sim_host_identity(m->s, p->snd)->pk, DHT_PK_LEN);
+    memcpy(f.pk, identity(m, p->snd)->pk, DHT_PK_LEN);
     f.fetched_epoch = h->fetched_epoch;
     store_friend_set(h->svc, &f, now);
     if (p->fh >= 0) {
@@ -303,12 +323,13 @@ int sim_msg_host_up(sim_msg *m, int i, dht *e, const dht_identity *id, const dht
   } else if (h->role == R_FHOST) {
     for (int k = 0; k < m->np; k++)
       if (m->p[k].fh == i)
-        store_host_set(h->svc, sim_host_identity(m->s, m->p[k].rcv)->pk, HOST_QUOTA);
+        store_host_set(h->svc, identity(m, m->p[k].rcv)->pk, HOST_QUOTA);
   }
   return 0;
 }
 
-void sim_msg_host_down(sim_msg *m, int i, bool keep) {
+static void msg_host_down(void *st, int i, bool keep) {
+  sim_msg *m = st;
   if (!m || i >= m->nh)
     return;
   mhost *h = &m->h[i];
@@ -323,7 +344,8 @@ void sim_msg_host_down(sim_msg *m, int i, bool keep) {
 
 /* ---- events -------------------------------------------------------------- */
 
-bool sim_msg_on_dht_event(sim_msg *m, int i, const dht_event *ev, dht_ts now) {
+static bool msg_on_dht_event(void *st, int i, const dht_event *ev, dht_ts now) {
+  sim_msg *m = st;
   if (!m || i >= m->nh || !m->h[i].svc)
     return false;
   return store_svc_on_dht_event(m->h[i].svc, ev, now);
@@ -344,8 +366,8 @@ static bool host_holds(const sim_msg *m, int i, dht_ts now) {
   if (!fh->inner)
     return false;
   uint8_t pair[STORE_KEY_LEN];
-  const dht_identity *snd = sim_host_identity(m->s, mr->sender);
-  const uint8_t *rpk = sim_host_identity(m->s, mr->recipient)->pk;
+  const dht_identity *snd = identity(m, mr->sender);
+  const uint8_t *rpk = identity(m, mr->recipient)->pk;
   if (store_pair_secret(pair, snd, rpk) != 0)
     return false;
   uint32_t e0 = store_epoch_of(UNIX0 + mr->sent_ms, m->set.epoch_ms);
@@ -365,7 +387,8 @@ static bool host_holds(const sim_msg *m, int i, dht_ts now) {
   return held;
 }
 
-void sim_msg_drain(sim_msg *m, int i, dht_ts now) {
+static void msg_drain(void *st, int i, dht_ts now) {
+  sim_msg *m = st;
   if (!m || i >= m->nh || !m->h[i].svc)
     return;
   mhost *h = &m->h[i];
@@ -417,7 +440,8 @@ void sim_msg_drain(sim_msg *m, int i, dht_ts now) {
   }
 }
 
-void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now) {
+static void msg_event(void *st, int host, uint32_t arg, dht_ts now) {
+  sim_msg *m = st;
   if (!m)
     return;
   int kind = (int)(arg >> 28), idx = (int)(arg & 0x0fffffffu);
@@ -426,19 +450,19 @@ void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now) {
     mhost *h = &m->h[m->p[idx].rcv];
     h->away = true;
     h->gen++; /* its churn chain ends here */
-    if (sim_host_is_up(m->s, m->p[idx].rcv))
-      sim_host_leave(m->s, m->p[idx].rcv, true);
+    if (m->run.is_up(m->run.ctx, m->p[idx].rcv))
+      m->run.leave(m->run.ctx, m->p[idx].rcv, true);
     break;
   }
   case K_BACK: {
     mhost *h = &m->h[m->p[idx].rcv];
     h->away = false;
-    sim_schedule_join(m->s, now, m->p[idx].rcv, h->gen); /* and a new chain starts */
+    m->run.schedule_join(m->run.ctx, now, m->p[idx].rcv, h->gen); /* and a new chain starts */
     break;
   }
   case K_SEND:
     do_send(m, idx, now);
-    sim_host_drive(m->s, host);
+    m->run.drive(m->run.ctx, host);
     break;
   case K_RESEND: {
     const mpair *p = &m->p[idx];
@@ -449,7 +473,7 @@ void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now) {
       if (mr->due_ms <= now && mr->stored_ms < 0 && mr->delivered_ms < 0)
         do_send(m, p->first + j, now);
     }
-    sim_host_drive(m->s, host);
+    m->run.drive(m->run.ctx, host);
     break;
   }
   }
@@ -457,18 +481,40 @@ void sim_msg_event(sim_msg *m, int host, uint32_t arg, dht_ts now) {
 
 /* ---- churn ----------------------------------------------------------------- */
 
-uint32_t sim_msg_churn_gen(const sim_msg *m, int host) {
+static uint32_t msg_churn_gen(const void *st, int host) {
+  const sim_msg *m = st;
   return m && host < m->nh ? m->h[host].gen : 0;
 }
 
-bool sim_msg_join_ok(const sim_msg *m, int host, uint32_t gen) {
+static bool msg_join_ok(const void *st, int host, uint32_t gen) {
+  const sim_msg *m = st;
   if (!m || host >= m->nh)
     return true;
   return !m->h[host].away && gen == m->h[host].gen;
 }
 
-bool sim_msg_leave_ok(const sim_msg *m, int host, uint32_t gen) {
+static bool msg_leave_ok(const void *st, int host, uint32_t gen) {
+  const sim_msg *m = st;
   if (!m || host >= m->nh)
     return true;
   return m->h[host].role != R_FHOST && gen == m->h[host].gen;
+}
+
+/* ---- the table ------------------------------------------------------------- */
+
+static const sim_workload_ops msg_ops = {
+    .start = msg_start,
+    .stop = msg_stop,
+    .host_up = msg_host_up,
+    .host_down = msg_host_down,
+    .on_dht_event = msg_on_dht_event,
+    .drain = msg_drain,
+    .event = msg_event,
+    .churn_gen = msg_churn_gen,
+    .join_ok = msg_join_ok,
+    .leave_ok = msg_leave_ok,
+};
+
+const sim_workload_ops *sim_msg_workload(void) {
+  return &msg_ops;
 }

@@ -1,20 +1,28 @@
 /*
- * sim_run.c - the event loop of roost-sim.
+ * sim_run.c - the event loop of roost-sim: the hosts (their engines, the
+ * drive loop, starts and stops), churn, the lookup/get/put workloads and
+ * their ground truth, the script, samples and the trace hash.  The network
+ * between the hosts is sim_net.c's; the messaging workload (sim_msg.c) plugs
+ * in through the sim_workload_ops table the run holds.
  *
  * Every host runs the real dht/ engine through the drive loop roostd runs:
  * after anything happens to a host, its datagrams are drained into the
  * network, its events handled, and its next expiry scheduled.  Events sit in
- * one binary heap ordered by (time, sequence), so ties are broken by the
+ * one 4-ary heap ordered by (time, sequence), so ties are broken by the
  * order in which they were scheduled and a seed reproduces a run exactly.
  * Timer events are lazy: a host keeps one generation number, and a timer
  * event whose generation is stale is skipped.
  *
- * The trace hash is BLAKE2b over (time, kind, host, length) of every event
- * processed, in order: two runs with the same seed and configuration must
- * print the same hash.
+ * A datagram an engine writes goes to sim_net_send; what the network lets
+ * through comes back as an EV_DELIVER event, which feeds the datagram to the
+ * receiving engine if the host is up and the network still lets it in.
  *
- * Hosts get IPv4 addresses with a distinct /24 each (11.0.0.1, 11.0.1.1,
- * ...): the engines' per-prefix limits see them as different networks.
+ * Invariants: every random choice comes from a stream of the seed (work
+ * 0x3001, churn 0x3003, one per host; the network has its own), never from
+ * time or pointers; a pending command belongs to a host that is up (a stop
+ * cancels the host's); the trace hash is BLAKE2b over (time, kind, host,
+ * length) of every event processed, in order, so two runs with the same seed
+ * and configuration print the same hash.
  */
 #include <math.h>
 #include <sodium.h>
@@ -25,7 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "sim.h"
+#include "sim_int.h"
 
 enum ev_kind {
   EV_DELIVER = 1,
@@ -37,18 +45,8 @@ enum ev_kind {
   EV_PUT,
   EV_SCRIPT,
   EV_SAMPLE,
-  EV_MSG, /* sim_msg.c's workload */
+  EV_WORKLOAD, /* the workload's own events (sim_run_ops.schedule) */
 };
-
-#define DGRAM_CLASSES 4
-
-typedef struct dgram {
-  struct dgram *next; /* in a free list */
-  dht_addr from;
-  uint16_t len;
-  uint8_t cls; /* size class, index of dgram_class_len */
-  uint8_t data[];
-} dgram;
 
 typedef struct event {
   dht_ts at;
@@ -56,7 +54,7 @@ typedef struct event {
   uint32_t kind;
   int32_t host;
   uint32_t gen;
-  dgram *d;
+  sim_dgram *d; /* EV_DELIVER: the datagram, the network's buffer */
 } event;
 
 typedef struct host {
@@ -64,12 +62,9 @@ typedef struct host {
   dht_identity id;
   uint8_t nid[DHT_ID_LEN];
   uint64_t nid64; /* first 8 bytes of the ID, big-endian: fast distance */
-  sim_coord xy;
-  int16_t country;
-  uint8_t up, joined, part;
+  uint8_t up, joined;
   uint32_t gen, incarnation;
   dht_ts timer_at;
-  dht_ts uplink_free;
   uint64_t rng_state[4]; /* xoshiro256** for the engine's rand callback */
   uint8_t *snap;
   uint32_t snap_len;
@@ -84,7 +79,7 @@ typedef struct pending {
   int32_t target_host; /* GET: whose record */
 } pending;
 
-struct sim {
+typedef struct sim {
   const sim_config *c;
   sim_result *res;
   host *h;
@@ -93,21 +88,21 @@ struct sim {
   size_t nheap, aheap;
   uint64_t seq;
   dht_ts now, end;
-  sim_rng rng_work, rng_net, rng_churn;
-  sim_rtt *rtt;
+  sim_rng rng_work, rng_churn;
+  sim_net *net;
   crypto_generichash_state trace;
   pending *pend;
   size_t npend, apend;
-  dgram *dfree[DGRAM_CLASSES]; /* free datagram buffers by size class */
   int online;
-  bool partitioned;
   uint64_t issued_lookups;
   dht_settings set;
   sim_sample cur; /* the interval being counted */
   char *err;
   size_t errlen;
-  sim_msg *msg; /* messaging workload, NULL when off */
-};
+  const sim_workload_ops *wl; /* the workload, NULL when off */
+  void *wl_st;                /* its state */
+  sim_run_ops run_ops;        /* what the workload may ask of the run */
+} sim;
 
 /* ---- the heap ------------------------------------------------------------ */
 
@@ -160,49 +155,7 @@ static event pop(sim *s) {
   return top;
 }
 
-/* ---- datagram buffers ------------------------------------------------------ */
-
-/* Datagrams in flight come from per-size free lists (payloads up to 128,
- * 256, 512 bytes and DHT_MAX_PKT), so a datagram costs no malloc once the
- * run has warmed up.  The lists only grow: their peak is the peak number of
- * datagrams in flight. */
-static const uint16_t dgram_class_len[DGRAM_CLASSES] = {128, 256, 512, DHT_MAX_PKT};
-
-static dgram *dgram_new(sim *s, size_t len) {
-  int k = 0;
-  while (len > dgram_class_len[k])
-    k++;
-  dgram *d = s->dfree[k];
-  if (d) {
-    s->dfree[k] = d->next;
-  } else {
-    d = malloc(sizeof *d + dgram_class_len[k]);
-    if (!d)
-      return NULL;
-    d->cls = (uint8_t)k;
-  }
-  d->len = (uint16_t)len;
-  return d;
-}
-
-static void dgram_free(sim *s, dgram *d) {
-  if (!d)
-    return;
-  d->next = s->dfree[d->cls];
-  s->dfree[d->cls] = d;
-}
-
-static void dgram_release_all(sim *s) {
-  for (int k = 0; k < DGRAM_CLASSES; k++) {
-    while (s->dfree[k]) {
-      dgram *d = s->dfree[k];
-      s->dfree[k] = d->next;
-      free(d);
-    }
-  }
-}
-
-static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, dgram *d) {
+static void schedule(sim *s, dht_ts at, int kind, int host_i, uint32_t gen, sim_dgram *d) {
   event ev = {at, 0, (uint32_t)kind, host_i, gen, d};
   if (push(s, ev) != 0) {
     fprintf(stderr, "roost-sim: out of memory for events\n");
@@ -233,29 +186,6 @@ static void host_rand(void *ctx, uint8_t *buf, size_t len) {
   }
 }
 
-static dht_addr host_addr(int i) {
-  dht_addr a;
-  memset(&a, 0, sizeof a);
-  a.family = DHT_AF_INET;
-  uint32_t ip = 0x0B000000u + ((uint32_t)i << 8) + 1;
-  a.ip[0] = (uint8_t)(ip >> 24);
-  a.ip[1] = (uint8_t)(ip >> 16);
-  a.ip[2] = (uint8_t)(ip >> 8);
-  a.ip[3] = (uint8_t)ip;
-  a.port = 4000;
-  return a;
-}
-
-static int host_of(const sim *s, const dht_addr *a) {
-  if (a->family != DHT_AF_INET || a->port != 4000 || a->ip[3] != 1)
-    return -1;
-  uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 | (uint32_t)a->ip[2] << 8;
-  if (ip < 0x0B000000u)
-    return -1;
-  uint32_t i = (ip - 0x0B000000u) >> 8;
-  return i < (uint32_t)s->nh ? (int)i : -1;
-}
-
 static int host_add(sim *s) {
   if (s->nh == s->ah) {
     int na = s->ah ? s->ah * 2 : 1024;
@@ -283,60 +213,26 @@ static int host_add(sim *s) {
   for (int k = 0; k < 8; k++)
     h->nid64 = h->nid64 << 8 | h->nid[k];
   sim_rng_bytes(&r, (uint8_t *)h->rng_state, sizeof h->rng_state);
-  h->xy.x = (float)sim_rng_unit(&r);
-  h->xy.y = (float)sim_rng_unit(&r);
-  h->country = (int16_t)(s->rtt ? sim_rtt_pick_country(s->rtt, &r) : -1);
+  /* the network places the host with the rest of the host's stream */
+  if (sim_net_host_add(s->net, i, &r) != 0)
+    return -1;
   return i;
 }
 
 /* ---- the network ------------------------------------------------------------ */
 
-static double one_way_ms(sim *s, int a, int b) {
-  const host *ha = &s->h[a], *hb = &s->h[b];
-  double rtt;
-  if (s->rtt) {
-    uint64_t lo = (uint64_t)(a < b ? a : b), hi = (uint64_t)(a < b ? b : a);
-    rtt = sim_rtt_link(s->rtt, ha->country, hb->country, s->c->seed ^ (lo << 32 | hi));
-  } else {
-    rtt = sim_synth_rtt(ha->xy, hb->xy, s->c->synth_base_ms, s->c->synth_per_unit_ms);
-  }
-  double d = rtt / 2;
-  if (s->c->jitter > 0)
-    d *= 1 + s->c->jitter * (2 * sim_rng_unit(&s->rng_net) - 1);
-  return d < 0.05 ? 0.05 : d;
-}
-
+/* Counts what the network drops and schedules what it delivers.  A datagram
+ * with no buffer (out of memory) is neither, as it always was. */
 static void send_dgram(sim *s, int from, const dht_addr *to, const uint8_t *buf, size_t len) {
-  host *hf = &s->h[from];
   s->res->tx_per_host[from]++;
-  int dst = host_of(s, to);
-  if (dst < 0 || (s->c->loss > 0 && sim_rng_unit(&s->rng_net) < s->c->loss) ||
-      (s->partitioned && s->h[dst].part != hf->part)) {
+  sim_delivery dv;
+  int rv = sim_net_send(s->net, from, to, buf, len, s->now, &dv);
+  if (rv == SIM_NET_DROPPED) {
     s->res->lost++;
     s->cur.dropped++;
-    return;
+  } else if (rv == 0) {
+    schedule(s, dv.at, EV_DELIVER, dv.dst, 0, dv.d);
   }
-  dht_ts depart = s->now;
-  if (s->c->bandwidth_bps) {
-    /* serialisation on the sender's uplink; tail drop past the queue */
-    dht_ts start = hf->uplink_free > s->now ? hf->uplink_free : s->now;
-    double queued_bytes = (double)(start - s->now) * (double)s->c->bandwidth_bps / 8000.0;
-    if (queued_bytes > s->c->queue_bytes) {
-      s->res->lost++;
-      s->cur.dropped++;
-      return;
-    }
-    dht_ts tx_ms = (dht_ts)ceil((double)(len + 28) * 8000.0 / (double)s->c->bandwidth_bps);
-    hf->uplink_free = start + tx_ms;
-    depart = hf->uplink_free;
-  }
-  dgram *d = dgram_new(s, len);
-  if (!d)
-    return;
-  d->from = host_addr(from);
-  memcpy(d->data, buf, len);
-  dht_ts at = depart + (dht_ts)llround(one_way_ms(s, from, dst));
-  schedule(s, at, EV_DELIVER, dst, 0, d);
 }
 
 /* ---- operations and their truth ------------------------------------------ */
@@ -408,9 +304,10 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
   for (int i = 0; i < 8; i++)
     t64 = t64 << 8 | target[i];
   int n = 0;
+  bool cut = sim_net_is_partitioned(s->net); /* asked once: this loop is hot */
   for (int i = 0; i < s->nh; i++) {
     const host *h = &s->h[i];
-    if (!h->up || i == skip || (s->partitioned && h->part != s->h[skip].part))
+    if (!h->up || i == skip || (cut && !sim_net_same_side(s->net, i, skip)))
       continue;
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
@@ -444,7 +341,7 @@ static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
   }
   if (o->kind == SIM_OP_GET) {
     const host *t = &s->h[p->target_host];
-    dht_addr a = host_addr(p->target_host);
+    dht_addr a = sim_net_addr(s->net, p->target_host);
     bool ok = r && r->has_record && !memcmp(r->record.pk, t->id.pk, DHT_PK_LEN) &&
               r->record.naddrs > 0 && dht_addr_eq(&r->record.addrs[0].addr, &a);
     op_done(s, p->op, ev->status, ok);
@@ -468,14 +365,14 @@ static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
 /* ---- driving one host ------------------------------------------------------- */
 
 static void publish(sim *s, int i) {
-  dht_typed_addr ta = {DHT_ADDR_OBSERVED, host_addr(i)};
+  dht_typed_addr ta = {DHT_ADDR_OBSERVED, sim_net_addr(s->net, i)};
   dht_set_addrs(s->h[i].e, &ta, 1);
   dht_put_record(s->h[i].e, s->now);
 }
 
 static void on_event(sim *s, int i, const dht_event *ev) {
   host *h = &s->h[i];
-  if (sim_msg_on_dht_event(s->msg, i, ev, s->now))
+  if (s->wl && s->wl->on_dht_event(s->wl_st, i, ev, s->now))
     return;
   if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
     h->boot_cmd = 0;
@@ -526,7 +423,8 @@ static void drive(sim *s, int i) {
   dht_event ev;
   while (dht_poll_event(h->e, &ev) == 0)
     on_event(s, i, &ev);
-  sim_msg_drain(s->msg, i, s->now);
+  if (s->wl)
+    s->wl->drain(s->wl_st, i, s->now);
   /* events may have issued commands */
   while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
     send_dgram(s, i, &to, buf, (size_t)n);
@@ -570,14 +468,14 @@ static int host_start(sim *s, int i) {
     snprintf(s->err, s->errlen, "cannot create engine %d: %s", i, dht_strerror(rv));
     return -1;
   }
-  if (sim_msg_host_up(s->msg, i, h->e, &h->id, &cb, s->now) != 0) {
+  if (s->wl && s->wl->host_up(s->wl_st, i, h->e, &h->id, &cb, s->now) != 0) {
     snprintf(s->err, s->errlen, "cannot create the mailbox service of host %d", i);
     return -1;
   }
   h->up = 1;
   h->joined = 0;
   h->timer_at = -1;
-  h->uplink_free = 0;
+  sim_net_host_up(s->net, i);
   s->online++;
   dht_peer peers[16];
   size_t np = 0;
@@ -592,7 +490,7 @@ static int host_start(sim *s, int i) {
     if (j < 0)
       break;
     memcpy(peers[np].pk, s->h[j].id.pk, DHT_PK_LEN);
-    peers[np].addr = host_addr(j);
+    peers[np].addr = sim_net_addr(s->net, j);
     np++;
   }
   size_t op = op_new(s, SIM_OP_BOOTSTRAP, i);
@@ -617,7 +515,8 @@ static void host_stop(sim *s, int i, bool keep_state) {
     if (h->snap && dht_save_table(h->e, h->snap, need, NULL) > 0)
       h->snap_len = (uint32_t)need;
   }
-  sim_msg_host_down(s->msg, i, keep_state);
+  if (s->wl)
+    s->wl->host_down(s->wl_st, i, keep_state);
   dht_del(h->e);
   h->e = NULL;
   h->up = 0;
@@ -709,22 +608,11 @@ static void sample(sim *s) {
 
 static void run_script(sim *s, const sim_script *sc) {
   switch (sc->action) {
-  case SIM_ACT_PARTITION: {
-    int cut = (int)llround(sc->arg * s->nh);
-    for (int i = 0; i < s->nh; i++)
-      s->h[i].part = 0;
-    for (int n = 0, tries = 0; n < cut && tries < 100 * s->nh; tries++) {
-      int i = (int)sim_rng_below(&s->rng_churn, (uint64_t)s->nh);
-      if (!s->h[i].part) {
-        s->h[i].part = 1;
-        n++;
-      }
-    }
-    s->partitioned = true;
+  case SIM_ACT_PARTITION:
+    sim_net_partition(s->net, sc->arg, &s->rng_churn);
     break;
-  }
   case SIM_ACT_HEAL:
-    s->partitioned = false;
+    sim_net_heal(s->net);
     break;
   case SIM_ACT_LEAVE: {
     int n = (int)llround(sc->arg * s->online);
@@ -785,6 +673,67 @@ static void progress(sim *s, dht_ts total) {
     fputc('\n', stderr);
 }
 
+/* ---- what the workload may ask of the run (sim_run_ops) ------------------ */
+
+static void run_schedule(void *ctx, dht_ts at, int host_i, uint32_t arg) {
+  schedule(ctx, at, EV_WORKLOAD, host_i, arg, NULL);
+}
+
+static void run_schedule_join(void *ctx, dht_ts at, int host_i, uint32_t gen) {
+  schedule(ctx, at, EV_JOIN, host_i, gen, NULL);
+}
+
+static void run_leave(void *ctx, int host_i, bool keep) {
+  host_stop(ctx, host_i, keep);
+}
+
+static void run_drive(void *ctx, int host_i) {
+  drive(ctx, host_i);
+}
+
+static bool run_is_up(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return s->h[host_i].up;
+}
+
+static dht_addr run_address(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return sim_net_addr(s->net, host_i);
+}
+
+static const dht_identity *run_identity(const void *ctx, int host_i) {
+  const sim *s = ctx;
+  return &s->h[host_i].id;
+}
+
+static sim_run_ops run_ops(sim *s) {
+  sim_run_ops o = {
+      .ctx = s,
+      .schedule = run_schedule,
+      .schedule_join = run_schedule_join,
+      .leave = run_leave,
+      .drive = run_drive,
+      .is_up = run_is_up,
+      .address = run_address,
+      .identity = run_identity,
+  };
+  return o;
+}
+
+/* The workload's say on churn (sim_workload_ops): without one, every churn
+ * event applies and carries generation 0. */
+static uint32_t churn_gen(const sim *s, int i) {
+  return s->wl ? s->wl->churn_gen(s->wl_st, i) : 0;
+}
+
+static bool churn_join_ok(const sim *s, int i, uint32_t gen) {
+  return !s->wl || s->wl->join_ok(s->wl_st, i, gen);
+}
+
+static bool churn_leave_ok(const sim *s, int i, uint32_t gen) {
+  return !s->wl || s->wl->leave_ok(s->wl_st, i, gen);
+}
+
 int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   sim S;
   memset(&S, 0, sizeof S);
@@ -795,10 +744,9 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->err = err;
   s->errlen = errlen;
   res->crypto = c->crypto;
-  if (c->rtt_file[0] && sim_rtt_load(&s->rtt, c->rtt_file, err, errlen) != 0)
+  if (sim_net_new(&s->net, c, err, errlen) != 0) /* the network's stream is 0x3002 */
     return -1;
   sim_rng_init(&s->rng_work, c->seed, 0x3001);
-  sim_rng_init(&s->rng_net, c->seed, 0x3002);
   sim_rng_init(&s->rng_churn, c->seed, 0x3003);
   crypto_generichash_init(&s->trace, NULL, 0, 32);
 
@@ -847,16 +795,20 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   for (int k = 0; k < c->nscript; k++)
     schedule(s, c->script[k].at, EV_SCRIPT, k, 0, NULL);
   schedule(s, c->sample_ms, EV_SAMPLE, -1, 0, NULL);
-  if (sim_msg_new(&s->msg, c, s, res, work_start) != 0) {
+  /* after the run's own first events: the workload's come after them */
+  const sim_workload_ops *wl = sim_msg_workload();
+  s->run_ops = run_ops(s);
+  if (wl->start(&s->wl_st, c, &s->run_ops, res, work_start) != 0) {
     snprintf(err, errlen, "out of memory for the messaging workload");
     return -1;
   }
+  s->wl = s->wl_st ? wl : NULL;
 
   int rv = 0;
   while (s->nheap) {
     event ev = pop(s);
     if (ev.at > s->end) {
-      dgram_free(s, ev.d);
+      sim_net_dgram_free(s->net, ev.d);
       break;
     }
     s->now = ev.at;
@@ -869,7 +821,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     switch (ev.kind) {
     case EV_DELIVER: {
       host *h = &s->h[ev.host];
-      if (h->up && !(s->partitioned && s->h[host_of(s, &ev.d->from)].part != h->part)) {
+      if (h->up && sim_net_arrives(s->net, ev.d, ev.host)) {
         res->packets++;
         s->cur.packets++;
         if (dht_read_pkt(h->e, &ev.d->from, ev.d->data, ev.d->len, s->now) <= DHT_ERR_FATAL) {
@@ -881,7 +833,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
         res->lost++;
         s->cur.dropped++;
       }
-      dgram_free(s, ev.d);
+      sim_net_dgram_free(s->net, ev.d);
       break;
     }
     case EV_TIMER:
@@ -893,26 +845,27 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
       drive(s, ev.host);
       break;
     case EV_JOIN:
-      if (!sim_msg_join_ok(s->msg, ev.host, ev.gen))
+      if (!churn_join_ok(s, ev.host, ev.gen))
         break;
       if (!s->h[ev.host].up && host_start(s, ev.host) != 0)
         rv = -1;
       if (rv == 0 && churning(s)) {
         dht_ts from = s->now > work_start ? s->now : work_start;
         schedule(s, from + sim_dist_draw(&c->session, &s->rng_churn), EV_LEAVE, ev.host,
-                 sim_msg_churn_gen(s->msg, ev.host), NULL);
+                 churn_gen(s, ev.host), NULL);
       }
       break;
     case EV_LEAVE:
-      if (s->h[ev.host].up && sim_msg_leave_ok(s->msg, ev.host, ev.gen)) {
+      if (s->h[ev.host].up && churn_leave_ok(s, ev.host, ev.gen)) {
         bool vanish = sim_rng_unit(&s->rng_churn) < c->vanish;
         host_stop(s, ev.host, !vanish);
         schedule(s, s->now + sim_dist_draw(&c->downtime, &s->rng_churn), EV_JOIN, ev.host,
-                 sim_msg_churn_gen(s->msg, ev.host), NULL);
+                 churn_gen(s, ev.host), NULL);
       }
       break;
-    case EV_MSG:
-      sim_msg_event(s->msg, ev.host, ev.gen, s->now);
+    case EV_WORKLOAD:
+      if (s->wl) /* defensive: only a workload schedules these */
+        s->wl->event(s->wl_st, ev.host, ev.gen, s->now);
       break;
     case EV_LOOKUP:
       if (!c->max_lookups || s->issued_lookups < (uint64_t)c->max_lookups) {
@@ -955,18 +908,18 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
 
   while (s->nheap) {
     event ev = pop(s);
-    dgram_free(s, ev.d);
+    sim_net_dgram_free(s->net, ev.d);
   }
-  dgram_release_all(s);
   free(s->heap);
-  sim_msg_free(s->msg);
+  if (s->wl)
+    s->wl->stop(s->wl_st);
   for (int i = 0; i < s->nh; i++) {
     dht_del(s->h[i].e);
     free(s->h[i].snap);
   }
   free(s->h);
   free(s->pend);
-  sim_rtt_free(s->rtt);
+  sim_net_del(s->net);
   return rv;
 }
 
@@ -976,34 +929,4 @@ void sim_result_free(sim_result *res) {
   free(res->samples);
   free(res->tx_per_host);
   memset(res, 0, sizeof *res);
-}
-
-/* ---- services for sim_msg.c (sim.h) -------------------------------------- */
-
-void sim_schedule_msg(sim *s, dht_ts at, int host_i, uint32_t arg) {
-  schedule(s, at, EV_MSG, host_i, arg, NULL);
-}
-
-void sim_schedule_join(sim *s, dht_ts at, int host_i, uint32_t gen) {
-  schedule(s, at, EV_JOIN, host_i, gen, NULL);
-}
-
-void sim_host_leave(sim *s, int host_i, bool keep) {
-  host_stop(s, host_i, keep);
-}
-
-void sim_host_drive(sim *s, int host_i) {
-  drive(s, host_i);
-}
-
-bool sim_host_is_up(const sim *s, int host_i) {
-  return s->h[host_i].up;
-}
-
-dht_addr sim_host_address(int host_i) {
-  return host_addr(host_i);
-}
-
-const dht_identity *sim_host_identity(const sim *s, int host_i) {
-  return &s->h[host_i].id;
 }

@@ -1,0 +1,99 @@
+/*
+ * sim_int.h - interfaces between roost-sim's own files, not for the command
+ * line or other folders (the unit tests may reach in, as they do into
+ * dht_int.h).  Today: the virtual network (sim_net.c), which sim_run.c
+ * drives.
+ *
+ * The network owns what happens between two hosts' sockets: addresses, the
+ * path a datagram takes (latency, jitter, loss, the sender's uplink queue,
+ * partitions) and the buffers of datagrams in flight.  It owns no clock and
+ * no event queue: a send returns a delivery (when, to which host, what) and
+ * the run schedules it; when that event comes up the run asks the network
+ * whether the datagram still gets in, hands it to the host's engine and gives
+ * the buffer back.  That seam is where NAT boxes go: a box rewrites the
+ * source on the way out and filters on the way in, and neither side of the
+ * seam changes shape.
+ *
+ * Hosts are numbered densely from 0 in the order they are added, the same
+ * numbers sim_run.c uses; the network never removes one (a host that leaves
+ * keeps its address and comes back with it).
+ */
+#ifndef ROOST_SIM_INT_H
+#define ROOST_SIM_INT_H
+
+#include "sim.h"
+
+/* ---- the virtual network (sim_net.c) ------------------------------------- */
+
+/* A datagram in flight, from sim_net_send until the run gives it back with
+ * sim_net_dgram_free.  The run reads from, len and data; the rest is the
+ * network's. */
+typedef struct sim_dgram {
+  struct sim_dgram *next; /* in the network's free list */
+  dht_addr from;          /* the source address the receiver sees */
+  uint16_t len;
+  uint8_t cls; /* size class of the buffer, for the free list */
+  uint8_t data[];
+} sim_dgram;
+
+/* What a send produced: deliver d to host dst at time at. */
+typedef struct sim_delivery {
+  dht_ts at;
+  int dst;
+  sim_dgram *d;
+} sim_delivery;
+
+/* sim_net_send's outcomes besides 0 (in flight). */
+enum sim_net_status {
+  SIM_NET_DROPPED = -1, /* the network dropped it: no such address, loss, partition, full queue */
+  SIM_NET_NOMEM = -2,   /* no buffer for it: gone, and not counted as network loss */
+};
+
+typedef struct sim_net sim_net;
+
+/* Creates the network of a run with configuration c (borrowed for the
+ * network's life): loads c->rtt_file when one is given.  0, or -1 with a
+ * reason in err. */
+int sim_net_new(sim_net **out, const sim_config *c, char *err, size_t errlen);
+/* Frees the network and the buffers given back to it.  Every datagram must
+ * have been given back first.  NULL is fine. */
+void sim_net_del(sim_net *n);
+
+/* Adds host number `host` (the next one: hosts are dense) and places it,
+ * drawing from r, the host's own stream: its point on the torus, then its
+ * country when an RTT table is loaded.  0 or -1 (out of memory). */
+int sim_net_host_add(sim_net *n, int host, sim_rng *r);
+/* The host (re)starts: its uplink queue starts empty. */
+void sim_net_host_up(sim_net *n, int host);
+
+/* The host's address: IPv4 with a /24 of its own, port 4000. */
+dht_addr sim_net_addr(const sim_net *n, int host);
+/* The host at address a, or -1 when no host has it. */
+int sim_net_host_of(const sim_net *n, const dht_addr *a);
+
+/* Sends len bytes of buf (borrowed for the call) from host `from` to address
+ * `to` at time now.  0: in flight, *out says when and to whom it arrives and
+ * owns the buffer until sim_net_dgram_free; SIM_NET_DROPPED or
+ * SIM_NET_NOMEM otherwise (*out untouched).  Draws loss and jitter from the
+ * network's stream, in that order, so the order of sends is the order of
+ * draws. */
+int sim_net_send(sim_net *n, int from, const dht_addr *to, const uint8_t *buf, size_t len,
+                 dht_ts now, sim_delivery *out);
+/* Whether d, arriving now at host dst, gets in: a partition that started
+ * while it was in flight stops it.  (Whether dst is up is the run's
+ * business.) */
+bool sim_net_arrives(const sim_net *n, const sim_dgram *d, int dst);
+/* Gives a datagram's buffer back.  NULL is fine. */
+void sim_net_dgram_free(sim_net *n, sim_dgram *d);
+
+/* Cuts the network in two: round(fraction x hosts) hosts, drawn from r, on
+ * one side, the rest on the other.  Datagrams between the sides are dropped
+ * until sim_net_heal. */
+void sim_net_partition(sim_net *n, double fraction, sim_rng *r);
+void sim_net_heal(sim_net *n);
+bool sim_net_is_partitioned(const sim_net *n);
+/* Whether hosts a and b are on the same side of the partition (true when
+ * there is none). */
+bool sim_net_same_side(const sim_net *n, int a, int b);
+
+#endif /* ROOST_SIM_INT_H */
