@@ -762,6 +762,10 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->set.max_events = 64;
   s->set.rate_prefixes = 64;
   s->set.max_records = 256;
+  /* proofs of address and amplification credit: a simulated host answers
+   * within the call that received the request (the memory backend commits at
+   * once), so the credit is spent before it could be evicted */
+  s->set.proof_cache = 4;
   s->set.lookup_candidates = 3 * c->k;
   s->set.insecure_plaintext = !c->crypto;
   if (!c->crypto) {
