@@ -16,7 +16,7 @@
  *    network.  ~1,000 client identities, each at its own address and holding
  *    a valid cookie from S, send pre-built FIND_NODE datagrams (distinct
  *    nonces, random targets).  The timed loop is, per datagram,
- *    dht_read_pkt(S) then draining dht_write_pkt(S) into a buffer: rate
+ *    d1_read(S) then draining d1_write(S) into a buffer: rate
  *    limit, shared-key cache, decrypt, replay filter, decode, routing-table
  *    query, encode and encrypt of a 20-contact NODES reply.  Every reply is
  *    opened and decoded afterwards, outside the timing.  Then the primitives
@@ -42,6 +42,7 @@
 
 #include "bench_util.h"
 #include "dht_int.h"
+#include "drive1.h"
 #include "netsim.h"
 
 /* ---- parameters --------------------------------------------------------- */
@@ -662,7 +663,7 @@ __attribute__((noinline)) static double batch_run(bench *B, batch *b) {
   double c0 = cputime(), t0 = mono();
   for (size_t i = 0; i < b->n; i++) {
     const req *q = &b->r[i];
-    int r = dht_read_pkt(S, &q->from, q->data, q->len, now);
+    int r = d1_read(S, &q->from, q->data, q->len, now);
     if (r && !rc)
       rc = r;
     dht_addr to;
@@ -672,7 +673,7 @@ __attribute__((noinline)) static double batch_run(bench *B, batch *b) {
       uint8_t *dst = b->onebuf                           ? b->arena
                      : off + DHT_MAX_PKT <= b->arena_cap ? b->arena + off
                                                          : spill;
-      n = dht_write_pkt(S, &to, dst, DHT_MAX_PKT, now);
+      n = d1_write(S, &to, dst, DHT_MAX_PKT, now);
       if (n <= 0)
         break;
       if (b->len[i] || (dst == spill && !b->onebuf)) {
@@ -1062,8 +1063,8 @@ static void throughput(bench *B, uint64_t seed) {
   int cmin = DHT_K_MAX + 1, cmax = -1;
   size_t mean_req = 0;
   dht_get_stats(B->S, &st0);
-  printf("timed: %d runs x %zu fresh datagrams; per datagram: dht_read_pkt(S) + drain "
-         "dht_write_pkt(S) into a buffer, nothing else:\n",
+  printf("timed: %d runs x %zu fresh datagrams; per datagram: d1_read(S) + drain "
+         "d1_write(S) into a buffer, nothing else:\n",
          P->runs, P->m);
   for (int r = 0; r < P->runs; r++) {
     batch_fill(B, &b, P->m, NULL, sel, nsel, true);

@@ -7,13 +7,16 @@
  * virtual clock) feeds it datagrams with a timestamp and drains what it wants
  * to send, ngtcp2-style:
  *
- *     dht_read_pkt(e, &from, buf, len, now);        for every datagram received
- *     while ((n = dht_write_pkt(e, &to, out, sizeof out, now)) > 0)
- *         send(to, out, n);
- *     while (dht_poll_event(e, &ev) == 0)
- *         handle(ev);
- *     rearm_timer(dht_get_expiry(e));               and on expiry:
- *     dht_handle_expiry(e, now);                    then drain again
+ *     dht_read_pkt(e, &path, buf, len, now);   for every datagram received; then
+ *     do                                       (and after issuing a command):
+ *       while ((n = dht_write_pkt(e, &path, &pi, out, sizeof out, now)) > 0)
+ *         send(&path, &pi, out, n);
+ *     while (dht_poll_event(e, &ev) == 0 && handle(&ev)); (it may issue commands)
+ *     rearm_timer(dht_get_expiry(e));          and on expiry:
+ *     dht_handle_expiry(e, now);               then drain again
+ *
+ * A path names the driver's local socket and the remote address, so a driver
+ * with many sockets routes every datagram exactly (ngtcp2_path's idea).
  *
  * Time is monotonic milliseconds (dht_ts), as uv_now gives.  Randomness,
  * logging and memory come in through dht_callbacks and dht_mem.  The caller
@@ -112,6 +115,20 @@ bool dht_addr_is_private(const dht_addr *a); /* RFC 1918, ULA, link-local, CGN *
  * bytes); returns buf. */
 char *dht_addr_fmt(const dht_addr *a, char *buf, size_t len);
 
+/* Where a datagram came in, or must leave: the driver's local socket and the
+ * remote address.  Socket 0 is the driver's main socket (for the remote's
+ * family); other ids are sockets that a service asked the driver for
+ * (dht_sock_open), numbered by the driver. */
+typedef struct dht_path {
+  uint32_t local;
+  dht_addr remote;
+} dht_path;
+
+/* Attributes of a datagram out, which the driver honours. */
+typedef struct dht_pkt_info {
+  uint8_t ttl; /* IPv4 TTL / IPv6 hop limit for this datagram alone; 0: the socket's */
+} dht_pkt_info;
+
 /* A peer we can talk to: its identity key and an address. */
 typedef struct dht_peer {
   uint8_t pk[DHT_PK_LEN];
@@ -203,6 +220,7 @@ typedef struct dht_settings {
   int max_records;       /* peer records stored for others: 2048 */
   int max_services;      /* plugged services: 8 */
   int max_requests;      /* services' requests outstanding, all services: 1024 */
+  int max_sockets;       /* extra local sockets open for services: 512 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
   int rate_pps;       /* refill, packets per second per prefix: 400 */
@@ -259,14 +277,17 @@ void dht_set_clock_offset(dht *e, int64_t unix_ms_minus_now);
  * Services use it for anything that must agree between hosts. */
 int64_t dht_unix_ms(const dht *e, dht_ts now);
 
-/* Feeds one received datagram.  Returns 0 (also when the datagram was dropped:
- * see dht_stats) or a fatal error. */
-int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now);
+/* Feeds one datagram received on path (path->remote: where it came from).
+ * Returns 0 (also when the datagram was dropped: see dht_stats) or a fatal
+ * error. */
+int dht_read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now);
 
-/* Writes the next datagram to send into buf and its destination into *to.
- * Returns its length, 0 when nothing is queued, DHT_ERR_NOBUF when buflen is
- * smaller than DHT_MAX_PKT, or a fatal error. */
-dht_ssize dht_write_pkt(dht *e, dht_addr *to, uint8_t *buf, size_t buflen, dht_ts now);
+/* Writes the next datagram to send into buf, the path it must take into
+ * *path and its attributes into *pi (pi may be NULL for a driver that honours
+ * none).  Returns its length, 0 when nothing is queued, DHT_ERR_NOBUF when
+ * buflen is smaller than DHT_MAX_PKT, or a fatal error. */
+dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, size_t buflen,
+                        dht_ts now);
 
 /* When dht_handle_expiry() next wants to run (DHT_TS_NEVER if idle). */
 dht_ts dht_get_expiry(const dht *e);
@@ -310,6 +331,9 @@ enum dht_event_type {
   DHT_EV_PUT,           /* cmd, status, u.put */
   DHT_EV_PING,          /* cmd, status, u.ping */
   DHT_EV_ADDR_SEEN,     /* a PONG told us how a peer sees us: u.seen */
+  DHT_EV_SOCK_OPEN,     /* for the driver: open sockets, cmd = the request, u.sock */
+  DHT_EV_SOCK_CLOSE,    /* for the driver: close socket u.sock.id */
+  DHT_EV_SOCK_OPENED,   /* for the service that asked: cmd, status, u.sock */
 };
 
 /* A contact as reported in results. */
@@ -373,7 +397,14 @@ typedef struct dht_event {
       dht_addr seen_as;
       dht_addr reporter;
       uint8_t reporter_id[DHT_ID_LEN];
+      uint32_t local; /* the socket the PONG came in on */
     } seen;
+    struct {
+      int n;               /* OPEN: how many wanted; OPENED: how many opened */
+      uint8_t family;      /* enum dht_family */
+      uint32_t id;         /* CLOSE: the socket */
+      const uint32_t *ids; /* OPENED: the n sockets, valid during the hook */
+    } sock;
   } u;
 } dht_event;
 
@@ -456,6 +487,7 @@ int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_conta
 /* One datagram of a service's range, as it arrived. */
 typedef struct dht_msg_in {
   dht_peer from;       /* the sender's key and the address it came from */
+  uint32_t local;      /* the local socket it came in on (dht_path.local) */
   uint8_t type;        /* body[1] */
   uint32_t txid;       /* body[2] */
   const uint8_t *body; /* the whole msgpack body; valid during the hook */
@@ -507,12 +539,19 @@ int dht_svc_pending(const dht *e, int svc);
  * running, or it finished already: then the driver got the event). */
 int dht_svc_own(dht *e, int svc, int64_t cmd);
 
+/* How a service's datagram leaves. */
+typedef struct dht_tx {
+  uint32_t local; /* the local socket: 0 the main one, or one of the service's */
+  uint8_t ttl;    /* 0, or an IP TTL for this datagram (priming a NAT) */
+} dht_tx;
+
 /* Queues a datagram that is not a request: an answer, or a notice.  To an
  * address that has not proven it can receive, it must fit that address's
  * amplification credit or it is dropped and counted (drop_amplification).
- * body must be <= DHT_MAX_BODY, of a service's range.  Returns 0 (also when
- * dropped for amplification), DHT_ERR_INVAL or DHT_ERR_FULL. */
-int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len);
+ * tx may be NULL (main socket, default TTL).  body must be <= DHT_MAX_BODY,
+ * of a service's range.  Returns 0 (also when dropped for amplification),
+ * DHT_ERR_INVAL or DHT_ERR_FULL. */
+int dht_svc_send(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len);
 
 typedef struct dht_req_opts {
   uint8_t answer;    /* the message type that answers it (required) */
@@ -520,6 +559,7 @@ typedef struct dht_req_opts {
   dht_ts soft_ms;    /* 0, or call on_timeout(soft) after this long */
   dht_ts timeout_ms; /* 0 = the engine's estimate for the peer, per try */
   bool unsolicited;  /* started on our own toward a peer that did not ask */
+  dht_tx tx;         /* socket and TTL, for every try */
   uint64_t tag;      /* the owner's, handed back */
   int32_t aux;
 } dht_req_opts;
@@ -541,6 +581,26 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
 /* Forgets service svc's outstanding requests whose tag is tag: no answer or
  * timeout reaches the service for them.  Returns how many. */
 int dht_svc_cancel(dht *e, int svc, uint64_t tag);
+
+/* More local sockets, for a service (the birthday method of hole punching
+ * opens about 256).  The driver sees DHT_EV_SOCK_OPEN (cmd: the request;
+ * u.sock.n, u.sock.family), opens what it can, bound to ephemeral ports of
+ * its main address of that family, and reports them with dht_sock_opened();
+ * the service then gets DHT_EV_SOCK_OPENED (status, u.sock.n, u.sock.ids)
+ * on its on_event.  Datagrams on those sockets carry their id in
+ * dht_path.local / dht_msg_in.local; a service sends on one with dht_tx.
+ * dht_sock_close() gives one back (the driver sees DHT_EV_SOCK_CLOSE); a
+ * removed service's sockets are closed for it.  At most
+ * settings.max_sockets are open at once. */
+/* Returns the request's id (> 0), DHT_ERR_INVAL or DHT_ERR_FULL. */
+int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family);
+/* The driver's answer to DHT_EV_SOCK_OPEN req: the n (>= 0) sockets it
+ * opened (ids > 0, unique among its open sockets).  Returns 0, or
+ * DHT_ERR_NOTFOUND for a request the engine does not know (the driver then
+ * closes them). */
+int dht_sock_opened(dht *e, int64_t req, const uint32_t *ids, int n);
+/* Returns 0, or DHT_ERR_NOTFOUND when svc does not hold socket id. */
+int dht_sock_close(dht *e, int svc, uint32_t id);
 
 /* The engine's current timeout for one request to peer (see
  * dht_svc_request). */

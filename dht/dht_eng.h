@@ -79,6 +79,8 @@ typedef struct cmd {
 
 typedef struct outmsg {
   dht_peer to;
+  uint32_t local; /* dht_path.local */
+  uint8_t ttl;    /* dht_pkt_info.ttl */
   uint16_t len;
   uint8_t body[]; /* len bytes */
 } outmsg;
@@ -93,14 +95,27 @@ typedef struct svc_rpc {
   bool soft_done; /* the soft timeout has been reported */
   dht_ts try_ms, deadline, soft_at;
   uint16_t len;
+  dht_tx tx;
   uint8_t *body; /* retransmit copy; NULL when no try is left */
 } svc_rpc;
+
+/* A local socket a service holds, and a request for more. */
+typedef struct sock_ent {
+  uint32_t id;
+  uint8_t svc;
+} sock_ent;
+
+typedef struct sock_req {
+  int64_t id;
+  uint8_t svc, family;
+  int n;
+} sock_req;
 
 /* An event waiting to be handed to a service at a safe point. */
 typedef struct svc_ev {
   dht_event ev;
-  dht_lookup_result *res; /* owned */
-  int svc;                /* index into svcs, or -1: offered to every service */
+  void *res; /* owned: the lookup result, or the ids of opened sockets */
+  int svc;   /* index into svcs, or -1: offered to every service */
 } svc_ev;
 
 /* A command whose event goes to a service. */
@@ -174,6 +189,11 @@ struct dht {
   int nsvcs;
   svc_rpc *sreq;
   int nsreq, sreq_cap;
+  sock_ent *socks; /* services' extra sockets */
+  int nsocks, socks_cap;
+  sock_req *sockq; /* open requests the driver has not answered */
+  int nsockq, sockq_cap;
+  int64_t next_sock_req;
   svc_ev *sev; /* ring */
   int sev_head, sev_n, sev_alloc;
   owned_cmd *owned;
@@ -196,8 +216,8 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
  * anything else to an address that has not proven it receives must fit that
  * address's credit, or is dropped and counted (drop_amplification, return 0).
  * Returns 0, DHT_ERR_INVAL, DHT_ERR_FULL or DHT_ERR_NOMEM. */
-int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, bool request,
-                  dht_ts now);
+int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len,
+                  bool request, dht_ts now);
 /* Has peer shown it receives at peer->addr (a table contact that answered
  * there, or a remembered proof)? */
 bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now);

@@ -71,6 +71,7 @@ void dht_settings_default(dht_settings *s) {
   s->max_records = 2048;
   s->max_services = 8;
   s->max_requests = 1024;
+  s->max_sockets = 512;
   s->rate_pps = 400;
   s->rate_burst = 800;
   s->rate_prefixes = 1024;
@@ -96,8 +97,9 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_burst >= 0 && s->rate_prefixes >= 0 && s->rate_v4_prefix >= 0 &&
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
-         s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->record_ttl_ms >= 1000 &&
-         s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
+         s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
+         s->record_ttl_ms >= 1000 && s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 &&
+         s->republish_ms >= 1000;
 }
 
 int dht_identity_from_seed(dht_identity *id, const uint8_t seed[static 32]) {
@@ -286,8 +288,8 @@ void dht_eng_rtt_sample(dht *e, dht_ts rtt_ms) {
   e->all_srtt += err / 8;
 }
 
-int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, bool request,
-                  dht_ts now) {
+int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len,
+                  bool request, dht_ts now) {
   if (len > DHT_MAX_BODY)
     return DHT_ERR_INVAL;
   /* Where every datagram leaves the engine: anything that is not our own
@@ -320,6 +322,8 @@ int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, b
   if (!m)
     return DHT_ERR_NOMEM;
   m->to = *to;
+  m->local = tx ? tx->local : 0;
+  m->ttl = tx ? tx->ttl : 0;
   m->len = (uint16_t)len;
   memcpy(m->body, body, len);
   e->out[(e->out_head + e->out_n) % e->out_alloc] = m;
@@ -327,7 +331,8 @@ int dht_eng_queue(dht *e, const dht_peer *to, const uint8_t *body, size_t len, b
   return 0;
 }
 
-dht_ssize dht_write_pkt(dht *e, dht_addr *to, uint8_t *buf, size_t buflen, dht_ts now) {
+dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, size_t buflen,
+                        dht_ts now) {
   (void)now;
   if (buflen < DHT_MAX_PKT)
     return DHT_ERR_NOBUF;
@@ -342,7 +347,10 @@ dht_ssize dht_write_pkt(dht *e, dht_addr *to, uint8_t *buf, size_t buflen, dht_t
     uint64_t ctr = ++e->nonce_ctr;
     memcpy(nonce + 16, &ctr, 8);
     dht_ssize n = dht_box_seal(&e->box, m->to.pk, nonce, m->body, m->len, buf, buflen);
-    *to = m->to.addr;
+    path->local = m->local;
+    path->remote = m->to.addr;
+    if (pi)
+      pi->ttl = m->ttl;
     dht_mem_free(&e->mem, m);
     if (n < 0) {
       /* the peer's key is not a usable point: nothing can be sent to it */
@@ -493,7 +501,7 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   }
   if (n < 0)
     return (int)n;
-  int rv = dht_eng_queue(e, to, body, (size_t)n, true, now);
+  int rv = dht_eng_queue(e, to, NULL, body, (size_t)n, true, now);
   if (rv)
     return rv;
   rpc *r = &e->rpcs[e->nrpcs++];
@@ -534,11 +542,13 @@ static void ping_contact(dht *e, const dht_rt_contact *c, dht_ts now) {
 
 /* ---- replies in --------------------------------------------------------- */
 
-static void reply(dht *e, const dht_peer *to, dht_msg *m, dht_ts now) {
+/* An answer leaves by the socket its request came in on. */
+static void reply(dht *e, const dht_peer *to, uint32_t local, dht_msg *m, dht_ts now) {
   uint8_t body[DHT_MAX_BODY];
   dht_ssize n = dht_msg_encode(m, body, sizeof body);
+  dht_tx tx = {.local = local};
   if (n >= 0)
-    dht_eng_queue(e, to, body, (size_t)n, false, now);
+    dht_eng_queue(e, to, &tx, body, (size_t)n, false, now);
 }
 
 /* Has this address shown it can receive what we send it?  Either it echoed a
@@ -625,8 +635,9 @@ static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, d
     e->st.records_rejected++;
 }
 
-static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
-                       const dht_msg *m, size_t pktlen, dht_ts now) {
+static void on_request(dht *e, const dht_peer *from, uint32_t local,
+                       const uint8_t id[static DHT_ID_LEN], const dht_msg *m, size_t pktlen,
+                       dht_ts now) {
   e->st.requests_in++;
   dht_rt_heard(e->rt, from->pk, id, &from->addr, now);
   dht_msg r;
@@ -684,7 +695,7 @@ static void on_request(dht *e, const dht_peer *from, const uint8_t id[static DHT
   default:
     return;
   }
-  reply(e, from, &r, now);
+  reply(e, from, local, &r, now);
   /* after the reply, so that a peer that pinged us has our PONG (and knows
    * us) before our verification ping arrives */
   maybe_verify(e, from, id, m->flags, now);
@@ -706,8 +717,8 @@ static bool reply_matches(uint8_t req, uint8_t rep) {
 
 /* id is BLAKE2b(from->pk), from the key cache entry the datagram opened
  * with; a matching rpc was sent to that key, so it is the rpc's ID too. */
-static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
-                     const dht_msg *m, dht_ts now) {
+static void on_reply(dht *e, const dht_peer *from, uint32_t local,
+                     const uint8_t id[static DHT_ID_LEN], const dht_msg *m, dht_ts now) {
   rpc *rp = rpc_find(e, m->txid);
   if (!rp || memcmp(rp->to.pk, from->pk, DHT_PK_LEN) != 0 || !reply_matches(rp->type, m->type)) {
     e->st.drop_unknown_txid++;
@@ -739,6 +750,7 @@ static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_I
     ev.u.seen.seen_as = m->seen;
     ev.u.seen.reporter = r.to.addr;
     memcpy(ev.u.seen.reporter_id, id, DHT_ID_LEN);
+    ev.u.seen.local = local;
     dht_eng_emit(e, &ev, NULL);
     if (r.kind == RPC_PING) {
       memset(&ev, 0, sizeof ev);
@@ -761,16 +773,17 @@ static void on_reply(dht *e, const dht_peer *from, const uint8_t id[static DHT_I
   }
 }
 
-static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now);
+static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now);
 
-int dht_read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now) {
+int dht_read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now) {
   e->last_now = now;
-  read_pkt(e, from, data, len, now);
+  read_pkt(e, path, data, len, now);
   dht_svc_dispatch(e, now);
   return 0;
 }
 
-static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t len, dht_ts now) {
+static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now) {
+  const dht_addr *from = &path->remote;
   e->st.rx_packets++;
   e->st.rx_bytes += len;
   if (!dht_rate_allow(&e->rate, from, now)) {
@@ -818,8 +831,13 @@ static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t l
     return;
   }
   if (type > DHT_MSG_CORE_MAX) {
-    dht_msg_in in = {
-        .from = peer, .type = type, .txid = txid, .body = body, .len = (size_t)n, .wire_len = len};
+    dht_msg_in in = {.from = peer,
+                     .local = path->local,
+                     .type = type,
+                     .txid = txid,
+                     .body = body,
+                     .len = (size_t)n,
+                     .wire_len = len};
     dht_svc_on_datagram(e, &in, now);
     return;
   }
@@ -838,10 +856,10 @@ static void read_pkt(dht *e, const dht_addr *from, const uint8_t *data, size_t l
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET:
   case DHT_MSG_PUT:
-    on_request(e, &peer, id, &m, len, now);
+    on_request(e, &peer, path->local, id, &m, len, now);
     break;
   default:
-    on_reply(e, &peer, id, &m, now);
+    on_reply(e, &peer, path->local, id, &m, now);
     dht_lookup_step(e, now);
     break;
   }

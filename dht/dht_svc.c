@@ -79,9 +79,19 @@ int dht_service_remove(dht *e, int svc) {
     }
   for (int i = 0; i < e->sev_n; i++) {
     svc_ev *q = &e->sev[(e->sev_head + i) % e->sev_alloc];
-    if (q->svc == si)
+    if (q->svc == si && q->ev.type == DHT_EV_SOCK_OPENED) {
+      q->ev.type = 0; /* its sockets are closed below; the event is void */
+      q->svc = -3;
+    } else if (q->svc == si) {
       q->svc = -2; /* the driver's, at the next dispatch */
+    }
   }
+  for (int i = e->nsockq - 1; i >= 0; i--)
+    if (e->sockq[i].svc == si)
+      e->sockq[i] = e->sockq[--e->nsockq]; /* what the driver opens for it is closed */
+  for (int i = e->nsocks - 1; i >= 0; i--)
+    if (e->socks[i].svc == si)
+      dht_sock_close(e, svc, e->socks[i].id);
   /* The slot stays, so that other services keep their ids; its range stays
    * taken, and what arrives there is counted and dropped. */
   dht_service *s = &e->svcs[si];
@@ -104,7 +114,7 @@ int dht_svc_pending(const dht *e, int svc) {
 
 /* ---- the services' event queue ------------------------------------------ */
 
-static int sev_push(dht *e, const dht_event *ev, dht_lookup_result *res, int svc) {
+static int sev_push(dht *e, const dht_event *ev, void *res, int svc) {
   if (e->sev_n >= e->set.max_events) {
     e->st.drop_event_full++;
     dht_mem_free(&e->mem, res);
@@ -218,8 +228,14 @@ void dht_svc_dispatch(dht *e, dht_ts now) {
     e->sev_n--;
     if (q.ev.type == DHT_EV_LOOKUP)
       q.ev.u.lookup = q.res;
+    else if (q.ev.type == DHT_EV_SOCK_OPENED)
+      q.ev.u.sock.ids = q.res;
     if (q.svc == -2) {
       dht_eng_emit_driver(e, &q.ev, q.res);
+      continue;
+    }
+    if (q.svc == -3) { /* voided */
+      dht_mem_free(&e->mem, q.res);
       continue;
     }
     if (q.svc >= 0) {
@@ -240,6 +256,104 @@ void dht_svc_dispatch(dht *e, dht_ts now) {
     else
       dht_eng_emit_driver(e, &q.ev, q.res);
   }
+}
+
+/* ---- more local sockets ----------------------------------------------------- */
+
+static void sock_event(dht *e, int type, int64_t req, int n, uint8_t family, uint32_t id) {
+  dht_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = type;
+  ev.cmd = req;
+  ev.u.sock.n = n;
+  ev.u.sock.family = family;
+  ev.u.sock.id = id;
+  dht_eng_emit_driver(e, &ev, NULL);
+}
+
+int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family) {
+  if (svc < 1 || svc > e->nsvcs || n < 1 || (family != DHT_AF_INET && family != DHT_AF_INET6))
+    return DHT_ERR_INVAL;
+  int pending = 0;
+  for (int i = 0; i < e->nsockq; i++)
+    pending += e->sockq[i].n;
+  if (e->nsocks + pending + n > e->set.max_sockets)
+    return DHT_ERR_FULL;
+  if (e->nsockq == e->sockq_cap) {
+    int na = e->sockq_cap ? 2 * e->sockq_cap : 4;
+    sock_req *nq = dht_mem_realloc(&e->mem, e->sockq, (size_t)na * sizeof *nq);
+    if (!nq)
+      return DHT_ERR_NOMEM;
+    e->sockq = nq;
+    e->sockq_cap = na;
+  }
+  /* its own counter, apart from command ids (which count from 1) by a high
+   * bit, so that an event's cmd is never ambiguous */
+  int64_t id = ((int64_t)1 << 62) + ++e->next_sock_req;
+  sock_req *q = &e->sockq[e->nsockq++];
+  q->id = id;
+  q->svc = (uint8_t)(svc - 1);
+  q->family = family;
+  q->n = n;
+  sock_event(e, DHT_EV_SOCK_OPEN, id, n, family, 0);
+  return id;
+}
+
+int dht_sock_opened(dht *e, int64_t req, const uint32_t *ids, int n) {
+  int qi = -1;
+  for (int i = 0; i < e->nsockq; i++)
+    if (e->sockq[i].id == req)
+      qi = i;
+  if (qi < 0 || n < 0 || (n > 0 && !ids))
+    return DHT_ERR_NOTFOUND;
+  sock_req q = e->sockq[qi];
+  e->sockq[qi] = e->sockq[--e->nsockq];
+  if (n > q.n)
+    n = q.n; /* never more than asked: the rest stay the driver's to close */
+  uint32_t *copy = n ? dht_mem_malloc(&e->mem, (size_t)n * sizeof *copy) : NULL;
+  if (n && e->nsocks + n > e->socks_cap) {
+    int na = e->socks_cap ? e->socks_cap : 16;
+    while (na < e->nsocks + n)
+      na *= 2;
+    sock_ent *ns = dht_mem_realloc(&e->mem, e->socks, (size_t)na * sizeof *ns);
+    if (ns) {
+      e->socks = ns;
+      e->socks_cap = na;
+    }
+  }
+  if (n && (!copy || e->nsocks + n > e->socks_cap)) {
+    dht_mem_free(&e->mem, copy);
+    for (int i = 0; i < n; i++)
+      sock_event(e, DHT_EV_SOCK_CLOSE, 0, 0, q.family, ids[i]);
+    copy = NULL;
+    n = 0;
+  }
+  for (int i = 0; i < n; i++) {
+    copy[i] = ids[i];
+    e->socks[e->nsocks].id = ids[i];
+    e->socks[e->nsocks].svc = q.svc;
+    e->nsocks++;
+  }
+  dht_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = DHT_EV_SOCK_OPENED;
+  ev.cmd = req;
+  ev.status = n > 0 ? 0 : DHT_ERR_FULL;
+  ev.u.sock.n = n;
+  ev.u.sock.family = q.family;
+  sev_push(e, &ev, copy, q.svc);
+  return 0;
+}
+
+int dht_sock_close(dht *e, int svc, uint32_t id) {
+  for (int i = 0; i < e->nsocks; i++)
+    if (e->socks[i].id == id && e->socks[i].svc == svc - 1) {
+      memmove(&e->socks[i], &e->socks[i + 1], (size_t)(e->nsocks - i - 1) * sizeof *e->socks);
+      e->nsocks--;
+      sock_event(e, DHT_EV_SOCK_CLOSE, 0, 0, 0, id);
+      return 0;
+    }
+  return DHT_ERR_NOTFOUND;
 }
 
 /* ---- requests ------------------------------------------------------------ */
@@ -321,7 +435,7 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
     e->sreq = nr;
     e->sreq_cap = na;
   }
-  int rv = dht_eng_queue(e, to, body, len, true, now);
+  int rv = dht_eng_queue(e, to, &o->tx, body, len, true, now);
   if (rv) {
     dht_mem_free(&e->mem, copy);
     return rv;
@@ -342,6 +456,7 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
   q->soft_at = o->soft_ms > 0 ? now + o->soft_ms : DHT_TS_NEVER;
   q->soft_done = o->soft_ms <= 0;
   q->len = (uint16_t)len;
+  q->tx = o->tx;
   q->body = copy;
   e->st.svc_requests_out++;
   return 0;
@@ -357,7 +472,7 @@ int dht_svc_cancel(dht *e, int svc, uint64_t tag) {
   return n;
 }
 
-int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len) {
+int dht_svc_send(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len) {
   uint8_t type;
   uint32_t txid;
   if (!to || !body || len > DHT_MAX_BODY || dht_msg_peek(body, len, &type, &txid) != 0 ||
@@ -365,7 +480,7 @@ int dht_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len) {
     return DHT_ERR_INVAL;
   /* The clock for the credit is the last one the engine saw: services send
    * from their hooks, which run inside a driver call that gave it. */
-  return dht_eng_queue(e, to, body, len, false, e->last_now);
+  return dht_eng_queue(e, to, tx, body, len, false, e->last_now);
 }
 
 void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now) {
@@ -418,7 +533,7 @@ void dht_svc_expire(dht *e, dht_ts now) {
       q->retried = true;
       q->deadline = now + q->try_ms;
       e->st.svc_retries++;
-      dht_eng_queue(e, &q->r.to, q->body, q->len, true, now);
+      dht_eng_queue(e, &q->r.to, &q->tx, q->body, q->len, true, now);
       if (q->tries == 0) {
         dht_mem_free(&e->mem, q->body);
         q->body = NULL;
@@ -466,5 +581,7 @@ void dht_svc_free_all(dht *e) {
     dht_mem_free(&e->mem, e->sev[(e->sev_head + i) % e->sev_alloc].res);
   dht_mem_free(&e->mem, e->sev);
   dht_mem_free(&e->mem, e->owned);
+  dht_mem_free(&e->mem, e->socks);
+  dht_mem_free(&e->mem, e->sockq);
   dht_mem_free(&e->mem, e->svcs);
 }

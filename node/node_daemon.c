@@ -192,7 +192,8 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   dht_addr from;
   if (node_addr_from_sockaddr(addr, &from) != 0)
     return;
-  int rv = dht_read_pkt(d->e, &from, (const uint8_t *)buf->base, (size_t)nread,
+  dht_path path = {.local = 0, .remote = from};
+  int rv = dht_read_pkt(d->e, &path, (const uint8_t *)buf->base, (size_t)nread,
                         (dht_ts)uv_now(&d->loop));
   if (rv <= DHT_ERR_FATAL) {
     NLOG(NODE_LOG_ERROR, "dht", "engine failed: %s", dht_strerror(rv));
@@ -204,10 +205,11 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
      * and the timer wait for the end of the batch */
     d->batching = true;
     uint8_t out[DHT_MAX_PKT];
-    dht_addr to;
+    dht_path to;
+    dht_pkt_info pi;
     dht_ssize n;
-    while ((n = dht_write_pkt(d->e, &to, out, sizeof out, (dht_ts)uv_now(&d->loop))) > 0)
-      send_dgram(d, &to, out, (size_t)n);
+    while ((n = dht_write_pkt(d->e, &to, &pi, out, sizeof out, (dht_ts)uv_now(&d->loop))) > 0)
+      send_dgram(d, &to.remote, out, (size_t)n);
     return;
   }
   node_daemon_pump(d);
@@ -424,14 +426,15 @@ void node_daemon_pump(rd_daemon *d) {
   if (d->stopping)
     return;
   uint8_t buf[DHT_MAX_PKT];
-  dht_addr to;
+  dht_path to;
+  dht_pkt_info pi;
   /* events can issue commands that queue datagrams: loop until both are dry
    * (bounded: each pass either sends or handles an event) */
   for (int pass = 0; pass < 64; pass++) {
     bool any = false;
     dht_ssize n;
-    while ((n = dht_write_pkt(d->e, &to, buf, sizeof buf, (dht_ts)uv_now(&d->loop))) > 0) {
-      send_dgram(d, &to, buf, (size_t)n);
+    while ((n = dht_write_pkt(d->e, &to, &pi, buf, sizeof buf, (dht_ts)uv_now(&d->loop))) > 0) {
+      send_dgram(d, &to.remote, buf, (size_t)n);
       any = true;
     }
     dht_event ev;

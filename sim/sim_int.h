@@ -31,6 +31,7 @@
 typedef struct sim_dgram {
   struct sim_dgram *next; /* in the network's free list */
   dht_addr from;          /* the source address the receiver sees */
+  uint32_t local;         /* the receiver's socket it arrives on (dht_path.local) */
   uint16_t len;
   uint8_t cls; /* size class of the buffer, for the free list */
   uint8_t data[];
@@ -66,19 +67,35 @@ int sim_net_host_add(sim_net *n, int host, sim_rng *r);
 /* The host (re)starts: its uplink queue starts empty. */
 void sim_net_host_up(sim_net *n, int host);
 
+/* A host's extra sockets (dht_sock_open): socket id k is port
+ * SIM_NET_SOCK_PORT + k of the host's address, k in 1..SIM_NET_MAX_SOCK. */
+#define SIM_NET_SOCK_PORT 20000
+#define SIM_NET_MAX_SOCK 40000
+/* Hops between any two hosts: a datagram sent with a TTL below this dies on
+ * the way (it still primes whatever the sender's side of the path keeps). */
+#define SIM_NET_HOPS 8
+/* Opens socket id on host (1..SIM_NET_MAX_SOCK, not open yet): 0 or -1. */
+int sim_net_sock_open(sim_net *n, int host, uint32_t id);
+/* Opens the host's lowest free socket id into *id: 0 or -1 (none left). */
+int sim_net_sock_next(sim_net *n, int host, uint32_t *id);
+void sim_net_sock_close(sim_net *n, int host, uint32_t id);
+bool sim_net_sock_is_open(const sim_net *n, int host, uint32_t id);
+
 /* The host's address: IPv4 with a /24 of its own, port 4000. */
 dht_addr sim_net_addr(const sim_net *n, int host);
-/* The host at address a, or -1 when no host has it. */
+/* The host at address a, or -1 when no host has it (on its main socket or an
+ * open extra one). */
 int sim_net_host_of(const sim_net *n, const dht_addr *a);
 
-/* Sends len bytes of buf (borrowed for the call) from host `from` to address
- * `to` at time now.  0: in flight, *out says when and to whom it arrives and
+/* Sends len bytes of buf (borrowed for the call) from socket `local` of host
+ * `from` to address `to` at time now, with IP TTL ttl (0: the default, which
+ * always arrives).  0: in flight, *out says when and to whom it arrives and
  * owns the buffer until sim_net_dgram_free; SIM_NET_DROPPED or
  * SIM_NET_NOMEM otherwise (*out untouched).  Draws loss and jitter from the
  * network's stream, in that order, so the order of sends is the order of
  * draws. */
-int sim_net_send(sim_net *n, int from, const dht_addr *to, const uint8_t *buf, size_t len,
-                 dht_ts now, sim_delivery *out);
+int sim_net_send(sim_net *n, int from, uint32_t local, const dht_addr *to, uint8_t ttl,
+                 const uint8_t *buf, size_t len, dht_ts now, sim_delivery *out);
 /* Whether d, arriving now at host dst, gets in: a partition that started
  * while it was in flight stops it.  (Whether dst is up is the run's
  * business.) */

@@ -35,6 +35,8 @@ typedef struct net_host {
   sim_coord xy;       /* synthetic model: the host's point on the torus */
   int16_t country;    /* RTT table: the host's country, -1 without a table */
   uint8_t part;       /* its side of the partition */
+  uint16_t nsocks;    /* extra sockets open, ids in socks[] ascending */
+  uint16_t *socks;    /* NULL until the host opens one: most never do */
 } net_host;
 
 struct sim_net {
@@ -106,6 +108,8 @@ void sim_net_del(sim_net *n) {
       free(d);
     }
   }
+  for (int i = 0; i < n->nh; i++)
+    free(n->h[i].socks);
   free(n->h);
   sim_rtt_free(n->rtt);
   free(n);
@@ -134,6 +138,62 @@ int sim_net_host_add(sim_net *n, int host, sim_rng *r) {
 
 void sim_net_host_up(sim_net *n, int host) {
   n->h[host].uplink_free = 0;
+  /* a restarted host's engine is new: the sockets it had are gone */
+  free(n->h[host].socks);
+  n->h[host].socks = NULL;
+  n->h[host].nsocks = 0;
+}
+
+static int sock_find(const net_host *h, uint32_t id) {
+  int lo = 0, hi = h->nsocks;
+  while (lo < hi) {
+    int mid = (lo + hi) / 2;
+    if (h->socks[mid] < id)
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+bool sim_net_sock_is_open(const sim_net *n, int host, uint32_t id) {
+  const net_host *h = &n->h[host];
+  int i = sock_find(h, id);
+  return i < h->nsocks && h->socks[i] == id;
+}
+
+int sim_net_sock_open(sim_net *n, int host, uint32_t id) {
+  net_host *h = &n->h[host];
+  if (id < 1 || id > SIM_NET_MAX_SOCK || sim_net_sock_is_open(n, host, id) ||
+      h->nsocks >= SIM_NET_MAX_SOCK)
+    return -1;
+  uint16_t *ns = realloc(h->socks, (size_t)(h->nsocks + 1) * sizeof *ns);
+  if (!ns)
+    return -1;
+  h->socks = ns;
+  int i = sock_find(h, id);
+  memmove(&ns[i + 1], &ns[i], (size_t)(h->nsocks - i) * sizeof *ns);
+  ns[i] = (uint16_t)id;
+  h->nsocks++;
+  return 0;
+}
+
+int sim_net_sock_next(sim_net *n, int host, uint32_t *id) {
+  const net_host *h = &n->h[host];
+  uint32_t want = 1;
+  for (int i = 0; i < h->nsocks && h->socks[i] == want; i++)
+    want++;
+  *id = want;
+  return sim_net_sock_open(n, host, want);
+}
+
+void sim_net_sock_close(sim_net *n, int host, uint32_t id) {
+  net_host *h = &n->h[host];
+  int i = sock_find(h, id);
+  if (i < h->nsocks && h->socks[i] == id) {
+    memmove(&h->socks[i], &h->socks[i + 1], (size_t)(h->nsocks - i - 1) * sizeof *h->socks);
+    h->nsocks--;
+  }
 }
 
 static dht_addr host_addr(int i) {
@@ -149,8 +209,9 @@ static dht_addr host_addr(int i) {
   return a;
 }
 
-static int host_of(const sim_net *n, const dht_addr *a) {
-  if (a->family != DHT_AF_INET || a->port != NET_PORT || a->ip[3] != 1)
+/* The host whose IP a has (whatever the port), or -1. */
+static int host_by_ip(const sim_net *n, const dht_addr *a) {
+  if (a->family != DHT_AF_INET || a->ip[3] != 1)
     return -1;
   uint32_t ip = (uint32_t)a->ip[0] << 24 | (uint32_t)a->ip[1] << 16 | (uint32_t)a->ip[2] << 8;
   if (ip < NET_BASE)
@@ -159,13 +220,29 @@ static int host_of(const sim_net *n, const dht_addr *a) {
   return i < (uint32_t)n->nh ? (int)i : -1;
 }
 
+/* The host at a, and the socket of it that a names in *local. */
+static int host_of(const sim_net *n, const dht_addr *a, uint32_t *local) {
+  int i = host_by_ip(n, a);
+  if (i < 0)
+    return -1;
+  *local = 0;
+  if (a->port == NET_PORT)
+    return i;
+  if (a->port > SIM_NET_SOCK_PORT && sim_net_sock_is_open(n, i, a->port - SIM_NET_SOCK_PORT)) {
+    *local = a->port - SIM_NET_SOCK_PORT;
+    return i;
+  }
+  return -1;
+}
+
 dht_addr sim_net_addr(const sim_net *n, int host) {
   (void)n; /* addresses are arithmetic today; NAT boxes will need the network */
   return host_addr(host);
 }
 
 int sim_net_host_of(const sim_net *n, const dht_addr *a) {
-  return host_of(n, a);
+  uint32_t local;
+  return host_of(n, a, &local);
 }
 
 /* ---- sending and arriving ------------------------------------------------------ */
@@ -185,10 +262,17 @@ static double one_way_ms(sim_net *n, int a, int b) {
   return d < 0.05 ? 0.05 : d;
 }
 
-int sim_net_send(sim_net *n, int from, const dht_addr *to, const uint8_t *buf, size_t len,
-                 dht_ts now, sim_delivery *out) {
+int sim_net_send(sim_net *n, int from, uint32_t local, const dht_addr *to, uint8_t ttl,
+                 const uint8_t *buf, size_t len, dht_ts now, sim_delivery *out) {
   net_host *hf = &n->h[from];
-  int dst = host_of(n, to);
+  uint32_t dst_local;
+  int dst = host_of(n, to, &dst_local);
+  if (local && !sim_net_sock_is_open(n, from, local))
+    return SIM_NET_DROPPED; /* a socket the driver closed */
+  /* a datagram whose TTL runs out dies on the way (before any draw, so that
+   * a run without them draws as it always did) */
+  if (ttl && ttl < SIM_NET_HOPS)
+    return SIM_NET_DROPPED;
   if (dst < 0 || (n->c->loss > 0 && sim_rng_unit(&n->rng) < n->c->loss) ||
       (n->partitioned && n->h[dst].part != hf->part))
     return SIM_NET_DROPPED;
@@ -207,6 +291,9 @@ int sim_net_send(sim_net *n, int from, const dht_addr *to, const uint8_t *buf, s
   if (!d)
     return SIM_NET_NOMEM;
   d->from = host_addr(from);
+  if (local)
+    d->from.port = (uint16_t)(SIM_NET_SOCK_PORT + local);
+  d->local = dst_local;
   memcpy(d->data, buf, len);
   out->at = depart + (dht_ts)llround(one_way_ms(n, from, dst));
   out->dst = dst;
@@ -215,7 +302,9 @@ int sim_net_send(sim_net *n, int from, const dht_addr *to, const uint8_t *buf, s
 }
 
 bool sim_net_arrives(const sim_net *n, const sim_dgram *d, int dst) {
-  return !(n->partitioned && n->h[host_of(n, &d->from)].part != n->h[dst].part);
+  if (d->local && !sim_net_sock_is_open(n, dst, d->local))
+    return false; /* the socket closed while it was in flight */
+  return !(n->partitioned && n->h[host_by_ip(n, &d->from)].part != n->h[dst].part);
 }
 
 /* ---- partitions ------------------------------------------------------------- */

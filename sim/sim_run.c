@@ -223,10 +223,11 @@ static int host_add(sim *s) {
 
 /* Counts what the network drops and schedules what it delivers.  A datagram
  * with no buffer (out of memory) is neither, as it always was. */
-static void send_dgram(sim *s, int from, const dht_addr *to, const uint8_t *buf, size_t len) {
+static void send_dgram(sim *s, int from, const dht_path *to, const dht_pkt_info *pi,
+                       const uint8_t *buf, size_t len) {
   s->res->tx_per_host[from]++;
   sim_delivery dv;
-  int rv = sim_net_send(s->net, from, to, buf, len, s->now, &dv);
+  int rv = sim_net_send(s->net, from, to->local, &to->remote, pi->ttl, buf, len, s->now, &dv);
   if (rv == SIM_NET_DROPPED) {
     s->res->lost++;
     s->cur.dropped++;
@@ -370,8 +371,30 @@ static void publish(sim *s, int i) {
   dht_put_record(s->h[i].e, s->now);
 }
 
+/* The driver's part of dht_sock_open: sockets are ports of the host's
+ * address (sim_net.c). */
+static void on_sock_event(sim *s, int i, const dht_event *ev) {
+  if (ev->type == DHT_EV_SOCK_CLOSE) {
+    sim_net_sock_close(s->net, i, ev->u.sock.id);
+    return;
+  }
+  uint32_t ids[512];
+  int n = 0;
+  /* only IPv4 hosts here; the family asked for is the one we have */
+  while (n < ev->u.sock.n && n < (int)(sizeof ids / sizeof ids[0]) &&
+         ev->u.sock.family == DHT_AF_INET && sim_net_sock_next(s->net, i, &ids[n]) == 0)
+    n++;
+  if (dht_sock_opened(s->h[i].e, ev->cmd, ids, n) != 0)
+    for (int k = 0; k < n; k++)
+      sim_net_sock_close(s->net, i, ids[k]);
+}
+
 static void on_event(sim *s, int i, const dht_event *ev) {
   host *h = &s->h[i];
+  if (ev->type == DHT_EV_SOCK_OPEN || ev->type == DHT_EV_SOCK_CLOSE) {
+    on_sock_event(s, i, ev);
+    return;
+  }
   if (s->wl && s->wl->on_dht_event(s->wl_st, i, ev, s->now))
     return;
   if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
@@ -416,18 +439,19 @@ static void drive(sim *s, int i) {
   if (!h->up)
     return;
   uint8_t buf[DHT_MAX_PKT];
-  dht_addr to;
+  dht_path to;
+  dht_pkt_info pi;
   dht_ssize n;
-  while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
-    send_dgram(s, i, &to, buf, (size_t)n);
+  while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
+    send_dgram(s, i, &to, &pi, buf, (size_t)n);
   dht_event ev;
   while (dht_poll_event(h->e, &ev) == 0)
     on_event(s, i, &ev);
   if (s->wl)
     s->wl->drain(s->wl_st, i, s->now);
   /* events may have issued commands */
-  while ((n = dht_write_pkt(h->e, &to, buf, sizeof buf, s->now)) > 0)
-    send_dgram(s, i, &to, buf, (size_t)n);
+  while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
+    send_dgram(s, i, &to, &pi, buf, (size_t)n);
   dht_ts exp = dht_get_expiry(h->e);
   if (exp < s->now)
     exp = s->now;
@@ -828,7 +852,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
       if (h->up && sim_net_arrives(s->net, ev.d, ev.host)) {
         res->packets++;
         s->cur.packets++;
-        if (dht_read_pkt(h->e, &ev.d->from, ev.d->data, ev.d->len, s->now) <= DHT_ERR_FATAL) {
+        dht_path path = {.local = ev.d->local, .remote = ev.d->from};
+        if (dht_read_pkt(h->e, &path, ev.d->data, ev.d->len, s->now) <= DHT_ERR_FATAL) {
           snprintf(err, errlen, "engine %d failed", ev.host);
           rv = -1;
         }

@@ -348,7 +348,7 @@ int store_poll_event(store_svc *s, store_event *ev) {
 /* ---- rpcs -------------------------------------------------------------- */
 
 static int send_body(store_svc *s, const dht_peer *to, const uint8_t *body, size_t len) {
-  return dht_svc_send(s->e, to, body, len);
+  return dht_svc_send(s->e, to, NULL, body, len);
 }
 
 /* The message type that answers each request type. */

@@ -49,6 +49,7 @@
 #include <sodium.h>
 
 #include "dht_int.h"
+#include "drive1.h"
 #include "fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -421,7 +422,7 @@ static bool fz_peer_open(fz *h, int i, const uint8_t *pkt, size_t len) {
 static void fz_drain(fz *h) {
   dht_addr to;
   dht_ssize n;
-  while ((n = dht_write_pkt(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
+  while ((n = d1_write(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
     fc_check_dgram(n, &to);
     if (h->pkt[0] != DHT_VERSION || memcmp(h->pkt + 1, h->k->self.pk, DHT_PK_LEN) != 0)
       abort();
@@ -458,7 +459,7 @@ static void fz_issued(fz *h, int64_t id) {
 /* ---- the service ------------------------------------------------------------ */
 
 static void fz_svc_send(dht *e, const dht_peer *to, const uint8_t *body, size_t len) {
-  int rv = dht_svc_send(e, to, body, len);
+  int rv = dht_svc_send(e, to, NULL, body, len);
   if (rv != 0 && rv != DHT_ERR_FULL)
     abort();
 }
@@ -611,7 +612,7 @@ static void fz_deliver(fz *h, uint8_t sel, const uint8_t *body, size_t len, bool
   } else {
     fz_note_body(h, b, len);
   }
-  if (dht_read_pkt(h->e, &from, h->pkt, n, h->now) != 0)
+  if (d1_read(h->e, &from, h->pkt, n, h->now) != 0)
     abort();
   if (tamper) {
     /* a changed datagram must not authenticate */
@@ -637,7 +638,7 @@ static void fz_raw(fz *h, const uint8_t *data, size_t len) {
   }
   dht_addr a;
   fz_addr_a(&a);
-  if (dht_read_pkt(h->e, &a, data, len, h->now) != 0)
+  if (d1_read(h->e, &a, data, len, h->now) != 0)
     abort();
 }
 

@@ -63,6 +63,7 @@
 #include <sodium.h>
 
 #include "dht_int.h"
+#include "drive1.h"
 #include "fuzz_common.h"
 #include "store.h"
 #include "testutil.h"
@@ -325,7 +326,7 @@ static void fs_send(fs *h, int i, bool v6, const uint8_t *body, size_t len) {
                      sizeof h->pkt);
   dht_addr from;
   fs_peer_addr(i, v6, &from);
-  if (dht_read_pkt(h->e, &from, h->pkt, n, h->now) != 0)
+  if (d1_read(h->e, &from, h->pkt, n, h->now) != 0)
     abort();
 }
 
@@ -594,7 +595,7 @@ static void fs_drain(fs *h) {
   for (int round = 0; round < FS_ROUNDS; round++) {
     dht_addr to;
     dht_ssize n;
-    while ((n = dht_write_pkt(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
+    while ((n = d1_write(h->e, &to, h->pkt, DHT_MAX_PKT, h->now)) != 0) {
       fc_check_dgram(n, &to);
       int i = fc_peer_at(&to, FS_PEERS, fs_peer_addr);
       if (i < 0)

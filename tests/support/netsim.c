@@ -228,8 +228,9 @@ static int drain(netsim *ns, int i) {
     dgram *d = malloc(sizeof *d);
     if (!d)
       return DHT_ERR_NOMEM;
-    dht_addr to;
-    dht_ssize n = dht_write_pkt(nd->e, &to, d->data, sizeof d->data, ns->now);
+    dht_path path;
+    dht_ssize n = dht_write_pkt(nd->e, &path, NULL, d->data, sizeof d->data, ns->now);
+    const dht_addr to = path.remote; /* one socket per node: local is always 0 */
     if (n <= 0) {
       free(d);
       if (n < 0)
@@ -301,7 +302,8 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
         if (getenv("NETSIM_TRACE"))
           fprintf(stderr, "t=%lld deliver %d bytes -> node %d\n", (long long)ns->now, d->len,
                   d->to);
-        rv = dht_read_pkt(nd->e, &d->from, d->data, d->len, ns->now);
+        dht_path path = {.local = 0, .remote = d->from};
+        rv = dht_read_pkt(nd->e, &path, d->data, d->len, ns->now);
         ns->delivered++;
         mark(ns, d->to);
       }

@@ -40,6 +40,7 @@
 #include <string.h>
 
 #include "dht_int.h"
+#include "drive1.h"
 #include "testutil.h"
 
 static uint64_t g_seed;
@@ -196,7 +197,7 @@ static void net_drain(net *w, int i) {
   for (;;) {
     w->q = grow(w->q, &w->qcap, w->qlen + 1, sizeof *w->q);
     mpkt *p = &w->q[w->qlen];
-    dht_ssize n = dht_write_pkt(nd->e, &p->to, p->data, sizeof p->data, w->now);
+    dht_ssize n = d1_write(nd->e, &p->to, p->data, sizeof p->data, w->now);
     assert_true(n >= 0);
     if (n == 0)
       break;
@@ -246,7 +247,7 @@ static int net_run(net *w, dht_ts until, bool (*done)(net *, const void *), cons
         w->out = grow(w->out, &w->outcap, w->nout + 1, sizeof *w->out);
         w->out[w->nout++] = *p;
       } else if (w->n[to].up) {
-        assert_int_equal(dht_read_pkt(w->n[to].e, &p->from, p->data, p->len, w->now), 0);
+        assert_int_equal(d1_read(w->n[to].e, &p->from, p->data, p->len, w->now), 0);
       }
     }
     if (w->qhead == w->qlen)
@@ -463,7 +464,7 @@ static int collect(dht *e, fake *f, dht_ts now, got *g, int max) {
   for (;;) {
     uint8_t pkt[DHT_MAX_PKT];
     dht_addr to;
-    dht_ssize len = dht_write_pkt(e, &to, pkt, sizeof pkt, now);
+    dht_ssize len = d1_write(e, &to, pkt, sizeof pkt, now);
     assert_true(len >= 0);
     if (len == 0)
       return n;
@@ -479,7 +480,7 @@ static int collect(dht *e, fake *f, dht_ts now, got *g, int max) {
 static void take_one(dht *e, fake *f, dht_ts now, got *g) {
   uint8_t pkt[DHT_MAX_PKT];
   dht_addr to;
-  dht_ssize len = dht_write_pkt(e, &to, pkt, sizeof pkt, now);
+  dht_ssize len = d1_write(e, &to, pkt, sizeof pkt, now);
   assert_true(len > 0);
   assert_true(dht_addr_eq(&to, &f->addr));
   g->to = to;
@@ -559,7 +560,7 @@ static void expect_drop(dht *e, const dht_addr *from, const uint8_t *pkt, size_t
   /* a private copy of exactly len bytes, so ASan sees any overread */
   uint8_t *copy = test_malloc(len ? len : 1);
   memcpy(copy, pkt, len);
-  assert_int_equal(dht_read_pkt(e, from, copy, len, now), 0);
+  assert_int_equal(d1_read(e, from, copy, len, now), 0);
   test_free(copy);
   dht_get_stats(e, &b);
   for (size_t i = 0; i < NDROPS; i++) {
@@ -598,7 +599,7 @@ static void test_ping_roundtrip(void **state) {
   /* a buffer smaller than a datagram is refused and the datagram kept */
   uint8_t small[100];
   dht_addr to;
-  assert_int_equal(dht_write_pkt(a, &to, small, sizeof small, t0), DHT_ERR_NOBUF);
+  assert_int_equal(d1_write(a, &to, small, sizeof small, t0), DHT_ERR_NOBUF);
   dht_stats st;
   dht_get_stats(a, &st);
   assert_int_equal(st.out_queue, 1);
@@ -720,7 +721,7 @@ static void test_reply_mismatch(void **state) {
   /* the real answer still works */
   pong.txid = txid;
   len = fake_msg(&fb, apk, &pong, pkt);
-  assert_int_equal(dht_read_pkt(a, &fb.addr, pkt, len, now + 30), 0);
+  assert_int_equal(d1_read(a, &fb.addr, pkt, len, now + 30), 0);
   assert_int_equal(dht_poll_event(a, &ev), 0);
   assert_int_equal(ev.type, DHT_EV_ADDR_SEEN);
   assert_true(dht_addr_eq(&ev.u.seen.seen_as, &pong.seen));
@@ -821,7 +822,7 @@ static void test_drop_counters(void **state) {
   /* none of that was remembered: the untouched datagram is handled, once */
   dht_stats before, after;
   dht_get_stats(a, &before);
-  assert_int_equal(dht_read_pkt(a, &f.addr, good, glen, ++now), 0);
+  assert_int_equal(d1_read(a, &f.addr, good, glen, ++now), 0);
   dht_get_stats(a, &after);
   assert_int_equal(after.requests_in, before.requests_in + 1);
   assert_int_equal(after.out_queue, before.out_queue + 1);
@@ -889,7 +890,7 @@ static void test_drop_counters(void **state) {
 
   /* after all that, A still answers and still knows only B */
   len = ping_of(&f, apk, 79, 0, pkt);
-  assert_int_equal(dht_read_pkt(a, &f.addr, pkt, len, ++now), 0);
+  assert_int_equal(d1_read(a, &f.addr, pkt, len, ++now), 0);
   r = reply_of(a, &f, now, DHT_MSG_PONG);
   assert_int_equal(r->m.txid, 79);
   dht_get_stats(a, &st);
@@ -924,7 +925,7 @@ static void test_drop_ratelimit(void **state) {
   dht_ts now = w.now;
   uint8_t junk[10] = {1};
   for (int i = 0; i < def.rate_burst; i++)
-    assert_int_equal(dht_read_pkt(a, i % 2 ? &f.addr : &g.addr, junk, sizeof junk, now), 0);
+    assert_int_equal(d1_read(a, i % 2 ? &f.addr : &g.addr, junk, sizeof junk, now), 0);
   dht_stats st;
   dht_get_stats(a, &st);
   assert_int_equal(st.drop_size, def.rate_burst);
@@ -938,16 +939,16 @@ static void test_drop_ratelimit(void **state) {
   expect_drop(a, &g.addr, pg, lg, now, OFF(drop_ratelimit));
   expect_drop(a, &f.addr, junk, sizeof junk, now, OFF(drop_ratelimit));
   /* another /24 has its own bucket */
-  assert_int_equal(dht_read_pkt(a, &h.addr, ph, lh, now), 0);
+  assert_int_equal(d1_read(a, &h.addr, ph, lh, now), 0);
   assert_int_equal(reply_of(a, &h, now, DHT_MSG_PONG)->m.txid, 3);
   /* 10 ms later, 4 tokens (400 pps): the refused datagram gets through (it
    * was not remembered as seen), then three more, then refusal again */
   dht_get_stats(a, &st);
   uint64_t req = st.requests_in, sz = st.drop_size;
-  assert_int_equal(dht_read_pkt(a, &f.addr, pf, lf, now + 10), 0);
+  assert_int_equal(d1_read(a, &f.addr, pf, lf, now + 10), 0);
   assert_int_equal(reply_of(a, &f, now + 10, DHT_MSG_PONG)->m.txid, 1);
   for (int i = 0; i < 3; i++)
-    assert_int_equal(dht_read_pkt(a, &g.addr, junk, sizeof junk, now + 10), 0);
+    assert_int_equal(d1_read(a, &g.addr, junk, sizeof junk, now + 10), 0);
   expect_drop(a, &g.addr, pg, lg, now + 10, OFF(drop_ratelimit));
   dht_get_stats(a, &st);
   assert_int_equal(st.requests_in, req + 1);
@@ -985,7 +986,7 @@ static void test_drop_caps(void **state) {
   assert_int_equal(dht_ping(a, &p[2], now), DHT_ERR_FULL);
   uint8_t body[16];
   size_t bl = body_of(body, sizeof body, 0x30, 1, 0);
-  assert_int_equal(dht_svc_send(a, &p[2], body, bl), DHT_ERR_FULL);
+  assert_int_equal(dht_svc_send(a, &p[2], NULL, body, bl), DHT_ERR_FULL);
   dht_stats st;
   dht_get_stats(a, &st);
   assert_int_equal(st.drop_out_full, 2);
@@ -1010,7 +1011,7 @@ static void test_drop_caps(void **state) {
   pong.seen = tu_addr4(203, 0, 113, 1, 1);
   uint8_t pkt[DHT_MAX_PKT];
   size_t len = fake_msg(&f[0], w.n[0].id.pk, &pong, pkt);
-  assert_int_equal(dht_read_pkt(a, &f[0].addr, pkt, len, now + 5), 0);
+  assert_int_equal(d1_read(a, &f[0].addr, pkt, len, now + 5), 0);
   dht_get_stats(a, &st);
   assert_int_equal(st.drop_event_full, 1);
   assert_int_equal(st.events_queued, 1);
@@ -1039,7 +1040,7 @@ static int put_from(dht *e, fake *f, const dht_addr *addr, const uint8_t token[D
   m.record_len = rl;
   uint8_t pkt[DHT_MAX_PKT];
   size_t len = fake_msg(f, dht_self_pk(e), &m, pkt);
-  assert_int_equal(dht_read_pkt(e, addr, pkt, len, now), 0);
+  assert_int_equal(d1_read(e, addr, pkt, len, now), 0);
   dht_addr keep = f->addr;
   f->addr = *addr; /* the reply goes where the request came from */
   got *r = reply_of(e, f, now, DHT_MSG_ACK);
@@ -1057,7 +1058,7 @@ static got *get_from(dht *e, fake *f, const uint8_t target[DHT_ID_LEN], dht_ts n
   memcpy(m.target, target, DHT_ID_LEN);
   uint8_t pkt[DHT_MAX_PKT];
   size_t len = fake_msg(f, dht_self_pk(e), &m, pkt);
-  assert_int_equal(dht_read_pkt(e, &f->addr, pkt, len, now), 0);
+  assert_int_equal(d1_read(e, &f->addr, pkt, len, now), 0);
   static got g[4];
   assert_int_equal(collect(e, f, now, g, 4), 1);
   assert_int_equal(g[0].rc, 0);
@@ -1194,7 +1195,7 @@ static size_t find_of(fake *f, const uint8_t to[DHT_PK_LEN], uint32_t txid,
 
 /* Sends a request from f at addr to e and returns e's NODES reply. */
 static got *ask(dht *e, fake *f, const dht_addr *addr, const uint8_t *pkt, size_t len, dht_ts now) {
-  assert_int_equal(dht_read_pkt(e, addr, pkt, len, now), 0);
+  assert_int_equal(d1_read(e, addr, pkt, len, now), 0);
   dht_addr keep = f->addr;
   f->addr = *addr;
   got *r = reply_of(e, f, now, DHT_MSG_NODES);
@@ -1516,7 +1517,7 @@ static void svc_on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
     dht_wire_w_uint(&w, txid);
     dht_wire_w_bin(&w, (const uint8_t *)"pong", 4);
     assert_int_equal(w.err, 0);
-    l->echo_rv = dht_svc_send(e, from, out, w.len);
+    l->echo_rv = dht_svc_send(e, from, NULL, out, w.len);
   }
 }
 
@@ -1592,21 +1593,21 @@ static void test_service_add(void **state) {
   dht_peer to = {{1}, tu_addr4(192, 0, 2, 1, 1)};
   uint8_t body[DHT_MAX_BODY + 1];
   size_t bl = body_of(body, sizeof body, DHT_MSG_PING, 1, 1);
-  assert_int_equal(dht_svc_send(w.n[0].e, &to, body, bl), DHT_ERR_INVAL);
+  assert_int_equal(dht_svc_send(w.n[0].e, &to, NULL, body, bl), DHT_ERR_INVAL);
   bl = body_of(body, sizeof body, DHT_MSG_CORE_MAX, 1, 0);
-  assert_int_equal(dht_svc_send(w.n[0].e, &to, body, bl), DHT_ERR_INVAL);
+  assert_int_equal(dht_svc_send(w.n[0].e, &to, NULL, body, bl), DHT_ERR_INVAL);
   memset(body, 0xc1, 10);
-  assert_int_equal(dht_svc_send(w.n[0].e, &to, body, 10), DHT_ERR_INVAL);
+  assert_int_equal(dht_svc_send(w.n[0].e, &to, NULL, body, 10), DHT_ERR_INVAL);
   bl = body_of(body, sizeof body, 0x40, 1, 0);
-  assert_int_equal(dht_svc_send(w.n[0].e, NULL, body, bl), DHT_ERR_INVAL);
+  assert_int_equal(dht_svc_send(w.n[0].e, NULL, NULL, body, bl), DHT_ERR_INVAL);
   memset(body, 0, sizeof body);
   body[0] = 0x92;
   body[1] = 0x40;
   body[2] = 0x01; /* [0x40, 1] then zeros: peeks fine, too long */
-  assert_int_equal(dht_svc_send(w.n[0].e, &to, body, DHT_MAX_BODY + 1), DHT_ERR_INVAL);
+  assert_int_equal(dht_svc_send(w.n[0].e, &to, NULL, body, DHT_MAX_BODY + 1), DHT_ERR_INVAL);
   /* well-formed, but to an address that never sent us anything: no credit,
    * no proof, so the engine drops it and counts (the amplification rule) */
-  assert_int_equal(dht_svc_send(w.n[0].e, &to, body, DHT_MAX_BODY), 0);
+  assert_int_equal(dht_svc_send(w.n[0].e, &to, NULL, body, DHT_MAX_BODY), 0);
   dht_stats st;
   dht_get_stats(w.n[0].e, &st);
   assert_int_equal(st.out_queue, 0);
@@ -1672,7 +1673,7 @@ static void test_service_messages(void **state) {
   /* a type outside every range is still unknown (B is proven now: it
    * answered A's request at its address) */
   bl = body_of(body, sizeof body, 0x42, 1, 0);
-  assert_int_equal(dht_svc_send(a, &pb, body, bl), 0);
+  assert_int_equal(dht_svc_send(a, &pb, NULL, body, bl), 0);
   net_run(&w, w.now + 1000, NULL, NULL);
   dht_get_stats(b, &st);
   assert_int_equal(st.drop_unknown_type, 1);

@@ -108,7 +108,7 @@ static void test_send_latency(void **state) {
     sim_delivery dv;
     dht_ts now = 1000 * k;
     size_t len = 1 + (size_t)k % sizeof buf;
-    assert_int_equal(sim_net_send(net, a, &to, buf, len, now, &dv), 0);
+    assert_int_equal(sim_net_send(net, a, 0, &to, 0, buf, len, now, &dv), 0);
     assert_int_equal(dv.dst, b);
     /* without jitter the delay is half the model's RTT, rounded */
     double rtt = sim_synth_rtt(xy_of(&c, a), xy_of(&c, b), c.synth_base_ms, c.synth_per_unit_ms);
@@ -134,7 +134,7 @@ static void test_drops(void **state) {
   uint8_t buf[8] = {0};
   sim_delivery dv = {-1, -1, NULL};
   dht_addr to = sim_net_addr(net, 3);
-  assert_int_equal(sim_net_send(net, 0, &to, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
   assert_null(dv.d); /* untouched */
   sim_net_del(net);
 
@@ -142,7 +142,7 @@ static void test_drops(void **state) {
   net = net_of(&c, 10);
   int lost = 0, n = 4000;
   for (int k = 0; k < n; k++) {
-    int rv = sim_net_send(net, k % 10, &to, buf, sizeof buf, 0, &dv);
+    int rv = sim_net_send(net, k % 10, 0, &to, 0, buf, sizeof buf, 0, &dv);
     assert_true(rv == 0 || rv == SIM_NET_DROPPED);
     if (rv == 0)
       sim_net_dgram_free(net, dv.d);
@@ -153,7 +153,7 @@ static void test_drops(void **state) {
   /* no host at the address */
   dht_addr nobody = to;
   nobody.port = 1;
-  assert_int_equal(sim_net_send(net, 0, &nobody, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
+  assert_int_equal(sim_net_send(net, 0, 0, &nobody, 0, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
   sim_net_del(net);
 }
 
@@ -170,7 +170,7 @@ static void test_partition(void **state) {
   sim_delivery early[100];
   dht_addr to0 = sim_net_addr(net, 0);
   for (int i = 0; i < 100; i++)
-    assert_int_equal(sim_net_send(net, i, &to0, buf, sizeof buf, 0, &early[i]), 0);
+    assert_int_equal(sim_net_send(net, i, 0, &to0, 0, buf, sizeof buf, 0, &early[i]), 0);
   sim_net_partition(net, 0.3, &r);
   assert_true(sim_net_is_partitioned(net));
   int with0 = 0;
@@ -182,7 +182,7 @@ static void test_partition(void **state) {
     assert_int_equal(sim_net_same_side(net, i, 0), same);
     assert_int_equal(sim_net_arrives(net, early[i].d, 0), same);
     sim_delivery dv;
-    int rv = sim_net_send(net, i, &to0, buf, sizeof buf, 0, &dv);
+    int rv = sim_net_send(net, i, 0, &to0, 0, buf, sizeof buf, 0, &dv);
     assert_int_equal(rv, same ? 0 : SIM_NET_DROPPED);
     if (rv == 0)
       sim_net_dgram_free(net, dv.d);
@@ -213,19 +213,19 @@ static void test_uplink(void **state) {
   uint8_t buf[72] = {0}; /* 100 bytes on the wire with the IP and UDP headers */
   dht_addr to = sim_net_addr(net, 1);
   sim_delivery d1, d2, d3;
-  assert_int_equal(sim_net_send(net, 0, &to, buf, sizeof buf, 0, &d1), 0);
-  assert_int_equal(sim_net_send(net, 0, &to, buf, sizeof buf, 0, &d2), 0);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &d1), 0);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &d2), 0);
   /* the second waits for the first: 100 ms of serialisation between them */
   assert_int_equal(d2.at - d1.at, 100);
   /* 200 bytes queued now: past the queue, tail drop */
-  assert_int_equal(sim_net_send(net, 0, &to, buf, sizeof buf, 0, &d3), SIM_NET_DROPPED);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &d3), SIM_NET_DROPPED);
   /* the other host's uplink is its own */
   dht_addr back = sim_net_addr(net, 0);
-  assert_int_equal(sim_net_send(net, 1, &back, buf, sizeof buf, 0, &d3), 0);
+  assert_int_equal(sim_net_send(net, 1, 0, &back, 0, buf, sizeof buf, 0, &d3), 0);
   sim_net_dgram_free(net, d3.d);
   /* a host that starts again starts with an empty queue */
   sim_net_host_up(net, 0);
-  assert_int_equal(sim_net_send(net, 0, &to, buf, sizeof buf, 0, &d3), 0);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &d3), 0);
   assert_int_equal(d3.at, d1.at);
   sim_net_dgram_free(net, d1.d);
   sim_net_dgram_free(net, d2.d);
@@ -244,11 +244,11 @@ static void test_buffers(void **state) {
   for (size_t k = 0; k < sizeof lens / sizeof *lens; k++) {
     sim_delivery a, b;
     memset(buf, (int)k + 1, lens[k]);
-    assert_int_equal(sim_net_send(net, 0, &to, buf, lens[k], 0, &a), 0);
+    assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, lens[k], 0, &a), 0);
     assert_memory_equal(a.d->data, buf, lens[k]);
     sim_net_dgram_free(net, a.d);
     /* the same size class gives the buffer back */
-    assert_int_equal(sim_net_send(net, 0, &to, buf, lens[k], 0, &b), 0);
+    assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, lens[k], 0, &b), 0);
     assert_ptr_equal(a.d, b.d);
     assert_int_equal(b.d->len, lens[k]);
     sim_net_dgram_free(net, b.d);
@@ -269,7 +269,7 @@ static void test_seed_reproduces(void **state) {
     for (int k = 0; k < 500; k++) {
       dht_addr to = sim_net_addr(net, (k * 7 + 3) % 40);
       sim_delivery dv;
-      int rv = sim_net_send(net, k % 40, &to, buf, sizeof buf, k, &dv);
+      int rv = sim_net_send(net, k % 40, 0, &to, 0, buf, sizeof buf, k, &dv);
       at[run][k] = rv == 0 ? dv.at : -1;
       if (rv == 0) {
         /* jitter stays within its fraction of the one-way delay */

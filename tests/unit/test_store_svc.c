@@ -428,7 +428,7 @@ static void send_auth(int from, int to, int op, const store_mbox_keys *k,
   }
   assert_int_equal(w.err, 0);
   dht_peer p = netsim_peer(W->ns, to);
-  assert_int_equal(dht_svc_send(netsim_engine(W->ns, from), &p, buf, w.len), 0);
+  assert_int_equal(dht_svc_send(netsim_engine(W->ns, from), &p, NULL, buf, w.len), 0);
   netsim_touch(W->ns, from);
   run_for(W, 1000);
 }
@@ -774,7 +774,7 @@ static void test_friend_request(void **state) {
     dht_wire_w_bin(&w, sig, 64);
     assert_int_equal(w.err, 0);
     dht_peer p = netsim_peer(W->ns, to);
-    assert_int_equal(dht_svc_send(netsim_engine(W->ns, C), &p, buf, w.len), 0);
+    assert_int_equal(dht_svc_send(netsim_engine(W->ns, C), &p, NULL, buf, w.len), 0);
   }
   netsim_touch(W->ns, C);
   run_for(W, 2000);

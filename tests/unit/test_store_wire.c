@@ -201,7 +201,7 @@ static uint64_t now_s(void) {
 /* Node 0 sends body to node 1; the network settles. */
 static void send0(const uint8_t *body, size_t len) {
   dht_peer p1 = netsim_peer(W->ns, 1);
-  assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, body, len), 0);
+  assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, NULL, body, len), 0);
   netsim_touch(W->ns, 0);
   run_for(500);
 }
@@ -741,7 +741,7 @@ static void test_answers(void **state) {
   uint8_t buf[DHT_MAX_BODY];
   dht_peer p1 = netsim_peer(W->ns, 1);
   size_t n = build(&s, M_NONE, -1, 0, buf);
-  assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, buf, n), 0);
+  assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, NULL, buf, n), 0);
   netsim_touch(W->ns, 0);
   run_for(200);
   store_get_stats(W->svc, &b);
@@ -777,7 +777,7 @@ static void test_malformed_answer_ends_round(void **state) {
     fresh_fetch(&s);
     size_t n = build(&s, valid ? M_NONE : M_TRAIL, -1, 0, buf);
     dht_peer p1 = netsim_peer(W->ns, 1);
-    assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, buf, n), 0);
+    assert_int_equal(dht_svc_send(netsim_engine(W->ns, 0), &p1, NULL, buf, n), 0);
     netsim_touch(W->ns, 0);
     g_fetched = 0;
     assert_int_equal(netsim_run(W->ns, netsim_now(W->ns) + 600000, fetched_done, W), 1);

@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "dht_int.h"
+#include "drive1.h"
 #include "testutil.h"
 
 static uint64_t g_seed;
@@ -108,7 +109,7 @@ static void drain(hw *w, int i) {
       assert_non_null(w->q);
     }
     pkt *p = &w->q[w->nq];
-    dht_ssize n = dht_write_pkt(w->e[i], &p->to, p->data, sizeof p->data, w->now);
+    dht_ssize n = d1_write(w->e[i], &p->to, p->data, sizeof p->data, w->now);
     assert_true(n >= 0);
     if (n == 0)
       break;
@@ -167,7 +168,7 @@ static void hw_run(hw *w, dht_ts until) {
       memmove(&w->q[k], &w->q[k + 1], (size_t)(w->nq - k - 1) * sizeof *w->q);
       w->nq--;
       int to = node_at(w, &p.to);
-      assert_int_equal(dht_read_pkt(w->e[to], &p.from, p.data, p.len, w->now), 0);
+      assert_int_equal(d1_read(w->e[to], &p.from, p.data, p.len, w->now), 0);
     }
     for (int i = 0; i < w->n; i++)
       if (dht_get_expiry(w->e[i]) <= w->now)
@@ -221,11 +222,11 @@ static void ts_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   uint8_t out[DHT_MAX_BODY];
   if (in->type == T_REQ && !t->silent) {
     size_t n = body3(out, sizeof out, T_ANS, in->txid, 4);
-    assert_int_equal(dht_svc_send(e, &in->from, out, n), 0);
+    assert_int_equal(dht_svc_send(e, &in->from, NULL, out, n), 0);
   } else if (in->type == T_BIG) {
     for (int i = 0; i < t->burst; i++) {
       size_t n = body3(out, sizeof out, T_ANS, in->txid, 1000);
-      assert_int_equal(dht_svc_send(e, &in->from, out, n), 0); /* dropped or not */
+      assert_int_equal(dht_svc_send(e, &in->from, NULL, out, n), 0); /* dropped or not */
     }
   }
 }
@@ -352,10 +353,10 @@ static void test_amplification_spoofed(void **state) {
     assert_int_equal(dht_svc_request(w.e[2], c.id, &pb, body, n, &o, w.now), 0);
     uint8_t dg[DHT_MAX_PKT];
     dht_addr to;
-    dht_ssize dl = dht_write_pkt(w.e[2], &to, dg, sizeof dg, w.now);
+    dht_ssize dl = d1_write(w.e[2], &to, dg, sizeof dg, w.now);
     assert_true(dl > 0);
     sent += (uint64_t)dl;
-    assert_int_equal(dht_read_pkt(w.e[1], &victim, dg, (size_t)dl, w.now), 0);
+    assert_int_equal(d1_read(w.e[1], &victim, dg, (size_t)dl, w.now), 0);
     drain(&w, 1);
     w.now += 50;
   }
@@ -571,10 +572,10 @@ static void test_verify_ping_limited(void **state) {
     assert_true(dht_ping(x, &pa, w.now) > 0);
     uint8_t dg[DHT_MAX_PKT];
     dht_addr to;
-    dht_ssize n = dht_write_pkt(x, &to, dg, sizeof dg, w.now);
+    dht_ssize n = d1_write(x, &to, dg, sizeof dg, w.now);
     assert_true(n > 0);
     dht_addr src = tu_addr4(203, 0, 113, (uint8_t)(i + 1), 4000);
-    assert_int_equal(dht_read_pkt(w.e[0], &src, dg, (size_t)n, w.now), 0);
+    assert_int_equal(d1_read(w.e[0], &src, dg, (size_t)n, w.now), 0);
     dht_del(x);
   }
   drain(&w, 0);
