@@ -366,51 +366,45 @@ static void fmt_duration(int64_t s, char *buf, size_t len) {
 
 /* One parsed line from roostd. */
 typedef struct reply {
-  char *s; /* the line, without its '\n' (owned) */
-  size_t len;
-  node_jt *t; /* tokens (owned) */
-  int n;
+  json_t *root; /* owned */
 } reply;
 
 static void reply_free(reply *r) {
-  free(r->s);
-  free(r->t);
-  memset(r, 0, sizeof *r);
+  json_decref(r->root);
+  r->root = NULL;
 }
 
-static int jget(const reply *r, int obj, const char *key) {
-  return obj < 0 ? -1 : node_json_get(r->s, r->t, r->n, obj, key);
+/* Field key of object obj, or NULL (also when obj is NULL or no object). */
+static const json_t *jget(const json_t *obj, const char *key) {
+  return json_object_get(obj, key);
 }
 
-/* Token i as a printable string in buf, or "-" when it is not a string
- * (or does not fit). */
-static const char *jstr(const reply *r, int i, char *buf, size_t len) {
-  if (node_json_str(r->s, r->t, i, buf, len) < 0)
+/* v as a printable string in buf, or "-" when it is not a string (or does
+ * not fit). */
+static const char *jstr(const json_t *v, char *buf, size_t len) {
+  if (node_json_str(v, buf, len) < 0)
     snprintf(buf, len, "-");
   sanitize(buf);
   return buf;
 }
 
-static bool jint(const reply *r, int i, int64_t *v) {
-  return i >= 0 && node_json_int(r->s, r->t, i, v) == 0;
+static bool jint(const json_t *v, int64_t *out) {
+  return node_json_int(v, out) == 0;
 }
 
-/* Token i, a number, as written (integer or not), or "-". */
-static const char *jnum(const reply *r, int i, char *buf, size_t len) {
-  int w = i >= 0 && r->t[i].type == NODE_JSON_NUM ? r->t[i].end - r->t[i].start : 0;
-  if (w <= 0 || (size_t)w >= len)
+/* v, a number (integer or not), as JSON writes it, or "-". */
+static const char *jnum(const json_t *v, char *buf, size_t len) {
+  char *t = json_is_number(v) ? node_json_dump(v, NULL) : NULL;
+  if (!t || strlen(t) >= len)
     snprintf(buf, len, "-");
   else
-    snprintf(buf, len, "%.*s", w, r->s + r->t[i].start);
+    snprintf(buf, len, "%s", t);
+  free(t);
   return buf;
 }
 
-static bool is_obj(const reply *r, int i) {
-  return i >= 0 && r->t[i].type == NODE_JSON_OBJ;
-}
-
-static bool is_arr(const reply *r, int i) {
-  return i >= 0 && r->t[i].type == NODE_JSON_ARR;
+static bool is_obj(const json_t *v) {
+  return json_is_object(v);
 }
 
 /* The connection to roostd and what it has sent that is not read yet. */
@@ -488,32 +482,17 @@ static int conn_line(conn *k, int64_t deadline, char **out, size_t *outlen, bool
   }
 }
 
-/* Parses line into r (taking the line).  0, or -1 if it is not a JSON
- * object. */
-static int reply_parse(reply *r, char *line, size_t len) {
-  memset(r, 0, sizeof *r);
-  r->s = line;
-  r->len = len;
-  /* a token takes at least one byte of its own, so len + 1 always do; start
-   * small and grow, since a long peers reply would otherwise ask for a lot */
-  size_t most = len + 1, cap = most < 1024 ? most : 1024;
-  for (;;) {
-    node_jt *nt = realloc(r->t, cap * sizeof *r->t);
-    if (!nt)
-      return -1;
-    r->t = nt;
-    r->n = node_json_parse(line, len, r->t, (int)cap);
-    if (r->n != NODE_JSON_ERR_TOOMANY || cap == most)
-      break;
-    cap = cap * 4 > most ? most : cap * 4;
-  }
-  if (r->n <= 0 || r->t[0].type != NODE_JSON_OBJ)
+/* Parses line[0, len) into r.  0, or -1 if it is not a JSON object. */
+static int reply_parse(reply *r, const char *line, size_t len) {
+  r->root = NULL;
+  /* no bound on values beyond the line's: a peers reply holds thousands */
+  if (node_json_parse(line, len, SIZE_MAX, &r->root, NULL, 0) != 0)
     return -1;
-  return 0;
+  return json_is_object(r->root) ? 0 : -1;
 }
 
 /* The connection, the request and the wait for its final reply. */
-typedef void (*progress_fn)(const cli *c, const reply *r, int progress);
+typedef void (*progress_fn)(const cli *c, const json_t *progress);
 
 static void conn_close(conn *k) {
   if (k->fd >= 0)
@@ -635,37 +614,39 @@ static int call(const cli *c, conn *k, int64_t deadline, int64_t timeout_ms,
       return fail(c, EXIT_FAILED, "disconnected", "roostd closed the connection %s",
                   partial ? "in the middle of a reply" : "without replying");
     }
-    if (reply_parse(r, line, len) != 0) {
+    int prv = reply_parse(r, line, len);
+    free(line);
+    if (prv != 0) {
       reply_free(r);
       return fail(c, EXIT_FAILED, "protocol", "roostd sent a line that is not a JSON object");
     }
-    int id = jget(r, 0, "id");
+    const json_t *id = jget(r->root, "id");
     int64_t idv = 0;
     /* an id we did not send is not ours; a missing or null id is roostd
      * answering a request it could not read, which can only be ours */
-    if (id >= 0 && !node_json_is_null(r->t, id) && !(jint(r, id, &idv) && idv == REQ_ID)) {
+    if (id && !json_is_null(id) && !(jint(id, &idv) && idv == REQ_ID)) {
       reply_free(r);
       continue;
     }
-    int prog = jget(r, 0, "progress");
-    int ok = jget(r, 0, "ok");
-    if (prog >= 0 && ok < 0) {
-      if (on_progress && is_obj(r, prog))
-        on_progress(c, r, prog);
+    const json_t *prog = jget(r->root, "progress");
+    const json_t *ok = jget(r->root, "ok");
+    if (prog && !ok) {
+      if (on_progress && is_obj(prog))
+        on_progress(c, prog);
       reply_free(r);
       continue;
     }
     bool okv = false;
-    if (node_json_bool(r->s, r->t, ok, &okv) != 0) {
+    if (node_json_bool(ok, &okv) != 0) {
       reply_free(r);
       return fail(c, EXIT_FAILED, "protocol", "roostd sent a reply without \"ok\"");
     }
     if (okv)
       return EXIT_OK;
-    int err = jget(r, 0, "error");
+    const json_t *err = jget(r->root, "error");
     char code[64], msg[1024];
-    jstr(r, jget(r, err, "code"), code, sizeof code);
-    jstr(r, jget(r, err, "message"), msg, sizeof msg);
+    jstr(jget(err, "code"), code, sizeof code);
+    jstr(jget(err, "message"), msg, sizeof msg);
     reply_free(r);
     if (!strcmp(msg, "-"))
       snprintf(msg, sizeof msg, "roostd reported an error");
@@ -730,13 +711,13 @@ static int remote(const cli *c, node_jw *w, int64_t timeout_ms, progress_fn on_p
   return rv;
 }
 
-/* Prints the result (token res of r) as one JSON line: the daemon's bytes,
- * unchanged ({} when there is none). */
-static void print_json_result(const reply *r, int res) {
-  if (res >= 0)
-    printf("%.*s\n", r->t[res].end - r->t[res].start, r->s + r->t[res].start);
-  else
-    printf("{}\n");
+/* Prints res, the result of a reply, as one JSON line in the form roostd
+ * wrote it ({} when there is none).  Both sides serialise with
+ * node_json_dump, so this is roostd's line byte for byte. */
+static void print_json_result(const json_t *res) {
+  char *t = res ? node_json_dump(res, NULL) : NULL;
+  printf("%s\n", t ? t : "{}");
+  free(t);
 }
 
 static int timeout_or(const cli *c, int64_t def) {
@@ -857,61 +838,61 @@ static void kv_item(const char *key, int index, const char *value) {
   kv(index == 0 ? key : "", value);
 }
 
-static void print_status(const reply *r, int res) {
+static void print_status(const json_t *res) {
   char a[512], b[64], d[64], e[64], line[768];
   int64_t v;
-  kv("state", jstr(r, jget(r, res, "state"), a, sizeof a));
-  kv("ID", jstr(r, jget(r, res, "id"), a, sizeof a));
-  kv("mode", jstr(r, jget(r, res, "mode"), a, sizeof a));
-  kv("version", jstr(r, jget(r, res, "version"), a, sizeof a));
-  if (jint(r, jget(r, res, "uptime_s"), &v))
+  kv("state", jstr(jget(res, "state"), a, sizeof a));
+  kv("ID", jstr(jget(res, "id"), a, sizeof a));
+  kv("mode", jstr(jget(res, "mode"), a, sizeof a));
+  kv("version", jstr(jget(res, "version"), a, sizeof a));
+  if (jint(jget(res, "uptime_s"), &v))
     fmt_duration(v, a, sizeof a);
   else
     snprintf(a, sizeof a, "-");
   kv("uptime", a);
-  kv("table size", jnum(r, jget(r, res, "table_size"), a, sizeof a));
-  kv("buckets", jnum(r, jget(r, res, "buckets"), a, sizeof a));
-  kv("records stored", jnum(r, jget(r, res, "records_stored"), a, sizeof a));
+  kv("table size", jnum(jget(res, "table_size"), a, sizeof a));
+  kv("buckets", jnum(jget(res, "buckets"), a, sizeof a));
+  kv("records stored", jnum(jget(res, "records_stored"), a, sizeof a));
 
-  int l = jget(r, res, "listen"), shown = 0;
-  if (is_arr(r, l))
-    for (int i = 0, x = l + 1; i < r->t[l].size; i++, x = r->t[x].next)
-      kv_item("listen", shown++, jstr(r, x, a, sizeof a));
+  const json_t *l = jget(res, "listen"), *x;
+  size_t i;
+  int shown = 0;
+  json_array_foreach(l, i, x) {
+    kv_item("listen", shown++, jstr(x, a, sizeof a));
+  }
   if (!shown)
     kv("listen", "-");
 
-  int ad = jget(r, res, "addresses");
+  const json_t *ad = jget(res, "addresses");
   shown = 0;
-  if (is_arr(r, ad))
-    for (int i = 0, x = ad + 1; i < r->t[ad].size; i++, x = r->t[x].next) {
-      jstr(r, jget(r, x, "type"), b, sizeof b);
-      jstr(r, jget(r, x, "addr"), a, sizeof a);
-      snprintf(line, sizeof line, "%-10s%s", b, a);
-      kv_item("addresses", shown++, line);
-    }
+  json_array_foreach(ad, i, x) {
+    jstr(jget(x, "type"), b, sizeof b);
+    jstr(jget(x, "addr"), a, sizeof a);
+    snprintf(line, sizeof line, "%-10s%s", b, a);
+    kv_item("addresses", shown++, line);
+  }
   if (!shown)
     kv("addresses", "-");
 
   snprintf(line, sizeof line, "rx %s, tx %s, dropped %s",
-           jnum(r, jget(r, res, "rx_packets"), b, sizeof b),
-           jnum(r, jget(r, res, "tx_packets"), d, sizeof d),
-           jnum(r, jget(r, res, "dropped"), e, sizeof e));
+           jnum(jget(res, "rx_packets"), b, sizeof b), jnum(jget(res, "tx_packets"), d, sizeof d),
+           jnum(jget(res, "dropped"), e, sizeof e));
   kv("packets", line);
 }
 
 /* status --wait: "bootstrapping: 12 contacts..." on stderr. */
-static void status_progress(const cli *c, const reply *r, int prog) {
+static void status_progress(const cli *c, const json_t *prog) {
   (void)c;
   char state[64], n[32];
-  int st = jget(r, prog, "state");
-  int ts = jget(r, prog, "table_size");
-  if (ts < 0)
-    ts = jget(r, prog, "contacts");
-  jstr(r, st, state, sizeof state);
-  if (st < 0)
+  const json_t *st = jget(prog, "state");
+  const json_t *ts = jget(prog, "table_size");
+  if (!ts)
+    ts = jget(prog, "contacts");
+  jstr(st, state, sizeof state);
+  if (!st)
     snprintf(state, sizeof state, "waiting");
-  if (ts >= 0)
-    fprintf(stderr, "%s: %s contacts...\n", state, jnum(r, ts, n, sizeof n));
+  if (ts)
+    fprintf(stderr, "%s: %s contacts...\n", state, jnum(ts, n, sizeof n));
   else
     fprintf(stderr, "%s...\n", state);
 }
@@ -932,11 +913,11 @@ static int cmd_status(cli *c) {
   int rv = remote(c, &w, timeout, c->o.wait ? status_progress : NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json)
-    print_json_result(&r, res);
+    print_json_result(res);
   else
-    print_status(&r, res);
+    print_status(res);
   reply_free(&r);
   return EXIT_OK;
 }
@@ -951,14 +932,14 @@ static int cmd_peers(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int arr = jget(&r, res, "peers");
-  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  const json_t *arr = jget(res, "peers"), *x;
+  int count = (int)json_array_size(arr);
   if (count == 0) {
     printf("no peers in the routing table\n");
     reply_free(&r);
@@ -974,41 +955,42 @@ static int cmd_peers(cli *c) {
   size_t width[PCOLS] = {0};
   for (int j = 0; j < PCOLS; j++)
     snprintf(cells[j], sizeof cells[j], "%s", head[j]);
-  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
-    cell *row = cells + (size_t)(i + 1) * PCOLS;
+  size_t i;
+  json_array_foreach(arr, i, x) {
+    cell *row = cells + (i + 1) * PCOLS;
     char idt[NODE_IDTEXT_LEN + 8], num[32];
     int64_t v;
-    jstr(&r, jget(&r, x, "id"), idt, sizeof idt);
+    jstr(jget(x, "id"), idt, sizeof idt);
     if (strlen(idt) > 12)
       snprintf(row[0], sizeof row[0], "%.12s\u2026", idt);
     else
       snprintf(row[0], sizeof row[0], "%s", idt);
-    jstr(&r, jget(&r, x, "addr"), row[1], sizeof row[1]);
-    int rtt = jget(&r, x, "rtt_ms");
-    if (rtt >= 0 && r.t[rtt].type == NODE_JSON_NUM)
-      snprintf(row[2], sizeof row[2], "%s ms", jnum(&r, rtt, num, sizeof num));
+    jstr(jget(x, "addr"), row[1], sizeof row[1]);
+    const json_t *rtt = jget(x, "rtt_ms");
+    if (json_is_number(rtt))
+      snprintf(row[2], sizeof row[2], "%s ms", jnum(rtt, num, sizeof num));
     else
       snprintf(row[2], sizeof row[2], "-");
-    int seen = jget(&r, x, "last_reply_s");
-    if (node_json_is_null(r.t, seen)) {
+    const json_t *seen = jget(x, "last_reply_s");
+    if (json_is_null(seen)) {
       snprintf(row[3], sizeof row[3], "never");
-    } else if (jint(&r, seen, &v)) {
+    } else if (jint(seen, &v)) {
       fmt_duration(v, num, sizeof num);
       snprintf(row[3], sizeof row[3], "%s ago", num);
     } else {
       snprintf(row[3], sizeof row[3], "-");
     }
-    jnum(&r, jget(&r, x, "fails"), row[4], sizeof row[4]);
+    jnum(jget(x, "fails"), row[4], sizeof row[4]);
   }
-  for (int i = 0; i <= count; i++)
+  for (int k = 0; k <= count; k++)
     for (int j = 0; j < PCOLS; j++) {
-      size_t n = columns(cells[(size_t)i * PCOLS + (size_t)j]);
+      size_t n = columns(cells[(size_t)k * PCOLS + (size_t)j]);
       if (n > width[j])
         width[j] = n;
     }
-  for (int i = 0; i <= count; i++) {
+  for (int k = 0; k <= count; k++) {
     for (int j = 0; j < PCOLS; j++) {
-      const char *s = cells[(size_t)i * PCOLS + (size_t)j];
+      const char *s = cells[(size_t)k * PCOLS + (size_t)j];
       if (j == PCOLS - 1)
         fputs(s, stdout);
       else
@@ -1034,31 +1016,31 @@ static int cmd_lookup(cli *c) {
   reply r;
   if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int ad = jget(&r, res, "addresses");
-  int count = is_arr(&r, ad) ? r.t[ad].size : 0;
+  const json_t *ad = jget(res, "addresses"), *x;
+  size_t count = json_array_size(ad), i;
   size_t tw = 0;
   char type[64], addr[512], a[32], b[32], d[32];
-  for (int i = 0, x = ad + 1; i < count; i++, x = r.t[x].next) {
-    size_t n = columns(jstr(&r, jget(&r, x, "type"), type, sizeof type));
+  json_array_foreach(ad, i, x) {
+    size_t n = columns(jstr(jget(x, "type"), type, sizeof type));
     if (n > tw)
       tw = n;
   }
-  for (int i = 0, x = ad + 1; i < count; i++, x = r.t[x].next) {
-    pad(stdout, jstr(&r, jget(&r, x, "type"), type, sizeof type), tw + 2);
-    printf("%s\n", jstr(&r, jget(&r, x, "addr"), addr, sizeof addr));
+  json_array_foreach(ad, i, x) {
+    pad(stdout, jstr(jget(x, "type"), type, sizeof type), tw + 2);
+    printf("%s\n", jstr(jget(x, "addr"), addr, sizeof addr));
   }
   if (count == 0)
     printf("the record lists no addresses\n");
-  jnum(&r, jget(&r, res, "rounds"), a, sizeof a);
-  jnum(&r, jget(&r, res, "messages"), b, sizeof b);
+  jnum(jget(res, "rounds"), a, sizeof a);
+  jnum(jget(res, "messages"), b, sizeof b);
   printf("found in %s round%s, %s message%s, %s ms\n", a, strcmp(a, "1") ? "s" : "", b,
-         strcmp(b, "1") ? "s" : "", jnum(&r, jget(&r, res, "time_ms"), d, sizeof d));
+         strcmp(b, "1") ? "s" : "", jnum(jget(res, "time_ms"), d, sizeof d));
   reply_free(&r);
   return EXIT_OK;
 }
@@ -1087,15 +1069,14 @@ static int cmd_ping(cli *c) {
   reply r;
   if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
   } else {
     char from[512], seen[512], rtt[32];
     printf("reply from %s in %s ms (it sees us as %s)\n",
-           jstr(&r, jget(&r, res, "addr"), from, sizeof from),
-           jnum(&r, jget(&r, res, "rtt_ms"), rtt, sizeof rtt),
-           jstr(&r, jget(&r, res, "seen_as"), seen, sizeof seen));
+           jstr(jget(res, "addr"), from, sizeof from), jnum(jget(res, "rtt_ms"), rtt, sizeof rtt),
+           jstr(jget(res, "seen_as"), seen, sizeof seen));
   }
   reply_free(&r);
   return EXIT_OK;
@@ -1125,7 +1106,7 @@ static int cmd_bootstrap(cli *c) {
   if (rv != EXIT_OK)
     return rv;
   if (c->o.json)
-    print_json_result(&r, jget(&r, 0, "result"));
+    print_json_result(jget(r.root, "result"));
   else
     printf("added bootstrap peer %s; roostd is joining through it\n", peer);
   reply_free(&r);
@@ -1139,17 +1120,16 @@ static int cmd_metrics(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int tx = jget(&r, res, "text");
-  /* the escaped length + 1 always holds the unescaped text */
-  size_t cap = tx >= 0 ? (size_t)(r.t[tx].end - r.t[tx].start) + 1 : 1;
+  const json_t *tx = jget(res, "text");
+  size_t cap = json_string_length(tx) + 1;
   char *text = malloc(cap);
-  int n = text ? node_json_str(r.s, r.t, tx, text, cap) : -1;
+  int n = text ? node_json_str(tx, text, cap) : -1;
   if (n < 0) {
     free(text);
     reply_free(&r);
@@ -1244,7 +1224,7 @@ static int cmd_stop(cli *c) {
                 gone ? "has not exited" : "still answers", (double)timeout / 1000.0);
   }
   if (c->o.json)
-    print_json_result(&r, rv == EXIT_OK ? jget(&r, 0, "result") : -1);
+    print_json_result(rv == EXIT_OK ? jget(r.root, "result") : NULL);
   else
     printf("roostd stopped\n");
   if (rv == EXIT_OK)
@@ -1310,17 +1290,17 @@ static int cmd_invite(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
   char text[NODE_INVITE_TEXT_MAX + 1], name[NODE_INVITE_NAME_MAX * 2 + 2], when[32];
   int64_t exp = 0;
-  jstr(&r, jget(&r, res, "invite"), text, sizeof text);
-  jstr(&r, jget(&r, res, "name"), name, sizeof name);
-  jint(&r, jget(&r, res, "expires_unix_s"), &exp);
+  jstr(jget(res, "invite"), text, sizeof text);
+  jstr(jget(res, "name"), name, sizeof name);
+  jint(jget(res, "expires_unix_s"), &exp);
   reply_free(&r);
   fmt_time(exp * 1000, when, sizeof when);
   bool qr = c->o.qr || (!c->o.no_qr && isatty(STDOUT_FILENO));
@@ -1389,16 +1369,16 @@ static int friend_add_req(cli *c, const char *cmdname, const char *key, const ch
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
   } else {
     char name[160], id[80], req[160];
     bool added = true;
-    node_json_bool(r.s, r.t, jget(&r, res, "added"), &added);
-    jstr(&r, jget(&r, res, "name"), name, sizeof name);
-    jstr(&r, jget(&r, res, "id"), id, sizeof id);
-    jstr(&r, jget(&r, res, "request"), req, sizeof req);
+    node_json_bool(jget(res, "added"), &added);
+    jstr(jget(res, "name"), name, sizeof name);
+    jstr(jget(res, "id"), id, sizeof id);
+    jstr(jget(res, "request"), req, sizeof req);
     printf("%s %s (%s)\n", added ? "added friend" : "updated friend", name, id);
     if (!strcmp(req, "sent"))
       printf("a friend request with your invite went to them: they accept it with "
@@ -1423,7 +1403,7 @@ static int simple(cli *c, const char *cmdname, const char *key, const char *val,
   if (rv != EXIT_OK)
     return rv;
   if (c->o.json)
-    print_json_result(&r, jget(&r, 0, "result"));
+    print_json_result(jget(r.root, "result"));
   else if (done)
     printf("%s\n", done);
   reply_free(&r);
@@ -1476,14 +1456,14 @@ static int cmd_friend(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int arr = jget(&r, res, list ? "friends" : "requests");
-  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  const json_t *arr = jget(res, list ? "friends" : "requests"), *x;
+  int count = (int)json_array_size(arr);
   if (count == 0) {
     printf("%s\n", list ? "no friends yet: 'roost invite' prints an invite to give one"
                         : "no friend requests");
@@ -1499,28 +1479,29 @@ static int cmd_friend(cli *c) {
   static const char *const rh[4] = {"N", "NAME", "ID", "RECEIVED"};
   for (int j = 0; j < 4; j++)
     snprintf(cells[j], sizeof cells[j], "%s", list ? lh[j] : rh[j]);
-  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
-    char(*row)[160] = cells + (size_t)(i + 1) * 4;
+  size_t i;
+  json_array_foreach(arr, i, x) {
+    char(*row)[160] = cells + (i + 1) * 4;
     int64_t v = 0;
     char id[80];
-    jstr(&r, jget(&r, x, "id"), id, sizeof id);
+    jstr(jget(x, "id"), id, sizeof id);
     if (list) {
-      jstr(&r, jget(&r, x, "name"), row[0], sizeof row[0]);
+      jstr(jget(x, "name"), row[0], sizeof row[0]);
       snprintf(row[1], sizeof row[1], "%s", id);
-      jnum(&r, jget(&r, x, "hosts"), row[2], sizeof row[2]);
-      jint(&r, jget(&r, x, "added_unix_ms"), &v);
+      jnum(jget(x, "hosts"), row[2], sizeof row[2]);
+      jint(jget(x, "added_unix_ms"), &v);
       fmt_time(v, row[3], sizeof row[3]);
     } else {
-      jnum(&r, jget(&r, x, "n"), row[0], sizeof row[0]);
-      int nm = jget(&r, x, "name");
-      if (node_json_is_null(r.t, nm)) {
+      jnum(jget(x, "n"), row[0], sizeof row[0]);
+      const json_t *nm = jget(x, "name");
+      if (json_is_null(nm)) {
         char prob[140];
-        snprintf(row[1], sizeof row[1], "(%s)", jstr(&r, jget(&r, x, "problem"), prob, 120));
+        snprintf(row[1], sizeof row[1], "(%s)", jstr(jget(x, "problem"), prob, 120));
       } else {
-        jstr(&r, nm, row[1], sizeof row[1]);
+        jstr(nm, row[1], sizeof row[1]);
       }
       snprintf(row[2], sizeof row[2], "%s", id);
-      jint(&r, jget(&r, x, "received_unix_ms"), &v);
+      jint(jget(x, "received_unix_ms"), &v);
       fmt_time(v, row[3], sizeof row[3]);
     }
   }
@@ -1597,13 +1578,13 @@ static int cmd_send(cli *c) {
   reply r;
   if ((rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL)) != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
   } else {
     char to[160];
     printf("queued for %s ('roost outbox' shows how far it got)\n",
-           jstr(&r, jget(&r, res, "to"), to, sizeof to));
+           jstr(jget(res, "to"), to, sizeof to));
   }
   reply_free(&r);
   return EXIT_OK;
@@ -1617,14 +1598,14 @@ static int cmd_outbox(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int arr = jget(&r, res, "messages");
-  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
+  const json_t *arr = jget(res, "messages"), *x;
+  int count = (int)json_array_size(arr);
   if (count == 0) {
     printf("the outbox is empty\n");
     reply_free(&r);
@@ -1638,17 +1619,18 @@ static int cmd_outbox(cli *c) {
   static const char *const head[4] = {"TO", "WHEN", "STATE", "TEXT"};
   for (int j = 0; j < 4; j++)
     snprintf(cells[j], sizeof cells[j], "%s", head[j]);
-  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
-    char(*row)[160] = cells + (size_t)(i + 1) * 4;
+  size_t i;
+  json_array_foreach(arr, i, x) {
+    char(*row)[160] = cells + (i + 1) * 4;
     int64_t v = 0, rec = 0, reps = 0;
-    int nm = jget(&r, x, "name");
-    jstr(&r, node_json_is_null(r.t, nm) ? jget(&r, x, "to") : nm, row[0], 40);
-    jint(&r, jget(&r, x, "sent_unix_ms"), &v);
+    const json_t *nm = jget(x, "name");
+    jstr(json_is_null(nm) ? jget(x, "to") : nm, row[0], 40);
+    jint(jget(x, "sent_unix_ms"), &v);
     fmt_time(v, row[1], sizeof row[1]);
     char st[32];
-    jstr(&r, jget(&r, x, "state"), st, sizeof st);
-    jint(&r, jget(&r, x, "receipts"), &rec);
-    jint(&r, jget(&r, x, "replicas"), &reps);
+    jstr(jget(x, "state"), st, sizeof st);
+    jint(jget(x, "receipts"), &rec);
+    jint(jget(x, "replicas"), &reps);
     if (!strcmp(st, "stored"))
       snprintf(row[2], sizeof row[2], "stored (%lld of %lld)", (long long)rec, (long long)reps);
     else if (!strcmp(st, "queued") && rec > 0)
@@ -1656,7 +1638,7 @@ static int cmd_outbox(cli *c) {
     else
       snprintf(row[2], sizeof row[2], "%s", st);
     char text[4096];
-    if (node_json_str(r.s, r.t, jget(&r, x, "text"), text, sizeof text) < 0)
+    if (node_json_str(jget(x, "text"), text, sizeof text) < 0)
       snprintf(text, sizeof text, "-");
     shorten(text, 40); /* 40 columns: at most 160 bytes with the NUL */
     memcpy(row[3], text, strlen(text) < sizeof row[3] ? strlen(text) + 1 : sizeof row[3]);
@@ -1670,17 +1652,17 @@ static int cmd_outbox(cli *c) {
 
 /* One inbox message (token m) for people: "WHEN  NAME: text", continuation
  * lines indented. */
-static void print_inbox_message(const reply *r, int m) {
+static void print_inbox_message(const json_t *m) {
   int64_t v = 0;
   char when[32], name[160];
-  jint(r, jget(r, m, "sent_unix_ms"), &v);
+  jint(jget(m, "sent_unix_ms"), &v);
   fmt_time(v, when, sizeof when);
-  int nm = jget(r, m, "name");
-  jstr(r, node_json_is_null(r->t, nm) ? jget(r, m, "from") : nm, name, sizeof name);
-  int tx = jget(r, m, "text");
-  size_t cap = tx >= 0 ? (size_t)(r->t[tx].end - r->t[tx].start) + 1 : 2;
+  const json_t *nm = jget(m, "name");
+  jstr(json_is_null(nm) ? jget(m, "from") : nm, name, sizeof name);
+  const json_t *tx = jget(m, "text");
+  size_t cap = json_string_length(tx) + 1;
   char *text = malloc(cap);
-  if (!text || node_json_str(r->s, r->t, tx, text, cap) < 0) {
+  if (!text || node_json_str(tx, text, cap) < 0) {
     free(text);
     text = NULL;
   }
@@ -1697,33 +1679,33 @@ static void print_inbox_message(const reply *r, int m) {
   free(text);
 }
 
-static void print_inbox_notice(const reply *r, int m) {
+static void print_inbox_notice(const json_t *m) {
   int64_t v = 0, items = 0, start = 0;
   char when[32], day[32], name[160];
-  jint(r, jget(r, m, "unix_ms"), &v);
-  jint(r, jget(r, m, "items"), &items);
-  jint(r, jget(r, m, "epoch_start_unix_ms"), &start);
+  jint(jget(m, "unix_ms"), &v);
+  jint(jget(m, "items"), &items);
+  jint(jget(m, "epoch_start_unix_ms"), &start);
   fmt_time(v, when, sizeof when);
   fmt_time(start, day, sizeof day);
-  int nm = jget(r, m, "name");
-  jstr(r, node_json_is_null(r->t, nm) ? jget(r, m, "from") : nm, name, sizeof name);
+  const json_t *nm = jget(m, "name");
+  jstr(json_is_null(nm) ? jget(m, "from") : nm, name, sizeof name);
   printf("%s  notice: %lld message%s from %s (mailbox of %.10s) %s lost: a storage node "
          "dropped %s before it was fetched\n",
          when, (long long)items, items == 1 ? "" : "s", name, day, items == 1 ? "was" : "were",
          items == 1 ? "it" : "them");
 }
 
-static void inbox_progress(const cli *c, const reply *r, int prog) {
-  int m = jget(r, prog, "message"), n = jget(r, prog, "notice");
+static void inbox_progress(const cli *c, const json_t *prog) {
+  const json_t *m = jget(prog, "message"), *n = jget(prog, "notice");
   if (c->o.json) {
-    int x = m >= 0 ? m : n;
-    if (x >= 0)
-      printf("{\"%s\":%.*s}\n", m >= 0 ? "message" : "notice", r->t[x].end - r->t[x].start,
-             r->s + r->t[x].start);
-  } else if (m >= 0) {
-    print_inbox_message(r, m);
-  } else if (n >= 0) {
-    print_inbox_notice(r, n);
+    char *t = node_json_dump(m ? m : n, NULL);
+    if (t)
+      printf("{\"%s\":%s}\n", m ? "message" : "notice", t);
+    free(t);
+  } else if (m) {
+    print_inbox_message(m);
+  } else if (n) {
+    print_inbox_notice(n);
   }
   fflush(stdout);
 }
@@ -1763,25 +1745,26 @@ static int cmd_inbox(cli *c) {
                   c->o.follow ? inbox_progress : NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int arr = jget(&r, res, "messages"), nts = jget(&r, res, "notices");
-  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
-  int nn = is_arr(&r, nts) ? r.t[nts].size : 0;
-  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next)
-    print_inbox_message(&r, x);
-  for (int i = 0, x = nts + 1; i < nn; i++, x = r.t[x].next)
-    print_inbox_notice(&r, x);
+  const json_t *arr = jget(res, "messages"), *nts = jget(res, "notices"), *x;
+  size_t count = json_array_size(arr), nn = json_array_size(nts), i;
+  json_array_foreach(arr, i, x) {
+    print_inbox_message(x);
+  }
+  json_array_foreach(nts, i, x) {
+    print_inbox_notice(x);
+  }
   if (count + nn == 0)
     printf("%s\n", c->o.unread ? "no unread messages" : "no messages");
   bool more = false;
-  node_json_bool(r.s, r.t, jget(&r, res, "more"), &more);
+  node_json_bool(jget(res, "more"), &more);
   if (more)
-    printf("(only the first %d are shown)\n", count);
+    printf("(only the first %zu are shown)\n", count);
   reply_free(&r);
   return EXIT_OK;
 }
@@ -1797,17 +1780,16 @@ static int cmd_fetch(cli *c) {
   int rv = remote(c, &w, timeout + WAIT_GRACE_MS, NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
   } else {
     char f[32], m[32], a[32], b[32];
     printf("fetched the mailboxes of %s friend(s): %s new message(s) (%s of %s storage nodes "
            "answered)\n",
-           jnum(&r, jget(&r, res, "friends"), f, sizeof f),
-           jnum(&r, jget(&r, res, "messages"), m, sizeof m),
-           jnum(&r, jget(&r, res, "replicas_answered"), a, sizeof a),
-           jnum(&r, jget(&r, res, "replicas_asked"), b, sizeof b));
+           jnum(jget(res, "friends"), f, sizeof f), jnum(jget(res, "messages"), m, sizeof m),
+           jnum(jget(res, "replicas_answered"), a, sizeof a),
+           jnum(jget(res, "replicas_asked"), b, sizeof b));
   }
   reply_free(&r);
   return EXIT_OK;
@@ -1844,7 +1826,7 @@ static int cmd_host(cli *c) {
     if (rv != EXIT_OK)
       return rv;
     if (c->o.json) {
-      print_json_result(&r, jget(&r, 0, "result"));
+      print_json_result(jget(r.root, "result"));
     } else {
       char sz[32];
       node_size_fmt(q, sz, sizeof sz);
@@ -1864,31 +1846,30 @@ static int cmd_host(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
     reply_free(&r);
     return EXIT_OK;
   }
-  int arr = jget(&r, res, "hosted"), mine = jget(&r, res, "my_hosts");
-  int count = is_arr(&r, arr) ? r.t[arr].size : 0;
-  int nm = is_arr(&r, mine) ? r.t[mine].size : 0;
+  const json_t *arr = jget(res, "hosted"), *mine = jget(res, "my_hosts"), *x;
+  size_t count = json_array_size(arr), i;
   if (count == 0)
     printf("you host nobody ('roost host add NAME --quota SIZE')\n");
-  for (int i = 0, x = arr + 1; i < count; i++, x = r.t[x].next) {
+  json_array_foreach(arr, i, x) {
     char name[160], sz[32];
     int64_t q = 0;
-    int n = jget(&r, x, "name");
-    jstr(&r, node_json_is_null(r.t, n) ? jget(&r, x, "id") : n, name, sizeof name);
-    jint(&r, jget(&r, x, "quota"), &q);
+    const json_t *n = jget(x, "name");
+    jstr(json_is_null(n) ? jget(x, "id") : n, name, sizeof name);
+    jint(jget(x, "quota"), &q);
     node_size_fmt(q, sz, sizeof sz);
     printf("you host %s, up to %s\n", name, sz);
   }
-  for (int i = 0, x = mine + 1; i < nm; i++, x = r.t[x].next) {
+  json_array_foreach(mine, i, x) {
     char name[160], addr[80];
-    int n = jget(&r, x, "name");
-    jstr(&r, node_json_is_null(r.t, n) ? jget(&r, x, "id") : n, name, sizeof name);
-    printf("%s hosts you (at %s)\n", name, jstr(&r, jget(&r, x, "addr"), addr, sizeof addr));
+    const json_t *n = jget(x, "name");
+    jstr(json_is_null(n) ? jget(x, "id") : n, name, sizeof name);
+    printf("%s hosts you (at %s)\n", name, jstr(jget(x, "addr"), addr, sizeof addr));
   }
   reply_free(&r);
   return EXIT_OK;
@@ -1904,15 +1885,15 @@ static int cmd_mailbox(cli *c) {
   int rv = remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
   if (rv != EXIT_OK)
     return rv;
-  int res = jget(&r, 0, "result");
+  const json_t *res = jget(r.root, "result");
   if (c->o.json) {
-    print_json_result(&r, res);
+    print_json_result(res);
   } else {
     char e[32], a[80], b[80], name[160];
-    jstr(&r, jget(&r, res, "name"), name, sizeof name);
-    printf("epoch       %s\n", jnum(&r, jget(&r, res, "epoch"), e, sizeof e));
-    printf("to %s  %s\n", name, jstr(&r, jget(&r, res, "to_friend"), a, sizeof a));
-    printf("from %s  %s\n", name, jstr(&r, jget(&r, res, "from_friend"), b, sizeof b));
+    jstr(jget(res, "name"), name, sizeof name);
+    printf("epoch       %s\n", jnum(jget(res, "epoch"), e, sizeof e));
+    printf("to %s  %s\n", name, jstr(jget(res, "to_friend"), a, sizeof a));
+    printf("from %s  %s\n", name, jstr(jget(res, "from_friend"), b, sizeof b));
   }
   reply_free(&r);
   return EXIT_OK;

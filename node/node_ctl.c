@@ -18,6 +18,9 @@
 
 #include "node_daemon.h"
 
+/* Values and keys in one request: a send with its text is about 10. */
+#define REQ_MAX_VALUES 256
+
 /* ---- control clients: writing --------------------------------------------- */
 
 client *node_ctl_client(rd_daemon *d, uint64_t serial) {
@@ -367,11 +370,10 @@ static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_n
   node_jw_kint(w, "time_ms", r->elapsed_ms);
 }
 
-static bool parse_id_arg(client *c, const char *reqid, const char *s, const node_jt *t, int n,
-                         int args, const char *key, uint8_t pk[DHT_PK_LEN]) {
+static bool parse_id_arg(client *c, const char *reqid, const json_t *args, const char *key,
+                         uint8_t pk[DHT_PK_LEN]) {
   char text[128];
-  int i = args >= 0 ? node_json_get(s, t, n, args, key) : -1;
-  if (i < 0 || node_json_str(s, t, i, text, sizeof text) < 0) {
+  if (node_json_str(json_object_get(args, key), text, sizeof text) < 0) {
     node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
     return false;
   }
@@ -389,6 +391,9 @@ static bool parse_id_arg(client *c, const char *reqid, const char *s, const node
   return true;
 }
 
+static void run_command(rd_daemon *d, client *c, const char *reqid, const char *cmd,
+                        const json_t *args);
+
 static uint64_t unix_now_s(void) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
@@ -396,42 +401,44 @@ static uint64_t unix_now_s(void) {
 }
 
 static void handle_request(rd_daemon *d, client *c, const char *line, size_t len) {
-  node_jt t[256];
-  int n = node_json_parse(line, len, t, 256);
-  if (n < 0 || t[0].type != NODE_JSON_OBJ) {
+  json_t *req;
+  char why[200];
+  if (node_json_parse(line, len, REQ_MAX_VALUES, &req, why, sizeof why) != 0 ||
+      !json_is_object(req)) {
     d->ctl_bad++;
-    node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line");
+    node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line (%s)",
+                   req ? "this is another JSON value" : why);
+    json_decref(req);
     return;
   }
   char reqid[80] = "null";
-  int iid = node_json_get(line, t, n, 0, "id");
-  if (iid > 0) {
-    int64_t v;
-    char sv[64];
-    if (node_json_int(line, t, iid, &v) == 0) {
-      snprintf(reqid, sizeof reqid, "%lld", (long long)v);
-    } else if (node_json_str(line, t, iid, sv, sizeof sv) >= 0) {
-      node_jw w;
-      node_jw_init(&w, sizeof reqid);
-      node_jw_str(&w, sv);
-      size_t l;
-      const char *q = node_jw_done(&w, &l);
-      if (q && l < sizeof reqid)
-        memcpy(reqid, q, l + 1);
-      node_jw_free(&w);
-    }
+  const json_t *jid = json_object_get(req, "id");
+  if (json_is_integer(jid) || json_is_string(jid)) {
+    char *q = node_json_dump(jid, NULL);
+    if (q && strlen(q) < sizeof reqid)
+      memcpy(reqid, q, strlen(q) + 1);
+    free(q);
   }
   char cmd[32];
-  int icmd = node_json_get(line, t, n, 0, "cmd");
-  if (icmd < 0 || node_json_str(line, t, icmd, cmd, sizeof cmd) < 0) {
+  if (node_json_str(json_object_get(req, "cmd"), cmd, sizeof cmd) < 0) {
     node_ctl_error(c, reqid, "bad_request", "missing string field 'cmd'");
+    json_decref(req);
     return;
   }
-  int args = node_json_get(line, t, n, 0, "args");
-  if (args >= 0 && t[args].type != NODE_JSON_OBJ) {
+  const json_t *args = json_object_get(req, "args");
+  if (args && !json_is_object(args)) {
     node_ctl_error(c, reqid, "bad_request", "'args' must be an object");
+    json_decref(req);
     return;
   }
+  run_command(d, c, reqid, cmd, args);
+  json_decref(req);
+}
+
+/* Runs command cmd of a parsed request; every path replies (or leaves a
+ * waiter that will). */
+static void run_command(rd_daemon *d, client *c, const char *reqid, const char *cmd,
+                        const json_t *args) {
   dht_ts now = (dht_ts)uv_now(&d->loop);
   NLOG(NODE_LOG_DEBUG, "ctl", "request %s %s", reqid, cmd);
 
@@ -446,14 +453,13 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
   } else if (!strcmp(cmd, "status")) {
     bool wait = false;
     int64_t timeout = 30000;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "wait") : -1;
-    if (i >= 0 && node_json_bool(line, t, i, &wait) != 0) {
+    const json_t *v = json_object_get(args, "wait");
+    if (v && node_json_bool(v, &wait) != 0) {
       node_ctl_error(c, reqid, "bad_request", "'wait' must be true or false");
       return;
     }
-    i = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (i >= 0 &&
-        (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
+    v = json_object_get(args, "timeout_ms");
+    if (v && (node_json_int(v, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
       node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
       return;
     }
@@ -467,22 +473,22 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     write_metrics(d, c, reqid);
   } else if (!strcmp(cmd, "lookup") || !strcmp(cmd, "ping")) {
     uint8_t pk[DHT_PK_LEN], id[DHT_ID_LEN];
-    if (!parse_id_arg(c, reqid, line, t, n, args, "id", pk))
+    if (!parse_id_arg(c, reqid, args, "id", pk))
       return;
     dht_id_from_pk(id, pk);
     bool ping = cmd[0] == 'p';
     char addr[80];
     int64_t timeout = 30000;
-    int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (it >= 0 && (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
+    const json_t *jt = json_object_get(args, "timeout_ms");
+    if (jt && (node_json_int(jt, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
       node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
       return;
     }
-    int ia = args >= 0 ? node_json_get(line, t, n, args, "addr") : -1;
-    if (ping && ia >= 0) {
+    const json_t *ja = json_object_get(args, "addr");
+    if (ping && ja) {
       dht_peer p;
       memcpy(p.pk, pk, DHT_PK_LEN);
-      if (node_json_str(line, t, ia, addr, sizeof addr) < 0 || node_addr_parse(addr, &p.addr)) {
+      if (node_json_str(ja, addr, sizeof addr) < 0 || node_addr_parse(addr, &p.addr)) {
         node_ctl_error(c, reqid, "bad_argument", "'addr' must be a numeric HOST:PORT");
         return;
       }
@@ -509,8 +515,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
   } else if (!strcmp(cmd, "bootstrap_add")) {
     char spec[256], why[256];
     dht_peer p;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "peer") : -1;
-    if (i < 0 || node_json_str(line, t, i, spec, sizeof spec) < 0) {
+    if (node_json_str(json_object_get(args, "peer"), spec, sizeof spec) < 0) {
       node_ctl_error(c, reqid, "bad_request", "missing string argument 'peer'");
       return;
     }
@@ -544,7 +549,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     node_ctl_result_end(c, &w);
     NLOG(NODE_LOG_INFO, "ctl", "stop requested");
     node_daemon_shutdown(d, 0);
-  } else if (!node_msg_command(d, c, reqid, cmd, line, t, n, args)) {
+  } else if (!node_msg_command(d, c, reqid, cmd, args)) {
     node_ctl_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
   }
 }

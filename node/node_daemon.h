@@ -194,7 +194,7 @@ void node_msg_commit(rd_daemon *d);
  * databases. */
 void node_msg_close(rd_daemon *d);
 /* Handles a messaging command.  false when cmd is not one. */
-bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
-                      const node_jt *t, int n, int args);
+bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd,
+                      const json_t *args);
 
 #endif /* ROOST_NODE_DAEMON_H */

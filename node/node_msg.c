@@ -515,16 +515,16 @@ static dht_ssize make_invite(rd_daemon *d, int days, char *out, size_t outlen, u
 
 /* Reads string args[key] into out.  1 present, 0 absent, -1 after replying
  * with an error. */
-static int arg_str(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                   int args, const char *key, char *out, size_t len, bool required) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0) {
+static int arg_str(client *c, const char *reqid, const json_t *args, const char *key, char *out,
+                   size_t len, bool required) {
+  const json_t *v = json_object_get(args, key);
+  if (!v) {
     if (!required)
       return 0;
     node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
     return -1;
   }
-  int rv = node_json_str(line, t, i, out, len);
+  int rv = node_json_str(v, out, len);
   if (rv == -2) {
     node_ctl_error(c, reqid, "bad_argument", "'%s' is too long (at most %zu bytes)", key, len - 1);
     return -1;
@@ -536,12 +536,12 @@ static int arg_str(client *c, const char *reqid, const char *line, const node_jt
   return 1;
 }
 
-static int arg_int(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                   int args, const char *key, int64_t lo, int64_t hi, int64_t *out) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0)
+static int arg_int(client *c, const char *reqid, const json_t *args, const char *key, int64_t lo,
+                   int64_t hi, int64_t *out) {
+  const json_t *v = json_object_get(args, key);
+  if (!v)
     return 0;
-  if (node_json_int(line, t, i, out) != 0 || *out < lo || *out > hi) {
+  if (node_json_int(v, out) != 0 || *out < lo || *out > hi) {
     node_ctl_error(c, reqid, "bad_argument", "'%s' must be a whole number from %lld to %lld", key,
                    (long long)lo, (long long)hi);
     return -1;
@@ -549,12 +549,11 @@ static int arg_int(client *c, const char *reqid, const char *line, const node_jt
   return 1;
 }
 
-static int arg_bool(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                    int args, const char *key, bool *out) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0)
+static int arg_bool(client *c, const char *reqid, const json_t *args, const char *key, bool *out) {
+  const json_t *v = json_object_get(args, key);
+  if (!v)
     return 0;
-  if (node_json_bool(line, t, i, out) != 0) {
+  if (node_json_bool(v, out) != 0) {
     node_ctl_error(c, reqid, "bad_request", "'%s' must be true or false", key);
     return -1;
   }
@@ -687,10 +686,9 @@ static void big_result_begin(node_jw *w, const char *reqid) {
   node_jw_obj(w);
 }
 
-static void cmd_invite(rd_daemon *d, client *c, const char *reqid, const char *line,
-                       const node_jt *t, int n, int args) {
+static void cmd_invite(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   int64_t days = INVITE_DAYS;
-  if (arg_int(c, reqid, line, t, n, args, "expires_days", 1, 365, &days) < 0)
+  if (arg_int(c, reqid, args, "expires_days", 1, 365, &days) < 0)
     return;
   char text[NODE_INVITE_TEXT_MAX + 1];
   uint64_t exp;
@@ -778,18 +776,17 @@ static void cmd_friend_requests(rd_daemon *d, client *c, const char *reqid) {
   node_ctl_result_end(c, &w);
 }
 
-static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const char *line,
-                              const node_jt *t, int n, int args) {
+static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   int64_t k = 0;
   char name[NODE_INVITE_NAME_MAX + 2] = "";
-  int rv = arg_int(c, reqid, line, t, n, args, "n", 1, MAX_REQUESTS, &k);
+  int rv = arg_int(c, reqid, args, "n", 1, MAX_REQUESTS, &k);
   if (rv < 0)
     return;
   if (rv == 0) {
     node_ctl_error(c, reqid, "bad_request", "missing number argument 'n'");
     return;
   }
-  if (arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
+  if (arg_str(c, reqid, args, "name", name, sizeof name, false) < 0)
     return;
   if (k > d->nreqs) {
     node_ctl_error(c, reqid, "not_found", "there is no request %lld (%d pending)", (long long)k,
@@ -816,11 +813,10 @@ static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const 
   friend_add(d, c, reqid, note, name[0] ? name : NULL);
 }
 
-static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
-                              const node_jt *t, int n, int args) {
+static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   char who[128];
   store_friend_row row;
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+  if (arg_str(c, reqid, args, "name", who, sizeof who, true) < 0)
     return;
   if (find_friend(d, who, &row) != 0) {
     node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
@@ -842,15 +838,13 @@ static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const 
   node_ctl_result_end(c, &w);
 }
 
-static void cmd_send(rd_daemon *d, client *c, const char *reqid, const char *line, const node_jt *t,
-                     int n, int args) {
+static void cmd_send(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   char who[128];
   static char text[STORE_TEXT_MAX + 2];
-  if (arg_str(c, reqid, line, t, n, args, "to", who, sizeof who, true) < 0)
+  if (arg_str(c, reqid, args, "to", who, sizeof who, true) < 0)
     return;
-  int i = args >= 0 ? node_json_get(line, t, n, args, "text") : -1;
-  int len = i >= 0 ? node_json_str(line, t, i, text, sizeof text) : -1;
-  if (i < 0 || len == -1 || len == -3) {
+  int len = node_json_str(json_object_get(args, "text"), text, sizeof text);
+  if (len == -1 || len == -3) {
     node_ctl_error(c, reqid, "bad_request", "missing string argument 'text'");
     return;
   }
@@ -972,12 +966,11 @@ out:
   free(ids);
 }
 
-static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const char *line,
-                      const node_jt *t, int n, int args) {
+static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   bool follow = false, unread = false, mark = true;
-  if (arg_bool(c, reqid, line, t, n, args, "follow", &follow) < 0 ||
-      arg_bool(c, reqid, line, t, n, args, "unread", &unread) < 0 ||
-      arg_bool(c, reqid, line, t, n, args, "mark_read", &mark) < 0)
+  if (arg_bool(c, reqid, args, "follow", &follow) < 0 ||
+      arg_bool(c, reqid, args, "unread", &unread) < 0 ||
+      arg_bool(c, reqid, args, "mark_read", &mark) < 0)
     return;
   if (follow && d->nfollowers >= MAX_FOLLOWERS) {
     node_ctl_error(c, reqid, "busy", "too many inbox subscriptions (%d)", MAX_FOLLOWERS);
@@ -1046,10 +1039,9 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const char *li
   free(loss);
 }
 
-static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const char *line,
-                      const node_jt *t, int n, int args) {
+static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   int64_t timeout = FETCH_TIMEOUT_MS;
-  if (arg_int(c, reqid, line, t, n, args, "timeout_ms", 1, 600000, &timeout) < 0)
+  if (arg_int(c, reqid, args, "timeout_ms", 1, 600000, &timeout) < 0)
     return;
   if (!need_svc(d, c, reqid))
     return;
@@ -1062,13 +1054,12 @@ static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const char *li
   node_ctl_add_waiter(d, c, reqid, W_FETCH, id, (uint64_t)timeout);
 }
 
-static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const char *line,
-                         const node_jt *t, int n, int args) {
+static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   char who[128];
   int64_t quota = 0;
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+  if (arg_str(c, reqid, args, "name", who, sizeof who, true) < 0)
     return;
-  int rv = arg_int(c, reqid, line, t, n, args, "quota", 1, (int64_t)1 << 50, &quota);
+  int rv = arg_int(c, reqid, args, "quota", 1, (int64_t)1 << 50, &quota);
   if (rv < 0)
     return;
   if (rv == 0) {
@@ -1128,10 +1119,9 @@ static void cmd_host_list(rd_daemon *d, client *c, const char *reqid) {
   node_ctl_result_end(c, &w);
 }
 
-static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
-                            const node_jt *t, int n, int args) {
+static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   char who[128];
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
+  if (arg_str(c, reqid, args, "name", who, sizeof who, true) < 0)
     return;
   store_friend_row row;
   if (find_friend(d, who, &row) != 0) {
@@ -1150,10 +1140,9 @@ static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const ch
   node_ctl_result_end(c, &w);
 }
 
-static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const char *line,
-                        const node_jt *t, int n, int args) {
+static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   char who[128];
-  if (arg_str(c, reqid, line, t, n, args, "friend", who, sizeof who, true) < 0)
+  if (arg_str(c, reqid, args, "friend", who, sizeof who, true) < 0)
     return;
   store_friend_row row;
   if (find_friend(d, who, &row) != 0) {
@@ -1184,41 +1173,41 @@ static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const char *
   node_ctl_result_end(c, &w);
 }
 
-bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
-                      const node_jt *t, int n, int args) {
+bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd,
+                      const json_t *args) {
   if (!strcmp(cmd, "invite")) {
-    cmd_invite(d, c, reqid, line, t, n, args);
+    cmd_invite(d, c, reqid, args);
   } else if (!strcmp(cmd, "friend_add")) {
     static char text[NODE_INVITE_TEXT_MAX + 64];
     char name[NODE_INVITE_NAME_MAX + 2] = "";
-    if (arg_str(c, reqid, line, t, n, args, "invite", text, sizeof text, true) < 0 ||
-        arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
+    if (arg_str(c, reqid, args, "invite", text, sizeof text, true) < 0 ||
+        arg_str(c, reqid, args, "name", name, sizeof name, false) < 0)
       return true;
     friend_add(d, c, reqid, text, name[0] ? name : NULL);
   } else if (!strcmp(cmd, "friend_list")) {
     cmd_friend_list(d, c, reqid);
   } else if (!strcmp(cmd, "friend_remove")) {
-    cmd_friend_remove(d, c, reqid, line, t, n, args);
+    cmd_friend_remove(d, c, reqid, args);
   } else if (!strcmp(cmd, "friend_requests")) {
     cmd_friend_requests(d, c, reqid);
   } else if (!strcmp(cmd, "friend_accept")) {
-    cmd_friend_accept(d, c, reqid, line, t, n, args);
+    cmd_friend_accept(d, c, reqid, args);
   } else if (!strcmp(cmd, "send")) {
-    cmd_send(d, c, reqid, line, t, n, args);
+    cmd_send(d, c, reqid, args);
   } else if (!strcmp(cmd, "outbox")) {
     cmd_outbox(d, c, reqid);
   } else if (!strcmp(cmd, "inbox")) {
-    cmd_inbox(d, c, reqid, line, t, n, args);
+    cmd_inbox(d, c, reqid, args);
   } else if (!strcmp(cmd, "fetch")) {
-    cmd_fetch(d, c, reqid, line, t, n, args);
+    cmd_fetch(d, c, reqid, args);
   } else if (!strcmp(cmd, "host_add")) {
-    cmd_host_add(d, c, reqid, line, t, n, args);
+    cmd_host_add(d, c, reqid, args);
   } else if (!strcmp(cmd, "host_list")) {
     cmd_host_list(d, c, reqid);
   } else if (!strcmp(cmd, "host_remove")) {
-    cmd_host_remove(d, c, reqid, line, t, n, args);
+    cmd_host_remove(d, c, reqid, args);
   } else if (!strcmp(cmd, "mailbox")) {
-    cmd_mailbox(d, c, reqid, line, t, n, args);
+    cmd_mailbox(d, c, reqid, args);
   } else {
     return false;
   }

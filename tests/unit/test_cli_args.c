@@ -143,9 +143,8 @@ static void test_formatting(void **state) {
 
 static int progress_seen;
 
-static void count_progress(const cli *c, const reply *r, int prog) {
+static void count_progress(const cli *c, const json_t *prog) {
   (void)c;
-  (void)r;
   (void)prog;
   progress_seen++;
 }
@@ -171,7 +170,7 @@ static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_ma
   progress_seen = 0;
   int rv = call(&c, &k, now_ms() + wait_ms, wait_ms, count_progress, eof_ok, &r);
   if (rv == EXIT_OK) {
-    assert_true(is_obj(&r, 0));
+    assert_true(json_is_object(r.root));
     reply_free(&r);
   }
   conn_close(&k);
