@@ -34,20 +34,15 @@
 
 #include "node.h"
 #include "node_json.h"
+#include "node_proto.h"
 
 enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2, EXIT_NOT_RUNNING = 3 };
 
-#define LINE_MAX_BYTES 65536 /* one control line, its '\n' included */
-/* roostd writes the peers reply into a larger buffer than a normal line (a
- * full routing table does not fit in 64 KiB), so that one reply may be this
- * long. */
-#define PEERS_LINE_MAX (8 << 20)
 #define DEFAULT_TIMEOUT_MS 10000
 #define WAIT_TIMEOUT_MS 30000 /* status --wait */
 #define WAIT_GRACE_MS 3000    /* we outwait roostd's own timeout to get its answer */
 #define MAX_TIMEOUT_S 86400.0
-#define MAX_POS 8              /* positional arguments kept; more is a usage error anyway */
-#define FETCH_TIMEOUT_MS 60000 /* fetch: roostd asks every replica of every friend */
+#define MAX_POS 8 /* positional arguments kept; more is a usage error anyway */
 #define FOLLOW_TIMEOUT_MS ((int64_t)1 << 52) /* inbox --follow: until Ctrl-C */
 #define STDIN_MAX (64 * 1024) /* a message read from stdin, before its limit is checked */
 #define REQ_ID 1
@@ -662,7 +657,7 @@ static int call(const cli *c, conn *k, int64_t deadline, int64_t timeout_ms,
 
 /* A request being built: {"id":1,"cmd":cmd[,"args":{...}]}. */
 static void req_begin(node_jw *w, const char *cmd) {
-  node_jw_init(w, LINE_MAX_BYTES);
+  node_jw_init(w, NODE_PROTO_LINE_MAX);
   node_jw_obj(w);
   node_jw_kint(w, "id", REQ_ID);
   node_jw_kstr(w, "cmd", cmd);
@@ -726,15 +721,6 @@ static int timeout_or(const cli *c, int64_t def) {
 
 /* ---- commands without a daemon ----------------------------------------- */
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[p[i] >> 4];
-    out[2 * i + 1] = digits[p[i] & 15];
-  }
-  out[2 * n] = 0;
-}
-
 /* Prints the identity as JSON: id, node_id and, for init, created and
  * data_dir. */
 static void print_identity_json(const cli *c, const uint8_t pk[static DHT_PK_LEN], int created) {
@@ -742,7 +728,7 @@ static void print_identity_json(const cli *c, const uint8_t pk[static DHT_PK_LEN
   uint8_t id[DHT_ID_LEN];
   node_idtext_encode(pk, text);
   dht_id_from_pk(id, pk);
-  hex(id, sizeof id, nid);
+  node_proto_hex(id, sizeof id, nid);
   node_jw w;
   node_jw_init(&w, 8192);
   node_jw_obj(&w);
@@ -925,7 +911,7 @@ static int cmd_status(cli *c) {
 enum { PCOLS = 5 };
 
 static int cmd_peers(cli *c) {
-  c->line_max = PEERS_LINE_MAX;
+  c->line_max = NODE_PROTO_BIG_MAX;
   node_jw w;
   req_begin(&w, "peers");
   reply r;
@@ -1449,7 +1435,7 @@ static int cmd_friend(cli *c) {
     return simple(c, "friend_remove", "name", c->o.pos[1], done);
   }
   bool list = !strcmp(sub, "list");
-  c->line_max = PEERS_LINE_MAX;
+  c->line_max = NODE_PROTO_BIG_MAX;
   node_jw w;
   req_begin(&w, list ? "friend_list" : "friend_requests");
   reply r;
@@ -1591,7 +1577,7 @@ static int cmd_send(cli *c) {
 }
 
 static int cmd_outbox(cli *c) {
-  c->line_max = PEERS_LINE_MAX;
+  c->line_max = NODE_PROTO_BIG_MAX;
   node_jw w;
   req_begin(&w, "outbox");
   reply r;
@@ -1711,12 +1697,12 @@ static void inbox_progress(const cli *c, const json_t *prog) {
 }
 
 static int cmd_inbox(cli *c) {
-  c->line_max = PEERS_LINE_MAX;
+  c->line_max = NODE_PROTO_BIG_MAX;
   node_jw w;
   if (!c->o.no_fetch) {
     /* fetch first, so the inbox shows what waits in the mailboxes; a
      * failure here is a warning: the messages already here still show */
-    int64_t ft = FETCH_TIMEOUT_MS;
+    int64_t ft = NODE_PROTO_FETCH_TIMEOUT_MS;
     req_begin(&w, "fetch");
     req_args(&w);
     node_jw_kint(&w, "timeout_ms", ft);
@@ -1770,7 +1756,7 @@ static int cmd_inbox(cli *c) {
 }
 
 static int cmd_fetch(cli *c) {
-  int64_t timeout = timeout_or(c, FETCH_TIMEOUT_MS);
+  int64_t timeout = timeout_or(c, NODE_PROTO_FETCH_TIMEOUT_MS);
   node_jw w;
   req_begin(&w, "fetch");
   req_args(&w);
@@ -2001,7 +1987,7 @@ int main(int argc, char **argv) {
                 sock, max);
   memcpy(c.sock, sock, strlen(sock) + 1);
   c.sock_given = strcmp(c.sock, def) != 0;
-  c.line_max = LINE_MAX_BYTES;
+  c.line_max = NODE_PROTO_LINE_MAX;
   if (sodium_init() < 0)
     return fail(&c, EXIT_FAILED, "failed", "libsodium failed to initialise");
   int rv = cmd->run(&c);

@@ -58,7 +58,7 @@ static void client_write(client *c, const char *s, size_t n) {
 
 /* Starts a reply object: {"id": <reqid>, ...  The caller adds the rest. */
 void node_ctl_reply_begin(node_jw *w, const char *reqid) {
-  node_jw_init(w, LINE_MAX_BYTES);
+  node_jw_init(w, NODE_PROTO_LINE_MAX);
   node_jw_obj(w);
   node_jw_key(w, "id");
   node_jw_raw(w, reqid, strlen(reqid));
@@ -134,15 +134,6 @@ static void jw_typed_addrs(node_jw *w, const char *k, const dht_typed_addr *a, i
   node_jw_arr_end(w);
 }
 
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char h[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = h[p[i] >> 4];
-    out[2 * i + 1] = h[p[i] & 15];
-  }
-  out[2 * n] = 0;
-}
-
 /* ---- commands ------------------------------------------------------------ */
 
 waiter *node_ctl_add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
@@ -169,7 +160,7 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   dht_stats st;
   dht_get_stats(d->e, &st);
   char nid[2 * DHT_ID_LEN + 1];
-  hex(dht_self_id(d->e), DHT_ID_LEN, nid);
+  node_proto_hex(dht_self_id(d->e), DHT_ID_LEN, nid);
   node_jw w;
   node_ctl_result_begin(&w, reqid);
   node_jw_kstr(&w, "id", d->idtext);
@@ -210,7 +201,7 @@ static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
   int n = dht_table(d->e, info, 256 * DHT_K_MAX);
   dht_ts now = (dht_ts)uv_now(&d->loop);
   node_jw w;
-  node_jw_init(&w, 8 << 20); /* a full table is larger than a normal line */
+  node_jw_init(&w, NODE_PROTO_BIG_MAX); /* a full table is larger than a normal line */
   node_jw_obj(&w);
   node_jw_key(&w, "id");
   node_jw_raw(&w, reqid, strlen(reqid));
@@ -222,7 +213,7 @@ static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
   for (int i = 0; i < n; i++) {
     char idt[NODE_IDTEXT_LEN + 1], nid[2 * DHT_ID_LEN + 1];
     node_idtext_encode(info[i].c.pk, idt);
-    hex(info[i].c.id, DHT_ID_LEN, nid);
+    node_proto_hex(info[i].c.id, DHT_ID_LEN, nid);
     node_jw_obj(&w);
     node_jw_kstr(&w, "id", idt);
     node_jw_kstr(&w, "node_id", nid);
@@ -444,7 +435,7 @@ static void run_command(rd_daemon *d, client *c, const char *reqid, const char *
 
   if (!strcmp(cmd, "id")) {
     char nid[2 * DHT_ID_LEN + 1];
-    hex(dht_self_id(d->e), DHT_ID_LEN, nid);
+    node_proto_hex(dht_self_id(d->e), DHT_ID_LEN, nid);
     node_jw w;
     node_ctl_result_begin(&w, reqid);
     node_jw_kstr(&w, "id", d->idtext);
@@ -686,12 +677,12 @@ static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   client *c = h->data;
   if (!c->buf)
-    c->buf = malloc(LINE_MAX_BYTES);
-  if (!c->buf || c->len >= LINE_MAX_BYTES) {
+    c->buf = malloc(NODE_PROTO_LINE_MAX);
+  if (!c->buf || c->len >= NODE_PROTO_LINE_MAX) {
     *buf = uv_buf_init(NULL, 0);
     return;
   }
-  *buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES - c->len));
+  *buf = uv_buf_init(c->buf + c->len, (unsigned)(NODE_PROTO_LINE_MAX - c->len));
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -716,9 +707,9 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     memmove(c->buf, nl + 1, c->len - l - 1);
     c->len -= l + 1;
   }
-  if (c->len >= LINE_MAX_BYTES) {
+  if (c->len >= NODE_PROTO_LINE_MAX) {
     c->d->ctl_bad++;
-    node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", LINE_MAX_BYTES);
+    node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", NODE_PROTO_LINE_MAX);
     client_close(c);
   }
 }

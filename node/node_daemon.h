@@ -11,9 +11,9 @@
 
 #include "node.h"
 #include "node_json.h"
+#include "node_proto.h"
 #include "store_sqlite.h"
 
-#define LINE_MAX_BYTES (64 * 1024)
 #define MAX_CLIENTS 64
 #define MAX_WAITERS 256
 #define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */

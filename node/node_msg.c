@@ -28,24 +28,13 @@
 
 #include "node_daemon.h"
 
-#define BIG_REPLY (8 << 20) /* inbox and outbox replies may be long */
-#define LIST_MAX 1000       /* messages in one inbox or outbox reply */
-#define INVITE_DAYS 7       /* default validity of our invites */
-#define FETCH_TIMEOUT_MS 60000
+#define LIST_MAX 1000 /* messages in one inbox or outbox reply */
+#define INVITE_DAYS 7 /* default validity of our invites */
 
 static int64_t unix_ms(void) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char h[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = h[p[i] >> 4];
-    out[2 * i + 1] = h[p[i] & 15];
-  }
-  out[2 * n] = 0;
 }
 
 static int unhex(const char *s, size_t n, uint8_t *out) {
@@ -148,10 +137,10 @@ static void requests_save(rd_daemon *d) {
     return;
   for (int i = 0; i < d->nreqs; i++) {
     const friend_req *r = &d->reqs[i];
-    hex(r->pk, DHT_PK_LEN, buf + n);
+    node_proto_hex(r->pk, DHT_PK_LEN, buf + n);
     n += 2 * DHT_PK_LEN;
     n += (size_t)snprintf(buf + n, cap - n, " %lld ", (long long)r->unix_ms);
-    hex(r->note, r->len, buf + n);
+    node_proto_hex(r->note, r->len, buf + n);
     n += 2 * (size_t)r->len;
     buf[n++] = '\n';
   }
@@ -322,7 +311,7 @@ static void jw_who(rd_daemon *d, node_jw *w, const char *key, const uint8_t pk[D
 
 static void jw_in_row(rd_daemon *d, node_jw *w, const store_in_row *r) {
   char mid[2 * STORE_MSGID_LEN + 1];
-  hex(r->msg.id, STORE_MSGID_LEN, mid);
+  node_proto_hex(r->msg.id, STORE_MSGID_LEN, mid);
   node_jw_obj(w);
   node_jw_kint(w, "seq", r->seq);
   node_jw_kstr(w, "msg_id", mid);
@@ -677,7 +666,7 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
 /* ---- the commands ------------------------------------------------------ */
 
 static void big_result_begin(node_jw *w, const char *reqid) {
-  node_jw_init(w, BIG_REPLY);
+  node_jw_init(w, NODE_PROTO_BIG_MAX);
   node_jw_obj(w);
   node_jw_key(w, "id");
   node_jw_raw(w, reqid, strlen(reqid));
@@ -880,7 +869,7 @@ static void cmd_send(rd_daemon *d, client *c, const char *reqid, const json_t *a
   }
   int64_t id = store_send(d->svc, row.f.pk, &o.msg, (dht_ts)uv_now(&d->loop));
   char mid[2 * STORE_MSGID_LEN + 1];
-  hex(o.msg.id, STORE_MSGID_LEN, mid);
+  node_proto_hex(o.msg.id, STORE_MSGID_LEN, mid);
   if (id < 0) {
     node_ctl_error(c, reqid, "failed",
                    "the message is in the outbox but the service refused it now (%s); it is "
@@ -911,7 +900,7 @@ static void cmd_outbox(rd_daemon *d, client *c, const char *reqid) {
   for (int i = 0; i < nr; i++) {
     const store_out_row *o = &rows[i];
     char mid[2 * STORE_MSGID_LEN + 1];
-    hex(o->msg.id, STORE_MSGID_LEN, mid);
+    node_proto_hex(o->msg.id, STORE_MSGID_LEN, mid);
     node_jw_obj(&w);
     node_jw_kint(&w, "seq", o->seq);
     node_jw_kstr(&w, "msg_id", mid);
@@ -1040,7 +1029,7 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const json_t *
 }
 
 static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
-  int64_t timeout = FETCH_TIMEOUT_MS;
+  int64_t timeout = NODE_PROTO_FETCH_TIMEOUT_MS;
   if (arg_int(c, reqid, args, "timeout_ms", 1, 600000, &timeout) < 0)
     return;
   if (!need_svc(d, c, reqid))
@@ -1159,8 +1148,8 @@ static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const json_t
   store_mbox_derive(&out, pair, d->ident.pk, row.f.pk, ep);
   store_mbox_derive(&in, pair, row.f.pk, d->ident.pk, ep);
   char a[2 * STORE_MBOX_LEN + 1], b[2 * STORE_MBOX_LEN + 1];
-  hex(out.id, STORE_MBOX_LEN, a);
-  hex(in.id, STORE_MBOX_LEN, b);
+  node_proto_hex(out.id, STORE_MBOX_LEN, a);
+  node_proto_hex(in.id, STORE_MBOX_LEN, b);
   sodium_memzero(pair, sizeof pair);
   sodium_memzero(&out, sizeof out);
   sodium_memzero(&in, sizeof in);

@@ -181,7 +181,7 @@ static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_ma
 
 static void test_protocol(void **state) {
   (void)state;
-  const size_t L = LINE_MAX_BYTES;
+  const size_t L = NODE_PROTO_LINE_MAX;
   assert_int_equal(feed("{\"id\":1,\"ok\":true,\"result\":{}}\n", false, false, L, 2000), EXIT_OK);
   assert_int_equal(feed("{\"id\":1,\"progress\":{\"state\":\"bootstrapping\",\"table_size\":3}}\n"
                         "{\"id\":1,\"progress\":{}}\n"
