@@ -1,12 +1,15 @@
 /*
- * node_ctl.c - roostd's control socket: a Unix stream socket (mode 0600,
- * peer uid checked with SO_PEERCRED) speaking one JSON object per line
- * (docs/control.md), and the commands of the roost CLI.
+ * node_ctl.c - roostd's control socket, transport only: a Unix stream
+ * socket (mode 0600, peer uid checked with SO_PEERCRED) speaking one JSON
+ * object per line (docs/control.md).  It owns the clients and their line
+ * buffers, the framing and the request envelope (id, cmd, args), the reply
+ * helpers, the dispatch through the command tables the daemon hands it
+ * (node_cmd_net.c, node_cmd_msg.c), and the table of waiters with their
+ * deadlines.  It knows no command.
  *
- * A command that waits for the engine is a "waiter" holding the client's
- * serial number, never a pointer, so a client that disconnects early cannot
- * leave a dangling reference; the once-a-second tick sends progress lines and
- * enforces deadlines.
+ * A waiter holds the client's serial number, never a pointer, so a client
+ * that disconnects early cannot leave a dangling reference; the
+ * once-a-second tick polls waiters and enforces deadlines.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -17,6 +20,9 @@
 #include <unistd.h>
 
 #include "node_daemon.h"
+
+/* Values and keys in one request: a send with its text is about 10. */
+#define REQ_MAX_VALUES 256
 
 /* ---- control clients: writing --------------------------------------------- */
 
@@ -55,7 +61,7 @@ static void client_write(client *c, const char *s, size_t n) {
 
 /* Starts a reply object: {"id": <reqid>, ...  The caller adds the rest. */
 void node_ctl_reply_begin(node_jw *w, const char *reqid) {
-  node_jw_init(w, LINE_MAX_BYTES);
+  node_jw_init(w, NODE_PROTO_LINE_MAX);
   node_jw_obj(w);
   node_jw_key(w, "id");
   node_jw_raw(w, reqid, strlen(reqid));
@@ -100,47 +106,7 @@ void node_ctl_result_end(client *c, node_jw *w) {
   node_ctl_reply_end(c, w);
 }
 
-static void jw_addr(node_jw *w, const char *k, const dht_addr *a) {
-  char txt[DHT_ADDR_STRLEN];
-  node_jw_kstr(w, k, dht_addr_fmt(a, txt, sizeof txt));
-}
-
-static const char *addr_type_name(int t) {
-  switch (t) {
-  case DHT_ADDR_LAN:
-    return "lan";
-  case DHT_ADDR_OBSERVED:
-    return "observed";
-  case DHT_ADDR_MAPPED:
-    return "mapped";
-  case DHT_ADDR_RELAY:
-    return "relay";
-  }
-  return "unknown";
-}
-
-static void jw_typed_addrs(node_jw *w, const char *k, const dht_typed_addr *a, int n) {
-  node_jw_key(w, k);
-  node_jw_arr(w);
-  for (int i = 0; i < n; i++) {
-    node_jw_obj(w);
-    node_jw_kstr(w, "type", addr_type_name(a[i].type));
-    jw_addr(w, "addr", &a[i].addr);
-    node_jw_obj_end(w);
-  }
-  node_jw_arr_end(w);
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char h[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = h[p[i] >> 4];
-    out[2 * i + 1] = h[p[i] & 15];
-  }
-  out[2 * n] = 0;
-}
-
-/* ---- commands ------------------------------------------------------------ */
+/* ---- waiters ------------------------------------------------------------- */
 
 waiter *node_ctl_add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
                             uint64_t timeout_ms) {
@@ -162,499 +128,76 @@ void node_ctl_remove_waiter(rd_daemon *d, waiter *w) {
   *w = d->waiters[--d->nwaiters];
 }
 
-static void write_status(rd_daemon *d, client *c, const char *reqid) {
-  dht_stats st;
-  dht_get_stats(d->e, &st);
-  char nid[2 * DHT_ID_LEN + 1];
-  hex(dht_self_id(d->e), DHT_ID_LEN, nid);
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "id", d->idtext);
-  node_jw_kstr(&w, "node_id", nid);
-  node_jw_kstr(&w, "version", ROOST_VERSION);
-  node_jw_kuint(&w, "uptime_s", (uv_now(&d->loop) - d->start_ms) / 1000);
-  node_jw_kstr(&w, "state", node_daemon_state_name(d->state));
-  node_jw_kstr(&w, "mode", d->cfg.server_mode ? "server" : "client");
-  node_jw_kint(&w, "table_size", st.rt_size);
-  node_jw_kint(&w, "buckets", st.rt_buckets);
-  node_jw_kint(&w, "records_stored", st.records_stored);
-  node_jw_key(&w, "listen");
-  node_jw_arr(&w);
-  for (int i = 0; i < d->nsocks; i++) {
-    char txt[DHT_ADDR_STRLEN];
-    node_jw_str(&w, dht_addr_fmt(&d->socks[i].bound, txt, sizeof txt));
-  }
-  node_jw_arr_end(&w);
-  jw_typed_addrs(&w, "addresses", d->addrs, d->naddrs);
-  node_jw_kuint(&w, "rx_packets", st.rx_packets);
-  node_jw_kuint(&w, "tx_packets", st.tx_packets);
-  /* the same reasons as roost_dropped_total in metrics */
-  uint64_t dropped = st.drop_ratelimit + st.drop_size + st.drop_version + st.drop_self +
-                     st.drop_badkey + st.drop_decrypt + st.drop_replay + st.drop_malformed +
-                     st.drop_unknown_type + st.drop_unknown_txid + st.drop_bad_token +
-                     st.drop_bad_record + st.drop_out_full + st.drop_event_full + d->send_dropped +
-                     d->recv_truncated;
-  node_jw_kuint(&w, "dropped", dropped);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_peers(rd_daemon *d, client *c, const char *reqid) {
-  dht_peer_info *info = calloc(256 * DHT_K_MAX, sizeof *info);
-  if (!info) {
-    node_ctl_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  int n = dht_table(d->e, info, 256 * DHT_K_MAX);
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  node_jw w;
-  node_jw_init(&w, 8 << 20); /* a full table is larger than a normal line */
-  node_jw_obj(&w);
-  node_jw_key(&w, "id");
-  node_jw_raw(&w, reqid, strlen(reqid));
-  node_jw_kbool(&w, "ok", true);
-  node_jw_key(&w, "result");
-  node_jw_obj(&w);
-  node_jw_key(&w, "peers");
-  node_jw_arr(&w);
-  for (int i = 0; i < n; i++) {
-    char idt[NODE_IDTEXT_LEN + 1], nid[2 * DHT_ID_LEN + 1];
-    node_idtext_encode(info[i].c.pk, idt);
-    hex(info[i].c.id, DHT_ID_LEN, nid);
-    node_jw_obj(&w);
-    node_jw_kstr(&w, "id", idt);
-    node_jw_kstr(&w, "node_id", nid);
-    jw_addr(&w, "addr", &info[i].c.addr);
-    node_jw_key(&w, "rtt_ms");
-    if (info[i].rtt_ms >= 0)
-      node_jw_int(&w, info[i].rtt_ms);
-    else
-      node_jw_null(&w);
-    node_jw_key(&w, "last_reply_s");
-    if (info[i].last_reply_ms > 0)
-      node_jw_int(&w, (now - info[i].last_reply_ms) / 1000);
-    else
-      node_jw_null(&w);
-    node_jw_kint(&w, "fails", info[i].fails);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_jw_obj_end(&w);
-  node_ctl_reply_end(c, &w);
-  free(info);
-}
-
-static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
-  dht_stats st;
-  dht_get_stats(d->e, &st);
-  char *t = malloc(32768);
-  if (!t) {
-    node_ctl_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  size_t n = 0, cap = 32768;
-#define M(...) n += (size_t)snprintf(t + n, n < cap ? cap - n : 0, __VA_ARGS__)
-#define COUNTER(name, help, v)                                                                     \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " counter\nroost_" name " %llu\n",        \
-    (unsigned long long)(v))
-#define GAUGE(name, help, v)                                                                       \
-  M("# HELP roost_" name " " help "\n# TYPE roost_" name " gauge\nroost_" name " %lld\n",          \
-    (long long)(v))
-  COUNTER("rx_packets_total", "Datagrams received.", st.rx_packets);
-  COUNTER("rx_bytes_total", "Bytes received.", st.rx_bytes);
-  COUNTER("tx_packets_total", "Datagrams sent.", st.tx_packets);
-  COUNTER("tx_bytes_total", "Bytes sent.", st.tx_bytes);
-  M("# HELP roost_dropped_total Datagrams dropped, by the first check that failed.\n"
-    "# TYPE roost_dropped_total counter\n");
-  const struct {
-    const char *r;
-    uint64_t v;
-  } drops[] = {
-      {"ratelimit", st.drop_ratelimit},
-      {"size", st.drop_size},
-      {"version", st.drop_version},
-      {"self", st.drop_self},
-      {"bad_key", st.drop_badkey},
-      {"decrypt", st.drop_decrypt},
-      {"replay", st.drop_replay},
-      {"malformed", st.drop_malformed},
-      {"unknown_type", st.drop_unknown_type},
-      {"unknown_txid", st.drop_unknown_txid},
-      {"bad_token", st.drop_bad_token},
-      {"bad_record", st.drop_bad_record},
-      {"engine_queue_full", st.drop_out_full},
-      {"event_queue_full", st.drop_event_full},
-      {"send_queue_full", d->send_dropped},
-      {"truncated", d->recv_truncated},
-  };
-  for (size_t i = 0; i < sizeof drops / sizeof drops[0]; i++)
-    M("roost_dropped_total{reason=\"%s\"} %llu\n", drops[i].r, (unsigned long long)drops[i].v);
-  COUNTER("requests_in_total", "Requests answered.", st.requests_in);
-  COUNTER("requests_out_total", "Requests sent.", st.requests_out);
-  COUNTER("replies_in_total", "Replies received.", st.replies_in);
-  COUNTER("timeouts_total", "Requests that timed out.", st.timeouts);
-  COUNTER("amplification_limited_total", "Replies shrunk for an unproven address.",
-          st.amplification_limited);
-  COUNTER("lookups_total", "Lookups started.", st.lookups_started);
-  COUNTER("records_accepted_total", "Peer records accepted for storage.", st.records_accepted);
-  COUNTER("records_rejected_total", "Peer records refused.", st.records_rejected);
-  COUNTER("send_errors_total", "Datagrams the kernel refused to send.", d->send_errors);
-  COUNTER("recv_errors_total", "Socket receive errors.", d->recv_errors);
-  COUNTER("control_refused_total", "Control connections refused (wrong uid or too many).",
-          d->ctl_refused);
-  COUNTER("lan_announcements_heard_total", "LAN discovery announcements heard.", d->lan_heard);
-  GAUGE("routing_table_contacts", "Contacts in the routing table.", st.rt_size);
-  GAUGE("routing_table_buckets", "Buckets in the routing table.", st.rt_buckets);
-  GAUGE("records_stored", "Peer records held for other nodes.", st.records_stored);
-  GAUGE("uptime_seconds", "Seconds since roostd started.",
-        (long long)((uv_now(&d->loop) - d->start_ms) / 1000));
-  GAUGE("ready", "1 when the node has joined the network.", d->state == ST_READY);
-  if (d->svc) {
-    store_stats ss;
-    store_get_stats(d->svc, &ss);
-    COUNTER("mailbox_deposits_total", "Deposits received as a storage node.", ss.deposits_in);
-    COUNTER("mailbox_deposits_stored_total", "Deposits stored.", ss.deposits_stored);
-    COUNTER("mailbox_deposits_refused_total",
-            "Deposits refused (quota, capacity, signature, time).", ss.deposits_refused);
-    COUNTER("mailbox_receipts_sent_total", "Storage receipts sent.", ss.receipts_out);
-    COUNTER("mailbox_fetches_total", "FETCH requests received.", ss.fetches_in);
-    COUNTER("mailbox_fetches_refused_total", "FETCH requests refused (authentication, time).",
-            ss.fetches_refused);
-    COUNTER("mailbox_deletes_total", "DELETE requests received.", ss.deletes_in);
-    COUNTER("mailbox_deletes_refused_total", "DELETE requests refused.", ss.deletes_refused);
-    COUNTER("mailbox_items_served_total", "Items given to their owners.", ss.items_served);
-    COUNTER("mailbox_expired_total", "Records expired.", ss.expired);
-    COUNTER("mailbox_evicted_total", "Items that expired unread (a notice was left).", ss.evicted);
-    COUNTER("mailbox_recon_rounds_total", "Replica reconciliations started.", ss.recon_rounds);
-    COUNTER("mailbox_recon_equal_total", "Reconciliations that found equal sets.", ss.recon_equal);
-    COUNTER("mailbox_recon_pushed_total", "Items and tombstones pushed to other replicas.",
-            ss.recon_items_pushed);
-    COUNTER("mailbox_recon_bytes_total", "Reconciliation bytes sent.", ss.recon_bytes);
-    COUNTER("mailbox_dropped_total", "Mailbox messages dropped (malformed or unknown txid).",
-            ss.drop_malformed + ss.drop_unknown_txid);
-    COUNTER("messages_sent_direct_total", "Messages delivered straight to a friend.",
-            ss.sent_direct);
-    COUNTER("messages_deposited_total", "Deposit rounds for messages to friends.",
-            ss.sent_deposited);
-    COUNTER("messages_received_total", "Messages from friends opened.", ss.delivered_msgs);
-    GAUGE("mailbox_items", "Items stored for others.", ss.stored_items);
-    GAUGE("mailbox_bytes", "Bytes stored for others.", ss.stored_bytes);
-    GAUGE("messages_in_flight", "Messages being sent or retried.", ss.outgoing);
-    GAUGE("friends", "Friends.", ss.friends);
-    GAUGE("hosted_friends", "Friends whose mailboxes this node hosts.", ss.hosted);
-  }
-#undef GAUGE
-#undef COUNTER
-#undef M
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_key(&w, "text");
-  node_jw_strn(&w, t, n < cap ? n : cap - 1);
-  node_ctl_result_end(c, &w);
-  free(t);
-}
-
-static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_now) {
-  char idt[NODE_IDTEXT_LEN + 1];
-  node_idtext_encode(r->record.pk, idt);
-  node_jw_kstr(w, "id", idt);
-  node_jw_kbool(w, "found", true);
-  node_jw_kuint(w, "seq", r->record.seq);
-  node_jw_kint(w, "expires_in_s", (int64_t)r->record.expires_unix_s - (int64_t)unix_now);
-  node_jw_kbool(w, "reachable", r->record.flags & DHT_REC_REACHABLE);
-  jw_typed_addrs(w, "addresses", r->record.addrs, r->record.naddrs);
-  node_jw_kint(w, "rounds", r->rounds);
-  node_jw_kint(w, "messages", r->messages);
-  node_jw_kint(w, "time_ms", r->elapsed_ms);
-}
-
-static bool parse_id_arg(client *c, const char *reqid, const char *s, const node_jt *t, int n,
-                         int args, const char *key, uint8_t pk[DHT_PK_LEN]) {
-  char text[128];
-  int i = args >= 0 ? node_json_get(s, t, n, args, key) : -1;
-  if (i < 0 || node_json_str(s, t, i, text, sizeof text) < 0) {
-    node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
-    return false;
-  }
-  int rv = node_idtext_decode(text, pk);
-  if (rv == -1) {
-    node_ctl_error(c, reqid, "bad_argument", "'%s' is not a roost ID (%d characters a-z, 2-7)",
-                   text, NODE_IDTEXT_LEN);
-    return false;
-  }
-  if (rv == -2) {
-    node_ctl_error(c, reqid, "bad_argument", "the ID '%s' has a typo (its checksum does not match)",
-                   text);
-    return false;
-  }
-  return true;
-}
-
-static uint64_t unix_now_s(void) {
-  uv_timeval64_t tv;
-  uv_gettimeofday(&tv);
-  return (uint64_t)tv.tv_sec;
-}
-
 static void handle_request(rd_daemon *d, client *c, const char *line, size_t len) {
-  node_jt t[256];
-  int n = node_json_parse(line, len, t, 256);
-  if (n < 0 || t[0].type != NODE_JSON_OBJ) {
+  json_t *req;
+  char why[200];
+  if (node_json_parse(line, len, REQ_MAX_VALUES, &req, why, sizeof why) != 0 ||
+      !json_is_object(req)) {
     d->ctl_bad++;
-    node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line");
+    node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line (%s)",
+                   req ? "this is another JSON value" : why);
+    json_decref(req);
     return;
   }
   char reqid[80] = "null";
-  int iid = node_json_get(line, t, n, 0, "id");
-  if (iid > 0) {
-    int64_t v;
-    char sv[64];
-    if (node_json_int(line, t, iid, &v) == 0) {
-      snprintf(reqid, sizeof reqid, "%lld", (long long)v);
-    } else if (node_json_str(line, t, iid, sv, sizeof sv) >= 0) {
-      node_jw w;
-      node_jw_init(&w, sizeof reqid);
-      node_jw_str(&w, sv);
-      size_t l;
-      const char *q = node_jw_done(&w, &l);
-      if (q && l < sizeof reqid)
-        memcpy(reqid, q, l + 1);
-      node_jw_free(&w);
-    }
+  const json_t *jid = json_object_get(req, "id");
+  if (json_is_integer(jid) || json_is_string(jid)) {
+    char *q = node_json_dump(jid, NULL);
+    if (q && strlen(q) < sizeof reqid)
+      memcpy(reqid, q, strlen(q) + 1);
+    free(q);
   }
   char cmd[32];
-  int icmd = node_json_get(line, t, n, 0, "cmd");
-  if (icmd < 0 || node_json_str(line, t, icmd, cmd, sizeof cmd) < 0) {
+  if (node_json_str(json_object_get(req, "cmd"), cmd, sizeof cmd) < 0) {
     node_ctl_error(c, reqid, "bad_request", "missing string field 'cmd'");
+    json_decref(req);
     return;
   }
-  int args = node_json_get(line, t, n, 0, "args");
-  if (args >= 0 && t[args].type != NODE_JSON_OBJ) {
+  const json_t *args = json_object_get(req, "args");
+  if (args && !json_is_object(args)) {
     node_ctl_error(c, reqid, "bad_request", "'args' must be an object");
+    json_decref(req);
     return;
   }
-  dht_ts now = (dht_ts)uv_now(&d->loop);
   NLOG(NODE_LOG_DEBUG, "ctl", "request %s %s", reqid, cmd);
-
-  if (!strcmp(cmd, "id")) {
-    char nid[2 * DHT_ID_LEN + 1];
-    hex(dht_self_id(d->e), DHT_ID_LEN, nid);
-    node_jw w;
-    node_ctl_result_begin(&w, reqid);
-    node_jw_kstr(&w, "id", d->idtext);
-    node_jw_kstr(&w, "node_id", nid);
-    node_ctl_result_end(c, &w);
-  } else if (!strcmp(cmd, "status")) {
-    bool wait = false;
-    int64_t timeout = 30000;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "wait") : -1;
-    if (i >= 0 && node_json_bool(line, t, i, &wait) != 0) {
-      node_ctl_error(c, reqid, "bad_request", "'wait' must be true or false");
-      return;
-    }
-    i = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (i >= 0 &&
-        (node_json_int(line, t, i, &timeout) != 0 || timeout < 0 || timeout > 24 * 3600 * 1000)) {
-      node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be a number of milliseconds");
-      return;
-    }
-    if (!wait || d->state == ST_READY)
-      write_status(d, c, reqid);
-    else
-      node_ctl_add_waiter(d, c, reqid, W_STATUS, 0, (uint64_t)timeout);
-  } else if (!strcmp(cmd, "peers")) {
-    cmd_peers(d, c, reqid);
-  } else if (!strcmp(cmd, "metrics")) {
-    write_metrics(d, c, reqid);
-  } else if (!strcmp(cmd, "lookup") || !strcmp(cmd, "ping")) {
-    uint8_t pk[DHT_PK_LEN], id[DHT_ID_LEN];
-    if (!parse_id_arg(c, reqid, line, t, n, args, "id", pk))
-      return;
-    dht_id_from_pk(id, pk);
-    bool ping = cmd[0] == 'p';
-    char addr[80];
-    int64_t timeout = 30000;
-    int it = args >= 0 ? node_json_get(line, t, n, args, "timeout_ms") : -1;
-    if (it >= 0 && (node_json_int(line, t, it, &timeout) != 0 || timeout < 1 || timeout > 600000)) {
-      node_ctl_error(c, reqid, "bad_request", "'timeout_ms' must be 1 to 600000 milliseconds");
-      return;
-    }
-    int ia = args >= 0 ? node_json_get(line, t, n, args, "addr") : -1;
-    if (ping && ia >= 0) {
-      dht_peer p;
-      memcpy(p.pk, pk, DHT_PK_LEN);
-      if (node_json_str(line, t, ia, addr, sizeof addr) < 0 || node_addr_parse(addr, &p.addr)) {
-        node_ctl_error(c, reqid, "bad_argument", "'addr' must be a numeric HOST:PORT");
-        return;
-      }
-      int64_t cid = dht_ping(d->e, &p, now);
-      if (cid < 0) {
-        node_ctl_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-        return;
-      }
-      waiter *w = node_ctl_add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout);
-      if (w)
-        w->peer = p;
-    } else {
-      int64_t cid = dht_get_record(d->e, id, now);
-      if (cid < 0) {
-        node_ctl_error(c, reqid, cid == DHT_ERR_FULL ? "busy" : "failed", "cannot look up: %s",
-                       dht_strerror((int)cid));
-        return;
-      }
-      waiter *w =
-          node_ctl_add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
-      if (w)
-        memcpy(w->peer.pk, pk, DHT_PK_LEN);
-    }
-  } else if (!strcmp(cmd, "bootstrap_add")) {
-    char spec[256], why[256];
-    dht_peer p;
-    int i = args >= 0 ? node_json_get(line, t, n, args, "peer") : -1;
-    if (i < 0 || node_json_str(line, t, i, spec, sizeof spec) < 0) {
-      node_ctl_error(c, reqid, "bad_request", "missing string argument 'peer'");
-      return;
-    }
-    if (node_peer_parse(spec, &p, why, sizeof why) != 0) {
-      node_ctl_error(c, reqid, "bad_argument", "%s", why);
-      return;
-    }
-    if (!memcmp(p.pk, d->ident.pk, DHT_PK_LEN)) {
-      node_ctl_error(c, reqid, "bad_argument", "that is this node's own ID");
-      return;
-    }
-    bool dup = false;
-    for (int k = 0; k < d->nextra; k++)
-      dup |= !memcmp(d->extra_boot[k].pk, p.pk, DHT_PK_LEN) &&
-             dht_addr_eq(&d->extra_boot[k].addr, &p.addr);
-    if (!dup) {
-      if (d->nextra == NODE_MAX_BOOTSTRAP)
-        memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof p);
-      else
-        d->nextra++;
-      d->extra_boot[d->nextra - 1] = p;
-    }
-    node_daemon_bootstrap(d);
-    node_jw w;
-    node_ctl_result_begin(&w, reqid);
-    node_jw_kbool(&w, "added", true);
-    node_ctl_result_end(c, &w);
-  } else if (!strcmp(cmd, "stop")) {
-    node_jw w;
-    node_ctl_result_begin(&w, reqid);
-    node_ctl_result_end(c, &w);
-    NLOG(NODE_LOG_INFO, "ctl", "stop requested");
-    node_daemon_shutdown(d, 0);
-  } else if (!node_msg_command(d, c, reqid, cmd, line, t, n, args)) {
+  const node_cmd *run = NULL;
+  for (int t = 0; t < d->ncmd_tables && !run; t++)
+    for (size_t k = 0; k < d->cmd_tables[t]->n && !run; k++)
+      if (!strcmp(d->cmd_tables[t]->cmds[k].name, cmd))
+        run = &d->cmd_tables[t]->cmds[k];
+  if (run)
+    run->run(d, c, reqid, args);
+  else
     node_ctl_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
-  }
+  json_decref(req);
 }
 
-/* A lookup or ping the CLI is waiting for has finished. */
-void node_ctl_on_event(rd_daemon *d, const dht_event *ev) {
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  switch (ev->type) {
-  case DHT_EV_LOOKUP:
-  case DHT_EV_PING:
-    for (int i = 0; i < d->nwaiters; i++) {
-      waiter *w = &d->waiters[i];
-      if (w->cmd != ev->cmd || w->kind == W_STATUS || w->kind == W_FETCH)
-        continue;
-      client *c = node_ctl_client(d, w->client);
-      if (w->kind == W_LOOKUP || w->kind == W_PING_LOOKUP) {
-        const dht_lookup_result *r = ev->u.lookup;
-        if (!r || !r->has_record) {
-          if (c)
-            node_ctl_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                           "no peer record found for that ID (%d requests sent)",
-                           r ? r->messages : 0);
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        if (w->kind == W_LOOKUP) {
-          node_jw jw;
-          node_ctl_result_begin(&jw, w->reqid);
-          write_record(&jw, r, unix_now_s());
-          if (c)
-            node_ctl_result_end(c, &jw);
-          else
-            node_jw_free(&jw);
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        /* W_PING_LOOKUP: ping the first address of the record */
-        if (r->record.naddrs == 0) {
-          if (c)
-            node_ctl_error(c, w->reqid, "not_found", "the peer's record has no address");
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        w->peer.addr = r->record.addrs[0].addr;
-        int64_t cid = dht_ping(d->e, &w->peer, now);
-        if (cid < 0) {
-          if (c)
-            node_ctl_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        w->cmd = cid;
-        w->kind = W_PING;
-        break;
-      }
-      /* W_PING */
-      if (c && ev->status) {
-        node_ctl_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
-      } else if (c) {
-        node_jw jw;
-        node_ctl_result_begin(&jw, w->reqid);
-        node_jw_kint(&jw, "rtt_ms", ev->u.ping.rtt_ms);
-        jw_addr(&jw, "addr", &w->peer.addr);
-        jw_addr(&jw, "seen_as", &ev->u.ping.seen_as);
-        node_ctl_result_end(c, &jw);
-      }
-      node_ctl_remove_waiter(d, w);
-      break;
-    }
-    break;
-  default:
-    break;
-  }
-}
-
-/* Once a second: waiters' progress lines and deadlines. */
+/* Once a second: a waiter whose command can finish on its own (poll) is
+ * asked first; one whose client is gone or whose deadline has passed is
+ * expired (its command's expire, or a "timeout" reply) and removed. */
 void node_ctl_tick(rd_daemon *d, uint64_t now) {
   for (int i = 0; i < d->nwaiters;) {
     waiter *w = &d->waiters[i];
     client *c = node_ctl_client(d, w->client);
-    if (w->kind == W_STATUS && c && d->state == ST_READY) {
-      write_status(d, c, w->reqid);
+    bool late = !c || now >= w->deadline;
+    if (c && w->poll && w->poll(d, w, c, late)) {
       node_ctl_remove_waiter(d, w);
       continue;
     }
-    if (!c || now >= w->deadline) {
-      if (c)
-        node_ctl_error(c, w->reqid, "timeout", "%s",
-                       w->kind == W_STATUS ? "not bootstrapped yet" : "no result in time");
-      if (w->cmd && w->kind != W_STATUS && w->kind != W_FETCH)
-        dht_cancel(d->e, w->cmd); /* a fetch is the mailbox service's: it ends on its own */
+    if (late) {
+      if (w->expire)
+        w->expire(d, w, c);
+      else if (c)
+        node_ctl_error(c, w->reqid, "timeout", "no result in time");
       node_ctl_remove_waiter(d, w);
       continue;
-    }
-    if (w->kind == W_STATUS) {
-      dht_stats st;
-      dht_get_stats(d->e, &st);
-      node_jw jw;
-      node_ctl_reply_begin(&jw, w->reqid);
-      node_jw_key(&jw, "progress");
-      node_jw_obj(&jw);
-      node_jw_kstr(&jw, "state", node_daemon_state_name(d->state));
-      node_jw_kint(&jw, "table_size", st.rt_size);
-      node_jw_obj_end(&jw);
-      node_ctl_reply_end(c, &jw);
     }
     i++;
   }
 }
 
+/* Runs command cmd of a parsed request; every path replies (or leaves a
+ * waiter that will). */
 /* ---- control socket ------------------------------------------------------ */
 
 static void on_client_closed(uv_handle_t *h) {
@@ -681,12 +224,12 @@ static void on_client_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   (void)suggested;
   client *c = h->data;
   if (!c->buf)
-    c->buf = malloc(LINE_MAX_BYTES);
-  if (!c->buf || c->len >= LINE_MAX_BYTES) {
+    c->buf = malloc(NODE_PROTO_LINE_MAX);
+  if (!c->buf || c->len >= NODE_PROTO_LINE_MAX) {
     *buf = uv_buf_init(NULL, 0);
     return;
   }
-  *buf = uv_buf_init(c->buf + c->len, (unsigned)(LINE_MAX_BYTES - c->len));
+  *buf = uv_buf_init(c->buf + c->len, (unsigned)(NODE_PROTO_LINE_MAX - c->len));
 }
 
 static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
@@ -711,9 +254,9 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     memmove(c->buf, nl + 1, c->len - l - 1);
     c->len -= l + 1;
   }
-  if (c->len >= LINE_MAX_BYTES) {
+  if (c->len >= NODE_PROTO_LINE_MAX) {
     c->d->ctl_bad++;
-    node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", LINE_MAX_BYTES);
+    node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", NODE_PROTO_LINE_MAX);
     client_close(c);
   }
 }

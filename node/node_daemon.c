@@ -10,7 +10,8 @@
  * bounded queue of uv_udp_send requests (beyond it, datagrams are dropped
  * and counted); snapshots are small (a few KB) and written at a low rate.
  *
- * The control socket and the CLI's commands live in node_ctl.c.
+ * The control socket lives in node_ctl.c, the commands it dispatches to in
+ * node_cmd_net.c and node_cmd_msg.c, the messaging state in node_msg.c.
  */
 #include <errno.h>
 #include <signal.h>
@@ -25,7 +26,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "node_daemon.h"
+#include "node_cmd.h"
 
 const char *node_daemon_state_name(int s) {
   static const char *const n[] = {"starting", "bootstrapping", "ready", "alone"};
@@ -411,7 +412,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
     break;
   case DHT_EV_LOOKUP:
   case DHT_EV_PING:
-    node_ctl_on_event(d, ev);
+    node_cmd_net_on_event(d, ev);
     break;
   default:
     break;
@@ -750,6 +751,9 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
   node_msg_start(d, &cb);
 
+  d->cmd_tables[0] = &node_cmd_net_table;
+  d->cmd_tables[1] = &node_cmd_msg_table;
+  d->ncmd_tables = 2;
   if (open_sockets(d) != 0 || node_ctl_open(d) != 0) {
     fprintf(stderr, "roostd: startup failed (see the log above)\n");
     node_daemon_shutdown(d, 1);

@@ -1,7 +1,9 @@
 /*
  * node_daemon.h - roostd's private state, shared by node_daemon.c (UDP, the
- * engine's pump, timers, signals, LAN discovery) and node_ctl.c (the control
- * socket and the commands of the roost CLI).  Nothing else includes it.
+ * engine's pump, timers, signals, LAN discovery), node_ctl.c (the control
+ * socket), node_msg.c (the messaging state) and the command files
+ * (node_cmd_net.c, node_cmd_msg.c, through node_cmd.h).  Nothing else
+ * includes it.
  */
 #ifndef ROOST_NODE_DAEMON_H
 #define ROOST_NODE_DAEMON_H
@@ -11,9 +13,9 @@
 
 #include "node.h"
 #include "node_json.h"
+#include "node_proto.h"
 #include "store_sqlite.h"
 
-#define LINE_MAX_BYTES (64 * 1024)
 #define MAX_CLIENTS 64
 #define MAX_WAITERS 256
 #define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */
@@ -28,7 +30,7 @@
 
 typedef struct rd_daemon rd_daemon;
 
-typedef struct client {
+struct client {
   uv_pipe_t pipe;
   rd_daemon *d;
   uint64_t serial;
@@ -36,10 +38,16 @@ typedef struct client {
   size_t len;
   bool closing;
   struct client *next;
-} client;
+};
 
 enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING, W_FETCH };
 
+typedef struct client client;
+
+/* A command waiting for something (the engine, the service, the node to
+ * join): it holds the client's serial, never a pointer.  node_ctl_tick asks
+ * poll (if set) once a second and calls expire (if set; else a "timeout"
+ * reply) when the client is gone or the deadline has passed. */
 typedef struct waiter {
   uint8_t kind;
   uint64_t client; /* serial */
@@ -47,7 +55,22 @@ typedef struct waiter {
   int64_t cmd;     /* engine command awaited (0 for W_STATUS) */
   uint64_t deadline;
   dht_peer peer; /* W_PING_LOOKUP: whose record */
+  /* true once it has replied (the waiter goes); late: past its deadline */
+  bool (*poll)(rd_daemon *d, struct waiter *w, client *c, bool late);
+  void (*expire)(rd_daemon *d, struct waiter *w, client *c /* NULL: gone */);
 } waiter;
+
+/* A command of the control protocol: it replies to the client (or leaves a
+ * waiter that will).  args is the request's "args" object, or NULL. */
+typedef struct node_cmd {
+  const char *name;
+  void (*run)(rd_daemon *d, client *c, const char *reqid, const json_t *args);
+} node_cmd;
+
+typedef struct node_cmd_table {
+  const node_cmd *cmds;
+  size_t n;
+} node_cmd_table;
 
 /* An inbox --follow subscription: new messages go to this client. */
 typedef struct follower {
@@ -93,6 +116,8 @@ struct rd_daemon {
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_pipe_t ctl;
   bool ctl_open;
+  const node_cmd_table *cmd_tables[2]; /* what the control socket dispatches to */
+  int ncmd_tables;
   client *clients;
   int nclients;
   uint64_t next_serial;
@@ -162,7 +187,6 @@ void node_daemon_bootstrap(rd_daemon *d);
 int node_ctl_open(rd_daemon *d);
 /* Closes every control connection (at shutdown). */
 void node_ctl_close_all(rd_daemon *d);
-void node_ctl_on_event(rd_daemon *d, const dht_event *ev);
 void node_ctl_tick(rd_daemon *d, uint64_t now);
 /* Helpers for the commands in other files. */
 client *node_ctl_client(rd_daemon *d, uint64_t serial); /* NULL when gone */
@@ -193,8 +217,7 @@ void node_msg_commit(rd_daemon *d);
 /* After the loop: commits what is left, closes the service and both
  * databases. */
 void node_msg_close(rd_daemon *d);
-/* Handles a messaging command.  false when cmd is not one. */
-bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
-                      const node_jt *t, int n, int args);
+/* Rewrites requests.txt from the pending friend requests. */
+void node_msg_requests_save(rd_daemon *d);
 
 #endif /* ROOST_NODE_DAEMON_H */

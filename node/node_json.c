@@ -1,19 +1,18 @@
 /*
- * node_json.c - the control socket's JSON: a capped writer and a strict,
- * allocation-free parser (node_json.h has the contract).
+ * node_json.c - the control socket's JSON over jansson (node_json.h has the
+ * contract).  This file is the one place that decides how roostd and roost
+ * read and write a line: jansson's flags, the bounds jansson does not keep
+ * (depth, value count), the mapping of jansson's errors to our codes, and
+ * the repair of invalid UTF-8 on the way out.
  *
- * Writer invariants: buf is NULL or holds len bytes and a NUL within
- * cap <= max bytes; once err is set nothing more is written; bit d of
- * first/obj describes the container open at depth d, and depth 0 is the top
- * level, which takes exactly one value.
+ * Writer invariants: open[0, depth) are the containers still open, each held
+ * by its parent (open[0] by root); key is set only while the innermost open
+ * container is an object and its value has not come; once err is set
+ * nothing more is written, and once text is set the tree is gone.
  *
- * Parser invariants: recursive descent at most NODE_JSON_MAX_DEPTH
- * containers deep; s[len] and beyond are never read; tokens are claimed in
- * document order, so the subtree of token i is exactly [i, t[i].next).
- * String rules live in one place, unit(), which the parser uses to validate
- * and the accessors use to unescape.
+ * Reader invariants: a tree handed out has passed check(): at most
+ * NODE_JSON_MAX_DEPTH containers deep and at most max_values values and keys.
  */
-#include <inttypes.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -22,11 +21,21 @@
 
 #include "node_json.h"
 
+/* How both sides serialise: no spaces, any value at the top, doubles with
+ * 17 digits so they read back exactly. */
+#define DUMP_FLAGS (JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(17))
+
+/* How both sides parse.  JSON_ALLOW_NUL: "\u0000" is valid JSON in a string
+ * value; node_json_str refuses it where a C string is wanted, so a request
+ * holding one gets an error about that argument, not about the line. */
+#define LOAD_FLAGS (JSON_DECODE_ANY | JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
 /* ---- UTF-8 ------------------------------------------------------------- */
 
 /* Length (2-4) of the well-formed UTF-8 sequence at p[0, n), whose lead byte
  * is >= 0x80, or 0: no overlongs, no surrogates, nothing past U+10FFFF
- * (Unicode 15, table 3-7). */
+ * (Unicode 15, table 3-7).  jansson checks its input the same way; we need
+ * our own to repair what we are asked to write. */
 static size_t utf8_seq(const unsigned char *p, size_t n) {
   unsigned char c = p[0], lo = 0x80, hi = 0xbf;
   size_t len = 4;
@@ -50,184 +59,164 @@ static size_t utf8_seq(const unsigned char *p, size_t n) {
   return len;
 }
 
-/* Writes code point cp (<= U+10FFFF, not a surrogate) as UTF-8; its length. */
-static int utf8_put(uint32_t cp, char out[static 4]) {
-  if (cp < 0x80) {
-    out[0] = (char)cp;
-    return 1;
+/* A malloc'd copy of s[0, n) with each byte that does not start a valid
+ * sequence replaced by U+FFFD (at most 3 bytes for 1), NUL-terminated; its
+ * length in *outn.  NULL when out of memory. */
+static char *utf8_repair(const char *s, size_t n, size_t *outn) {
+  const unsigned char *u = (const unsigned char *)s;
+  char *out = malloc(3 * n + 1);
+  size_t o = 0;
+  if (!out)
+    return NULL;
+  for (size_t i = 0; i < n;) {
+    size_t k = u[i] < 0x80 ? 1 : utf8_seq(u + i, n - i);
+    if (k == 0) {
+      memcpy(out + o, "\xef\xbf\xbd", 3);
+      o += 3;
+      i++;
+      continue;
+    }
+    memcpy(out + o, s + i, k);
+    o += k;
+    i += k;
   }
-  if (cp < 0x800) {
-    out[0] = (char)(0xc0 | cp >> 6);
-    out[1] = (char)(0x80 | (cp & 0x3f));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    out[0] = (char)(0xe0 | cp >> 12);
-    out[1] = (char)(0x80 | (cp >> 6 & 0x3f));
-    out[2] = (char)(0x80 | (cp & 0x3f));
-    return 3;
-  }
-  out[0] = (char)(0xf0 | cp >> 18);
-  out[1] = (char)(0x80 | (cp >> 12 & 0x3f));
-  out[2] = (char)(0x80 | (cp >> 6 & 0x3f));
-  out[3] = (char)(0x80 | (cp & 0x3f));
-  return 4;
+  out[o] = '\0';
+  *outn = o;
+  return out;
 }
 
 /* ---- writer ------------------------------------------------------------ */
 
-static void put(node_jw *w, const char *p, size_t n) {
-  if (w->err || n == 0)
-    return;
-  if (n >= w->max - w->len) { /* len + n + NUL must fit in max */
-    w->err = NODE_JW_ERR_FULL;
-    return;
-  }
-  if (w->len + n + 1 > w->cap) {
-    size_t cap = w->cap ? w->cap : 64;
-    if (cap > w->max)
-      cap = w->max;
-    while (cap < w->len + n + 1)
-      cap = cap > w->max / 2 ? w->max : cap * 2;
-    char *b = realloc(w->buf, cap);
-    if (!b) {
-      w->err = NODE_JW_ERR_NOMEM;
-      return;
-    }
-    w->buf = b;
-    w->cap = cap;
-  }
-  memcpy(w->buf + w->len, p, n);
-  w->len += n;
-  w->buf[w->len] = '\0';
-}
-
-static void put_str(node_jw *w, const char *s, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  const unsigned char *u = (const unsigned char *)s;
-  size_t from = 0; /* bytes [from, i) pass through unchanged */
-  put(w, "\"", 1);
-  for (size_t i = 0, k; i < n; i += k) {
-    char esc[6] = {'\\', (char)u[i]};
-    size_t elen = 0;
-    k = 1;
-    if (u[i] == '"' || u[i] == '\\') {
-      elen = 2;
-    } else if (u[i] < 0x20) {
-      memcpy(esc + 1, "u00", 3);
-      esc[4] = hex[u[i] >> 4];
-      esc[5] = hex[u[i] & 15];
-      elen = 6;
-    } else if (u[i] >= 0x80 && (k = utf8_seq(u + i, n - i)) == 0) {
-      memcpy(esc, "\xef\xbf\xbd", 3); /* U+FFFD for this one byte */
-      elen = 3;
-      k = 1;
-    }
-    if (elen) {
-      put(w, s + from, i - from);
-      put(w, esc, elen);
-      from = i + k;
-    }
-  }
-  put(w, s + from, n - from);
-  put(w, "\"", 1);
-}
-
-static bool usage(node_jw *w) {
+static void set_err(node_jw *w, int err) {
   if (!w->err)
-    w->err = NODE_JW_ERR_USAGE;
-  return false;
+    w->err = err;
 }
 
-/* Claims the slot for the next value: the key's in an object (after its
- * comma), the next element's in an array, or the one top-level slot. */
-static bool begin_value(node_jw *w) {
-  uint64_t bit = 1ull << w->depth;
-  if (w->err)
+/* Puts v (a new reference, which this takes over even on failure) where the
+ * next value goes: the pending key of the open object, the end of the open
+ * array, or the top.  false after setting an error. */
+static bool insert(node_jw *w, json_t *v) {
+  if (!v) {
+    set_err(w, NODE_JW_ERR_NOMEM);
     return false;
-  if (w->depth == 0) {
-    if (!(w->first & 1))
-      return usage(w);
-  } else if (w->obj & bit) {
-    if (!w->after_key)
-      return usage(w);
-    w->after_key = false;
-  } else if (!(w->first & bit)) {
-    put(w, ",", 1);
   }
-  w->first &= ~bit;
-  return !w->err;
+  if (w->err || w->text) {
+    json_decref(v);
+    set_err(w, NODE_JW_ERR_USAGE);
+    return false;
+  }
+  if (w->depth == 0) {
+    if (w->root) { /* one document, one value */
+      json_decref(v);
+      set_err(w, NODE_JW_ERR_USAGE);
+      return false;
+    }
+    w->root = v;
+    return true;
+  }
+  json_t *top = w->open[w->depth - 1];
+  int rv;
+  if (json_is_object(top)) {
+    if (!w->key) {
+      json_decref(v);
+      set_err(w, NODE_JW_ERR_USAGE);
+      return false;
+    }
+    rv = json_object_set_new_nocheck(top, w->key, v); /* the key was repaired */
+    free(w->key);
+    w->key = NULL;
+  } else {
+    rv = json_array_append_new(top, v);
+  }
+  if (rv) {
+    set_err(w, NODE_JW_ERR_NOMEM);
+    return false;
+  }
+  return true;
 }
 
-static void push(node_jw *w, char c, bool is_obj) {
-  if (!begin_value(w))
+static void push(node_jw *w, bool is_obj) {
+  if (w->err)
     return;
   if (w->depth >= NODE_JSON_MAX_DEPTH) {
-    w->err = NODE_JW_ERR_DEPTH;
+    set_err(w, NODE_JW_ERR_DEPTH);
     return;
   }
-  put(w, &c, 1);
-  w->depth++;
-  uint64_t bit = 1ull << w->depth;
-  w->first |= bit;
-  w->obj = is_obj ? w->obj | bit : w->obj & ~bit;
+  json_t *c = is_obj ? json_object() : json_array();
+  if (insert(w, c)) /* its parent holds it: the pointer stays valid */
+    w->open[w->depth++] = c;
 }
 
-static void pop(node_jw *w, char c, bool is_obj) {
+static void pop(node_jw *w, bool is_obj) {
   if (w->err)
     return;
-  if (w->depth == 0 || (bool)(w->obj >> w->depth & 1) != is_obj || w->after_key) {
-    usage(w);
+  if (w->depth == 0 || json_is_object(w->open[w->depth - 1]) != is_obj || w->key) {
+    set_err(w, NODE_JW_ERR_USAGE);
     return;
   }
-  put(w, &c, 1);
   w->depth--;
 }
 
 void node_jw_init(node_jw *w, size_t max_bytes) {
-  *w = (node_jw){.max = max_bytes, .first = 1};
+  memset(w, 0, sizeof *w);
+  w->max = max_bytes;
 }
 
 void node_jw_free(node_jw *w) {
-  free(w->buf);
+  json_decref(w->root);
+  free(w->key);
+  free(w->text);
   node_jw_init(w, w->max);
 }
 
 void node_jw_obj(node_jw *w) {
-  push(w, '{', true);
+  push(w, true);
 }
 
 void node_jw_obj_end(node_jw *w) {
-  pop(w, '}', true);
+  pop(w, true);
 }
 
 void node_jw_arr(node_jw *w) {
-  push(w, '[', false);
+  push(w, false);
 }
 
 void node_jw_arr_end(node_jw *w) {
-  pop(w, ']', false);
+  pop(w, false);
 }
 
 void node_jw_key(node_jw *w, const char *k) {
-  uint64_t bit = 1ull << w->depth;
   if (w->err)
     return;
-  if (!k || w->depth == 0 || !(w->obj & bit) || w->after_key) {
-    usage(w);
+  if (!k || w->text || w->depth == 0 || !json_is_object(w->open[w->depth - 1]) || w->key) {
+    set_err(w, NODE_JW_ERR_USAGE);
     return;
   }
-  if (!(w->first & bit))
-    put(w, ",", 1);
-  w->first &= ~bit;
-  put_str(w, k, strlen(k));
-  put(w, ":", 1);
-  w->after_key = true;
+  size_t n;
+  char *key = utf8_repair(k, strlen(k), &n);
+  if (!key) {
+    set_err(w, NODE_JW_ERR_NOMEM);
+    return;
+  }
+  if (json_object_get(w->open[w->depth - 1], key)) {
+    free(key);
+    set_err(w, NODE_JW_ERR_USAGE);
+    return;
+  }
+  w->key = key;
 }
 
 void node_jw_strn(node_jw *w, const char *s, size_t n) {
-  if (begin_value(w))
-    put_str(w, s, n);
+  if (w->err)
+    return;
+  json_t *v = json_stringn(s, n);
+  if (!v) { /* not UTF-8 (or no memory): write the repaired bytes */
+    size_t rn;
+    char *r = utf8_repair(s, n, &rn);
+    v = r ? json_stringn_nocheck(r, rn) : NULL;
+    free(r);
+  }
+  insert(w, v);
 }
 
 void node_jw_str(node_jw *w, const char *s) {
@@ -238,34 +227,50 @@ void node_jw_str(node_jw *w, const char *s) {
 }
 
 void node_jw_raw(node_jw *w, const char *json, size_t n) {
-  if (begin_value(w))
-    put(w, json, n);
+  json_t *v;
+  if (w->err)
+    return;
+  if (node_json_parse(json, n, SIZE_MAX, &v, NULL, 0) != 0) {
+    set_err(w, NODE_JW_ERR_USAGE);
+    return;
+  }
+  insert(w, v);
+}
+
+void node_jw_value(node_jw *w, json_t *v) {
+  if (!v) {
+    set_err(w, NODE_JW_ERR_USAGE);
+    return;
+  }
+  if (!w->err)
+    insert(w, json_incref(v));
 }
 
 void node_jw_int(node_jw *w, int64_t v) {
-  char b[24];
-  node_jw_raw(w, b, (size_t)snprintf(b, sizeof b, "%" PRId64, v));
+  if (!w->err)
+    insert(w, json_integer((json_int_t)v));
 }
 
 void node_jw_uint(node_jw *w, uint64_t v) {
-  char b[24];
-  node_jw_raw(w, b, (size_t)snprintf(b, sizeof b, "%" PRIu64, v));
+  if (w->err)
+    return;
+  insert(w, v <= INT64_MAX ? json_integer((json_int_t)v) : json_real((double)v));
 }
 
 void node_jw_double(node_jw *w, double v) {
-  char b[32]; /* "-1.2345678901234567e-308" is 24 */
-  if (!isfinite(v))
-    node_jw_null(w);
-  else
-    node_jw_raw(w, b, (size_t)snprintf(b, sizeof b, "%.17g", v));
+  if (w->err)
+    return;
+  insert(w, isfinite(v) ? json_real(v) : json_null());
 }
 
 void node_jw_bool(node_jw *w, bool v) {
-  node_jw_raw(w, v ? "true" : "false", v ? 4 : 5);
+  if (!w->err)
+    insert(w, json_boolean(v));
 }
 
 void node_jw_null(node_jw *w) {
-  node_jw_raw(w, "null", 4);
+  if (!w->err)
+    insert(w, json_null());
 }
 
 void node_jw_kstr(node_jw *w, const char *k, const char *s) {
@@ -294,347 +299,157 @@ void node_jw_kdouble(node_jw *w, const char *k, double v) {
 }
 
 const char *node_jw_done(node_jw *w, size_t *len) {
-  if (w->err || w->depth || (w->first & 1) || !w->buf)
+  if (w->err)
     return NULL;
+  if (!w->text) {
+    if (w->depth || w->key || !w->root)
+      return NULL;
+    size_t n = json_dumpb(w->root, NULL, 0, DUMP_FLAGS);
+    if (n == 0) { /* every value has at least one byte: this is jansson failing */
+      set_err(w, NODE_JW_ERR_NOMEM);
+      return NULL;
+    }
+    if (w->max == 0 || n > w->max - 1) {
+      set_err(w, NODE_JW_ERR_FULL);
+      return NULL;
+    }
+    char *t = malloc(n + 1);
+    if (!t) {
+      set_err(w, NODE_JW_ERR_NOMEM);
+      return NULL;
+    }
+    json_dumpb(w->root, t, n, DUMP_FLAGS);
+    t[n] = '\0';
+    json_decref(w->root); /* the text is all that is needed from here */
+    w->root = NULL;
+    w->text = t;
+    w->len = n;
+  }
   if (len)
     *len = w->len;
-  return w->buf;
+  return w->text;
 }
 
-/* ---- parser ------------------------------------------------------------ */
+/* ---- reader ------------------------------------------------------------ */
 
-typedef struct parser {
-  const char *s;
-  int len, pos; /* pos <= len */
-  node_jt *t;
-  int n, max; /* tokens used, tokens available */
-} parser;
-
-/* Value of the 4 hex digits at s[pos], or -1 (also if fewer than 4 remain). */
-static int32_t hex4(const char *s, int pos, int end) {
-  int32_t v = 0;
-  if (end - pos < 4)
-    return -1;
-  for (int i = pos; i < pos + 4; i++) {
-    int c = (unsigned char)s[i], lc = c | 0x20;
-    if (c >= '0' && c <= '9')
-      v = v << 4 | (c - '0');
-    else if (lc >= 'a' && lc <= 'f')
-      v = v << 4 | (lc - 'a' + 10);
-    else
-      return -1;
-  }
-  return v;
-}
-
-/* Decodes the string unit at s[*pos] (*pos < end, inside the quotes): a
- * plain byte, a whole UTF-8 sequence or an escape (a surrogate pair being one
- * escape).  Writes its UTF-8 to out, advances *pos past it and returns its
- * length (1-4), or -1 if no valid unit starts there (this includes '"'). */
-static int unit(const char *s, int *pos, int end, char out[static 4]) {
-  static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-  const unsigned char *u = (const unsigned char *)s;
-  int i = *pos;
-  if (u[i] < 0x20 || u[i] == '"')
-    return -1;
-  if (u[i] >= 0x80) {
-    int k = (int)utf8_seq(u + i, (size_t)(end - i));
-    if (k)
-      memcpy(out, s + i, (size_t)k);
-    *pos = i + k;
-    return k ? k : -1;
-  }
-  if (u[i] != '\\') {
-    out[0] = s[i];
-    *pos = i + 1;
-    return 1;
-  }
-  if (end - i < 2)
-    return -1;
-  const char *e = memchr(from, s[i + 1], sizeof from - 1);
-  if (e) {
-    out[0] = to[e - from];
-    *pos = i + 2;
-    return 1;
-  }
-  int32_t cp = s[i + 1] == 'u' ? hex4(s, i + 2, end) : -1, lo;
-  i += 6;
-  if (cp < 0 || (cp >= 0xdc00 && cp <= 0xdfff))
-    return -1; /* bad escape, bad hex, lone low surrogate */
-  if (cp >= 0xd800 && cp <= 0xdbff) {
-    if (end - i < 6 || s[i] != '\\' || s[i + 1] != 'u')
-      return -1;
-    lo = hex4(s, i + 2, end);
-    if (lo < 0xdc00 || lo > 0xdfff)
-      return -1;
-    cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-    i += 6;
-  }
-  *pos = i;
-  return utf8_put((uint32_t)cp, out);
-}
-
-/* True if raw strings a and b unescape to the same bytes.  Unit by unit is
- * enough: every unit is one whole code point. */
-static bool str_eq(const char *s, const node_jt *a, const node_jt *b) {
-  int i = a->start, j = b->start;
-  char x[4], y[4];
-  while (i < a->end && j < b->end) {
-    int nx = unit(s, &i, a->end, x), ny = unit(s, &j, b->end, y);
-    if (nx < 0 || nx != ny || memcmp(x, y, (size_t)nx))
-      return false;
-  }
-  return i == a->end && j == b->end;
-}
-
-static void skip_ws(parser *p) {
-  while (p->pos < p->len && memchr(" \t\n\r", p->s[p->pos], 4))
-    p->pos++;
-}
-
-/* Claims the next token; its index or NODE_JSON_ERR_TOOMANY. */
-static int tok(parser *p, node_json_type type, int start, int end) {
-  if (p->n >= p->max)
+/* Counts v and its subtree against max and checks its depth (containers
+ * around it).  0 or a NODE_JSON_ERR_*.  Recursion is bounded by the depth
+ * check. */
+static int check(json_t *v, int depth, size_t *count, size_t max) {
+  if (++*count > max)
     return NODE_JSON_ERR_TOOMANY;
-  p->t[p->n] = (node_jt){.type = (uint8_t)type, .start = start, .end = end, .next = p->n + 1};
-  return p->n++;
-}
-
-/* A number or literal spanning [pos, end): it must end at a delimiter, so
- * "01", "1x" and "truex" are syntax errors rather than trailing data. */
-static int scalar(parser *p, node_json_type type, int end) {
-  if (end < p->len && !memchr(" \t\n\r,]}", p->s[end], 7))
-    return NODE_JSON_ERR_SYNTAX;
-  int i = tok(p, type, p->pos, end);
-  if (i >= 0)
-    p->pos = end;
-  return i;
-}
-
-static int digits(const parser *p, int *i) {
-  int from = *i;
-  while (*i < p->len && p->s[*i] >= '0' && p->s[*i] <= '9')
-    (*i)++;
-  return *i - from;
-}
-
-static int number(parser *p) {
-  const char *s = p->s;
-  int i = p->pos + (s[p->pos] == '-');
-  if (i < p->len && s[i] == '0')
-    i++;
-  else if (i >= p->len || s[i] < '1' || s[i] > '9' || !digits(p, &i))
-    return NODE_JSON_ERR_SYNTAX;
-  if (i < p->len && s[i] == '.') {
-    i++;
-    if (!digits(p, &i))
-      return NODE_JSON_ERR_SYNTAX;
-  }
-  if (i < p->len && (s[i] | 0x20) == 'e') {
-    i++;
-    if (i < p->len && (s[i] == '+' || s[i] == '-'))
-      i++;
-    if (!digits(p, &i))
-      return NODE_JSON_ERR_SYNTAX;
-  }
-  return scalar(p, NODE_JSON_NUM, i);
-}
-
-static int literal(parser *p, const char *word, node_json_type type) {
-  int n = (int)strlen(word);
-  if (p->len - p->pos < n || memcmp(p->s + p->pos, word, (size_t)n))
-    return NODE_JSON_ERR_SYNTAX;
-  return scalar(p, type, p->pos + n);
-}
-
-/* A string at the opening quote; its token index or an error. */
-static int string(parser *p) {
-  int start = ++p->pos;
-  char u[4];
-  while (p->pos < p->len && p->s[p->pos] != '"')
-    if (unit(p->s, &p->pos, p->len, u) < 0)
-      return NODE_JSON_ERR_SYNTAX;
-  if (p->pos >= p->len)
-    return NODE_JSON_ERR_SYNTAX;
-  return tok(p, NODE_JSON_STR, start, p->pos++);
-}
-
-static int value(parser *p, int depth);
-
-/* An object or array at its opening bracket, inside depth containers. */
-static int container(parser *p, int depth) {
-  bool is_obj = p->s[p->pos] == '{';
-  char close = is_obj ? '}' : ']';
-  if (depth >= NODE_JSON_MAX_DEPTH)
-    return NODE_JSON_ERR_DEPTH;
-  int i = tok(p, is_obj ? NODE_JSON_OBJ : NODE_JSON_ARR, p->pos, p->pos);
-  if (i < 0)
-    return i;
-  p->pos++;
-  skip_ws(p);
-  if (p->pos < p->len && p->s[p->pos] == close) {
-    p->pos++;
-  } else {
-    for (;;) {
-      int r, k = -1;
-      if (is_obj) {
-        if (p->pos >= p->len || p->s[p->pos] != '"')
-          return NODE_JSON_ERR_SYNTAX;
-        if ((k = string(p)) < 0)
-          return k;
-        for (int o = i + 1; o < k; o = p->t[o].next)
-          if (str_eq(p->s, &p->t[o], &p->t[k]))
-            return NODE_JSON_ERR_DUPKEY;
-        skip_ws(p);
-        if (p->pos >= p->len || p->s[p->pos] != ':')
-          return NODE_JSON_ERR_SYNTAX;
-        p->pos++;
-        skip_ws(p);
-      }
-      if ((r = value(p, depth + 1)) < 0)
-        return r;
-      if (k >= 0) {
-        p->t[k].size = 1; /* a key's subtree is its value */
-        p->t[k].next = p->n;
-      }
-      p->t[i].size++;
-      skip_ws(p);
-      if (p->pos >= p->len)
-        return NODE_JSON_ERR_SYNTAX;
-      char c = p->s[p->pos++];
-      if (c == close)
-        break;
-      if (c != ',')
-        return NODE_JSON_ERR_SYNTAX;
-      skip_ws(p);
+  const char *k;
+  json_t *c;
+  size_t i;
+  int rv;
+  if (json_is_object(v)) {
+    if (depth >= NODE_JSON_MAX_DEPTH)
+      return NODE_JSON_ERR_DEPTH;
+    json_object_foreach(v, k, c) {
+      if (++*count > max) /* the key */
+        return NODE_JSON_ERR_TOOMANY;
+      if ((rv = check(c, depth + 1, count, max)) != 0)
+        return rv;
+    }
+  } else if (json_is_array(v)) {
+    if (depth >= NODE_JSON_MAX_DEPTH)
+      return NODE_JSON_ERR_DEPTH;
+    json_array_foreach(v, i, c) {
+      if ((rv = check(c, depth + 1, count, max)) != 0)
+        return rv;
     }
   }
-  p->t[i].end = p->pos;
-  p->t[i].next = p->n;
-  return i;
+  return 0;
 }
 
-/* One value at p->pos, inside depth containers; its token index or an error. */
-static int value(parser *p, int depth) {
-  if (p->pos >= p->len)
-    return NODE_JSON_ERR_SYNTAX;
-  switch (p->s[p->pos]) {
-  case '{':
-  case '[':
-    return container(p, depth);
-  case '"':
-    return string(p);
-  case 't':
-    return literal(p, "true", NODE_JSON_TRUE);
-  case 'f':
-    return literal(p, "false", NODE_JSON_FALSE);
-  case 'n':
-    return literal(p, "null", NODE_JSON_NULL);
+static int map_error(const json_error_t *e) {
+  switch (json_error_code(e)) {
+  case json_error_invalid_utf8:
+    return NODE_JSON_ERR_UTF8;
+  case json_error_end_of_input_expected:
+    return NODE_JSON_ERR_TRAILING;
+  case json_error_duplicate_key:
+    return NODE_JSON_ERR_DUPKEY;
+  case json_error_numeric_overflow:
+    return NODE_JSON_ERR_RANGE;
+  case json_error_null_byte_in_key:
+    return NODE_JSON_ERR_NULKEY;
+  case json_error_stack_overflow: /* deeper than jansson's 2048: deeper than ours too */
+    return NODE_JSON_ERR_DEPTH;
+  case json_error_out_of_memory:
+    return NODE_JSON_ERR_NOMEM;
   default:
-    return number(p);
+    return NODE_JSON_ERR_SYNTAX;
   }
 }
 
-int node_json_parse(const char *s, size_t len, node_jt *t, int max_tokens) {
-  if (len > INT_MAX)
+int node_json_parse(const char *s, size_t len, size_t max_values, json_t **out, char *why,
+                    size_t whylen) {
+  json_error_t e;
+  int rv;
+  *out = NULL;
+  if (why && whylen)
+    why[0] = '\0';
+  if (len > NODE_JSON_MAX_INPUT) {
+    if (why && whylen)
+      snprintf(why, whylen, "longer than %zu bytes", NODE_JSON_MAX_INPUT);
     return NODE_JSON_ERR_TOOBIG;
-  parser p = {.s = s, .len = (int)len, .t = t, .max = max_tokens < 0 ? 0 : max_tokens};
-  skip_ws(&p);
-  int r = value(&p, 0);
-  if (r < 0)
-    return r;
-  skip_ws(&p);
-  return p.pos < p.len ? NODE_JSON_ERR_TRAILING : p.n;
-}
-
-/* ---- accessors --------------------------------------------------------- */
-
-/* True if raw string k unescapes to exactly the klen bytes of key. */
-static bool key_is(const char *s, const node_jt *k, const char *key, size_t klen) {
-  size_t off = 0;
-  char u[4];
-  for (int i = k->start; i < k->end;) {
-    int m = unit(s, &i, k->end, u);
-    if (m < 0 || klen - off < (size_t)m || memcmp(u, key + off, (size_t)m))
-      return false;
-    off += (size_t)m;
   }
-  return off == klen;
-}
-
-int node_json_get(const char *s, const node_jt *t, int n, int obj, const char *key) {
-  if (obj < 0 || obj >= n || t[obj].type != NODE_JSON_OBJ)
-    return -1;
-  size_t klen = strlen(key);
-  for (int k = 0, c = obj + 1; k < t[obj].size && c + 1 < n; k++, c = t[c].next)
-    if (key_is(s, &t[c], key, klen))
-      return c + 1;
-  return -1;
-}
-
-int node_json_str(const char *s, const node_jt *t, int i, char *out, size_t outlen) {
-  if (i < 0 || t[i].type != NODE_JSON_STR)
-    return -1;
-  bool fits = outlen > 0;
-  size_t n = 0;
-  char u[4];
-  for (int pos = t[i].start; pos < t[i].end;) {
-    int k = unit(s, &pos, t[i].end, u);
-    if (k < 0)
-      return -1; /* defensive: the parser validated it */
-    if (k == 1 && u[0] == '\0')
-      return -3;
-    if (fits && outlen - n > (size_t)k)
-      memcpy(out + n, u, (size_t)k);
-    else
-      fits = false;
-    n += (size_t)k;
+  json_t *v = json_loadb(s, len, LOAD_FLAGS, &e);
+  if (!v) {
+    if (why && whylen)
+      snprintf(why, whylen, "%s (at byte %d)", e.text, e.position);
+    return map_error(&e);
   }
-  if (!fits)
+  size_t count = 0;
+  if ((rv = check(v, 0, &count, max_values)) != 0) {
+    json_decref(v);
+    if (why && whylen)
+      snprintf(why, whylen, "%s",
+               rv == NODE_JSON_ERR_DEPTH ? "nested too deeply" : "too many values");
+    return rv;
+  }
+  *out = v;
+  return 0;
+}
+
+int node_json_str(const json_t *v, char *out, size_t outlen) {
+  if (!json_is_string(v))
+    return -1;
+  size_t n = json_string_length(v);
+  const char *s = json_string_value(v);
+  if (memchr(s, '\0', n))
+    return -3;
+  if (n >= outlen || n > INT_MAX)
     return -2;
-  out[n] = '\0';
+  memcpy(out, s, n + 1);
   return (int)n;
 }
 
-int node_json_int(const char *s, const node_jt *t, int i, int64_t *v) {
-  if (i < 0 || t[i].type != NODE_JSON_NUM)
+int node_json_int(const json_t *v, int64_t *out) {
+  if (!json_is_integer(v))
     return -1;
-  int p = t[i].start + (s[t[i].start] == '-');
-  bool neg = p > t[i].start;
-  uint64_t lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX, x = 0;
-  if (p == t[i].end)
-    return -1;
-  for (; p < t[i].end; p++) {
-    unsigned d = (unsigned)((unsigned char)s[p] - '0');
-    if (d > 9 || x > (lim - d) / 10)
-      return -1;
-    x = x * 10 + d;
-  }
-  *v = !neg ? (int64_t)x : x == lim ? INT64_MIN : -(int64_t)x;
+  *out = (int64_t)json_integer_value(v);
   return 0;
 }
 
-int node_json_bool(const char *s, const node_jt *t, int i, bool *v) {
-  (void)s;
-  if (i < 0 || (t[i].type != NODE_JSON_TRUE && t[i].type != NODE_JSON_FALSE))
+int node_json_bool(const json_t *v, bool *out) {
+  if (!json_is_boolean(v))
     return -1;
-  *v = t[i].type == NODE_JSON_TRUE;
+  *out = json_is_true(v);
   return 0;
 }
 
-int node_json_double(const char *s, const node_jt *t, int i, double *v) {
-  char b[128];
-  if (i < 0 || t[i].type != NODE_JSON_NUM || t[i].end - t[i].start >= (int)sizeof b)
-    return -1;
-  memcpy(b, s + t[i].start, (size_t)(t[i].end - t[i].start));
-  b[t[i].end - t[i].start] = '\0';
-  double d = strtod(b, NULL);
-  if (!isfinite(d))
-    return -1;
-  *v = d;
-  return 0;
-}
-
-bool node_json_is_null(const node_jt *t, int i) {
-  return i >= 0 && t[i].type == NODE_JSON_NULL;
+char *node_json_dump(const json_t *v, size_t *len) {
+  size_t n = v ? json_dumpb(v, NULL, 0, DUMP_FLAGS) : 0;
+  if (n == 0)
+    return NULL;
+  char *t = malloc(n + 1);
+  if (!t)
+    return NULL;
+  json_dumpb(v, t, n, DUMP_FLAGS);
+  t[n] = '\0';
+  if (len)
+    *len = n;
+  return t;
 }

@@ -1,7 +1,9 @@
 /*
- * node_msg.c - roostd's side of messaging: the two databases, the mailbox
- * service on the engine, friends and invites, the outbox and the inbox, and
- * the control commands for them (docs/control.md).
+ * node_msg.c - roostd's messaging state: the two databases, the mailbox
+ * service on the engine, its batched commits, the pending friend requests,
+ * and the draining of the service's events into roost.db.  The commands
+ * that act on this state, and what clients see of the events, live in
+ * node_cmd_msg.c.
  *
  *   roost.db      (store_appdb) the user's own state: friends, hosts we
  *                 give, outbox, inbox, loss notices.  Written synchronously
@@ -13,11 +15,10 @@
  *   requests.txt  pending friend requests: "<pk hex> <unix ms> <note hex>"
  *                 lines, rewritten atomically (at most MAX_REQUESTS).
  *
- * Invariants: the outbox row of a message is written before store_send, so
- * a message the user was told is queued survives a crash and is sent again
- * at start (same message ID: the recipient drops duplicates).  At shutdown
- * the batch in flight finishes and the rest is committed before the files
- * close.  Clients are named by serial, never by pointer.
+ * Invariants: what was queued in the outbox before a restart is handed to
+ * the service again at start (same message ID: the recipient drops
+ * duplicates).  At shutdown the batch in flight finishes and the rest is
+ * committed before the files close.
  */
 #include <errno.h>
 #include <sodium.h>
@@ -26,26 +27,12 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "node_daemon.h"
-
-#define BIG_REPLY (8 << 20) /* inbox and outbox replies may be long */
-#define LIST_MAX 1000       /* messages in one inbox or outbox reply */
-#define INVITE_DAYS 7       /* default validity of our invites */
-#define FETCH_TIMEOUT_MS 60000
+#include "node_cmd.h"
 
 static int64_t unix_ms(void) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
-}
-
-static void hex(const uint8_t *p, size_t n, char *out) {
-  static const char h[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = h[p[i] >> 4];
-    out[2 * i + 1] = h[p[i] & 15];
-  }
-  out[2 * n] = 0;
 }
 
 static int unhex(const char *s, size_t n, uint8_t *out) {
@@ -61,20 +48,6 @@ static int unhex(const char *s, size_t n, uint8_t *out) {
     out[i] = (uint8_t)v;
   }
   return 0;
-}
-
-static const char *state_name(int s) {
-  switch (s) {
-  case STORE_ST_QUEUED:
-    return "queued";
-  case STORE_ST_STORED:
-    return "stored";
-  case STORE_ST_DELIVERED:
-    return "delivered";
-  case STORE_ST_READ:
-    return "read";
-  }
-  return "unknown";
 }
 
 /* ---- opening, starting, closing --------------------------------------- */
@@ -141,17 +114,17 @@ static void requests_load(rd_daemon *d) {
   free(buf);
 }
 
-static void requests_save(rd_daemon *d) {
+void node_msg_requests_save(rd_daemon *d) {
   size_t cap = (size_t)MAX_REQUESTS * (2 * DHT_PK_LEN + 24 + 2 * STORE_NOTE_MAX + 2), n = 0;
   char *buf = malloc(cap);
   if (!buf)
     return;
   for (int i = 0; i < d->nreqs; i++) {
     const friend_req *r = &d->reqs[i];
-    hex(r->pk, DHT_PK_LEN, buf + n);
+    node_proto_hex(r->pk, DHT_PK_LEN, buf + n);
     n += 2 * DHT_PK_LEN;
     n += (size_t)snprintf(buf + n, cap - n, " %lld ", (long long)r->unix_ms);
-    hex(r->note, r->len, buf + n);
+    node_proto_hex(r->note, r->len, buf + n);
     n += 2 * (size_t)r->len;
     buf[n++] = '\n';
   }
@@ -293,93 +266,6 @@ void node_msg_commit(rd_daemon *d) {
   }
 }
 
-/* ---- names ------------------------------------------------------------- */
-
-/* The friend named who (a name, else an ID).  0 or -1. */
-static int find_friend(rd_daemon *d, const char *who, store_friend_row *row) {
-  if (store_appdb_friend_get(d->app, who, NULL, row) == 0)
-    return 0;
-  uint8_t pk[DHT_PK_LEN];
-  if (node_idtext_decode(who, pk) == 0 && store_appdb_friend_get(d->app, NULL, pk, row) == 0)
-    return 0;
-  return -1;
-}
-
-/* Writes "from"/"to" (ID text) and "name" (null when not a friend). */
-static void jw_who(rd_daemon *d, node_jw *w, const char *key, const uint8_t pk[DHT_PK_LEN]) {
-  char idt[NODE_IDTEXT_LEN + 1];
-  node_idtext_encode(pk, idt);
-  node_jw_kstr(w, key, idt);
-  store_friend_row row;
-  node_jw_key(w, "name");
-  if (store_appdb_friend_get(d->app, NULL, pk, &row) == 0)
-    node_jw_str(w, row.name);
-  else
-    node_jw_null(w);
-}
-
-/* ---- events from the service ------------------------------------------ */
-
-static void jw_in_row(rd_daemon *d, node_jw *w, const store_in_row *r) {
-  char mid[2 * STORE_MSGID_LEN + 1];
-  hex(r->msg.id, STORE_MSGID_LEN, mid);
-  node_jw_obj(w);
-  node_jw_kint(w, "seq", r->seq);
-  node_jw_kstr(w, "msg_id", mid);
-  jw_who(d, w, "from", r->from_pk);
-  node_jw_kint(w, "sent_unix_ms", r->msg.sent_unix_ms);
-  node_jw_kint(w, "received_unix_ms", r->received_unix_ms);
-  node_jw_kbool(w, "read", r->read);
-  node_jw_kbool(w, "direct", r->direct);
-  node_jw_key(w, "text");
-  node_jw_strn(w, (const char *)r->msg.body, r->msg.len);
-  node_jw_obj_end(w);
-}
-
-static void jw_loss(rd_daemon *d, node_jw *w, const uint8_t pk[DHT_PK_LEN], uint32_t epoch,
-                    int items, int64_t when) {
-  node_jw_obj(w);
-  jw_who(d, w, "from", pk);
-  node_jw_kuint(w, "epoch", epoch);
-  node_jw_kint(w, "epoch_start_unix_ms", (int64_t)epoch * d->sset.epoch_ms);
-  node_jw_kint(w, "items", items);
-  node_jw_kint(w, "unix_ms", when);
-  node_jw_obj_end(w);
-}
-
-static void mark_read(rd_daemon *d, store_in_row *rows, int nr);
-
-/* Sends {"id":..,"progress":{kind: obj}} to every follower; drops the ones
- * whose client is gone.  A message shown to a follower is read. */
-static void push_followers(rd_daemon *d, store_in_row *in, const store_event *loss) {
-  int shown = 0;
-  for (int i = 0; i < d->nfollowers;) {
-    follower *f = &d->followers[i];
-    client *c = node_ctl_client(d, f->client);
-    if (!c) {
-      *f = d->followers[--d->nfollowers];
-      continue;
-    }
-    node_jw w;
-    node_ctl_reply_begin(&w, f->reqid);
-    node_jw_key(&w, "progress");
-    node_jw_obj(&w);
-    if (in) {
-      node_jw_key(&w, "message");
-      jw_in_row(d, &w, in);
-    } else {
-      node_jw_key(&w, "notice");
-      jw_loss(d, &w, loss->u.loss.friend_pk, loss->u.loss.epoch, loss->u.loss.items, unix_ms());
-    }
-    node_jw_obj_end(&w);
-    node_ctl_reply_end(c, &w);
-    shown += f->mark;
-    i++;
-  }
-  if (in && shown)
-    mark_read(d, in, 1);
-}
-
 static void on_request(rd_daemon *d, const store_event *ev) {
   store_friend_row row;
   if (store_appdb_friend_get(d->app, NULL, ev->u.request.from_pk, &row) == 0)
@@ -399,7 +285,7 @@ static void on_request(rd_daemon *d, const store_event *ev) {
   r->unix_ms = unix_ms();
   r->len = ev->u.request.len > STORE_NOTE_MAX ? STORE_NOTE_MAX : ev->u.request.len;
   memcpy(r->note, ev->u.request.note, r->len);
-  requests_save(d);
+  node_msg_requests_save(d);
   char idt[NODE_IDTEXT_LEN + 1];
   node_idtext_encode(r->pk, idt);
   NLOG(NODE_LOG_INFO, "msg", "friend request from %.8s (roost friend requests)", idt);
@@ -413,27 +299,7 @@ static void on_fetched(rd_daemon *d, const store_event *ev) {
     if (fr[i].f.fetched_epoch < ev->u.fetched.epoch)
       store_appdb_friend_set_fetched(d->app, fr[i].f.pk, ev->u.fetched.epoch);
   free(fr);
-  for (int i = 0; i < d->nwaiters;) {
-    waiter *w = &d->waiters[i];
-    if (w->kind != W_FETCH || (ev->cmd && w->cmd != ev->cmd)) {
-      i++;
-      continue;
-    }
-    client *c = node_ctl_client(d, w->client);
-    if (c && ev->status) {
-      node_ctl_error(c, w->reqid, "failed", "the fetch failed: %s", store_strerror(ev->status));
-    } else if (c) {
-      node_jw jw;
-      node_ctl_result_begin(&jw, w->reqid);
-      node_jw_kint(&jw, "friends", ev->u.fetched.friends);
-      node_jw_kint(&jw, "messages", ev->u.fetched.messages);
-      node_jw_kint(&jw, "replicas_asked", ev->u.fetched.replicas_asked);
-      node_jw_kint(&jw, "replicas_answered", ev->u.fetched.replicas_answered);
-      node_jw_kuint(&jw, "epoch", ev->u.fetched.epoch);
-      node_ctl_result_end(c, &jw);
-    }
-    node_ctl_remove_waiter(d, w);
-  }
+  node_cmd_msg_fetched(d, ev);
 }
 
 bool node_msg_drain(rd_daemon *d) {
@@ -464,12 +330,12 @@ bool node_msg_drain(rd_daemon *d) {
       if (rv)
         NLOG(NODE_LOG_ERROR, "msg", "cannot save a received message: %s", store_strerror(rv));
       else if (!dup)
-        push_followers(d, &r, NULL);
+        node_cmd_msg_notify(d, &r, NULL);
       break;
     }
     case STORE_EV_LOSS:
       store_appdb_loss_add(d->app, ev.u.loss.friend_pk, ev.u.loss.epoch, ev.u.loss.items, now);
-      push_followers(d, NULL, &ev);
+      node_cmd_msg_notify(d, NULL, &ev);
       break;
     case STORE_EV_FETCHED:
       on_fetched(d, &ev);
@@ -482,745 +348,4 @@ bool node_msg_drain(rd_daemon *d) {
     }
   }
   return any;
-}
-
-/* ---- invites and friends ---------------------------------------------- */
-
-/* Our invite, valid for days. */
-static dht_ssize make_invite(rd_daemon *d, int days, char *out, size_t outlen, uint64_t *expires) {
-  node_invite inv;
-  memset(&inv, 0, sizeof inv);
-  const char *name = d->cfg.display_name;
-  const char *user = getenv("USER");
-  if (!*name && user && node_invite_name_ok(user))
-    name = user;
-  snprintf(inv.name, sizeof inv.name, "%s", name);
-  for (int i = 0; i < d->naddrs && inv.naddrs < NODE_INVITE_MAX_ADDRS; i++)
-    if (!node_addr_is_any(&d->addrs[i].addr))
-      inv.addrs[inv.naddrs++] = d->addrs[i].addr;
-  if (inv.naddrs == 0) /* nothing learnt yet: the bound sockets */
-    for (int i = 0; i < d->nsocks && inv.naddrs < NODE_INVITE_MAX_ADDRS; i++)
-      if (!node_addr_is_any(&d->socks[i].bound))
-        inv.addrs[inv.naddrs++] = d->socks[i].bound;
-  for (int i = 0; i < d->cfg.nmy_hosts; i++) {
-    memcpy(inv.hosts[i].pk, d->cfg.my_hosts[i].pk, DHT_PK_LEN);
-    inv.hosts[i].addr = d->cfg.my_hosts[i].addr;
-  }
-  inv.nhosts = d->cfg.nmy_hosts;
-  inv.expires_s = (uint64_t)(unix_ms() / 1000) + (uint64_t)days * 86400;
-  if (expires)
-    *expires = inv.expires_s;
-  return node_invite_encode(&inv, &d->ident, out, outlen);
-}
-
-/* Reads string args[key] into out.  1 present, 0 absent, -1 after replying
- * with an error. */
-static int arg_str(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                   int args, const char *key, char *out, size_t len, bool required) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0) {
-    if (!required)
-      return 0;
-    node_ctl_error(c, reqid, "bad_request", "missing string argument '%s'", key);
-    return -1;
-  }
-  int rv = node_json_str(line, t, i, out, len);
-  if (rv == -2) {
-    node_ctl_error(c, reqid, "bad_argument", "'%s' is too long (at most %zu bytes)", key, len - 1);
-    return -1;
-  }
-  if (rv < 0) {
-    node_ctl_error(c, reqid, "bad_request", "'%s' must be a string", key);
-    return -1;
-  }
-  return 1;
-}
-
-static int arg_int(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                   int args, const char *key, int64_t lo, int64_t hi, int64_t *out) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0)
-    return 0;
-  if (node_json_int(line, t, i, out) != 0 || *out < lo || *out > hi) {
-    node_ctl_error(c, reqid, "bad_argument", "'%s' must be a whole number from %lld to %lld", key,
-                   (long long)lo, (long long)hi);
-    return -1;
-  }
-  return 1;
-}
-
-static int arg_bool(client *c, const char *reqid, const char *line, const node_jt *t, int n,
-                    int args, const char *key, bool *out) {
-  int i = args >= 0 ? node_json_get(line, t, n, args, key) : -1;
-  if (i < 0)
-    return 0;
-  if (node_json_bool(line, t, i, out) != 0) {
-    node_ctl_error(c, reqid, "bad_request", "'%s' must be true or false", key);
-    return -1;
-  }
-  return 1;
-}
-
-static bool need_svc(rd_daemon *d, client *c, const char *reqid) {
-  if (d->svc)
-    return true;
-  node_ctl_error(c, reqid, "failed",
-                 "the mailbox service is not running (see roostd's log from its start)");
-  return false;
-}
-
-/* Adds (or updates) the friend of invite text, under name (NULL: the
- * invite's), and sends them a friend request with our own invite.  Replies. */
-static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *text,
-                       const char *name) {
-  node_invite inv;
-  char why[256];
-  int64_t now_ms = unix_ms();
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  if (node_invite_decode(text, (uint64_t)(now_ms / 1000), &inv, why, sizeof why) != 0) {
-    node_ctl_error(c, reqid, "bad_argument", "%s", why);
-    return;
-  }
-  if (!memcmp(inv.pk, d->ident.pk, DHT_PK_LEN)) {
-    node_ctl_error(c, reqid, "bad_argument", "that is this node's own invite");
-    return;
-  }
-  store_friend_row row, old;
-  bool known = store_appdb_friend_get(d->app, NULL, inv.pk, &old) == 0;
-  if (!name || !*name)
-    name = known ? old.name : inv.name;
-  if (!*name) {
-    node_ctl_error(c, reqid, "bad_argument", "the invite carries no name: give one (--name)");
-    return;
-  }
-  if (!node_invite_name_ok(name)) {
-    node_ctl_error(c, reqid, "bad_argument",
-                   "a name is 1 to %d bytes of UTF-8 without control characters",
-                   NODE_INVITE_NAME_MAX);
-    return;
-  }
-  uint8_t idpk[DHT_PK_LEN];
-  if (node_idtext_decode(name, idpk) == 0) {
-    node_ctl_error(c, reqid, "bad_argument", "a name cannot be a roost ID: choose another");
-    return;
-  }
-  store_friend_row clash;
-  if (store_appdb_friend_get(d->app, name, NULL, &clash) == 0 &&
-      memcmp(clash.f.pk, inv.pk, DHT_PK_LEN) != 0) {
-    char idt[NODE_IDTEXT_LEN + 1];
-    node_idtext_encode(clash.f.pk, idt);
-    node_ctl_error(c, reqid, "bad_argument",
-                   "you already have a friend named '%s' (%.8s...): choose another name (--name)",
-                   name, idt);
-    return;
-  }
-  memset(&row, 0, sizeof row);
-  snprintf(row.name, sizeof row.name, "%s", name);
-  memcpy(row.f.pk, inv.pk, DHT_PK_LEN);
-  row.f.nhosts = inv.nhosts;
-  memcpy(row.f.hosts, inv.hosts, sizeof inv.hosts);
-  uint32_t ep = store_epoch_of(now_ms, d->sset.epoch_ms);
-  row.f.fetched_epoch = known ? old.f.fetched_epoch : (ep > 0 ? ep - 1 : 0);
-  row.added_unix_ms = known ? old.added_unix_ms : now_ms;
-  int rv = store_appdb_friend_put(d->app, &row);
-  if (rv) {
-    node_ctl_error(c, reqid, "failed", "cannot save the friend: %s", store_strerror(rv));
-    return;
-  }
-  /* their addresses help us reach (and join) the network */
-  for (int i = 0; i < inv.naddrs; i++) {
-    dht_peer p;
-    memcpy(p.pk, inv.pk, DHT_PK_LEN);
-    p.addr = inv.addrs[i];
-    dht_ping(d->e, &p, now);
-    if (d->state != ST_READY && d->nextra < NODE_MAX_BOOTSTRAP)
-      d->extra_boot[d->nextra++] = p;
-  }
-  if (d->state != ST_READY && inv.naddrs > 0 && !d->boot_cmd)
-    node_daemon_bootstrap(d);
-  /* a request from them is answered by this */
-  for (int i = 0; i < d->nreqs; i++)
-    if (!memcmp(d->reqs[i].pk, inv.pk, DHT_PK_LEN)) {
-      memmove(d->reqs + i, d->reqs + i + 1, (size_t)(d->nreqs - i - 1) * sizeof d->reqs[0]);
-      d->nreqs--;
-      requests_save(d);
-      break;
-    }
-  const char *request = "not sent: the mailbox service is not running";
-  char reqwhy[128];
-  if (d->svc) {
-    if ((rv = store_friend_set(d->svc, &row.f, now)) != 0)
-      NLOG(NODE_LOG_WARN, "msg", "the service did not take the friend: %s", store_strerror(rv));
-    char mine[NODE_INVITE_TEXT_MAX + 1];
-    dht_ssize ml = make_invite(d, INVITE_DAYS, mine, sizeof mine, NULL);
-    int64_t id = ml > 0 ? store_request_send(d->svc, inv.pk, (const uint8_t *)mine, (size_t)ml, now)
-                        : DHT_ERR_INVAL;
-    if (id > 0) {
-      request = "sent";
-    } else {
-      snprintf(reqwhy, sizeof reqwhy, "not sent: %s", store_strerror((int)id));
-      request = reqwhy;
-    }
-  }
-  char idt[NODE_IDTEXT_LEN + 1];
-  node_idtext_encode(inv.pk, idt);
-  NLOG(NODE_LOG_INFO, "msg", "friend %s %s (%.8s)", known ? "updated" : "added", row.name, idt);
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "name", row.name);
-  node_jw_kstr(&w, "id", idt);
-  node_jw_kbool(&w, "added", !known);
-  node_jw_kint(&w, "hosts", inv.nhosts);
-  node_jw_kstr(&w, "request", request);
-  node_ctl_result_end(c, &w);
-}
-
-/* ---- the commands ------------------------------------------------------ */
-
-static void big_result_begin(node_jw *w, const char *reqid) {
-  node_jw_init(w, BIG_REPLY);
-  node_jw_obj(w);
-  node_jw_key(w, "id");
-  node_jw_raw(w, reqid, strlen(reqid));
-  node_jw_kbool(w, "ok", true);
-  node_jw_key(w, "result");
-  node_jw_obj(w);
-}
-
-static void cmd_invite(rd_daemon *d, client *c, const char *reqid, const char *line,
-                       const node_jt *t, int n, int args) {
-  int64_t days = INVITE_DAYS;
-  if (arg_int(c, reqid, line, t, n, args, "expires_days", 1, 365, &days) < 0)
-    return;
-  char text[NODE_INVITE_TEXT_MAX + 1];
-  uint64_t exp;
-  if (make_invite(d, (int)days, text, sizeof text, &exp) < 0) {
-    node_ctl_error(c, reqid, "failed", "cannot make the invite");
-    return;
-  }
-  node_invite inv;
-  char why[128];
-  node_invite_decode(text, 0, &inv, why, sizeof why);
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "invite", text);
-  node_jw_kstr(&w, "name", inv.name);
-  node_jw_kuint(&w, "expires_unix_s", exp);
-  node_jw_kint(&w, "addresses", inv.naddrs);
-  node_jw_kint(&w, "hosts", inv.nhosts);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_friend_list(rd_daemon *d, client *c, const char *reqid) {
-  int max = d->sset.max_friends > 0 ? d->sset.max_friends : 1;
-  store_friend_row *fr = calloc((size_t)max, sizeof *fr);
-  if (!fr) {
-    node_ctl_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  int nf = store_appdb_friend_list(d->app, fr, max);
-  node_jw w;
-  big_result_begin(&w, reqid);
-  node_jw_key(&w, "friends");
-  node_jw_arr(&w);
-  for (int i = 0; i < nf; i++) {
-    char idt[NODE_IDTEXT_LEN + 1];
-    node_idtext_encode(fr[i].f.pk, idt);
-    node_jw_obj(&w);
-    node_jw_kstr(&w, "name", fr[i].name);
-    node_jw_kstr(&w, "id", idt);
-    node_jw_kint(&w, "hosts", fr[i].f.nhosts);
-    node_jw_kint(&w, "added_unix_ms", fr[i].added_unix_ms);
-    node_jw_kuint(&w, "fetched_epoch", fr[i].f.fetched_epoch);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_ctl_result_end(c, &w);
-  free(fr);
-}
-
-static void cmd_friend_requests(rd_daemon *d, client *c, const char *reqid) {
-  node_jw w;
-  big_result_begin(&w, reqid);
-  node_jw_key(&w, "requests");
-  node_jw_arr(&w);
-  uint64_t now_s = (uint64_t)(unix_ms() / 1000);
-  for (int i = 0; i < d->nreqs; i++) {
-    const friend_req *r = &d->reqs[i];
-    char idt[NODE_IDTEXT_LEN + 1], note[STORE_NOTE_MAX + 1], why[256];
-    node_idtext_encode(r->pk, idt);
-    memcpy(note, r->note, r->len);
-    note[r->len] = 0;
-    node_invite inv;
-    int rv = strlen(note) == r->len ? node_invite_decode(note, now_s, &inv, why, sizeof why)
-                                    : NODE_INVITE_ERR_PREFIX;
-    if (rv == 0 && memcmp(inv.pk, r->pk, DHT_PK_LEN) != 0) {
-      rv = NODE_INVITE_ERR_SIGNATURE;
-      snprintf(why, sizeof why, "the invite in the request is someone else's");
-    } else if (rv == NODE_INVITE_ERR_PREFIX) {
-      snprintf(why, sizeof why, "the request carries no invite");
-    }
-    node_jw_obj(&w);
-    node_jw_kint(&w, "n", i + 1);
-    node_jw_kstr(&w, "id", idt);
-    node_jw_key(&w, "name");
-    if (rv == 0)
-      node_jw_str(&w, inv.name);
-    else
-      node_jw_null(&w);
-    node_jw_kint(&w, "received_unix_ms", r->unix_ms);
-    node_jw_kbool(&w, "valid", rv == 0);
-    if (rv)
-      node_jw_kstr(&w, "problem", why);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const char *line,
-                              const node_jt *t, int n, int args) {
-  int64_t k = 0;
-  char name[NODE_INVITE_NAME_MAX + 2] = "";
-  int rv = arg_int(c, reqid, line, t, n, args, "n", 1, MAX_REQUESTS, &k);
-  if (rv < 0)
-    return;
-  if (rv == 0) {
-    node_ctl_error(c, reqid, "bad_request", "missing number argument 'n'");
-    return;
-  }
-  if (arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
-    return;
-  if (k > d->nreqs) {
-    node_ctl_error(c, reqid, "not_found", "there is no request %lld (%d pending)", (long long)k,
-                   d->nreqs);
-    return;
-  }
-  const friend_req *r = &d->reqs[k - 1];
-  char note[STORE_NOTE_MAX + 1];
-  memcpy(note, r->note, r->len);
-  note[r->len] = 0;
-  node_invite inv;
-  char why[256];
-  if (strlen(note) != r->len || strncmp(note, NODE_INVITE_PREFIX, 13) != 0) {
-    node_ctl_error(c, reqid, "bad_argument", "request %lld carries no invite: ask them for one",
-                   (long long)k);
-    return;
-  }
-  if (node_invite_decode(note, (uint64_t)(unix_ms() / 1000), &inv, why, sizeof why) == 0 &&
-      memcmp(inv.pk, r->pk, DHT_PK_LEN) != 0) {
-    node_ctl_error(c, reqid, "bad_argument",
-                   "request %lld carries someone else's invite: it is not accepted", (long long)k);
-    return;
-  }
-  friend_add(d, c, reqid, note, name[0] ? name : NULL);
-}
-
-static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
-                              const node_jt *t, int n, int args) {
-  char who[128];
-  store_friend_row row;
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
-    return;
-  if (find_friend(d, who, &row) != 0) {
-    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
-    return;
-  }
-  int rv = store_appdb_friend_del(d->app, row.f.pk);
-  if (rv) {
-    node_ctl_error(c, reqid, "failed", "cannot remove: %s", store_strerror(rv));
-    return;
-  }
-  store_appdb_hosted_del(d->app, row.f.pk);
-  if (d->svc) {
-    store_friend_remove(d->svc, row.f.pk);
-    store_host_set(d->svc, row.f.pk, 0);
-  }
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "removed", row.name);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_send(rd_daemon *d, client *c, const char *reqid, const char *line, const node_jt *t,
-                     int n, int args) {
-  char who[128];
-  static char text[STORE_TEXT_MAX + 2];
-  if (arg_str(c, reqid, line, t, n, args, "to", who, sizeof who, true) < 0)
-    return;
-  int i = args >= 0 ? node_json_get(line, t, n, args, "text") : -1;
-  int len = i >= 0 ? node_json_str(line, t, i, text, sizeof text) : -1;
-  if (i < 0 || len == -1 || len == -3) {
-    node_ctl_error(c, reqid, "bad_request", "missing string argument 'text'");
-    return;
-  }
-  if (len == -2) {
-    node_ctl_error(c, reqid, "bad_argument", "the message is longer than %d bytes", STORE_TEXT_MAX);
-    return;
-  }
-  if (len == 0) {
-    node_ctl_error(c, reqid, "bad_argument", "the message is empty");
-    return;
-  }
-  store_friend_row row;
-  if (find_friend(d, who, &row) != 0) {
-    node_ctl_error(c, reqid, "not_found", "no friend named '%s' (roost friend list)", who);
-    return;
-  }
-  if (!need_svc(d, c, reqid))
-    return;
-  store_out_row o;
-  memset(&o, 0, sizeof o);
-  randombytes_buf(o.msg.id, STORE_MSGID_LEN);
-  o.msg.sent_unix_ms = unix_ms();
-  o.msg.kind = STORE_KIND_TEXT;
-  o.msg.len = (uint16_t)len;
-  memcpy(o.msg.body, text, (size_t)len);
-  memcpy(o.to_pk, row.f.pk, DHT_PK_LEN);
-  o.state = STORE_ST_QUEUED;
-  o.updated_unix_ms = o.msg.sent_unix_ms;
-  int rv = store_appdb_out_add(d->app, &o);
-  if (rv) {
-    node_ctl_error(c, reqid, "failed", "cannot save the message: %s", store_strerror(rv));
-    return;
-  }
-  int64_t id = store_send(d->svc, row.f.pk, &o.msg, (dht_ts)uv_now(&d->loop));
-  char mid[2 * STORE_MSGID_LEN + 1];
-  hex(o.msg.id, STORE_MSGID_LEN, mid);
-  if (id < 0) {
-    node_ctl_error(c, reqid, "failed",
-                   "the message is in the outbox but the service refused it now (%s); it is "
-                   "sent again when roostd restarts",
-                   store_strerror((int)id));
-    return;
-  }
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "msg_id", mid);
-  node_jw_kint(&w, "seq", o.seq);
-  node_jw_kstr(&w, "to", row.name);
-  node_jw_kstr(&w, "state", "queued");
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_outbox(rd_daemon *d, client *c, const char *reqid) {
-  store_out_row *rows = calloc(LIST_MAX, sizeof *rows);
-  if (!rows) {
-    node_ctl_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  int nr = store_appdb_out_list(d->app, 0, rows, LIST_MAX);
-  node_jw w;
-  big_result_begin(&w, reqid);
-  node_jw_key(&w, "messages");
-  node_jw_arr(&w);
-  for (int i = 0; i < nr; i++) {
-    const store_out_row *o = &rows[i];
-    char mid[2 * STORE_MSGID_LEN + 1];
-    hex(o->msg.id, STORE_MSGID_LEN, mid);
-    node_jw_obj(&w);
-    node_jw_kint(&w, "seq", o->seq);
-    node_jw_kstr(&w, "msg_id", mid);
-    jw_who(d, &w, "to", o->to_pk);
-    node_jw_kint(&w, "sent_unix_ms", o->msg.sent_unix_ms);
-    node_jw_kint(&w, "updated_unix_ms", o->updated_unix_ms);
-    node_jw_kstr(&w, "state", state_name(o->state));
-    node_jw_kint(&w, "receipts", o->receipts);
-    node_jw_kint(&w, "replicas", d->sset.replicas);
-    node_jw_key(&w, "reason");
-    if (o->reason)
-      node_jw_str(&w, store_strerror(o->reason));
-    else
-      node_jw_null(&w);
-    node_jw_key(&w, "text");
-    node_jw_strn(&w, (const char *)o->msg.body, o->msg.len);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_ctl_result_end(c, &w);
-  free(rows);
-}
-
-/* Marks rows read in roost.db and tells their senders (read receipts). */
-static void mark_read(rd_daemon *d, store_in_row *rows, int nr) {
-  dht_ts now = (dht_ts)uv_now(&d->loop);
-  bool *done = calloc((size_t)nr + 1, sizeof *done);
-  store_msgid *ids = calloc(64, sizeof *ids);
-  if (!done || !ids)
-    goto out;
-  for (int i = 0; i < nr; i++) {
-    if (rows[i].read || done[i])
-      continue;
-    int k = 0;
-    for (int j = i; j < nr; j++) {
-      if (rows[j].read || done[j] || memcmp(rows[j].from_pk, rows[i].from_pk, DHT_PK_LEN))
-        continue;
-      store_appdb_in_mark_read(d->app, rows[j].seq);
-      done[j] = true;
-      memcpy(ids[k++], rows[j].msg.id, STORE_MSGID_LEN);
-      if (k == 64) {
-        if (d->svc)
-          store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
-        k = 0;
-      }
-    }
-    if (k && d->svc)
-      store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
-  }
-out:
-  free(done);
-  free(ids);
-}
-
-static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const char *line,
-                      const node_jt *t, int n, int args) {
-  bool follow = false, unread = false, mark = true;
-  if (arg_bool(c, reqid, line, t, n, args, "follow", &follow) < 0 ||
-      arg_bool(c, reqid, line, t, n, args, "unread", &unread) < 0 ||
-      arg_bool(c, reqid, line, t, n, args, "mark_read", &mark) < 0)
-    return;
-  if (follow && d->nfollowers >= MAX_FOLLOWERS) {
-    node_ctl_error(c, reqid, "busy", "too many inbox subscriptions (%d)", MAX_FOLLOWERS);
-    return;
-  }
-  store_in_row *rows = calloc(LIST_MAX, sizeof *rows);
-  store_loss_row *loss = calloc(256, sizeof *loss);
-  if (!rows || !loss) {
-    free(rows);
-    free(loss);
-    node_ctl_error(c, reqid, "failed", "out of memory");
-    return;
-  }
-  int nr = store_appdb_in_list(d->app, 0, unread, rows, LIST_MAX);
-  int nl = store_appdb_loss_list(d->app, loss, 256);
-  if (nr < 0)
-    nr = 0;
-  if (nl < 0)
-    nl = 0;
-  if (!follow) {
-    node_jw w;
-    big_result_begin(&w, reqid);
-    node_jw_key(&w, "messages");
-    node_jw_arr(&w);
-    for (int i = 0; i < nr; i++)
-      jw_in_row(d, &w, &rows[i]);
-    node_jw_arr_end(&w);
-    node_jw_key(&w, "notices");
-    node_jw_arr(&w);
-    for (int i = 0; i < nl; i++)
-      jw_loss(d, &w, loss[i].from_pk, loss[i].epoch, loss[i].items, loss[i].unix_ms);
-    node_jw_arr_end(&w);
-    node_jw_kbool(&w, "more", nr == LIST_MAX);
-    node_ctl_result_end(c, &w);
-  } else {
-    /* what is there now, then new ones as they come: progress lines, no
-     * final reply (the client ends it by closing) */
-    for (int i = 0; i < nl; i++) {
-      node_jw w;
-      node_ctl_reply_begin(&w, reqid);
-      node_jw_key(&w, "progress");
-      node_jw_obj(&w);
-      node_jw_key(&w, "notice");
-      jw_loss(d, &w, loss[i].from_pk, loss[i].epoch, loss[i].items, loss[i].unix_ms);
-      node_jw_obj_end(&w);
-      node_ctl_reply_end(c, &w);
-    }
-    for (int i = 0; i < nr; i++) {
-      node_jw w;
-      node_ctl_reply_begin(&w, reqid);
-      node_jw_key(&w, "progress");
-      node_jw_obj(&w);
-      node_jw_key(&w, "message");
-      jw_in_row(d, &w, &rows[i]);
-      node_jw_obj_end(&w);
-      node_ctl_reply_end(c, &w);
-    }
-    follower *f = &d->followers[d->nfollowers++];
-    f->client = c->serial;
-    f->mark = mark;
-    snprintf(f->reqid, sizeof f->reqid, "%s", reqid);
-  }
-  if (mark)
-    mark_read(d, rows, nr);
-  free(rows);
-  free(loss);
-}
-
-static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const char *line,
-                      const node_jt *t, int n, int args) {
-  int64_t timeout = FETCH_TIMEOUT_MS;
-  if (arg_int(c, reqid, line, t, n, args, "timeout_ms", 1, 600000, &timeout) < 0)
-    return;
-  if (!need_svc(d, c, reqid))
-    return;
-  int64_t id = store_fetch(d->svc, (dht_ts)uv_now(&d->loop));
-  if (id < 0) {
-    node_ctl_error(c, reqid, id == DHT_ERR_FULL ? "busy" : "failed", "cannot fetch: %s",
-                   store_strerror((int)id));
-    return;
-  }
-  node_ctl_add_waiter(d, c, reqid, W_FETCH, id, (uint64_t)timeout);
-}
-
-static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const char *line,
-                         const node_jt *t, int n, int args) {
-  char who[128];
-  int64_t quota = 0;
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
-    return;
-  int rv = arg_int(c, reqid, line, t, n, args, "quota", 1, (int64_t)1 << 50, &quota);
-  if (rv < 0)
-    return;
-  if (rv == 0) {
-    node_ctl_error(c, reqid, "bad_request", "missing number argument 'quota' (bytes)");
-    return;
-  }
-  store_friend_row row;
-  if (find_friend(d, who, &row) != 0) {
-    node_ctl_error(c, reqid, "not_found",
-                   "no friend named '%s': only friends can be hosted (roost friend add)", who);
-    return;
-  }
-  store_hosted_row h;
-  memcpy(h.pk, row.f.pk, DHT_PK_LEN);
-  h.quota_bytes = quota;
-  if ((rv = store_appdb_hosted_put(d->app, &h)) != 0) {
-    node_ctl_error(c, reqid, "failed", "cannot save: %s", store_strerror(rv));
-    return;
-  }
-  if (d->svc && (rv = store_host_set(d->svc, row.f.pk, quota)) != 0) {
-    store_appdb_hosted_del(d->app, row.f.pk);
-    node_ctl_error(c, reqid, rv == DHT_ERR_FULL ? "busy" : "failed", "cannot host %s: %s", row.name,
-                   store_strerror(rv));
-    return;
-  }
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "name", row.name);
-  node_jw_kint(&w, "quota", quota);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_host_list(rd_daemon *d, client *c, const char *reqid) {
-  store_hosted_row hr[256];
-  int nh = store_appdb_hosted_list(d->app, hr, 256);
-  node_jw w;
-  big_result_begin(&w, reqid);
-  node_jw_key(&w, "hosted");
-  node_jw_arr(&w);
-  for (int i = 0; i < nh; i++) {
-    node_jw_obj(&w);
-    jw_who(d, &w, "id", hr[i].pk);
-    node_jw_kint(&w, "quota", hr[i].quota_bytes);
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_jw_key(&w, "my_hosts");
-  node_jw_arr(&w);
-  for (int i = 0; i < d->cfg.nmy_hosts; i++) {
-    char addr[DHT_ADDR_STRLEN];
-    node_jw_obj(&w);
-    jw_who(d, &w, "id", d->cfg.my_hosts[i].pk);
-    node_jw_kstr(&w, "addr", dht_addr_fmt(&d->cfg.my_hosts[i].addr, addr, sizeof addr));
-    node_jw_obj_end(&w);
-  }
-  node_jw_arr_end(&w);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const char *line,
-                            const node_jt *t, int n, int args) {
-  char who[128];
-  if (arg_str(c, reqid, line, t, n, args, "name", who, sizeof who, true) < 0)
-    return;
-  store_friend_row row;
-  if (find_friend(d, who, &row) != 0) {
-    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
-    return;
-  }
-  if (store_appdb_hosted_del(d->app, row.f.pk) != 0) {
-    node_ctl_error(c, reqid, "not_found", "you do not host %s", row.name);
-    return;
-  }
-  if (d->svc)
-    store_host_set(d->svc, row.f.pk, 0);
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "removed", row.name);
-  node_ctl_result_end(c, &w);
-}
-
-static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const char *line,
-                        const node_jt *t, int n, int args) {
-  char who[128];
-  if (arg_str(c, reqid, line, t, n, args, "friend", who, sizeof who, true) < 0)
-    return;
-  store_friend_row row;
-  if (find_friend(d, who, &row) != 0) {
-    node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
-    return;
-  }
-  uint8_t pair[STORE_KEY_LEN];
-  if (store_pair_secret(pair, &d->ident, row.f.pk) != 0) {
-    node_ctl_error(c, reqid, "failed", "that friend's key gives no pair secret");
-    return;
-  }
-  uint32_t ep = store_epoch_of(unix_ms(), d->sset.epoch_ms);
-  store_mbox_keys out, in;
-  store_mbox_derive(&out, pair, d->ident.pk, row.f.pk, ep);
-  store_mbox_derive(&in, pair, row.f.pk, d->ident.pk, ep);
-  char a[2 * STORE_MBOX_LEN + 1], b[2 * STORE_MBOX_LEN + 1];
-  hex(out.id, STORE_MBOX_LEN, a);
-  hex(in.id, STORE_MBOX_LEN, b);
-  sodium_memzero(pair, sizeof pair);
-  sodium_memzero(&out, sizeof out);
-  sodium_memzero(&in, sizeof in);
-  node_jw w;
-  node_ctl_result_begin(&w, reqid);
-  node_jw_kstr(&w, "name", row.name);
-  node_jw_kuint(&w, "epoch", ep);
-  node_jw_kstr(&w, "to_friend", a);
-  node_jw_kstr(&w, "from_friend", b);
-  node_ctl_result_end(c, &w);
-}
-
-bool node_msg_command(rd_daemon *d, client *c, const char *reqid, const char *cmd, const char *line,
-                      const node_jt *t, int n, int args) {
-  if (!strcmp(cmd, "invite")) {
-    cmd_invite(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "friend_add")) {
-    static char text[NODE_INVITE_TEXT_MAX + 64];
-    char name[NODE_INVITE_NAME_MAX + 2] = "";
-    if (arg_str(c, reqid, line, t, n, args, "invite", text, sizeof text, true) < 0 ||
-        arg_str(c, reqid, line, t, n, args, "name", name, sizeof name, false) < 0)
-      return true;
-    friend_add(d, c, reqid, text, name[0] ? name : NULL);
-  } else if (!strcmp(cmd, "friend_list")) {
-    cmd_friend_list(d, c, reqid);
-  } else if (!strcmp(cmd, "friend_remove")) {
-    cmd_friend_remove(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "friend_requests")) {
-    cmd_friend_requests(d, c, reqid);
-  } else if (!strcmp(cmd, "friend_accept")) {
-    cmd_friend_accept(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "send")) {
-    cmd_send(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "outbox")) {
-    cmd_outbox(d, c, reqid);
-  } else if (!strcmp(cmd, "inbox")) {
-    cmd_inbox(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "fetch")) {
-    cmd_fetch(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "host_add")) {
-    cmd_host_add(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "host_list")) {
-    cmd_host_list(d, c, reqid);
-  } else if (!strcmp(cmd, "host_remove")) {
-    cmd_host_remove(d, c, reqid, line, t, n, args);
-  } else if (!strcmp(cmd, "mailbox")) {
-    cmd_mailbox(d, c, reqid, line, t, n, args);
-  } else {
-    return false;
-  }
-  return true;
 }

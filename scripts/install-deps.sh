@@ -17,7 +17,7 @@ PACKAGES=(
   clang libclang-rt-14-dev
   # libraries
   libuv1-dev libsodium-dev libmsgpack-dev libminiupnpc-dev libnatpmp-dev
-  libsqlite3-dev libqrencode-dev
+  libsqlite3-dev libqrencode-dev libjansson-dev
   # tests, formatting, benchmark plots
   libcmocka-dev zlib1g-dev clang-format gnuplot-nox python3
   # natlab: network namespaces and NAT rules

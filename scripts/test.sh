@@ -18,7 +18,7 @@ BUILD=build
 have_deps() {
   command -v cmake >/dev/null 2>&1 && command -v pkg-config >/dev/null 2>&1 &&
     command -v cc >/dev/null 2>&1 &&
-    pkg-config --exists libsodium msgpack cmocka libuv sqlite3 miniupnpc 2>/dev/null &&
+    pkg-config --exists libsodium msgpack cmocka libuv sqlite3 miniupnpc jansson 2>/dev/null &&
     echo '#include <natpmp.h>' | cc -E -x c - >/dev/null 2>&1
 }
 if ! have_deps; then

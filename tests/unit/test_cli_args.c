@@ -8,18 +8,20 @@
  * the argument errors of the messaging commands (invite, friend, send,
  * outbox, inbox, fetch, host, mailbox) through the whole main().
  *
- * node/node_cli.c is compiled into this file (its main renamed) so that its
- * static functions can be called directly.
+ * It links roost_cli, the CLI without its main: node_cli.h declares what is
+ * tested, and node_cli_main runs the whole program.
  */
-#include <stdint.h>
+#include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-int roost_cli_main(int argc, char **argv);
-#define main roost_cli_main
-#include "../../node/node_cli.c"
-#undef main
+#include "node_cli.h"
 
-/* after node_cli.c: cmocka defines a fail() macro */
+/* after node_cli.h: cmocka defines a fail() macro */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -30,9 +32,9 @@ int roost_cli_main(int argc, char **argv);
 static void test_options_anywhere(void **state) {
   (void)state;
   char *argv[] = {"roost", "--json", "lookup", "--data-dir", "/x", "abc", "--timeout=2.5", NULL};
-  cli_opts o;
+  node_cli_opts o;
   char err[256] = "";
-  assert_int_equal(parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
+  assert_int_equal(node_cli_parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
   assert_true(o.json);
   assert_false(o.wait);
   assert_string_equal(o.cmd, "lookup");
@@ -43,7 +45,7 @@ static void test_options_anywhere(void **state) {
   assert_int_equal(o.timeout_ms, 2500);
 
   char *argv2[] = {"roost", "status", "--wait", "--socket=/run/r.sock", NULL};
-  assert_int_equal(parse_args(ARGC(argv2), argv2, &o, err, sizeof err), 0);
+  assert_int_equal(node_cli_parse_args(ARGC(argv2), argv2, &o, err, sizeof err), 0);
   assert_true(o.wait);
   assert_false(o.json);
   assert_string_equal(o.socket, "/run/r.sock");
@@ -51,20 +53,20 @@ static void test_options_anywhere(void **state) {
   assert_int_equal(o.npos, 0);
 
   char *argv3[] = {"roost", NULL};
-  assert_int_equal(parse_args(ARGC(argv3), argv3, &o, err, sizeof err), 0);
+  assert_int_equal(node_cli_parse_args(ARGC(argv3), argv3, &o, err, sizeof err), 0);
   assert_null(o.cmd);
 
   char *argv4[] = {"roost", "peers", "-h", NULL};
-  assert_int_equal(parse_args(ARGC(argv4), argv4, &o, err, sizeof err), 0);
+  assert_int_equal(node_cli_parse_args(ARGC(argv4), argv4, &o, err, sizeof err), 0);
   assert_true(o.help);
 }
 
 static void test_double_dash(void **state) {
   (void)state;
   char *argv[] = {"roost", "lookup", "--", "--json", "-", NULL};
-  cli_opts o;
+  node_cli_opts o;
   char err[256];
-  assert_int_equal(parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
+  assert_int_equal(node_cli_parse_args(ARGC(argv), argv, &o, err, sizeof err), 0);
   assert_false(o.json);
   assert_int_equal(o.npos, 2);
   assert_string_equal(o.pos[0], "--json");
@@ -95,66 +97,65 @@ static void test_usage_errors(void **state) {
     int argc = 1;
     for (int j = 0; j < 4 && cases[i][j]; j++)
       argv[argc++] = (char *)cases[i][j];
-    cli_opts o;
+    node_cli_opts o;
     char err[256] = "";
-    assert_int_equal(parse_args(argc, argv, &o, err, sizeof err), -1);
+    assert_int_equal(node_cli_parse_args(argc, argv, &o, err, sizeof err), -1);
     assert_true(strlen(err) > 0);
   }
   /* more positional arguments than are kept */
   char *many[] = {"roost", "a", "1", "2", "3", "4", "5", "6", "7", "8", "9", NULL};
-  cli_opts o;
+  node_cli_opts o;
   char err[256] = "";
-  assert_int_equal(parse_args(ARGC(many), many, &o, err, sizeof err), -1);
+  assert_int_equal(node_cli_parse_args(ARGC(many), many, &o, err, sizeof err), -1);
 }
 
 static void test_seconds(void **state) {
   (void)state;
-  assert_int_equal(parse_seconds("10"), 10000);
-  assert_int_equal(parse_seconds("0.5"), 500);
-  assert_int_equal(parse_seconds("0.0001"), 1);
-  assert_int_equal(parse_seconds("86400"), 86400000);
-  assert_int_equal(parse_seconds("86401"), -1);
-  assert_int_equal(parse_seconds(""), -1);
-  assert_int_equal(parse_seconds("0"), -1);
-  assert_int_equal(parse_seconds("inf"), -1);
-  assert_int_equal(parse_seconds("1x"), -1);
+  assert_int_equal(node_cli_parse_seconds("10"), 10000);
+  assert_int_equal(node_cli_parse_seconds("0.5"), 500);
+  assert_int_equal(node_cli_parse_seconds("0.0001"), 1);
+  assert_int_equal(node_cli_parse_seconds("86400"), 86400000);
+  assert_int_equal(node_cli_parse_seconds("86401"), -1);
+  assert_int_equal(node_cli_parse_seconds(""), -1);
+  assert_int_equal(node_cli_parse_seconds("0"), -1);
+  assert_int_equal(node_cli_parse_seconds("inf"), -1);
+  assert_int_equal(node_cli_parse_seconds("1x"), -1);
 }
 
 static void test_formatting(void **state) {
   (void)state;
   char b[32];
-  fmt_duration(0, b, sizeof b);
+  node_cli_duration(0, b, sizeof b);
   assert_string_equal(b, "0s");
-  fmt_duration(59, b, sizeof b);
+  node_cli_duration(59, b, sizeof b);
   assert_string_equal(b, "59s");
-  fmt_duration(187, b, sizeof b);
+  node_cli_duration(187, b, sizeof b);
   assert_string_equal(b, "3m 07s");
-  fmt_duration(3 * 3600 + 120, b, sizeof b);
+  node_cli_duration(3 * 3600 + 120, b, sizeof b);
   assert_string_equal(b, "3h 02m");
-  fmt_duration(2 * 86400 + 4 * 3600, b, sizeof b);
+  node_cli_duration(2 * 86400 + 4 * 3600, b, sizeof b);
   assert_string_equal(b, "2d 04h");
-  fmt_duration(-5, b, sizeof b);
+  node_cli_duration(-5, b, sizeof b);
   assert_string_equal(b, "-");
-  assert_int_equal(columns("abcdefghijkl\u2026"), 13);
+  assert_int_equal(node_cli_columns("abcdefghijkl\u2026"), 13);
   char s[] = "a\x1b[31mb\x7f";
-  sanitize(s);
+  node_cli_sanitize(s);
   assert_string_equal(s, "a?[31mb?");
 }
 
 static int progress_seen;
 
-static void count_progress(const cli *c, const reply *r, int prog) {
+static void count_progress(const node_cli *c, const json_t *prog) {
   (void)c;
-  (void)r;
   (void)prog;
   progress_seen++;
 }
 
-/* Feeds bytes to call() through a socketpair (then closes the writer when
- * close_after) and returns what call() returns. */
+/* Feeds bytes to node_cli_call() through a socketpair (then closes the writer when
+ * close_after) and returns what node_cli_call() returns. */
 static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_max,
                 int64_t wait_ms) {
-  static cli c;
+  static node_cli c;
   memset(&c, 0, sizeof c);
   snprintf(c.sock, sizeof c.sock, "test.sock");
   c.line_max = line_max;
@@ -164,17 +165,17 @@ static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_ma
   assert_int_equal(send(sv[1], bytes, n, MSG_NOSIGNAL), (ssize_t)n);
   if (close_after)
     close(sv[1]);
-  conn k = {.fd = sv[0], .cap = 64, .max = line_max};
+  node_cli_conn k = {.fd = sv[0], .cap = 64, .max = line_max};
   k.buf = malloc(k.cap);
   assert_non_null(k.buf);
-  reply r;
+  node_cli_reply r;
   progress_seen = 0;
-  int rv = call(&c, &k, now_ms() + wait_ms, wait_ms, count_progress, eof_ok, &r);
+  int rv = node_cli_call(&c, &k, node_cli_now_ms() + wait_ms, wait_ms, count_progress, eof_ok, &r);
   if (rv == EXIT_OK) {
-    assert_true(is_obj(&r, 0));
-    reply_free(&r);
+    assert_true(json_is_object(r.root));
+    node_cli_reply_free(&r);
   }
-  conn_close(&k);
+  node_cli_conn_close(&k);
   if (!close_after)
     close(sv[1]);
   return rv;
@@ -182,7 +183,7 @@ static int feed(const char *bytes, bool close_after, bool eof_ok, size_t line_ma
 
 static void test_protocol(void **state) {
   (void)state;
-  const size_t L = LINE_MAX_BYTES;
+  const size_t L = NODE_PROTO_LINE_MAX;
   assert_int_equal(feed("{\"id\":1,\"ok\":true,\"result\":{}}\n", false, false, L, 2000), EXIT_OK);
   assert_int_equal(feed("{\"id\":1,\"progress\":{\"state\":\"bootstrapping\",\"table_size\":3}}\n"
                         "{\"id\":1,\"progress\":{}}\n"
@@ -225,9 +226,9 @@ static void test_protocol(void **state) {
   assert_int_equal(feed("{\"id\":1,\"ok\":true}\n", false, false, 19, 2000), EXIT_OK);
   assert_int_equal(feed("{\"id\":1,\"ok\":true}\n", false, false, 18, 2000), EXIT_FAILED);
   /* silence until the deadline */
-  int64_t t0 = now_ms();
+  int64_t t0 = node_cli_now_ms();
   assert_int_equal(feed("", false, false, L, 100), EXIT_FAILED);
-  assert_true(now_ms() - t0 >= 100);
+  assert_true(node_cli_now_ms() - t0 >= 100);
   /* a reply that grows the buffer past its first size, one line among others */
   char big[4096];
   int off = snprintf(big, sizeof big,
@@ -247,7 +248,7 @@ static int run_cli(const char *const *args) {
   for (int i = 0; args[i]; i++)
     argv[argc++] = (char *)args[i];
   argv[argc] = NULL;
-  return roost_cli_main(argc, argv);
+  return node_cli_main(argc, argv);
 }
 
 static void test_messaging_usage(void **state) {
@@ -332,18 +333,18 @@ static void test_messaging_usage(void **state) {
 
 static void test_messaging_helpers(void **state) {
   (void)state;
-  assert_int_equal(parse_count("1", 1, 365), 1);
-  assert_int_equal(parse_count("365", 1, 365), 365);
-  assert_int_equal(parse_count("366", 1, 365), -1);
-  assert_int_equal(parse_count("0", 1, 365), -1);
-  assert_int_equal(parse_count("+3", 1, 365), -1);
-  assert_int_equal(parse_count("", 1, 365), -1);
+  assert_int_equal(node_cli_parse_count("1", 1, 365), 1);
+  assert_int_equal(node_cli_parse_count("365", 1, 365), 365);
+  assert_int_equal(node_cli_parse_count("366", 1, 365), -1);
+  assert_int_equal(node_cli_parse_count("0", 1, 365), -1);
+  assert_int_equal(node_cli_parse_count("+3", 1, 365), -1);
+  assert_int_equal(node_cli_parse_count("", 1, 365), -1);
   char s[64] = "line one\nline two is longer than the cut";
-  shorten(s, 12);
+  node_cli_shorten(s, 12);
   assert_string_equal(s, "line one li\u2026");
-  assert_int_equal(columns(s), 12);
+  assert_int_equal(node_cli_columns(s), 12);
   char u[64] = "\u00e9\u00e9\u00e9\u00e9";
-  shorten(u, 3);
+  node_cli_shorten(u, 3);
   assert_string_equal(u, "\u00e9\u00e9\u2026");
 }
 

@@ -1,10 +1,13 @@
 /*
- * test_json.c - node_json.c: exact writer output and escaping, the writer's
- * caps and misuse errors, strict parsing (a table of refused inputs, each
- * with its error), accessors at their edges, and a seeded fuzz loop: random
- * bytes, mutated valid documents and random writer documents must never
- * crash the parser, writer output must always parse, and whatever parses
- * must re-serialise into JSON that parses to the same structure.
+ * test_json.c - node_json.c over jansson: exact writer output (jansson's
+ * compact form) and the repair of invalid UTF-8, the writer's cap and misuse
+ * errors, the reader's rules (a table of refused inputs, each with its error
+ * code: syntax, bad UTF-8, trailing bytes, duplicate keys, depth, value
+ * count, range, a NUL in a key), the accessors at their edges, and a seeded
+ * fuzz loop: random bytes, mutated valid documents and random writer
+ * documents must never crash the reader, writer output must always parse,
+ * and whatever parses must re-serialise to a fixed point (what roost --json
+ * relies on to print roostd's result unchanged).
  *
  * The seed is printed; ROOST_SEED=<n> replays a run.
  */
@@ -22,7 +25,7 @@
 
 #include "node_json.h"
 
-#define NTOK 256
+#define NVAL 256          /* the value cap roostd puts on a request */
 enum { FUZZ_MAX = 2048 }; /* longest fuzz input */
 
 static uint64_t rng_state;
@@ -39,12 +42,22 @@ static size_t rng_below(size_t n) {
   return (size_t)(rng_next() % n);
 }
 
-/* Parses a NUL-terminated literal; asserts success and returns the count. */
-static int parse_ok(const char *s, node_jt *t) {
-  int n = node_json_parse(s, strlen(s), t, NTOK);
-  if (n <= 0)
-    fail_msg("refused (%d): %s", n, s);
-  return n;
+/* Parses a NUL-terminated literal; asserts success and returns the tree. */
+static json_t *parse_ok(const char *s) {
+  json_t *v;
+  char why[200];
+  int rv = node_json_parse(s, strlen(s), NVAL, &v, why, sizeof why);
+  if (rv != 0)
+    fail_msg("refused (%d, %s): %s", rv, why, s);
+  return v;
+}
+
+/* The writer's document, which must be complete. */
+static const char *done(node_jw *w) {
+  const char *s = node_jw_done(w, NULL);
+  if (!s)
+    fail_msg("writer failed (%d)", w->err);
+  return s;
 }
 
 /* ---- writer ------------------------------------------------------------ */
@@ -58,7 +71,8 @@ static void test_writer_nested(void **state) {
   node_jw_kstr(&w, "name", "roost");
   node_jw_kint(&w, "n", -42);
   node_jw_kint(&w, "min", INT64_MIN);
-  node_jw_kuint(&w, "u", UINT64_MAX);
+  node_jw_kuint(&w, "max", INT64_MAX);
+  node_jw_kuint(&w, "u", UINT64_MAX); /* past int64: a real */
   node_jw_kbool(&w, "ok", true);
   node_jw_kdouble(&w, "d", 0.5);
   node_jw_kdouble(&w, "tenth", 0.1);
@@ -74,7 +88,7 @@ static void test_writer_nested(void **state) {
   node_jw_obj_end(&w);
   node_jw_arr(&w);
   node_jw_arr_end(&w);
-  node_jw_raw(&w, "[3]", 3);
+  node_jw_raw(&w, " [3] ", 5);
   node_jw_arr_end(&w);
   node_jw_key(&w, "nested");
   node_jw_obj(&w);
@@ -87,20 +101,31 @@ static void test_writer_nested(void **state) {
   node_jw_obj_end(&w);
   node_jw_obj_end(&w);
   const char *want = "{\"name\":\"roost\",\"n\":-42,\"min\":-9223372036854775808,"
-                     "\"u\":18446744073709551615,\"ok\":true,\"d\":0.5,"
-                     "\"tenth\":0.10000000000000001,\"nan\":null,\"inf\":null,\"none\":null,"
-                     "\"list\":[1,\"two\",null,{},[],[3]],"
-                     "\"nested\":{\"deep\":[false,-0,1.0000000000000001e+300]}}";
+                     "\"max\":9223372036854775807,\"u\":1.8446744073709552e19,\"ok\":true,"
+                     "\"d\":0.5,\"tenth\":0.10000000000000001,\"nan\":null,\"inf\":null,"
+                     "\"none\":null,\"list\":[1,\"two\",null,{},[],[3]],"
+                     "\"nested\":{\"deep\":[false,-0.0,1.0000000000000001e300]}}";
   const char *got = node_jw_done(&w, &len);
   assert_non_null(got);
   assert_string_equal(got, want);
   assert_int_equal(len, strlen(want));
+  assert_ptr_equal(node_jw_done(&w, NULL), got); /* done twice: the same text */
   node_jw_free(&w);
   assert_null(node_jw_done(&w, NULL)); /* reset: nothing written */
 
   /* a scalar is a whole document too */
   node_jw_str(&w, "x");
-  assert_string_equal(node_jw_done(&w, NULL), "\"x\"");
+  assert_string_equal(done(&w), "\"x\"");
+  node_jw_free(&w);
+
+  /* a parsed value goes in as it is (the writer takes its own reference) */
+  json_t *v = parse_ok("{\"a\":[1,{\"b\":null}],\"c\":\"\\u00e9\"}");
+  node_jw_obj(&w);
+  node_jw_key(&w, "v");
+  node_jw_value(&w, v);
+  node_jw_obj_end(&w);
+  json_decref(v);
+  assert_string_equal(done(&w), "{\"v\":{\"a\":[1,{\"b\":null}],\"c\":\"\xc3\xa9\"}}");
   node_jw_free(&w);
 }
 
@@ -111,9 +136,14 @@ static void test_writer_escapes(void **state) {
   node_jw_init(&w, 1024);
   for (int c = 0; c < 0x20; c++) {
     char ch = (char)c;
+    static const char shortesc[] = {
+        ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n', ['\r'] = 'r', ['\t'] = 't'};
     node_jw_strn(&w, &ch, 1);
-    snprintf(want, sizeof want, "\"\\u%04x\"", c);
-    assert_string_equal(node_jw_done(&w, NULL), want);
+    if (c < (int)sizeof shortesc && shortesc[c])
+      snprintf(want, sizeof want, "\"\\%c\"", shortesc[c]);
+    else
+      snprintf(want, sizeof want, "\"\\u%04X\"", c);
+    assert_string_equal(done(&w), want);
     node_jw_free(&w);
   }
   static const struct {
@@ -128,20 +158,20 @@ static void test_writer_escapes(void **state) {
       {"\xf4\x90\x80\x80", "\"\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\""},
       {"\xe2\x82", "\"\xef\xbf\xbd\xef\xbf\xbd\""}, /* cut short */
       {"\xe2\x82z", "\"\xef\xbf\xbd\xef\xbf\xbdz\""},
-      {"\x80x\xc3\xa9", "\"\xef\xbf\xbdx\xc3\xa9\""},
+      {"\x80x\xc3\xa9\n", "\"\xef\xbf\xbdx\xc3\xa9\\n\""},
       {"", "\"\""},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     node_jw_str(&w, cases[i].in);
-    assert_string_equal(node_jw_done(&w, NULL), cases[i].out);
+    assert_string_equal(done(&w), cases[i].out);
     node_jw_free(&w);
   }
-  /* keys are escaped the same way; a NUL inside strn is kept */
+  /* keys are repaired the same way; a NUL inside strn is kept */
   node_jw_obj(&w);
   node_jw_key(&w, "k\"\n\xff");
   node_jw_strn(&w, "a\0b", 3);
   node_jw_obj_end(&w);
-  assert_string_equal(node_jw_done(&w, NULL), "{\"k\\\"\\u000a\xef\xbf\xbd\":\"a\\u0000b\"}");
+  assert_string_equal(done(&w), "{\"k\\\"\\n\xef\xbf\xbd\":\"a\\u0000b\"}");
   node_jw_free(&w);
 }
 
@@ -171,6 +201,12 @@ static void test_writer_misuse(void **state) {
   node_jw_free(&w);
 
   node_jw_obj(&w);
+  node_jw_kint(&w, "k", 1);
+  node_jw_kint(&w, "k", 2); /* a key twice: the reader would refuse it */
+  assert_int_equal(w.err, NODE_JW_ERR_USAGE);
+  node_jw_free(&w);
+
+  node_jw_obj(&w);
   node_jw_key(&w, "k");
   node_jw_obj_end(&w); /* key left dangling */
   assert_int_equal(w.err, NODE_JW_ERR_USAGE);
@@ -191,9 +227,22 @@ static void test_writer_misuse(void **state) {
   assert_null(node_jw_done(&w, NULL));
   node_jw_free(&w);
 
+  node_jw_raw(&w, "[1] 2", 5); /* raw text that is not one value */
+  assert_int_equal(w.err, NODE_JW_ERR_USAGE);
+  node_jw_free(&w);
+  node_jw_value(&w, NULL);
+  assert_int_equal(w.err, NODE_JW_ERR_USAGE);
+  node_jw_free(&w);
+
   node_jw_obj(&w); /* unbalanced: no error code, but no document */
   assert_int_equal(w.err, 0);
   assert_null(node_jw_done(&w, NULL));
+  node_jw_free(&w);
+
+  node_jw_null(&w); /* nothing after done */
+  assert_non_null(node_jw_done(&w, NULL));
+  node_jw_null(&w);
+  assert_int_equal(w.err, NODE_JW_ERR_USAGE);
   node_jw_free(&w);
 
   /* NODE_JSON_MAX_DEPTH containers are fine, one more is not */
@@ -210,14 +259,13 @@ static void test_writer_misuse(void **state) {
   assert_int_equal(w.err, NODE_JW_ERR_DEPTH);
   node_jw_free(&w);
 
-  /* errors are sticky: nothing more is written */
+  /* errors are sticky: nothing more is written, and no document comes */
   node_jw_arr(&w);
   node_jw_key(&w, "k");
-  size_t len = w.len;
   node_jw_int(&w, 1);
   node_jw_arr_end(&w);
-  assert_int_equal(w.len, len);
   assert_int_equal(w.err, NODE_JW_ERR_USAGE);
+  assert_int_equal(json_array_size(w.root), 0);
   assert_null(node_jw_done(&w, NULL));
   node_jw_free(&w);
 }
@@ -229,49 +277,52 @@ static void test_writer_cap(void **state) {
   node_jw_arr(&w);
   node_jw_int(&w, 1);
   node_jw_arr_end(&w);
-  assert_string_equal(node_jw_done(&w, NULL), "[1]");
-  assert_true(w.cap <= 4);
+  assert_string_equal(done(&w), "[1]");
   node_jw_free(&w);
 
   node_jw_init(&w, 3);
   node_jw_arr(&w);
   node_jw_int(&w, 1);
   node_jw_arr_end(&w);
-  assert_int_equal(w.err, NODE_JW_ERR_FULL);
   assert_null(node_jw_done(&w, NULL));
+  assert_int_equal(w.err, NODE_JW_ERR_FULL);
   node_jw_arr_end(&w); /* sticky, no crash */
   assert_int_equal(w.err, NODE_JW_ERR_FULL);
+  assert_null(w.text);
   node_jw_free(&w);
 
   node_jw_init(&w, 0);
   node_jw_null(&w);
+  assert_null(node_jw_done(&w, NULL));
   assert_int_equal(w.err, NODE_JW_ERR_FULL);
-  assert_null(w.buf);
   node_jw_free(&w);
 
-  /* growth by doubling across many writes, never past max */
-  node_jw_init(&w, 1000);
-  node_jw_arr(&w);
-  int i;
-  for (i = 0; !w.err; i++) {
-    node_jw_str(&w, "0123456789");
-    assert_true(w.cap <= 1000);
+  /* "[" + 13 bytes per element, "]" and the NUL: 76 elements fit in 1000 */
+  for (int n = 76; n <= 77; n++) {
+    node_jw_init(&w, 1000);
+    node_jw_arr(&w);
+    for (int i = 0; i < n; i++)
+      node_jw_str(&w, "0123456789");
+    node_jw_arr_end(&w);
+    if (n == 76) {
+      size_t len;
+      assert_non_null(node_jw_done(&w, &len));
+      assert_int_equal(len, 13 * 76 + 1);
+    } else {
+      assert_null(node_jw_done(&w, NULL));
+      assert_int_equal(w.err, NODE_JW_ERR_FULL);
+    }
+    node_jw_free(&w);
   }
-  assert_int_equal(w.err, NODE_JW_ERR_FULL);
-  assert_int_equal(i, 77); /* "[" + 13 bytes per element + NUL: 76 fit */
-  assert_null(node_jw_done(&w, NULL));
-  node_jw_free(&w);
 }
 
-/* ---- parser: round trip and accessors ---------------------------------- */
+/* ---- reader: round trip and accessors ---------------------------------- */
 
 static void test_roundtrip(void **state) {
   (void)state;
   node_jw w;
-  node_jt t[NTOK];
   char buf[64];
   int64_t iv;
-  double dv;
   bool bv;
   node_jw_init(&w, 4096);
   node_jw_obj(&w);
@@ -287,135 +338,130 @@ static void test_roundtrip(void **state) {
   node_jw_obj_end(&w);
   node_jw_null(&w);
   node_jw_arr_end(&w);
-  node_jw_kuint(&w, "big", UINT64_MAX);
+  node_jw_kint(&w, "big", INT64_MAX);
   node_jw_obj_end(&w);
   size_t len;
   const char *s = node_jw_done(&w, &len);
   assert_non_null(s);
 
-  int n = node_json_parse(s, len, t, NTOK);
-  assert_int_equal(n, 18); /* obj, 6 keys, 6 values, 3 elements, bob's key + value */
-  assert_int_equal(t[0].type, NODE_JSON_OBJ);
-  assert_int_equal(t[0].size, 6);
-  assert_int_equal(t[0].next, n);
-  assert_int_equal(t[0].start, 0);
-  assert_int_equal(t[0].end, (int)len);
+  json_t *v;
+  /* obj, 6 keys, 6 values, 3 elements, bob's key + value: 18 */
+  assert_int_equal(node_json_parse(s, len, 17, &v, NULL, 0), NODE_JSON_ERR_TOOMANY);
+  assert_null(v);
+  assert_int_equal(node_json_parse(s, len, 18, &v, NULL, 0), 0);
+  assert_true(json_is_object(v));
+  assert_int_equal(json_object_size(v), 6);
 
-  int i = node_json_get(s, t, n, 0, "cmd");
-  assert_int_equal(node_json_str(s, t, i, buf, sizeof buf), 12);
+  assert_int_equal(node_json_str(json_object_get(v, "cmd"), buf, sizeof buf), 12);
   assert_string_equal(buf, "send \"hi\"\n\xc3\xa9");
-  assert_int_equal(node_json_int(s, t, node_json_get(s, t, n, 0, "id"), &iv), 0);
+  assert_int_equal(node_json_int(json_object_get(v, "id"), &iv), 0);
   assert_int_equal(iv, -7);
-  assert_int_equal(node_json_bool(s, t, node_json_get(s, t, n, 0, "urgent"), &bv), 0);
+  assert_int_equal(node_json_bool(json_object_get(v, "urgent"), &bv), 0);
   assert_true(bv);
-  assert_int_equal(node_json_double(s, t, node_json_get(s, t, n, 0, "ttl"), &dv), 0);
-  assert_true(dv == 2.5);
-  assert_int_equal(node_json_int(s, t, node_json_get(s, t, n, 0, "big"), &iv), -1);
-  assert_int_equal(node_json_double(s, t, node_json_get(s, t, n, 0, "big"), &dv), 0);
-  assert_true(dv == 18446744073709551615.0);
+  assert_true(json_real_value(json_object_get(v, "ttl")) == 2.5);
+  assert_int_equal(node_json_int(json_object_get(v, "big"), &iv), 0);
+  assert_int_equal(iv, INT64_MAX);
 
-  /* walking the array through next links */
-  int to = node_json_get(s, t, n, 0, "to");
-  assert_int_equal(t[to].type, NODE_JSON_ARR);
-  assert_int_equal(t[to].size, 3);
-  int c = to + 1;
-  assert_int_equal(node_json_str(s, t, c, buf, sizeof buf), 5);
+  const json_t *to = json_object_get(v, "to");
+  assert_int_equal(json_array_size(to), 3);
+  assert_int_equal(node_json_str(json_array_get(to, 0), buf, sizeof buf), 5);
   assert_string_equal(buf, "alice");
-  c = t[c].next;
-  assert_int_equal(t[c].type, NODE_JSON_OBJ);
-  int name = node_json_get(s, t, n, c, "name");
-  assert_int_equal(node_json_str(s, t, name, buf, sizeof buf), 3);
+  assert_int_equal(node_json_str(json_object_get(json_array_get(to, 1), "name"), buf, sizeof buf),
+                   3);
   assert_string_equal(buf, "bob");
-  c = t[c].next;
-  assert_true(node_json_is_null(t, c));
-  assert_int_equal(t[c].next, t[to].next);
+  assert_true(json_is_null(json_array_get(to, 2)));
 
-  /* walking the object's keys: a key's next is the next key */
+  /* keys come back in the order written */
   static const char *keys[] = {"cmd", "id", "urgent", "ttl", "to", "big"};
-  c = 1;
-  for (int k = 0; k < t[0].size; k++, c = t[c].next) {
-    assert_int_equal(node_json_str(s, t, c, buf, sizeof buf), (int)strlen(keys[k]));
-    assert_string_equal(buf, keys[k]);
-    assert_int_equal(t[c].size, 1);
+  const char *k;
+  json_t *c;
+  int i = 0;
+  json_object_foreach(v, k, c) {
+    assert_string_equal(k, keys[i]);
+    i++;
   }
-  assert_int_equal(c, n);
+
+  /* re-serialising reproduces the writer's text byte for byte */
+  size_t dl;
+  char *d = node_json_dump(v, &dl);
+  assert_non_null(d);
+  assert_int_equal(dl, len);
+  assert_string_equal(d, s);
+  free(d);
 
   /* misses and wrong types */
-  assert_int_equal(node_json_get(s, t, n, 0, "nope"), -1);
-  assert_int_equal(node_json_get(s, t, n, 0, "cm"), -1);
-  assert_int_equal(node_json_get(s, t, n, 0, "cmdx"), -1);
-  assert_int_equal(node_json_get(s, t, n, to, "cmd"), -1);
-  assert_int_equal(node_json_get(s, t, n, -1, "cmd"), -1);
-  assert_int_equal(node_json_get(s, t, n, n, "cmd"), -1);
-  assert_int_equal(node_json_str(s, t, -1, buf, sizeof buf), -1);
-  assert_int_equal(node_json_str(s, t, 0, buf, sizeof buf), -1);
-  assert_int_equal(node_json_int(s, t, -1, &iv), -1);
-  assert_int_equal(node_json_int(s, t, i, &iv), -1);
-  assert_int_equal(node_json_bool(s, t, i, &bv), -1);
-  assert_int_equal(node_json_bool(s, t, -1, &bv), -1);
-  assert_int_equal(node_json_double(s, t, i, &dv), -1);
-  assert_false(node_json_is_null(t, -1));
-  assert_false(node_json_is_null(t, i));
+  assert_null(json_object_get(v, "nope"));
+  assert_null(json_object_get(v, "cm"));
+  assert_null(json_object_get(to, "cmd"));
+  assert_null(json_object_get(NULL, "cmd"));
+  assert_int_equal(node_json_str(NULL, buf, sizeof buf), -1);
+  assert_int_equal(node_json_str(v, buf, sizeof buf), -1);
+  assert_int_equal(node_json_str(json_object_get(v, "id"), buf, sizeof buf), -1);
+  assert_int_equal(node_json_int(NULL, &iv), -1);
+  assert_int_equal(node_json_int(json_object_get(v, "cmd"), &iv), -1);
+  assert_int_equal(node_json_int(json_object_get(v, "ttl"), &iv), -1);
+  assert_int_equal(node_json_bool(json_object_get(v, "cmd"), &bv), -1);
+  assert_int_equal(node_json_bool(NULL, &bv), -1);
+  assert_null(node_json_dump(NULL, NULL));
+  json_decref(v);
   node_jw_free(&w);
 }
 
 static void test_strings(void **state) {
   (void)state;
-  node_jt t[NTOK];
   char buf[32];
-  const char *s = "\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, sizeof buf), 8);
+  json_t *v = parse_ok("\"\\\"\\\\\\/\\b\\f\\n\\r\\t\"");
+  assert_int_equal(node_json_str(v, buf, sizeof buf), 8);
   assert_string_equal(buf, "\"\\/\b\f\n\r\t");
+  json_decref(v);
 
-  s = "\"\\u00e9\\u20AC\\ud83d\\ude00\\uD83D\\uDE00x\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, sizeof buf), 14);
+  v = parse_ok("\"\\u00e9\\u20AC\\ud83d\\ude00\\uD83D\\uDE00x\"");
+  assert_int_equal(node_json_str(v, buf, sizeof buf), 14);
   assert_string_equal(buf, "\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\xf0\x9f\x98\x80x");
+  json_decref(v);
 
   /* out must hold length + 1 */
-  s = "\"abcd\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, 5), 4);
+  v = parse_ok("\"abcd\"");
+  assert_int_equal(node_json_str(v, buf, 5), 4);
   assert_string_equal(buf, "abcd");
-  assert_int_equal(node_json_str(s, t, 0, buf, 4), -2);
-  assert_int_equal(node_json_str(s, t, 0, buf, 0), -2);
-  s = "\"\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, 1), 0);
-  assert_int_equal(node_json_str(s, t, 0, buf, 0), -2);
+  assert_int_equal(node_json_str(v, buf, 4), -2);
+  assert_int_equal(node_json_str(v, buf, 0), -2);
+  json_decref(v);
+  v = parse_ok("\"\"");
+  assert_int_equal(node_json_str(v, buf, 1), 0);
+  assert_int_equal(node_json_str(v, buf, 0), -2);
+  json_decref(v);
 
-  /* U+0000 cannot be a C string, even where it would not fit */
-  s = "\"a\\u0000b\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, sizeof buf), -3);
-  assert_int_equal(node_json_str(s, t, 0, buf, 1), -3);
+  /* U+0000 is valid JSON in a value, but cannot be a C string, even where
+   * it would not fit */
+  v = parse_ok("\"a\\u0000b\"");
+  assert_int_equal(json_string_length(v), 3);
+  assert_int_equal(node_json_str(v, buf, sizeof buf), -3);
+  assert_int_equal(node_json_str(v, buf, 1), -3);
+  json_decref(v);
 
   /* raw UTF-8 at the edges of the ranges */
-  s = "\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf\x7f"
-      "\"";
-  parse_ok(s, t);
-  assert_int_equal(node_json_str(s, t, 0, buf, sizeof buf), 22);
+  v = parse_ok("\"\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f"
+               "\xbf\xbf\x7f\"");
+  assert_int_equal(node_json_str(v, buf, sizeof buf), 22);
+  json_decref(v);
 
   /* keys compare unescaped; duplicates are per object */
-  s = "{\"\\u0061\":1,\"\\u00e9\":{\"a\":2},\"\":3}";
-  int n = parse_ok(s, t);
-  int64_t v;
-  assert_int_equal(node_json_int(s, t, node_json_get(s, t, n, 0, "a"), &v), 0);
-  assert_int_equal(v, 1);
-  int o = node_json_get(s, t, n, 0, "\xc3\xa9");
-  assert_int_equal(t[o].type, NODE_JSON_OBJ);
-  assert_int_equal(node_json_int(s, t, node_json_get(s, t, n, o, "a"), &v), 0);
-  assert_int_equal(v, 2);
-  assert_int_equal(node_json_int(s, t, node_json_get(s, t, n, 0, ""), &v), 0);
-  assert_int_equal(v, 3);
+  v = parse_ok("{\"\\u0061\":1,\"\\u00e9\":{\"a\":2},\"\":3}");
+  int64_t n;
+  assert_int_equal(node_json_int(json_object_get(v, "a"), &n), 0);
+  assert_int_equal(n, 1);
+  const json_t *o = json_object_get(v, "\xc3\xa9");
+  assert_true(json_is_object(o));
+  assert_int_equal(node_json_int(json_object_get(o, "a"), &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(node_json_int(json_object_get(v, ""), &n), 0);
+  assert_int_equal(n, 3);
+  json_decref(v);
 }
 
 static void test_numbers(void **state) {
   (void)state;
-  node_jt t[NTOK];
-  int64_t v;
-  double d;
   static const struct {
     const char *s;
     int ok;
@@ -426,78 +472,53 @@ static void test_numbers(void **state) {
       {"123", 0, 123},
       {"9223372036854775807", 0, INT64_MAX},
       {"-9223372036854775808", 0, INT64_MIN},
-      {"9223372036854775808", -1, 0},
-      {"-9223372036854775809", -1, 0},
-      {"18446744073709551616", -1, 0},
-      {"99999999999999999999999", -1, 0},
-      {"1.0", -1, 0},
+      {"1.0", -1, 0}, /* reals are not integers, whole or not */
       {"1e2", -1, 0},
       {"-1E0", -1, 0},
   };
   for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++) {
-    parse_ok(ints[i].s, t);
-    v = 42;
-    assert_int_equal(node_json_int(ints[i].s, t, 0, &v), ints[i].ok);
+    json_t *j = parse_ok(ints[i].s);
+    int64_t v = 42;
+    assert_int_equal(node_json_int(j, &v), ints[i].ok);
     assert_int_equal(v, ints[i].ok ? 42 : ints[i].v);
+    json_decref(j);
   }
-
-  parse_ok("-0", t);
-  assert_int_equal(node_json_double("-0", t, 0, &d), 0);
-  assert_true(d == 0 && signbit(d));
-  parse_ok("1e308", t);
-  assert_int_equal(node_json_double("1e308", t, 0, &d), 0);
-  assert_true(d == 1e308);
-  parse_ok("-1.5E-3", t);
-  assert_int_equal(node_json_double("-1.5E-3", t, 0, &d), 0);
-  assert_true(d == -1.5e-3);
-  parse_ok("1e309", t); /* valid JSON, but no finite double */
-  assert_int_equal(node_json_double("1e309", t, 0, &d), -1);
-  parse_ok("4.9e-325", t); /* underflows to zero: accepted */
-  assert_int_equal(node_json_double("4.9e-325", t, 0, &d), 0);
-
-  char big[200];
-  memset(big, '1', sizeof big - 1);
-  big[sizeof big - 1] = '\0';
-  parse_ok(big, t);
-  assert_int_equal(node_json_double(big, t, 0, &d), -1); /* longer than 127 bytes */
-  big[128] = '\0';
-  parse_ok(big, t);
-  assert_int_equal(node_json_double(big, t, 0, &d), -1);
-  big[127] = '\0';
-  parse_ok(big, t);
-  assert_int_equal(node_json_double(big, t, 0, &d), 0);
+  json_t *j = parse_ok("-0.0");
+  assert_true(json_real_value(j) == 0 && signbit(json_real_value(j)));
+  json_decref(j);
+  j = parse_ok("1e308");
+  assert_true(json_real_value(j) == 1e308);
+  json_decref(j);
+  j = parse_ok("-1.5E-3");
+  assert_true(json_real_value(j) == -1.5e-3);
+  json_decref(j);
+  j = parse_ok("4.9e-325"); /* underflows to zero: accepted */
+  assert_true(json_real_value(j) == 0);
+  json_decref(j);
 }
 
 static void test_valid_edges(void **state) {
   (void)state;
-  node_jt t[NTOK];
   bool b;
-  int n = parse_ok("{}", t);
-  assert_int_equal(n, 1);
-  assert_int_equal(t[0].type, NODE_JSON_OBJ);
-  assert_int_equal(t[0].size, 0);
-  assert_int_equal(t[0].next, 1);
+  json_t *v = parse_ok("{}");
+  assert_true(json_is_object(v));
+  assert_int_equal(json_object_size(v), 0);
+  json_decref(v);
 
-  n = parse_ok(" \t\r\n[ ] \n", t);
-  assert_int_equal(n, 1);
-  assert_int_equal(t[0].type, NODE_JSON_ARR);
-  assert_int_equal(t[0].start, 4);
-  assert_int_equal(t[0].end, 7);
+  v = parse_ok(" \t\r\n[ ] \n");
+  assert_true(json_is_array(v));
+  json_decref(v);
 
-  n = parse_ok("[true,false,null]", t);
-  assert_int_equal(n, 4);
-  assert_int_equal(node_json_bool("", t, 1, &b), 0);
+  v = parse_ok("[true,false,null]");
+  assert_int_equal(node_json_bool(json_array_get(v, 0), &b), 0);
   assert_true(b);
-  assert_int_equal(node_json_bool("", t, 2, &b), 0);
+  assert_int_equal(node_json_bool(json_array_get(v, 1), &b), 0);
   assert_false(b);
-  assert_true(node_json_is_null(t, 3));
-
-  n = parse_ok("\"ab\"", t);
-  assert_int_equal(t[0].start, 1);
-  assert_int_equal(t[0].end, 3);
+  assert_true(json_is_null(json_array_get(v, 2)));
+  json_decref(v);
 
   /* the same key in different objects is fine */
-  parse_ok("{\"a\":{\"a\":[{\"a\":1},{\"a\":2}]},\"b\":1}", t);
+  json_decref(parse_ok("{\"a\":{\"a\":[{\"a\":1},{\"a\":2}]},\"b\":1}"));
 
   /* exactly NODE_JSON_MAX_DEPTH deep, with an object in the middle */
   char deep[2 * NODE_JSON_MAX_DEPTH + 16];
@@ -506,26 +527,31 @@ static void test_valid_edges(void **state) {
     k += (size_t)snprintf(deep + k, sizeof deep - k, d == 10 ? "{\"\":" : "[");
   for (int d = NODE_JSON_MAX_DEPTH - 1; d >= 0; d--)
     deep[k++] = d == 10 ? '}' : ']';
-  n = node_json_parse(deep, k, t, NTOK);
-  assert_int_equal(n, NODE_JSON_MAX_DEPTH + 1);
+  assert_int_equal(node_json_parse(deep, k, NVAL, &v, NULL, 0), 0);
+  json_decref(v);
 
-  /* the input needs no NUL, and one in the middle is just a byte */
+  /* the input needs no NUL, and is never read past len */
   const char nul[] = "[1]\0";
-  assert_int_equal(node_json_parse(nul, 3, t, NTOK), 2);
-  assert_int_equal(node_json_parse(NULL, 0, t, NTOK), NODE_JSON_ERR_SYNTAX);
+  assert_int_equal(node_json_parse(nul, 3, NVAL, &v, NULL, 0), 0);
+  json_decref(v);
+  assert_int_equal(node_json_parse(NULL, 0, NVAL, &v, NULL, 0), NODE_JSON_ERR_SYNTAX);
+  assert_null(v);
+  assert_int_equal(node_json_parse("1", NODE_JSON_MAX_INPUT + 1, NVAL, &v, NULL, 0),
+                   NODE_JSON_ERR_TOOBIG);
 }
 
-/* ---- parser: refusals -------------------------------------------------- */
+/* ---- reader: refusals -------------------------------------------------- */
 
 struct bad {
   const char *s;
   size_t len;
   int err;
-  int max_tokens; /* 0: NTOK */
+  int max_values; /* 0: NVAL; -1: 0 */
 };
 #define BAD(lit, e)                                                                                \
   { lit, sizeof(lit) - 1, e, 0 }
 #define SYN(lit) BAD(lit, NODE_JSON_ERR_SYNTAX)
+#define UTF(lit) BAD(lit, NODE_JSON_ERR_UTF8)
 
 static const struct bad bad_inputs[] = {
     SYN(""),
@@ -549,9 +575,9 @@ static const struct bad bad_inputs[] = {
     SYN("1e"),
     SYN("1e+"),
     SYN("1E-"),
-    SYN("0x10"),
-    SYN("1e5.0"),
-    SYN("1x"),
+    BAD("0x10", NODE_JSON_ERR_TRAILING),
+    BAD("1e5.0", NODE_JSON_ERR_TRAILING),
+    BAD("1x", NODE_JSON_ERR_TRAILING),
     SYN("NaN"),
     SYN("-NaN"),
     SYN("Infinity"),
@@ -572,21 +598,21 @@ static const struct bad bad_inputs[] = {
     SYN("\"a\nb\""),
     SYN("\"\x1f\""),
     SYN("\"\x00\""),
-    SYN("\"\xff\""), /* invalid UTF-8 */
-    SYN("\"\x80\""),
-    SYN("\"\xc1\xbf\""), /* overlong, 2 bytes */
-    SYN("\"\xc0\xaf\""),
-    SYN("\"\xe0\x80\xaf\""), /* overlong, 3 bytes */
-    SYN("\"\xe0\x9f\xbf\""),
-    SYN("\"\xf0\x80\x80\xaf\""), /* overlong, 4 bytes */
-    SYN("\"\xf0\x8f\xbf\xbf\""),
-    SYN("\"\xed\xa0\x80\""),     /* UTF-8 encoded surrogate */
-    SYN("\"\xf4\x90\x80\x80\""), /* past U+10FFFF */
-    SYN("\"\xf5\x80\x80\x80\""),
-    SYN("\"\xe2\x82\""), /* cut short */
-    SYN("\"\xe2\x82"),
-    SYN("\"\xc3\""),
-    SYN("\"\xc3\x28\""),
+    UTF("\"\xff\""), /* invalid UTF-8 */
+    UTF("\"\x80\""),
+    UTF("\"\xc1\xbf\""), /* overlong, 2 bytes */
+    UTF("\"\xc0\xaf\""),
+    UTF("\"\xe0\x80\xaf\""), /* overlong, 3 bytes */
+    UTF("\"\xe0\x9f\xbf\""),
+    UTF("\"\xf0\x80\x80\xaf\""), /* overlong, 4 bytes */
+    UTF("\"\xf0\x8f\xbf\xbf\""),
+    UTF("\"\xed\xa0\x80\""),     /* UTF-8 encoded surrogate */
+    UTF("\"\xf4\x90\x80\x80\""), /* past U+10FFFF */
+    UTF("\"\xf5\x80\x80\x80\""),
+    UTF("\"\xe2\x82\""), /* cut short */
+    UTF("\"\xe2\x82"),
+    UTF("\"\xc3\""),
+    UTF("\"\xc3\x28\""),
     SYN("\"abc"), /* unclosed */
     SYN("["),
     SYN("[1,2"),
@@ -635,150 +661,85 @@ static const struct bad bad_inputs[] = {
     BAD("{\"\\ud83d\\ude00\":1,\"\xf0\x9f\x98\x80\":2}", NODE_JSON_ERR_DUPKEY),
     BAD("{\"\":1,\"b\":[],\"\":2}", NODE_JSON_ERR_DUPKEY),
     BAD("{\"x\":{\"b\":{},\"c\":1,\"b\":1}}", NODE_JSON_ERR_DUPKEY),
-    {"[1,2,3]", 7, NODE_JSON_ERR_TOOMANY, 3},
-    {"{\"a\":1}", 7, NODE_JSON_ERR_TOOMANY, 2},
-    {"\"a\"", 3, NODE_JSON_ERR_TOOMANY, -1},
+    {"[1,2,3]", 7, NODE_JSON_ERR_TOOMANY, 3},        /* 4 values */
+    {"{\"a\":1}", 7, NODE_JSON_ERR_TOOMANY, 2},      /* object, key, value */
+    {"\"a\"", 3, NODE_JSON_ERR_TOOMANY, -1},         /* -1: a max of 0 */
+    BAD("9223372036854775808", NODE_JSON_ERR_RANGE), /* integers past int64 */
+    BAD("-9223372036854775809", NODE_JSON_ERR_RANGE),
+    BAD("{\"n\":99999999999999999999999}", NODE_JSON_ERR_RANGE),
+    BAD("1e309", NODE_JSON_ERR_RANGE), /* no finite double */
+    BAD("{\"a\\u0000\":1}", NODE_JSON_ERR_NULKEY),
 };
 
 static void test_refused(void **state) {
   (void)state;
-  node_jt t[NTOK];
   size_t n = sizeof bad_inputs / sizeof bad_inputs[0];
   assert_true(n >= 40);
+  int seen[16] = {0};
   for (size_t i = 0; i < n; i++) {
     const struct bad *b = &bad_inputs[i];
     /* an exact-size heap copy, so the sanitizer sees any read past len */
     char *s = malloc(b->len ? b->len : 1);
     assert_non_null(s);
     memcpy(s, b->s, b->len);
-    int r = node_json_parse(s, b->len, t, b->max_tokens ? b->max_tokens : NTOK);
+    size_t max = b->max_values > 0 ? (size_t)b->max_values : b->max_values < 0 ? 0 : NVAL;
+    json_t *v = (json_t *)1;
+    char why[200];
+    int r = node_json_parse(s, b->len, max, &v, why, sizeof why);
     if (r != b->err)
-      fail_msg("case %zu \"%s\": got %d, want %d", i, b->s, r, b->err);
+      fail_msg("case %zu \"%s\": got %d (%s), want %d", i, b->s, r, why, b->err);
+    assert_null(v);
+    assert_true(why[0] != '\0'); /* every refusal says why */
+    seen[-r]++;
     free(s);
   }
+  /* the table covers every rule */
+  for (int e = 1; e <= 9; e++)
+    if (e != -NODE_JSON_ERR_DEPTH && e != -NODE_JSON_ERR_TOOBIG && !seen[e])
+      fail_msg("no case for error %d", -e);
 
-  /* one more token than needed is exactly enough */
-  assert_int_equal(node_json_parse("[1,2,3]", 7, t, 4), 4);
-  assert_int_equal(node_json_parse("{\"a\":1}", 7, t, 3), 3);
+  /* one more value than needed is exactly enough */
+  json_t *v;
+  assert_int_equal(node_json_parse("[1,2,3]", 7, 4, &v, NULL, 0), 0);
+  json_decref(v);
+  assert_int_equal(node_json_parse("{\"a\":1}", 7, 3, &v, NULL, 0), 0);
+  json_decref(v);
 
   /* nesting one past NODE_JSON_MAX_DEPTH, as arrays and as objects */
   char deep[8 * NODE_JSON_MAX_DEPTH];
   size_t k = 0;
   for (int d = 0; d <= NODE_JSON_MAX_DEPTH; d++)
     deep[k++] = '[';
-  assert_int_equal(node_json_parse(deep, k, t, NTOK), NODE_JSON_ERR_DEPTH);
+  assert_int_equal(node_json_parse(deep, k, NVAL, &v, NULL, 0), NODE_JSON_ERR_SYNTAX); /* open */
   for (int d = 0; d <= NODE_JSON_MAX_DEPTH; d++)
     deep[k++] = ']';
-  assert_int_equal(node_json_parse(deep, k, t, NTOK), NODE_JSON_ERR_DEPTH);
+  assert_int_equal(node_json_parse(deep, k, NVAL, &v, NULL, 0), NODE_JSON_ERR_DEPTH);
   k = 0;
   for (int d = 0; d <= NODE_JSON_MAX_DEPTH; d++)
     k += (size_t)snprintf(deep + k, sizeof deep - k, "{\"a\":");
   deep[k++] = '1';
   for (int d = 0; d <= NODE_JSON_MAX_DEPTH; d++)
     deep[k++] = '}';
-  assert_int_equal(node_json_parse(deep, k, t, NTOK), NODE_JSON_ERR_DEPTH);
+  assert_int_equal(node_json_parse(deep, k, NVAL, &v, NULL, 0), NODE_JSON_ERR_DEPTH);
+  assert_null(v);
+
+  /* far past jansson's own limit (2048): still DEPTH, and no crash */
+  size_t big = 100000;
+  char *huge = malloc(2 * big);
+  assert_non_null(huge);
+  memset(huge, '[', big);
+  memset(huge + big, ']', big);
+  assert_int_equal(node_json_parse(huge, 2 * big, SIZE_MAX, &v, NULL, 0), NODE_JSON_ERR_DEPTH);
+  free(huge);
 }
 
 /* ---- fuzz -------------------------------------------------------------- */
 
-/* Writes token i and its subtree with the writer; the index after it, or -1
- * if the value cannot be written (a key holding U+0000: node_jw_key takes a C
- * string).  Also checks the token links as it goes. */
-static int walk(const char *s, int len, const node_jt *t, int n, int i, node_jw *w) {
-  char buf[FUZZ_MAX + 1];
-  int64_t v;
-  assert_true(i < n && t[i].start >= 0 && t[i].start <= t[i].end && t[i].end <= len);
-  switch (t[i].type) {
-  case NODE_JSON_OBJ:
-  case NODE_JSON_ARR: {
-    bool is_obj = t[i].type == NODE_JSON_OBJ;
-    if (is_obj)
-      node_jw_obj(w);
-    else
-      node_jw_arr(w);
-    int c = i + 1;
-    for (int k = 0; k < t[i].size; k++) {
-      if (is_obj) {
-        assert_int_equal(t[c].type, NODE_JSON_STR);
-        assert_int_equal(t[c].size, 1);
-        int r = node_json_str(s, t, c, buf, sizeof buf);
-        if (r == -3)
-          return -1;
-        assert_true(r >= 0);
-        node_jw_key(w, buf);
-        int next = walk(s, len, t, n, c + 1, w);
-        if (next < 0)
-          return -1;
-        assert_int_equal(next, t[c].next);
-        c = next;
-      } else if ((c = walk(s, len, t, n, c, w)) < 0) {
-        return -1;
-      }
-    }
-    if (is_obj)
-      node_jw_obj_end(w);
-    else
-      node_jw_arr_end(w);
-    assert_int_equal(c, t[i].next);
-    return c;
-  }
-  case NODE_JSON_STR: {
-    assert_true(s[t[i].start - 1] == '"' && s[t[i].end] == '"');
-    int r = node_json_str(s, t, i, buf, sizeof buf);
-    if (r == -3)
-      node_jw_raw(w, s + t[i].start - 1, (size_t)(t[i].end - t[i].start + 2));
-    else
-      node_jw_strn(w, buf, (size_t)r);
-    break;
-  }
-  case NODE_JSON_NUM:
-    if (node_json_int(s, t, i, &v) == 0)
-      node_jw_int(w, v);
-    else
-      node_jw_raw(w, s + t[i].start, (size_t)(t[i].end - t[i].start));
-    break;
-  case NODE_JSON_TRUE:
-  case NODE_JSON_FALSE:
-  case NODE_JSON_NULL:
-    node_jw_raw(w, s + t[i].start, (size_t)(t[i].end - t[i].start));
-    break;
-  default:
-    fail_msg("bad token type %d", t[i].type);
-  }
-  assert_int_equal(t[i].next, i + 1);
-  return i + 1;
-}
-
-/* Same structure: types, sizes, links, unescaped strings, integer values,
- * other numbers by their text. */
-static void same(const char *a, const node_jt *ta, const char *b, const node_jt *tb, int n) {
-  static char x[FUZZ_MAX + 1], y[FUZZ_MAX + 1];
-  int64_t u, v;
-  for (int i = 0; i < n; i++) {
-    assert_int_equal(ta[i].type, tb[i].type);
-    assert_int_equal(ta[i].size, tb[i].size);
-    assert_int_equal(ta[i].next, tb[i].next);
-    if (ta[i].type == NODE_JSON_STR) {
-      int r = node_json_str(a, ta, i, x, sizeof x);
-      assert_int_equal(r, node_json_str(b, tb, i, y, sizeof y));
-      if (r >= 0)
-        assert_memory_equal(x, y, (size_t)r);
-    } else if (ta[i].type == NODE_JSON_NUM && node_json_int(a, ta, i, &u) == 0) {
-      assert_int_equal(node_json_int(b, tb, i, &v), 0);
-      assert_int_equal(u, v);
-    } else if (ta[i].type == NODE_JSON_NUM) {
-      assert_int_equal(ta[i].end - ta[i].start, tb[i].end - tb[i].start);
-      assert_memory_equal(a + ta[i].start, b + tb[i].start, (size_t)(ta[i].end - ta[i].start));
-    }
-  }
-}
-
 static const char alphabet[] = "{}[]\",:0123456789-+.eEtrufalsn \\u\t\n/abdfx\xc3\xa9\xed\xa0\xff";
 
 /* A random document from the writer: strings of any bytes; keys unique by
- * construction (a distinct prefix before ':'), or with few_keys drawn from
- * "a", "b", "c" so that duplicates happen. */
-static void gen(node_jw *w, int depth, bool few_keys) {
+ * construction (a distinct prefix before ':'). */
+static void gen(node_jw *w, int depth) {
   char str[24];
   size_t sl = rng_below(sizeof str);
   for (size_t i = 0; i < sl; i++)
@@ -799,9 +760,9 @@ static void gen(node_jw *w, int depth, bool few_keys) {
         for (size_t j = 0, kn = rng_below(8); j < kn; j++)
           key[kl++] = (char)(1 + rng_below(255)); /* no NUL in a C string */
         key[kl] = '\0';
-        node_jw_key(w, few_keys ? (const char *[]){"a", "b", "c"}[rng_below(3)] : key);
+        node_jw_key(w, key);
       }
-      gen(w, depth + 1, few_keys);
+      gen(w, depth + 1);
     }
     if (is_obj)
       node_jw_obj_end(w);
@@ -845,16 +806,12 @@ static void test_fuzz(void **state) {
       "{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\xc3\xa9\",\"e\":{},\"a\":[]}",
       "[[[[{\"a\":[[{}]]}]]]]",
       "\"\\u0000\"",
-      "{\"\\u0061\":1,\"b\":{\"\\u0000\":[1,2,{\"c\":\"d\"}]}}",
+      "{\"\\u0061\":1,\"b\":{\"c\":[1,2,{\"c\":\"d\\u0000\"}]}}",
   };
-  static node_jt t[NTOK], t2[NTOK];
   char *in = malloc(FUZZ_MAX);
   assert_non_null(in);
-  int parsed[10] = {0}, skipped = 0, errs[8] = {0};
-  bool few_keys = false;
-  node_jw w, w2, g;
-  node_jw_init(&w, 1 << 16);
-  node_jw_init(&w2, 1 << 16);
+  int parsed[10] = {0}, errs[16] = {0};
+  node_jw g;
   node_jw_init(&g, FUZZ_MAX);
 
   for (int iter = 0; iter < 100000; iter++) {
@@ -870,9 +827,10 @@ static void test_fuzz(void **state) {
       size_t sl = strlen(src);
       if (rng_below(2)) {
         node_jw_free(&g);
-        gen(&g, 0, false);
-        if (node_jw_done(&g, &sl))
-          src = g.buf;
+        gen(&g, 0);
+        const char *doc = node_jw_done(&g, &sl);
+        if (doc)
+          src = doc;
         else
           sl = strlen(src);
       }
@@ -922,9 +880,8 @@ static void test_fuzz(void **state) {
       while (d > 0)
         in[len++] = closers[--d];
     } else { /* a whole writer document: it must parse */
-      few_keys = rng_below(4) == 0;
       node_jw_free(&g);
-      gen(&g, 0, few_keys);
+      gen(&g, 0);
       const char *doc = node_jw_done(&g, &len);
       if (!doc) { /* only the cap may stop the writer */
         assert_int_equal(g.err, NODE_JW_ERR_FULL);
@@ -937,60 +894,58 @@ static void test_fuzz(void **state) {
     char *s = malloc(len ? len : 1);
     assert_non_null(s);
     memcpy(s, in, len);
-    int max = rng_below(8) ? NTOK : (int)rng_below(8);
-    int n = node_json_parse(s, len, t, max);
-    if (kind == 9 && max == NTOK && n <= 0 && n != NODE_JSON_ERR_TOOMANY &&
-        !(few_keys && n == NODE_JSON_ERR_DUPKEY))
-      fail_msg("writer output refused (%d): %.*s", n, (int)len, s);
-    if (kind == 8 && max == NTOK) {
+    size_t max = rng_below(8) ? NVAL : rng_below(8);
+    json_t *v;
+    int r = node_json_parse(s, len, max, &v, NULL, 0);
+    if (kind == 9 && max == NVAL && r != 0 && r != NODE_JSON_ERR_TOOMANY)
+      fail_msg("writer output refused (%d): %.*s", r, (int)len, s);
+    if (kind == 8 && max == NVAL) {
       int opens = 0;
       for (size_t i = 0; i < len; i++)
         opens += in[i] == '[' || in[i] == '{';
-      assert_true(opens <= NODE_JSON_MAX_DEPTH ? n > 0 : n == NODE_JSON_ERR_DEPTH);
+      assert_true(opens <= NODE_JSON_MAX_DEPTH ? r == 0 : r == NODE_JSON_ERR_DEPTH);
     }
-    if (n <= 0) {
-      assert_true(n >= NODE_JSON_ERR_DUPKEY);
-      errs[-n]++;
+    if (r != 0) {
+      assert_null(v);
+      assert_true(r >= NODE_JSON_ERR_NOMEM && r != NODE_JSON_ERR_NOMEM);
+      errs[-r]++;
       free(s);
       continue;
     }
-    assert_true(n <= max);
-    assert_int_equal(t[0].next, n);
     parsed[kind]++;
 
-    node_jw_free(&w);
-    if (walk(s, (int)len, t, n, 0, &w) < 0) {
-      skipped++;
-      free(s);
-      continue;
-    }
-    size_t olen;
-    const char *out = node_jw_done(&w, &olen);
+    /* what parses re-serialises to a fixed point: dump, parse, dump again */
+    size_t olen, olen2;
+    char *out = node_json_dump(v, &olen);
     assert_non_null(out);
-    int n2 = node_json_parse(out, olen, t2, NTOK);
-    if (n2 != n)
-      fail_msg("re-serialised %.*s as %s: %d tokens, want %d", (int)len, s, out, n2, n);
-    same(s, t, out, t2, n);
-
-    /* and a second pass changes nothing */
-    node_jw_free(&w2);
-    assert_int_equal(walk(out, (int)olen, t2, n2, 0, &w2), n2);
-    assert_string_equal(node_jw_done(&w2, NULL), out);
+    json_t *v2;
+    r = node_json_parse(out, olen, SIZE_MAX, &v2, NULL, 0);
+    if (r != 0)
+      fail_msg("re-serialised %.*s as %s: refused (%d)", (int)len, s, out, r);
+    assert_true(json_equal(v, v2));
+    char *out2 = node_json_dump(v2, &olen2);
+    assert_non_null(out2);
+    assert_int_equal(olen, olen2);
+    assert_string_equal(out, out2);
+    if (kind == 9) /* the writer's own text is that fixed point */
+      assert_memory_equal(out, in, len);
+    free(out);
+    free(out2);
+    json_decref(v);
+    json_decref(v2);
     free(s);
   }
   int random = parsed[0] + parsed[1] + parsed[2] + parsed[3];
   int mutated = parsed[4] + parsed[5] + parsed[6] + parsed[7];
-  printf("test_json: fuzz parsed random %d, mutated %d, deep %d, gen %d (skipped %d); refused "
-         "syntax %d, toomany %d, depth %d, trailing %d, dupkey %d\n",
-         random, mutated, parsed[8], parsed[9], skipped, errs[1], errs[2], errs[3], errs[4],
-         errs[5]);
+  printf("test_json: fuzz parsed random %d, mutated %d, deep %d, gen %d; refused syntax %d, "
+         "toomany %d, depth %d, trailing %d, dupkey %d, utf8 %d, range %d, nulkey %d\n",
+         random, mutated, parsed[8], parsed[9], errs[1], errs[2], errs[3], errs[4], errs[5],
+         errs[7], errs[8], errs[9]);
   /* the loop must have reached every outcome, or it tests less than it says */
   assert_true(random > 100 && mutated > 5000 && parsed[8] > 1000 && parsed[9] > 5000);
-  assert_true(skipped < mutated / 4);
-  for (int e = 1; e <= 5; e++)
-    assert_true(errs[e] > 0);
-  node_jw_free(&w);
-  node_jw_free(&w2);
+  for (int e = 1; e <= 7; e++)
+    if (e != -NODE_JSON_ERR_TOOBIG)
+      assert_true(errs[e] > 0);
   node_jw_free(&g);
   free(in);
 }
