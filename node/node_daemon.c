@@ -115,8 +115,42 @@ static void flush_batch(rd_daemon *d) {
                 d->batch_iov[i].iov_len);
 }
 
-static void send_dgram(rd_daemon *d, const dht_addr *to, const uint8_t *buf, size_t len) {
-  usock *s = sock_for(d, to);
+static usock *xsock(rd_daemon *d, uint32_t id) {
+  if (!d->xsocks || id < 1 || id > NODE_MAX_XSOCKS || d->xsocks[id - 1].state != 1)
+    return NULL;
+  return &d->xsocks[id - 1];
+}
+
+/* One datagram with its own TTL: set on the socket, sent at once, set back
+ * (never batched or queued, so that the TTL cannot leak onto another
+ * datagram).  Best effort: a busy socket drops it, counted. */
+static void send_ttl(rd_daemon *d, usock *s, const struct sockaddr *sa, const uint8_t *buf,
+                     size_t len, uint8_t ttl) {
+  uv_os_fd_t fd;
+  if (uv_fileno((uv_handle_t *)&s->h, &fd) != 0) {
+    d->ttl_errors++;
+    return;
+  }
+  bool v6 = s->bound.family == DHT_AF_INET6;
+  int lvl = v6 ? IPPROTO_IPV6 : IPPROTO_IP, opt = v6 ? IPV6_UNICAST_HOPS : IP_TTL;
+  int old = 0, want = ttl;
+  socklen_t ol = sizeof old;
+  if (getsockopt(fd, lvl, opt, &old, &ol) != 0 || setsockopt(fd, lvl, opt, &want, sizeof want)) {
+    d->ttl_errors++;
+    return;
+  }
+  uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
+  if (uv_udp_try_send(&s->h, &b, 1, sa) < 0)
+    d->ttl_errors++;
+  else
+    d->ttl_sends++;
+  setsockopt(fd, lvl, opt, &old, sizeof old);
+}
+
+static void send_dgram(rd_daemon *d, const dht_path *path, const dht_pkt_info *pi,
+                       const uint8_t *buf, size_t len) {
+  const dht_addr *to = &path->remote;
+  usock *s = path->local ? xsock(d, path->local) : sock_for(d, to);
   if (!s) {
     d->send_errors++;
     return;
@@ -134,6 +168,12 @@ static void send_dgram(rd_daemon *d, const dht_addr *to, const uint8_t *buf, siz
     dst.family = DHT_AF_INET6;
   }
   node_addr_to_sockaddr(&dst, &ss, &sl);
+  if (pi && pi->ttl) {
+    if (d->nbatch)
+      flush_batch(d); /* in order */
+    send_ttl(d, s, (const struct sockaddr *)&ss, buf, len, pi->ttl);
+    return;
+  }
   if (d->batching) {
     if (d->nbatch == SEND_BATCH || (d->nbatch && d->batch_sock != s))
       flush_batch(d);
@@ -193,7 +233,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
   dht_addr from;
   if (node_addr_from_sockaddr(addr, &from) != 0)
     return;
-  dht_path path = {.local = 0, .remote = from};
+  dht_path path = {.local = s->id, .remote = from};
   int rv = dht_read_pkt(d->e, &path, (const uint8_t *)buf->base, (size_t)nread,
                         (dht_ts)uv_now(&d->loop));
   if (rv <= DHT_ERR_FATAL) {
@@ -210,7 +250,7 @@ static void on_recv(uv_udp_t *h, ssize_t nread, const uv_buf_t *buf, const struc
     dht_pkt_info pi;
     dht_ssize n;
     while ((n = dht_write_pkt(d->e, &to, &pi, out, sizeof out, (dht_ts)uv_now(&d->loop))) > 0)
-      send_dgram(d, &to.remote, out, (size_t)n);
+      send_dgram(d, &to, &pi, out, (size_t)n);
     return;
   }
   node_daemon_pump(d);
@@ -261,6 +301,85 @@ static int open_sockets(rd_daemon *d) {
     NLOG(NODE_LOG_INFO, "net", "listening on %s", txt);
   }
   return 0;
+}
+
+/* ---- extra sockets for services (dht_sock_open) -------------------------- */
+
+static void on_xclose(uv_handle_t *h) {
+  usock *s = h->data;
+  s->state = 0;
+}
+
+/* An ephemeral port on the address of our listen socket of that family. */
+static int xsock_open(rd_daemon *d, uint8_t family, uint32_t *id) {
+  const usock *main = NULL;
+  for (int i = 0; i < d->nsocks && !main; i++)
+    if (d->socks[i].bound.family == family)
+      main = &d->socks[i];
+  if (!main)
+    return -1;
+  if (!d->xsocks && !(d->xsocks = calloc(NODE_MAX_XSOCKS, sizeof *d->xsocks)))
+    return -1;
+  int slot = -1;
+  for (int i = 0; i < NODE_MAX_XSOCKS && slot < 0; i++)
+    if (d->xsocks[i].state == 0)
+      slot = i;
+  if (slot < 0)
+    return -1;
+  usock *s = &d->xsocks[slot];
+  memset(s, 0, sizeof *s);
+  if (uv_udp_init(&d->loop, &s->h) != 0)
+    return -1;
+  s->h.data = s;
+  s->d = d;
+  s->id = (uint32_t)slot + 1;
+  s->state = 1;
+  dht_addr a = main->bound;
+  a.port = 0;
+  struct sockaddr_storage ss;
+  socklen_t sl;
+  node_addr_to_sockaddr(&a, &ss, &sl);
+  struct sockaddr_storage got;
+  int gl = sizeof got;
+  if (uv_udp_bind(&s->h, (const struct sockaddr *)&ss,
+                  family == DHT_AF_INET6 ? UV_UDP_IPV6ONLY : 0) ||
+      uv_udp_getsockname(&s->h, (struct sockaddr *)&got, &gl) ||
+      node_addr_from_sockaddr((struct sockaddr *)&got, &s->bound) ||
+      uv_udp_recv_start(&s->h, on_alloc, on_recv)) {
+    s->state = 2;
+    uv_close((uv_handle_t *)&s->h, on_xclose);
+    return -1;
+  }
+  d->nxsocks++;
+  *id = s->id;
+  return 0;
+}
+
+static void on_sock_event(rd_daemon *d, const dht_event *ev) {
+  if (ev->type == DHT_EV_SOCK_CLOSE) {
+    usock *s = xsock(d, ev->u.sock.id);
+    if (s) {
+      s->state = 2;
+      d->nxsocks--;
+      uv_close((uv_handle_t *)&s->h, on_xclose);
+    }
+    return;
+  }
+  uint32_t ids[NODE_MAX_XSOCKS] = {0};
+  int n = 0;
+  while (n < ev->u.sock.n && n < NODE_MAX_XSOCKS && xsock_open(d, ev->u.sock.family, &ids[n]) == 0)
+    n++;
+  if (n < ev->u.sock.n) {
+    d->xsock_refused += (uint64_t)(ev->u.sock.n - n);
+    NLOG(NODE_LOG_INFO, "net", "opened %d of %d sockets a service asked for", n, ev->u.sock.n);
+  }
+  if (dht_sock_opened(d->e, ev->cmd, ids, n) != 0) {
+    for (int i = 0; i < n; i++) {
+      dht_event c = {.type = DHT_EV_SOCK_CLOSE};
+      c.u.sock.id = ids[i];
+      on_sock_event(d, &c);
+    }
+  }
 }
 
 /* ---- our addresses and record ------------------------------------------ */
@@ -414,6 +533,10 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
   case DHT_EV_PING:
     node_cmd_net_on_event(d, ev);
     break;
+  case DHT_EV_SOCK_OPEN:
+  case DHT_EV_SOCK_CLOSE:
+    on_sock_event(d, ev);
+    break;
   default:
     break;
   }
@@ -435,7 +558,7 @@ void node_daemon_pump(rd_daemon *d) {
     bool any = false;
     dht_ssize n;
     while ((n = dht_write_pkt(d->e, &to, &pi, buf, sizeof buf, (dht_ts)uv_now(&d->loop))) > 0) {
-      send_dgram(d, &to.remote, buf, (size_t)n);
+      send_dgram(d, &to, &pi, buf, (size_t)n);
       any = true;
     }
     dht_event ev;
@@ -797,6 +920,7 @@ loop_out:
     uv_loop_close(&d->loop);
   }
 out:
+  free(d->xsocks);   /* the loop is closed: every handle's close callback ran */
   node_msg_close(d); /* what is still open when we did not get that far */
   sodium_memzero(&d->ident, sizeof d->ident);
   if (d->lock_fd >= 0)

@@ -91,7 +91,13 @@ typedef struct usock {
   uv_udp_t h;
   dht_addr bound;
   rd_daemon *d;
+  uint32_t id;   /* dht_path.local: 0 for the listen sockets, else a service's */
+  uint8_t state; /* extra sockets: 0 free, 1 open, 2 closing */
 } usock;
+
+/* Extra sockets services ask for (dht_sock_open): a fixed pool, so that a
+ * handle's memory stays put until libuv's close callback. */
+#define NODE_MAX_XSOCKS 512
 
 typedef struct sendreq {
   uv_udp_send_t req;
@@ -112,6 +118,9 @@ struct rd_daemon {
   char sock_path[PATH_MAX], snap_path[PATH_MAX];
   usock socks[NODE_MAX_LISTEN];
   int nsocks;
+  usock *xsocks; /* NODE_MAX_XSOCKS slots, allocated at the first request; id = slot + 1 */
+  int nxsocks;   /* open */
+  uint64_t ttl_sends, ttl_errors, xsock_refused;
   uv_timer_t timer, tick, snap;
   uv_signal_t sig_term, sig_int, sig_hup;
   uv_pipe_t ctl;
