@@ -207,8 +207,8 @@ typedef struct store_usage {
 /* The backend interface.  Every call is made from the engine's thread.
  *
  * put() makes a record visible to get/scan/usage at once and returns a
- * write sequence number (> 0); the record is durable once flush() has
- * reported a durable sequence >= it.  A memory backend is durable at once; the
+ * write sequence number (> 0); the record is durable once durable()
+ * reports a sequence >= it.  A memory backend is durable at once; the
  * SQLite backend commits batches off the event loop (store_sqlite.h) and the
  * driver tells the service (store_svc_durable).  The service sends a storage
  * receipt only after its write is durable. */
@@ -240,7 +240,8 @@ typedef struct store_backend {
   void (*close)(void *ctx);
 } store_backend;
 
-/* The memory backend: sorted arrays, deterministic order, durable at once.
+/* The memory backend: AVL trees keyed by (mbox, hash), by expiry and by
+ * mailbox, so every order comes from the keys; durable at once.
  * Bounded by the service's capacity settings.  Returns 0 or DHT_ERR_NOMEM. */
 int store_mem_new(store_backend *out, const dht_mem *mem);
 
