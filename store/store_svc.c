@@ -31,68 +31,8 @@
 #include <sodium.h>
 
 #include "store.h"
+#include "store_wire.h"
 
-/* ---- wire -------------------------------------------------------------- */
-
-enum {
-  T_DEPOSIT = 0x30,    /* [t, txid, flags, mbox, mbox_pk, deposited_s, item, sig] */
-  T_RECEIPT = 0x31,    /* [t, txid, status, hash(16), sig(0|64)] */
-  T_FETCH = 0x32,      /* [t, txid, mbox, mbox_pk, time_s, sig, after(0|16)] */
-  T_LIST = 0x33,       /* [t, txid, status, entries(bin n*17), more] */
-  T_GETITEM = 0x34,    /* [t, txid, mbox, hash] */
-  T_ITEM = 0x35,       /* [t, txid, status, deposited_s, item, sig(0|64)] */
-  T_DELETE = 0x36,     /* [t, txid, mbox, mbox_pk, time_s, hashes(bin n*16), sig] */
-  T_ACK = 0x37,        /* [t, txid, status, n] */
-  T_RECON = 0x38,      /* [t, txid, mbox, fp(16), count] */
-  T_RECON_R = 0x39,    /* [t, txid, status, buckets(bin 0|16*18)] */
-  T_RECON_L = 0x3a,    /* [t, txid, mbox, mask, entries(bin n*17)] */
-  T_RECON_LR = 0x3b,   /* [t, txid, status, want(bin n*17)] */
-  T_TOMB = 0x3c,       /* [t, txid, mbox, mbox_pk, proof(bin)] */
-  T_DIRECT = 0x3d,     /* [t, txid, mbox, deposited_s, item, sig] */
-  T_DIRECT_ACK = 0x3e, /* [t, txid, status] */
-  T_REGISTER = 0x3f,   /* [t, txid, ids(bin n*32), sig] */
-};
-
-#define F_PUSH 0x01   /* a replica forwarding an item (reconciliation) */
-#define F_HOSTED 0x02 /* for a friend the storage node hosts */
-
-/* Status codes on the wire (positive; 0 = ok). */
-enum {
-  W_OK = 0,
-  W_MBOX_FULL = 1,
-  W_NODE_FULL = 2,
-  W_BADSIG = 3,
-  W_TIME = 4,
-  W_TOOBIG = 5,
-  W_REFUSED = 6,
-  W_NOTFOUND = 7,
-  W_EQUAL = 8,
-  W_DIFFER = 9,
-  W_EMPTY = 10,
-};
-
-static int wire_to_err(uint64_t st) {
-  switch (st) {
-  case W_MBOX_FULL:
-    return STORE_ERR_MBOX_FULL;
-  case W_NODE_FULL:
-    return STORE_ERR_NODE_FULL;
-  case W_BADSIG:
-    return STORE_ERR_BADSIG;
-  case W_TIME:
-    return STORE_ERR_TIME;
-  case W_TOOBIG:
-    return STORE_ERR_TOOBIG;
-  case W_NOTFOUND:
-    return DHT_ERR_NOTFOUND;
-  default:
-    return DHT_ERR_INVAL;
-  }
-}
-
-#define ENTRY_LEN 17 /* hash(16) || kind(1) */
-#define LIST_MAX 60  /* entries per LIST / RECON_L datagram */
-#define NBUCKETS 16
 #define MAX_REPL 12 /* r + hosts + slack */
 #define JOB_ITEMS 256
 #define HOST_MBOX_MAX 256 /* registered mailbox IDs per hosted friend */
@@ -171,7 +111,7 @@ typedef struct job {
   int inflight;
   int lost;
   int newmsgs;
-  uint8_t delivered[LIST_MAX][STORE_MSGID_LEN];
+  uint8_t delivered[STORE_LIST_MAX][STORE_MSGID_LEN];
   int ndelivered;
 } job;
 
@@ -187,7 +127,7 @@ typedef struct wait_rcpt { /* a receipt that waits for durability */
   uint32_t txid;
   uint8_t mbox[STORE_MBOX_LEN];
   uint8_t hash[STORE_HASH_LEN];
-  uint8_t type; /* T_RECEIPT or T_ACK */
+  uint8_t type; /* STORE_T_RECEIPT or STORE_T_ACK */
 } wait_rcpt;
 
 typedef struct hosted {
@@ -405,55 +345,43 @@ static void drop_owner_rpcs(store_svc *s, int owner, uint32_t oid) {
 
 /* ---- message building ------------------------------------------------ */
 
-static void w_head(dht_wire_w *w, uint8_t *buf, uint32_t n, uint8_t type, uint32_t txid) {
-  dht_wire_w_init(w, buf, DHT_MAX_BODY);
-  dht_wire_w_array(w, n);
-  dht_wire_w_uint(w, type);
-  dht_wire_w_uint(w, txid);
-}
-
+/* Sends an answer that carries only a status (a refusal, or an ACK):
+ * every other field empty or zero, as the layout of its type allows. */
 static void reply_status(store_svc *s, const dht_peer *to, uint8_t type, uint32_t txid,
                          uint64_t status) {
+  static const uint8_t zero[STORE_HASH_LEN] = {0};
   uint8_t buf[64];
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
-  if (type == T_DIRECT_ACK) {
-    dht_wire_w_array(&w, 3);
-    dht_wire_w_uint(&w, type);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_uint(&w, status);
-  } else if (type == T_ACK) {
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, type);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_uint(&w, status);
-    dht_wire_w_uint(&w, 0);
-  } else if (type == T_RECEIPT) {
-    uint8_t zero[STORE_HASH_LEN] = {0};
-    dht_wire_w_array(&w, 5);
-    dht_wire_w_uint(&w, type);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_uint(&w, status);
-    dht_wire_w_bin(&w, zero, sizeof zero);
-    dht_wire_w_bin(&w, NULL, 0);
-  } else {
-    /* LIST, ITEM, RECON_R, RECON_LR: status and empty fields */
-    dht_wire_w_array(&w, type == T_LIST ? 5 : type == T_ITEM ? 6 : 4);
-    dht_wire_w_uint(&w, type);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_uint(&w, status);
-    if (type == T_ITEM) {
-      dht_wire_w_uint(&w, 0);
-      dht_wire_w_bin(&w, NULL, 0);
-      dht_wire_w_bin(&w, NULL, 0);
-    } else {
-      dht_wire_w_bin(&w, NULL, 0);
-      if (type == T_LIST)
-        dht_wire_w_bool(&w, false);
-    }
+  store_wire_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = type;
+  m.txid = txid;
+  switch (type) {
+  case STORE_T_DIRECT_ACK:
+    m.u.direct_ack.status = (uint8_t)status;
+    break;
+  case STORE_T_ACK:
+    m.u.ack.status = (uint8_t)status;
+    break;
+  case STORE_T_RECEIPT: /* the hash field is fixed-size: zeros */
+    m.u.receipt.status = (uint8_t)status;
+    m.u.receipt.hash = zero;
+    break;
+  case STORE_T_LIST:
+    m.u.list.status = (uint8_t)status;
+    break;
+  case STORE_T_ITEM:
+    m.u.item.status = (uint8_t)status;
+    break;
+  case STORE_T_RECON_R:
+    m.u.recon_r.status = (uint8_t)status;
+    break;
+  default: /* STORE_T_RECON_LR */
+    m.u.recon_lr.status = (uint8_t)status;
+    break;
   }
-  if (!w.err)
-    send_body(s, to, buf, w.len);
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  if (n > 0)
+    send_body(s, to, buf, (size_t)n);
 }
 
 /* ---- the storage node: deposits --------------------------------------- */
@@ -493,15 +421,12 @@ static void send_receipt(store_svc *s, const dht_peer *to, uint32_t txid,
                          const uint8_t mbox[STORE_MBOX_LEN], const uint8_t hash[STORE_HASH_LEN]) {
   uint8_t buf[160], sig[DHT_SIG_LEN];
   store_receipt_sign(sig, &s->self, mbox, hash);
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
-  dht_wire_w_array(&w, 5);
-  dht_wire_w_uint(&w, T_RECEIPT);
-  dht_wire_w_uint(&w, txid);
-  dht_wire_w_uint(&w, W_OK);
-  dht_wire_w_bin(&w, hash, STORE_HASH_LEN);
-  dht_wire_w_bin(&w, sig, sizeof sig);
-  if (!w.err && send_body(s, to, buf, w.len) == 0)
+  store_wire_msg m = {.type = STORE_T_RECEIPT, .txid = txid};
+  m.u.receipt.status = STORE_W_OK;
+  m.u.receipt.hash = hash;
+  m.u.receipt.sig = sig;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  if (n > 0 && send_body(s, to, buf, (size_t)n) == 0)
     s->st.receipts_out++;
 }
 
@@ -552,7 +477,7 @@ static bool is_reqbox(store_svc *s, const uint8_t mbox[STORE_MBOX_LEN],
   return false;
 }
 
-/* Checks and stores one deposit.  Returns W_OK with *seq set (0 when the
+/* Checks and stores one deposit.  Returns STORE_W_OK with *seq set (0 when the
  * record was already there), or a W_* refusal. */
 static int accept_deposit(store_svc *s, uint8_t flags, const uint8_t mbox[STORE_MBOX_LEN],
                           const uint8_t mbox_pk[DHT_PK_LEN], uint64_t dep_s, const uint8_t *item,
@@ -560,34 +485,34 @@ static int accept_deposit(store_svc *s, uint8_t flags, const uint8_t mbox[STORE_
                           uint8_t hash[STORE_HASH_LEN], int64_t *seq) {
   *seq = 0;
   if (len < STORE_NONCE_LEN + 128 + STORE_AEAD_LEN || len > STORE_ITEM_MAX)
-    return W_TOOBIG;
+    return STORE_W_TOOBIG;
   int64_t t = unix_s(s, now);
-  hosted *h = (flags & F_HOSTED) ? hosted_for_mbox(s, mbox) : NULL;
+  hosted *h = (flags & STORE_F_HOSTED) ? hosted_for_mbox(s, mbox) : NULL;
   int64_t ttl = h ? s->set.ttl_hosted_s : s->set.ttl_dht_s;
   if ((int64_t)dep_s > t + s->set.time_window_s || (int64_t)dep_s + ttl < t)
-    return W_TIME;
+    return STORE_W_TIME;
   if (request) {
     if (!is_reqbox(s, mbox, mbox_pk, now) || !pow_ok(mbox, item, len, sig))
-      return W_BADSIG;
+      return STORE_W_BADSIG;
   } else if (!store_deposit_verify(sig, mbox, mbox_pk, dep_s, item, len)) {
-    return W_BADSIG;
+    return STORE_W_BADSIG;
   }
   store_item_hash(hash, item, len);
   if (s->be.get(s->be.ctx, mbox, hash, &s->rec2) == 0)
-    return W_OK; /* already here (an item, or a tombstone that wins) */
+    return STORE_W_OK; /* already here (an item, or a tombstone that wins) */
   store_usage mu, all;
   if (s->be.usage(s->be.ctx, mbox, &mu) || s->be.usage(s->be.ctx, NULL, &all))
-    return W_REFUSED;
+    return STORE_W_REFUSED;
   if (h) {
     if (hosted_usage(s, h) + (int64_t)len > h->quota)
-      return W_MBOX_FULL;
+      return STORE_W_MBOX_FULL;
   } else {
     int64_t qi = request ? REQBOX_ITEMS : s->set.mbox_quota_items;
     if (mu.items + 1 > qi || mu.bytes + (int64_t)len > s->set.mbox_quota_bytes)
-      return W_MBOX_FULL;
+      return STORE_W_MBOX_FULL;
   }
   if (all.bytes + (int64_t)len > s->set.capacity_bytes)
-    return W_NODE_FULL;
+    return STORE_W_NODE_FULL;
   store_rec *r = &s->rec;
   memset(r, 0, offsetof(store_rec, data));
   memcpy(r->mbox, mbox, STORE_MBOX_LEN);
@@ -602,39 +527,32 @@ static int accept_deposit(store_svc *s, uint8_t flags, const uint8_t mbox[STORE_
   memcpy(r->data, item, len);
   int64_t q = s->be.put(s->be.ctx, r);
   if (q < 0)
-    return W_REFUSED;
+    return STORE_W_REFUSED;
   *seq = q;
   s->st.deposits_stored++;
-  return W_OK;
+  return STORE_W_OK;
 }
 
-static void on_deposit(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid,
-                       dht_ts now) {
-  uint64_t flags, dep_s;
-  const uint8_t *mbox, *mpk, *item, *sig;
-  size_t n;
-  if (dht_wire_r_uint(r, 0xff, &flags) || dht_wire_r_bin(r, 32, 32, &mbox, &n) ||
-      dht_wire_r_bin(r, 32, 32, &mpk, &n) || dht_wire_r_uint(r, UINT32_MAX * 4ULL, &dep_s) ||
-      dht_wire_r_bin(r, 1, STORE_ITEM_MAX, &item, &n) ||
-      dht_wire_r_bin(r, 64, 64, &sig, &(size_t){0}) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_deposit(store_svc *s, const dht_peer *from, const store_wire_msg *m, dht_ts now) {
+  uint8_t flags = m->u.deposit.flags;
+  const uint8_t *mbox = m->u.deposit.mbox;
+  uint32_t txid = m->txid;
   s->st.deposits_in++;
   uint8_t hash[STORE_HASH_LEN];
   int64_t seq;
-  bool request = (flags & 0x04) != 0;
-  int w =
-      accept_deposit(s, (uint8_t)flags, mbox, mpk, dep_s, item, n, sig, request, now, hash, &seq);
-  if (w != W_OK) {
+  bool request = (flags & STORE_F_REQUEST) != 0;
+  int w = accept_deposit(s, flags, mbox, m->u.deposit.mbox_pk, m->u.deposit.deposited_s,
+                         m->u.deposit.item, m->u.deposit.item_len, m->u.deposit.sig, request, now,
+                         hash, &seq);
+  if (w != STORE_W_OK) {
     s->st.deposits_refused++;
-    reply_status(s, from, T_RECEIPT, txid, (uint64_t)w);
+    reply_status(s, from, STORE_T_RECEIPT, txid, (uint64_t)w);
     return;
   }
-  if (seq > 0 && (flags & F_PUSH))
+  if (seq > 0 && (flags & STORE_F_PUSH))
     s->st.recon_items_pulled++;
   if (seq > 0 && s->be.durable(s->be.ctx) < seq)
-    queue_receipt(s, seq, from, txid, mbox, hash, T_RECEIPT);
+    queue_receipt(s, seq, from, txid, mbox, hash, STORE_T_RECEIPT);
   else
     send_receipt(s, from, txid, mbox, hash);
 }
@@ -660,10 +578,10 @@ void store_svc_durable(store_svc *s, int64_t seq, dht_ts now) {
   for (int i = 0; i < s->nwaits; i++) {
     wait_rcpt *w = &s->waits[i];
     if (w->seq <= seq) {
-      if (w->type == T_RECEIPT)
+      if (w->type == STORE_T_RECEIPT)
         send_receipt(s, &w->to, w->txid, w->mbox, w->hash);
       else
-        reply_status(s, &w->to, w->type, w->txid, W_OK);
+        reply_status(s, &w->to, w->type, w->txid, STORE_W_OK);
     } else {
       s->waits[j++] = *w;
     }
@@ -710,9 +628,9 @@ static int check_auth(store_svc *s, int op, const dht_peer *from, const uint8_t 
                       const uint8_t *hashes, size_t nh, dht_ts now) {
   int64_t ut = unix_s(s, now);
   if ((int64_t)t > ut + s->set.time_window_s || (int64_t)t < ut - s->set.time_window_s)
-    return W_TIME;
+    return STORE_W_TIME;
   if (store_auth_verify(sig, op, mbox, mpk, s->self_id, from->pk, t, hashes, nh))
-    return W_OK;
+    return STORE_W_OK;
   if (is_reqbox(s, mbox, mpk, now)) {
     /* The same signed layout, with the box's own ID standing in for the
      * mailbox key's hash: verify against a derived "mailbox" whose ID is
@@ -721,87 +639,75 @@ static int check_auth(store_svc *s, int op, const dht_peer *from, const uint8_t 
       uint8_t id2[STORE_MBOX_LEN];
       crypto_generichash(id2, sizeof id2, mpk, DHT_PK_LEN, NULL, 0);
       if (store_auth_verify(sig, op, id2, mpk, s->self_id, from->pk, t, hashes, nh))
-        return W_OK;
+        return STORE_W_OK;
     }
   }
-  return W_BADSIG;
+  return STORE_W_BADSIG;
 }
 
-static void on_fetch(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid, dht_ts now) {
-  const uint8_t *mbox, *mpk, *sig, *after;
-  size_t n, na;
-  uint64_t t;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_bin(r, 32, 32, &mpk, &n) ||
-      dht_wire_r_uint(r, UINT32_MAX * 4ULL, &t) || dht_wire_r_bin(r, 64, 64, &sig, &n) ||
-      dht_wire_r_bin(r, 0, 16, &after, &na) || (na != 0 && na != 16) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_fetch(store_svc *s, const dht_peer *from, const store_wire_msg *m, dht_ts now) {
+  const uint8_t *mbox = m->u.fetch.mbox, *after = m->u.fetch.after;
+  uint32_t txid = m->txid;
   s->st.fetches_in++;
-  int w = check_auth(s, STORE_AUTH_FETCH, from, mbox, mpk, t, sig, NULL, 0, now);
-  if (w != W_OK) {
+  int w = check_auth(s, STORE_AUTH_FETCH, from, mbox, m->u.fetch.mbox_pk, m->u.fetch.time_s,
+                     m->u.fetch.sig, NULL, 0, now);
+  if (w != STORE_W_OK) {
     s->st.fetches_refused++;
-    reply_status(s, from, T_LIST, txid, (uint64_t)w);
+    reply_status(s, from, STORE_T_LIST, txid, (uint64_t)w);
     return;
   }
   grant_add(s, from->pk, mbox, now);
-  store_rec *recs = NULL;
-  uint8_t ents[LIST_MAX * ENTRY_LEN];
+  uint8_t ents[STORE_LIST_MAX * STORE_ENTRY_LEN];
   int ne = 0;
   bool more = false;
   /* scan in small pages into the scratch record to keep the stack small */
   uint8_t cur[STORE_HASH_LEN];
-  bool have_cur = na == 16;
+  bool have_cur = after != NULL;
   if (have_cur)
     memcpy(cur, after, 16);
-  (void)recs;
-  while (ne < LIST_MAX) {
+  while (ne < STORE_LIST_MAX) {
     int got = s->be.scan_mbox(s->be.ctx, mbox, have_cur ? cur : NULL, &s->rec, 1);
     if (got <= 0)
       break;
     memcpy(cur, s->rec.hash, 16);
     have_cur = true;
-    memcpy(ents + ne * ENTRY_LEN, s->rec.hash, 16);
-    ents[ne * ENTRY_LEN + 16] = s->rec.kind;
+    memcpy(ents + ne * STORE_ENTRY_LEN, s->rec.hash, 16);
+    ents[ne * STORE_ENTRY_LEN + 16] = s->rec.kind;
     ne++;
   }
-  if (ne == LIST_MAX && s->be.scan_mbox(s->be.ctx, mbox, cur, &s->rec, 1) > 0)
+  if (ne == STORE_LIST_MAX && s->be.scan_mbox(s->be.ctx, mbox, cur, &s->rec, 1) > 0)
     more = true;
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w2;
-  w_head(&w2, buf, 5, T_LIST, txid);
-  dht_wire_w_uint(&w2, W_OK);
-  dht_wire_w_bin(&w2, ents, (size_t)ne * ENTRY_LEN);
-  dht_wire_w_bool(&w2, more);
-  if (!w2.err)
-    send_body(s, from, buf, w2.len);
+  store_wire_msg l = {.type = STORE_T_LIST, .txid = txid};
+  l.u.list.status = STORE_W_OK;
+  l.u.list.entries = ents;
+  l.u.list.nentries = (size_t)ne;
+  l.u.list.more = more;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &l);
+  if (n > 0)
+    send_body(s, from, buf, (size_t)n);
 }
 
-static void on_getitem(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid,
-                       dht_ts now) {
-  const uint8_t *mbox, *hash;
-  size_t n;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_bin(r, 16, 16, &hash, &n) ||
-      dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_getitem(store_svc *s, const dht_peer *from, const store_wire_msg *m, dht_ts now) {
+  const uint8_t *mbox = m->u.getitem.mbox, *hash = m->u.getitem.hash;
+  uint32_t txid = m->txid;
   if (!grant_ok(s, from->pk, mbox, now)) {
-    reply_status(s, from, T_ITEM, txid, W_BADSIG);
+    reply_status(s, from, STORE_T_ITEM, txid, STORE_W_BADSIG);
     return;
   }
   if (s->be.get(s->be.ctx, mbox, hash, &s->rec) != 0 || s->rec.kind != STORE_REC_ITEM) {
-    reply_status(s, from, T_ITEM, txid, W_NOTFOUND);
+    reply_status(s, from, STORE_T_ITEM, txid, STORE_W_NOTFOUND);
     return;
   }
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
-  w_head(&w, buf, 6, T_ITEM, txid);
-  dht_wire_w_uint(&w, W_OK);
-  dht_wire_w_uint(&w, s->rec.deposited_s);
-  dht_wire_w_bin(&w, s->rec.data, s->rec.len);
-  dht_wire_w_bin(&w, s->rec.sig, DHT_SIG_LEN);
-  if (!w.err && send_body(s, from, buf, w.len) == 0)
+  store_wire_msg it = {.type = STORE_T_ITEM, .txid = txid};
+  it.u.item.status = STORE_W_OK;
+  it.u.item.deposited_s = s->rec.deposited_s;
+  it.u.item.item = s->rec.data;
+  it.u.item.item_len = s->rec.len;
+  it.u.item.sig = s->rec.sig;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &it);
+  if (n > 0 && send_body(s, from, buf, (size_t)n) == 0)
     s->st.items_served++;
 }
 
@@ -874,23 +780,17 @@ static int64_t put_tombs(store_svc *s, const uint8_t mbox[32], const uint8_t mpk
   return last;
 }
 
-static void on_delete(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid,
-                      dht_ts now) {
-  const uint8_t *mbox, *mpk, *hashes, *sig;
-  size_t n, hn;
-  uint64_t t;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_bin(r, 32, 32, &mpk, &n) ||
-      dht_wire_r_uint(r, UINT32_MAX * 4ULL, &t) ||
-      dht_wire_r_bin(r, 16, STORE_DEL_MAX * 16, &hashes, &hn) || hn % 16 ||
-      dht_wire_r_bin(r, 64, 64, &sig, &n) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_delete(store_svc *s, const dht_peer *from, const store_wire_msg *m, dht_ts now) {
+  const uint8_t *mbox = m->u.del.mbox, *mpk = m->u.del.mbox_pk, *hashes = m->u.del.hashes,
+                *sig = m->u.del.sig;
+  size_t hn = m->u.del.nhashes * STORE_HASH_LEN;
+  uint64_t t = m->u.del.time_s;
+  uint32_t txid = m->txid;
   s->st.deletes_in++;
   int w = check_auth(s, STORE_AUTH_DELETE, from, mbox, mpk, t, sig, hashes, hn / 16, now);
-  if (w != W_OK) {
+  if (w != STORE_W_OK) {
     s->st.deletes_refused++;
-    reply_status(s, from, T_ACK, txid, (uint64_t)w);
+    reply_status(s, from, STORE_T_ACK, txid, (uint64_t)w);
     return;
   }
   uint8_t proof[STORE_PROOF_MAX];
@@ -903,48 +803,41 @@ static void on_delete(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_
         s->rec2.kind == STORE_REC_EVICTED)
       s->be.del(s->be.ctx, mbox, hashes + i * 16);
   if (seq > 0 && s->be.durable(s->be.ctx) < seq)
-    queue_receipt(s, seq, from, txid, mbox, hashes, T_ACK);
+    queue_receipt(s, seq, from, txid, mbox, hashes, STORE_T_ACK);
   else
-    reply_status(s, from, T_ACK, txid, W_OK);
+    reply_status(s, from, STORE_T_ACK, txid, STORE_W_OK);
 }
 
-static void on_tomb(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid) {
-  const uint8_t *mbox, *mpk, *proof, *hashes;
-  size_t n, plen;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_bin(r, 32, 32, &mpk, &n) ||
-      dht_wire_r_bin(r, 1, STORE_PROOF_MAX, &proof, &plen) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_tomb(store_svc *s, const dht_peer *from, const store_wire_msg *m) {
+  const uint8_t *mbox = m->u.tomb.mbox, *mpk = m->u.tomb.mbox_pk, *proof = m->u.tomb.proof;
+  const uint8_t *hashes;
+  size_t plen = m->u.tomb.proof_len;
+  uint32_t txid = m->txid;
   int nh = proof_check(proof, plen, mbox, mpk, &hashes);
   if (nh < 0) {
-    reply_status(s, from, T_ACK, txid, W_BADSIG);
+    reply_status(s, from, STORE_T_ACK, txid, STORE_W_BADSIG);
     return;
   }
   put_tombs(s, mbox, mpk, hashes, nh, proof, plen, NULL);
-  reply_status(s, from, T_ACK, txid, W_OK);
+  reply_status(s, from, STORE_T_ACK, txid, STORE_W_OK);
 }
 
 /* ---- the storage node: friend hosting --------------------------------- */
 
-static void on_register(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid) {
-  const uint8_t *ids, *sig;
-  size_t n, in;
-  if (dht_wire_r_bin(r, 32, 32 * 32, &ids, &in) || in % 32 || dht_wire_r_bin(r, 64, 64, &sig, &n) ||
-      dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_register(store_svc *s, const dht_peer *from, const store_wire_msg *m) {
+  const uint8_t *ids = m->u.reg.ids, *sig = m->u.reg.sig;
+  size_t in = m->u.reg.nids * STORE_MBOX_LEN;
+  uint32_t txid = m->txid;
   hosted *h = hosted_find(s, from->pk);
   uint8_t msg[17 + 32 * 32];
   memcpy(msg, "roost-register-v1", 17);
   memcpy(msg + 17, ids, in);
   if (!h) {
-    reply_status(s, from, T_ACK, txid, W_REFUSED);
+    reply_status(s, from, STORE_T_ACK, txid, STORE_W_REFUSED);
     return;
   }
   if (crypto_sign_verify_detached(sig, msg, 17 + in, from->pk) != 0) {
-    reply_status(s, from, T_ACK, txid, W_BADSIG);
+    reply_status(s, from, STORE_T_ACK, txid, STORE_W_BADSIG);
     return;
   }
   for (size_t i = 0; i < in / 32; i++) {
@@ -964,14 +857,14 @@ static void on_register(store_svc *s, const dht_peer *from, dht_wire_r *r, uint3
     }
     memcpy(h->ids[h->nids++], ids + i * 32, 32);
   }
-  reply_status(s, from, T_ACK, txid, W_OK);
+  reply_status(s, from, STORE_T_ACK, txid, STORE_W_OK);
 }
 
 /* ---- the storage node: reconciliation ---------------------------------- */
 
 /* Entry of a record for reconciliation: hash || kind (items and tombstones
  * only; evicted notices are local). */
-static bool rec_entry(const store_rec *r, uint8_t e[ENTRY_LEN]) {
+static bool rec_entry(const store_rec *r, uint8_t e[STORE_ENTRY_LEN]) {
   if (r->kind != STORE_REC_ITEM && r->kind != STORE_REC_TOMB)
     return false;
   memcpy(e, r->hash, 16);
@@ -979,7 +872,7 @@ static bool rec_entry(const store_rec *r, uint8_t e[ENTRY_LEN]) {
   return true;
 }
 
-static void fp_add(uint8_t fp[16], const uint8_t e[ENTRY_LEN]) {
+static void fp_add(uint8_t fp[16], const uint8_t e[STORE_ENTRY_LEN]) {
   for (int i = 0; i < 16; i++)
     fp[i] ^= e[i];
   fp[15] ^= (uint8_t)(e[16] * 0x5b); /* an item and its tombstone differ */
@@ -987,10 +880,10 @@ static void fp_add(uint8_t fp[16], const uint8_t e[ENTRY_LEN]) {
 
 /* Fingerprints of the whole mailbox and of its 16 sub-ranges. */
 static int mbox_fps(store_svc *s, const uint8_t mbox[32], uint8_t all[16], int *count,
-                    uint8_t bfp[NBUCKETS][16], int bcount[NBUCKETS]) {
+                    uint8_t bfp[STORE_NBUCKETS][16], int bcount[STORE_NBUCKETS]) {
   memset(all, 0, 16);
-  memset(bfp, 0, NBUCKETS * 16);
-  memset(bcount, 0, NBUCKETS * sizeof(int));
+  memset(bfp, 0, STORE_NBUCKETS * 16);
+  memset(bcount, 0, STORE_NBUCKETS * sizeof(int));
   *count = 0;
   uint8_t cur[16];
   bool have = false;
@@ -1000,7 +893,7 @@ static int mbox_fps(store_svc *s, const uint8_t mbox[32], uint8_t all[16], int *
       break;
     memcpy(cur, s->rec.hash, 16);
     have = true;
-    uint8_t e[ENTRY_LEN];
+    uint8_t e[STORE_ENTRY_LEN];
     if (!rec_entry(&s->rec, e))
       continue;
     fp_add(all, e);
@@ -1014,31 +907,34 @@ static int mbox_fps(store_svc *s, const uint8_t mbox[32], uint8_t all[16], int *
 /* Pushes one record (item or tombstone) of ours to peer. */
 static void push_rec(store_svc *s, const dht_peer *to, const store_rec *r, dht_ts now) {
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
   uint32_t txid = new_txid(s);
+  store_wire_msg m = {.txid = txid};
   if (r->kind == STORE_REC_ITEM) {
-    w_head(&w, buf, 8, T_DEPOSIT, txid);
-    dht_wire_w_uint(&w, F_PUSH | (r->hosted ? F_HOSTED : 0));
-    dht_wire_w_bin(&w, r->mbox, 32);
-    dht_wire_w_bin(&w, r->mbox_pk, 32);
-    dht_wire_w_uint(&w, r->deposited_s);
-    dht_wire_w_bin(&w, r->data, r->len);
-    dht_wire_w_bin(&w, r->sig, 64);
+    m.type = STORE_T_DEPOSIT;
+    m.u.deposit.flags = (uint8_t)(STORE_F_PUSH | (r->hosted ? STORE_F_HOSTED : 0));
+    m.u.deposit.mbox = r->mbox;
+    m.u.deposit.mbox_pk = r->mbox_pk;
+    m.u.deposit.deposited_s = r->deposited_s;
+    m.u.deposit.item = r->data;
+    m.u.deposit.item_len = r->len;
+    m.u.deposit.sig = r->sig;
   } else if (r->kind == STORE_REC_TOMB) {
-    w_head(&w, buf, 5, T_TOMB, txid);
-    dht_wire_w_bin(&w, r->mbox, 32);
-    dht_wire_w_bin(&w, r->mbox_pk, 32);
-    dht_wire_w_bin(&w, r->data, r->len);
+    m.type = STORE_T_TOMB;
+    m.u.tomb.mbox = r->mbox;
+    m.u.tomb.mbox_pk = r->mbox_pk;
+    m.u.tomb.proof = r->data;
+    m.u.tomb.proof_len = r->len;
   } else {
     return;
   }
-  if (w.err)
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  if (n < 0)
     return;
   /* one try: the next reconciliation repairs a loss */
-  if (rpc_start(s, to, buf, w.len, txid, r->kind == STORE_REC_ITEM ? T_DEPOSIT : T_TOMB, O_OTHER, 0,
-                0, 1, s->set.rpc_timeout_ms, now) == 0) {
+  if (rpc_start(s, to, buf, (size_t)n, txid, m.type, O_OTHER, 0, 0, 1, s->set.rpc_timeout_ms,
+                now) == 0) {
     s->st.recon_items_pushed++;
-    s->st.recon_bytes += w.len;
+    s->st.recon_bytes += (uint64_t)n;
   }
 }
 
@@ -1063,8 +959,8 @@ static void recon_start(store_svc *s, const uint8_t mbox[32], const dht_contact 
   if (grow(s, (void **)&s->recons, s->nrecons, &s->caprecons, sizeof *s->recons,
            s->set.max_pending_rpcs))
     return;
-  uint8_t all[16], bfp[NBUCKETS][16];
-  int count, bc[NBUCKETS];
+  uint8_t all[16], bfp[STORE_NBUCKETS][16];
+  int count, bc[STORE_NBUCKETS];
   mbox_fps(s, mbox, all, &count, bfp, bc);
   recon *rc = &s->recons[s->nrecons];
   rc->id = ++s->next_id;
@@ -1073,21 +969,18 @@ static void recon_start(store_svc *s, const uint8_t mbox[32], const dht_contact 
   rc->peer.addr = peer->addr;
   rc->handoff = handoff;
   uint8_t buf[128];
-  dht_wire_w w;
   uint32_t txid = new_txid(s);
-  dht_wire_w_init(&w, buf, sizeof buf);
-  dht_wire_w_array(&w, 5);
-  dht_wire_w_uint(&w, T_RECON);
-  dht_wire_w_uint(&w, txid);
-  dht_wire_w_bin(&w, mbox, 32);
-  dht_wire_w_bin(&w, all, 16);
-  dht_wire_w_uint(&w, (uint64_t)count);
-  if (w.err || rpc_start(s, &rc->peer, buf, w.len, txid, T_RECON, O_RECON, rc->id, 0, 2,
+  store_wire_msg m = {.type = STORE_T_RECON, .txid = txid};
+  m.u.recon.mbox = mbox;
+  m.u.recon.fp = all;
+  m.u.recon.count = (uint32_t)count;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  if (n < 0 || rpc_start(s, &rc->peer, buf, (size_t)n, txid, STORE_T_RECON, O_RECON, rc->id, 0, 2,
                          s->set.rpc_timeout_ms, now))
     return;
   s->nrecons++;
   s->st.recon_rounds++;
-  s->st.recon_bytes += w.len;
+  s->st.recon_bytes += (uint64_t)n;
 }
 
 static int recon_find(store_svc *s, uint32_t id) {
@@ -1104,136 +997,118 @@ static void recon_end(store_svc *s, int i) {
 }
 
 /* Responder, step 1. */
-static void on_recon(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid) {
-  const uint8_t *mbox, *fp;
-  size_t n;
-  uint64_t count;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_bin(r, 16, 16, &fp, &n) ||
-      dht_wire_r_uint(r, 1u << 24, &count) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
-  uint8_t all[16], bfp[NBUCKETS][16];
-  int cnt, bc[NBUCKETS];
+static void on_recon(store_svc *s, const dht_peer *from, const store_wire_msg *m) {
+  const uint8_t *mbox = m->u.recon.mbox, *fp = m->u.recon.fp;
+  uint32_t count = m->u.recon.count;
+  uint8_t all[16], bfp[STORE_NBUCKETS][16];
+  int cnt, bc[STORE_NBUCKETS];
   mbox_fps(s, mbox, all, &cnt, bfp, bc);
   uint8_t buf[512];
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
-  dht_wire_w_array(&w, 4);
-  dht_wire_w_uint(&w, T_RECON_R);
-  dht_wire_w_uint(&w, txid);
+  uint8_t b[STORE_NBUCKETS * STORE_BUCKET_LEN];
+  store_wire_msg a = {.type = STORE_T_RECON_R, .txid = m->txid};
   if (cnt == (int)count && !memcmp(all, fp, 16)) {
-    dht_wire_w_uint(&w, W_EQUAL);
-    dht_wire_w_bin(&w, NULL, 0);
+    a.u.recon_r.status = STORE_W_EQUAL;
     s->st.recon_equal++;
   } else if (cnt == 0) {
-    dht_wire_w_uint(&w, W_EMPTY);
-    dht_wire_w_bin(&w, NULL, 0);
+    a.u.recon_r.status = STORE_W_EMPTY;
   } else {
-    uint8_t b[NBUCKETS * 18];
-    for (int i = 0; i < NBUCKETS; i++) {
+    for (int i = 0; i < STORE_NBUCKETS; i++) {
       memcpy(b + i * 18, bfp[i], 16);
       b[i * 18 + 16] = (uint8_t)(bc[i] >> 8);
       b[i * 18 + 17] = (uint8_t)bc[i];
     }
-    dht_wire_w_uint(&w, W_DIFFER);
-    dht_wire_w_bin(&w, b, sizeof b);
+    a.u.recon_r.status = STORE_W_DIFFER;
+    a.u.recon_r.buckets = b;
+    a.u.recon_r.buckets_len = sizeof b;
   }
-  if (!w.err) {
-    send_body(s, from, buf, w.len);
-    s->st.recon_bytes += w.len;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &a);
+  if (n > 0) {
+    send_body(s, from, buf, (size_t)n);
+    s->st.recon_bytes += (uint64_t)n;
   }
 }
 
 /* Initiator, step 2: the responder's answer to RECON. */
-static void recon_reply(store_svc *s, int ri, dht_wire_r *r, dht_ts now) {
+static void recon_reply(store_svc *s, int ri, const store_wire_msg *m, dht_ts now) {
   recon *rc = &s->recons[ri];
-  uint64_t status;
-  const uint8_t *b;
-  size_t bn;
-  if (dht_wire_r_uint(r, 255, &status) || dht_wire_r_bin(r, 0, NBUCKETS * 18, &b, &bn) ||
-      dht_wire_r_end(r) || (status == W_DIFFER && bn != NBUCKETS * 18)) {
+  uint8_t status = m->u.recon_r.status;
+  const uint8_t *b = m->u.recon_r.buckets;
+  /* the layout allows a status without buckets; DIFFER needs them */
+  if (status == STORE_W_DIFFER && !b) {
     s->st.drop_malformed++;
     recon_end(s, ri);
     return;
   }
-  if (status == W_EQUAL) {
+  if (status == STORE_W_EQUAL) {
     s->st.recon_equal++;
     recon_end(s, ri);
     return;
   }
-  if (status == W_EMPTY) {
+  if (status == STORE_W_EMPTY) {
     push_all(s, &rc->peer, rc->mbox, 0xffff, now);
     recon_end(s, ri);
     return;
   }
-  if (status != W_DIFFER) {
+  if (status != STORE_W_DIFFER) {
     recon_end(s, ri);
     return;
   }
-  uint8_t all[16], bfp[NBUCKETS][16];
-  int cnt, bc[NBUCKETS];
+  uint8_t all[16], bfp[STORE_NBUCKETS][16];
+  int cnt, bc[STORE_NBUCKETS];
   mbox_fps(s, rc->mbox, all, &cnt, bfp, bc);
   int mask = 0;
-  for (int i = 0; i < NBUCKETS; i++) {
+  for (int i = 0; i < STORE_NBUCKETS; i++) {
     int theirs = (b[i * 18 + 16] << 8) | b[i * 18 + 17];
     if (theirs != bc[i] || memcmp(b + i * 18, bfp[i], 16))
       mask |= 1 << i;
   }
-  /* our entries in the differing sub-ranges (up to LIST_MAX; the next round
+  /* our entries in the differing sub-ranges (up to STORE_LIST_MAX; the next round
    * takes the rest) */
-  uint8_t ents[LIST_MAX * ENTRY_LEN];
+  uint8_t ents[STORE_LIST_MAX * STORE_ENTRY_LEN];
   int ne = 0;
   uint8_t cur[16];
   bool have = false;
-  while (ne < LIST_MAX) {
+  while (ne < STORE_LIST_MAX) {
     int got = s->be.scan_mbox(s->be.ctx, rc->mbox, have ? cur : NULL, &s->rec, 1);
     if (got <= 0)
       break;
     memcpy(cur, s->rec.hash, 16);
     have = true;
-    uint8_t e[ENTRY_LEN];
+    uint8_t e[STORE_ENTRY_LEN];
     if (rec_entry(&s->rec, e) && (mask & (1 << (e[0] >> 4))))
-      memcpy(ents + ENTRY_LEN * ne++, e, ENTRY_LEN);
+      memcpy(ents + STORE_ENTRY_LEN * ne++, e, STORE_ENTRY_LEN);
   }
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
   uint32_t txid = new_txid(s);
-  w_head(&w, buf, 5, T_RECON_L, txid);
-  dht_wire_w_bin(&w, rc->mbox, 32);
-  dht_wire_w_uint(&w, (uint64_t)mask);
-  dht_wire_w_bin(&w, ents, (size_t)ne * ENTRY_LEN);
+  store_wire_msg l = {.type = STORE_T_RECON_L, .txid = txid};
+  l.u.recon_l.mbox = rc->mbox;
+  l.u.recon_l.mask = (uint16_t)mask;
+  l.u.recon_l.entries = ents;
+  l.u.recon_l.nentries = (size_t)ne;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &l);
   drop_owner_rpcs(s, O_RECON, rc->id);
-  if (w.err || rpc_start(s, &rc->peer, buf, w.len, txid, T_RECON_L, O_RECON, rc->id, 0, 2,
+  if (n < 0 || rpc_start(s, &rc->peer, buf, (size_t)n, txid, STORE_T_RECON_L, O_RECON, rc->id, 0, 2,
                          s->set.rpc_timeout_ms, now)) {
     recon_end(s, ri);
     return;
   }
-  s->st.recon_bytes += w.len;
+  s->st.recon_bytes += (uint64_t)n;
 }
 
-static bool ents_has(const uint8_t *ents, int n, const uint8_t e[ENTRY_LEN]) {
+static bool ents_has(const uint8_t *ents, int n, const uint8_t e[STORE_ENTRY_LEN]) {
   for (int i = 0; i < n; i++)
-    if (!memcmp(ents + i * ENTRY_LEN, e, ENTRY_LEN))
+    if (!memcmp(ents + i * STORE_ENTRY_LEN, e, STORE_ENTRY_LEN))
       return true;
   return false;
 }
 
 /* Responder, step 3: the initiator's entries in the differing sub-ranges. */
-static void on_recon_l(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid,
-                       dht_ts now) {
-  const uint8_t *mbox, *ents;
-  size_t n, en;
-  uint64_t mask;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_uint(r, 0xffff, &mask) ||
-      dht_wire_r_bin(r, 0, LIST_MAX * ENTRY_LEN, &ents, &en) || en % ENTRY_LEN ||
-      dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
-  int ne = (int)(en / ENTRY_LEN);
+static void on_recon_l(store_svc *s, const dht_peer *from, const store_wire_msg *m, dht_ts now) {
+  const uint8_t *mbox = m->u.recon_l.mbox, *ents = m->u.recon_l.entries;
+  uint16_t mask = m->u.recon_l.mask;
+  int ne = (int)m->u.recon_l.nentries;
   /* what we have there and they lack: push; what they have and we lack: want */
-  uint8_t mine[LIST_MAX * 4 * ENTRY_LEN];
+  uint8_t mine[STORE_LIST_MAX * 4 * STORE_ENTRY_LEN];
   int nm = 0;
   uint8_t cur[16];
   bool have = false;
@@ -1243,58 +1118,52 @@ static void on_recon_l(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32
       break;
     memcpy(cur, s->rec2.hash, 16);
     have = true;
-    uint8_t e[ENTRY_LEN];
+    uint8_t e[STORE_ENTRY_LEN];
     if (!rec_entry(&s->rec2, e) || !(mask & (1u << (e[0] >> 4))))
       continue;
-    if (nm < LIST_MAX * 4)
-      memcpy(mine + ENTRY_LEN * nm++, e, ENTRY_LEN);
+    if (nm < STORE_LIST_MAX * 4)
+      memcpy(mine + STORE_ENTRY_LEN * nm++, e, STORE_ENTRY_LEN);
     if (!ents_has(ents, ne, e)) {
       store_rec keep = s->rec2;
       push_rec(s, from, &keep, now);
       s->rec2 = keep;
     }
   }
-  uint8_t want[LIST_MAX * ENTRY_LEN];
+  uint8_t want[STORE_LIST_MAX * STORE_ENTRY_LEN];
   int nw = 0;
   for (int i = 0; i < ne; i++) {
-    const uint8_t *e = ents + i * ENTRY_LEN;
+    const uint8_t *e = ents + i * STORE_ENTRY_LEN;
     if (ents_has(mine, nm, e))
       continue;
     /* a tombstone here beats their item: they get it pushed above */
     if (e[16] == STORE_REC_ITEM && s->be.get(s->be.ctx, mbox, e, &s->rec) == 0 &&
         s->rec.kind == STORE_REC_TOMB)
       continue;
-    memcpy(want + ENTRY_LEN * nw++, e, ENTRY_LEN);
+    memcpy(want + STORE_ENTRY_LEN * nw++, e, STORE_ENTRY_LEN);
   }
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
-  w_head(&w, buf, 4, T_RECON_LR, txid);
-  dht_wire_w_uint(&w, W_OK);
-  dht_wire_w_bin(&w, want, (size_t)nw * ENTRY_LEN);
-  if (!w.err) {
-    send_body(s, from, buf, w.len);
-    s->st.recon_bytes += w.len;
+  store_wire_msg a = {.type = STORE_T_RECON_LR, .txid = m->txid};
+  a.u.recon_lr.status = STORE_W_OK;
+  a.u.recon_lr.want = want;
+  a.u.recon_lr.nwant = (size_t)nw;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &a);
+  if (n > 0) {
+    send_body(s, from, buf, (size_t)n);
+    s->st.recon_bytes += (uint64_t)n;
   }
 }
 
 /* Initiator, step 4: push what they asked for. */
-static void recon_want(store_svc *s, int ri, dht_wire_r *r, dht_ts now) {
+static void recon_want(store_svc *s, int ri, const store_wire_msg *m, dht_ts now) {
   recon *rc = &s->recons[ri];
-  uint64_t status;
-  const uint8_t *want;
-  size_t wn;
-  if (dht_wire_r_uint(r, 255, &status) || dht_wire_r_bin(r, 0, LIST_MAX * ENTRY_LEN, &want, &wn) ||
-      wn % ENTRY_LEN || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    recon_end(s, ri);
-    return;
-  }
+  const uint8_t *want = m->u.recon_lr.want;
+  size_t wn = m->u.recon_lr.nwant * STORE_ENTRY_LEN;
   dht_peer peer = rc->peer;
   uint8_t mbox[32];
   memcpy(mbox, rc->mbox, 32);
   recon_end(s, ri);
-  for (size_t i = 0; i < wn / ENTRY_LEN; i++)
-    if (s->be.get(s->be.ctx, mbox, want + i * ENTRY_LEN, &s->rec2) == 0) {
+  for (size_t i = 0; i < wn / STORE_ENTRY_LEN; i++)
+    if (s->be.get(s->be.ctx, mbox, want + i * STORE_ENTRY_LEN, &s->rec2) == 0) {
       store_rec keep = s->rec2;
       push_rec(s, &peer, &keep, now);
     }
@@ -1501,23 +1370,26 @@ static void out_begin(store_svc *s, sendq *o, dht_ts now) {
   }
 }
 
+/* o's DEPOSIT into buf (DHT_MAX_BODY bytes).  Returns its length, 0 if it
+ * does not fit. */
 static size_t build_deposit(const sendq *o, uint8_t *buf, uint32_t txid, uint8_t flags) {
-  dht_wire_w w;
-  w_head(&w, buf, 8, T_DEPOSIT, txid);
-  dht_wire_w_uint(&w, flags);
-  dht_wire_w_bin(&w, o->k.id, 32);
-  dht_wire_w_bin(&w, o->k.pk, 32);
-  dht_wire_w_uint(&w, o->deposited_s);
-  dht_wire_w_bin(&w, o->item, o->item_len);
-  dht_wire_w_bin(&w, o->sig, DHT_SIG_LEN);
-  return w.err ? 0 : w.len;
+  store_wire_msg m = {.type = STORE_T_DEPOSIT, .txid = txid};
+  m.u.deposit.flags = flags;
+  m.u.deposit.mbox = o->k.id;
+  m.u.deposit.mbox_pk = o->k.pk;
+  m.u.deposit.deposited_s = o->deposited_s;
+  m.u.deposit.item = o->item;
+  m.u.deposit.item_len = o->item_len;
+  m.u.deposit.sig = o->sig;
+  dht_ssize n = store_wire_encode(buf, DHT_MAX_BODY, &m);
+  return n < 0 ? 0 : (size_t)n;
 }
 
 /* Deposit at the r closest contacts and the friend's hosts. */
 static void out_deposit(store_svc *s, sendq *o, const dht_lookup_result *res, dht_ts now) {
   o->phase = P_DEPOSIT;
   uint8_t buf[DHT_MAX_BODY];
-  uint8_t flags = o->request ? 0x04 : 0;
+  uint8_t flags = o->request ? STORE_F_REQUEST : 0;
   int n = 0;
   for (int i = 0; res && i < res->ncontacts && n < s->set.replicas; i++) {
     dht_peer p;
@@ -1525,7 +1397,7 @@ static void out_deposit(store_svc *s, sendq *o, const dht_lookup_result *res, dh
     p.addr = res->contacts[i].addr;
     uint32_t txid = new_txid(s);
     size_t len = build_deposit(o, buf, txid, flags);
-    if (len && rpc_start(s, &p, buf, len, txid, T_DEPOSIT, O_OUT, o->id, n, s->set.rpc_tries,
+    if (len && rpc_start(s, &p, buf, len, txid, STORE_T_DEPOSIT, O_OUT, o->id, n, s->set.rpc_tries,
                          s->set.rpc_timeout_ms, now) == 0)
       n++;
   }
@@ -1537,8 +1409,8 @@ static void out_deposit(store_svc *s, sendq *o, const dht_lookup_result *res, dh
     memcpy(p.pk, f->hosts[i].pk, DHT_PK_LEN);
     p.addr = f->hosts[i].addr;
     uint32_t txid = new_txid(s);
-    size_t len = build_deposit(o, buf, txid, F_HOSTED);
-    if (len && rpc_start(s, &p, buf, len, txid, T_DEPOSIT, O_OUT, o->id, n, s->set.rpc_tries,
+    size_t len = build_deposit(o, buf, txid, STORE_F_HOSTED);
+    if (len && rpc_start(s, &p, buf, len, txid, STORE_T_DEPOSIT, O_OUT, o->id, n, s->set.rpc_tries,
                          s->set.rpc_timeout_ms, now) == 0)
       n++;
   }
@@ -1565,25 +1437,19 @@ static void out_deposit_done(store_svc *s, int i, dht_ts now) {
   out_state_event(s, o, STORE_ST_QUEUED, o->reason ? o->reason : DHT_ERR_TIMEOUT);
 }
 
-static void out_on_receipt(store_svc *s, int oi, const rpc *rq, dht_wire_r *r, dht_ts now) {
+static void out_on_receipt(store_svc *s, int oi, const rpc *rq, const store_wire_msg *m,
+                           dht_ts now) {
   sendq *o = &s->outs[oi];
-  uint64_t status;
-  const uint8_t *hash, *sig;
-  size_t n, sn;
-  if (dht_wire_r_uint(r, 255, &status) || dht_wire_r_bin(r, 16, 16, &hash, &n) ||
-      dht_wire_r_bin(r, 0, 64, &sig, &sn) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+  uint8_t status = m->u.receipt.status;
+  const uint8_t *hash = m->u.receipt.hash, *sig = m->u.receipt.sig;
   o->answered++;
-  if (status != W_OK) {
+  if (status != STORE_W_OK) {
     o->refused++;
-    o->reason = wire_to_err(status);
+    o->reason = store_wire_status_err(status);
   } else {
     uint8_t nid[DHT_ID_LEN];
     dht_id_from_pk(nid, rq->to.pk);
-    if (sn == 64 && !memcmp(hash, o->hash, 16) &&
-        store_receipt_verify(sig, rq->to.pk, o->k.id, hash)) {
+    if (sig && !memcmp(hash, o->hash, 16) && store_receipt_verify(sig, rq->to.pk, o->k.id, hash)) {
       bool dup = false;
       for (int j = 0; j < o->nrcpt; j++)
         dup |= !memcmp(o->rcpt[j], nid, DHT_ID_LEN);
@@ -1610,14 +1476,15 @@ static void out_direct(store_svc *s, sendq *o, const dht_record *rec, dht_ts now
     memcpy(p.pk, o->friend_pk, DHT_PK_LEN);
     p.addr = rec->addrs[i].addr;
     uint32_t txid = new_txid(s);
-    dht_wire_w w;
-    w_head(&w, buf, 6, T_DIRECT, txid);
-    dht_wire_w_bin(&w, o->k.id, 32);
-    dht_wire_w_uint(&w, o->deposited_s);
-    dht_wire_w_bin(&w, o->item, o->item_len);
-    dht_wire_w_bin(&w, o->sig, DHT_SIG_LEN);
-    if (!w.err && rpc_start(s, &p, buf, w.len, txid, T_DIRECT, O_OUT, o->id, i, 1,
-                            s->set.direct_timeout_ms, now) == 0)
+    store_wire_msg m = {.type = STORE_T_DIRECT, .txid = txid};
+    m.u.direct.mbox = o->k.id;
+    m.u.direct.deposited_s = o->deposited_s;
+    m.u.direct.item = o->item;
+    m.u.direct.item_len = o->item_len;
+    m.u.direct.sig = o->sig;
+    dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+    if (n > 0 && rpc_start(s, &p, buf, (size_t)n, txid, STORE_T_DIRECT, O_OUT, o->id, i, 1,
+                           s->set.direct_timeout_ms, now) == 0)
       o->direct_left++;
   }
   if (o->direct_left == 0) {
@@ -1720,7 +1587,7 @@ static void deliver(store_svc *s, const uint8_t pk[DHT_PK_LEN], const store_msg 
     s->st.delivered_msgs++;
     if (jb) {
       jb->newmsgs++;
-      if (jb->ndelivered < LIST_MAX)
+      if (jb->ndelivered < STORE_LIST_MAX)
         memcpy(jb->delivered[jb->ndelivered++], m->id, STORE_MSGID_LEN);
     }
     return;
@@ -1737,42 +1604,35 @@ static void deliver(store_svc *s, const uint8_t pk[DHT_PK_LEN], const store_msg 
 }
 
 /* We are the recipient of a direct delivery. */
-static void on_direct(store_svc *s, const dht_peer *from, dht_wire_r *r, uint32_t txid,
-                      dht_ts now) {
-  const uint8_t *mbox, *item, *sig;
-  size_t n, il;
-  uint64_t dep_s;
-  if (dht_wire_r_bin(r, 32, 32, &mbox, &n) || dht_wire_r_uint(r, UINT32_MAX * 4ULL, &dep_s) ||
-      dht_wire_r_bin(r, 1, STORE_ITEM_MAX, &item, &il) || dht_wire_r_bin(r, 64, 64, &sig, &n) ||
-      dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void on_direct(store_svc *s, const dht_peer *from, const store_wire_msg *msg, dht_ts now) {
+  const uint8_t *mbox = msg->u.direct.mbox, *item = msg->u.direct.item;
+  size_t il = msg->u.direct.item_len;
+  uint32_t txid = msg->txid;
   if (!friend_find(s, from->pk)) {
-    reply_status(s, from, T_DIRECT_ACK, txid, W_REFUSED);
+    reply_status(s, from, STORE_T_DIRECT_ACK, txid, STORE_W_REFUSED);
     return;
   }
   uint8_t pair[STORE_KEY_LEN];
   if (store_pair_secret(pair, &s->self, from->pk)) {
-    reply_status(s, from, T_DIRECT_ACK, txid, W_REFUSED);
+    reply_status(s, from, STORE_T_DIRECT_ACK, txid, STORE_W_REFUSED);
     return;
   }
   uint32_t ep = epoch_now(s, now);
-  int status = W_BADSIG;
+  int status = STORE_W_BADSIG;
   for (int d = -1; d <= 1; d++) {
     store_mbox_keys k;
     store_mbox_derive(&k, pair, from->pk, s->self.pk, ep + (uint32_t)d);
     store_msg m;
     if (!memcmp(k.id, mbox, 32) && store_open(&m, &k, item, il) == 0) {
       deliver(s, from->pk, &m, true, NULL);
-      status = W_OK;
+      status = STORE_W_OK;
     }
     sodium_memzero(&k, sizeof k);
-    if (status == W_OK)
+    if (status == STORE_W_OK)
       break;
   }
   sodium_memzero(pair, sizeof pair);
-  reply_status(s, from, T_DIRECT_ACK, txid, (uint64_t)status);
+  reply_status(s, from, STORE_T_DIRECT_ACK, txid, (uint64_t)status);
 }
 
 /* ---- the user agent: fetching ------------------------------------------ */
@@ -1824,15 +1684,15 @@ static void job_fetch_from(store_svc *s, job *j, int ri, const uint8_t *after, d
     store_auth_sign(sig, STORE_AUTH_FETCH, &j->k, j->rep_id[ri], s->self.pk, t, NULL, 0);
   }
   uint32_t txid = new_txid(s);
-  dht_wire_w w;
-  w_head(&w, buf, 7, T_FETCH, txid);
-  dht_wire_w_bin(&w, j->k.id, 32);
-  dht_wire_w_bin(&w, j->k.pk, 32);
-  dht_wire_w_uint(&w, t);
-  dht_wire_w_bin(&w, sig, sizeof sig);
-  dht_wire_w_bin(&w, after, after ? 16 : 0);
-  if (!w.err && rpc_start(s, &j->rep[ri], buf, w.len, txid, T_FETCH, O_JOB, j->id, ri,
-                          s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0)
+  store_wire_msg m = {.type = STORE_T_FETCH, .txid = txid};
+  m.u.fetch.mbox = j->k.id;
+  m.u.fetch.mbox_pk = j->k.pk;
+  m.u.fetch.time_s = t;
+  m.u.fetch.sig = sig;
+  m.u.fetch.after = after;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  if (n > 0 && rpc_start(s, &j->rep[ri], buf, (size_t)n, txid, STORE_T_FETCH, O_JOB, j->id, ri,
+                         s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0)
     j->rep_pending++;
 }
 
@@ -1910,22 +1770,17 @@ static void job_lookup_done(store_svc *s, job *j, const dht_lookup_result *res, 
   }
 }
 
-static void job_on_list(store_svc *s, job *j, int ri, dht_wire_r *r, dht_ts now) {
-  uint64_t status;
-  const uint8_t *ents;
-  size_t en;
-  bool more;
-  if (dht_wire_r_uint(r, 255, &status) || dht_wire_r_bin(r, 0, LIST_MAX * ENTRY_LEN, &ents, &en) ||
-      en % ENTRY_LEN || dht_wire_r_bool(r, &more) || dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void job_on_list(store_svc *s, job *j, int ri, const store_wire_msg *m, dht_ts now) {
+  uint8_t status = m->u.list.status;
+  const uint8_t *ents = m->u.list.entries;
+  size_t en = m->u.list.nentries * STORE_ENTRY_LEN;
+  bool more = m->u.list.more;
   j->rep_pending--;
-  if (status == W_OK) {
+  if (status == STORE_W_OK) {
     j->rep_answered++;
     s->round_answered++;
-    for (size_t i = 0; i < en / ENTRY_LEN; i++) {
-      const uint8_t *e = ents + i * ENTRY_LEN;
+    for (size_t i = 0; i < en / STORE_ENTRY_LEN; i++) {
+      const uint8_t *e = ents + i * STORE_ENTRY_LEN;
       int k;
       for (k = 0; k < j->nitems; k++)
         if (!memcmp(j->items[k].hash, e, 16))
@@ -1942,8 +1797,8 @@ static void job_on_list(store_svc *s, job *j, int ri, dht_wire_r *r, dht_ts now)
       }
       j->items[k].holders |= (uint16_t)(1u << ri);
     }
-    if (more && en >= ENTRY_LEN)
-      job_fetch_from(s, j, ri, ents + en - ENTRY_LEN, now);
+    if (more && en >= STORE_ENTRY_LEN)
+      job_fetch_from(s, j, ri, ents + en - STORE_ENTRY_LEN, now);
   }
 }
 
@@ -1976,15 +1831,12 @@ static void job_pump_items(store_svc *s, job *j, dht_ts now) {
     it->tried |= 1 << ri;
     uint8_t buf[128];
     uint32_t txid = new_txid(s);
-    dht_wire_w w;
-    dht_wire_w_init(&w, buf, sizeof buf);
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, T_GETITEM);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, j->k.id, 32);
-    dht_wire_w_bin(&w, it->hash, 16);
-    if (!w.err && rpc_start(s, &j->rep[ri], buf, w.len, txid, T_GETITEM, O_JOB, j->id, k,
-                            s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0) {
+    store_wire_msg m = {.type = STORE_T_GETITEM, .txid = txid};
+    m.u.getitem.mbox = j->k.id;
+    m.u.getitem.hash = it->hash;
+    dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+    if (n > 0 && rpc_start(s, &j->rep[ri], buf, (size_t)n, txid, STORE_T_GETITEM, O_JOB, j->id, k,
+                           s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0) {
       it->state = 1;
       j->inflight++;
     }
@@ -2013,20 +1865,14 @@ static void open_request(store_svc *s, const uint8_t *item, size_t len) {
   memcpy(ev->u.request.note, plain + 34, n);
 }
 
-static void job_on_item(store_svc *s, job *j, int k, dht_wire_r *r, dht_ts now) {
-  uint64_t status, dep_s;
-  const uint8_t *item, *sig;
-  size_t il, sn;
-  if (dht_wire_r_uint(r, 255, &status) || dht_wire_r_uint(r, UINT32_MAX * 4ULL, &dep_s) ||
-      dht_wire_r_bin(r, 0, STORE_ITEM_MAX, &item, &il) || dht_wire_r_bin(r, 0, 64, &sig, &sn) ||
-      dht_wire_r_end(r)) {
-    s->st.drop_malformed++;
-    return;
-  }
+static void job_on_item(store_svc *s, job *j, int k, const store_wire_msg *w, dht_ts now) {
+  uint8_t status = w->u.item.status;
+  const uint8_t *item = w->u.item.item;
+  size_t il = w->u.item.item_len;
   jitem *it = &j->items[k];
   j->inflight--;
   uint8_t h[STORE_HASH_LEN];
-  if (status != W_OK || il == 0) {
+  if (status != STORE_W_OK || il == 0) {
     it->state = 0; /* try another holder */
     job_pump_items(s, j, now);
     return;
@@ -2067,15 +1913,16 @@ static void job_delete(store_svc *s, job *j, dht_ts now) {
         store_auth_sign(sig, STORE_AUTH_DELETE, &k2, j->rep_id[ri], s->self.pk, t, hs, (size_t)nh);
         sodium_memzero(&k2, sizeof k2);
         uint32_t txid = new_txid(s);
-        dht_wire_w w;
-        w_head(&w, buf, 7, T_DELETE, txid);
-        dht_wire_w_bin(&w, j->k.id, 32);
-        dht_wire_w_bin(&w, j->k.pk, 32);
-        dht_wire_w_uint(&w, t);
-        dht_wire_w_bin(&w, hs, (size_t)nh * 16);
-        dht_wire_w_bin(&w, sig, sizeof sig);
-        if (!w.err && rpc_start(s, &j->rep[ri], buf, w.len, txid, T_DELETE, O_JOB, j->id, ri,
-                                s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0)
+        store_wire_msg m = {.type = STORE_T_DELETE, .txid = txid};
+        m.u.del.mbox = j->k.id;
+        m.u.del.mbox_pk = j->k.pk;
+        m.u.del.time_s = t;
+        m.u.del.hashes = hs;
+        m.u.del.nhashes = (size_t)nh;
+        m.u.del.sig = sig;
+        dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+        if (n > 0 && rpc_start(s, &j->rep[ri], buf, (size_t)n, txid, STORE_T_DELETE, O_JOB, j->id,
+                               ri, s->set.rpc_tries, s->set.rpc_timeout_ms, now) == 0)
           j->rep_pending++;
         nh = 0;
       }
@@ -2225,13 +2072,14 @@ static void register_tick(store_svc *s, dht_ts now) {
         p.addr = s->my_hosts[h].addr;
         uint8_t buf[DHT_MAX_BODY];
         uint32_t txid = new_txid(s);
-        dht_wire_w w;
-        w_head(&w, buf, 4, T_REGISTER, txid);
-        dht_wire_w_bin(&w, ids[0], (size_t)n * 32);
-        dht_wire_w_bin(&w, sig, sizeof sig);
-        if (!w.err)
-          rpc_start(s, &p, buf, w.len, txid, T_REGISTER, O_OTHER, 0, 0, s->set.rpc_tries,
-                    s->set.rpc_timeout_ms, now);
+        store_wire_msg m = {.type = STORE_T_REGISTER, .txid = txid};
+        m.u.reg.ids = ids[0];
+        m.u.reg.nids = (size_t)n;
+        m.u.reg.sig = sig;
+        dht_ssize len = store_wire_encode(buf, sizeof buf, &m);
+        if (len > 0)
+          rpc_start(s, &p, buf, (size_t)len, txid, STORE_T_REGISTER, O_OTHER, 0, 0,
+                    s->set.rpc_tries, s->set.rpc_timeout_ms, now);
       }
       n = 0;
     }
@@ -2240,59 +2088,15 @@ static void register_tick(store_svc *s, dht_ts now) {
 
 /* ---- dispatch -------------------------------------------------------------- */
 
-/* Strict shape of an answer (rule 10 of the house style): checked on a copy
- * of the reader before any state moves, so a malformed answer is dropped,
- * counted, and treated like no answer at all (never half-applied). */
-static bool answer_ok(uint8_t type, const dht_wire_r *in) {
-  dht_wire_r r = *in;
-  uint64_t v;
-  const uint8_t *p;
-  size_t n;
-  bool b;
-  if (dht_wire_r_uint(&r, 255, &v))
-    return false;
-  switch (type) {
-  case T_RECEIPT:
-    if (dht_wire_r_bin(&r, 16, 16, &p, &n) || dht_wire_r_bin(&r, 0, 64, &p, &n) ||
-        (n != 0 && n != 64))
-      return false;
-    break;
-  case T_LIST:
-    if (dht_wire_r_bin(&r, 0, LIST_MAX * ENTRY_LEN, &p, &n) || n % ENTRY_LEN ||
-        dht_wire_r_bool(&r, &b))
-      return false;
-    break;
-  case T_ITEM:
-    if (dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &v) ||
-        dht_wire_r_bin(&r, 0, STORE_ITEM_MAX, &p, &n) || dht_wire_r_bin(&r, 0, 64, &p, &n) ||
-        (n != 0 && n != 64))
-      return false;
-    break;
-  case T_ACK:
-    if (dht_wire_r_uint(&r, UINT32_MAX, &v))
-      return false;
-    break;
-  case T_RECON_R:
-    if (dht_wire_r_bin(&r, 0, NBUCKETS * 18, &p, &n) || (n != 0 && n != NBUCKETS * 18))
-      return false;
-    break;
-  case T_RECON_LR:
-    if (dht_wire_r_bin(&r, 0, LIST_MAX * ENTRY_LEN, &p, &n) || n % ENTRY_LEN)
-      return false;
-    break;
-  case T_DIRECT_ACK:
-    break;
-  default:
-    return false;
-  }
-  return dht_wire_r_end(&r) == 0;
-}
-
 static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now);
 
-/* An answer to one of our requests. */
-static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t txid, dht_wire_r *r,
-                     dht_ts now) {
+/* An answer to one of our requests.  Its shape is checked (strictly, by the
+ * codec) only once the request it answers is known, so an answer to nothing
+ * counts as drop_unknown_txid whatever it holds; a malformed answer to a
+ * request is dropped, counted, and treated like no answer at all (never
+ * half-applied). */
+static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t txid,
+                     const uint8_t *body, size_t len, dht_ts now) {
   int i = rpc_find(s, txid, from->pk);
   if (i < 0) {
     s->st.drop_unknown_txid++;
@@ -2300,19 +2104,13 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
   }
   rpc rq = s->rpcs[i];
   rq.body = NULL;
-  static const uint8_t answer_of[] = {
-      [T_DEPOSIT - 0x30] = T_RECEIPT, [T_FETCH - 0x30] = T_LIST,
-      [T_GETITEM - 0x30] = T_ITEM,    [T_DELETE - 0x30] = T_ACK,
-      [T_RECON - 0x30] = T_RECON_R,   [T_RECON_L - 0x30] = T_RECON_LR,
-      [T_TOMB - 0x30] = T_ACK,        [T_DIRECT - 0x30] = T_DIRECT_ACK,
-      [T_REGISTER - 0x30] = T_ACK,
-  };
-  if (rq.type < 0x30 || rq.type > 0x3f || answer_of[rq.type - 0x30] != type) {
+  if (store_wire_answer_type(rq.type) != type) {
     s->st.drop_malformed++;
     return;
   }
   rpc_drop(s, i);
-  if (!answer_ok(type, r)) {
+  store_wire_msg m;
+  if (store_wire_decode(&m, body, len)) {
     s->st.drop_malformed++;
     rpc_timeout(s, &rq, now); /* as if it never came: the owner moves on */
     return;
@@ -2322,14 +2120,11 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
     if (oi < 0)
       return;
     sendq *o = &s->outs[oi];
-    if (type == T_RECEIPT) {
-      out_on_receipt(s, oi, &rq, r, now);
-    } else if (type == T_DIRECT_ACK) {
-      uint64_t st;
-      if (dht_wire_r_uint(r, 255, &st) || dht_wire_r_end(r))
-        return;
+    if (type == STORE_T_RECEIPT) {
+      out_on_receipt(s, oi, &rq, &m, now);
+    } else if (type == STORE_T_DIRECT_ACK) {
       o->direct_left--;
-      if (st == W_OK) {
+      if (m.u.direct_ack.status == STORE_W_OK) {
         s->st.sent_direct++;
         out_state_event(s, o, STORE_ST_DELIVERED, 0);
         out_remove(s, oi);
@@ -2343,11 +2138,11 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
     if (ji < 0)
       return;
     job *j = &s->jobs[ji];
-    if (type == T_LIST) {
-      job_on_list(s, j, rq.aux, r, now);
-    } else if (type == T_ITEM) {
-      job_on_item(s, j, rq.aux, r, now);
-    } else if (type == T_ACK) {
+    if (type == STORE_T_LIST) {
+      job_on_list(s, j, rq.aux, &m, now);
+    } else if (type == STORE_T_ITEM) {
+      job_on_item(s, j, rq.aux, &m, now);
+    } else if (type == STORE_T_ACK) {
       j->rep_pending--;
     }
     j = &s->jobs[ji];
@@ -2357,10 +2152,10 @@ static void on_reply(store_svc *s, const dht_peer *from, uint8_t type, uint32_t 
     int ri = recon_find(s, rq.oid);
     if (ri < 0)
       return;
-    if (type == T_RECON_R)
-      recon_reply(s, ri, r, now);
-    else if (type == T_RECON_LR)
-      recon_want(s, ri, r, now);
+    if (type == STORE_T_RECON_R)
+      recon_reply(s, ri, &m, now);
+    else if (type == STORE_T_RECON_LR)
+      recon_want(s, ri, &m, now);
   }
 }
 
@@ -2368,50 +2163,48 @@ static void on_msg(void *ctx, dht *e, const dht_peer *from, const uint8_t *body,
                    dht_ts now) {
   store_svc *s = ctx;
   (void)e;
-  dht_wire_r r;
-  dht_wire_r_init(&r, body, len);
-  uint32_t n;
-  uint64_t type, txid;
-  if (dht_wire_r_array_max(&r, 16, &n) || dht_wire_r_uint(&r, 0x7f, &type) ||
-      dht_wire_r_uint(&r, UINT32_MAX, &txid)) {
+  uint8_t type;
+  uint32_t txid;
+  if (store_wire_head(body, len, &type, &txid)) {
     s->st.drop_malformed++;
     return;
   }
-  static const uint8_t arity[16] = {8, 5, 7, 5, 4, 6, 7, 4, 5, 4, 5, 4, 5, 6, 3, 4};
-  if (type < STORE_MSG_LO || type > STORE_MSG_HI || n != arity[type - STORE_MSG_LO]) {
+  if (!store_wire_answer_type(type)) { /* an answer: on_reply decodes it */
+    on_reply(s, from, type, txid, body, len, now);
+    return;
+  }
+  store_wire_msg m;
+  if (store_wire_decode(&m, body, len)) {
     s->st.drop_malformed++;
     return;
   }
   switch (type) {
-  case T_DEPOSIT:
-    on_deposit(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_DEPOSIT:
+    on_deposit(s, from, &m, now);
     break;
-  case T_FETCH:
-    on_fetch(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_FETCH:
+    on_fetch(s, from, &m, now);
     break;
-  case T_GETITEM:
-    on_getitem(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_GETITEM:
+    on_getitem(s, from, &m, now);
     break;
-  case T_DELETE:
-    on_delete(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_DELETE:
+    on_delete(s, from, &m, now);
     break;
-  case T_RECON:
-    on_recon(s, from, &r, (uint32_t)txid);
+  case STORE_T_RECON:
+    on_recon(s, from, &m);
     break;
-  case T_RECON_L:
-    on_recon_l(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_RECON_L:
+    on_recon_l(s, from, &m, now);
     break;
-  case T_TOMB:
-    on_tomb(s, from, &r, (uint32_t)txid);
+  case STORE_T_TOMB:
+    on_tomb(s, from, &m);
     break;
-  case T_DIRECT:
-    on_direct(s, from, &r, (uint32_t)txid, now);
+  case STORE_T_DIRECT:
+    on_direct(s, from, &m, now);
     break;
-  case T_REGISTER:
-    on_register(s, from, &r, (uint32_t)txid);
-    break;
-  default:
-    on_reply(s, from, (uint8_t)type, (uint32_t)txid, &r, now);
+  default: /* STORE_T_REGISTER */
+    on_register(s, from, &m);
     break;
   }
 }
@@ -2473,7 +2266,7 @@ static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now) {
     if (oi < 0)
       return;
     sendq *o = &s->outs[oi];
-    if (rq->type == T_DIRECT) {
+    if (rq->type == STORE_T_DIRECT) {
       if (--o->direct_left <= 0) {
         o->phase = P_LOOKUP;
         o->lookup = dht_find_node(s->e, o->k.id, now);
@@ -2482,7 +2275,7 @@ static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now) {
           o->retry_at = now + o->backoff;
         }
       }
-    } else if (rq->type == T_DEPOSIT) {
+    } else if (rq->type == STORE_T_DEPOSIT) {
       o->answered++;
       if (o->answered >= o->asked)
         out_deposit_done(s, oi, now);
@@ -2492,7 +2285,7 @@ static void rpc_timeout(store_svc *s, rpc *rq, dht_ts now) {
     if (ji < 0)
       return;
     job *j = &s->jobs[ji];
-    if (rq->type == T_GETITEM) {
+    if (rq->type == STORE_T_GETITEM) {
       j->inflight--;
       j->items[rq->aux].state = 0; /* another holder */
     } else {
