@@ -16,7 +16,8 @@
  *     tests/unit/test_store_crypto.c.
  *  2. Backends (store_mem.c here, store_sqlite.c in the adapter): where a
  *     storage node keeps the items and tombstones it holds for others.
- *  3. The mailbox service (store_svc.c): a dht/ service that owns message
+ *  3. The mailbox service (store_svc.c and the files store/README.md lists;
+ *     the messages are store_wire.h's): a dht/ service that owns message
  *     types 0x30-0x3f.  It stores items for others (quotas, TTL, receipts,
  *     replica reconciliation, hand-off), and for its own user it sends
  *     (direct first, else deposit at the replicas), fetches, deletes and

@@ -1,6 +1,6 @@
 /*
- * fuzz_store.c - the libFuzzer target for the mailbox service (store/
- * store_svc.c, message types 0x30-0x3f) on the memory backend.
+ * fuzz_store.c - the libFuzzer target for the mailbox service (store/,
+ * message types 0x30-0x3f) on the memory backend.
  *
  * It owns: an interpreter that turns one input into calls on ONE fresh
  * engine with a store_svc plugged in; four simulated peers that seal bodies
@@ -81,7 +81,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FS_ITEMS 16  /* items the peers know (built or received) */
 #define FS_ROUNDS 16 /* auto-answer rounds per op */
 #define FS_AUTOQ 64  /* auto answers queued per round */
-#define FS_REQBOX 16 /* REQBOX_ITEMS in store_svc.c */
+#define FS_REQBOX 16 /* REQBOX_ITEMS in store/store_int.h */
 #define FS_MAX_QUOTA (256 * 1024)
 
 enum {

@@ -9,7 +9,8 @@
  * with dht_svc_send.
  *
  * The table is generated from a schema per message type (the field layout
- * store_svc.c reads): for a correctly built body it derives wrong arity (one
+ * store_wire.c decodes; the valid body must be the codec's own bytes): for a
+ * correctly built body it derives wrong arity (one
  * field short, one extra), nil for each field, the wrong type for each field,
  * bin lengths one below and one above their bounds (mailbox 31/33, hash
  * 15/17, sig 63/65, item 0 and STORE_ITEM_MAX + 1 ...), integers one past
