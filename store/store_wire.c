@@ -7,10 +7,10 @@
  *
  * Invariants: decoding consumes every byte or fails (dht_wire_r_end); a
  * decoded byte field is never shorter than its bound says; encoding a
- * decoded message gives back the same bytes (msgpack's shortest forms, as
- * dht_wire writes them).  The head is read the same way by
- * store_wire_head and store_wire_decode, so a body that passes the one and
- * fails the other has bad fields, not a bad head.
+ * decoded message gives back the same bytes whenever the body used
+ * msgpack's shortest forms, as dht_wire writes them (test_store_wire).  The head is read the same
+ * way by store_wire_head and store_wire_decode, so a body that passes the one and fails the other
+ * has bad fields, not a bad head.
  */
 #include <string.h>
 
@@ -77,6 +77,8 @@ static int r_optional(dht_wire_r *r, size_t len, const uint8_t **out) {
   return 0;
 }
 
+/* Reads the fields of m->type after the head: 0 when every one is within
+ * its bounds, nonzero otherwise. */
 static int fields(dht_wire_r *r, store_wire_msg *m) {
   uint64_t v;
   switch (m->type) {
