@@ -64,6 +64,7 @@
 #include "bench_util.h"
 #include "dht_int.h"
 #include "store.h"
+#include "store_wire.h"
 
 #define BATCH BU_BATCH                   /* datagrams per sendmmsg / recvmmsg */
 #define STRIDE DHT_MAX_PKT               /* bytes per pre-built deposit datagram */
@@ -73,8 +74,6 @@
 #define TXID_WARM 0x20000000u         /* txid of client c's warm-up deposit */
 #define LOSS_TIMEOUT_NS 5000000000ull /* no answer after this: lost */
 #define RECV_BUF (8 << 20)
-#define T_DEPOSIT 0x30
-#define T_RECEIPT 0x31
 #define NSTATUS 8 /* statuses 0..7 (docs/mailbox.md); 8: anything else */
 
 /* lat[] values besides a latency in ns */
@@ -157,32 +156,30 @@ static size_t build_deposit(bench *b, int c, uint32_t txid, uint8_t *out, dep_me
   memcpy(meta->mbox, b->mk.id, STORE_MBOX_LEN);
 
   uint8_t body[DHT_MAX_BODY];
-  dht_wire_w w;
-  dht_wire_w_init(&w, body, sizeof body);
-  dht_wire_w_array(&w, 8);
-  dht_wire_w_uint(&w, T_DEPOSIT);
-  dht_wire_w_uint(&w, txid);
-  dht_wire_w_uint(&w, 0); /* flags: a plain deposit (not pushed, not hosted, not a request) */
-  dht_wire_w_bin(&w, b->mk.id, STORE_MBOX_LEN);
-  dht_wire_w_bin(&w, b->mk.pk, DHT_PK_LEN);
-  dht_wire_w_uint(&w, dep_s);
-  dht_wire_w_bin(&w, item, b->item_len);
-  dht_wire_w_bin(&w, sig, sizeof sig);
-  if (w.err)
-    bu_die("encoding a DEPOSIT: %s", dht_strerror(w.err));
+  /* flags 0: a plain deposit (not pushed, not hosted, not a request) */
+  store_wire_msg m = {.type = STORE_T_DEPOSIT, .txid = txid};
+  m.u.deposit.mbox = b->mk.id;
+  m.u.deposit.mbox_pk = b->mk.pk;
+  m.u.deposit.deposited_s = dep_s;
+  m.u.deposit.item = item;
+  m.u.deposit.item_len = (size_t)b->item_len;
+  m.u.deposit.sig = sig;
+  dht_ssize blen = store_wire_encode(body, sizeof body, &m);
+  if (blen < 0)
+    bu_die("encoding a DEPOSIT: %s", dht_strerror((int)blen));
   client *k = &b->cl[c];
-  dht_ssize len = bu_client_seal(k, b->target_pk, body, w.len, out, STRIDE);
+  dht_ssize len = bu_client_seal(k, b->target_pk, body, (size_t)blen, out, STRIDE);
   if (len < 0)
     bu_die("sealing a DEPOSIT: %s", dht_strerror((int)len));
   return (size_t)len;
 }
 
-/* A decoded RECEIPT [0x31, txid, status, hash(16), sig(0|64)]. */
+/* A decoded RECEIPT [0x31, txid, status, hash(16), sig(0|64)]; hash and sig
+ * point into body. */
 typedef struct receipt {
   uint32_t txid;
   uint64_t status;
-  const uint8_t *hash, *sig;
-  size_t hash_len, sig_len;
+  const uint8_t *hash, *sig; /* sig NULL: a refusal */
   uint8_t body[DHT_MAX_PKT];
 } receipt;
 
@@ -193,25 +190,20 @@ static int open_receipt(const bench *b, int c, const uint8_t *pkt, size_t len, r
   dht_ssize n = dht_box_open(b->cl[c].key, pkt, len, rc->body, sizeof rc->body);
   if (n < 0)
     return 1;
-  dht_wire_r r;
-  dht_wire_r_init(&r, rc->body, (size_t)n);
-  uint32_t na;
-  uint64_t type, txid;
-  if (dht_wire_r_array_max(&r, 16, &na) || na != 5 || dht_wire_r_uint(&r, 0x7f, &type) ||
-      type != T_RECEIPT || dht_wire_r_uint(&r, UINT32_MAX, &txid) ||
-      dht_wire_r_uint(&r, UINT32_MAX, &rc->status) ||
-      dht_wire_r_bin(&r, 0, STORE_HASH_LEN, &rc->hash, &rc->hash_len) ||
-      dht_wire_r_bin(&r, 0, DHT_SIG_LEN, &rc->sig, &rc->sig_len) || dht_wire_r_end(&r))
+  store_wire_msg m;
+  if (store_wire_decode(&m, rc->body, (size_t)n) || m.type != STORE_T_RECEIPT)
     return 2;
-  rc->txid = (uint32_t)txid;
+  rc->txid = m.txid;
+  rc->status = m.u.receipt.status;
+  rc->hash = m.u.receipt.hash;
+  rc->sig = m.u.receipt.sig;
   return 0;
 }
 
 /* Status 0, our item's hash, and the target's signature over (mailbox,
  * hash). */
 static bool receipt_ok(const bench *b, const receipt *rc, const dep_meta *m) {
-  return rc->status == 0 && rc->hash_len == STORE_HASH_LEN && rc->sig_len == DHT_SIG_LEN &&
-         memcmp(rc->hash, m->hash, STORE_HASH_LEN) == 0 &&
+  return rc->status == STORE_W_OK && rc->sig && memcmp(rc->hash, m->hash, STORE_HASH_LEN) == 0 &&
          store_receipt_verify(rc->sig, b->target_pk, m->mbox, rc->hash);
 }
 

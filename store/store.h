@@ -16,7 +16,8 @@
  *     tests/unit/test_store_crypto.c.
  *  2. Backends (store_mem.c here, store_sqlite.c in the adapter): where a
  *     storage node keeps the items and tombstones it holds for others.
- *  3. The mailbox service (store_svc.c): a dht/ service that owns message
+ *  3. The mailbox service (store_svc.c and the files store/README.md lists;
+ *     the messages are store_wire.h's): a dht/ service that owns message
  *     types 0x30-0x3f.  It stores items for others (quotas, TTL, receipts,
  *     replica reconciliation, hand-off), and for its own user it sends
  *     (direct first, else deposit at the replicas), fetches, deletes and
@@ -207,8 +208,8 @@ typedef struct store_usage {
 /* The backend interface.  Every call is made from the engine's thread.
  *
  * put() makes a record visible to get/scan/usage at once and returns a
- * write sequence number (> 0); the record is durable once flush() has
- * reported a durable sequence >= it.  A memory backend is durable at once; the
+ * write sequence number (> 0); the record is durable once durable()
+ * reports a sequence >= it.  A memory backend is durable at once; the
  * SQLite backend commits batches off the event loop (store_sqlite.h) and the
  * driver tells the service (store_svc_durable).  The service sends a storage
  * receipt only after its write is durable. */
@@ -240,7 +241,8 @@ typedef struct store_backend {
   void (*close)(void *ctx);
 } store_backend;
 
-/* The memory backend: sorted arrays, deterministic order, durable at once.
+/* The memory backend: AVL trees keyed by (mbox, hash), by expiry and by
+ * mailbox, so every order comes from the keys; durable at once.
  * Bounded by the service's capacity settings.  Returns 0 or DHT_ERR_NOMEM. */
 int store_mem_new(store_backend *out, const dht_mem *mem);
 

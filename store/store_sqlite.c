@@ -1,21 +1,14 @@
 /*
- * store_sqlite.c - the SQLite adapter: mailboxes.db as a store_backend with
- * batched off-loop commits, and roost.db (the user's own state).  The one
- * file besides none that includes <sqlite3.h>.
+ * store_sqlite.c - the SQLite adapter's mailbox backend: mailboxes.db as a
+ * store_backend with batched off-loop commits.  Opening and checking a
+ * database is store_sqlite_db.c's; the user's own roost.db is
+ * store_sqlite_app.c's.
  *
- * Opening (both databases, db_open): a file that is not a SQLite database,
- * fails PRAGMA quick_check, or is a SQLite database without roost's schema
- * version is refused with STORE_ERR_DB_CORRUPT; one with a user_version above
- * STORE_SQLITE_SCHEMA with STORE_ERR_DB_NEWER.  Nothing is written to a file
- * before it has passed these checks, so a refused file stays byte for byte as
- * it was.  A new (empty) file gets WAL mode, the schema and the version in one
- * transaction.
- *
- * mailboxes.db.  Two connections: `rd` for the loop thread (query_only) and
- * `wr`, used only by commit_run (and by open/close on the loop thread when no
- * batch is in flight).  Writes go to `pending`, a sorted array of overlay
- * entries keyed by (mbox, hash), newest write per key; commit_begin moves it
- * to `inflight`, which nothing changes until commit_end.  Reads look at
+ * Two connections: `rd` for the loop thread (query_only) and `wr`, used
+ * only by commit_run (and by open/close on the loop thread when no batch is
+ * in flight).  Writes go to `pending`, a sorted array of overlay entries
+ * keyed by (mbox, hash), newest write per key; commit_begin moves it to
+ * `inflight`, which nothing changes until commit_end.  Reads look at
  * pending, then inflight, then the database: an overlay entry (a record or a
  * delete) shadows the database row of its key.  The whole-store usage is kept
  * in memory (summed once at open, then adjusted by each put/del against the
@@ -25,9 +18,6 @@
  *
  * Invariants: every write up to `seq` is in pending, in inflight, or
  * committed; `durable` <= `seq`; at most one batch is in flight (state).
- *
- * roost.db: plain synchronous statements on the caller's thread, cached
- * prepared statements, every value bound.  Keys and IDs are BLOBs.
  */
 #include <assert.h>
 #include <stdarg.h>
@@ -41,182 +31,9 @@
 #include <sqlite3.h>
 
 #include "store_sqlite.h"
+#include "store_sqlite_int.h"
 
-#define BUSY_MS 5000 /* busy_timeout of every connection */
 #define KEY_LEN (STORE_MBOX_LEN + STORE_HASH_LEN)
-#define HOST_LEN (DHT_PK_LEN + 1 + 16 + 2) /* a serialised store_host_ref */
-
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-  if (!err || !errlen)
-    return;
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(err, errlen, fmt, ap);
-  va_end(ap);
-}
-
-/* ---- opening and checking a database --------------------------------------- */
-
-static bool is_corrupt_rc(int rc) {
-  rc &= 0xff;
-  return rc == SQLITE_NOTADB || rc == SQLITE_CORRUPT;
-}
-
-/* Runs one statement without parameters, stepping through its rows. */
-static int exec1(sqlite3 *db, const char *sql) {
-  return sqlite3_exec(db, sql, NULL, NULL, NULL);
-}
-
-/* The integer of a one-row pragma or query. */
-static int query_int(sqlite3 *db, const char *sql, int64_t *out) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, sql, -1, &st, NULL);
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      *out = sqlite3_column_int64(st, 0);
-      rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-      *out = 0;
-      rc = SQLITE_OK;
-    }
-  }
-  sqlite3_finalize(st);
-  return rc;
-}
-
-/* PRAGMA quick_check: SQLITE_OK and *ok, with the first complaint in msg. */
-static int quick_check(sqlite3 *db, bool *ok, char *msg, size_t msglen) {
-  sqlite3_stmt *st = NULL;
-  int rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &st, NULL);
-  *ok = false;
-  if (rc == SQLITE_OK) {
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-      const char *t = (const char *)sqlite3_column_text(st, 0);
-      *ok = t && strcmp(t, "ok") == 0;
-      snprintf(msg, msglen, "%s", t ? t : "(no answer)");
-      for (char *c = msg; *c; c++) /* one line */
-        if (*c == '\n')
-          *c = ' ';
-      rc = SQLITE_OK;
-    } else if (rc == SQLITE_DONE) {
-      snprintf(msg, msglen, "(no answer)");
-      rc = SQLITE_OK;
-    }
-  }
-  sqlite3_finalize(st);
-  return rc;
-}
-
-/* Opens path as a connection of ours: checks it (see the file comment),
- * gives a new file `schema`, and sets WAL, synchronous=FULL and the busy
- * timeout.  Returns 0 or a STORE_ERR_* with a message in err. */
-static int db_open(sqlite3 **out, const char *path, const char *schema, char *err, size_t errlen) {
-  sqlite3 *db = NULL;
-  int ret = STORE_ERR_DB;
-  char msg[200];
-  *out = NULL;
-  if (!sqlite3_threadsafe()) {
-    seterr(err, errlen, "%s: this SQLite library was built without thread support", path);
-    return STORE_ERR_DB;
-  }
-  int rc = sqlite3_open_v2(path, &db,
-                           SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
-  if (rc != SQLITE_OK) {
-    seterr(err, errlen, "%s: cannot open: %s", path, db ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
-    goto fail;
-  }
-  sqlite3_extended_result_codes(db, 1);
-  sqlite3_busy_timeout(db, BUSY_MS);
-
-  int64_t ver = 0, ntables = 0;
-  rc = query_int(db, "PRAGMA user_version", &ver);
-  if (rc == SQLITE_OK)
-    rc = query_int(db, "SELECT count(*) FROM sqlite_schema", &ntables);
-  if (is_corrupt_rc(rc)) {
-    seterr(err, errlen, "%s: not a SQLite database or damaged (%s); left as it is", path,
-           sqlite3_errmsg(db));
-    ret = STORE_ERR_DB_CORRUPT;
-    goto fail;
-  }
-  if (rc != SQLITE_OK) {
-    seterr(err, errlen, "%s: cannot read: %s", path, sqlite3_errmsg(db));
-    goto fail;
-  }
-  if (ver > STORE_SQLITE_SCHEMA) {
-    seterr(err, errlen,
-           "%s: written by a newer roost (schema version %lld; this roost knows up to %d); "
-           "left as it is",
-           path, (long long)ver, STORE_SQLITE_SCHEMA);
-    ret = STORE_ERR_DB_NEWER;
-    goto fail;
-  }
-  bool ok;
-  rc = quick_check(db, &ok, msg, sizeof msg);
-  if (rc != SQLITE_OK || !ok) {
-    if (rc != SQLITE_OK && !is_corrupt_rc(rc)) {
-      seterr(err, errlen, "%s: cannot check: %s", path, sqlite3_errmsg(db));
-      goto fail;
-    }
-    seterr(err, errlen, "%s: damaged (quick_check: %s); left as it is", path,
-           rc != SQLITE_OK ? sqlite3_errmsg(db) : msg);
-    ret = STORE_ERR_DB_CORRUPT;
-    goto fail;
-  }
-  if (ver == 0 && ntables > 0) {
-    seterr(err, errlen,
-           "%s: a SQLite database, but not one of roost's (no schema version); "
-           "left as it is",
-           path);
-    ret = STORE_ERR_DB_CORRUPT;
-    goto fail;
-  }
-
-  /* the file is ours (or new): from here on we may write */
-  int64_t dummy;
-  rc = query_int(db, "PRAGMA journal_mode=WAL", &dummy);
-  if (rc == SQLITE_OK)
-    rc = exec1(db, "PRAGMA synchronous=FULL");
-  if (rc == SQLITE_OK && ver == 0) {
-    rc = exec1(db, "BEGIN IMMEDIATE");
-    if (rc == SQLITE_OK)
-      rc = exec1(db, schema);
-    if (rc == SQLITE_OK) {
-      char sql[64];
-      snprintf(sql, sizeof sql, "PRAGMA user_version=%d", STORE_SQLITE_SCHEMA);
-      rc = exec1(db, sql);
-    }
-    if (rc == SQLITE_OK)
-      rc = exec1(db, "COMMIT");
-    if (rc != SQLITE_OK) {
-      seterr(err, errlen, "%s: cannot create the schema: %s", path, sqlite3_errmsg(db));
-      exec1(db, "ROLLBACK");
-      goto fail;
-    }
-  }
-  if (rc != SQLITE_OK) {
-    seterr(err, errlen, "%s: cannot set up: %s", path, sqlite3_errmsg(db));
-    goto fail;
-  }
-  *out = db;
-  return 0;
-fail:
-  sqlite3_close(db);
-  return ret;
-}
-
-/* Copies a BLOB column of exactly n bytes; false when its length differs. */
-static bool col_blob(sqlite3_stmt *st, int i, uint8_t *out, int n) {
-  const void *p = sqlite3_column_blob(st, i);
-  if (sqlite3_column_bytes(st, i) != n || (n && !p))
-    return false;
-  if (n)
-    memcpy(out, p, (size_t)n);
-  return true;
-}
 
 /* ---- mailboxes.db: the overlay ------------------------------------------ */
 
@@ -346,9 +163,11 @@ static int row_to_rec(sqlite3_stmt *st, store_rec *r) {
   int len = sqlite3_column_bytes(st, 8);
   if (len > STORE_ITEM_MAX)
     return STORE_ERR_DB;
-  if (!col_blob(st, 0, r->mbox, STORE_MBOX_LEN) || !col_blob(st, 1, r->hash, STORE_HASH_LEN) ||
-      !col_blob(st, 4, r->mbox_pk, DHT_PK_LEN) || !col_blob(st, 7, r->sig, DHT_SIG_LEN) ||
-      !col_blob(st, 8, r->data, len))
+  if (!store_sqlite_db_col_blob(st, 0, r->mbox, STORE_MBOX_LEN) ||
+      !store_sqlite_db_col_blob(st, 1, r->hash, STORE_HASH_LEN) ||
+      !store_sqlite_db_col_blob(st, 4, r->mbox_pk, DHT_PK_LEN) ||
+      !store_sqlite_db_col_blob(st, 7, r->sig, DHT_SIG_LEN) ||
+      !store_sqlite_db_col_blob(st, 8, r->data, len))
     return STORE_ERR_DB;
   r->kind = (uint8_t)sqlite3_column_int(st, 2);
   r->hosted = (uint8_t)sqlite3_column_int(st, 3);
@@ -547,7 +366,7 @@ static int mbox_state(store_sqlite *b, const uint8_t *mbox, bool *exists, bool *
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     uint8_t hash[STORE_HASH_LEN];
-    if (!col_blob(st, 0, hash, STORE_HASH_LEN)) {
+    if (!store_sqlite_db_col_blob(st, 0, hash, STORE_HASH_LEN)) {
       rc = SQLITE_CORRUPT;
       break;
     }
@@ -581,11 +400,11 @@ static bool ov_touches(const store_sqlite *b, const uint8_t *mbox) {
 }
 
 static int read_begin(store_sqlite *b) {
-  return exec1(b->rd, "BEGIN") == SQLITE_OK ? 0 : STORE_ERR_DB;
+  return store_sqlite_db_exec(b->rd, "BEGIN") == SQLITE_OK ? 0 : STORE_ERR_DB;
 }
 
 static void read_end(store_sqlite *b) {
-  exec1(b->rd, "COMMIT");
+  store_sqlite_db_exec(b->rd, "COMMIT");
 }
 
 static int sq_scan_mboxes(void *ctx, const uint8_t after[STORE_MBOX_LEN],
@@ -615,7 +434,7 @@ static int sq_scan_mboxes(void *ctx, const uint8_t after[STORE_MBOX_LEN],
       int rc = sqlite3_step(st);
       if (rc == SQLITE_DONE) {
         db_done = true;
-      } else if (rc != SQLITE_ROW || !col_blob(st, 0, row, STORE_MBOX_LEN)) {
+      } else if (rc != SQLITE_ROW || !store_sqlite_db_col_blob(st, 0, row, STORE_MBOX_LEN)) {
         ret = STORE_ERR_DB;
         goto out;
       } else {
@@ -824,7 +643,7 @@ static int write_ent(store_sqlite *b, const ent *e) {
 int store_sqlite_commit_run(store_sqlite *b) {
   if (!b->in_batch)
     return DHT_ERR_INVAL;
-  int ret = exec1(b->wr, "BEGIN IMMEDIATE") == SQLITE_OK ? 0 : STORE_ERR_DB;
+  int ret = store_sqlite_db_exec(b->wr, "BEGIN IMMEDIATE") == SQLITE_OK ? 0 : STORE_ERR_DB;
   bool inject = b->fail_commits > 0;
   int upto = inject ? b->inflight.n / 2 : b->inflight.n;
   for (int i = 0; ret == 0 && i < upto; i++)
@@ -833,10 +652,10 @@ int store_sqlite_commit_run(store_sqlite *b) {
     b->fail_commits--;
     ret = STORE_ERR_DB;
   }
-  if (ret == 0 && exec1(b->wr, "COMMIT") != SQLITE_OK)
+  if (ret == 0 && store_sqlite_db_exec(b->wr, "COMMIT") != SQLITE_OK)
     ret = STORE_ERR_DB;
   if (ret < 0 && !sqlite3_get_autocommit(b->wr))
-    exec1(b->wr, "ROLLBACK");
+    store_sqlite_db_exec(b->wr, "ROLLBACK");
   b->run_rc = ret;
   return ret;
 }
@@ -905,10 +724,6 @@ static void sq_close(void *ctx) {
   sq_free(b);
 }
 
-static int prep(sqlite3 *db, const char *sql, sqlite3_stmt **st) {
-  return sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, st, NULL);
-}
-
 int store_sqlite_open(store_sqlite **out, store_backend *be, const char *path, char *err,
                       size_t errlen) {
   int ret;
@@ -918,45 +733,53 @@ int store_sqlite_open(store_sqlite **out, store_backend *be, const char *path, c
   store_sqlite *b = calloc(1, sizeof *b);
   if (!b)
     return DHT_ERR_NOMEM;
-  ret = db_open(&b->wr, path, MBOX_SCHEMA, err, errlen);
+  ret = store_sqlite_db_open(&b->wr, path, MBOX_SCHEMA, err, errlen);
   if (ret < 0)
     goto fail;
   ret = STORE_ERR_DB;
   if (sqlite3_open_v2(path, &b->rd, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
       SQLITE_OK) {
-    seterr(err, errlen, "%s: cannot open a reader: %s", path, sqlite3_errmsg(b->rd));
+    store_sqlite_db_seterr(err, errlen, "%s: cannot open a reader: %s", path,
+                           sqlite3_errmsg(b->rd));
     goto fail;
   }
   sqlite3_extended_result_codes(b->rd, 1);
   sqlite3_busy_timeout(b->rd, BUSY_MS);
-  if (exec1(b->rd, "PRAGMA query_only=1") != SQLITE_OK ||
-      prep(b->rd, "SELECT " REC_COLS " FROM recs WHERE mbox=?1 AND hash=?2", &b->s_get) ||
-      prep(b->rd, "SELECT " REC_COLS " FROM recs WHERE mbox=?1 AND hash>?2 ORDER BY hash",
-           &b->s_scan) ||
-      prep(b->rd, "SELECT mbox, max(hosted) FROM recs WHERE mbox>?1 GROUP BY mbox ORDER BY mbox",
-           &b->s_mboxes) ||
-      prep(b->rd, "SELECT hash, hosted FROM recs WHERE mbox=?1", &b->s_mbox_recs) ||
-      prep(b->rd,
-           "SELECT coalesce(sum(kind=1),0),"
-           " coalesce(sum(CASE WHEN kind=1 THEN length(data) ELSE 0 END),0), count(*)"
-           " FROM recs WHERE mbox=?1",
-           &b->s_usage) ||
-      prep(b->rd, "SELECT " REC_COLS " FROM recs WHERE expires_s<?1 ORDER BY expires_s, mbox, hash",
-           &b->s_exp) ||
-      prep(b->wr, "INSERT OR REPLACE INTO recs(" REC_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-           &b->w_put) ||
-      prep(b->wr, "DELETE FROM recs WHERE mbox=?1 AND hash=?2", &b->w_del)) {
-    seterr(err, errlen, "%s: cannot prepare: %s", path, sqlite3_errmsg(b->rd));
+  if (store_sqlite_db_exec(b->rd, "PRAGMA query_only=1") != SQLITE_OK ||
+      store_sqlite_db_prep(b->rd, "SELECT " REC_COLS " FROM recs WHERE mbox=?1 AND hash=?2",
+                           &b->s_get) ||
+      store_sqlite_db_prep(b->rd,
+                           "SELECT " REC_COLS " FROM recs WHERE mbox=?1 AND hash>?2 ORDER BY hash",
+                           &b->s_scan) ||
+      store_sqlite_db_prep(
+          b->rd, "SELECT mbox, max(hosted) FROM recs WHERE mbox>?1 GROUP BY mbox ORDER BY mbox",
+          &b->s_mboxes) ||
+      store_sqlite_db_prep(b->rd, "SELECT hash, hosted FROM recs WHERE mbox=?1", &b->s_mbox_recs) ||
+      store_sqlite_db_prep(
+          b->rd,
+          "SELECT coalesce(sum(kind=1),0),"
+          " coalesce(sum(CASE WHEN kind=1 THEN length(data) ELSE 0 END),0), count(*)"
+          " FROM recs WHERE mbox=?1",
+          &b->s_usage) ||
+      store_sqlite_db_prep(
+          b->rd, "SELECT " REC_COLS " FROM recs WHERE expires_s<?1 ORDER BY expires_s, mbox, hash",
+          &b->s_exp) ||
+      store_sqlite_db_prep(
+          b->wr, "INSERT OR REPLACE INTO recs(" REC_COLS ") VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+          &b->w_put) ||
+      store_sqlite_db_prep(b->wr, "DELETE FROM recs WHERE mbox=?1 AND hash=?2", &b->w_del)) {
+    store_sqlite_db_seterr(err, errlen, "%s: cannot prepare: %s", path, sqlite3_errmsg(b->rd));
     goto fail;
   }
   /* the whole-store sums, once */
   sqlite3_stmt *st = NULL;
-  if (prep(b->rd,
-           "SELECT coalesce(sum(kind=1),0),"
-           " coalesce(sum(CASE WHEN kind=1 THEN length(data) ELSE 0 END),0), count(*) FROM recs",
-           &st) != SQLITE_OK ||
+  if (store_sqlite_db_prep(
+          b->rd,
+          "SELECT coalesce(sum(kind=1),0),"
+          " coalesce(sum(CASE WHEN kind=1 THEN length(data) ELSE 0 END),0), count(*) FROM recs",
+          &st) != SQLITE_OK ||
       sqlite3_step(st) != SQLITE_ROW) {
-    seterr(err, errlen, "%s: cannot sum up: %s", path, sqlite3_errmsg(b->rd));
+    store_sqlite_db_seterr(err, errlen, "%s: cannot sum up: %s", path, sqlite3_errmsg(b->rd));
     sqlite3_finalize(st);
     goto fail;
   }
@@ -981,500 +804,4 @@ int store_sqlite_open(store_sqlite **out, store_backend *be, const char *path, c
 fail:
   sq_free(b);
   return ret;
-}
-
-/* ---- roost.db ------------------------------------------------------------- */
-
-static const char APP_SCHEMA[] =
-    "CREATE TABLE friends("
-    " pk BLOB PRIMARY KEY, name TEXT NOT NULL UNIQUE, hosts BLOB NOT NULL,"
-    " fetched_epoch INTEGER NOT NULL, added_ms INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE hosted(pk BLOB PRIMARY KEY, quota_bytes INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE outbox("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, msg_id BLOB NOT NULL UNIQUE, to_pk BLOB NOT NULL,"
-    " sent_ms INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL,"
-    " state INTEGER NOT NULL, receipts INTEGER NOT NULL, reason INTEGER NOT NULL,"
-    " updated_ms INTEGER NOT NULL);"
-    "CREATE INDEX outbox_state ON outbox(state, seq);"
-    "CREATE TABLE inbox("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, from_pk BLOB NOT NULL, msg_id BLOB NOT NULL,"
-    " sent_ms INTEGER NOT NULL, kind INTEGER NOT NULL, body BLOB NOT NULL,"
-    " received_ms INTEGER NOT NULL, read INTEGER NOT NULL, direct INTEGER NOT NULL,"
-    " UNIQUE (from_pk, msg_id));"
-    "CREATE INDEX inbox_sent ON inbox(sent_ms, seq);"
-    "CREATE TABLE losses("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, from_pk BLOB NOT NULL, epoch INTEGER NOT NULL,"
-    " items INTEGER NOT NULL, unix_ms INTEGER NOT NULL, UNIQUE (from_pk, epoch));";
-
-enum {
-  Q_FRIEND_BY_NAME,
-  Q_FRIEND_BY_PK,
-  Q_FRIEND_PUT,
-  Q_FRIEND_DEL,
-  Q_FRIEND_LIST,
-  Q_FRIEND_FETCHED,
-  Q_HOSTED_PUT,
-  Q_HOSTED_DEL,
-  Q_HOSTED_LIST,
-  Q_OUT_ADD,
-  Q_OUT_UPDATE,
-  Q_OUT_EXISTS,
-  Q_OUT_LIST,
-  Q_IN_ADD,
-  Q_IN_SEQ,
-  Q_IN_LIST,
-  Q_IN_READ,
-  Q_LOSS_ADD,
-  Q_LOSS_LIST,
-  Q_COUNT
-};
-
-#define FRIEND_COLS "name, pk, hosts, fetched_epoch, added_ms"
-#define OUT_COLS "seq, msg_id, sent_ms, kind, body, to_pk, state, receipts, reason, updated_ms"
-#define IN_COLS "seq, msg_id, sent_ms, kind, body, from_pk, received_ms, read, direct"
-
-static const char *const APP_SQL[Q_COUNT] = {
-    [Q_FRIEND_BY_NAME] = "SELECT " FRIEND_COLS " FROM friends WHERE name=?1",
-    [Q_FRIEND_BY_PK] = "SELECT " FRIEND_COLS " FROM friends WHERE pk=?1",
-    [Q_FRIEND_PUT] = "INSERT INTO friends(name, pk, hosts, fetched_epoch, added_ms)"
-                     " VALUES(?1,?2,?3,?4,?5) ON CONFLICT(pk) DO UPDATE SET"
-                     " name=excluded.name, hosts=excluded.hosts,"
-                     " fetched_epoch=excluded.fetched_epoch, added_ms=excluded.added_ms",
-    [Q_FRIEND_DEL] = "DELETE FROM friends WHERE pk=?1",
-    [Q_FRIEND_LIST] = "SELECT " FRIEND_COLS " FROM friends ORDER BY name LIMIT ?1",
-    [Q_FRIEND_FETCHED] = "UPDATE friends SET fetched_epoch=?2 WHERE pk=?1",
-    [Q_HOSTED_PUT] = "INSERT OR REPLACE INTO hosted(pk, quota_bytes) VALUES(?1,?2)",
-    [Q_HOSTED_DEL] = "DELETE FROM hosted WHERE pk=?1",
-    [Q_HOSTED_LIST] = "SELECT pk, quota_bytes FROM hosted ORDER BY pk LIMIT ?1",
-    [Q_OUT_ADD] = "INSERT INTO outbox(msg_id, sent_ms, kind, body, to_pk, state, receipts,"
-                  " reason, updated_ms) VALUES(?1,?2,?3,?4,?5,?6,?7,?8,?9)",
-    /* forward only: a later state, or the same state with at least as many
-     * receipts (receipts grow while the state stays STORED) */
-    [Q_OUT_UPDATE] = "UPDATE outbox SET state=?2, receipts=max(receipts, ?3), reason=?4,"
-                     " updated_ms=?5 WHERE msg_id=?1 AND (state<?2 OR (state=?2 AND receipts<=?3))",
-    [Q_OUT_EXISTS] = "SELECT 1 FROM outbox WHERE msg_id=?1",
-    [Q_OUT_LIST] = "SELECT * FROM (SELECT " OUT_COLS " FROM outbox WHERE ?1<=0 OR state<?1"
-                   " ORDER BY seq DESC LIMIT ?2) ORDER BY seq",
-    [Q_IN_ADD] = "INSERT INTO inbox(msg_id, sent_ms, kind, body, from_pk, received_ms, read,"
-                 " direct) VALUES(?1,?2,?3,?4,?5,?6,?7,?8)"
-                 " ON CONFLICT(from_pk, msg_id) DO NOTHING",
-    [Q_IN_SEQ] = "SELECT seq FROM inbox WHERE from_pk=?1 AND msg_id=?2",
-    [Q_IN_LIST] = "SELECT " IN_COLS " FROM inbox WHERE seq>?1 AND (?2=0 OR read=0)"
-                  " ORDER BY sent_ms, seq LIMIT ?3",
-    [Q_IN_READ] = "UPDATE inbox SET read=1 WHERE seq=?1",
-    [Q_LOSS_ADD] = "INSERT INTO losses(from_pk, epoch, items, unix_ms) VALUES(?1,?2,?3,?4)"
-                   " ON CONFLICT(from_pk, epoch) DO UPDATE SET items=max(items, excluded.items)",
-    [Q_LOSS_LIST] = "SELECT seq, from_pk, epoch, items, unix_ms FROM losses ORDER BY seq LIMIT ?1",
-};
-
-struct store_appdb {
-  sqlite3 *db;
-  sqlite3_stmt *q[Q_COUNT];
-};
-
-int store_appdb_open(store_appdb **out, const char *path, char *err, size_t errlen) {
-  if (!out || !path)
-    return DHT_ERR_INVAL;
-  *out = NULL;
-  store_appdb *a = calloc(1, sizeof *a);
-  if (!a)
-    return DHT_ERR_NOMEM;
-  int ret = db_open(&a->db, path, APP_SCHEMA, err, errlen);
-  if (ret < 0)
-    goto fail;
-  for (int i = 0; i < Q_COUNT; i++) {
-    if (prep(a->db, APP_SQL[i], &a->q[i]) != SQLITE_OK) {
-      seterr(err, errlen, "%s: cannot prepare: %s", path, sqlite3_errmsg(a->db));
-      ret = STORE_ERR_DB;
-      goto fail;
-    }
-  }
-  *out = a;
-  return 0;
-fail:
-  store_appdb_close(a);
-  return ret;
-}
-
-void store_appdb_close(store_appdb *a) {
-  if (!a)
-    return;
-  for (int i = 0; i < Q_COUNT; i++)
-    sqlite3_finalize(a->q[i]);
-  sqlite3_close(a->db);
-  free(a);
-}
-
-/* The statement q, reset, with no bindings. */
-static sqlite3_stmt *Q(store_appdb *a, int q) {
-  sqlite3_reset(a->q[q]);
-  sqlite3_clear_bindings(a->q[q]);
-  return a->q[q];
-}
-
-/* Steps a statement that returns no rows: 0 or STORE_ERR_DB. */
-static int run(sqlite3_stmt *st) {
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  return rc == SQLITE_DONE ? 0 : STORE_ERR_DB;
-}
-
-static void bind_bytes(sqlite3_stmt *st, int i, const void *p, int n) {
-  if (n > 0)
-    sqlite3_bind_blob(st, i, p, n, SQLITE_STATIC);
-  else
-    sqlite3_bind_zeroblob(st, i, 0);
-}
-
-/* Friends. */
-
-static bool name_ok(const char *name) {
-  size_t n = name ? strnlen(name, sizeof((store_friend_row *)0)->name) : 0;
-  return n > 0 && n < sizeof((store_friend_row *)0)->name;
-}
-
-static int row_to_friend(sqlite3_stmt *st, store_friend_row *r) {
-  memset(r, 0, sizeof *r);
-  const char *name = (const char *)sqlite3_column_text(st, 0);
-  int hl = sqlite3_column_bytes(st, 2);
-  const uint8_t *h = sqlite3_column_blob(st, 2);
-  if (!name || strlen(name) >= sizeof r->name || !col_blob(st, 1, r->f.pk, DHT_PK_LEN) ||
-      hl % HOST_LEN != 0 || hl / HOST_LEN > STORE_MAX_HOSTS)
-    return STORE_ERR_DB;
-  memcpy(r->name, name, strlen(name) + 1);
-  r->f.nhosts = hl / HOST_LEN;
-  for (int i = 0; i < r->f.nhosts; i++, h += HOST_LEN) {
-    store_host_ref *x = &r->f.hosts[i];
-    memcpy(x->pk, h, DHT_PK_LEN);
-    x->addr.family = h[DHT_PK_LEN];
-    memcpy(x->addr.ip, h + DHT_PK_LEN + 1, 16);
-    x->addr.port = (uint16_t)(h[DHT_PK_LEN + 17] << 8 | h[DHT_PK_LEN + 18]);
-  }
-  r->f.fetched_epoch = (uint32_t)sqlite3_column_int64(st, 3);
-  r->added_unix_ms = sqlite3_column_int64(st, 4);
-  return 0;
-}
-
-int store_appdb_friend_put(store_appdb *a, const store_friend_row *r) {
-  if (!a || !r || !name_ok(r->name) || r->f.nhosts < 0 || r->f.nhosts > STORE_MAX_HOSTS)
-    return DHT_ERR_INVAL;
-  uint8_t hosts[STORE_MAX_HOSTS * HOST_LEN];
-  uint8_t *h = hosts;
-  for (int i = 0; i < r->f.nhosts; i++, h += HOST_LEN) {
-    const store_host_ref *x = &r->f.hosts[i];
-    memcpy(h, x->pk, DHT_PK_LEN);
-    h[DHT_PK_LEN] = x->addr.family;
-    memcpy(h + DHT_PK_LEN + 1, x->addr.ip, 16);
-    h[DHT_PK_LEN + 17] = (uint8_t)(x->addr.port >> 8);
-    h[DHT_PK_LEN + 18] = (uint8_t)x->addr.port;
-  }
-  if (exec1(a->db, "BEGIN IMMEDIATE") != SQLITE_OK)
-    return STORE_ERR_DB;
-  /* the name may belong to this pk only */
-  sqlite3_stmt *st = Q(a, Q_FRIEND_BY_NAME);
-  sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
-  int rc = sqlite3_step(st), ret = 0;
-  if (rc == SQLITE_ROW) {
-    uint8_t pk[DHT_PK_LEN];
-    if (!col_blob(st, 1, pk, DHT_PK_LEN))
-      ret = STORE_ERR_DB;
-    else if (memcmp(pk, r->f.pk, DHT_PK_LEN) != 0)
-      ret = DHT_ERR_INVAL;
-  } else if (rc != SQLITE_DONE) {
-    ret = STORE_ERR_DB;
-  }
-  sqlite3_reset(st);
-  if (ret == 0) {
-    st = Q(a, Q_FRIEND_PUT);
-    sqlite3_bind_text(st, 1, r->name, -1, SQLITE_STATIC);
-    sqlite3_bind_blob(st, 2, r->f.pk, DHT_PK_LEN, SQLITE_STATIC);
-    bind_bytes(st, 3, hosts, (int)(h - hosts));
-    sqlite3_bind_int64(st, 4, r->f.fetched_epoch);
-    sqlite3_bind_int64(st, 5, r->added_unix_ms);
-    ret = run(st);
-  }
-  if (ret == 0 && exec1(a->db, "COMMIT") != SQLITE_OK)
-    ret = STORE_ERR_DB;
-  if (ret < 0)
-    exec1(a->db, "ROLLBACK");
-  return ret;
-}
-
-/* 0 when a row changed, DHT_ERR_NOTFOUND when none did. */
-static int changed(store_appdb *a, int ret) {
-  return ret < 0 ? ret : sqlite3_changes(a->db) > 0 ? 0 : DHT_ERR_NOTFOUND;
-}
-
-int store_appdb_friend_del(store_appdb *a, const uint8_t pk[static DHT_PK_LEN]) {
-  sqlite3_stmt *st = Q(a, Q_FRIEND_DEL);
-  sqlite3_bind_blob(st, 1, pk, DHT_PK_LEN, SQLITE_STATIC);
-  return changed(a, run(st));
-}
-
-int store_appdb_friend_get(store_appdb *a, const char *name, const uint8_t *pk,
-                           store_friend_row *out) {
-  sqlite3_stmt *st;
-  if (pk) {
-    st = Q(a, Q_FRIEND_BY_PK);
-    sqlite3_bind_blob(st, 1, pk, DHT_PK_LEN, SQLITE_STATIC);
-  } else if (name) {
-    st = Q(a, Q_FRIEND_BY_NAME);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-  } else {
-    return DHT_ERR_INVAL;
-  }
-  int rc = sqlite3_step(st);
-  int ret = rc == SQLITE_ROW    ? row_to_friend(st, out)
-            : rc == SQLITE_DONE ? DHT_ERR_NOTFOUND
-                                : STORE_ERR_DB;
-  sqlite3_reset(st);
-  return ret;
-}
-
-int store_appdb_friend_list(store_appdb *a, store_friend_row *out, int max) {
-  if (max <= 0)
-    return 0;
-  sqlite3_stmt *st = Q(a, Q_FRIEND_LIST);
-  sqlite3_bind_int(st, 1, max);
-  int n = 0, rc = SQLITE_DONE;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (row_to_friend(st, &out[n]) < 0) {
-      n = STORE_ERR_DB;
-      break;
-    }
-    n++;
-  }
-  if (n >= 0 && n < max && rc != SQLITE_DONE)
-    n = STORE_ERR_DB;
-  sqlite3_reset(st);
-  return n;
-}
-
-int store_appdb_friend_set_fetched(store_appdb *a, const uint8_t pk[static DHT_PK_LEN],
-                                   uint32_t epoch) {
-  sqlite3_stmt *st = Q(a, Q_FRIEND_FETCHED);
-  sqlite3_bind_blob(st, 1, pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, epoch);
-  return changed(a, run(st));
-}
-
-/* Hosted friends. */
-
-int store_appdb_hosted_put(store_appdb *a, const store_hosted_row *r) {
-  sqlite3_stmt *st = Q(a, Q_HOSTED_PUT);
-  sqlite3_bind_blob(st, 1, r->pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, r->quota_bytes);
-  return run(st);
-}
-
-int store_appdb_hosted_del(store_appdb *a, const uint8_t pk[static DHT_PK_LEN]) {
-  sqlite3_stmt *st = Q(a, Q_HOSTED_DEL);
-  sqlite3_bind_blob(st, 1, pk, DHT_PK_LEN, SQLITE_STATIC);
-  return changed(a, run(st));
-}
-
-int store_appdb_hosted_list(store_appdb *a, store_hosted_row *out, int max) {
-  if (max <= 0)
-    return 0;
-  sqlite3_stmt *st = Q(a, Q_HOSTED_LIST);
-  sqlite3_bind_int(st, 1, max);
-  int n = 0, rc = SQLITE_DONE;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    if (!col_blob(st, 0, out[n].pk, DHT_PK_LEN)) {
-      n = STORE_ERR_DB;
-      break;
-    }
-    out[n].quota_bytes = sqlite3_column_int64(st, 1);
-    n++;
-  }
-  if (n >= 0 && n < max && rc != SQLITE_DONE)
-    n = STORE_ERR_DB;
-  sqlite3_reset(st);
-  return n;
-}
-
-/* Messages: columns 1..4 of OUT_COLS and IN_COLS are (msg_id, sent_ms, kind,
- * body). */
-
-static void bind_msg(sqlite3_stmt *st, const store_msg *m) {
-  sqlite3_bind_blob(st, 1, m->id, STORE_MSGID_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, m->sent_unix_ms);
-  sqlite3_bind_int(st, 3, m->kind);
-  bind_bytes(st, 4, m->body, m->len);
-}
-
-static int col_msg(sqlite3_stmt *st, store_msg *m) {
-  int len = sqlite3_column_bytes(st, 4);
-  if (len > STORE_TEXT_MAX || !col_blob(st, 1, m->id, STORE_MSGID_LEN) ||
-      !col_blob(st, 4, m->body, len))
-    return STORE_ERR_DB;
-  m->sent_unix_ms = sqlite3_column_int64(st, 2);
-  m->kind = (uint8_t)sqlite3_column_int(st, 3);
-  m->len = (uint16_t)len;
-  return 0;
-}
-
-int store_appdb_out_add(store_appdb *a, store_out_row *r) {
-  if (!r || r->msg.len > STORE_TEXT_MAX || r->state < STORE_ST_QUEUED || r->state > STORE_ST_READ)
-    return DHT_ERR_INVAL;
-  sqlite3_stmt *st = Q(a, Q_OUT_ADD);
-  bind_msg(st, &r->msg);
-  sqlite3_bind_blob(st, 5, r->to_pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_int(st, 6, r->state);
-  sqlite3_bind_int(st, 7, r->receipts);
-  sqlite3_bind_int(st, 8, r->reason);
-  sqlite3_bind_int64(st, 9, r->updated_unix_ms);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  if (rc == SQLITE_CONSTRAINT_UNIQUE)
-    return DHT_ERR_INVAL;
-  if (rc != SQLITE_DONE)
-    return STORE_ERR_DB;
-  r->seq = sqlite3_last_insert_rowid(a->db);
-  return 0;
-}
-
-int store_appdb_out_update(store_appdb *a, const uint8_t msg_id[static STORE_MSGID_LEN], int state,
-                           int receipts, int reason, int64_t unix_ms) {
-  if (state < STORE_ST_QUEUED || state > STORE_ST_READ)
-    return DHT_ERR_INVAL;
-  sqlite3_stmt *st = Q(a, Q_OUT_UPDATE);
-  sqlite3_bind_blob(st, 1, msg_id, STORE_MSGID_LEN, SQLITE_STATIC);
-  sqlite3_bind_int(st, 2, state);
-  sqlite3_bind_int(st, 3, receipts);
-  sqlite3_bind_int(st, 4, reason);
-  sqlite3_bind_int64(st, 5, unix_ms);
-  int ret = changed(a, run(st));
-  if (ret != DHT_ERR_NOTFOUND)
-    return ret;
-  /* nothing changed: an unknown message, or an update that goes back */
-  st = Q(a, Q_OUT_EXISTS);
-  sqlite3_bind_blob(st, 1, msg_id, STORE_MSGID_LEN, SQLITE_STATIC);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  return rc == SQLITE_ROW ? DHT_ERR_STALE : rc == SQLITE_DONE ? DHT_ERR_NOTFOUND : STORE_ERR_DB;
-}
-
-int store_appdb_out_list(store_appdb *a, int max_state, store_out_row *out, int max) {
-  if (max <= 0)
-    return 0;
-  sqlite3_stmt *st = Q(a, Q_OUT_LIST);
-  sqlite3_bind_int(st, 1, max_state);
-  sqlite3_bind_int(st, 2, max);
-  int n = 0, rc = SQLITE_DONE;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    store_out_row *r = &out[n];
-    memset(r, 0, sizeof *r);
-    r->seq = sqlite3_column_int64(st, 0);
-    if (col_msg(st, &r->msg) < 0 || !col_blob(st, 5, r->to_pk, DHT_PK_LEN)) {
-      n = STORE_ERR_DB;
-      break;
-    }
-    r->state = sqlite3_column_int(st, 6);
-    r->receipts = sqlite3_column_int(st, 7);
-    r->reason = sqlite3_column_int(st, 8);
-    r->updated_unix_ms = sqlite3_column_int64(st, 9);
-    n++;
-  }
-  if (n >= 0 && n < max && rc != SQLITE_DONE)
-    n = STORE_ERR_DB;
-  sqlite3_reset(st);
-  return n;
-}
-
-int store_appdb_in_add(store_appdb *a, store_in_row *r, bool *dup) {
-  if (!r || !dup || r->msg.len > STORE_TEXT_MAX)
-    return DHT_ERR_INVAL;
-  *dup = false;
-  sqlite3_stmt *st = Q(a, Q_IN_ADD);
-  bind_msg(st, &r->msg);
-  sqlite3_bind_blob(st, 5, r->from_pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 6, r->received_unix_ms);
-  sqlite3_bind_int(st, 7, r->read ? 1 : 0);
-  sqlite3_bind_int(st, 8, r->direct ? 1 : 0);
-  int ret = run(st);
-  if (ret < 0)
-    return ret;
-  if (sqlite3_changes(a->db) > 0) {
-    r->seq = sqlite3_last_insert_rowid(a->db);
-    return 0;
-  }
-  /* known: hand back the first copy's seq */
-  *dup = true;
-  st = Q(a, Q_IN_SEQ);
-  sqlite3_bind_blob(st, 1, r->from_pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_blob(st, 2, r->msg.id, STORE_MSGID_LEN, SQLITE_STATIC);
-  ret = sqlite3_step(st) == SQLITE_ROW ? 0 : STORE_ERR_DB;
-  if (ret == 0)
-    r->seq = sqlite3_column_int64(st, 0);
-  sqlite3_reset(st);
-  return ret;
-}
-
-int store_appdb_in_list(store_appdb *a, int64_t after_seq, bool unread_only, store_in_row *out,
-                        int max) {
-  if (max <= 0)
-    return 0;
-  sqlite3_stmt *st = Q(a, Q_IN_LIST);
-  sqlite3_bind_int64(st, 1, after_seq);
-  sqlite3_bind_int(st, 2, unread_only ? 1 : 0);
-  sqlite3_bind_int(st, 3, max);
-  int n = 0, rc = SQLITE_DONE;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    store_in_row *r = &out[n];
-    memset(r, 0, sizeof *r);
-    r->seq = sqlite3_column_int64(st, 0);
-    if (col_msg(st, &r->msg) < 0 || !col_blob(st, 5, r->from_pk, DHT_PK_LEN)) {
-      n = STORE_ERR_DB;
-      break;
-    }
-    r->received_unix_ms = sqlite3_column_int64(st, 6);
-    r->read = sqlite3_column_int(st, 7) != 0;
-    r->direct = sqlite3_column_int(st, 8) != 0;
-    n++;
-  }
-  if (n >= 0 && n < max && rc != SQLITE_DONE)
-    n = STORE_ERR_DB;
-  sqlite3_reset(st);
-  return n;
-}
-
-int store_appdb_in_mark_read(store_appdb *a, int64_t seq) {
-  sqlite3_stmt *st = Q(a, Q_IN_READ);
-  sqlite3_bind_int64(st, 1, seq);
-  return changed(a, run(st));
-}
-
-int store_appdb_loss_add(store_appdb *a, const uint8_t from_pk[static DHT_PK_LEN], uint32_t epoch,
-                         int items, int64_t unix_ms) {
-  sqlite3_stmt *st = Q(a, Q_LOSS_ADD);
-  sqlite3_bind_blob(st, 1, from_pk, DHT_PK_LEN, SQLITE_STATIC);
-  sqlite3_bind_int64(st, 2, epoch);
-  sqlite3_bind_int(st, 3, items);
-  sqlite3_bind_int64(st, 4, unix_ms);
-  return run(st);
-}
-
-int store_appdb_loss_list(store_appdb *a, store_loss_row *out, int max) {
-  if (max <= 0)
-    return 0;
-  sqlite3_stmt *st = Q(a, Q_LOSS_LIST);
-  sqlite3_bind_int(st, 1, max);
-  int n = 0, rc = SQLITE_DONE;
-  while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-    store_loss_row *r = &out[n];
-    r->seq = sqlite3_column_int64(st, 0);
-    if (!col_blob(st, 1, r->from_pk, DHT_PK_LEN)) {
-      n = STORE_ERR_DB;
-      break;
-    }
-    r->epoch = (uint32_t)sqlite3_column_int64(st, 2);
-    r->items = sqlite3_column_int(st, 3);
-    r->unix_ms = sqlite3_column_int64(st, 4);
-    n++;
-  }
-  if (n >= 0 && n < max && rc != SQLITE_DONE)
-    n = STORE_ERR_DB;
-  sqlite3_reset(st);
-  return n;
 }

@@ -1,6 +1,8 @@
 /*
  * store_sqlite.h - the SQLite adapter of store/ (target roost_store_sqlite,
- * linked only by node/).  The one place that includes <sqlite3.h>.
+ * linked only by node/): store_sqlite.c (mailboxes.db), store_sqlite_app.c
+ * (roost.db), store_sqlite_db.c (opening and checking either).  Those files
+ * are the only ones that include <sqlite3.h>.
  *
  * Two databases in the data directory, kept apart on purpose:
  *

@@ -1,6 +1,6 @@
 /*
- * fuzz_store.c - the libFuzzer target for the mailbox service (store/
- * store_svc.c, message types 0x30-0x3f) on the memory backend.
+ * fuzz_store.c - the libFuzzer target for the mailbox service (store/,
+ * message types 0x30-0x3f) on the memory backend.
  *
  * It owns: an interpreter that turns one input into calls on ONE fresh
  * engine with a store_svc plugged in; four simulated peers that seal bodies
@@ -66,6 +66,7 @@
 #include "drive1.h"
 #include "fuzz_common.h"
 #include "store.h"
+#include "store_wire.h"
 #include "testutil.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -81,7 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FS_ITEMS 16  /* items the peers know (built or received) */
 #define FS_ROUNDS 16 /* auto-answer rounds per op */
 #define FS_AUTOQ 64  /* auto answers queued per round */
-#define FS_REQBOX 16 /* REQBOX_ITEMS in store_svc.c */
+#define FS_REQBOX 16 /* REQBOX_ITEMS in store/store_int.h */
 #define FS_MAX_QUOTA (256 * 1024)
 
 enum {
@@ -127,28 +128,6 @@ enum {
   FS_AUTH_REGISTER,
   FS_AUTH_COUNT
 };
-
-/* the wire types (store_svc.c) */
-enum {
-  W_DEPOSIT = 0x30,
-  W_RECEIPT,
-  W_FETCH,
-  W_LIST,
-  W_GETITEM,
-  W_ITEM,
-  W_DELETE,
-  W_ACK,
-  W_RECON,
-  W_RECON_R,
-  W_RECON_L,
-  W_RECON_LR,
-  W_TOMB,
-  W_DIRECT,
-  W_DIRECT_ACK,
-  W_REGISTER
-};
-#define FS_ENTRY 17
-#define FS_LIST_MAX 60
 
 /* ---- the immutable setup ------------------------------------------------ */
 
@@ -336,106 +315,56 @@ static void fs_send(fs *h, int i, bool v6, const uint8_t *body, size_t len) {
  * engine must never send what its own strict reader would drop.  Notes the
  * requests in peer i's ring (i < 0: not to a peer). */
 static void fs_take_svc(fs *h, int i, const uint8_t *b, size_t len) {
-  static const uint8_t arity[16] = {8, 5, 7, 5, 4, 6, 7, 4, 5, 4, 5, 4, 5, 6, 3, 4};
-  dht_wire_r r;
-  uint32_t n;
-  uint64_t type, txid, u;
-  const uint8_t *mbox = NULL, *mpk = NULL, *p, *hash = NULL, *item = NULL, *sig = NULL;
-  size_t pl, il = 0;
-  bool ok;
-  dht_wire_r_init(&r, b, len);
-  if (dht_wire_r_array_max(&r, 16, &n) || dht_wire_r_uint(&r, 0x7f, &type) ||
-      dht_wire_r_uint(&r, UINT32_MAX, &txid) || type < STORE_MSG_LO || type > STORE_MSG_HI ||
-      n != arity[type - STORE_MSG_LO])
-    abort();
-  switch (type) {
-  case W_DEPOSIT:
-    ok = !dht_wire_r_uint(&r, 0xff, &u) && !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) &&
-         !dht_wire_r_bin(&r, 32, 32, &mpk, &pl) && !dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &u) &&
-         !dht_wire_r_bin(&r, 1, STORE_ITEM_MAX, &item, &il) &&
-         !dht_wire_r_bin(&r, 64, 64, &sig, &pl);
-    break;
-  case W_RECEIPT:
-    ok = !dht_wire_r_uint(&r, 255, &u) && !dht_wire_r_bin(&r, 16, 16, &p, &pl) &&
-         !dht_wire_r_bin(&r, 0, 64, &p, &pl) && (pl == 0 || pl == 64);
-    break;
-  case W_FETCH:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_bin(&r, 32, 32, &p, &pl) &&
-         !dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &u) && !dht_wire_r_bin(&r, 64, 64, &p, &pl) &&
-         !dht_wire_r_bin(&r, 0, 16, &p, &pl) && (pl == 0 || pl == 16);
-    break;
-  case W_LIST: {
-    bool more;
-    ok = !dht_wire_r_uint(&r, 255, &u) && !dht_wire_r_bin(&r, 0, FS_LIST_MAX * FS_ENTRY, &p, &pl) &&
-         pl % FS_ENTRY == 0 && !dht_wire_r_bool(&r, &more);
-    break;
-  }
-  case W_GETITEM:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_bin(&r, 16, 16, &hash, &pl);
-    break;
-  case W_ITEM:
-    ok = !dht_wire_r_uint(&r, 255, &u) && !dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &u) &&
-         !dht_wire_r_bin(&r, 0, STORE_ITEM_MAX, &p, &pl) && !dht_wire_r_bin(&r, 0, 64, &p, &pl);
-    break;
-  case W_DELETE:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_bin(&r, 32, 32, &p, &pl) &&
-         !dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &u) &&
-         !dht_wire_r_bin(&r, 16, STORE_DEL_MAX * 16, &p, &pl) && pl % 16 == 0 &&
-         !dht_wire_r_bin(&r, 64, 64, &p, &pl);
-    break;
-  case W_ACK:
-  case W_DIRECT_ACK:
-    ok = !dht_wire_r_uint(&r, 255, &u) && (type == W_DIRECT_ACK || !dht_wire_r_uint(&r, ~0ULL, &u));
-    break;
-  case W_RECON:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_bin(&r, 16, 16, &p, &pl) &&
-         !dht_wire_r_uint(&r, 1u << 24, &u);
-    break;
-  case W_RECON_R:
-    ok = !dht_wire_r_uint(&r, 255, &u) && !dht_wire_r_bin(&r, 0, 16 * 18, &p, &pl) &&
-         (pl == 0 || pl == 16 * 18);
-    break;
-  case W_RECON_L:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_uint(&r, 0xffff, &u) &&
-         !dht_wire_r_bin(&r, 0, FS_LIST_MAX * FS_ENTRY, &p, &pl) && pl % FS_ENTRY == 0;
-    break;
-  case W_RECON_LR:
-    ok = !dht_wire_r_uint(&r, 255, &u) && !dht_wire_r_bin(&r, 0, FS_LIST_MAX * FS_ENTRY, &p, &pl) &&
-         pl % FS_ENTRY == 0;
-    break;
-  case W_TOMB:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_bin(&r, 32, 32, &mpk, &pl) &&
-         !dht_wire_r_bin(&r, 1, STORE_PROOF_MAX, &p, &pl);
-    break;
-  case W_DIRECT:
-    ok = !dht_wire_r_bin(&r, 32, 32, &mbox, &pl) && !dht_wire_r_uint(&r, UINT32_MAX * 4ULL, &u) &&
-         !dht_wire_r_bin(&r, 1, STORE_ITEM_MAX, &item, &il) &&
-         !dht_wire_r_bin(&r, 64, 64, &sig, &pl);
-    break;
-  default: /* W_REGISTER */
-    ok = !dht_wire_r_bin(&r, 32, 32 * 32, &p, &pl) && pl % 32 == 0 &&
-         !dht_wire_r_bin(&r, 64, 64, &p, &pl);
-    break;
-  }
-  if (!ok || dht_wire_r_end(&r))
+  store_wire_msg m;
+  if (store_wire_decode(&m, b, len))
     abort(); /* the engine sent a store body a peer must drop */
-  if (i < 0 || (type != W_DEPOSIT && type != W_FETCH && type != W_GETITEM && type != W_DELETE &&
-                type != W_RECON && type != W_RECON_L && type != W_TOMB && type != W_DIRECT &&
-                type != W_REGISTER))
+  if (i < 0 || !store_wire_answer_type(m.type))
     return; /* an answer, not a request */
+  const uint8_t *mbox = NULL, *mpk = NULL, *hash = NULL, *item = NULL, *sig = NULL;
+  size_t il = 0;
+  switch (m.type) {
+  case STORE_T_DEPOSIT:
+    mbox = m.u.deposit.mbox, mpk = m.u.deposit.mbox_pk, sig = m.u.deposit.sig;
+    item = m.u.deposit.item, il = m.u.deposit.item_len;
+    break;
+  case STORE_T_FETCH:
+    mbox = m.u.fetch.mbox;
+    break;
+  case STORE_T_GETITEM:
+    mbox = m.u.getitem.mbox, hash = m.u.getitem.hash;
+    break;
+  case STORE_T_DELETE:
+    mbox = m.u.del.mbox;
+    break;
+  case STORE_T_RECON:
+    mbox = m.u.recon.mbox;
+    break;
+  case STORE_T_RECON_L:
+    mbox = m.u.recon_l.mbox;
+    break;
+  case STORE_T_TOMB:
+    mbox = m.u.tomb.mbox, mpk = m.u.tomb.mbox_pk;
+    break;
+  case STORE_T_DIRECT:
+    mbox = m.u.direct.mbox, sig = m.u.direct.sig;
+    item = m.u.direct.item, il = m.u.direct.item_len;
+    break;
+  default: /* STORE_T_REGISTER */
+    break;
+  }
   fs_peer *pe = &h->p[i];
   fc_ring_push(pe->ring, sizeof pe->ring[0], FS_RING, &pe->nring);
   fs_req *q = &pe->ring[0];
   memset(q, 0, sizeof *q);
-  q->type = (uint8_t)type;
-  q->txid = (uint32_t)txid;
+  q->type = m.type;
+  q->txid = m.txid;
   if (mbox)
     memcpy(q->mbox, mbox, 32);
   if (hash)
     memcpy(q->hash, hash, 16);
   if (item) {
     store_item_hash(q->hash, item, il);
-    if (type == W_DEPOSIT) /* the peer keeps it: later LIST / ITEM serve it */
+    if (m.type == STORE_T_DEPOSIT) /* the peer keeps it: later LIST / ITEM serve it */
       fs_item_add(h, mbox, mpk, 0, item, il, sig, -1, -1, 0);
   }
   h->nreqs++;
@@ -747,28 +676,31 @@ static void fs_deposit(fs *h, const uint8_t *p, size_t n) {
   if (sel & 0x10)
     sig[sel % 64] ^= 0x40;
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
+  /* the item may be empty (a raw deposit of no bytes): the encoder writes
+   * it, the service must drop it */
+  store_wire_msg m = {.txid = (uint32_t)(1000 + h->nonce_ctr)};
   if (sel & 8) {
-    dht_wire_w_array(&w, 6);
-    dht_wire_w_uint(&w, W_DIRECT);
-    dht_wire_w_uint(&w, 1000 + h->nonce_ctr);
+    m.type = STORE_T_DIRECT;
+    m.u.direct.mbox = k.id;
+    m.u.direct.deposited_s = dep;
+    m.u.direct.item = item;
+    m.u.direct.item_len = il;
+    m.u.direct.sig = sig;
   } else {
-    dht_wire_w_array(&w, 8);
-    dht_wire_w_uint(&w, W_DEPOSIT);
-    dht_wire_w_uint(&w, 1000 + h->nonce_ctr);
-    dht_wire_w_uint(&w, (uint64_t)(sel >> 5));
+    m.type = STORE_T_DEPOSIT;
+    m.u.deposit.flags = (uint8_t)(sel >> 5);
+    m.u.deposit.mbox = k.id;
+    m.u.deposit.mbox_pk = k.pk;
+    m.u.deposit.deposited_s = dep;
+    m.u.deposit.item = item;
+    m.u.deposit.item_len = il;
+    m.u.deposit.sig = sig;
   }
-  dht_wire_w_bin(&w, k.id, 32);
-  if (!(sel & 8))
-    dht_wire_w_bin(&w, k.pk, 32);
-  dht_wire_w_uint(&w, dep);
-  dht_wire_w_bin(&w, item, il);
-  dht_wire_w_bin(&w, sig, sizeof sig);
+  dht_ssize bl = store_wire_encode(buf, sizeof buf, &m);
   sodium_memzero(&k, sizeof k);
-  if (w.err)
+  if (bl < 0)
     return;
-  fs_send(h, sel & 3, false, buf, w.len);
+  fs_send(h, sel & 3, false, buf, (size_t)bl);
 }
 
 /* The mailbox keys of a known item (re-derived), or false. */
@@ -820,47 +752,42 @@ static void fs_auth(fs *h, const uint8_t *p, size_t n) {
     }
   }
   uint8_t sig[64], buf[DHT_MAX_BODY];
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
-  uint32_t txid = (uint32_t)(2000 + h->nonce_ctr++);
+  uint8_t proof[STORE_PROOF_MAX], msg[17 + 32 * 32];
+  /* nh may be 0 (a DELETE or REGISTER of nothing): the encoder writes it,
+   * the service must drop it */
+  store_wire_msg m = {.txid = (uint32_t)(2000 + h->nonce_ctr++)};
   switch (kind) {
   case FS_AUTH_FETCH:
     store_auth_sign(sig, STORE_AUTH_FETCH, &k, sid, req_pk, t, NULL, 0);
     if (sel & 0x10)
       sig[5] ^= 1;
-    dht_wire_w_array(&w, 7);
-    dht_wire_w_uint(&w, W_FETCH);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, k.id, 32);
-    dht_wire_w_bin(&w, k.pk, 32);
-    dht_wire_w_uint(&w, t);
-    dht_wire_w_bin(&w, sig, 64);
-    dht_wire_w_bin(&w, na >= 18 ? args + 2 : NULL, na >= 18 ? 16 : 0);
+    m.type = STORE_T_FETCH;
+    m.u.fetch.mbox = k.id;
+    m.u.fetch.mbox_pk = k.pk;
+    m.u.fetch.time_s = t;
+    m.u.fetch.sig = sig;
+    m.u.fetch.after = na >= 18 ? args + 2 : NULL;
     break;
   case FS_AUTH_DELETE:
     store_auth_sign(sig, STORE_AUTH_DELETE, &k, sid, req_pk, t, hashes, nh);
     if (sel & 0x10)
       sig[5] ^= 1;
-    dht_wire_w_array(&w, 7);
-    dht_wire_w_uint(&w, W_DELETE);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, k.id, 32);
-    dht_wire_w_bin(&w, k.pk, 32);
-    dht_wire_w_uint(&w, t);
-    dht_wire_w_bin(&w, hashes, nh * 16);
-    dht_wire_w_bin(&w, sig, 64);
+    m.type = STORE_T_DELETE;
+    m.u.del.mbox = k.id;
+    m.u.del.mbox_pk = k.pk;
+    m.u.del.time_s = t;
+    m.u.del.hashes = hashes;
+    m.u.del.nhashes = nh;
+    m.u.del.sig = sig;
     break;
   case FS_AUTH_GETITEM:
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, W_GETITEM);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, (sel & 0x20) && it ? it->mbox : k.id, 32);
-    dht_wire_w_bin(&w, it && !(sel & 0x40) ? it->hash : hashes, 16);
+    m.type = STORE_T_GETITEM;
+    m.u.getitem.mbox = (sel & 0x20) && it ? it->mbox : k.id;
+    m.u.getitem.hash = it && !(sel & 0x40) ? it->hash : hashes;
     break;
   case FS_AUTH_TOMB: {
     /* a delete proof: storage_id(32) requester(32) time(8 BE) n(1)
      * hashes(n*16) sig(64), the DELETE signature inside */
-    uint8_t proof[STORE_PROOF_MAX];
     size_t o = 0;
     store_auth_sign(sig, STORE_AUTH_DELETE, &k, sid, req_pk, t, hashes, nh);
     if (sel & 0x10)
@@ -872,16 +799,14 @@ static void fs_auth(fs *h, const uint8_t *p, size_t n) {
     proof[o++] = (uint8_t)nh;
     memcpy(proof + o, hashes, nh * 16), o += nh * 16;
     memcpy(proof + o, sig, 64), o += 64;
-    dht_wire_w_array(&w, 5);
-    dht_wire_w_uint(&w, W_TOMB);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, k.id, 32);
-    dht_wire_w_bin(&w, k.pk, 32);
-    dht_wire_w_bin(&w, proof, o);
+    m.type = STORE_T_TOMB;
+    m.u.tomb.mbox = k.id;
+    m.u.tomb.mbox_pk = k.pk;
+    m.u.tomb.proof = proof;
+    m.u.tomb.proof_len = o;
     break;
   }
   default: { /* FS_AUTH_REGISTER: mailboxes X -> me for this epoch and the next */
-    uint8_t msg[17 + 32 * 32];
     size_t ni = nh;
     memcpy(msg, "roost-register-v1", 17);
     for (size_t j = 0; j < ni; j++) {
@@ -895,17 +820,17 @@ static void fs_auth(fs *h, const uint8_t *p, size_t n) {
     crypto_sign_detached(sig, NULL, msg, 17 + 32 * ni, h->k->id[1 + me].sk);
     if (sel & 0x10)
       sig[5] ^= 1;
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, W_REGISTER);
-    dht_wire_w_uint(&w, txid);
-    dht_wire_w_bin(&w, msg + 17, 32 * ni);
-    dht_wire_w_bin(&w, sig, 64);
+    m.type = STORE_T_REGISTER;
+    m.u.reg.ids = msg + 17;
+    m.u.reg.nids = ni;
+    m.u.reg.sig = sig;
     break;
   }
   }
+  dht_ssize bl = store_wire_encode(buf, sizeof buf, &m);
   sodium_memzero(&k, sizeof k);
-  if (!w.err)
-    fs_send(h, me, false, buf, w.len);
+  if (bl > 0)
+    fs_send(h, me, false, buf, (size_t)bl);
 }
 
 /* REPLY [sel][idx][status][variant][extra]: peer sel & 3 answers one of the
@@ -937,79 +862,66 @@ static void fs_reply(fs *h, const uint8_t *p, size_t n) {
   size_t nx = n - 4;
   uint64_t st = (var & 1) ? p[2] : 0;
   uint8_t buf[DHT_MAX_BODY];
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
+  uint8_t sig[64], hash[16], ents[STORE_LIST_MAX * STORE_ENTRY_LEN], b[16 * 18];
+  store_wire_msg m = {.type = store_wire_answer_type(q->type), .txid = q->txid};
   switch (q->type) {
-  case W_DEPOSIT: {
-    uint8_t sig[64], hash[16];
+  case STORE_T_DEPOSIT: {
     memcpy(hash, q->hash, 16);
     if (var & 8)
       hash[0] ^= 1;
     store_receipt_sign(sig, &h->k->id[i + 1], q->mbox, hash);
-    dht_wire_w_array(&w, 5);
-    dht_wire_w_uint(&w, W_RECEIPT);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
-    dht_wire_w_bin(&w, hash, 16);
-    dht_wire_w_bin(&w, sig, (var & 4) ? 0 : 64);
+    m.u.receipt.status = (uint8_t)st;
+    m.u.receipt.hash = hash;
+    m.u.receipt.sig = (var & 4) ? NULL : sig;
     break;
   }
-  case W_FETCH: {
-    uint8_t ents[FS_LIST_MAX * FS_ENTRY];
+  case STORE_T_FETCH: {
     size_t ne = 0;
     if (var & 2) {
-      ne = nx / FS_ENTRY > FS_LIST_MAX ? FS_LIST_MAX : nx / FS_ENTRY;
-      memcpy(ents, x, ne * FS_ENTRY);
+      ne = nx / STORE_ENTRY_LEN > STORE_LIST_MAX ? STORE_LIST_MAX : nx / STORE_ENTRY_LEN;
+      memcpy(ents, x, ne * STORE_ENTRY_LEN);
     } else {
       for (int j = 0; j < h->nitems; j++)
         if (!memcmp(h->items[j].mbox, q->mbox, 32)) {
-          memcpy(ents + ne * FS_ENTRY, h->items[j].hash, 16);
-          ents[ne * FS_ENTRY + 16] = nx ? x[0] % 4 : STORE_REC_ITEM;
-          if (ents[ne * FS_ENTRY + 16] == 0)
-            ents[ne * FS_ENTRY + 16] = STORE_REC_ITEM;
+          memcpy(ents + ne * STORE_ENTRY_LEN, h->items[j].hash, 16);
+          ents[ne * STORE_ENTRY_LEN + 16] = nx ? x[0] % 4 : STORE_REC_ITEM;
+          if (ents[ne * STORE_ENTRY_LEN + 16] == 0)
+            ents[ne * STORE_ENTRY_LEN + 16] = STORE_REC_ITEM;
           ne++;
         }
     }
-    dht_wire_w_array(&w, 5);
-    dht_wire_w_uint(&w, W_LIST);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
-    dht_wire_w_bin(&w, ents, ne * FS_ENTRY);
-    dht_wire_w_bool(&w, (var & 4) != 0);
+    m.u.list.status = (uint8_t)st;
+    m.u.list.entries = ents;
+    m.u.list.nentries = ne;
+    m.u.list.more = (var & 4) != 0;
     break;
   }
-  case W_GETITEM: {
+  case STORE_T_GETITEM: {
     fs_item *it = fs_item_find(h, q->mbox, q->hash);
-    dht_wire_w_array(&w, 6);
-    dht_wire_w_uint(&w, W_ITEM);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
+    m.u.item.status = (uint8_t)st;
     if (it && !(var & 2)) {
-      dht_wire_w_uint(&w, it->dep_s);
-      dht_wire_w_bin(&w, it->data, it->len);
-      dht_wire_w_bin(&w, it->sig, 64);
+      m.u.item.deposited_s = it->dep_s;
+      m.u.item.item = it->data;
+      m.u.item.item_len = it->len;
+      m.u.item.sig = it->sig;
     } else {
-      dht_wire_w_uint(&w, (uint64_t)fs_unix_s(h));
-      dht_wire_w_bin(&w, x, nx > STORE_ITEM_MAX ? STORE_ITEM_MAX : nx);
-      dht_wire_w_bin(&w, NULL, 0);
+      m.u.item.deposited_s = (uint64_t)fs_unix_s(h);
+      m.u.item.item = x;
+      m.u.item.item_len = nx > STORE_ITEM_MAX ? STORE_ITEM_MAX : nx;
     }
     break;
   }
-  case W_DELETE:
-  case W_TOMB:
-  case W_REGISTER:
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, W_ACK);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
-    dht_wire_w_uint(&w, nx ? x[0] : 0);
+  case STORE_T_DELETE:
+  case STORE_T_TOMB:
+  case STORE_T_REGISTER:
+    m.u.ack.status = (uint8_t)st;
+    m.u.ack.n = nx ? x[0] : 0;
     break;
-  case W_RECON: {
-    uint8_t b[16 * 18];
+  case STORE_T_RECON: {
     size_t bl = 0;
     if (!(var & 1))
-      st = 9; /* W_DIFFER */
-    if (st == 9 && !(var & 2)) {
+      st = STORE_W_DIFFER;
+    if (st == STORE_W_DIFFER && !(var & 2)) {
       memset(b, 0, sizeof b);
       memcpy(b, x, nx > sizeof b ? sizeof b : nx);
       bl = sizeof b;
@@ -1017,43 +929,39 @@ static void fs_reply(fs *h, const uint8_t *p, size_t n) {
       bl = nx > sizeof b ? sizeof b : nx;
       memcpy(b, x, bl);
     }
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, W_RECON_R);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
-    dht_wire_w_bin(&w, b, bl);
+    /* any length: a RECON_R whose buckets are neither absent nor whole
+     * must be dropped */
+    m.u.recon_r.status = (uint8_t)st;
+    m.u.recon_r.buckets = b;
+    m.u.recon_r.buckets_len = bl;
     break;
   }
-  case W_RECON_L: {
-    uint8_t want[FS_LIST_MAX * FS_ENTRY];
+  case STORE_T_RECON_L: {
+    uint8_t *want = ents;
     size_t ne = 0;
     if (var & 2) {
-      ne = nx / FS_ENTRY > FS_LIST_MAX ? FS_LIST_MAX : nx / FS_ENTRY;
-      memcpy(want, x, ne * FS_ENTRY);
+      ne = nx / STORE_ENTRY_LEN > STORE_LIST_MAX ? STORE_LIST_MAX : nx / STORE_ENTRY_LEN;
+      memcpy(want, x, ne * STORE_ENTRY_LEN);
     } else { /* everything of that mailbox the peers know of */
       for (int j = 0; j < h->nitems; j++)
         if (!memcmp(h->items[j].mbox, q->mbox, 32)) {
-          memcpy(want + ne * FS_ENTRY, h->items[j].hash, 16);
-          want[ne * FS_ENTRY + 16] = STORE_REC_ITEM;
+          memcpy(want + ne * STORE_ENTRY_LEN, h->items[j].hash, 16);
+          want[ne * STORE_ENTRY_LEN + 16] = STORE_REC_ITEM;
           ne++;
         }
     }
-    dht_wire_w_array(&w, 4);
-    dht_wire_w_uint(&w, W_RECON_LR);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
-    dht_wire_w_bin(&w, want, ne * FS_ENTRY);
+    m.u.recon_lr.status = (uint8_t)st;
+    m.u.recon_lr.want = want;
+    m.u.recon_lr.nwant = ne;
     break;
   }
-  default: /* W_DIRECT */
-    dht_wire_w_array(&w, 3);
-    dht_wire_w_uint(&w, W_DIRECT_ACK);
-    dht_wire_w_uint(&w, q->txid);
-    dht_wire_w_uint(&w, st);
+  default: /* STORE_T_DIRECT */
+    m.u.direct_ack.status = (uint8_t)st;
     break;
   }
-  if (!w.err)
-    fs_send(h, i, false, buf, w.len);
+  dht_ssize enc = store_wire_encode(buf, sizeof buf, &m);
+  if (enc > 0)
+    fs_send(h, i, false, buf, (size_t)enc);
 }
 
 static void fs_issued(fs *h, int64_t id) {

@@ -7,8 +7,7 @@
  *
  *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht -Istore -Itests/support \
  *      tests/fuzz/gen_corpus_store.c tests/fuzz/fuzz_common.c dht/*.c \
- *      store/store_crypto.c store/store_mem.c \
- *      store/store_svc.c tests/support/testutil.c \
+ *      $(ls store/store_*.c | grep -v sqlite) tests/support/testutil.c \
  *      $(pkg-config --cflags --libs msgpack libsodium) -o /tmp/gen_corpus_store
  *   rm -f tests/fuzz/corpus_store/seed-* && /tmp/gen_corpus_store tests/fuzz/corpus_store
  */
@@ -112,23 +111,23 @@ static void seed(const char *name) {
   g_len = 0;
 }
 
-/* [t, txid, ...] bodies written with dht_wire */
+/* A RECON (fingerprint 01 00 .., count 3) or a RECON_L (every sub-range, no
+ * entries) about mbox, txid 4242, through the codec. */
 static size_t w_recon(uint8_t *b, const uint8_t mbox[32], bool list) {
-  dht_wire_w w;
   uint8_t fp[16] = {1};
-  dht_wire_w_init(&w, b, DHT_MAX_BODY);
-  dht_wire_w_array(&w, 5);
-  dht_wire_w_uint(&w, list ? W_RECON_L : W_RECON);
-  dht_wire_w_uint(&w, 4242);
-  dht_wire_w_bin(&w, mbox, 32);
+  store_wire_msg m = {.type = list ? STORE_T_RECON_L : STORE_T_RECON, .txid = 4242};
   if (list) {
-    dht_wire_w_uint(&w, 0xffff);
-    dht_wire_w_bin(&w, NULL, 0);
+    m.u.recon_l.mbox = mbox;
+    m.u.recon_l.mask = 0xffff;
   } else {
-    dht_wire_w_bin(&w, fp, 16);
-    dht_wire_w_uint(&w, 3);
+    m.u.recon.mbox = mbox;
+    m.u.recon.fp = fp;
+    m.u.recon.count = 3;
   }
-  return w.len;
+  dht_ssize n = store_wire_encode(b, DHT_MAX_BODY, &m);
+  if (n < 0)
+    abort();
+  return (size_t)n;
 }
 
 int main(int argc, char **argv) {
@@ -226,15 +225,15 @@ int main(int argc, char **argv) {
    * replicas), every peer answers with a signed receipt */
   OP(FS_OP_CMD, FS_CMD_FRIEND, 1, 0, 0);
   OP(FS_OP_CMD, FS_CMD_SEND, 1, 'h', 'i');
-  reply_all(W_DEPOSIT, 0);
+  reply_all(STORE_T_DEPOSIT, 0);
   seed("seed-send-receipts");
 
   /* receipts refused (mailbox full), unsigned, for another hash */
   OP(FS_OP_CMD, FS_CMD_FRIEND, 1, 0, 0);
   OP(FS_OP_CMD, FS_CMD_SEND, 1, 'x');
-  reply(0, W_DEPOSIT, 1, 1);
-  reply(1, W_DEPOSIT, 0, 4);
-  reply(2, W_DEPOSIT, 0, 8);
+  reply(0, STORE_T_DEPOSIT, 1, 1);
+  reply(1, STORE_T_DEPOSIT, 0, 4);
+  reply(2, STORE_T_DEPOSIT, 0, 8);
   time_ms(30000);
   seed("seed-send-refused");
 
@@ -242,7 +241,7 @@ int main(int argc, char **argv) {
   config(FS_CFG_RECORDS);
   OP(FS_OP_CMD, FS_CMD_FRIEND, 1, 0, 0);
   OP(FS_OP_CMD, FS_CMD_SEND, 1, 'y', 'o');
-  reply(1, W_DIRECT, 0, 0);
+  reply(1, STORE_T_DIRECT, 0, 0);
   OP(FS_OP_CMD, FS_CMD_READ, 1, 1);
   seed("seed-direct-ack");
 
@@ -253,11 +252,11 @@ int main(int argc, char **argv) {
   deposit(1, 2, 0, 0, 0, 0, "waiting for you");
   OP(FS_OP_CMD, FS_CMD_FETCH);
   for (int r = 0; r < 3; r++)
-    reply_all(W_FETCH, 0);
-  reply_all(W_GETITEM, 0);
-  reply_all(W_GETITEM, 0);
-  reply_all(W_DELETE, 0);
-  reply_all(W_DEPOSIT, 0); /* the delivered-receipt's deposits */
+    reply_all(STORE_T_FETCH, 0);
+  reply_all(STORE_T_GETITEM, 0);
+  reply_all(STORE_T_GETITEM, 0);
+  reply_all(STORE_T_DELETE, 0);
+  reply_all(STORE_T_DEPOSIT, 0); /* the delivered-receipt's deposits */
   seed("seed-fetch-round");
 
   /* a fetch round with evicted entries (loss), bad items, more = true */
@@ -269,7 +268,7 @@ int main(int argc, char **argv) {
   OP(FS_OP_REPLY, 1, 0x82, 0, 4);
   OP(FS_OP_REPLY, 2, 0x82, 7, 1);
   OP(FS_OP_REPLY, 3, 0x82, 0, 2, 1, 2, 3);
-  reply_all(W_GETITEM, 2);
+  reply_all(STORE_T_GETITEM, 2);
   time_ms(20000);
   seed("seed-fetch-loss");
 
@@ -278,8 +277,8 @@ int main(int argc, char **argv) {
   config(FS_CFG_NOPOLL);
   deposit(0, 1, 2, 0, 0, 0, "replicated");
   time_ms2(11 * 60000, 0x80);
-  reply_all(W_RECON, 0);
-  reply_all(W_RECON_L, 0);
+  reply_all(STORE_T_RECON, 0);
+  reply_all(STORE_T_RECON_L, 0);
   OP(FS_OP_REPLY, 0, 0x88, 10, 1); /* EMPTY: push everything */
   seed("seed-recon-initiator");
 
@@ -316,7 +315,7 @@ int main(int argc, char **argv) {
   OP(FS_OP_CMD, FS_CMD_HOST, 2, 0, 0);
   OP(FS_OP_CMD, FS_CMD_DURABLE);
   time_ms(6000);
-  reply_all(W_REGISTER, 0);
+  reply_all(STORE_T_REGISTER, 0);
   time_ms(120000);
   seed("seed-commands");
 

@@ -9,7 +9,8 @@
  * with dht_svc_send.
  *
  * The table is generated from a schema per message type (the field layout
- * store_svc.c reads): for a correctly built body it derives wrong arity (one
+ * store_wire.c decodes; the valid body must be the codec's own bytes): for a
+ * correctly built body it derives wrong arity (one
  * field short, one extra), nil for each field, the wrong type for each field,
  * bin lengths one below and one above their bounds (mailbox 31/33, hash
  * 15/17, sig 63/65, item 0 and STORE_ITEM_MAX + 1 ...), integers one past
@@ -31,25 +32,7 @@
 
 #include "netsim.h"
 #include "store.h"
-
-enum {
-  T_DEPOSIT = 0x30,
-  T_RECEIPT,
-  T_FETCH,
-  T_LIST,
-  T_GETITEM,
-  T_ITEM,
-  T_DELETE,
-  T_ACK,
-  T_RECON,
-  T_RECON_R,
-  T_RECON_L,
-  T_RECON_LR,
-  T_TOMB,
-  T_DIRECT,
-  T_DIRECT_ACK,
-  T_REGISTER
-};
+#include "store_wire.h"
 
 #define UNIX_MS 1780000000000LL
 #define MAXCAP 64
@@ -84,13 +67,12 @@ static void cap_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   world *w = ctx;
   const uint8_t *body = in->body;
   size_t len = in->len;
-  dht_wire_r r;
-  uint32_t n;
-  uint64_t type, txid;
-  dht_wire_r_init(&r, body, len);
-  assert_int_equal(dht_wire_r_array_max(&r, 16, &n), 0);
-  assert_int_equal(dht_wire_r_uint(&r, 0x7f, &type), 0);
-  assert_int_equal(dht_wire_r_uint(&r, UINT32_MAX, &txid), 0);
+  uint8_t type;
+  uint32_t txid;
+  /* whatever node 1 sends must pass its own strict reader */
+  store_wire_msg m;
+  assert_int_equal(store_wire_decode(&m, body, len), 0);
+  assert_int_equal(store_wire_head(body, len, &type, &txid), 0);
   if (w->ncaps == MAXCAP) /* keep the newest */
     memmove(&w->caps[0], &w->caps[1], (MAXCAP - 1) * sizeof w->caps[0]);
   else
@@ -98,8 +80,8 @@ static void cap_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   w->total++;
   cap *c = &w->caps[w->ncaps - 1];
   c->seq = w->total;
-  c->type = (uint8_t)type;
-  c->txid = (uint32_t)txid;
+  c->type = type;
+  c->txid = txid;
   c->len = len;
   memcpy(c->body, body, len);
 }
@@ -161,7 +143,7 @@ static void world_new(void) {
   assert_int_equal(netsim_new(&W->ns, &cfg), 0);
   for (int i = 0; i < 2; i++)
     dht_set_clock_offset(netsim_engine(W->ns, i), UNIX_MS);
-  dht_service cs = {.type_lo = 0x30, .type_hi = 0x3f, .ctx = W, .on_msg = cap_msg};
+  dht_service cs = {.type_lo = STORE_MSG_LO, .type_hi = STORE_MSG_HI, .ctx = W, .on_msg = cap_msg};
   assert_int_equal(dht_service_add(netsim_engine(W->ns, 0), &cs), 1);
   store_settings set;
   store_settings_default(&set);
@@ -320,6 +302,9 @@ static bool g_answer; /* the table is for answers to node 1's requests */
 static void expect_dropped(const schema *s, int mut, int fi, size_t blen, const char *what) {
   uint8_t buf[DHT_MAX_BODY + 1];
   size_t len = build(s, mut, fi, blen, buf);
+  store_wire_msg m; /* the codec refuses it on its own, too */
+  if (store_wire_decode(&m, buf, len) == 0)
+    fail_msg("0x%02x %s %s: the codec decodes it", s->type, what, fi >= 0 ? s->f[fi].name : "");
   snap a, b;
   take(&a);
   send0(buf, len);
@@ -337,7 +322,7 @@ static void expect_dropped(const schema *s, int mut, int fi, size_t blen, const 
         b.st.items_served != a.st.items_served || b.st.sent_direct != a.st.sent_direct)
       fail_msg("0x%02x %s %s: another counter moved", s->type, what, fi >= 0 ? s->f[fi].name : "");
     for (int i = 0; i < W->ncaps; i++)
-      if (W->caps[i].seq > a.total && ((W->caps[i].type & 1) || W->caps[i].type == T_DIRECT_ACK))
+      if (W->caps[i].seq > a.total && !store_wire_answer_type(W->caps[i].type))
         fail_msg("0x%02x %s: answered with 0x%02x", s->type, what, W->caps[i].type);
     g_cases++;
     return;
@@ -364,6 +349,17 @@ static void expect_dropped(const schema *s, int mut, int fi, size_t blen, const 
  * s->txid at it (a malformed answer uses up the request it matched). */
 static void table(schema *s, void (*refresh)(schema *s)) {
   int before = g_cases;
+  {
+    /* the schema's valid body is the codec's: it decodes, and encodes back
+     * to the same bytes */
+    uint8_t buf[DHT_MAX_BODY + 1], again[DHT_MAX_BODY];
+    size_t len = build(s, M_NONE, -1, 0, buf);
+    store_wire_msg m;
+    assert_int_equal(store_wire_decode(&m, buf, len), 0);
+    assert_int_equal(m.type, s->type);
+    assert_int_equal(store_wire_encode(again, sizeof again, &m), (dht_ssize)len);
+    assert_memory_equal(again, buf, len);
+  }
   run_for(10000); /* requests node 1 has out (pushes) time out first */
 #define CASE(m, i, l, w)                                                                           \
   do {                                                                                             \
@@ -433,10 +429,10 @@ static void fixture_init(fixture *x) {
 }
 
 static const size_t after_bad[] = {1, 15, 0};
-static const uint64_t T_MAX = UINT32_MAX * 4ULL;
+static const uint64_t T_MAX = STORE_WIRE_TIME_MAX;
 
 static void s_deposit(schema *s, const fixture *x) {
-  schema_init(s, T_DEPOSIT, 101, 6);
+  schema_init(s, STORE_T_DEPOSIT, 101, 6);
   s->f[0] = FU("flags", 0xff, 0);
   s->f[1] = FB("mbox", 32, 32, 1, x->k.id, 32);
   s->f[2] = FB("mbox_pk", 32, 32, 1, x->k.pk, 32);
@@ -462,24 +458,16 @@ static void test_requests(void **state) {
   s_deposit(&s, &x);
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  const cap *c = last_cap(T_RECEIPT);
+  const cap *c = last_cap(STORE_T_RECEIPT);
   assert_non_null(c);
   {
-    dht_wire_r r;
-    uint64_t status;
-    const uint8_t *h, *sig;
-    size_t hn, sn;
-    dht_wire_r_init(&r, c->body, c->len);
-    assert_int_equal(dht_wire_r_array(&r, 5), 0);
-    dht_wire_r_uint(&r, 0xff, &status);
-    dht_wire_r_uint(&r, UINT32_MAX, &status);
-    assert_int_equal(dht_wire_r_uint(&r, 0xff, &status), 0);
-    assert_int_equal(status, 0);
-    assert_int_equal(dht_wire_r_bin(&r, 16, 16, &h, &hn), 0);
-    assert_int_equal(dht_wire_r_bin(&r, 64, 64, &sig, &sn), 0);
-    assert_int_equal(dht_wire_r_end(&r), 0);
-    assert_memory_equal(h, x.hash, 16);
-    assert_true(store_receipt_verify(sig, ident(1)->pk, x.k.id, x.hash));
+    store_wire_msg m;
+    assert_int_equal(store_wire_decode(&m, c->body, c->len), 0);
+    assert_int_equal(m.type, STORE_T_RECEIPT);
+    assert_int_equal(m.u.receipt.status, STORE_W_OK);
+    assert_non_null(m.u.receipt.sig);
+    assert_memory_equal(m.u.receipt.hash, x.hash, 16);
+    assert_true(store_receipt_verify(m.u.receipt.sig, ident(1)->pk, x.k.id, x.hash));
   }
   store_get_stats(W->svc, &st);
   assert_int_equal(st.deposits_stored, 1);
@@ -489,7 +477,7 @@ static void test_requests(void **state) {
   uint64_t t = now_s();
   uint8_t fsig[64];
   store_auth_sign(fsig, STORE_AUTH_FETCH, &x.k, x.sid, ident(0)->pk, t, NULL, 0);
-  schema_init(&s, T_FETCH, 102, 5);
+  schema_init(&s, STORE_T_FETCH, 102, 5);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FB("mbox_pk", 32, 32, 1, x.k.pk, 32);
   s.f[2] = FU("time_s", T_MAX, t);
@@ -498,25 +486,24 @@ static void test_requests(void **state) {
   s.f[4].bad = after_bad;
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  c = last_cap(T_LIST);
+  c = last_cap(STORE_T_LIST);
   assert_non_null(c);
   {
-    uint8_t want[17];
-    memcpy(want, x.hash, 16);
-    want[16] = STORE_REC_ITEM;
-    bool found = false;
-    for (size_t i = 0; i + 17 <= c->len; i++)
-      found |= !memcmp(c->body + i, want, 17);
-    assert_true(found);
+    store_wire_msg m;
+    assert_int_equal(store_wire_decode(&m, c->body, c->len), 0);
+    assert_int_equal(m.u.list.status, STORE_W_OK);
+    assert_int_equal(m.u.list.nentries, 1);
+    assert_memory_equal(m.u.list.entries, x.hash, 16);
+    assert_int_equal(m.u.list.entries[16], STORE_REC_ITEM);
   }
 
   /* GETITEM (granted by the FETCH): the ITEM with its deposit signature */
-  schema_init(&s, T_GETITEM, 103, 2);
+  schema_init(&s, STORE_T_GETITEM, 103, 2);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FB("hash", 16, 16, 1, x.hash, 16);
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  c = last_cap(T_ITEM);
+  c = last_cap(STORE_T_ITEM);
   assert_non_null(c);
   assert_true(c->len > x.ilen);
   store_get_stats(W->svc, &st);
@@ -524,23 +511,23 @@ static void test_requests(void **state) {
 
   /* RECON: a RECON_R (the fingerprint of one differing entry) */
   uint8_t fp[16] = {0};
-  schema_init(&s, T_RECON, 104, 3);
+  schema_init(&s, STORE_T_RECON, 104, 3);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FB("fp", 16, 16, 1, fp, 16);
   s.f[2] = FU("count", 1u << 24, 0);
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  assert_non_null(last_cap(T_RECON_R));
+  assert_non_null(last_cap(STORE_T_RECON_R));
 
   /* RECON_L with no entries: node 1 pushes its item and wants nothing */
-  schema_init(&s, T_RECON_L, 105, 3);
+  schema_init(&s, STORE_T_RECON_L, 105, 3);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FU("mask", 0xffff, 0xffff);
-  s.f[2] = FB("entries", 0, 60 * 17, 17, NULL, 0);
+  s.f[2] = FB("entries", 0, STORE_LIST_MAX * STORE_ENTRY_LEN, STORE_ENTRY_LEN, NULL, 0);
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  assert_non_null(last_cap(T_RECON_LR));
-  c = last_cap(T_DEPOSIT);
+  assert_non_null(last_cap(STORE_T_RECON_LR));
+  c = last_cap(STORE_T_DEPOSIT);
   assert_non_null(c); /* the push */
 
   /* DIRECT from a friend: a DIRECT_ACK with status 0 */
@@ -548,14 +535,14 @@ static void test_requests(void **state) {
   memset(&f, 0, sizeof f);
   memcpy(f.pk, ident(0)->pk, 32);
   assert_int_equal(store_friend_set(W->svc, &f, netsim_now(W->ns)), 0);
-  schema_init(&s, T_DIRECT, 106, 4);
+  schema_init(&s, STORE_T_DIRECT, 106, 4);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FU("deposited_s", T_MAX, x.dep_s);
   s.f[2] = FB("item", 1, STORE_ITEM_MAX, 1, x.item, x.ilen);
   s.f[3] = FB("sig", 64, 64, 1, x.dsig, 64);
   table(&s, NULL);
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  c = last_cap(T_DIRECT_ACK);
+  c = last_cap(STORE_T_DIRECT_ACK);
   assert_non_null(c);
   assert_int_equal(c->body[c->len - 1], 0); /* status 0: delivered */
 
@@ -567,13 +554,13 @@ static void test_requests(void **state) {
   memcpy(rmsg, "roost-register-v1", 17);
   memcpy(rmsg + 17, ids, 64);
   crypto_sign_detached(rsig, NULL, rmsg, sizeof rmsg, ident(0)->sk);
-  schema_init(&s, T_REGISTER, 107, 2);
+  schema_init(&s, STORE_T_REGISTER, 107, 2);
   s.f[0] = FB("ids", 32, 32 * 32, 32, ids, 64);
   s.f[1] = FB("sig", 64, 64, 1, rsig, 64);
   table(&s, NULL);
   W->ncaps = 0;
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  c = last_cap(T_ACK);
+  c = last_cap(STORE_T_ACK);
   assert_non_null(c);
   assert_int_equal(c->body[c->len - 2], 0); /* [.., status 0, n 0] */
 
@@ -582,7 +569,7 @@ static void test_requests(void **state) {
   t = now_s();
   store_auth_sign(dsig, STORE_AUTH_DELETE, &x.k, x.sid, ident(0)->pk, t, x.hash, 1);
   static const size_t hashes_bad[] = {0};
-  schema_init(&s, T_DELETE, 108, 5);
+  schema_init(&s, STORE_T_DELETE, 108, 5);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FB("mbox_pk", 32, 32, 1, x.k.pk, 32);
   s.f[2] = FU("time_s", T_MAX, t);
@@ -592,7 +579,7 @@ static void test_requests(void **state) {
   table(&s, NULL);
   W->ncaps = 0;
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  assert_non_null(last_cap(T_ACK));
+  assert_non_null(last_cap(STORE_T_ACK));
   store_rec rec;
   assert_int_equal(W->be.get(W->be.ctx, x.k.id, x.hash, &rec), 0);
   assert_int_equal(rec.kind, STORE_REC_TOMB);
@@ -607,14 +594,14 @@ static void test_requests(void **state) {
   proof[o++] = 1;
   memcpy(proof + o, x.hash, 16), o += 16;
   memcpy(proof + o, dsig, 64), o += 64;
-  schema_init(&s, T_TOMB, 109, 3);
+  schema_init(&s, STORE_T_TOMB, 109, 3);
   s.f[0] = FB("mbox", 32, 32, 1, x.k.id, 32);
   s.f[1] = FB("mbox_pk", 32, 32, 1, x.k.pk, 32);
   s.f[2] = FB("proof", 1, STORE_PROOF_MAX, 1, proof, o);
   table(&s, NULL);
   W->ncaps = 0;
   send0(buf, build(&s, M_NONE, -1, 0, buf));
-  c = last_cap(T_ACK);
+  c = last_cap(STORE_T_ACK);
   assert_non_null(c);
   assert_int_equal(c->body[c->len - 2], 0);
 
@@ -626,6 +613,254 @@ static void test_requests(void **state) {
   world_del();
 }
 
+/* ---- the codec on its own ---------------------------------------------- */
+
+/* One message of every type with every field set (distinct bytes, the
+ * largest counts the layout allows where that is cheap). */
+static uint8_t g_src[2048];
+
+static void sample(store_wire_msg *m, uint8_t type) {
+  const uint8_t *p = g_src;
+  memset(m, 0, sizeof *m);
+  m->type = type;
+  m->txid = 0x89abcdefu;
+  switch (type) {
+  case STORE_T_DEPOSIT:
+    m->u.deposit.flags = STORE_F_PUSH | STORE_F_HOSTED;
+    m->u.deposit.mbox = p, m->u.deposit.mbox_pk = p + 32;
+    m->u.deposit.deposited_s = STORE_WIRE_TIME_MAX;
+    m->u.deposit.item = p + 64, m->u.deposit.item_len = STORE_ITEM_MAX;
+    m->u.deposit.sig = p + 7;
+    break;
+  case STORE_T_RECEIPT:
+    m->u.receipt.status = STORE_W_NODE_FULL;
+    m->u.receipt.hash = p + 3, m->u.receipt.sig = p + 40;
+    break;
+  case STORE_T_FETCH:
+    m->u.fetch.mbox = p, m->u.fetch.mbox_pk = p + 1, m->u.fetch.time_s = 1780000000;
+    m->u.fetch.sig = p + 2, m->u.fetch.after = p + 3;
+    break;
+  case STORE_T_LIST:
+    m->u.list.status = STORE_W_OK;
+    m->u.list.entries = p, m->u.list.nentries = STORE_LIST_MAX, m->u.list.more = true;
+    break;
+  case STORE_T_GETITEM:
+    m->u.getitem.mbox = p + 5, m->u.getitem.hash = p + 6;
+    break;
+  case STORE_T_ITEM:
+    m->u.item.status = STORE_W_OK, m->u.item.deposited_s = 12345;
+    m->u.item.item = p + 9, m->u.item.item_len = 168, m->u.item.sig = p + 11;
+    break;
+  case STORE_T_DELETE:
+    m->u.del.mbox = p, m->u.del.mbox_pk = p + 4, m->u.del.time_s = 99;
+    m->u.del.hashes = p + 8, m->u.del.nhashes = STORE_DEL_MAX, m->u.del.sig = p + 12;
+    break;
+  case STORE_T_ACK:
+    m->u.ack.status = STORE_W_REFUSED, m->u.ack.n = UINT32_MAX;
+    break;
+  case STORE_T_RECON:
+    m->u.recon.mbox = p, m->u.recon.fp = p + 13, m->u.recon.count = STORE_RECON_COUNT_MAX;
+    break;
+  case STORE_T_RECON_R:
+    m->u.recon_r.status = STORE_W_DIFFER;
+    m->u.recon_r.buckets = p + 14;
+    m->u.recon_r.buckets_len = STORE_NBUCKETS * STORE_BUCKET_LEN;
+    break;
+  case STORE_T_RECON_L:
+    m->u.recon_l.mbox = p, m->u.recon_l.mask = 0xa5a5;
+    m->u.recon_l.entries = p + 15, m->u.recon_l.nentries = 3;
+    break;
+  case STORE_T_RECON_LR:
+    m->u.recon_lr.status = STORE_W_OK, m->u.recon_lr.want = p + 16, m->u.recon_lr.nwant = 2;
+    break;
+  case STORE_T_TOMB:
+    m->u.tomb.mbox = p, m->u.tomb.mbox_pk = p + 17;
+    m->u.tomb.proof = p + 18, m->u.tomb.proof_len = STORE_PROOF_MAX;
+    break;
+  case STORE_T_DIRECT:
+    m->u.direct.mbox = p + 19, m->u.direct.deposited_s = 7;
+    m->u.direct.item = p + 20, m->u.direct.item_len = 1, m->u.direct.sig = p + 21;
+    break;
+  case STORE_T_DIRECT_ACK:
+    m->u.direct_ack.status = STORE_W_BADSIG;
+    break;
+  default: /* STORE_T_REGISTER */
+    m->u.reg.ids = p + 22, m->u.reg.nids = STORE_REG_MAX, m->u.reg.sig = p + 23;
+    break;
+  }
+}
+
+/* A round trip per type: encode, decode (every field comes back, pointing
+ * into the body), encode again to the same bytes; every shorter prefix and
+ * one trailing byte are refused. */
+static void test_codec_round_trip(void **state) {
+  (void)state;
+  for (size_t i = 0; i < sizeof g_src; i++)
+    g_src[i] = (uint8_t)(i * 7 + 1);
+  int nreq = 0;
+  for (int t = STORE_MSG_LO; t <= STORE_MSG_HI; t++) {
+    store_wire_msg m, d;
+    uint8_t buf[DHT_MAX_BODY + 1], again[DHT_MAX_BODY];
+    sample(&m, (uint8_t)t);
+    dht_ssize n = store_wire_encode(buf, DHT_MAX_BODY, &m);
+    if (n <= 0)
+      fail_msg("0x%02x: encode %d", t, (int)n);
+    assert_int_equal(store_wire_decode(&d, buf, (size_t)n), 0);
+    assert_int_equal(d.type, t);
+    assert_int_equal(d.txid, m.txid);
+    uint8_t ht;
+    uint32_t hx;
+    assert_int_equal(store_wire_head(buf, (size_t)n, &ht, &hx), 0);
+    assert_int_equal(ht, t);
+    assert_int_equal(hx, m.txid);
+    /* the fields, one type at a time */
+    switch (t) {
+    case STORE_T_DEPOSIT:
+      assert_int_equal(d.u.deposit.flags, m.u.deposit.flags);
+      assert_memory_equal(d.u.deposit.mbox, m.u.deposit.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.deposit.mbox_pk, m.u.deposit.mbox_pk, DHT_PK_LEN);
+      assert_int_equal(d.u.deposit.deposited_s, m.u.deposit.deposited_s);
+      assert_int_equal(d.u.deposit.item_len, m.u.deposit.item_len);
+      assert_memory_equal(d.u.deposit.item, m.u.deposit.item, m.u.deposit.item_len);
+      assert_memory_equal(d.u.deposit.sig, m.u.deposit.sig, DHT_SIG_LEN);
+      break;
+    case STORE_T_RECEIPT:
+      assert_int_equal(d.u.receipt.status, m.u.receipt.status);
+      assert_memory_equal(d.u.receipt.hash, m.u.receipt.hash, STORE_HASH_LEN);
+      assert_memory_equal(d.u.receipt.sig, m.u.receipt.sig, DHT_SIG_LEN);
+      break;
+    case STORE_T_FETCH:
+      assert_memory_equal(d.u.fetch.mbox, m.u.fetch.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.fetch.mbox_pk, m.u.fetch.mbox_pk, DHT_PK_LEN);
+      assert_int_equal(d.u.fetch.time_s, m.u.fetch.time_s);
+      assert_memory_equal(d.u.fetch.sig, m.u.fetch.sig, DHT_SIG_LEN);
+      assert_memory_equal(d.u.fetch.after, m.u.fetch.after, STORE_HASH_LEN);
+      break;
+    case STORE_T_LIST:
+      assert_int_equal(d.u.list.status, m.u.list.status);
+      assert_int_equal(d.u.list.nentries, m.u.list.nentries);
+      assert_memory_equal(d.u.list.entries, m.u.list.entries, m.u.list.nentries * STORE_ENTRY_LEN);
+      assert_true(d.u.list.more);
+      break;
+    case STORE_T_GETITEM:
+      assert_memory_equal(d.u.getitem.mbox, m.u.getitem.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.getitem.hash, m.u.getitem.hash, STORE_HASH_LEN);
+      break;
+    case STORE_T_ITEM:
+      assert_int_equal(d.u.item.status, m.u.item.status);
+      assert_int_equal(d.u.item.deposited_s, m.u.item.deposited_s);
+      assert_int_equal(d.u.item.item_len, m.u.item.item_len);
+      assert_memory_equal(d.u.item.item, m.u.item.item, m.u.item.item_len);
+      assert_memory_equal(d.u.item.sig, m.u.item.sig, DHT_SIG_LEN);
+      break;
+    case STORE_T_DELETE:
+      assert_memory_equal(d.u.del.mbox, m.u.del.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.del.mbox_pk, m.u.del.mbox_pk, DHT_PK_LEN);
+      assert_int_equal(d.u.del.time_s, m.u.del.time_s);
+      assert_int_equal(d.u.del.nhashes, m.u.del.nhashes);
+      assert_memory_equal(d.u.del.hashes, m.u.del.hashes, m.u.del.nhashes * STORE_HASH_LEN);
+      assert_memory_equal(d.u.del.sig, m.u.del.sig, DHT_SIG_LEN);
+      break;
+    case STORE_T_ACK:
+      assert_int_equal(d.u.ack.status, m.u.ack.status);
+      assert_int_equal(d.u.ack.n, m.u.ack.n);
+      break;
+    case STORE_T_RECON:
+      assert_memory_equal(d.u.recon.mbox, m.u.recon.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.recon.fp, m.u.recon.fp, STORE_FP_LEN);
+      assert_int_equal(d.u.recon.count, m.u.recon.count);
+      break;
+    case STORE_T_RECON_R:
+      assert_int_equal(d.u.recon_r.status, m.u.recon_r.status);
+      assert_int_equal(d.u.recon_r.buckets_len, m.u.recon_r.buckets_len);
+      assert_memory_equal(d.u.recon_r.buckets, m.u.recon_r.buckets, m.u.recon_r.buckets_len);
+      break;
+    case STORE_T_RECON_L:
+      assert_memory_equal(d.u.recon_l.mbox, m.u.recon_l.mbox, STORE_MBOX_LEN);
+      assert_int_equal(d.u.recon_l.mask, m.u.recon_l.mask);
+      assert_int_equal(d.u.recon_l.nentries, m.u.recon_l.nentries);
+      assert_memory_equal(d.u.recon_l.entries, m.u.recon_l.entries,
+                          m.u.recon_l.nentries * STORE_ENTRY_LEN);
+      break;
+    case STORE_T_RECON_LR:
+      assert_int_equal(d.u.recon_lr.status, m.u.recon_lr.status);
+      assert_int_equal(d.u.recon_lr.nwant, m.u.recon_lr.nwant);
+      assert_memory_equal(d.u.recon_lr.want, m.u.recon_lr.want,
+                          m.u.recon_lr.nwant * STORE_ENTRY_LEN);
+      break;
+    case STORE_T_TOMB:
+      assert_memory_equal(d.u.tomb.mbox, m.u.tomb.mbox, STORE_MBOX_LEN);
+      assert_memory_equal(d.u.tomb.mbox_pk, m.u.tomb.mbox_pk, DHT_PK_LEN);
+      assert_int_equal(d.u.tomb.proof_len, m.u.tomb.proof_len);
+      assert_memory_equal(d.u.tomb.proof, m.u.tomb.proof, m.u.tomb.proof_len);
+      break;
+    case STORE_T_DIRECT:
+      assert_memory_equal(d.u.direct.mbox, m.u.direct.mbox, STORE_MBOX_LEN);
+      assert_int_equal(d.u.direct.deposited_s, m.u.direct.deposited_s);
+      assert_int_equal(d.u.direct.item_len, m.u.direct.item_len);
+      assert_memory_equal(d.u.direct.item, m.u.direct.item, m.u.direct.item_len);
+      assert_memory_equal(d.u.direct.sig, m.u.direct.sig, DHT_SIG_LEN);
+      break;
+    case STORE_T_DIRECT_ACK:
+      assert_int_equal(d.u.direct_ack.status, m.u.direct_ack.status);
+      break;
+    default:
+      assert_int_equal(d.u.reg.nids, m.u.reg.nids);
+      assert_memory_equal(d.u.reg.ids, m.u.reg.ids, m.u.reg.nids * STORE_MBOX_LEN);
+      assert_memory_equal(d.u.reg.sig, m.u.reg.sig, DHT_SIG_LEN);
+      break;
+    }
+    assert_int_equal(store_wire_encode(again, sizeof again, &d), n);
+    assert_memory_equal(again, buf, (size_t)n);
+    /* too small a buffer is refused, not truncated */
+    assert_int_equal(store_wire_encode(again, (size_t)n - 1, &d), DHT_ERR_NOBUF);
+    for (dht_ssize k = 0; k < n; k++)
+      if (store_wire_decode(&d, buf, (size_t)k) == 0)
+        fail_msg("0x%02x: a prefix of %d of %d bytes decodes", t, (int)k, (int)n);
+    buf[n] = 0xc0;
+    assert_int_not_equal(store_wire_decode(&d, buf, (size_t)n + 1), 0);
+    /* requests name their answer; answers name none */
+    uint8_t at = store_wire_answer_type((uint8_t)t);
+    assert_true(at == 0 || (at >= STORE_MSG_LO && at <= STORE_MSG_HI && at != t &&
+                            store_wire_answer_type(at) == 0));
+    nreq += at != 0;
+  }
+  assert_int_equal(nreq, 9); /* docs/mailbox.md: the nine messages that are answered */
+  /* optional fields absent: RECEIPT and ITEM without a signature, FETCH
+   * from the start, RECON_R without buckets */
+  static const uint8_t opt[] = {STORE_T_RECEIPT, STORE_T_ITEM, STORE_T_FETCH, STORE_T_RECON_R};
+  for (size_t i = 0; i < sizeof opt; i++) {
+    store_wire_msg m, d;
+    uint8_t buf[DHT_MAX_BODY];
+    sample(&m, opt[i]);
+    if (opt[i] == STORE_T_RECEIPT)
+      m.u.receipt.sig = NULL;
+    if (opt[i] == STORE_T_ITEM)
+      m.u.item.sig = NULL;
+    if (opt[i] == STORE_T_FETCH)
+      m.u.fetch.after = NULL;
+    if (opt[i] == STORE_T_RECON_R)
+      m.u.recon_r.buckets_len = 0;
+    dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+    assert_true(n > 0);
+    assert_int_equal(store_wire_decode(&d, buf, (size_t)n), 0);
+    if (opt[i] == STORE_T_RECEIPT)
+      assert_null(d.u.receipt.sig);
+    if (opt[i] == STORE_T_ITEM)
+      assert_null(d.u.item.sig);
+    if (opt[i] == STORE_T_FETCH)
+      assert_null(d.u.fetch.after);
+    if (opt[i] == STORE_T_RECON_R)
+      assert_null(d.u.recon_r.buckets);
+  }
+  store_wire_msg bad = {.type = 0x2f};
+  uint8_t buf[16];
+  assert_int_equal(store_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  assert_int_equal(store_wire_status_err(STORE_W_MBOX_FULL), STORE_ERR_MBOX_FULL);
+  assert_int_equal(store_wire_status_err(STORE_W_NOTFOUND), DHT_ERR_NOTFOUND);
+  assert_int_equal(store_wire_status_err(STORE_W_REFUSED), DHT_ERR_INVAL);
+}
+
 /* The head: the engine only passes bodies that start [type, txid, ...] with
  * type in 0x30-0x3f; the service still refuses more than 16 elements and an
  * arity that fits no type. */
@@ -633,7 +868,7 @@ static void test_head(void **state) {
   (void)state;
   world_new();
   store_stats a, b;
-  for (uint8_t type = 0x30; type <= 0x3f; type++)
+  for (uint8_t type = STORE_MSG_LO; type <= STORE_MSG_HI; type++)
     for (int n = 16; n <= 17; n++) {
       uint8_t body[32];
       size_t len = 0;
@@ -675,7 +910,7 @@ static void fresh_deposit(schema *s) {
   m.body[0] = 'x';
   assert_true(store_send(W->svc, ident(0)->pk, &m, netsim_now(W->ns)) > 0);
   netsim_touch(W->ns, 1);
-  s->txid = wait_for(T_DEPOSIT, 60000)->txid; /* the lookup may time out first */
+  s->txid = wait_for(STORE_T_DEPOSIT, 60000)->txid; /* the lookup may time out first */
 }
 
 /* Node 0 is node 1's friend, its host and the friend's host, so node 1's
@@ -704,7 +939,7 @@ static void fresh_fetch(schema *s) {
   answers_setup();
   assert_true(store_fetch(W->svc, netsim_now(W->ns)) > 0);
   netsim_touch(W->ns, 1);
-  s->txid = wait_for(T_FETCH, 60000)->txid;
+  s->txid = wait_for(STORE_T_FETCH, 60000)->txid;
 }
 
 static void test_answers(void **state) {
@@ -719,7 +954,7 @@ static void test_answers(void **state) {
   g_answer = true;
   /* RECEIPT [status, hash(16), sig(0|64)] */
   schema s;
-  schema_init(&s, T_RECEIPT, 0, 3);
+  schema_init(&s, STORE_T_RECEIPT, 0, 3);
   s.f[0] = FU("status", 0xff, 0);
   s.f[1] = FB("hash", 16, 16, 1, hash, 16);
   s.f[2] = FB("sig", 0, 64, 1, sig, 64);
@@ -727,9 +962,9 @@ static void test_answers(void **state) {
 
   /* LIST [status, entries(n*17), more] */
   uint8_t ents[17] = {3};
-  schema_init(&s, T_LIST, 0, 3);
+  schema_init(&s, STORE_T_LIST, 0, 3);
   s.f[0] = FU("status", 0xff, 0);
-  s.f[1] = FB("entries", 0, 60 * 17, 17, ents, 17);
+  s.f[1] = FB("entries", 0, STORE_LIST_MAX * STORE_ENTRY_LEN, STORE_ENTRY_LEN, ents, 17);
   s.f[2] = FBOOL("more", 0);
   table(&s, fresh_fetch);
 
@@ -769,9 +1004,9 @@ static void test_malformed_answer_ends_round(void **state) {
   for (int valid = 0; valid <= 1; valid++) {
     schema s;
     uint8_t ents[17] = {3}, buf[DHT_MAX_BODY];
-    schema_init(&s, T_LIST, 0, 3);
+    schema_init(&s, STORE_T_LIST, 0, 3);
     s.f[0] = FU("status", 0xff, 0);
-    s.f[1] = FB("entries", 0, 60 * 17, 17, ents, 17);
+    s.f[1] = FB("entries", 0, STORE_LIST_MAX * STORE_ENTRY_LEN, STORE_ENTRY_LEN, ents, 17);
     s.f[2] = FBOOL("more", 0);
     world_new();
     fresh_fetch(&s);
@@ -792,6 +1027,7 @@ int main(void) {
   if (sodium_init() < 0)
     return 1;
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_codec_round_trip),
       cmocka_unit_test(test_head),
       cmocka_unit_test(test_requests),
       cmocka_unit_test(test_answers),
