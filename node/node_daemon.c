@@ -564,9 +564,6 @@ void node_daemon_pump(rd_daemon *d) {
     dht_event ev;
     while (dht_poll_event(d->e, &ev) == 0) {
       any = true;
-      /* the mailbox service's own lookups are its business */
-      if (d->svc && store_svc_on_dht_event(d->svc, &ev, (dht_ts)uv_now(&d->loop)))
-        continue;
       on_event(d, &ev);
     }
     if (node_msg_drain(d))

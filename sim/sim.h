@@ -299,9 +299,6 @@ typedef struct sim_workload_ops {
   /* Before the host's engine is deleted; keep: a warm stop keeps what the
    * host stored. */
   void (*host_down)(void *st, int host, bool keep);
-  /* Offered each engine event first: true when it was the workload's (the
-   * run must not handle it). */
-  bool (*on_dht_event)(void *st, int host, const dht_event *ev, dht_ts now);
   /* Drains the workload's events of host, after the engine's (from the
    * drive loop). */
   void (*drain)(void *st, int host, dht_ts now);

@@ -344,13 +344,6 @@ static void msg_host_down(void *st, int i, bool keep) {
 
 /* ---- events -------------------------------------------------------------- */
 
-static bool msg_on_dht_event(void *st, int i, const dht_event *ev, dht_ts now) {
-  sim_msg *m = st;
-  if (!m || i >= m->nh || !m->h[i].svc)
-    return false;
-  return store_svc_on_dht_event(m->h[i].svc, ev, now);
-}
-
 /* The message of pair k with this ID, or -1. */
 static int msg_of(const sim_msg *m, int k, const uint8_t id[STORE_MSGID_LEN]) {
   for (int j = 0; j < m->c->msg_count; j++)
@@ -507,7 +500,6 @@ static const sim_workload_ops msg_ops = {
     .stop = msg_stop,
     .host_up = msg_host_up,
     .host_down = msg_host_down,
-    .on_dht_event = msg_on_dht_event,
     .drain = msg_drain,
     .event = msg_event,
     .churn_gen = msg_churn_gen,

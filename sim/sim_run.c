@@ -395,8 +395,6 @@ static void on_event(sim *s, int i, const dht_event *ev) {
     on_sock_event(s, i, ev);
     return;
   }
-  if (s->wl && s->wl->on_dht_event(s->wl_st, i, ev, s->now))
-    return;
   if (ev->type == DHT_EV_BOOTSTRAP && ev->cmd == h->boot_cmd) {
     h->boot_cmd = 0;
     for (size_t k = 0; k < s->npend; k++) {
@@ -442,16 +440,18 @@ static void drive(sim *s, int i) {
   dht_path to;
   dht_pkt_info pi;
   dht_ssize n;
-  while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
-    send_dgram(s, i, &to, &pi, buf, (size_t)n);
   dht_event ev;
-  while (dht_poll_event(h->e, &ev) == 0)
-    on_event(s, i, &ev);
-  if (s->wl)
+  /* the drive loop of dht.h: datagrams, then one event, until neither is left */
+  do {
+    while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
+      send_dgram(s, i, &to, &pi, buf, (size_t)n);
+  } while (dht_poll_event(h->e, &ev) == 0 && (on_event(s, i, &ev), true));
+  if (s->wl) {
     s->wl->drain(s->wl_st, i, s->now);
-  /* events may have issued commands */
-  while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
-    send_dgram(s, i, &to, &pi, buf, (size_t)n);
+    /* the workload's events may have sent something */
+    while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
+      send_dgram(s, i, &to, &pi, buf, (size_t)n);
+  }
   dht_ts exp = dht_get_expiry(h->e);
   if (exp < s->now)
     exp = s->now;

@@ -289,11 +289,6 @@ int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_b
                   const store_settings *s, const dht_callbacks *cb, const dht_mem *mem, dht_ts now);
 void store_svc_del(store_svc *s);
 
-/* Engine events: the driver passes every event from dht_poll_event here
- * first; returns true when it was the service's (a lookup it started), so
- * the driver must not handle it itself. */
-bool store_svc_on_dht_event(store_svc *s, const dht_event *ev, dht_ts now);
-
 /* The driver tells the service that the backend's writes up to seq are
  * durable (after a batch commit finished).  Receipts waiting on them go out. */
 void store_svc_durable(store_svc *s, int64_t seq, dht_ts now);

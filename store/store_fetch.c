@@ -406,7 +406,7 @@ void store_fetch_jobs_run(store_svc *s, dht_ts now) {
     if (j->phase != J_WAIT)
       continue;
     j->phase = J_LOOKUP;
-    j->lookup = dht_find_node(s->e, j->k.id, now);
+    j->lookup = store_svc_lookup(s, j->k.id, false, now);
     if (j->lookup < 0) {
       j->phase = J_DONE;
       s->round_failed = true;

@@ -210,6 +210,11 @@ int store_svc_grow(store_svc *s, void **arr, int n, int *cap, size_t elem, int l
 void store_svc_rand(store_svc *s, void *buf, size_t n);
 /* A random non-zero transaction id. */
 uint32_t store_svc_txid(store_svc *s);
+/* A lookup of target (FIND_NODE, or a record GET when get) whose result the
+ * engine hands to this service, not to the driver.  The command's id, or a
+ * negative error. */
+int64_t store_svc_lookup(store_svc *s, const uint8_t target[static DHT_ID_LEN], bool get,
+                         dht_ts now);
 /* Wall-clock unix seconds, and the mailbox epoch, at monotonic time now. */
 int64_t store_svc_unix_s(const store_svc *s, dht_ts now);
 uint32_t store_svc_epoch(const store_svc *s, dht_ts now);

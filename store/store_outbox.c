@@ -97,12 +97,12 @@ void store_outbox_begin(store_svc *s, sendq *o, dht_ts now) {
   }
   if (o->request) {
     o->phase = P_LOOKUP;
-    o->lookup = dht_find_node(s->e, o->k.id, now);
+    o->lookup = store_svc_lookup(s, o->k.id, false, now);
   } else {
     o->phase = P_RECORD;
     uint8_t fid[DHT_ID_LEN];
     dht_id_from_pk(fid, o->friend_pk);
-    o->lookup = dht_get_record(s->e, fid, now);
+    o->lookup = store_svc_lookup(s, fid, true, now);
   }
   if (o->lookup < 0) {
     o->phase = P_WAIT;
@@ -231,7 +231,7 @@ void store_outbox_direct(store_svc *s, sendq *o, const dht_record *rec, dht_ts n
   }
   if (o->direct_left == 0) {
     o->phase = P_LOOKUP;
-    o->lookup = dht_find_node(s->e, o->k.id, now);
+    o->lookup = store_svc_lookup(s, o->k.id, false, now);
   }
 }
 

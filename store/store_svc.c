@@ -148,7 +148,7 @@ static void rpc_timeout(store_svc *s, const rpc *rq, dht_ts now) {
     if (rq->type == STORE_T_DIRECT) {
       if (--o->direct_left <= 0) {
         o->phase = P_LOOKUP;
-        o->lookup = dht_find_node(s->e, o->k.id, now);
+        o->lookup = store_svc_lookup(s, o->k.id, false, now);
         if (o->lookup < 0) {
           o->phase = P_WAIT;
           o->retry_at = now + o->backoff;
@@ -224,7 +224,7 @@ static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *i
         store_outbox_remove(s, oi);
       } else if (o->direct_left <= 0) {
         o->phase = P_LOOKUP;
-        o->lookup = dht_find_node(s->e, o->k.id, now);
+        o->lookup = store_svc_lookup(s, o->k.id, false, now);
       }
     }
   } else if (rq.owner == O_JOB) {
@@ -367,7 +367,23 @@ static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   }
 }
 
-bool store_svc_on_dht_event(store_svc *s, const dht_event *ev, dht_ts now) {
+int64_t store_svc_lookup(store_svc *s, const uint8_t target[static DHT_ID_LEN], bool get,
+                         dht_ts now) {
+  int64_t cmd = get ? dht_get_record(s->e, target, now) : dht_find_node(s->e, target, now);
+  if (cmd > 0 && dht_svc_own(s->e, s->svc_id, cmd) != 0) {
+    /* cannot happen (the command was just issued), but a lookup whose result
+     * went elsewhere would leave its owner waiting: give it up */
+    dht_cancel(s->e, cmd);
+    return DHT_ERR_INTERNAL;
+  }
+  return cmd;
+}
+
+/* The results of our own lookups (store_svc_lookup); unsolicited events
+ * are not ours. */
+static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
+  store_svc *s = ctx;
+  (void)e;
   if (ev->type != DHT_EV_LOOKUP || ev->cmd <= 0)
     return false;
   for (int i = 0; i < s->nouts; i++) {
@@ -381,7 +397,7 @@ bool store_svc_on_dht_event(store_svc *s, const dht_event *ev, dht_ts now) {
         store_outbox_direct(s, o, &res->record, now);
       } else {
         o->phase = P_LOOKUP;
-        o->lookup = dht_find_node(s->e, o->k.id, now);
+        o->lookup = store_svc_lookup(s, o->k.id, false, now);
       }
       if (o->lookup < 0) {
         o->phase = P_WAIT;
@@ -542,6 +558,7 @@ int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_b
                      .on_msg = on_msg,
                      .on_answer = on_answer,
                      .on_timeout = on_timeout,
+                     .on_event = on_event,
                      .get_expiry = get_expiry,
                      .handle_expiry = handle_expiry};
   int rc = dht_service_add(e, &svc);

@@ -547,7 +547,7 @@ static void fs_drain(fs *h) {
     }
     dht_event dev;
     while (dht_poll_event(h->e, &dev) == 0)
-      store_svc_on_dht_event(h->svc, &dev, h->now);
+      ; /* the service's own lookups went to it inside dht_poll_event */
     store_event ev;
     int nev = 0;
     while (store_poll_event(h->svc, &ev) == 0) {

@@ -221,8 +221,25 @@ int netsim_inject(netsim *ns, const dht_addr *from, int to, const uint8_t *data,
   return push(ns, d);
 }
 
-/* Drains one engine's datagrams and events. */
+static int write_all(netsim *ns, int i);
+
+/* Drains one engine's datagrams, then one event, and again until neither is
+ * left: the drive loop of dht.h (services handle their events inside
+ * dht_poll_event and may queue datagrams there). */
 static int drain(netsim *ns, int i) {
+  node *nd = &ns->nodes[i];
+  dht_event ev;
+  do {
+    int rv = write_all(ns, i);
+    if (rv)
+      return rv;
+  } while (dht_poll_event(nd->e, &ev) == 0 &&
+           (!ns->cfg.on_event || (ns->cfg.on_event(ns->cfg.ctx, i, &ev), true)));
+  return 0;
+}
+
+/* Puts every datagram node i has queued on the wire. */
+static int write_all(netsim *ns, int i) {
   node *nd = &ns->nodes[i];
   for (;;) {
     dgram *d = malloc(sizeof *d);
@@ -253,10 +270,6 @@ static int drain(netsim *ns, int i) {
       return DHT_ERR_NOMEM;
     }
   }
-  dht_event ev;
-  while (dht_poll_event(nd->e, &ev) == 0)
-    if (ns->cfg.on_event)
-      ns->cfg.on_event(ns->cfg.ctx, i, &ev);
   return 0;
 }
 
