@@ -32,11 +32,24 @@ static const dht_service *svc_at(const dht *e, int i) {
   return &e->svcs[i];
 }
 
+static void noop_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now);
+
+/* A removed service keeps its slot (ids stay stable) with noop_msg. */
+static bool svc_removed(const dht_service *s) {
+  return s->on_msg == noop_msg;
+}
+
+/* The live service whose range holds type; else a removed one's (its
+ * datagrams are counted and dropped); else -1. */
 static int svc_for_type(const dht *e, uint8_t type) {
+  int removed = -1;
   for (int i = 0; i < e->nsvcs; i++)
-    if (type >= e->svcs[i].type_lo && type <= e->svcs[i].type_hi)
-      return i;
-  return -1;
+    if (type >= e->svcs[i].type_lo && type <= e->svcs[i].type_hi) {
+      if (!svc_removed(&e->svcs[i]))
+        return i;
+      removed = i;
+    }
+  return removed;
 }
 
 int dht_service_add(dht *e, const dht_service *svc) {
@@ -44,7 +57,8 @@ int dht_service_add(dht *e, const dht_service *svc) {
       svc->type_hi > 0x7f)
     return DHT_ERR_INVAL;
   for (int i = 0; i < e->nsvcs; i++)
-    if (svc->type_lo <= e->svcs[i].type_hi && e->svcs[i].type_lo <= svc->type_hi)
+    if (!svc_removed(&e->svcs[i]) && svc->type_lo <= e->svcs[i].type_hi &&
+        e->svcs[i].type_lo <= svc->type_hi)
       return DHT_ERR_INVAL;
   if (e->nsvcs >= e->set.max_services)
     return DHT_ERR_FULL;
@@ -92,8 +106,8 @@ int dht_service_remove(dht *e, int svc) {
   for (int i = e->nsocks - 1; i >= 0; i--)
     if (e->socks[i].svc == si)
       dht_sock_close(e, svc, e->socks[i].id);
-  /* The slot stays, so that other services keep their ids; its range stays
-   * taken, and what arrives there is counted and dropped. */
+  /* The slot stays, so that other services keep their ids; what arrives in
+   * its range is counted and dropped until another service takes it. */
   dht_service *s = &e->svcs[si];
   memset(&s->ctx, 0, sizeof *s - offsetof(dht_service, ctx));
   s->on_msg = noop_msg;

@@ -253,6 +253,7 @@ int store_mem_new(store_backend *out, const dht_mem *mem);
 
 typedef struct store_settings {
   int replicas;                 /* r: DHT replicas per mailbox: 5 */
+  int replica_margin;           /* ranks beyond r that still count as a replica: 3 */
   int stored_receipts;          /* receipts for "stored": 3 */
   int64_t epoch_ms;             /* mailbox epoch: 1 day */
   int64_t ttl_dht_s;            /* items on DHT replicas live: 7 days */
@@ -415,6 +416,8 @@ typedef struct store_stats {
   uint64_t expired, evicted, handed_off;
   uint64_t recon_rounds, recon_equal, recon_items_pushed, recon_items_pulled, recon_bytes;
   uint64_t recon_triggered; /* passes started early: our neighbourhood changed */
+  uint64_t recon_refused;   /* RECON from a node that is not a replica: answered with nothing */
+  uint64_t recon_stranger;  /* RECON_L from one: no pushes, only what we lack of its entries */
   uint64_t drop_malformed, drop_unknown_txid;
   /* as a user */
   uint64_t sent_direct, sent_deposited, receipts_in, fetched_items, delivered_msgs;

@@ -263,6 +263,14 @@ int64_t store_serve_put_tombs(store_svc *s, const uint8_t mbox[32], const uint8_
 /* ---- store_recon.c: reconciliation ---------------------------------------- */
 
 /* The index of reconciliation id in s->recons, or -1. */
+/* store_replica.c: the replica rule (docs/mailbox.md, "Who is a replica") */
+int store_replica_limit(const store_svc *s); /* r + margin */
+bool store_replica_is(store_svc *s, const uint8_t mbox[static STORE_MBOX_LEN],
+                      const uint8_t id[static DHT_ID_LEN]);
+bool store_replica_is_peer(store_svc *s, const uint8_t mbox[static STORE_MBOX_LEN],
+                           const dht_peer *p);
+bool store_replica_is_self(store_svc *s, const uint8_t mbox[static STORE_MBOX_LEN]);
+
 int store_recon_find(store_svc *s, uint32_t id);
 /* Ends reconciliation i (and forgets its requests). */
 void store_recon_end(store_svc *s, int i);

@@ -11,11 +11,19 @@
  * the push flag, or TOMB) what the other lacks.  Traffic grows with the
  * number of differing sub-ranges, not with the mailbox.
  *
+ * Only replicas reconcile (store_replica.c holds the rule): a RECON from a
+ * node that is not a replica of the mailbox by our view gets a refusal and
+ * nothing else (no fingerprint, no count), and a RECON_L from one gets no
+ * pushes, only the list of its own entries we lack.  A node that is no
+ * longer a replica hands its items over that way: it sends its entries
+ * (RECON_L) to the r closest nodes it knows and pushes what they lack.
+ *
  * Invariants: pushes forward the depositor's own signature or the owner's
  * delete proof, so no replica can forge or alter an item; a tombstone beats
  * an item with the same hash; a mailbox kept for a hosted friend is never
  * reconciled (it is ours alone); one push is tried once (the next pass
- * repairs a loss).  Evicted notices are local and never reconciled.
+ * repairs a loss).  Evicted notices are local and never reconciled.  What we
+ * send a node that is not a replica is never larger than what it sent.
  */
 #include <string.h>
 
@@ -24,15 +32,6 @@
 #include "store_int.h"
 
 /* ---- fingerprints -------------------------------------------------- */
-
-static int xor_cmp(const uint8_t *target, const uint8_t *a, const uint8_t *b) {
-  for (int i = 0; i < DHT_ID_LEN; i++) {
-    uint8_t da = a[i] ^ target[i], db = b[i] ^ target[i];
-    if (da != db)
-      return da < db ? -1 : 1;
-  }
-  return 0;
-}
 
 /* Entry of a record for reconciliation: hash || kind (items and tombstones
  * only; evicted notices are local). */
@@ -129,21 +128,68 @@ static void push_all(store_svc *s, const dht_peer *to, const uint8_t mbox[32], i
 
 /* ---- one reconciliation -------------------------------------------- */
 
-/* Starts a reconciliation of mbox with peer. */
+/* Sends RECON_L for reconciliation ri: our entries in the sub-ranges of
+ * mask (up to STORE_LIST_MAX; the next round takes the rest).  Returns 0, or
+ * -1 when nothing was sent (the caller ends the reconciliation). */
+static int send_list(store_svc *s, int ri, int mask, dht_ts now) {
+  recon *rc = &s->recons[ri];
+  uint8_t ents[STORE_LIST_MAX * STORE_ENTRY_LEN];
+  int ne = 0;
+  uint8_t cur[16];
+  bool have = false;
+  while (ne < STORE_LIST_MAX) {
+    int got = s->be.scan_mbox(s->be.ctx, rc->mbox, have ? cur : NULL, &s->rec, 1);
+    if (got <= 0)
+      break;
+    memcpy(cur, s->rec.hash, 16);
+    have = true;
+    uint8_t e[STORE_ENTRY_LEN];
+    if (rec_entry(&s->rec, e) && (mask & (1 << (e[0] >> 4))))
+      memcpy(ents + STORE_ENTRY_LEN * ne++, e, STORE_ENTRY_LEN);
+  }
+  uint8_t buf[DHT_MAX_BODY];
+  uint32_t txid = store_svc_txid(s);
+  store_wire_msg l = {.type = STORE_T_RECON_L, .txid = txid};
+  l.u.recon_l.mbox = rc->mbox;
+  l.u.recon_l.mask = (uint16_t)mask;
+  l.u.recon_l.entries = ents;
+  l.u.recon_l.nentries = (size_t)ne;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &l);
+  store_svc_rpc_drop_owner(s, O_RECON, rc->id);
+  if (n < 0 || store_svc_rpc_start(s, &rc->peer, buf, (size_t)n, txid, STORE_T_RECON_L, O_RECON,
+                                   rc->id, 0, 2, s->set.rpc_timeout_ms, now))
+    return -1;
+  s->st.recon_bytes += (uint64_t)n;
+  return 0;
+}
+
+/* Starts a reconciliation of mbox with peer: as a replica, with RECON; as a
+ * node that is not one any more (handoff), with our entries (RECON_L) at
+ * once, since a replica tells a non-replica nothing else. */
 static void recon_start(store_svc *s, const uint8_t mbox[32], const dht_contact *peer, bool handoff,
                         dht_ts now) {
   if (store_svc_grow(s, (void **)&s->recons, s->nrecons, &s->caprecons, sizeof *s->recons,
                      s->set.max_pending_rpcs))
     return;
-  uint8_t all[16], bfp[STORE_NBUCKETS][16];
-  int count, bc[STORE_NBUCKETS];
-  mbox_fps(s, mbox, all, &count, bfp, bc);
   recon *rc = &s->recons[s->nrecons];
   rc->id = ++s->next_id;
   memcpy(rc->mbox, mbox, 32);
   memcpy(rc->peer.pk, peer->pk, DHT_PK_LEN);
   rc->peer.addr = peer->addr;
   rc->handoff = handoff;
+  if (handoff) {
+    s->nrecons++;
+    if (send_list(s, s->nrecons - 1, 0xffff, now) != 0) {
+      s->nrecons--;
+      return;
+    }
+    s->st.recon_rounds++;
+    s->st.handed_off++;
+    return;
+  }
+  uint8_t all[16], bfp[STORE_NBUCKETS][16];
+  int count, bc[STORE_NBUCKETS];
+  mbox_fps(s, mbox, all, &count, bfp, bc);
   uint8_t buf[128];
   uint32_t txid = store_svc_txid(s);
   store_wire_msg m = {.type = STORE_T_RECON, .txid = txid};
@@ -176,6 +222,12 @@ void store_recon_end(store_svc *s, int i) {
 void store_recon_on_recon(store_svc *s, const dht_peer *from, const store_wire_msg *m) {
   const uint8_t *mbox = m->u.recon.mbox, *fp = m->u.recon.fp;
   uint32_t count = m->u.recon.count;
+  if (!store_replica_is_peer(s, mbox, from)) {
+    /* not a replica: it learns nothing, not even whether we hold anything */
+    s->st.recon_refused++;
+    store_svc_reply_status(s, from, STORE_T_RECON_R, m->txid, STORE_W_REFUSED);
+    return;
+  }
   uint8_t all[16], bfp[STORE_NBUCKETS][16];
   int cnt, bc[STORE_NBUCKETS];
   mbox_fps(s, mbox, all, &cnt, bfp, bc);
@@ -238,37 +290,8 @@ void store_recon_on_buckets(store_svc *s, int ri, const store_wire_msg *m, dht_t
     if (theirs != bc[i] || memcmp(b + i * 18, bfp[i], 16))
       mask |= 1 << i;
   }
-  /* our entries in the differing sub-ranges (up to STORE_LIST_MAX; the next round
-   * takes the rest) */
-  uint8_t ents[STORE_LIST_MAX * STORE_ENTRY_LEN];
-  int ne = 0;
-  uint8_t cur[16];
-  bool have = false;
-  while (ne < STORE_LIST_MAX) {
-    int got = s->be.scan_mbox(s->be.ctx, rc->mbox, have ? cur : NULL, &s->rec, 1);
-    if (got <= 0)
-      break;
-    memcpy(cur, s->rec.hash, 16);
-    have = true;
-    uint8_t e[STORE_ENTRY_LEN];
-    if (rec_entry(&s->rec, e) && (mask & (1 << (e[0] >> 4))))
-      memcpy(ents + STORE_ENTRY_LEN * ne++, e, STORE_ENTRY_LEN);
-  }
-  uint8_t buf[DHT_MAX_BODY];
-  uint32_t txid = store_svc_txid(s);
-  store_wire_msg l = {.type = STORE_T_RECON_L, .txid = txid};
-  l.u.recon_l.mbox = rc->mbox;
-  l.u.recon_l.mask = (uint16_t)mask;
-  l.u.recon_l.entries = ents;
-  l.u.recon_l.nentries = (size_t)ne;
-  dht_ssize n = store_wire_encode(buf, sizeof buf, &l);
-  store_svc_rpc_drop_owner(s, O_RECON, rc->id);
-  if (n < 0 || store_svc_rpc_start(s, &rc->peer, buf, (size_t)n, txid, STORE_T_RECON_L, O_RECON,
-                                   rc->id, 0, 2, s->set.rpc_timeout_ms, now)) {
+  if (send_list(s, ri, mask, now) != 0)
     store_recon_end(s, ri);
-    return;
-  }
-  s->st.recon_bytes += (uint64_t)n;
 }
 
 static bool ents_has(const uint8_t *ents, int n, const uint8_t e[STORE_ENTRY_LEN]) {
@@ -283,6 +306,11 @@ void store_recon_on_list(store_svc *s, const dht_peer *from, const store_wire_ms
   const uint8_t *mbox = m->u.recon_l.mbox, *ents = m->u.recon_l.entries;
   uint16_t mask = m->u.recon_l.mask;
   int ne = (int)m->u.recon_l.nentries;
+  /* a node that is not a replica (handing its items over, or a stranger)
+   * gets no pushes: only which of the entries it named we lack */
+  bool replica = store_replica_is_peer(s, mbox, from);
+  if (!replica)
+    s->st.recon_stranger++;
   /* what we have there and they lack: push; what they have and we lack: want */
   uint8_t mine[STORE_LIST_MAX * 4 * STORE_ENTRY_LEN];
   int nm = 0;
@@ -299,7 +327,7 @@ void store_recon_on_list(store_svc *s, const dht_peer *from, const store_wire_ms
       continue;
     if (nm < STORE_LIST_MAX * 4)
       memcpy(mine + STORE_ENTRY_LEN * nm++, e, STORE_ENTRY_LEN);
-    if (!ents_has(ents, ne, e)) {
+    if (replica && !ents_has(ents, ne, e)) {
       store_rec keep = s->rec2;
       push_rec(s, from, &keep, now);
       s->rec2 = keep;
@@ -365,11 +393,7 @@ void store_recon_tick(store_svc *s, dht_ts now) {
       continue; /* a friend's mailbox we host is ours alone to keep */
     dht_contact cl[MAX_REPL];
     int nc = dht_closest(s->e, ids[i], cl, s->set.replicas);
-    int closer = 0;
-    for (int j = 0; j < nc; j++)
-      if (xor_cmp(ids[i], cl[j].id, s->self_id) < 0)
-        closer++;
-    bool handoff = closer >= s->set.replicas && nc >= s->set.replicas;
+    bool handoff = !store_replica_is_self(s, ids[i]);
     for (int j = 0; j < nc && j < s->set.replicas; j++)
       recon_start(s, ids[i], &cl[j], handoff, now);
   }

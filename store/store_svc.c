@@ -485,6 +485,7 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
 void store_settings_default(store_settings *s) {
   memset(s, 0, sizeof *s);
   s->replicas = 5;
+  s->replica_margin = 3;
   s->stored_receipts = 3;
   s->epoch_ms = STORE_EPOCH_MS_DEFAULT;
   s->ttl_dht_s = 7 * 86400;
@@ -510,9 +511,10 @@ void store_settings_default(store_settings *s) {
 }
 
 static bool settings_ok(const store_settings *s) {
-  return s->replicas >= 1 && s->replicas <= 8 && s->stored_receipts >= 1 &&
-         s->stored_receipts <= s->replicas && s->epoch_ms >= 1000 && s->ttl_dht_s > 0 &&
-         s->ttl_hosted_s > 0 && s->mbox_quota_bytes >= STORE_ITEM_MAX && s->mbox_quota_items >= 1 &&
+  return s->replicas >= 1 && s->replicas <= 8 && s->replica_margin >= 0 &&
+         s->replica_margin <= 16 && s->stored_receipts >= 1 && s->stored_receipts <= s->replicas &&
+         s->epoch_ms >= 1000 && s->ttl_dht_s > 0 && s->ttl_hosted_s > 0 &&
+         s->mbox_quota_bytes >= STORE_ITEM_MAX && s->mbox_quota_items >= 1 &&
          s->capacity_bytes >= 0 && s->time_window_s > 0 && s->rpc_timeout_ms >= 0 &&
          s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 &&
          s->retry_min_ms > 0 && s->retry_max_ms >= s->retry_min_ms && s->poll_interval_ms >= 0 &&

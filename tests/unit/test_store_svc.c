@@ -19,6 +19,7 @@
 #include "netsim.h"
 #include "store.h"
 #include "store_sqlite.h"
+#include "store_wire.h"
 
 #define N 24
 #define MAXEV 256
@@ -521,12 +522,25 @@ static void test_reconcile(void **state) {
   printf("reconcile: %d holders; %llu equal rounds, %llu bytes so far\n", before,
          (unsigned long long)eq0, (unsigned long long)bytes0);
   assert_true(eq0 > 0);
-  /* 1 difference: one holder loses the item */
+  /* 1 difference: one replica loses the item.  The holder closest to the
+   * mailbox: a node that took a deposit but is not among the r closest
+   * (a sender's lookup can end before the true closest answered) is
+   * nobody's reconciliation partner, and need not be repaired. */
   int x = a_holder(-1);
   assert_true(x >= 0);
   store_rec r;
   uint8_t mbox[32];
   assert_int_equal(W->be[x].scan_mboxes(W->be[x].ctx, NULL, &mbox, &(uint8_t){0}, 1), 1);
+  uint8_t xid[32];
+  dht_id_from_pk(xid, netsim_identity(W->ns, x)->pk);
+  for (int i = 0; i < N; i++) {
+    uint8_t id[32];
+    dht_id_from_pk(id, netsim_identity(W->ns, i)->pk);
+    if (i != A && i != B && i != C && items_at(i) > 0 && dht_id_cmp_dist(id, xid, mbox) < 0) {
+      x = i;
+      memcpy(xid, id, 32);
+    }
+  }
   assert_int_equal(W->be[x].scan_mbox(W->be[x].ctx, mbox, NULL, &r, 1), 1);
   W->be[x].del(W->be[x].ctx, mbox, r.hash);
   assert_int_equal(items_at(x), 0);
@@ -545,6 +559,138 @@ static void test_reconcile(void **state) {
   run_for(W, 90000);
   printf("reconcile: the replica that was down holds %d items\n", items_at(x));
   assert_int_equal(items_at(x), 21);
+  world_del();
+}
+
+/* What a node whose mailbox service was swapped for this capture hears. */
+typedef struct capture {
+  int msgs, pushes, want;
+  int recon_r_status; /* -1: no RECON_R */
+  bool recon_r_buckets;
+  uint64_t bytes;
+} capture;
+
+static void capture_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
+  (void)e, (void)now;
+  capture *c = ctx;
+  c->msgs++;
+  c->bytes += in->wire_len;
+  store_wire_msg m;
+  if (store_wire_decode(&m, in->body, in->len) != 0)
+    return;
+  if (m.type == STORE_T_RECON_R) {
+    c->recon_r_status = m.u.recon_r.status;
+    c->recon_r_buckets = m.u.recon_r.buckets != NULL;
+  } else if (m.type == STORE_T_RECON_LR) {
+    c->want += (int)m.u.recon_lr.nwant;
+  } else if (m.type == STORE_T_DEPOSIT || m.type == STORE_T_TOMB) {
+    c->pushes++;
+  }
+}
+
+/* Node i's mailbox service is replaced by a capture: returns its service id. */
+static int swap_for_capture(int i, capture *c) {
+  store_svc_del(W->svc[i]);
+  W->svc[i] = NULL;
+  memset(c, 0, sizeof *c);
+  c->recon_r_status = -1;
+  dht_service cs = {
+      .type_lo = STORE_MSG_LO, .type_hi = STORE_MSG_HI, .ctx = c, .on_msg = capture_msg};
+  int id = dht_service_add(netsim_engine(W->ns, i), &cs);
+  assert_true(id > 0);
+  return id;
+}
+
+/* Node `from` asks x for a reconciliation of mbox as an attacker would: an
+ * empty fingerprint (RECON), then an empty list over every sub-range
+ * (RECON_L).  Today's answers to a replica: the counts, and every item. */
+static void ask_recon(int from, int svc, int x, const uint8_t mbox[32]) {
+  uint8_t buf[DHT_MAX_BODY], zero[16] = {0};
+  dht *e = netsim_engine(W->ns, from);
+  dht_peer px = netsim_peer(W->ns, x);
+  store_wire_msg m = {.type = STORE_T_RECON, .txid = dht_svc_txid(e)};
+  m.u.recon.mbox = mbox;
+  m.u.recon.fp = zero;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  assert_true(n > 0);
+  dht_req_opts o = {.answer = STORE_T_RECON_R, .timeout_ms = 1000};
+  assert_int_equal(dht_svc_request(e, svc, &px, buf, (size_t)n, &o, netsim_now(W->ns)), 0);
+  store_wire_msg l = {.type = STORE_T_RECON_L, .txid = dht_svc_txid(e)};
+  l.u.recon_l.mbox = mbox;
+  l.u.recon_l.mask = 0xffff;
+  n = store_wire_encode(buf, sizeof buf, &l);
+  assert_true(n > 0);
+  o.answer = STORE_T_RECON_LR;
+  assert_int_equal(dht_svc_request(e, svc, &px, buf, (size_t)n, &o, netsim_now(W->ns)), 0);
+  netsim_touch(W->ns, from);
+  run_for(W, 3000);
+}
+
+/* Only replicas reconcile: a stranger's RECON and RECON_L get neither the
+ * items nor their counts, while a replica asking the same gets both. */
+static void test_recon_stranger(void **state) {
+  (void)state;
+  store_settings set;
+  settings_quiet(&set);
+  set.reconcile_interval_ms = UINT32_MAX; /* only the test's reconciliations */
+  world_new(&set);
+  netsim_set_up(W->ns, B, false);
+  for (int k = 0; k < 3; k++) {
+    store_msg m = text("for B's eyes", 20 + k);
+    assert_true(store_send(W->svc[A], netsim_identity(W->ns, B)->pk, &m, netsim_now(W->ns)) > 0);
+  }
+  netsim_touch(W->ns, A);
+  assert_int_equal(run_until(W, A, STORE_EV_STATE, STORE_ST_STORED, 3), 1);
+  int x = a_holder(-1);
+  assert_true(x >= 0);
+  uint8_t mbox[32];
+  assert_int_equal(W->be[x].scan_mboxes(W->be[x].ctx, NULL, &mbox, &(uint8_t){0}, 1), 1);
+  assert_int_equal(items_at(x), 3);
+  /* the stranger: the node farthest from the mailbox; the replica: the
+   * closest one that is neither x, A nor B */
+  int far = -1, near = -1;
+  uint8_t far_id[32], near_id[32];
+  for (int i = 0; i < N; i++) {
+    if (i == x || i == A || i == B)
+      continue;
+    uint8_t id[32];
+    dht_id_from_pk(id, netsim_identity(W->ns, i)->pk);
+    if (far < 0 || dht_id_cmp_dist(id, far_id, mbox) > 0) {
+      far = i;
+      memcpy(far_id, id, 32);
+    }
+    if (near < 0 || dht_id_cmp_dist(id, near_id, mbox) < 0) {
+      near = i;
+      memcpy(near_id, id, 32);
+    }
+  }
+  store_stats s0, s1;
+  store_get_stats(W->svc[x], &s0);
+
+  capture cs;
+  int svc = swap_for_capture(far, &cs);
+  ask_recon(far, svc, x, mbox);
+  printf("stranger: RECON_R status %d (buckets: %s), %d wanted, %d pushed, %llu bytes heard\n",
+         cs.recon_r_status, cs.recon_r_buckets ? "yes" : "no", cs.want, cs.pushes,
+         (unsigned long long)cs.bytes);
+  assert_int_equal(cs.recon_r_status, STORE_W_REFUSED);
+  assert_false(cs.recon_r_buckets);
+  assert_int_equal(cs.pushes, 0);
+  assert_int_equal(cs.want, 0);
+  store_get_stats(W->svc[x], &s1);
+  assert_int_equal(s1.recon_refused - s0.recon_refused, 1);
+  assert_int_equal(s1.recon_stranger - s0.recon_stranger, 1);
+  assert_int_equal(items_at(x), 3);
+
+  /* the same questions from a replica: the counts, and every item pushed */
+  capture cr;
+  svc = swap_for_capture(near, &cr);
+  ask_recon(near, svc, x, mbox);
+  printf("replica: RECON_R status %d (buckets: %s), %d pushed\n", cr.recon_r_status,
+         cr.recon_r_buckets ? "yes" : "no", cr.pushes);
+  assert_int_equal(cr.recon_r_status, STORE_W_DIFFER);
+  assert_true(cr.recon_r_buckets);
+  assert_int_equal(cr.pushes, 3);
   world_del();
 }
 
@@ -806,6 +952,7 @@ int main(void) {
       cmocka_unit_test(test_quota),
       cmocka_unit_test(test_auth),
       cmocka_unit_test(test_reconcile),
+      cmocka_unit_test(test_recon_stranger),
       cmocka_unit_test(test_expiry_notice),
       cmocka_unit_test(test_privacy_sqlite),
       cmocka_unit_test(test_own_replica),
