@@ -221,6 +221,7 @@ typedef struct dht_settings {
   int max_services;      /* plugged services: 8 */
   int max_requests;      /* services' requests outstanding, all services: 1024 */
   int max_sockets;       /* extra local sockets open for services: 512 */
+  int max_keys;          /* sending keys besides the identity (dht_key_add): 8 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
   int rate_pps;       /* refill, packets per second per prefix: 400 */
@@ -488,6 +489,7 @@ int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_conta
 typedef struct dht_msg_in {
   dht_peer from;       /* the sender's key and the address it came from */
   uint32_t local;      /* the local socket it came in on (dht_path.local) */
+  int key;             /* which of our keys it was sealed to: 0 our identity, else dht_key_add's */
   uint8_t type;        /* body[1] */
   uint32_t txid;       /* body[2] */
   const uint8_t *body; /* the whole msgpack body; valid during the hook */
@@ -560,6 +562,7 @@ typedef struct dht_req_opts {
   dht_ts timeout_ms; /* 0 = the engine's estimate for the peer, per try */
   bool unsolicited;  /* started on our own toward a peer that did not ask */
   dht_tx tx;         /* socket and TTL, for every try */
+  int key;           /* the key it travels under: 0 our identity, else dht_key_add's */
   uint64_t tag;      /* the owner's, handed back */
   int32_t aux;
 } dht_req_opts;
@@ -581,6 +584,19 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
 /* Forgets service svc's outstanding requests whose tag is tag: no answer or
  * timeout reaches the service for them.  Returns how many. */
 int dht_svc_cancel(dht *e, int svc, uint64_t tag);
+
+/* Sending keys.  A service's request may travel under a key that is not the
+ * node's identity (so that, say, mailbox traffic is not linked to the node's
+ * long-term key): dht_key_add registers one (copied; at most
+ * settings.max_keys) and returns its handle (> 0) for dht_req_opts.key.  The
+ * answer, sealed by the peer to that key, is opened with it: the engine
+ * tries it only for a peer with a request outstanding under that key, and
+ * takes only the answer to such a request (a peer cannot start a
+ * conversation with it).  dht_key_remove forgets a key (its outstanding
+ * requests time out).  Returns: dht_key_add the handle, DHT_ERR_INVAL or
+ * DHT_ERR_FULL; dht_key_remove 0 or DHT_ERR_NOTFOUND. */
+int dht_key_add(dht *e, const dht_identity *id);
+int dht_key_remove(dht *e, int key);
 
 /* More local sockets, for a service (the birthday method of hole punching
  * opens about 256).  The driver sees DHT_EV_SOCK_OPEN (cmd: the request;

@@ -81,6 +81,7 @@ typedef struct outmsg {
   dht_peer to;
   uint32_t local; /* dht_path.local */
   uint8_t ttl;    /* dht_pkt_info.ttl */
+  uint8_t key;    /* sealed under: 0 our identity, else xkeys[key - 1] */
   uint16_t len;
   uint8_t body[]; /* len bytes */
 } outmsg;
@@ -96,8 +97,15 @@ typedef struct svc_rpc {
   dht_ts try_ms, deadline, soft_at;
   uint16_t len;
   dht_tx tx;
+  uint8_t key;   /* the sending key (dht_req_opts.key) */
   uint8_t *body; /* retransmit copy; NULL when no try is left */
 } svc_rpc;
+
+/* A sending key besides our identity (dht_key_add). */
+typedef struct xkey {
+  bool used;
+  dht_box box; /* its own shared-key cache: the peers it talked to */
+} xkey;
 
 /* A local socket a service holds, and a request for more. */
 typedef struct sock_ent {
@@ -189,6 +197,8 @@ struct dht {
   int nsvcs;
   svc_rpc *sreq;
   int nsreq, sreq_cap;
+  int nsreq_keyed; /* of them, sent under a key that is not our identity */
+  xkey *xkeys;     /* settings.max_keys slots, allocated at the first dht_key_add */
   sock_ent *socks; /* services' extra sockets */
   int nsocks, socks_cap;
   sock_req *sockq; /* open requests the driver has not answered */
@@ -216,8 +226,8 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
  * anything else to an address that has not proven it receives must fit that
  * address's credit, or is dropped and counted (drop_amplification, return 0).
  * Returns 0, DHT_ERR_INVAL, DHT_ERR_FULL or DHT_ERR_NOMEM. */
-int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len,
-                  bool request, dht_ts now);
+int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const uint8_t *body,
+                  size_t len, bool request, dht_ts now);
 /* Has peer shown it receives at peer->addr (a table contact that answered
  * there, or a remembered proof)? */
 bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now);
@@ -242,6 +252,11 @@ void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now);
 /* Retransmits and timeouts of services' requests, then their timers. */
 void dht_svc_expire(dht *e, dht_ts now);
 dht_ts dht_svc_expiry(const dht *e);
+/* The sending key under which a request to pk is outstanding (> 0), or 0. */
+int dht_svc_keyed_for(const dht *e, const uint8_t pk[static DHT_PK_LEN]);
+/* Is (pk, txid, type) the answer to a request outstanding under key? */
+bool dht_svc_is_keyed_answer(const dht *e, int key, const uint8_t pk[static DHT_PK_LEN],
+                             uint32_t txid, uint8_t type);
 /* Frees every request, queued event and ownership (dht_del). */
 void dht_svc_free_all(dht *e);
 /* id = BLAKE2b(pk), from the key cache when the peer is known. */

@@ -72,6 +72,7 @@ void dht_settings_default(dht_settings *s) {
   s->max_services = 8;
   s->max_requests = 1024;
   s->max_sockets = 512;
+  s->max_keys = 8;
   s->rate_pps = 400;
   s->rate_burst = 800;
   s->rate_prefixes = 1024;
@@ -98,8 +99,8 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
          s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
-         s->record_ttl_ms >= 1000 && s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 &&
-         s->republish_ms >= 1000;
+         s->max_keys >= 0 && s->max_keys <= 255 && s->record_ttl_ms >= 1000 &&
+         s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
 int dht_identity_from_seed(dht_identity *id, const uint8_t seed[static 32]) {
@@ -288,8 +289,8 @@ void dht_eng_rtt_sample(dht *e, dht_ts rtt_ms) {
   e->all_srtt += err / 8;
 }
 
-int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *body, size_t len,
-                  bool request, dht_ts now) {
+int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const uint8_t *body,
+                  size_t len, bool request, dht_ts now) {
   if (len > DHT_MAX_BODY)
     return DHT_ERR_INVAL;
   /* Where every datagram leaves the engine: anything that is not our own
@@ -324,6 +325,7 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *b
   m->to = *to;
   m->local = tx ? tx->local : 0;
   m->ttl = tx ? tx->ttl : 0;
+  m->key = (uint8_t)key;
   m->len = (uint16_t)len;
   memcpy(m->body, body, len);
   e->out[(e->out_head + e->out_n) % e->out_alloc] = m;
@@ -346,7 +348,17 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
     memcpy(nonce, e->nonce_prefix, 16);
     uint64_t ctr = ++e->nonce_ctr;
     memcpy(nonce + 16, &ctr, 8);
-    dht_ssize n = dht_box_seal(&e->box, m->to.pk, nonce, m->body, m->len, buf, buflen);
+    /* one counter for every key: a nonce is unique under each of them */
+    dht_box *box = &e->box;
+    if (m->key) {
+      box = e->xkeys && e->xkeys[m->key - 1].used ? &e->xkeys[m->key - 1].box : NULL;
+      if (!box) { /* the key was removed while this waited */
+        dht_mem_free(&e->mem, m);
+        e->st.drop_badkey++;
+        continue;
+      }
+    }
+    dht_ssize n = dht_box_seal(box, m->to.pk, nonce, m->body, m->len, buf, buflen);
     path->local = m->local;
     path->remote = m->to.addr;
     if (pi)
@@ -501,7 +513,7 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
   }
   if (n < 0)
     return (int)n;
-  int rv = dht_eng_queue(e, to, NULL, body, (size_t)n, true, now);
+  int rv = dht_eng_queue(e, to, NULL, 0, body, (size_t)n, true, now);
   if (rv)
     return rv;
   rpc *r = &e->rpcs[e->nrpcs++];
@@ -548,7 +560,7 @@ static void reply(dht *e, const dht_peer *to, uint32_t local, dht_msg *m, dht_ts
   dht_ssize n = dht_msg_encode(m, body, sizeof body);
   dht_tx tx = {.local = local};
   if (n >= 0)
-    dht_eng_queue(e, to, &tx, body, (size_t)n, false, now);
+    dht_eng_queue(e, to, &tx, 0, body, (size_t)n, false, now);
 }
 
 /* Has this address shown it can receive what we send it?  Either it echoed a
@@ -805,19 +817,42 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
     e->st.drop_self++;
     return;
   }
-  const uint8_t *ent = dht_box_key(&e->box, peer.pk);
-  if (!ent) {
-    e->st.drop_badkey++;
-    return;
+  uint8_t body[DHT_MAX_BODY];
+  dht_ssize n = -1;
+  int key = 0;
+  const uint8_t *ent = NULL;
+  if (e->nsreq_keyed > 0 && (key = dht_svc_keyed_for(e, peer.pk)) > 0) {
+    /* a request to this peer went under another of our keys: its answer is
+     * sealed to that key.  Only that answer is taken under it. */
+    ent = dht_box_key(&e->xkeys[key - 1].box, peer.pk);
+    n = ent ? dht_box_open(ent, data, len, body, sizeof body) : -1;
+    uint8_t t;
+    uint32_t x;
+    if (n >= 0 && (dht_msg_peek(body, (size_t)n, &t, &x) != 0 ||
+                   !dht_svc_is_keyed_answer(e, key, peer.pk, x, t))) {
+      if (!e->set.insecure_plaintext) {
+        e->st.drop_unknown_txid++; /* authentic, but nothing we asked under it */
+        return;
+      }
+      n = -1; /* plaintext opens under any key: try our identity */
+    }
+    if (n < 0)
+      key = 0;
+  }
+  if (n < 0) {
+    ent = dht_box_key(&e->box, peer.pk);
+    if (!ent) {
+      e->st.drop_badkey++;
+      return;
+    }
+    n = dht_box_open(ent, data, len, body, sizeof body);
+    if (n < 0) {
+      e->st.drop_decrypt++;
+      return;
+    }
   }
   uint8_t id[DHT_ID_LEN];
   memcpy(id, ent + 32, DHT_ID_LEN);
-  uint8_t body[DHT_MAX_BODY];
-  dht_ssize n = dht_box_open(ent, data, len, body, sizeof body);
-  if (n < 0) {
-    e->st.drop_decrypt++;
-    return;
-  }
   if (dht_replay_seen(&e->replay, peer.pk, data + 1 + DHT_PK_LEN)) {
     e->st.drop_replay++;
     return;
@@ -833,6 +868,7 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
   if (type > DHT_MSG_CORE_MAX) {
     dht_msg_in in = {.from = peer,
                      .local = path->local,
+                     .key = key,
                      .type = type,
                      .txid = txid,
                      .body = body,

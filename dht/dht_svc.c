@@ -380,6 +380,8 @@ static int sreq_find(const dht *e, uint32_t txid) {
 }
 
 static void sreq_remove(dht *e, int i) {
+  if (e->sreq[i].key)
+    e->nsreq_keyed--;
   dht_mem_free(&e->mem, e->sreq[i].body);
   memmove(&e->sreq[i], &e->sreq[i + 1], (size_t)(e->nsreq - i - 1) * sizeof *e->sreq);
   e->nsreq--;
@@ -449,7 +451,12 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
     e->sreq = nr;
     e->sreq_cap = na;
   }
-  int rv = dht_eng_queue(e, to, &o->tx, body, len, true, now);
+  if (o->key < 0 || o->key > e->set.max_keys ||
+      (o->key && !(e->xkeys && e->xkeys[o->key - 1].used))) {
+    dht_mem_free(&e->mem, copy);
+    return DHT_ERR_INVAL;
+  }
+  int rv = dht_eng_queue(e, to, &o->tx, o->key, body, len, true, now);
   if (rv) {
     dht_mem_free(&e->mem, copy);
     return rv;
@@ -471,6 +478,9 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
   q->soft_done = o->soft_ms <= 0;
   q->len = (uint16_t)len;
   q->tx = o->tx;
+  q->key = (uint8_t)o->key;
+  if (q->key)
+    e->nsreq_keyed++;
   q->body = copy;
   e->st.svc_requests_out++;
   return 0;
@@ -494,7 +504,7 @@ int dht_svc_send(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *bo
     return DHT_ERR_INVAL;
   /* The clock for the credit is the last one the engine saw: services send
    * from their hooks, which run inside a driver call that gave it. */
-  return dht_eng_queue(e, to, tx, body, len, false, e->last_now);
+  return dht_eng_queue(e, to, tx, 0, body, len, false, e->last_now);
 }
 
 void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now) {
@@ -506,7 +516,7 @@ void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now) {
   const dht_service *s = svc_at(e, si);
   int i = sreq_find(e, in->txid);
   if (i >= 0 && e->sreq[i].svc == si && e->sreq[i].answer == in->type &&
-      memcmp(e->sreq[i].r.to.pk, in->from.pk, DHT_PK_LEN) == 0) {
+      e->sreq[i].key == in->key && memcmp(e->sreq[i].r.to.pk, in->from.pk, DHT_PK_LEN) == 0) {
     svc_rpc q = e->sreq[i];
     q.body = NULL;
     sreq_remove(e, i);
@@ -547,7 +557,7 @@ void dht_svc_expire(dht *e, dht_ts now) {
       q->retried = true;
       q->deadline = now + q->try_ms;
       e->st.svc_retries++;
-      dht_eng_queue(e, &q->r.to, &q->tx, q->body, q->len, true, now);
+      dht_eng_queue(e, &q->r.to, &q->tx, q->key, q->body, q->len, true, now);
       if (q->tries == 0) {
         dht_mem_free(&e->mem, q->body);
         q->body = NULL;
@@ -587,7 +597,58 @@ dht_ts dht_svc_expiry(const dht *e) {
   return t;
 }
 
+int dht_svc_keyed_for(const dht *e, const uint8_t pk[static DHT_PK_LEN]) {
+  for (int i = 0; i < e->nsreq; i++)
+    if (e->sreq[i].key && e->xkeys[e->sreq[i].key - 1].used &&
+        memcmp(e->sreq[i].r.to.pk, pk, DHT_PK_LEN) == 0)
+      return e->sreq[i].key;
+  return 0;
+}
+
+bool dht_svc_is_keyed_answer(const dht *e, int key, const uint8_t pk[static DHT_PK_LEN],
+                             uint32_t txid, uint8_t type) {
+  int i = sreq_find(e, txid);
+  return i >= 0 && e->sreq[i].key == key && e->sreq[i].answer == type &&
+         memcmp(e->sreq[i].r.to.pk, pk, DHT_PK_LEN) == 0;
+}
+
+/* ---- sending keys ------------------------------------------------------------ */
+
+int dht_key_add(dht *e, const dht_identity *id) {
+  if (!id)
+    return DHT_ERR_INVAL;
+  if (!e->xkeys && e->set.max_keys > 0 &&
+      !(e->xkeys = dht_mem_calloc(&e->mem, (size_t)e->set.max_keys, sizeof *e->xkeys)))
+    return DHT_ERR_NOMEM;
+  for (int i = 0; i < e->set.max_keys; i++) {
+    if (e->xkeys[i].used)
+      continue;
+    uint8_t hkey[16];
+    e->cb.rand(e->cb.ctx, hkey, sizeof hkey);
+    /* a small cache: a sending key talks to a few storage nodes at a time */
+    int rv = dht_box_init(&e->xkeys[i].box, id, 16, hkey, &e->mem);
+    if (rv)
+      return rv;
+    dht_box_set_plaintext(&e->xkeys[i].box, e->set.insecure_plaintext);
+    e->xkeys[i].used = true;
+    return i + 1;
+  }
+  return DHT_ERR_FULL;
+}
+
+int dht_key_remove(dht *e, int key) {
+  if (!e->xkeys || key < 1 || key > e->set.max_keys || !e->xkeys[key - 1].used)
+    return DHT_ERR_NOTFOUND;
+  dht_box_free(&e->xkeys[key - 1].box, &e->mem);
+  e->xkeys[key - 1].used = false;
+  return 0;
+}
+
 void dht_svc_free_all(dht *e) {
+  for (int i = 0; e->xkeys && i < e->set.max_keys; i++)
+    if (e->xkeys[i].used)
+      dht_box_free(&e->xkeys[i].box, &e->mem);
+  dht_mem_free(&e->mem, e->xkeys);
   for (int i = 0; i < e->nsreq; i++)
     dht_mem_free(&e->mem, e->sreq[i].body);
   dht_mem_free(&e->mem, e->sreq);

@@ -125,6 +125,58 @@ static void test_send_latency(void **state) {
   sim_net_del(net);
 }
 
+/* A host's extra sockets (dht_sock_open in the simulator): ports of its
+ * address; a datagram from one carries that port, one to one arrives on it;
+ * a closed or never-opened one is nobody; a TTL below the hop count dies. */
+static void test_sockets(void **state) {
+  (void)state;
+  sim_config c;
+  config(&c);
+  sim_net *net = net_of(&c, 4);
+  uint8_t buf[16] = {1, 2, 3};
+  uint32_t id1, id2;
+  assert_int_equal(sim_net_sock_next(net, 1, &id1), 0);
+  assert_int_equal(sim_net_sock_next(net, 1, &id2), 0);
+  assert_int_equal(id1, 1);
+  assert_int_equal(id2, 2);
+  assert_int_equal(sim_net_sock_open(net, 1, 2), -1); /* already open */
+  assert_int_equal(sim_net_sock_open(net, 1, 0), -1);
+  /* host 0 -> host 1's socket 2 */
+  dht_addr to = sim_net_addr(net, 1);
+  to.port = SIM_NET_SOCK_PORT + 2;
+  assert_int_equal(sim_net_host_of(net, &to), 1);
+  sim_delivery dv;
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &dv), 0);
+  assert_int_equal(dv.dst, 1);
+  assert_int_equal(dv.d->local, 2);
+  sim_net_dgram_free(net, dv.d);
+  /* host 1's socket 1 -> host 0: the source port names the socket */
+  dht_addr to0 = sim_net_addr(net, 0);
+  assert_int_equal(sim_net_send(net, 1, 1, &to0, 0, buf, sizeof buf, 0, &dv), 0);
+  assert_int_equal(dv.d->from.port, SIM_NET_SOCK_PORT + 1);
+  assert_int_equal(dv.d->local, 0);
+  sim_net_dgram_free(net, dv.d);
+  /* a socket closed while a datagram to it flies: it does not get in */
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &dv), 0);
+  sim_net_sock_close(net, 1, 2);
+  assert_false(sim_net_arrives(net, dv.d, 1));
+  sim_net_dgram_free(net, dv.d);
+  /* closed, never opened, or another host's: nobody there */
+  assert_int_equal(sim_net_host_of(net, &to), -1);
+  assert_int_equal(sim_net_send(net, 0, 0, &to, 0, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
+  assert_int_equal(sim_net_send(net, 1, 2, &to0, 0, buf, sizeof buf, 0, &dv), SIM_NET_DROPPED);
+  /* a TTL below the hop count dies on the way; at it, it arrives */
+  assert_int_equal(sim_net_send(net, 0, 0, &to0, SIM_NET_HOPS - 1, buf, 1, 0, &dv),
+                   SIM_NET_DROPPED);
+  dht_addr to1 = sim_net_addr(net, 1);
+  assert_int_equal(sim_net_send(net, 0, 0, &to1, SIM_NET_HOPS, buf, 1, 0, &dv), 0);
+  sim_net_dgram_free(net, dv.d);
+  /* a restarted host has none */
+  sim_net_host_up(net, 1);
+  assert_false(sim_net_sock_is_open(net, 1, 1));
+  sim_net_del(net);
+}
+
 static void test_drops(void **state) {
   (void)state;
   sim_config c;
@@ -301,7 +353,7 @@ int main(void) {
       cmocka_unit_test(test_addresses),       cmocka_unit_test(test_send_latency),
       cmocka_unit_test(test_drops),           cmocka_unit_test(test_partition),
       cmocka_unit_test(test_uplink),          cmocka_unit_test(test_buffers),
-      cmocka_unit_test(test_seed_reproduces),
+      cmocka_unit_test(test_seed_reproduces), cmocka_unit_test(test_sockets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -204,8 +204,10 @@ static size_t body3(uint8_t *buf, size_t cap, uint8_t type, uint32_t txid, size_
 
 typedef struct tsvc {
   int id;
-  int burst;   /* datagrams sent for each T_BIG */
-  bool silent; /* do not answer T_REQ */
+  uint8_t last_from[DHT_PK_LEN]; /* the key the last on_msg datagram came from */
+  int last_key;                  /* and which of our keys it was sealed to */
+  int burst;                     /* datagrams sent for each T_BIG */
+  bool silent;                   /* do not answer T_REQ */
   int msgs, answers, soft, timeouts;
   uint64_t last_tag;
   int32_t last_aux;
@@ -213,12 +215,16 @@ typedef struct tsvc {
   int events, own_lookups;
   bool take_unsolicited;
   int unsolicited;
+  int sock_events, socks_n, sock_status;
+  uint32_t socks[8];
 } tsvc;
 
 static void ts_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   tsvc *t = ctx;
   (void)now;
   t->msgs++;
+  memcpy(t->last_from, in->from.pk, DHT_PK_LEN);
+  t->last_key = in->key;
   uint8_t out[DHT_MAX_BODY];
   if (in->type == T_REQ && !t->silent) {
     size_t n = body3(out, sizeof out, T_ANS, in->txid, 4);
@@ -237,6 +243,7 @@ static void ts_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *i
   assert_int_equal(in->type, T_ANS);
   assert_int_equal(in->txid, req->txid);
   t->answers++;
+  t->last_key = in->key;
   t->last_tag = req->tag;
   t->last_aux = req->aux;
   t->last_at = now;
@@ -263,6 +270,13 @@ static bool ts_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
   }
   if (ev->type == DHT_EV_LOOKUP)
     t->own_lookups++;
+  if (ev->type == DHT_EV_SOCK_OPENED) {
+    t->sock_events++;
+    t->sock_status = ev->status;
+    t->socks_n = ev->u.sock.n;
+    for (int i = 0; i < ev->u.sock.n && i < 8; i++)
+      t->socks[i] = ev->u.sock.ids[i];
+  }
   return false;
 }
 
@@ -486,6 +500,60 @@ static void test_request_timeout_estimate(void **state) {
   hw_free(&w);
 }
 
+/* ---- sending keys ------------------------------------------------------------ */
+
+/* A request under a key that is not A's identity: B sees only that key, its
+ * answer comes back sealed to it; nobody can start a conversation with it. */
+static void test_sending_key(void **state) {
+  (void)state;
+  hw w;
+  hw_init(&w, 2, NULL);
+  tsvc a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  ts_add(w.e[0], &a);
+  ts_add(w.e[1], &b);
+  dht_identity k;
+  tu_identity(&k, g_seed, 0x777);
+  int kh = dht_key_add(w.e[0], &k);
+  assert_true(kh > 0);
+  dht_req_opts o = {.answer = T_ANS, .key = kh, .timeout_ms = 500};
+  assert_int_equal(send_req(&w, 0, &a, 1, T_REQ, 8, &o), 0);
+  hw_run(&w, w.now + 1000);
+  assert_int_equal(b.msgs, 1);
+  assert_memory_equal(b.last_from, k.pk, DHT_PK_LEN); /* not A's identity */
+  assert_int_equal(a.answers, 1);
+  assert_int_equal(a.last_key, kh);
+  assert_int_equal(a.timeouts, 0);
+
+  /* B starts a conversation with the key at A's address: dropped */
+  dht_stats st0, st1;
+  dht_get_stats(w.e[0], &st0);
+  uint8_t body[64];
+  size_t n = body3(body, sizeof body, T_REQ, dht_svc_txid(w.e[1]), 0);
+  dht_peer to_k = {.addr = w.addr[0]};
+  memcpy(to_k.pk, k.pk, DHT_PK_LEN);
+  dht_req_opts ob = {.answer = T_ANS, .timeout_ms = 300};
+  assert_int_equal(dht_svc_request(w.e[1], b.id, &to_k, body, n, &ob, w.now), 0);
+  hw_run(&w, w.now + 1000);
+  dht_get_stats(w.e[0], &st1);
+  assert_int_equal(a.msgs, 0);
+  assert_int_equal(st1.drop_decrypt - st0.drop_decrypt, 1);
+  assert_int_equal(b.timeouts, 1);
+
+  /* a removed key: its answer is not opened, the request times out */
+  assert_int_equal(send_req(&w, 0, &a, 1, T_REQ, 8, &o), 0);
+  drain(&w, 0);
+  assert_int_equal(dht_key_remove(w.e[0], kh), 0);
+  assert_int_equal(dht_key_remove(w.e[0], kh), DHT_ERR_NOTFOUND);
+  hw_run(&w, w.now + 2000);
+  assert_int_equal(a.answers, 1);
+  assert_int_equal(a.timeouts, 1);
+  /* and a request under it is refused */
+  assert_int_equal(send_req(&w, 0, &a, 1, T_REQ, 8, &o), DHT_ERR_INVAL);
+  hw_free(&w);
+}
+
 /* ---- events ---------------------------------------------------------------- */
 
 static void test_owned_events(void **state) {
@@ -546,6 +614,89 @@ static void test_owned_events(void **state) {
   hw_run(&w, w.now + 500);
   assert_int_equal(a.msgs, msgs);
   assert_int_equal(b.timeouts, 1);
+  hw_free(&w);
+}
+
+/* ---- paths and sockets -------------------------------------------------- */
+
+/* The driver's side of dht_sock_open, by hand: the request reaches the
+ * driver, the sockets it opens reach the service, datagrams carry their
+ * socket and TTL both ways, and every socket is given back. */
+static void test_sockets(void **state) {
+  (void)state;
+  dht_settings s;
+  dht_settings_default(&s);
+  s.max_sockets = 4;
+  hw w;
+  hw_init(&w, 2, &s);
+  tsvc a, b;
+  memset(&a, 0, sizeof a);
+  memset(&b, 0, sizeof b);
+  ts_add(w.e[0], &a);
+  ts_add(w.e[1], &b);
+  dht *e = w.e[0];
+  assert_int_equal(dht_sock_open(e, a.id, 0, DHT_AF_INET), DHT_ERR_INVAL);
+  assert_int_equal(dht_sock_open(e, a.id, 1, 5), DHT_ERR_INVAL);
+  assert_int_equal(dht_sock_open(e, a.id, 5, DHT_AF_INET), DHT_ERR_FULL); /* past max_sockets */
+  int64_t req = dht_sock_open(e, a.id, 3, DHT_AF_INET);
+  assert_true(req > 0);
+  dht_event ev;
+  assert_int_equal(dht_poll_event(e, &ev), 0);
+  assert_int_equal(ev.type, DHT_EV_SOCK_OPEN);
+  assert_int_equal(ev.cmd, req);
+  assert_int_equal(ev.u.sock.n, 3);
+  assert_int_equal(ev.u.sock.family, DHT_AF_INET);
+  /* the driver opens two of the three */
+  uint32_t ids[2] = {7, 9};
+  assert_int_equal(dht_sock_opened(e, req + 1, ids, 2), DHT_ERR_NOTFOUND);
+  assert_int_equal(dht_sock_opened(e, req, ids, 2), 0);
+  assert_int_equal(dht_sock_opened(e, req, ids, 2), DHT_ERR_NOTFOUND); /* answered */
+  assert_int_equal(dht_poll_event(e, &ev), DHT_ERR_NOTFOUND);          /* not the driver's */
+  assert_int_equal(a.sock_events, 1);
+  assert_int_equal(a.sock_status, 0);
+  assert_int_equal(a.socks_n, 2);
+  assert_int_equal(a.socks[0], 7);
+  assert_int_equal(a.socks[1], 9);
+
+  /* a request from socket 9 with a TTL; the answer comes back on 9 */
+  uint8_t body[64];
+  size_t n = body3(body, sizeof body, T_REQ, dht_svc_txid(e), 0);
+  dht_peer pb = hpeer(&w, 1);
+  dht_req_opts o = {.answer = T_ANS, .tx = {.local = 9, .ttl = 3}, .timeout_ms = 500};
+  assert_int_equal(dht_svc_request(e, a.id, &pb, body, n, &o, w.now), 0);
+  uint8_t dg[DHT_MAX_PKT];
+  dht_path path;
+  dht_pkt_info pi;
+  dht_ssize dl = dht_write_pkt(e, &path, &pi, dg, sizeof dg, w.now);
+  assert_true(dl > 0);
+  assert_int_equal(path.local, 9);
+  assert_int_equal(pi.ttl, 3);
+  assert_true(dht_addr_eq(&path.remote, &w.addr[1]));
+  /* B sees it as coming from A's address (the driver's port for socket 9
+   * would differ; the test keeps the address) and answers */
+  dht_path in_b = {.local = 0, .remote = w.addr[0]};
+  assert_int_equal(dht_read_pkt(w.e[1], &in_b, dg, (size_t)dl, w.now), 0);
+  dl = dht_write_pkt(w.e[1], &path, &pi, dg, sizeof dg, w.now);
+  assert_true(dl > 0);
+  assert_int_equal(path.local, 0); /* B's answer leaves by the socket the request came in on */
+  assert_int_equal(pi.ttl, 0);
+  dht_path in_a = {.local = 9, .remote = w.addr[1]};
+  assert_int_equal(dht_read_pkt(e, &in_a, dg, (size_t)dl, w.now), 0);
+  assert_int_equal(a.answers, 1);
+
+  /* given back: the driver is told; an unknown service or a second time: no */
+  assert_int_equal(dht_sock_close(e, a.id, 7), 0);
+  assert_int_equal(dht_sock_close(e, a.id, 7), DHT_ERR_NOTFOUND);
+  assert_int_equal(dht_sock_close(e, a.id + 1, 9), DHT_ERR_NOTFOUND);
+  assert_int_equal(dht_poll_event(e, &ev), 0);
+  assert_int_equal(ev.type, DHT_EV_SOCK_CLOSE);
+  assert_int_equal(ev.u.sock.id, 7);
+  /* a removed service's sockets are closed for it */
+  assert_int_equal(dht_service_remove(e, a.id), 0);
+  assert_int_equal(dht_poll_event(e, &ev), 0);
+  assert_int_equal(ev.type, DHT_EV_SOCK_CLOSE);
+  assert_int_equal(ev.u.sock.id, 9);
+  assert_int_equal(dht_poll_event(e, &ev), DHT_ERR_NOTFOUND);
   hw_free(&w);
 }
 
@@ -648,7 +799,9 @@ int main(void) {
       cmocka_unit_test(test_amplification_spoofed),
       cmocka_unit_test(test_request_answer_and_timeout),
       cmocka_unit_test(test_request_timeout_estimate),
+      cmocka_unit_test(test_sending_key),
       cmocka_unit_test(test_owned_events),
+      cmocka_unit_test(test_sockets),
       cmocka_unit_test(test_verify_ping_limited),
       cmocka_unit_test(test_mode_switch),
   };
