@@ -6,9 +6,9 @@
  * The sender's Ed25519 key is its identity (node ID = BLAKE2b-256 of it);
  * libsodium converts both sides to X25519 for crypto_box, and the box key is
  * BLAKE2b(X25519 shared key || both Ed25519 keys in byte order).  The X25519 result
- * is the expensive part (~150-180 us here: the point check in the Ed25519
- * conversion plus X25519), so shared keys live in a bounded cache keyed
- * by the peer's key; a cached seal or open costs about a microsecond.
+ * is the expensive part (the point check in the Ed25519 conversion plus
+ * X25519: some hundred times a cached seal or open, docs/benchmarks.md "Cache
+ * misses"), so shared keys live in a bounded cache keyed by the peer's key.
  */
 #include <sodium.h>
 #include <string.h>

@@ -273,8 +273,8 @@ void dht_cache_remove(dht_cache *c, const uint8_t key[static 32]);
 
 /* [u8 version][32 B sender Ed25519 pk][24 B nonce][crypto_box(body)]: 73 B of
  * overhead.  Shared keys (X25519 of our key and the peer's, converted from
- * Ed25519) are computed once per peer and cached: a fresh one costs ~150 us, a
- * cached box ~1 us. */
+ * Ed25519) are computed once per peer and cached: a fresh one costs some
+ * hundred times a cached box (docs/benchmarks.md, "Cache misses"). */
 #define DHT_OVERHEAD (DHT_HDR_LEN + DHT_MAC_LEN)
 #define DHT_NONCE_LEN 24
 

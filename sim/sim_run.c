@@ -286,16 +286,6 @@ static void pend_add(sim *s, int host_i, int64_t cmd, size_t op, const uint8_t *
     memcpy(p->target, target, DHT_ID_LEN);
 }
 
-/* <0 when a is closer to t than b (XOR metric), 0 when equal */
-static int cmp_dist(const uint8_t *a, const uint8_t *b, const uint8_t *t) {
-  for (int i = 0; i < DHT_ID_LEN; i++) {
-    uint8_t da = a[i] ^ t[i], db = b[i] ^ t[i];
-    if (da != db)
-      return da < db ? -1 : 1;
-  }
-  return 0;
-}
-
 /* The true k closest hosts that are up to target (excluding `skip`, and
  * during a partition the hosts on the other side of it): indices in out,
  * closest first.  A host that is (re)joining counts: it answers queries, so
@@ -313,7 +303,7 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
       uint64_t worst = s->h[out[k - 1]].nid64 ^ t64;
-      if (d > worst || (d == worst && cmp_dist(h->nid, s->h[out[k - 1]].nid, target) >= 0))
+      if (d > worst || (d == worst && dht_id_cmp_dist(h->nid, s->h[out[k - 1]].nid, target) >= 0))
         continue;
       n--;
     }
@@ -321,7 +311,7 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
     while (pos > 0) {
       const host *p = &s->h[out[pos - 1]];
       uint64_t dp = p->nid64 ^ t64;
-      if (dp < d || (dp == d && cmp_dist(p->nid, h->nid, target) < 0))
+      if (dp < d || (dp == d && dht_id_cmp_dist(p->nid, h->nid, target) < 0))
         break;
       out[pos] = out[pos - 1];
       pos--;
@@ -794,10 +784,9 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->set.insecure_plaintext = !c->crypto;
   if (!c->crypto) {
     /* Without crypto the key cache only saves a BLAKE2b of the peer's key
-     * (under a microsecond, against ~45 us for a key agreement), and a
-     * replay filter guards nothing when nothing is authenticated: 13 KB of
-     * the 77 KB a host took at 10,000 hosts, for no change in behaviour
-     * (the trace hash is the same). */
+     * (not a key agreement), and a replay filter guards nothing when nothing
+     * is authenticated: smaller ones change no behaviour (the trace hash is
+     * the same) and save memory per host (docs/sim.md, Scale). */
     s->set.key_cache = 32;
     s->set.replay_window = 0;
   }

@@ -409,24 +409,26 @@ static void send_auth(int from, int to, int op, const store_mbox_keys *k,
                       const uint8_t hash[16]) {
   uint8_t sig[64], buf[DHT_MAX_BODY];
   store_auth_sign(sig, op, k, storage_id, requester, (uint64_t)t, hash, hash ? 1 : 0);
-  dht_wire_w w;
-  dht_wire_w_init(&w, buf, sizeof buf);
-  dht_wire_w_array(&w, 7);
-  dht_wire_w_uint(&w, op == STORE_AUTH_FETCH ? 0x32 : 0x36);
-  dht_wire_w_uint(&w, 77);
-  dht_wire_w_bin(&w, k->id, 32);
-  dht_wire_w_bin(&w, k->pk, 32);
-  dht_wire_w_uint(&w, (uint64_t)t);
+  store_wire_msg m = {.txid = 77};
   if (op == STORE_AUTH_FETCH) {
-    dht_wire_w_bin(&w, sig, 64);
-    dht_wire_w_bin(&w, NULL, 0);
+    m.type = STORE_T_FETCH;
+    m.u.fetch.mbox = k->id;
+    m.u.fetch.mbox_pk = k->pk;
+    m.u.fetch.time_s = (uint64_t)t;
+    m.u.fetch.sig = sig;
   } else {
-    dht_wire_w_bin(&w, hash, 16);
-    dht_wire_w_bin(&w, sig, 64);
+    m.type = STORE_T_DELETE;
+    m.u.del.mbox = k->id;
+    m.u.del.mbox_pk = k->pk;
+    m.u.del.time_s = (uint64_t)t;
+    m.u.del.hashes = hash;
+    m.u.del.nhashes = 1;
+    m.u.del.sig = sig;
   }
-  assert_int_equal(w.err, 0);
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  assert_true(n > 0);
   dht_peer p = netsim_peer(W->ns, to);
-  assert_int_equal(dht_svc_send(netsim_engine(W->ns, from), &p, NULL, buf, w.len), 0);
+  assert_int_equal(dht_svc_send(netsim_engine(W->ns, from), &p, NULL, buf, (size_t)n), 0);
   netsim_touch(W->ns, from);
   run_for(W, 1000);
 }
@@ -904,20 +906,18 @@ static void test_friend_request(void **state) {
   for (int to = 0; to < N; to++) {
     if (to == B || to == C)
       continue;
-    dht_wire_w w;
-    dht_wire_w_init(&w, buf, sizeof buf);
-    dht_wire_w_array(&w, 8);
-    dht_wire_w_uint(&w, 0x30);
-    dht_wire_w_uint(&w, 99);
-    dht_wire_w_uint(&w, 0x04);
-    dht_wire_w_bin(&w, box, 32);
-    dht_wire_w_bin(&w, netsim_identity(W->ns, B)->pk, 32);
-    dht_wire_w_uint(&w, (uint64_t)now_s);
-    dht_wire_w_bin(&w, item, sizeof item);
-    dht_wire_w_bin(&w, sig, 64);
-    assert_int_equal(w.err, 0);
+    store_wire_msg m = {.type = STORE_T_DEPOSIT, .txid = 99};
+    m.u.deposit.flags = 0x04;
+    m.u.deposit.mbox = box;
+    m.u.deposit.mbox_pk = netsim_identity(W->ns, B)->pk;
+    m.u.deposit.deposited_s = (uint64_t)now_s;
+    m.u.deposit.item = item;
+    m.u.deposit.item_len = sizeof item;
+    m.u.deposit.sig = sig;
+    dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+    assert_true(n > 0);
     dht_peer p = netsim_peer(W->ns, to);
-    assert_int_equal(dht_svc_send(netsim_engine(W->ns, C), &p, NULL, buf, w.len), 0);
+    assert_int_equal(dht_svc_send(netsim_engine(W->ns, C), &p, NULL, buf, (size_t)n), 0);
   }
   netsim_touch(W->ns, C);
   run_for(W, 2000);
