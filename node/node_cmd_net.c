@@ -178,6 +178,22 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   COUNTER("timeouts_total", "Requests that timed out.", st.timeouts);
   COUNTER("amplification_limited_total", "Replies shrunk for an unproven address.",
           st.amplification_limited);
+  COUNTER("amplification_dropped_total",
+          "Datagrams not sent: past the credit of an address that has not proven itself.",
+          st.drop_amplification);
+  COUNTER("unsolicited_sent_total",
+          "Datagrams started on our own toward an unproven address (verify pings, probes).",
+          st.unsolicited_out);
+  COUNTER("unsolicited_limited_total",
+          "Such datagrams not sent: their destination prefix's rate was spent.",
+          st.unsolicited_limited);
+  COUNTER("service_requests_total", "Requests services sent through the engine.",
+          st.svc_requests_out);
+  COUNTER("service_retries_total", "Services' requests sent again after a timeout.",
+          st.svc_retries);
+  COUNTER("service_timeouts_total", "Services' requests that ran out of tries.", st.svc_timeouts);
+  GAUGE("service_sockets", "Extra sockets open for services.", d->nxsocks);
+  COUNTER("ttl_sends_total", "Datagrams sent with their own TTL.", d->ttl_sends);
   COUNTER("lookups_total", "Lookups started.", st.lookups_started);
   COUNTER("records_accepted_total", "Peer records accepted for storage.", st.records_accepted);
   COUNTER("records_rejected_total", "Peer records refused.", st.records_rejected);
@@ -213,6 +229,12 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("mailbox_recon_pushed_total", "Items and tombstones pushed to other replicas.",
             ss.recon_items_pushed);
     COUNTER("mailbox_recon_bytes_total", "Reconciliation bytes sent.", ss.recon_bytes);
+    COUNTER("mailbox_recon_refused_total",
+            "Reconciliations refused: the asker is not a replica of the mailbox.",
+            ss.recon_refused);
+    COUNTER("mailbox_recon_stranger_total",
+            "Entry lists from nodes that are not replicas (answered without pushes).",
+            ss.recon_stranger);
     COUNTER("mailbox_dropped_total", "Mailbox messages dropped (malformed or unknown txid).",
             ss.drop_malformed + ss.drop_unknown_txid);
     COUNTER("messages_sent_direct_total", "Messages delivered straight to a friend.",
