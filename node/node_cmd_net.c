@@ -58,7 +58,7 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   node_jw_kstr(&w, "version", ROOST_VERSION);
   node_jw_kuint(&w, "uptime_s", (uv_now(&d->loop) - d->start_ms) / 1000);
   node_jw_kstr(&w, "state", node_daemon_state_name(d->state));
-  node_jw_kstr(&w, "mode", d->cfg.server_mode ? "server" : "client");
+  node_jw_kstr(&w, "mode", dht_is_server(d->e) ? "server" : "client");
   node_jw_kint(&w, "table_size", st.rt_size);
   node_jw_kint(&w, "buckets", st.rt_buckets);
   node_jw_kint(&w, "records_stored", st.records_stored);

@@ -568,7 +568,7 @@ void node_daemon_pump(rd_daemon *d) {
     }
     if (node_msg_drain(d))
       any = true;
-    if (d->need_publish && d->state == ST_READY && d->cfg.server_mode) {
+    if (d->need_publish && d->state == ST_READY && dht_is_server(d->e)) {
       d->need_publish = false;
       dht_put_record(d->e, (dht_ts)uv_now(&d->loop));
       any = true;
