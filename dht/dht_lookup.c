@@ -203,9 +203,8 @@ static void finish(dht *e, cmd *c, int status, dht_ts now) {
  * buckets at 100,000 nodes).  A lookup through a bucket needs alpha (3)
  * contacts there and a spare; the rest of each bucket fills from the traffic
  * the node sees (a requester is verified and added while its bucket has
- * room) and from the periodic refresh.  Measured in roost-sim at 10,000
- * nodes: 25% fewer events in the whole run, lookups as exact and as fast
- * (docs/sim.md, Scale). */
+ * room) and from the periodic refresh (docs/architecture.md, decision 19,
+ * has the figures). */
 static int boot_fill(const dht *e) {
   return (e->set.k + 3) / 4;
 }

@@ -3,9 +3,10 @@
  *
  * A sorted array of small entries, binary-searched by node ID, grown by
  * doubling up to max; each record's bytes are an allocation of their own
- * length (a record is 120-275 bytes, most near the low end: a fixed
- * 275-byte slot cost a simulated host 9.5 KB for its 20 records).  Records arrive verified (the
- * engine checks the signature once, when it accepts a PUT) and are served as the owner's bytes.
+ * length (a record is 120-275 bytes, most near the low end, so fixed
+ * 275-byte slots would waste most of what they hold).  Records arrive
+ * verified (the engine checks the signature once, when it accepts a PUT) and
+ * are served as the owner's bytes.
  * Newest sequence number wins; an equal sequence with different bytes is a
  * conflict and the first one stays.  At the cap the record farthest from our
  * ID is dropped for a closer one: the k closest nodes are responsible.

@@ -36,16 +36,10 @@
  * dht_rt_failed and dht_rt_remove cannot fail; every allocation is made by
  * dht_rt_update (and dht_rt_new), before it changes anything.
  *
- * With k = 20 and replacement_cache = 8, a bucket of 20 contacts and an
- * empty cache costs 2,032 bytes, one of 5 contacts 832; each cost 2,824
- * bytes (k + 8 slots) when every bucket was allocated whole.  Measured at
- * the end of a simulation of 10,000 hosts (k = 20, replacement_cache = 4),
- * a host's table held 143 contacts and 4 cache entries in 10.4 buckets:
- * 162 slots, 16.8 KB (25.4 KB, 249 slots, allocated whole); the host's
- * whole state went from 46.0 to 39.4 KiB.  Steps of 2 slots made the table
- * 15.8 KB, of 8 18.9 KB, of 1 15.4 KB but at twice the cost: a 500-host
- * simulation ran 0.7% more instructions than with whole buckets, against
- * 0.3% with steps of 4.
+ * Most buckets of a large network are far from full, so growing with use
+ * saves most of a table's memory; GROW_STEP trades a few more reallocations
+ * against slack (docs/architecture.md, decision 22, has the measured sizes
+ * and the steps tried).
  *
  * Invariants (dht_rt_check verifies them):
  *   - 1 <= nb <= 256 and nb <= cap; every b[i], i < nb, is allocated;

@@ -769,8 +769,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   s->set.k = c->k;
   s->set.replacement_cache = 4;
   s->set.key_cache = 128;
-  s->set.cookie_cache = 32; /* also sizes the verified-peer cache; 64 gave the
-                             * same trace at 10,000 hosts for 4 KB more each */
+  s->set.cookie_cache = 32; /* also sizes the verified-peer cache; larger ones
+                             * change no trace (docs/sim.md, Scale) */
   s->set.replay_window = 128;
   s->set.max_out_queue = 128;
   s->set.max_events = 64;

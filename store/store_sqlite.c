@@ -686,9 +686,8 @@ void store_sqlite_fail_commits(store_sqlite *b, int n) {
 static const char MBOX_SCHEMA[] =
     /* A rowid table: records (~1.1 KB) are appended in arrival order and
      * only the small (mbox, hash) index takes random inserts.  Keyed by
-     * (mbox, hash) WITHOUT ROWID, every deposit rewrote a random 4 KB leaf
-     * holding three records (20-30 KB written per 1 KB deposit measured by
-     * bench_deposit). */
+     * (mbox, hash) WITHOUT ROWID, every deposit rewrote a random leaf that
+     * holds only three records (docs/benchmarks.md, Mailbox deposits). */
     "CREATE TABLE recs("
     " id INTEGER PRIMARY KEY,"
     " mbox BLOB NOT NULL, hash BLOB NOT NULL, kind INTEGER NOT NULL,"
