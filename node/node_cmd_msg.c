@@ -9,7 +9,8 @@
  * requests) is node_msg.c's, reached through node_msg.h; this file pulls
  * the service's events from it (node_cmd_msg_drain).  Its own state is
  * node_cmd_msg (node_cmd.h): the inbox followers and the fetch commands
- * waiting for their round.
+ * waiting for their round.  The daemon's fields are read, and changed only
+ * through node_daemon_* (node_daemon.h).
  *
  * Invariants: the outbox row of a message is written before store_send, so
  * a message the user was told is queued survives a crash; clients are
@@ -360,8 +361,8 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
     memcpy(p.pk, inv.pk, DHT_PK_LEN);
     p.addr = inv.addrs[i];
     dht_ping(d->e, &p, now);
-    if (d->state != ST_READY && d->nextra < NODE_MAX_BOOTSTRAP)
-      d->extra_boot[d->nextra++] = p;
+    if (d->state != ST_READY)
+      node_daemon_add_bootstrap(d, &p);
   }
   if (d->state != ST_READY && inv.naddrs > 0 && !d->boot_cmd)
     node_daemon_bootstrap(d);

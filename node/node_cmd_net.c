@@ -8,7 +8,8 @@
  * socket's table (node_ctl.c) holding the client's serial, never a pointer,
  * with the hooks that finish or expire it; the engine command it waits for
  * is cancelled when the client goes or the deadline passes.  This file
- * keeps no state of its own: it acts on the daemon's (node_daemon.h).
+ * keeps no state of its own: it reads the daemon's and changes it through
+ * node_daemon_* (node_daemon.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -438,17 +439,7 @@ static void cmd_bootstrap_add(rd_daemon *d, client *c, const char *reqid, const 
     node_ctl_error(c, reqid, "bad_argument", "that is this node's own ID");
     return;
   }
-  bool dup = false;
-  for (int k = 0; k < d->nextra; k++)
-    dup |= !memcmp(d->extra_boot[k].pk, p.pk, DHT_PK_LEN) &&
-           dht_addr_eq(&d->extra_boot[k].addr, &p.addr);
-  if (!dup) {
-    if (d->nextra == NODE_MAX_BOOTSTRAP)
-      memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof p);
-    else
-      d->nextra++;
-    d->extra_boot[d->nextra - 1] = p;
-  }
+  node_daemon_add_bootstrap(d, &p);
   node_daemon_bootstrap(d);
   node_jw w;
   node_ctl_result_begin(&w, reqid);

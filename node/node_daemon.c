@@ -385,6 +385,18 @@ void node_daemon_bootstrap(rd_daemon *d) {
   }
 }
 
+void node_daemon_add_bootstrap(rd_daemon *d, const dht_peer *p) {
+  for (int k = 0; k < d->nextra; k++)
+    if (!memcmp(d->extra_boot[k].pk, p->pk, DHT_PK_LEN) &&
+        dht_addr_eq(&d->extra_boot[k].addr, &p->addr))
+      return;
+  if (d->nextra == NODE_MAX_BOOTSTRAP) /* the oldest goes */
+    memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof *p);
+  else
+    d->nextra++;
+  d->extra_boot[d->nextra - 1] = *p;
+}
+
 /* ---- engine events ---------------------------------------------------------- */
 
 static void on_event(rd_daemon *d, const dht_event *ev) {

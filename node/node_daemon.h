@@ -8,7 +8,8 @@
  * it through that file's header.
  *
  * Included by node_daemon.c and by the command files (node_cmd_net.c,
- * node_cmd_msg.c), which act on the daemon.  node_ctl.c and node_msg.c
+ * node_cmd_msg.c), which read the daemon's fields and change them only
+ * through the node_daemon_* functions below.  node_ctl.c and node_msg.c
  * never include it: they call back through hooks the daemon sets.
  */
 #ifndef ROOST_NODE_DAEMON_H
@@ -65,7 +66,7 @@ struct rd_daemon {
   enum { ST_STARTING, ST_BOOTSTRAPPING, ST_READY, ST_ALONE } state;
   int64_t boot_cmd;
   uint64_t boot_retry_at, boot_backoff;
-  dht_peer extra_boot[NODE_MAX_BOOTSTRAP]; /* added at run time */
+  dht_peer extra_boot[NODE_MAX_BOOTSTRAP]; /* added at run time: node_daemon_add_bootstrap */
   int nextra;
   /* our record */
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
@@ -108,6 +109,10 @@ const char *node_daemon_state_name(int state);
 void node_daemon_pump(rd_daemon *d);
 void node_daemon_shutdown(rd_daemon *d, int code);
 void node_daemon_bootstrap(rd_daemon *d);
+/* Adds p to the peers the next bootstrap joins through (after the
+ * configured ones): nothing if it is there already (same key and address),
+ * and the oldest added goes when the list is full. */
+void node_daemon_add_bootstrap(rd_daemon *d, const dht_peer *p);
 
 /* The drive loop's two calls into messaging, by the names it has always
  * used: the service's events into roost.db and on to the clients that wait
