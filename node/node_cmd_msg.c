@@ -6,7 +6,11 @@
  * what the clients see of the mailbox service's events: new messages and
  * loss notices pushed to inbox followers, fetch rounds that end a fetch
  * command.  The state they act on (roost.db, the service, the pending friend
- * requests) is node_msg.c's.
+ * requests) is node_msg.c's, reached through node_msg.h; this file pulls
+ * the service's events from it (node_cmd_msg_drain).  Its own state is
+ * node_cmd_msg (node_cmd.h): the inbox followers and the fetch commands
+ * waiting for their round.  The daemon's fields are read, and changed only
+ * through node_daemon_* (node_daemon.h).
  *
  * Invariants: the outbox row of a message is written before store_send, so
  * a message the user was told is queued survives a crash; clients are
@@ -18,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "node_cmd.h"
+#include "node_daemon.h"
 
 #define LIST_MAX 1000 /* messages in one inbox or outbox reply */
 #define INVITE_DAYS 7 /* default validity of our invites */
@@ -28,6 +32,19 @@ static int64_t unix_ms(void) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* The messaging state's parts, lent for the call (node_msg.h). */
+static store_appdb *app(rd_daemon *d) {
+  return node_msg_app(&d->msg);
+}
+
+static store_svc *svc(rd_daemon *d) {
+  return node_msg_svc(&d->msg);
+}
+
+static const store_settings *sset(rd_daemon *d) {
+  return node_msg_settings(&d->msg);
 }
 
 static const char *state_name(int s) {
@@ -48,10 +65,10 @@ static const char *state_name(int s) {
 
 /* The friend named who (a name, else an ID).  0 or -1. */
 static int find_friend(rd_daemon *d, const char *who, store_friend_row *row) {
-  if (store_appdb_friend_get(d->app, who, NULL, row) == 0)
+  if (store_appdb_friend_get(app(d), who, NULL, row) == 0)
     return 0;
   uint8_t pk[DHT_PK_LEN];
-  if (node_idtext_decode(who, pk) == 0 && store_appdb_friend_get(d->app, NULL, pk, row) == 0)
+  if (node_idtext_decode(who, pk) == 0 && store_appdb_friend_get(app(d), NULL, pk, row) == 0)
     return 0;
   return -1;
 }
@@ -63,7 +80,7 @@ static void jw_who(rd_daemon *d, node_jw *w, const char *key, const uint8_t pk[D
   node_jw_kstr(w, key, idt);
   store_friend_row row;
   node_jw_key(w, "name");
-  if (store_appdb_friend_get(d->app, NULL, pk, &row) == 0)
+  if (store_appdb_friend_get(app(d), NULL, pk, &row) == 0)
     node_jw_str(w, row.name);
   else
     node_jw_null(w);
@@ -92,7 +109,7 @@ static void jw_loss(rd_daemon *d, node_jw *w, const uint8_t pk[DHT_PK_LEN], uint
   node_jw_obj(w);
   jw_who(d, w, "from", pk);
   node_jw_kuint(w, "epoch", epoch);
-  node_jw_kint(w, "epoch_start_unix_ms", (int64_t)epoch * d->sset.epoch_ms);
+  node_jw_kint(w, "epoch_start_unix_ms", (int64_t)epoch * sset(d)->epoch_ms);
   node_jw_kint(w, "items", items);
   node_jw_kint(w, "unix_ms", when);
   node_jw_obj_end(w);
@@ -102,13 +119,14 @@ static void mark_read(rd_daemon *d, store_in_row *rows, int nr);
 
 /* Sends {"id":..,"progress":{kind: obj}} to every follower; drops the ones
  * whose client is gone.  A message shown to a follower is read. */
-void node_cmd_msg_notify(rd_daemon *d, store_in_row *in, const store_event *loss) {
+static void notify(rd_daemon *d, store_in_row *in, const store_event *loss) {
   int shown = 0;
-  for (int i = 0; i < d->nfollowers;) {
-    follower *f = &d->followers[i];
-    client *c = node_ctl_client(d, f->client);
+  node_cmd_msg *cm = &d->cmd_msg;
+  for (int i = 0; i < cm->nfollowers;) {
+    follower *f = &cm->followers[i];
+    client *c = node_ctl_client(&d->ctl, f->client);
     if (!c) {
-      *f = d->followers[--d->nfollowers];
+      *f = cm->followers[--cm->nfollowers];
       continue;
     }
     node_jw w;
@@ -131,19 +149,22 @@ void node_cmd_msg_notify(rd_daemon *d, store_in_row *in, const store_event *loss
     mark_read(d, in, 1);
 }
 
-void node_cmd_msg_fetched(rd_daemon *d, const store_event *ev) {
-  for (int i = 0; i < d->nwaiters;) {
-    waiter *w = &d->waiters[i];
-    if (w->kind != W_FETCH || (ev->cmd && w->cmd != ev->cmd)) {
+/* A fetch round ended: the fetch commands waiting for it (all of them
+ * when the round was the service's own, cmd 0) get its result. */
+static void fetched(rd_daemon *d, const store_event *ev) {
+  node_cmd_msg *cm = &d->cmd_msg;
+  for (int i = 0; i < cm->nfetches;) {
+    fetch_wait *f = &cm->fetches[i];
+    if (ev->cmd && f->cmd != ev->cmd) {
       i++;
       continue;
     }
-    client *c = node_ctl_client(d, w->client);
+    client *c = node_ctl_client(&d->ctl, f->client);
     if (c && ev->status) {
-      node_ctl_error(c, w->reqid, "failed", "the fetch failed: %s", store_strerror(ev->status));
+      node_ctl_error(c, f->reqid, "failed", "the fetch failed: %s", store_strerror(ev->status));
     } else if (c) {
       node_jw jw;
-      node_ctl_result_begin(&jw, w->reqid);
+      node_ctl_result_begin(&jw, f->reqid);
       node_jw_kint(&jw, "friends", ev->u.fetched.friends);
       node_jw_kint(&jw, "messages", ev->u.fetched.messages);
       node_jw_kint(&jw, "replicas_asked", ev->u.fetched.replicas_asked);
@@ -151,7 +172,44 @@ void node_cmd_msg_fetched(rd_daemon *d, const store_event *ev) {
       node_jw_kuint(&jw, "epoch", ev->u.fetched.epoch);
       node_ctl_result_end(c, &jw);
     }
-    node_ctl_remove_waiter(d, w);
+    *f = cm->fetches[--cm->nfetches];
+  }
+}
+
+bool node_cmd_msg_drain(rd_daemon *d) {
+  bool any = false;
+  node_msg_event ev;
+  for (int k = 0; k < 4096 && node_msg_poll(&d->msg, &ev) == 0; k++) {
+    any = true;
+    switch (ev.type) {
+    case NODE_MSG_EV_MESSAGE:
+      notify(d, &ev.in, NULL);
+      break;
+    case NODE_MSG_EV_LOSS:
+      notify(d, NULL, &ev.ev);
+      break;
+    case NODE_MSG_EV_FETCHED:
+      fetched(d, &ev.ev);
+      break;
+    default:
+      break;
+    }
+  }
+  return any;
+}
+
+void node_cmd_msg_tick(rd_daemon *d, uint64_t now) {
+  node_cmd_msg *cm = &d->cmd_msg;
+  for (int i = 0; i < cm->nfetches;) {
+    fetch_wait *f = &cm->fetches[i];
+    client *c = node_ctl_client(&d->ctl, f->client);
+    if (c && now < f->deadline) {
+      i++;
+      continue;
+    }
+    if (c)
+      node_ctl_error(c, f->reqid, "timeout", "no result in time");
+    *f = cm->fetches[--cm->nfetches];
   }
 }
 
@@ -232,7 +290,7 @@ static int arg_bool(client *c, const char *reqid, const json_t *args, const char
 }
 
 static bool need_svc(rd_daemon *d, client *c, const char *reqid) {
-  if (d->svc)
+  if (svc(d))
     return true;
   node_ctl_error(c, reqid, "failed",
                  "the mailbox service is not running (see roostd's log from its start)");
@@ -256,7 +314,7 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
     return;
   }
   store_friend_row row, old;
-  bool known = store_appdb_friend_get(d->app, NULL, inv.pk, &old) == 0;
+  bool known = store_appdb_friend_get(app(d), NULL, inv.pk, &old) == 0;
   if (!name || !*name)
     name = known ? old.name : inv.name;
   if (!*name) {
@@ -275,7 +333,7 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
     return;
   }
   store_friend_row clash;
-  if (store_appdb_friend_get(d->app, name, NULL, &clash) == 0 &&
+  if (store_appdb_friend_get(app(d), name, NULL, &clash) == 0 &&
       memcmp(clash.f.pk, inv.pk, DHT_PK_LEN) != 0) {
     char idt[NODE_IDTEXT_LEN + 1];
     node_idtext_encode(clash.f.pk, idt);
@@ -289,10 +347,10 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
   memcpy(row.f.pk, inv.pk, DHT_PK_LEN);
   row.f.nhosts = inv.nhosts;
   memcpy(row.f.hosts, inv.hosts, sizeof inv.hosts);
-  uint32_t ep = store_epoch_of(now_ms, d->sset.epoch_ms);
+  uint32_t ep = store_epoch_of(now_ms, sset(d)->epoch_ms);
   row.f.fetched_epoch = known ? old.f.fetched_epoch : (ep > 0 ? ep - 1 : 0);
   row.added_unix_ms = known ? old.added_unix_ms : now_ms;
-  int rv = store_appdb_friend_put(d->app, &row);
+  int rv = store_appdb_friend_put(app(d), &row);
   if (rv) {
     node_ctl_error(c, reqid, "failed", "cannot save the friend: %s", store_strerror(rv));
     return;
@@ -303,27 +361,21 @@ static void friend_add(rd_daemon *d, client *c, const char *reqid, const char *t
     memcpy(p.pk, inv.pk, DHT_PK_LEN);
     p.addr = inv.addrs[i];
     dht_ping(d->e, &p, now);
-    if (d->state != ST_READY && d->nextra < NODE_MAX_BOOTSTRAP)
-      d->extra_boot[d->nextra++] = p;
+    if (d->state != ST_READY)
+      node_daemon_add_bootstrap(d, &p);
   }
   if (d->state != ST_READY && inv.naddrs > 0 && !d->boot_cmd)
     node_daemon_bootstrap(d);
   /* a request from them is answered by this */
-  for (int i = 0; i < d->nreqs; i++)
-    if (!memcmp(d->reqs[i].pk, inv.pk, DHT_PK_LEN)) {
-      memmove(d->reqs + i, d->reqs + i + 1, (size_t)(d->nreqs - i - 1) * sizeof d->reqs[0]);
-      d->nreqs--;
-      node_msg_requests_save(d);
-      break;
-    }
+  node_msg_request_drop(&d->msg, inv.pk);
   const char *request = "not sent: the mailbox service is not running";
   char reqwhy[128];
-  if (d->svc) {
-    if ((rv = store_friend_set(d->svc, &row.f, now)) != 0)
+  if (svc(d)) {
+    if ((rv = store_friend_set(svc(d), &row.f, now)) != 0)
       NLOG(NODE_LOG_WARN, "msg", "the service did not take the friend: %s", store_strerror(rv));
     char mine[NODE_INVITE_TEXT_MAX + 1];
     dht_ssize ml = make_invite(d, INVITE_DAYS, mine, sizeof mine, NULL);
-    int64_t id = ml > 0 ? store_request_send(d->svc, inv.pk, (const uint8_t *)mine, (size_t)ml, now)
+    int64_t id = ml > 0 ? store_request_send(svc(d), inv.pk, (const uint8_t *)mine, (size_t)ml, now)
                         : DHT_ERR_INVAL;
     if (id > 0) {
       request = "sent";
@@ -381,13 +433,13 @@ static void cmd_invite(rd_daemon *d, client *c, const char *reqid, const json_t 
 }
 
 static void cmd_friend_list(rd_daemon *d, client *c, const char *reqid) {
-  int max = d->sset.max_friends > 0 ? d->sset.max_friends : 1;
+  int max = sset(d)->max_friends > 0 ? sset(d)->max_friends : 1;
   store_friend_row *fr = calloc((size_t)max, sizeof *fr);
   if (!fr) {
     node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
-  int nf = store_appdb_friend_list(d->app, fr, max);
+  int nf = store_appdb_friend_list(app(d), fr, max);
   node_jw w;
   big_result_begin(&w, reqid);
   node_jw_key(&w, "friends");
@@ -414,8 +466,8 @@ static void cmd_friend_requests(rd_daemon *d, client *c, const char *reqid) {
   node_jw_key(&w, "requests");
   node_jw_arr(&w);
   uint64_t now_s = (uint64_t)(unix_ms() / 1000);
-  for (int i = 0; i < d->nreqs; i++) {
-    const friend_req *r = &d->reqs[i];
+  for (int i = 0; i < node_msg_nrequests(&d->msg); i++) {
+    const friend_req *r = node_msg_request(&d->msg, i);
     char idt[NODE_IDTEXT_LEN + 1], note[STORE_NOTE_MAX + 1], why[256];
     node_idtext_encode(r->pk, idt);
     memcpy(note, r->note, r->len);
@@ -459,12 +511,12 @@ static void cmd_friend_accept(rd_daemon *d, client *c, const char *reqid, const 
   }
   if (arg_str(c, reqid, args, "name", name, sizeof name, false) < 0)
     return;
-  if (k > d->nreqs) {
+  const friend_req *r = node_msg_request(&d->msg, (int)k - 1);
+  if (!r) {
     node_ctl_error(c, reqid, "not_found", "there is no request %lld (%d pending)", (long long)k,
-                   d->nreqs);
+                   node_msg_nrequests(&d->msg));
     return;
   }
-  const friend_req *r = &d->reqs[k - 1];
   char note[STORE_NOTE_MAX + 1];
   memcpy(note, r->note, r->len);
   note[r->len] = 0;
@@ -493,15 +545,15 @@ static void cmd_friend_remove(rd_daemon *d, client *c, const char *reqid, const 
     node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
     return;
   }
-  int rv = store_appdb_friend_del(d->app, row.f.pk);
+  int rv = store_appdb_friend_del(app(d), row.f.pk);
   if (rv) {
     node_ctl_error(c, reqid, "failed", "cannot remove: %s", store_strerror(rv));
     return;
   }
-  store_appdb_hosted_del(d->app, row.f.pk);
-  if (d->svc) {
-    store_friend_remove(d->svc, row.f.pk);
-    store_host_set(d->svc, row.f.pk, 0);
+  store_appdb_hosted_del(app(d), row.f.pk);
+  if (svc(d)) {
+    store_friend_remove(svc(d), row.f.pk);
+    store_host_set(svc(d), row.f.pk, 0);
   }
   node_jw w;
   node_ctl_result_begin(&w, reqid);
@@ -544,12 +596,12 @@ static void cmd_send(rd_daemon *d, client *c, const char *reqid, const json_t *a
   memcpy(o.to_pk, row.f.pk, DHT_PK_LEN);
   o.state = STORE_ST_QUEUED;
   o.updated_unix_ms = o.msg.sent_unix_ms;
-  int rv = store_appdb_out_add(d->app, &o);
+  int rv = store_appdb_out_add(app(d), &o);
   if (rv) {
     node_ctl_error(c, reqid, "failed", "cannot save the message: %s", store_strerror(rv));
     return;
   }
-  int64_t id = store_send(d->svc, row.f.pk, &o.msg, (dht_ts)uv_now(&d->loop));
+  int64_t id = store_send(svc(d), row.f.pk, &o.msg, (dht_ts)uv_now(&d->loop));
   char mid[2 * STORE_MSGID_LEN + 1];
   node_proto_hex(o.msg.id, STORE_MSGID_LEN, mid);
   if (id < 0) {
@@ -574,7 +626,7 @@ static void cmd_outbox(rd_daemon *d, client *c, const char *reqid) {
     node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
-  int nr = store_appdb_out_list(d->app, 0, rows, LIST_MAX);
+  int nr = store_appdb_out_list(app(d), 0, rows, LIST_MAX);
   node_jw w;
   big_result_begin(&w, reqid);
   node_jw_key(&w, "messages");
@@ -591,7 +643,7 @@ static void cmd_outbox(rd_daemon *d, client *c, const char *reqid) {
     node_jw_kint(&w, "updated_unix_ms", o->updated_unix_ms);
     node_jw_kstr(&w, "state", state_name(o->state));
     node_jw_kint(&w, "receipts", o->receipts);
-    node_jw_kint(&w, "replicas", d->sset.replicas);
+    node_jw_kint(&w, "replicas", sset(d)->replicas);
     node_jw_key(&w, "reason");
     if (o->reason)
       node_jw_str(&w, store_strerror(o->reason));
@@ -620,17 +672,17 @@ static void mark_read(rd_daemon *d, store_in_row *rows, int nr) {
     for (int j = i; j < nr; j++) {
       if (rows[j].read || done[j] || memcmp(rows[j].from_pk, rows[i].from_pk, DHT_PK_LEN))
         continue;
-      store_appdb_in_mark_read(d->app, rows[j].seq);
+      store_appdb_in_mark_read(app(d), rows[j].seq);
       done[j] = true;
       memcpy(ids[k++], rows[j].msg.id, STORE_MSGID_LEN);
       if (k == 64) {
-        if (d->svc)
-          store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
+        if (svc(d))
+          store_mark_read(svc(d), rows[i].from_pk, (const store_msgid *)ids, k, now);
         k = 0;
       }
     }
-    if (k && d->svc)
-      store_mark_read(d->svc, rows[i].from_pk, (const store_msgid *)ids, k, now);
+    if (k && svc(d))
+      store_mark_read(svc(d), rows[i].from_pk, (const store_msgid *)ids, k, now);
   }
 out:
   free(done);
@@ -643,7 +695,8 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const json_t *
       arg_bool(c, reqid, args, "unread", &unread) < 0 ||
       arg_bool(c, reqid, args, "mark_read", &mark) < 0)
     return;
-  if (follow && d->nfollowers >= MAX_FOLLOWERS) {
+  node_cmd_msg *cm = &d->cmd_msg;
+  if (follow && cm->nfollowers >= MAX_FOLLOWERS) {
     node_ctl_error(c, reqid, "busy", "too many inbox subscriptions (%d)", MAX_FOLLOWERS);
     return;
   }
@@ -655,8 +708,8 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const json_t *
     node_ctl_error(c, reqid, "failed", "out of memory");
     return;
   }
-  int nr = store_appdb_in_list(d->app, 0, unread, rows, LIST_MAX);
-  int nl = store_appdb_loss_list(d->app, loss, 256);
+  int nr = store_appdb_in_list(app(d), 0, unread, rows, LIST_MAX);
+  int nl = store_appdb_loss_list(app(d), loss, 256);
   if (nr < 0)
     nr = 0;
   if (nl < 0)
@@ -699,7 +752,7 @@ static void cmd_inbox(rd_daemon *d, client *c, const char *reqid, const json_t *
       node_jw_obj_end(&w);
       node_ctl_reply_end(c, &w);
     }
-    follower *f = &d->followers[d->nfollowers++];
+    follower *f = &cm->followers[cm->nfollowers++];
     f->client = c->serial;
     f->mark = mark;
     snprintf(f->reqid, sizeof f->reqid, "%s", reqid);
@@ -716,13 +769,23 @@ static void cmd_fetch(rd_daemon *d, client *c, const char *reqid, const json_t *
     return;
   if (!need_svc(d, c, reqid))
     return;
-  int64_t id = store_fetch(d->svc, (dht_ts)uv_now(&d->loop));
+  int64_t id = store_fetch(svc(d), (dht_ts)uv_now(&d->loop));
   if (id < 0) {
     node_ctl_error(c, reqid, id == DHT_ERR_FULL ? "busy" : "failed", "cannot fetch: %s",
                    store_strerror((int)id));
     return;
   }
-  node_ctl_add_waiter(d, c, reqid, W_FETCH, id, (uint64_t)timeout);
+  node_cmd_msg *cm = &d->cmd_msg;
+  if (cm->nfetches >= MAX_FETCHES) {
+    /* the round runs anyway; only its answer to this client is lost */
+    node_ctl_error(c, reqid, "busy", "too many commands in flight (%d)", MAX_FETCHES);
+    return;
+  }
+  fetch_wait *f = &cm->fetches[cm->nfetches++];
+  f->client = c->serial;
+  snprintf(f->reqid, sizeof f->reqid, "%s", reqid);
+  f->cmd = id;
+  f->deadline = uv_now(&d->loop) + (uint64_t)timeout;
 }
 
 static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
@@ -746,12 +809,12 @@ static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const json_
   store_hosted_row h;
   memcpy(h.pk, row.f.pk, DHT_PK_LEN);
   h.quota_bytes = quota;
-  if ((rv = store_appdb_hosted_put(d->app, &h)) != 0) {
+  if ((rv = store_appdb_hosted_put(app(d), &h)) != 0) {
     node_ctl_error(c, reqid, "failed", "cannot save: %s", store_strerror(rv));
     return;
   }
-  if (d->svc && (rv = store_host_set(d->svc, row.f.pk, quota)) != 0) {
-    store_appdb_hosted_del(d->app, row.f.pk);
+  if (svc(d) && (rv = store_host_set(svc(d), row.f.pk, quota)) != 0) {
+    store_appdb_hosted_del(app(d), row.f.pk);
     node_ctl_error(c, reqid, rv == DHT_ERR_FULL ? "busy" : "failed", "cannot host %s: %s", row.name,
                    store_strerror(rv));
     return;
@@ -765,7 +828,7 @@ static void cmd_host_add(rd_daemon *d, client *c, const char *reqid, const json_
 
 static void cmd_host_list(rd_daemon *d, client *c, const char *reqid) {
   store_hosted_row hr[256];
-  int nh = store_appdb_hosted_list(d->app, hr, 256);
+  int nh = store_appdb_hosted_list(app(d), hr, 256);
   node_jw w;
   big_result_begin(&w, reqid);
   node_jw_key(&w, "hosted");
@@ -799,12 +862,12 @@ static void cmd_host_remove(rd_daemon *d, client *c, const char *reqid, const js
     node_ctl_error(c, reqid, "not_found", "no friend named '%s'", who);
     return;
   }
-  if (store_appdb_hosted_del(d->app, row.f.pk) != 0) {
+  if (store_appdb_hosted_del(app(d), row.f.pk) != 0) {
     node_ctl_error(c, reqid, "not_found", "you do not host %s", row.name);
     return;
   }
-  if (d->svc)
-    store_host_set(d->svc, row.f.pk, 0);
+  if (svc(d))
+    store_host_set(svc(d), row.f.pk, 0);
   node_jw w;
   node_ctl_result_begin(&w, reqid);
   node_jw_kstr(&w, "removed", row.name);
@@ -825,7 +888,7 @@ static void cmd_mailbox(rd_daemon *d, client *c, const char *reqid, const json_t
     node_ctl_error(c, reqid, "failed", "that friend's key gives no pair secret");
     return;
   }
-  uint32_t ep = store_epoch_of(unix_ms(), d->sset.epoch_ms);
+  uint32_t ep = store_epoch_of(unix_ms(), sset(d)->epoch_ms);
   store_mbox_keys out, in;
   store_mbox_derive(&out, pair, d->ident.pk, row.f.pk, ep);
   store_mbox_derive(&in, pair, row.f.pk, d->ident.pk, ep);

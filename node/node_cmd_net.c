@@ -7,13 +7,18 @@
  * A command that waits for the engine leaves a waiter in the control
  * socket's table (node_ctl.c) holding the client's serial, never a pointer,
  * with the hooks that finish or expire it; the engine command it waits for
- * is cancelled when the client goes or the deadline passes.
+ * is cancelled when the client goes or the deadline passes.  This file
+ * keeps no state of its own: it reads the daemon's and changes it through
+ * node_daemon_* (node_daemon.h).
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "node_cmd.h"
+#include "node_daemon.h"
+
+/* What a waiter of this file waits for (waiter.kind). */
+enum wait_kind { W_STATUS = 1, W_LOOKUP, W_PING_LOOKUP, W_PING };
 
 static void jw_addr(node_jw *w, const char *k, const dht_addr *a) {
   char txt[DHT_ADDR_STRLEN];
@@ -199,8 +204,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   COUNTER("records_rejected_total", "Peer records refused.", st.records_rejected);
   COUNTER("send_errors_total", "Datagrams the kernel refused to send.", d->send_errors);
   COUNTER("recv_errors_total", "Socket receive errors.", d->recv_errors);
+  node_ctl_stats cs;
+  node_ctl_get_stats(&d->ctl, &cs);
   COUNTER("control_refused_total", "Control connections refused (wrong uid or too many).",
-          d->ctl_refused);
+          cs.refused);
   COUNTER("lan_announcements_heard_total", "LAN discovery announcements heard.", d->lan_heard);
   GAUGE("routing_table_contacts", "Contacts in the routing table.", st.rt_size);
   GAUGE("routing_table_buckets", "Buckets in the routing table.", st.rt_buckets);
@@ -208,9 +215,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
   GAUGE("uptime_seconds", "Seconds since roostd started.",
         (long long)((uv_now(&d->loop) - d->start_ms) / 1000));
   GAUGE("ready", "1 when the node has joined the network.", d->state == ST_READY);
-  if (d->svc) {
+  store_svc *svc = node_msg_svc(&d->msg);
+  if (svc) {
     store_stats ss;
-    store_get_stats(d->svc, &ss);
+    store_get_stats(svc, &ss);
     COUNTER("mailbox_deposits_total", "Deposits received as a storage node.", ss.deposits_in);
     COUNTER("mailbox_deposits_stored_total", "Deposits stored.", ss.deposits_stored);
     COUNTER("mailbox_deposits_refused_total",
@@ -313,7 +321,8 @@ static void cmd_id(rd_daemon *d, client *c, const char *reqid, const json_t *arg
 
 /* status --wait, once a second: the result once the node is ready, a
  * progress line before (while the deadline holds). */
-static bool status_poll(rd_daemon *d, waiter *w, client *c, bool late) {
+static bool status_poll(void *ctx, waiter *w, client *c, bool late) {
+  rd_daemon *d = ctx;
   if (d->state == ST_READY) {
     write_status(d, c, w->reqid);
     return true;
@@ -333,14 +342,15 @@ static bool status_poll(rd_daemon *d, waiter *w, client *c, bool late) {
   return false;
 }
 
-static void status_expire(rd_daemon *d, waiter *w, client *c) {
-  (void)d;
+static void status_expire(void *ctx, waiter *w, client *c) {
+  (void)ctx;
   if (c)
     node_ctl_error(c, w->reqid, "timeout", "not bootstrapped yet");
 }
 
 /* A lookup or ping that ran out of time: the engine stops working on it. */
-static void engine_expire(rd_daemon *d, waiter *w, client *c) {
+static void engine_expire(void *ctx, waiter *w, client *c) {
+  rd_daemon *d = ctx;
   if (c)
     node_ctl_error(c, w->reqid, "timeout", "no result in time");
   dht_cancel(d->e, w->cmd);
@@ -363,7 +373,7 @@ static void cmd_status(rd_daemon *d, client *c, const char *reqid, const json_t 
     write_status(d, c, reqid);
     return;
   }
-  waiter *w = node_ctl_add_waiter(d, c, reqid, W_STATUS, 0, (uint64_t)timeout);
+  waiter *w = node_ctl_add_waiter(&d->ctl, c, reqid, W_STATUS, 0, (uint64_t)timeout);
   if (w) {
     w->poll = status_poll;
     w->expire = status_expire;
@@ -410,7 +420,7 @@ static void lookup_or_ping(rd_daemon *d, client *c, const char *reqid, const jso
       node_ctl_error(c, reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
       return;
     }
-    if ((w = node_ctl_add_waiter(d, c, reqid, W_PING, cid, (uint64_t)timeout)) != NULL)
+    if ((w = node_ctl_add_waiter(&d->ctl, c, reqid, W_PING, cid, (uint64_t)timeout)) != NULL)
       w->peer = p;
   } else {
     int64_t cid = dht_get_record(d->e, id, now);
@@ -419,7 +429,8 @@ static void lookup_or_ping(rd_daemon *d, client *c, const char *reqid, const jso
                      dht_strerror((int)cid));
       return;
     }
-    w = node_ctl_add_waiter(d, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid, (uint64_t)timeout);
+    w = node_ctl_add_waiter(&d->ctl, c, reqid, ping ? W_PING_LOOKUP : W_LOOKUP, cid,
+                            (uint64_t)timeout);
     if (w)
       memcpy(w->peer.pk, pk, DHT_PK_LEN);
   }
@@ -450,17 +461,7 @@ static void cmd_bootstrap_add(rd_daemon *d, client *c, const char *reqid, const 
     node_ctl_error(c, reqid, "bad_argument", "that is this node's own ID");
     return;
   }
-  bool dup = false;
-  for (int k = 0; k < d->nextra; k++)
-    dup |= !memcmp(d->extra_boot[k].pk, p.pk, DHT_PK_LEN) &&
-           dht_addr_eq(&d->extra_boot[k].addr, &p.addr);
-  if (!dup) {
-    if (d->nextra == NODE_MAX_BOOTSTRAP)
-      memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof p);
-    else
-      d->nextra++;
-    d->extra_boot[d->nextra - 1] = p;
-  }
+  node_daemon_add_bootstrap(d, &p);
   node_daemon_bootstrap(d);
   node_jw w;
   node_ctl_result_begin(&w, reqid);
@@ -479,73 +480,65 @@ static void cmd_stop(rd_daemon *d, client *c, const char *reqid, const json_t *a
 
 /* A lookup or ping the CLI is waiting for has finished. */
 void node_cmd_net_on_event(rd_daemon *d, const dht_event *ev) {
+  if (ev->type != DHT_EV_LOOKUP && ev->type != DHT_EV_PING)
+    return;
+  /* engine command IDs are positive; status waiters await none (0) */
+  waiter *w = ev->cmd > 0 ? node_ctl_find_waiter(&d->ctl, ev->cmd) : NULL;
+  if (!w || w->kind == W_STATUS)
+    return;
   dht_ts now = (dht_ts)uv_now(&d->loop);
-  switch (ev->type) {
-  case DHT_EV_LOOKUP:
-  case DHT_EV_PING:
-    for (int i = 0; i < d->nwaiters; i++) {
-      waiter *w = &d->waiters[i];
-      if (w->cmd != ev->cmd || w->kind == W_STATUS || w->kind == W_FETCH)
-        continue;
-      client *c = node_ctl_client(d, w->client);
-      if (w->kind == W_LOOKUP || w->kind == W_PING_LOOKUP) {
-        const dht_lookup_result *r = ev->u.lookup;
-        if (!r || !r->has_record) {
-          if (c)
-            node_ctl_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
-                           "no peer record found for that ID (%d requests sent)",
-                           r ? r->messages : 0);
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        if (w->kind == W_LOOKUP) {
-          node_jw jw;
-          node_ctl_result_begin(&jw, w->reqid);
-          write_record(&jw, r, unix_now_s());
-          if (c)
-            node_ctl_result_end(c, &jw);
-          else
-            node_jw_free(&jw);
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        /* W_PING_LOOKUP: ping the first address of the record */
-        if (r->record.naddrs == 0) {
-          if (c)
-            node_ctl_error(c, w->reqid, "not_found", "the peer's record has no address");
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        w->peer.addr = r->record.addrs[0].addr;
-        int64_t cid = dht_ping(d->e, &w->peer, now);
-        if (cid < 0) {
-          if (c)
-            node_ctl_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
-          node_ctl_remove_waiter(d, w);
-          break;
-        }
-        w->cmd = cid;
-        w->kind = W_PING;
-        break;
-      }
-      /* W_PING */
-      if (c && ev->status) {
-        node_ctl_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
-      } else if (c) {
-        node_jw jw;
-        node_ctl_result_begin(&jw, w->reqid);
-        node_jw_kint(&jw, "rtt_ms", ev->u.ping.rtt_ms);
-        jw_addr(&jw, "addr", &w->peer.addr);
-        jw_addr(&jw, "seen_as", &ev->u.ping.seen_as);
-        node_ctl_result_end(c, &jw);
-      }
-      node_ctl_remove_waiter(d, w);
-      break;
+  client *c = node_ctl_client(&d->ctl, w->client);
+  if (w->kind == W_LOOKUP || w->kind == W_PING_LOOKUP) {
+    const dht_lookup_result *r = ev->u.lookup;
+    if (!r || !r->has_record) {
+      if (c)
+        node_ctl_error(c, w->reqid, ev->status == DHT_ERR_TIMEOUT ? "timeout" : "not_found",
+                       "no peer record found for that ID (%d requests sent)", r ? r->messages : 0);
+      node_ctl_remove_waiter(&d->ctl, w);
+      return;
     }
-    break;
-  default:
-    break;
+    if (w->kind == W_LOOKUP) {
+      node_jw jw;
+      node_ctl_result_begin(&jw, w->reqid);
+      write_record(&jw, r, unix_now_s());
+      if (c)
+        node_ctl_result_end(c, &jw);
+      else
+        node_jw_free(&jw);
+      node_ctl_remove_waiter(&d->ctl, w);
+      return;
+    }
+    /* W_PING_LOOKUP: ping the first address of the record */
+    if (r->record.naddrs == 0) {
+      if (c)
+        node_ctl_error(c, w->reqid, "not_found", "the peer's record has no address");
+      node_ctl_remove_waiter(&d->ctl, w);
+      return;
+    }
+    w->peer.addr = r->record.addrs[0].addr;
+    int64_t cid = dht_ping(d->e, &w->peer, now);
+    if (cid < 0) {
+      if (c)
+        node_ctl_error(c, w->reqid, "failed", "cannot ping: %s", dht_strerror((int)cid));
+      node_ctl_remove_waiter(&d->ctl, w);
+      return;
+    }
+    w->cmd = cid;
+    w->kind = W_PING;
+    return;
   }
+  /* W_PING */
+  if (c && ev->status) {
+    node_ctl_error(c, w->reqid, "timeout", "no answer (%s)", dht_strerror(ev->status));
+  } else if (c) {
+    node_jw jw;
+    node_ctl_result_begin(&jw, w->reqid);
+    node_jw_kint(&jw, "rtt_ms", ev->u.ping.rtt_ms);
+    jw_addr(&jw, "addr", &w->peer.addr);
+    jw_addr(&jw, "seen_as", &ev->u.ping.seen_as);
+    node_ctl_result_end(c, &jw);
+  }
+  node_ctl_remove_waiter(&d->ctl, w);
 }
 
 static const node_cmd cmds[] = {

@@ -1,15 +1,18 @@
 /*
  * node_ctl.c - roostd's control socket, transport only: a Unix stream
  * socket (mode 0600, peer uid checked with SO_PEERCRED) speaking one JSON
- * object per line (docs/control.md).  It owns the clients and their line
- * buffers, the framing and the request envelope (id, cmd, args), the reply
- * helpers, the dispatch through the command tables the daemon hands it
- * (node_cmd_net.c, node_cmd_msg.c), and the table of waiters with their
- * deadlines.  It knows no command.
+ * object per line (docs/control.md).  It owns its node_ctl: the listening
+ * socket and its path, the clients and their line buffers, the framing and
+ * the request envelope (id, cmd, args), the reply helpers, and the table of
+ * waiters with their deadlines.  It knows no command and no daemon: a
+ * request goes to the owner's run hook, and the owner's wake hook runs
+ * after each one (node_ctl.h).
  *
  * A waiter holds the client's serial number, never a pointer, so a client
  * that disconnects early cannot leave a dangling reference; the
- * once-a-second tick polls waiters and enforces deadlines.
+ * once-a-second tick polls waiters and enforces deadlines.  A client's
+ * memory is freed only in its close callback (libuv's rule), and a client
+ * that is closing is never written to nor found by serial.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -19,15 +22,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "node_daemon.h"
+#include "node_ctl.h"
 
 /* Values and keys in one request: a send with its text is about 10. */
 #define REQ_MAX_VALUES 256
 
 /* ---- control clients: writing --------------------------------------------- */
 
-client *node_ctl_client(rd_daemon *d, uint64_t serial) {
-  for (client *c = d->clients; c; c = c->next)
+client *node_ctl_client(node_ctl *ctl, uint64_t serial) {
+  for (client *c = ctl->clients; c; c = c->next)
     if (c->serial == serial && !c->closing)
       return c;
   return NULL;
@@ -108,32 +111,41 @@ void node_ctl_result_end(client *c, node_jw *w) {
 
 /* ---- waiters ------------------------------------------------------------- */
 
-waiter *node_ctl_add_waiter(rd_daemon *d, client *c, const char *reqid, int kind, int64_t cmd,
+waiter *node_ctl_add_waiter(node_ctl *ctl, client *c, const char *reqid, int kind, int64_t cmd,
                             uint64_t timeout_ms) {
-  if (d->nwaiters >= MAX_WAITERS) {
+  if (ctl->nwaiters >= MAX_WAITERS) {
     node_ctl_error(c, reqid, "busy", "too many commands in flight (%d)", MAX_WAITERS);
     return NULL;
   }
-  waiter *w = &d->waiters[d->nwaiters++];
+  waiter *w = &ctl->waiters[ctl->nwaiters++];
   memset(w, 0, sizeof *w);
   w->kind = (uint8_t)kind;
   w->client = c->serial;
   snprintf(w->reqid, sizeof w->reqid, "%s", reqid);
   w->cmd = cmd;
-  w->deadline = uv_now(&d->loop) + timeout_ms;
+  w->deadline = uv_now(ctl->loop) + timeout_ms;
   return w;
 }
 
-void node_ctl_remove_waiter(rd_daemon *d, waiter *w) {
-  *w = d->waiters[--d->nwaiters];
+void node_ctl_remove_waiter(node_ctl *ctl, waiter *w) {
+  *w = ctl->waiters[--ctl->nwaiters];
 }
 
-static void handle_request(rd_daemon *d, client *c, const char *line, size_t len) {
+waiter *node_ctl_find_waiter(node_ctl *ctl, int64_t cmd) {
+  for (int i = 0; i < ctl->nwaiters; i++)
+    if (ctl->waiters[i].cmd == cmd)
+      return &ctl->waiters[i];
+  return NULL;
+}
+
+/* Parses one request line and hands it to the owner's run hook; every path
+ * replies (or the command leaves a waiter that will). */
+static void handle_request(node_ctl *ctl, client *c, const char *line, size_t len) {
   json_t *req;
   char why[200];
   if (node_json_parse(line, len, REQ_MAX_VALUES, &req, why, sizeof why) != 0 ||
       !json_is_object(req)) {
-    d->ctl_bad++;
+    ctl->stats.bad++;
     node_ctl_error(c, "null", "bad_request", "a request is one JSON object per line (%s)",
                    req ? "this is another JSON value" : why);
     json_decref(req);
@@ -160,14 +172,7 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
     return;
   }
   NLOG(NODE_LOG_DEBUG, "ctl", "request %s %s", reqid, cmd);
-  const node_cmd *run = NULL;
-  for (int t = 0; t < d->ncmd_tables && !run; t++)
-    for (size_t k = 0; k < d->cmd_tables[t]->n && !run; k++)
-      if (!strcmp(d->cmd_tables[t]->cmds[k].name, cmd))
-        run = &d->cmd_tables[t]->cmds[k];
-  if (run)
-    run->run(d, c, reqid, args);
-  else
+  if (ctl->hooks.run(ctl->hooks.ctx, c, reqid, cmd, args) != 0)
     node_ctl_error(c, reqid, "unknown_command", "unknown command '%s'", cmd);
   json_decref(req);
 }
@@ -175,40 +180,38 @@ static void handle_request(rd_daemon *d, client *c, const char *line, size_t len
 /* Once a second: a waiter whose command can finish on its own (poll) is
  * asked first; one whose client is gone or whose deadline has passed is
  * expired (its command's expire, or a "timeout" reply) and removed. */
-void node_ctl_tick(rd_daemon *d, uint64_t now) {
-  for (int i = 0; i < d->nwaiters;) {
-    waiter *w = &d->waiters[i];
-    client *c = node_ctl_client(d, w->client);
+void node_ctl_tick(node_ctl *ctl, uint64_t now) {
+  for (int i = 0; i < ctl->nwaiters;) {
+    waiter *w = &ctl->waiters[i];
+    client *c = node_ctl_client(ctl, w->client);
     bool late = !c || now >= w->deadline;
-    if (c && w->poll && w->poll(d, w, c, late)) {
-      node_ctl_remove_waiter(d, w);
+    if (c && w->poll && w->poll(ctl->hooks.ctx, w, c, late)) {
+      node_ctl_remove_waiter(ctl, w);
       continue;
     }
     if (late) {
       if (w->expire)
-        w->expire(d, w, c);
+        w->expire(ctl->hooks.ctx, w, c);
       else if (c)
         node_ctl_error(c, w->reqid, "timeout", "no result in time");
-      node_ctl_remove_waiter(d, w);
+      node_ctl_remove_waiter(ctl, w);
       continue;
     }
     i++;
   }
 }
 
-/* Runs command cmd of a parsed request; every path replies (or leaves a
- * waiter that will). */
 /* ---- control socket ------------------------------------------------------ */
 
 static void on_client_closed(uv_handle_t *h) {
   client *c = h->data;
-  rd_daemon *d = c->d;
-  for (client **p = &d->clients; *p; p = &(*p)->next)
+  node_ctl *ctl = c->ctl;
+  for (client **p = &ctl->clients; *p; p = &(*p)->next)
     if (*p == c) {
       *p = c->next;
       break;
     }
-  d->nclients--;
+  ctl->nclients--;
   free(c->buf);
   free(c);
 }
@@ -246,8 +249,9 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       break;
     size_t l = (size_t)(nl - c->buf);
     if (l > 0 && !c->closing) {
-      handle_request(c->d, c, c->buf, l);
-      node_daemon_pump(c->d); /* a command may have queued datagrams */
+      handle_request(c->ctl, c, c->buf, l);
+      if (c->ctl->hooks.wake) /* a command may have queued datagrams */
+        c->ctl->hooks.wake(c->ctl->hooks.ctx);
     }
     if (c->closing)
       return;
@@ -255,26 +259,26 @@ static void on_client_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     c->len -= l + 1;
   }
   if (c->len >= NODE_PROTO_LINE_MAX) {
-    c->d->ctl_bad++;
+    c->ctl->stats.bad++;
     node_ctl_error(c, "null", "bad_request", "line longer than %d bytes", NODE_PROTO_LINE_MAX);
     client_close(c);
   }
 }
 
 static void on_connection(uv_stream_t *server, int status) {
-  rd_daemon *d = server->data;
+  node_ctl *ctl = server->data;
   if (status < 0)
     return;
   client *c = calloc(1, sizeof *c);
   if (!c)
     return;
-  c->d = d;
-  uv_pipe_init(&d->loop, &c->pipe, 0);
+  c->ctl = ctl;
+  uv_pipe_init(ctl->loop, &c->pipe, 0);
   c->pipe.data = c;
-  c->serial = ++d->next_serial;
-  c->next = d->clients;
-  d->clients = c;
-  d->nclients++;
+  c->serial = ++ctl->next_serial;
+  c->next = ctl->clients;
+  ctl->clients = c;
+  ctl->nclients++;
   if (uv_accept(server, (uv_stream_t *)&c->pipe) != 0) {
     client_close(c);
     return;
@@ -285,41 +289,59 @@ static void on_connection(uv_stream_t *server, int status) {
   socklen_t cl = sizeof cred;
   if (uv_fileno((uv_handle_t *)&c->pipe, &fd) != 0 ||
       getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) != 0 ||
-      (cred.uid != geteuid() && cred.uid != 0) || d->nclients > MAX_CLIENTS) {
-    d->ctl_refused++;
+      (cred.uid != geteuid() && cred.uid != 0) || ctl->nclients > MAX_CLIENTS) {
+    ctl->stats.refused++;
     NLOG(NODE_LOG_WARN, "ctl", "refused a control connection (uid %d)", (int)cred.uid);
     node_ctl_error(c, "null", "forbidden", "%s",
-                   d->nclients > MAX_CLIENTS ? "too many control connections"
-                                             : "only roostd's own user (or root) may control it");
+                   ctl->nclients > MAX_CLIENTS ? "too many control connections"
+                                               : "only roostd's own user (or root) may control it");
     client_close(c);
     return;
   }
   uv_read_start((uv_stream_t *)&c->pipe, on_client_alloc, on_client_read);
 }
 
-int node_ctl_open(rd_daemon *d) {
+void node_ctl_init(node_ctl *ctl, uv_loop_t *loop, const node_ctl_hooks *hooks) {
+  ctl->loop = loop;
+  ctl->hooks = *hooks;
+}
+
+int node_ctl_open(node_ctl *ctl, const char *path) {
+  if (snprintf(ctl->path, sizeof ctl->path, "%s", path) >= (int)sizeof ctl->path) {
+    ctl->path[0] = 0; /* never unlink a truncated path */
+    NLOG(NODE_LOG_ERROR, "ctl", "control socket path too long: %s", path);
+    return -1;
+  }
   /* we hold the data-directory lock, so a socket file left at our path is
    * a stale one from a crashed roostd */
-  unlink(d->sock_path);
-  if (uv_pipe_init(&d->loop, &d->ctl, 0) != 0)
+  unlink(ctl->path);
+  if (uv_pipe_init(ctl->loop, &ctl->pipe, 0) != 0)
     return -1;
-  d->ctl.data = d;
-  d->ctl_open = true;
+  ctl->pipe.data = ctl;
+  ctl->open = true;
   mode_t old = umask(077);
-  int rv = uv_pipe_bind(&d->ctl, d->sock_path);
+  int rv = uv_pipe_bind(&ctl->pipe, ctl->path);
   umask(old);
   if (rv == 0)
-    rv = chmod(d->sock_path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
+    rv = chmod(ctl->path, 0600) == 0 ? 0 : uv_translate_sys_error(errno);
   if (rv == 0)
-    rv = uv_listen((uv_stream_t *)&d->ctl, 16, on_connection);
+    rv = uv_listen((uv_stream_t *)&ctl->pipe, 16, on_connection);
   if (rv) {
-    NLOG(NODE_LOG_ERROR, "ctl", "cannot open control socket %s: %s", d->sock_path, uv_strerror(rv));
+    NLOG(NODE_LOG_ERROR, "ctl", "cannot open control socket %s: %s", ctl->path, uv_strerror(rv));
     return -1;
   }
   return 0;
 }
 
-void node_ctl_close_all(rd_daemon *d) {
-  for (client *c = d->clients; c; c = c->next)
+void node_ctl_close(node_ctl *ctl) {
+  if (ctl->open && ctl->path[0])
+    unlink(ctl->path);
+  for (client *c = ctl->clients; c; c = c->next)
     client_close(c);
+  if (ctl->open && !uv_is_closing((uv_handle_t *)&ctl->pipe))
+    uv_close((uv_handle_t *)&ctl->pipe, NULL);
+}
+
+void node_ctl_get_stats(const node_ctl *ctl, node_ctl_stats *st) {
+  *st = ctl->stats;
 }

@@ -10,8 +10,11 @@
  * bounded queue of uv_udp_send requests (beyond it, datagrams are dropped
  * and counted); snapshots are small (a few KB) and written at a low rate.
  *
- * The control socket lives in node_ctl.c, the commands it dispatches to in
+ * The control socket lives in node_ctl.c, the commands it runs in
  * node_cmd_net.c and node_cmd_msg.c, the messaging state in node_msg.c.
+ * Each owns its struct inside rd_daemon (node_daemon.h); this file owns the
+ * rest, and sets the hooks through which the control socket runs commands
+ * and both it and the messaging state wake the pump.
  */
 #include <errno.h>
 #include <signal.h>
@@ -26,7 +29,7 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "node_cmd.h"
+#include "node_daemon.h"
 
 const char *node_daemon_state_name(int s) {
   static const char *const n[] = {"starting", "bootstrapping", "ready", "alone"};
@@ -501,6 +504,18 @@ void node_daemon_bootstrap(rd_daemon *d) {
   }
 }
 
+void node_daemon_add_bootstrap(rd_daemon *d, const dht_peer *p) {
+  for (int k = 0; k < d->nextra; k++)
+    if (!memcmp(d->extra_boot[k].pk, p->pk, DHT_PK_LEN) &&
+        dht_addr_eq(&d->extra_boot[k].addr, &p->addr))
+      return;
+  if (d->nextra == NODE_MAX_BOOTSTRAP) /* the oldest goes */
+    memmove(d->extra_boot, d->extra_boot + 1, (NODE_MAX_BOOTSTRAP - 1) * sizeof *p);
+  else
+    d->nextra++;
+  d->extra_boot[d->nextra - 1] = *p;
+}
+
 /* ---- engine events ---------------------------------------------------------- */
 
 static void on_event(rd_daemon *d, const dht_event *ev) {
@@ -566,7 +581,9 @@ void node_daemon_pump(rd_daemon *d) {
       any = true;
       on_event(d, &ev);
     }
-    if (node_msg_drain(d))
+    /* the mailbox service's events into roost.db and on to the clients
+     * that wait for them */
+    if (node_cmd_msg_drain(d))
       any = true;
     if (d->need_publish && d->state == ST_READY && dht_is_server(d->e)) {
       d->need_publish = false;
@@ -576,7 +593,7 @@ void node_daemon_pump(rd_daemon *d) {
     if (!any)
       break;
   }
-  node_msg_commit(d);
+  node_msg_flush(&d->msg); /* a batch commit of mailboxes.db, when one is due */
   dht_ts exp = dht_get_expiry(d->e);
   if (exp == DHT_TS_NEVER) {
     uv_timer_stop(&d->timer);
@@ -604,7 +621,8 @@ static void lan_announce(rd_daemon *d);
 static void on_tick(uv_timer_t *t) {
   rd_daemon *d = t->data;
   uint64_t now = uv_now(&d->loop);
-  node_ctl_tick(d, now);
+  node_ctl_tick(&d->ctl, now);
+  node_cmd_msg_tick(d, now);
   if (d->state == ST_ALONE && !d->boot_cmd) {
     /* others found us (we are someone's bootstrap node): join through them */
     dht_stats st;
@@ -781,9 +799,7 @@ void node_daemon_shutdown(rd_daemon *d, int code) {
   d->stopping = true;
   d->exit_code = code;
   save_table(d);
-  if (d->ctl_open)
-    unlink(d->sock_path);
-  node_ctl_close_all(d);
+  node_ctl_close(&d->ctl);
   uv_walk(&d->loop, close_walk, NULL);
 }
 
@@ -797,6 +813,26 @@ static void engine_log(void *ctx, int level, const char *msg) {
 static void engine_rand(void *ctx, uint8_t *buf, size_t len) {
   (void)ctx;
   randombytes_buf(buf, len);
+}
+
+/* The control socket's run hook: the network's commands, then
+ * messaging's. */
+static int run_command(void *ctx, client *c, const char *reqid, const char *name,
+                       const json_t *args) {
+  static const node_cmd_table *const tables[] = {&node_cmd_net_table, &node_cmd_msg_table};
+  for (size_t t = 0; t < sizeof tables / sizeof tables[0]; t++)
+    for (size_t k = 0; k < tables[t]->n; k++)
+      if (!strcmp(tables[t]->cmds[k].name, name)) {
+        tables[t]->cmds[k].run(ctx, c, reqid, args);
+        return 0;
+      }
+  return -1;
+}
+
+/* The control socket's and the messaging state's wake hook: a command ran
+ * or a commit finished, so datagrams may be waiting. */
+static void wake(void *ctx) {
+  node_daemon_pump(ctx);
 }
 
 int node_daemon_run(const node_config *cfg, int argc, char **argv) {
@@ -831,12 +867,13 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
     goto out;
   }
   node_idtext_encode(d->ident.pk, d->idtext);
-  if (node_msg_open(d, err, sizeof err) != 0) {
+  if (node_msg_open(&d->msg, cfg->data_dir, err, sizeof err) != 0) {
     fprintf(stderr, "roostd: %s\n", err);
     goto out;
   }
-  node_config_socket_path(cfg, d->sock_path, sizeof d->sock_path);
-  if (!d->sock_path[0] || strlen(d->sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+  char sock_path[PATH_MAX];
+  node_config_socket_path(cfg, sock_path, sizeof sock_path);
+  if (!sock_path[0] || strlen(sock_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
     fprintf(stderr,
             "roostd: the control socket path is too long for a Unix socket (at most %zu bytes): "
             "set --control-socket to a shorter path\n",
@@ -869,12 +906,12 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_timeval64_t tv;
   uv_gettimeofday(&tv);
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
-  node_msg_start(d, &cb);
+  node_msg_set_wake(&d->msg, wake, d);
+  node_msg_start(&d->msg, &d->loop, d->e, &d->ident, &d->cfg, &cb);
 
-  d->cmd_tables[0] = &node_cmd_net_table;
-  d->cmd_tables[1] = &node_cmd_msg_table;
-  d->ncmd_tables = 2;
-  if (open_sockets(d) != 0 || node_ctl_open(d) != 0) {
+  node_ctl_hooks hooks = {.ctx = d, .run = run_command, .wake = wake};
+  node_ctl_init(&d->ctl, &d->loop, &hooks);
+  if (open_sockets(d) != 0 || node_ctl_open(&d->ctl, sock_path) != 0) {
     fprintf(stderr, "roostd: startup failed (see the log above)\n");
     node_daemon_shutdown(d, 1);
     uv_run(&d->loop, UV_RUN_DEFAULT);
@@ -908,7 +945,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_run(&d->loop, UV_RUN_DEFAULT);
   code = d->exit_code;
 engine_out:
-  node_msg_close(d); /* before the engine: the service is plugged into it */
+  node_msg_close(&d->msg); /* before the engine: the service is plugged into it */
   dht_del(d->e);
 loop_out:
   if (uv_loop_close(&d->loop) != 0) {
@@ -917,8 +954,8 @@ loop_out:
     uv_loop_close(&d->loop);
   }
 out:
-  free(d->xsocks);   /* the loop is closed: every handle's close callback ran */
-  node_msg_close(d); /* what is still open when we did not get that far */
+  free(d->xsocks);         /* the loop is closed: every handle's close callback ran */
+  node_msg_close(&d->msg); /* what is still open when we did not get that far */
   sodium_memzero(&d->ident, sizeof d->ident);
   if (d->lock_fd >= 0)
     close(d->lock_fd);
