@@ -187,6 +187,16 @@ struct dht {
   dht_ts next_rotate, next_expire, next_republish, next_refresh, next_liveness;
 
   dht_proof proof;
+  /* The datagram being handled (inside read_pkt): its sender, whether it
+   * proved its address, and the credit it earned.  Answers sent while it is
+   * handled spend this first, without touching the caches; what is left of
+   * the credit goes to the credit cache only when a service got the
+   * datagram (services may answer later: a receipt after a disk commit). */
+  struct {
+    bool on, proven, to_service;
+    dht_peer from;
+    uint32_t credit;
+  } cur;
   dht_ts last_now; /* the clock of the last driver call (dht_svc_send's credit) */
   /* Smoothed RTT over every answer measured (ms): the timeout default for a
    * service's request to a peer with no estimate of its own. */

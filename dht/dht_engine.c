@@ -300,10 +300,23 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
     e->st.drop_out_full++;
     return DHT_ERR_FULL;
   }
-  if (!request && !dht_proof_spend(&e->proof, &to->addr, len + DHT_OVERHEAD, now) &&
-      !dht_eng_proven(e, to, now)) {
-    e->st.drop_amplification++;
-    return 0;
+  if (!request) {
+    uint32_t wire = (uint32_t)(len + DHT_OVERHEAD);
+    bool ok = false;
+    if (e->cur.on && dht_addr_eq(&to->addr, &e->cur.from.addr) &&
+        memcmp(to->pk, e->cur.from.pk, DHT_PK_LEN) == 0) {
+      /* an answer to the datagram being handled: its own proof or credit */
+      if (e->cur.proven) {
+        ok = true;
+      } else if (e->cur.credit >= wire) {
+        e->cur.credit -= wire;
+        ok = true;
+      }
+    }
+    if (!ok && !dht_proof_spend(&e->proof, &to->addr, wire, now) && !dht_eng_proven(e, to, now)) {
+      e->st.drop_amplification++;
+      return 0;
+    }
   }
   if (e->out_n == e->out_alloc) {
     int na = e->out_alloc ? e->out_alloc * 2 : 8;
@@ -567,12 +580,11 @@ static void reply(dht *e, const dht_peer *to, uint32_t local, dht_msg *m, dht_ts
  * token we gave that address, or it is a table contact that answered us there. */
 static bool proven(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
                    const dht_msg *m, dht_ts now) {
-  if (m->token_len == DHT_TOKEN_LEN && dht_token_check(&e->tok, &from->addr, from->pk, m->token)) {
-    dht_proof_mark(&e->proof, from, now); /* for services' answers too */
-    return true;
-  }
+  (void)now;
+  if (m->token_len == DHT_TOKEN_LEN && dht_token_check(&e->tok, &from->addr, from->pk, m->token))
+    return e->cur.proven = true;
   const dht_rt_contact *c = dht_rt_find(e->rt, from->pk, id);
-  return c && c->last_reply && dht_addr_eq(&c->addr, &from->addr);
+  return e->cur.proven = c && c->last_reply && dht_addr_eq(&c->addr, &from->addr);
 }
 
 /* Fills m->contacts with the closest good contacts to target (excluding the
@@ -739,12 +751,13 @@ static void on_reply(dht *e, const dht_peer *from, uint32_t local,
   rpc r = *rp;
   rpc_remove(e, rp);
   e->st.replies_in++;
-  dht_proof_mark(&e->proof, &r.to, now);
   dht_eng_rtt_sample(e, now - r.sent);
   /* The address we sent to delivered our request and the key answered: that
    * is what makes a contact reachable (server mode). */
   const dht_rt_contact *ping = NULL;
   int rv = dht_rt_update_id(e->rt, r.to.pk, id, &r.to.addr, true, now - r.sent, now, &ping);
+  if (rv != DHT_RT_ADDED && rv != DHT_RT_UPDATED)
+    dht_proof_mark(&e->proof, &r.to, now); /* the table does not vouch for it */
   if (rv == DHT_ERR_NOMEM)
     DHT_LOG(e, DHT_LOG_WARN, "routing table: out of memory");
   if (ping)
@@ -790,6 +803,9 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
 int dht_read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now) {
   e->last_now = now;
   read_pkt(e, path, data, len, now);
+  if (e->cur.on && e->cur.to_service && !e->cur.proven && e->cur.credit > 0)
+    dht_proof_credit(&e->proof, &e->cur.from.addr, e->cur.credit, now);
+  e->cur.on = false;
   dht_svc_dispatch(e, now);
   return 0;
 }
@@ -858,7 +874,11 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
     return;
   }
   /* authenticated: what it sent pays for what we may send back unproven */
-  dht_proof_credit(&e->proof, from, len, now);
+  e->cur.on = true;
+  e->cur.proven = false;
+  e->cur.to_service = false;
+  e->cur.from = peer;
+  e->cur.credit = (uint32_t)(len * (size_t)e->set.amplification_factor);
   uint8_t type;
   uint32_t txid;
   if (dht_msg_peek(body, (size_t)n, &type, &txid) != 0) {
@@ -874,6 +894,7 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
                      .body = body,
                      .len = (size_t)n,
                      .wire_len = len};
+    e->cur.to_service = true;
     dht_svc_on_datagram(e, &in, now);
     return;
   }

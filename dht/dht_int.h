@@ -375,8 +375,8 @@ void dht_proof_free(dht_proof *p, const dht_mem *mem);
 void dht_proof_mark(dht_proof *p, const dht_peer *peer, dht_ts now);
 /* A remembered, unexpired proof for exactly (peer->pk, peer->addr). */
 bool dht_proof_has(dht_proof *p, const dht_peer *peer, dht_ts now);
-/* An authenticated datagram of wire_len bytes came from `from`. */
-void dht_proof_credit(dht_proof *p, const dht_addr *from, size_t wire_len, dht_ts now);
+/* `from` earned `bytes` of credit (factor x what it sent, already multiplied). */
+void dht_proof_credit(dht_proof *p, const dht_addr *from, uint32_t bytes, dht_ts now);
 /* Takes wire_len bytes of to's credit; false (nothing taken) without enough. */
 bool dht_proof_spend(dht_proof *p, const dht_addr *to, size_t wire_len, dht_ts now);
 /* May we start one datagram toward to's prefix now (takes a token)? */

@@ -92,7 +92,7 @@ bool dht_proof_has(dht_proof *p, const dht_peer *peer, dht_ts now) {
   return pe && now - pe->at < PROOF_MS && dht_addr_eq(&pe->addr, &peer->addr);
 }
 
-void dht_proof_credit(dht_proof *p, const dht_addr *from, size_t wire_len, dht_ts now) {
+void dht_proof_credit(dht_proof *p, const dht_addr *from, uint32_t bytes, dht_ts now) {
   uint8_t key[32];
   addr_key(key, from);
   credit_ent *c = (credit_ent *)dht_cache_get(&p->credit, key);
@@ -103,7 +103,7 @@ void dht_proof_credit(dht_proof *p, const dht_addr *from, size_t wire_len, dht_t
     c->bytes = 0;
   }
   uint64_t cap = (uint64_t)p->factor * DHT_MAX_PKT * CREDIT_MAX_PKTS;
-  uint64_t b = (uint64_t)c->bytes + (uint64_t)p->factor * wire_len;
+  uint64_t b = (uint64_t)c->bytes + bytes;
   c->bytes = (uint32_t)(b < cap ? b : cap);
   c->at = now;
 }
