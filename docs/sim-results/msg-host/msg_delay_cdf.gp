@@ -7,7 +7,7 @@ if (strstrt(GPVAL_TERMINALS, 'pngcairo') > 0) {
 set output 'msg_delay_cdf.png'
 set grid
 mode = ', CRYPTO OFF'
-set title sprintf('delivery after the recipient came back (1498 of 1500 messages%s)', mode)
+set title sprintf('delivery after the recipient came back (1500 of 1500 messages%s)', mode)
 set xlabel 'seconds after the recipient came back'
 set ylabel 'fraction of messages'
 set yrange [0:1]
