@@ -109,7 +109,22 @@ typedef struct dht_typed_addr {
 
 bool dht_addr_eq(const dht_addr *a, const dht_addr *b);
 bool dht_addr_is_loopback(const dht_addr *a);
-bool dht_addr_is_private(const dht_addr *a); /* RFC 1918, ULA, link-local, CGN */
+bool dht_addr_is_private(const dht_addr *a); /* LAN or CGN scope, below */
+
+/* Where an address can be reached from.  LAN: RFC 1918, IPv4 and IPv6
+ * link-local, ULA (fc00::/7): a home or office network.  CGN: RFC 6598's
+ * 100.64.0.0/10, the shared space of carrier-grade NAT: an address there
+ * means a NAT of the carrier's beyond ours, so a port mapping on our own
+ * router cannot make us reachable.  Everything else, including the ranges
+ * set aside for documentation (TEST-NETs) and for benchmark networks
+ * (198.18.0.0/15, the NAT lab's "internet"), counts as public. */
+enum dht_addr_scope {
+  DHT_SCOPE_PUBLIC = 0,
+  DHT_SCOPE_LOOPBACK,
+  DHT_SCOPE_LAN,
+  DHT_SCOPE_CGN,
+};
+int dht_addr_scope(const dht_addr *a);
 #define DHT_ADDR_STRLEN 48
 /* Writes "1.2.3.4:5" or "[2001:db8::1]:5" into buf (>= DHT_ADDR_STRLEN
  * bytes); returns buf. */

@@ -30,22 +30,36 @@ bool dht_addr_is_loopback(const dht_addr *a) {
   return false;
 }
 
-static bool v4_private(const uint8_t *ip) {
-  return ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) || (ip[0] == 192 && ip[1] == 168) ||
-         (ip[0] == 169 && ip[1] == 254) ||
-         (ip[0] == 100 && (ip[1] & 0xc0) == 64); /* CGN 100.64/10 */
+static int v4_scope(const uint8_t *ip) {
+  if (ip[0] == 127)
+    return DHT_SCOPE_LOOPBACK;
+  if (ip[0] == 10 || (ip[0] == 172 && (ip[1] & 0xf0) == 16) || (ip[0] == 192 && ip[1] == 168) ||
+      (ip[0] == 169 && ip[1] == 254))
+    return DHT_SCOPE_LAN;
+  if (ip[0] == 100 && (ip[1] & 0xc0) == 64) /* RFC 6598 shared address space */
+    return DHT_SCOPE_CGN;
+  return DHT_SCOPE_PUBLIC;
+}
+
+int dht_addr_scope(const dht_addr *a) {
+  static const uint8_t lo6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  if (a->family == DHT_AF_INET)
+    return v4_scope(a->ip);
+  if (a->family == DHT_AF_INET6) {
+    if (v4mapped(a))
+      return v4_scope(a->ip + 12);
+    if (memcmp(a->ip, lo6, 16) == 0)
+      return DHT_SCOPE_LOOPBACK;
+    if ((a->ip[0] & 0xfe) == 0xfc ||                     /* ULA fc00::/7 */
+        (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80)) /* link-local fe80::/10 */
+      return DHT_SCOPE_LAN;
+  }
+  return DHT_SCOPE_PUBLIC;
 }
 
 bool dht_addr_is_private(const dht_addr *a) {
-  if (a->family == DHT_AF_INET)
-    return v4_private(a->ip);
-  if (a->family == DHT_AF_INET6) {
-    if (v4mapped(a))
-      return v4_private(a->ip + 12);
-    return (a->ip[0] & 0xfe) == 0xfc ||                     /* ULA fc00::/7 */
-           (a->ip[0] == 0xfe && (a->ip[1] & 0xc0) == 0x80); /* fe80::/10 */
-  }
-  return false;
+  int s = dht_addr_scope(a);
+  return s == DHT_SCOPE_LAN || s == DHT_SCOPE_CGN;
 }
 
 char *dht_addr_fmt(const dht_addr *a, char *buf, size_t len) {
