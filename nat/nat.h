@@ -72,6 +72,47 @@ void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter,
 void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s, dht_ts now,
                   nat_vote_result *out);
 
+/* ---- the service (nat_svc.c) ---------------------------------------------- */
+
+/* Message types nat/ owns in the engine (0x40-0x4f). */
+#define NAT_MSG_LO 0x40
+#define NAT_MSG_HI 0x4f
+
+typedef struct nat_settings {
+  nat_vote_settings vote;
+  int solicit;       /* peers asked for a witness (a PING) per round: 4 */
+  dht_ts solicit_ms; /* a round at most this often while the vote is open: 60 s */
+  dht_ts recheck_ms; /* once known, ask again this often (the NAT may change): 10 min */
+  int max_sockets;   /* local sockets with a vote of their own: 4 */
+} nat_settings;
+
+void nat_settings_default(nat_settings *s);
+
+typedef struct nat_svc nat_svc;
+
+/* Plugs a NAT service into engine e (it must outlive the service).  cb.rand
+ * is required; mem may be NULL.  Returns 0, DHT_ERR_INVAL or DHT_ERR_NOMEM. */
+int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callbacks *cb,
+                const dht_mem *mem, dht_ts now);
+/* Unplugs it (before dht_del) and frees it; NULL is fine. */
+void nat_svc_del(nat_svc *n);
+
+/* What the node knows of its own addresses, for people and for its record. */
+typedef struct nat_status {
+  /* per family: [0] IPv4, [1] IPv6; from the main socket's vote */
+  nat_vote_result vote[2];
+  uint64_t witnesses_asked; /* PINGs sent to gather reports */
+  uint64_t reports;         /* address reports taken */
+  uint64_t reports_ignored; /* from sockets past max_sockets */
+} nat_status;
+
+void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);
+/* The vote of local socket `local` (0: the main socket), or NULL. */
+const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local);
+
+/* Short names for people and logs. */
+const char *nat_mapping_name(int mapping); /* "unknown", "endpoint-independent", "symmetric" */
+
 #ifdef __cplusplus
 }
 #endif

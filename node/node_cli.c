@@ -155,6 +155,8 @@ static void print_status(const json_t *res) {
   kv("state", node_cli_str(json_object_get(res, "state"), a, sizeof a));
   kv("ID", node_cli_str(json_object_get(res, "id"), a, sizeof a));
   kv("mode", node_cli_str(json_object_get(res, "mode"), a, sizeof a));
+  if (json_object_get(res, "public_address"))
+    kv("public address", node_cli_str(json_object_get(res, "public_address"), a, sizeof a));
   kv("version", node_cli_str(json_object_get(res, "version"), a, sizeof a));
   if (node_cli_int(json_object_get(res, "uptime_s"), &v))
     node_cli_duration(v, a, sizeof a);
@@ -423,6 +425,43 @@ static int cmd_bootstrap(node_cli *c) {
     node_cli_print_result(json_object_get(r.root, "result"));
   else
     printf("added bootstrap peer %s; roostd is joining through it\n", peer);
+  node_cli_reply_free(&r);
+  return EXIT_OK;
+}
+
+/* roost nat: how peers see us, per family, in plain words. */
+static int cmd_nat(node_cli *c) {
+  node_jw w;
+  node_cli_req_begin(&w, "nat");
+  node_cli_reply r;
+  int rv = node_cli_remote(c, &w, timeout_or(c, DEFAULT_TIMEOUT_MS), NULL, &r, NULL);
+  if (rv != EXIT_OK)
+    return rv;
+  const json_t *res = json_object_get(r.root, "result");
+  if (c->o.json) {
+    node_cli_print_result(res);
+    node_cli_reply_free(&r);
+    return EXIT_OK;
+  }
+  char a[256], b[64], line[512];
+  const json_t *fams = json_object_get(res, "families"), *x;
+  size_t i;
+  json_array_foreach(fams, i, x) {
+    node_cli_str(json_object_get(x, "family"), b, sizeof b);
+    snprintf(line, sizeof line, "public %s", b);
+    kv(line, node_cli_str(json_object_get(x, "summary"), a, sizeof a));
+    snprintf(line, sizeof line, "%s NAT", b);
+    node_cli_str(json_object_get(x, "mapping"), a, sizeof a);
+    kv(line, !strcmp(a, "endpoint-independent")
+                 ? "endpoint-independent mapping (one public port for every peer)"
+             : !strcmp(a, "symmetric") ? "symmetric (a new public port for every peer)"
+                                       : "not known yet");
+  }
+  snprintf(line, sizeof line, "%s asked, %s reports taken",
+           node_cli_num(json_object_get(res, "witnesses_asked"), a, sizeof a),
+           node_cli_num(json_object_get(res, "reports"), b, sizeof b));
+  kv("witnesses", line);
+  kv("reachable", node_cli_str(json_object_get(res, "reachability"), a, sizeof a));
   node_cli_reply_free(&r);
   return EXIT_OK;
 }
@@ -1144,15 +1183,25 @@ static int cmd_mailbox(node_cli *c) {
 /* ---- main -------------------------------------------------------------- */
 
 static const command commands[] = {
-    {"init", 0, 0, cmd_init},           {"id", 0, 0, cmd_id},
-    {"status", 0, 0, cmd_status},       {"peers", 0, 0, cmd_peers},
-    {"lookup", 1, 1, cmd_lookup},       {"ping", 1, 2, cmd_ping},
-    {"bootstrap", 1, 2, cmd_bootstrap}, {"metrics", 0, 0, cmd_metrics},
-    {"stop", 0, 0, cmd_stop},           {"help", 0, 0, cmd_help},
-    {"invite", 0, 0, cmd_invite},       {"friend", 1, 2, cmd_friend},
-    {"send", 1, 2, cmd_send},           {"outbox", 0, 0, cmd_outbox},
-    {"inbox", 0, 0, cmd_inbox},         {"fetch", 0, 0, cmd_fetch},
-    {"host", 1, 2, cmd_host},           {"mailbox", 1, 1, cmd_mailbox},
+    {"init", 0, 0, cmd_init},
+    {"id", 0, 0, cmd_id},
+    {"status", 0, 0, cmd_status},
+    {"peers", 0, 0, cmd_peers},
+    {"lookup", 1, 1, cmd_lookup},
+    {"ping", 1, 2, cmd_ping},
+    {"bootstrap", 1, 2, cmd_bootstrap},
+    {"metrics", 0, 0, cmd_metrics},
+    {"nat", 0, 0, cmd_nat},
+    {"stop", 0, 0, cmd_stop},
+    {"help", 0, 0, cmd_help},
+    {"invite", 0, 0, cmd_invite},
+    {"friend", 1, 2, cmd_friend},
+    {"send", 1, 2, cmd_send},
+    {"outbox", 0, 0, cmd_outbox},
+    {"inbox", 0, 0, cmd_inbox},
+    {"fetch", 0, 0, cmd_fetch},
+    {"host", 1, 2, cmd_host},
+    {"mailbox", 1, 1, cmd_mailbox},
 };
 
 static const char *const synopsis[] = {

@@ -61,6 +61,8 @@ void node_cli_usage(FILE *out) {
         "  host remove NAME            stop hosting friend NAME\n"
         "  mailbox NAME                this epoch's mailbox IDs between you and friend\n"
         "                              NAME (for debugging)\n"
+        "  nat                         how peers see us: public address and NAT\n"
+        "                              mapping, per address family, and who vouched\n"
         "  metrics                     roostd's counters, Prometheus text format\n"
         "  stop                        stop roostd and wait until it has exited\n"
         "  help                        this text\n"

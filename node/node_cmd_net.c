@@ -51,6 +51,26 @@ static void jw_typed_addrs(node_jw *w, const char *k, const dht_typed_addr *a, i
   node_jw_arr_end(w);
 }
 
+/* One line for people: what the NAT service's vote says of one family. */
+static void nat_line(const nat_vote_result *r, int min_votes, char *buf, size_t len) {
+  char a[DHT_ADDR_STRLEN];
+  if (!r->known) {
+    snprintf(buf, len, "unknown (peers in %d of %d networks needed agree so far)", r->prefixes,
+             min_votes);
+  } else if (r->mapping == NAT_MAP_EIM) {
+    snprintf(buf, len, "%s, seen there by peers in %d networks",
+             dht_addr_fmt(&r->addr, a, sizeof a), r->prefixes);
+  } else {
+    dht_addr_fmt(&r->addr, a, sizeof a);
+    char *port = strrchr(a, ':'); /* the IP alone: "1.2.3.4", "[2001:db8::1]" */
+    if (port)
+      *port = 0;
+    snprintf(buf, len,
+             "%s, a new port for every peer (symmetric NAT), seen by peers in %d networks", a,
+             r->prefixes);
+  }
+}
+
 static void write_status(rd_daemon *d, client *c, const char *reqid) {
   dht_stats st;
   dht_get_stats(d->e, &st);
@@ -64,6 +84,14 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
   node_jw_kuint(&w, "uptime_s", (uv_now(&d->loop) - d->start_ms) / 1000);
   node_jw_kstr(&w, "state", node_daemon_state_name(d->state));
   node_jw_kstr(&w, "mode", dht_is_server(d->e) ? "server" : "client");
+  if (d->nat) {
+    nat_status ns;
+    nat_get_status(d->nat, (dht_ts)uv_now(&d->loop), &ns);
+    char line[256];
+    const nat_vote_result *r = ns.vote[1].known && !ns.vote[0].known ? &ns.vote[1] : &ns.vote[0];
+    nat_line(r, 3, line, sizeof line);
+    node_jw_kstr(&w, "public_address", line);
+  }
   node_jw_kint(&w, "table_size", st.rt_size);
   node_jw_kint(&w, "buckets", st.rt_buckets);
   node_jw_kint(&w, "records_stored", st.records_stored);
@@ -198,6 +226,15 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
           st.svc_retries);
   COUNTER("service_timeouts_total", "Services' requests that ran out of tries.", st.svc_timeouts);
   GAUGE("service_sockets", "Extra sockets open for services.", d->nxsocks);
+  if (d->nat) {
+    nat_status ns;
+    nat_get_status(d->nat, (dht_ts)uv_now(&d->loop), &ns);
+    COUNTER("nat_witnesses_asked_total", "PINGs sent to learn how peers see us.",
+            ns.witnesses_asked);
+    COUNTER("nat_reports_total", "Address reports from peers taken into the vote.", ns.reports);
+    GAUGE("nat_public_known", "1 when peers in enough networks agree on our IPv4 address.",
+          ns.vote[0].known);
+  }
   COUNTER("ttl_sends_total", "Datagrams sent with their own TTL.", d->ttl_sends);
   COUNTER("lookups_total", "Lookups started.", st.lookups_started);
   COUNTER("records_accepted_total", "Peer records accepted for storage.", st.records_accepted);
@@ -385,6 +422,51 @@ static void cmd_peers_any(rd_daemon *d, client *c, const char *reqid, const json
   cmd_peers(d, c, reqid);
 }
 
+/* roost nat: what the NAT service knows, per address family. */
+static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
+  (void)args;
+  if (!d->nat) {
+    node_ctl_error(c, reqid, "failed", "the NAT service did not start (see roostd's log)");
+    return;
+  }
+  nat_status ns;
+  nat_get_status(d->nat, (dht_ts)uv_now(&d->loop), &ns);
+  nat_settings set;
+  nat_settings_default(&set);
+  node_jw w;
+  node_ctl_result_begin(&w, reqid);
+  node_jw_key(&w, "families");
+  node_jw_arr(&w);
+  static const char *const fam[2] = {"IPv4", "IPv6"};
+  for (int f = 0; f < 2; f++) {
+    const nat_vote_result *r = &ns.vote[f];
+    char a[DHT_ADDR_STRLEN], line[256];
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "family", fam[f]);
+    node_jw_kbool(&w, "known", r->known);
+    node_jw_key(&w, "public_address");
+    if (r->known && r->mapping == NAT_MAP_EIM)
+      node_jw_str(&w, dht_addr_fmt(&r->addr, a, sizeof a));
+    else
+      node_jw_null(&w);
+    node_jw_kstr(&w, "mapping", nat_mapping_name(r->mapping));
+    node_jw_kint(&w, "witness_networks", r->prefixes);
+    node_jw_kint(&w, "witness_networks_same_port", r->port_prefixes);
+    node_jw_kint(&w, "witness_networks_needed", set.vote.min_votes);
+    node_jw_kint(&w, "reports", r->reports);
+    nat_line(r, set.vote.min_votes, line, sizeof line);
+    node_jw_kstr(&w, "summary", line);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_jw_kuint(&w, "witnesses_asked", ns.witnesses_asked);
+  node_jw_kuint(&w, "reports", ns.reports);
+  /* dial-backs, port mapping and introducers come with the next steps of the
+   * NAT work: say so rather than guess */
+  node_jw_kstr(&w, "reachability", "not tested yet: dial-backs are not built");
+  node_ctl_result_end(c, &w);
+}
+
 static void cmd_metrics(rd_daemon *d, client *c, const char *reqid, const json_t *args) {
   (void)args;
   write_metrics(d, c, reqid);
@@ -544,6 +626,6 @@ void node_cmd_net_on_event(rd_daemon *d, const dht_event *ev) {
 static const node_cmd cmds[] = {
     {"id", cmd_id},           {"status", cmd_status}, {"peers", cmd_peers_any},
     {"lookup", cmd_lookup},   {"ping", cmd_ping},     {"bootstrap_add", cmd_bootstrap_add},
-    {"metrics", cmd_metrics}, {"stop", cmd_stop},
+    {"metrics", cmd_metrics}, {"stop", cmd_stop},     {"nat", cmd_nat},
 };
 const node_cmd_table node_cmd_net_table = {cmds, sizeof cmds / sizeof cmds[0]};

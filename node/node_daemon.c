@@ -416,29 +416,28 @@ static void init_addrs(rd_daemon *d) {
   }
 }
 
-/* A PONG told us how a peer sees us.  Two different peers agreeing make it
- * an address of ours (nat/ will refine this into real NAT classification). */
-static void on_seen(rd_daemon *d, const dht_addr *seen, const uint8_t reporter[DHT_ID_LEN]) {
-  for (int i = 0; i < d->nvotes; i++)
-    if (memcmp(d->votes[i].reporter, reporter, DHT_ID_LEN) == 0 &&
-        dht_addr_eq(&d->votes[i].seen, seen))
-      return;
-  struct vote *v = &d->votes[d->vote_next];
-  v->seen = *seen;
-  memcpy(v->reporter, reporter, DHT_ID_LEN);
-  d->vote_next = (d->vote_next + 1) % VOTES;
-  if (d->nvotes < VOTES)
-    d->nvotes++;
-  int agree = 0;
-  for (int i = 0; i < d->nvotes; i++)
-    agree += dht_addr_eq(&d->votes[i].seen, seen);
-  if (agree >= 2 && !addr_known(d, seen)) {
+/* Our record takes the address the NAT service's vote settled on (peers in
+ * three distinct networks saw it; on loopback or a LAN each peer counts), when
+ * the mapping lets every peer use it (endpoint-independent): a symmetric
+ * NAT's ports are per peer, so its address is worth nothing to others. */
+static void nat_sync(rd_daemon *d) {
+  uint64_t now = uv_now(&d->loop);
+  if (!d->nat || now < d->nat_sync_at)
+    return;
+  d->nat_sync_at = now + 1000; /* the pump runs per batch of datagrams: once a second is plenty */
+  nat_status st;
+  nat_get_status(d->nat, (dht_ts)now, &st);
+  for (int f = 0; f < 2; f++) {
+    const nat_vote_result *r = &st.vote[f];
+    if (!r->known || r->mapping != NAT_MAP_EIM || addr_known(d, &r->addr))
+      continue;
     char txt[DHT_ADDR_STRLEN];
-    NLOG(NODE_LOG_INFO, "net", "peers see us at %s", dht_addr_fmt(seen, txt, sizeof txt));
-    add_addr(d,
-             dht_addr_is_private(seen) || dht_addr_is_loopback(seen) ? DHT_ADDR_LAN
-                                                                     : DHT_ADDR_OBSERVED,
-             seen);
+    NLOG(NODE_LOG_INFO, "nat", "peers in %d networks see us at %s", r->prefixes,
+         dht_addr_fmt(&r->addr, txt, sizeof txt));
+    int scope = dht_addr_scope(&r->addr);
+    add_addr(
+        d, scope == DHT_SCOPE_LAN || scope == DHT_SCOPE_LOOPBACK ? DHT_ADDR_LAN : DHT_ADDR_OBSERVED,
+        &r->addr);
   }
 }
 
@@ -541,8 +540,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
           d->boot_backoff * 2 > BOOT_RETRY_MAX_MS ? BOOT_RETRY_MAX_MS : d->boot_backoff * 2;
     }
     break;
-  case DHT_EV_ADDR_SEEN:
-    on_seen(d, &ev->u.seen.seen_as, ev->u.seen.reporter_id);
+  case DHT_EV_ADDR_SEEN: /* only without the NAT service: it takes them */
     break;
   case DHT_EV_LOOKUP:
   case DHT_EV_PING:
@@ -585,6 +583,7 @@ void node_daemon_pump(rd_daemon *d) {
      * that wait for them */
     if (node_cmd_msg_drain(d))
       any = true;
+    nat_sync(d); /* may change our addresses: before the publish step */
     if (d->need_publish && d->state == ST_READY && dht_is_server(d->e)) {
       d->need_publish = false;
       dht_put_record(d->e, (dht_ts)uv_now(&d->loop));
@@ -908,6 +907,9 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
   node_msg_set_wake(&d->msg, wake, d);
   node_msg_start(&d->msg, &d->loop, d->e, &d->ident, &d->cfg, &cb);
+  if ((rv = nat_svc_new(&d->nat, d->e, NULL, &cb, NULL, (dht_ts)uv_now(&d->loop))) != 0)
+    NLOG(NODE_LOG_WARN, "nat", "no NAT service (%s): our public address stays unknown",
+         dht_strerror(rv));
 
   node_ctl_hooks hooks = {.ctx = d, .run = run_command, .wake = wake};
   node_ctl_init(&d->ctl, &d->loop, &hooks);
@@ -945,7 +947,9 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_run(&d->loop, UV_RUN_DEFAULT);
   code = d->exit_code;
 engine_out:
-  node_msg_close(&d->msg); /* before the engine: the service is plugged into it */
+  node_msg_close(&d->msg); /* before the engine: the services are plugged into it */
+  nat_svc_del(d->nat);
+  d->nat = NULL;
   dht_del(d->e);
 loop_out:
   if (uv_loop_close(&d->loop) != 0) {

@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 #include <uv.h>
 
+#include "nat.h"
 #include "node.h"
 #include "node_cmd.h"
 #include "node_ctl.h"
@@ -27,7 +28,6 @@
 #define SEND_BATCH 64
 #define BOOT_RETRY_MIN_MS 2000
 #define BOOT_RETRY_MAX_MS (5 * 60 * 1000)
-#define VOTES 16
 #define LAN_EVERY_MS 30000
 #define LAN_MAGIC "ROOST1 "
 
@@ -81,11 +81,9 @@ struct rd_daemon {
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
   int naddrs;
   bool need_publish;
-  struct vote {
-    dht_addr seen;
-    uint8_t reporter[DHT_ID_LEN];
-  } votes[VOTES];
-  int nvotes, vote_next;
+  /* the NAT service: our public address, from peers in distinct networks */
+  nat_svc *nat;
+  uint64_t nat_sync_at; /* uv_now of the next look at its vote */
   /* LAN discovery */
   uv_udp_t lan;
   bool lan_open;

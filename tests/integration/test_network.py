@@ -116,6 +116,32 @@ def run(args):
         check_lookups(env, pairs, "lookups (all nodes)", st)
         report("lookups (30 nodes, %d)" % len(pairs), st)
 
+        # ---- 2b. the NAT service's vote: peers see each node at its own
+        # address (on loopback every peer counts as a network of its own) ----
+        probe = rng.sample(others, 3)
+        deadline = time.monotonic() + 30
+        pending = list(probe)
+        while pending and time.monotonic() < deadline:
+            res = env.cli_many([(n.dir, ["nat", "--json"]) for n in pending])
+            still = []
+            for n, r in zip(pending, res):
+                fams = (r.data or {}).get("families") or [{}]
+                v4 = fams[0] if isinstance(fams[0], dict) else {}
+                if r.rc == 0 and v4.get("known"):
+                    want = "127.0.0.1:%d" % n.port
+                    check(v4.get("public_address") == want,
+                          "%s: roost nat says %r, want %s" % (n.name, v4, want))
+                    check(v4.get("mapping") == "endpoint-independent",
+                          "%s: mapping %r" % (n.name, v4.get("mapping")))
+                else:
+                    still.append(n)
+            pending = still
+            if pending:
+                time.sleep(1)
+        check(not pending, "roost nat: no public address after 30 s on %s"
+              % ", ".join(n.name for n in pending))
+        log("roost nat: %d nodes know their address from their peers' reports" % len(probe))
+
         # ---- 3. seed stops; 5 others restart without --bootstrap ----
         rc, dt = seed.term(STOP_TIMEOUT)
         log("FIGURE seed SIGTERM -> exit %d in %.3f s" % (rc, dt))

@@ -1,0 +1,236 @@
+/*
+ * nat_svc.c - the NAT service: a dht/ service (message types 0x40-0x4f)
+ * that keeps the public-address vote of each local socket and gathers its
+ * witnesses.
+ *
+ * Witnesses: every PONG tells how its sender sees us (DHT_EV_ADDR_SEEN,
+ * which the engine offers to services before the driver).  The engine's own
+ * pings give some; while the vote of the main socket is open the service
+ * asks a few routing-table contacts more (a PING each, its result owned by
+ * the service), in distinct prefixes, at most one round per solicit_ms;
+ * once the vote is decided, a round every recheck_ms notices a NAT that
+ * changed its address or its mapping.
+ *
+ * Invariants: a vote per local socket, at most max_sockets of them (reports
+ * on others are counted and ignored); no state grows with what peers send.
+ */
+#include <string.h>
+
+#include "nat.h"
+
+typedef struct nat_sock {
+  bool used;
+  uint32_t local;
+  nat_vote v;
+} nat_sock;
+
+struct nat_svc {
+  dht *e;
+  int svc_id;
+  nat_settings set;
+  dht_callbacks cb;
+  dht_mem mem;
+  nat_sock *socks; /* set.max_sockets */
+  dht_ts next_solicit;
+  uint64_t asked, reports, ignored, dropped;
+};
+
+void nat_settings_default(nat_settings *s) {
+  memset(s, 0, sizeof *s);
+  nat_vote_settings_default(&s->vote);
+  s->solicit = 4;
+  s->solicit_ms = 60 * 1000;
+  s->recheck_ms = 10 * 60 * 1000;
+  s->max_sockets = 4;
+}
+
+static bool settings_ok(const nat_settings *s) {
+  return s->vote.min_votes >= 1 && s->vote.min_votes <= NAT_VOTE_REPORTS &&
+         s->vote.max_age_ms > 0 && s->solicit >= 0 && s->solicit <= 16 && s->solicit_ms > 0 &&
+         s->recheck_ms > 0 && s->max_sockets >= 1 && s->max_sockets <= 1024;
+}
+
+const char *nat_mapping_name(int mapping) {
+  switch (mapping) {
+  case NAT_MAP_EIM:
+    return "endpoint-independent";
+  case NAT_MAP_EDM:
+    return "symmetric";
+  default:
+    return "unknown";
+  }
+}
+
+static nat_sock *sock_of(nat_svc *n, uint32_t local, bool create) {
+  nat_sock *free_slot = NULL;
+  for (int i = 0; i < n->set.max_sockets; i++) {
+    if (n->socks[i].used && n->socks[i].local == local)
+      return &n->socks[i];
+    if (!n->socks[i].used && !free_slot)
+      free_slot = &n->socks[i];
+  }
+  if (!create || !free_slot)
+    return NULL;
+  free_slot->used = true;
+  free_slot->local = local;
+  nat_vote_init(&free_slot->v);
+  return free_slot;
+}
+
+const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local) {
+  for (int i = 0; i < n->set.max_sockets; i++)
+    if (n->socks[i].used && n->socks[i].local == local)
+      return &n->socks[i].v;
+  return NULL;
+}
+
+static bool main_vote_known(nat_svc *n, dht_ts now) {
+  const nat_vote *v = nat_socket_vote(n, 0);
+  if (!v)
+    return false;
+  nat_vote_result r4, r6;
+  nat_vote_get(v, DHT_AF_INET, &n->set.vote, now, &r4);
+  nat_vote_get(v, DHT_AF_INET6, &n->set.vote, now, &r6);
+  return r4.known || r6.known;
+}
+
+/* A round of witnesses: PINGs to up to `solicit` table contacts in distinct
+ * prefixes, starting near a random ID so that rounds ask different peers.
+ * Returns how many were asked. */
+static int solicit(nat_svc *n, dht_ts now) {
+  uint8_t target[DHT_ID_LEN];
+  n->cb.rand(n->cb.ctx, target, sizeof target);
+  dht_contact cl[DHT_K_MAX];
+  int nc = dht_closest(n->e, target, cl, DHT_K_MAX);
+  uint8_t prefix[16][16];
+  int asked = 0;
+  for (int i = 0; i < nc && asked < n->set.solicit; i++) {
+    const dht_addr *a = &cl[i].addr;
+    int keep = a->family == DHT_AF_INET ? 3 : 6;
+    bool dup = false;
+    for (int k = 0; k < asked && !dup; k++)
+      dup = prefix[k][0] == a->family && memcmp(prefix[k] + 1, a->ip, (size_t)keep) == 0;
+    if (dup && dht_addr_scope(a) != DHT_SCOPE_LOOPBACK && dht_addr_scope(a) != DHT_SCOPE_LAN)
+      continue;
+    dht_peer p;
+    memcpy(p.pk, cl[i].pk, DHT_PK_LEN);
+    p.addr = *a;
+    int64_t cmd = dht_ping(n->e, &p, now);
+    if (cmd <= 0)
+      break;
+    dht_svc_own(n->e, n->svc_id, cmd);
+    prefix[asked][0] = a->family;
+    memcpy(prefix[asked] + 1, a->ip, (size_t)keep);
+    asked++;
+  }
+  n->asked += (uint64_t)asked;
+  return asked;
+}
+
+/* ---- hooks ------------------------------------------------------------------ */
+
+static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
+  (void)e, (void)in, (void)now;
+  nat_svc *n = ctx;
+  n->dropped++; /* no message type of ours is defined yet */
+}
+
+static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
+  (void)e;
+  nat_svc *n = ctx;
+  if (ev->type == DHT_EV_ADDR_SEEN) {
+    nat_sock *s = sock_of(n, ev->u.seen.local, true);
+    if (!s) {
+      n->ignored++;
+      return true;
+    }
+    nat_vote_add(&s->v, &ev->u.seen.seen_as, &ev->u.seen.reporter, ev->u.seen.reporter_id, now);
+    n->reports++;
+    return true; /* the vote is ours: the driver reads its result */
+  }
+  return false; /* our own PINGs' results: their PONGs were the point */
+}
+
+static dht_ts get_expiry(void *ctx) {
+  nat_svc *n = ctx;
+  return n->next_solicit;
+}
+
+static void handle_expiry(void *ctx, dht *e, dht_ts now) {
+  (void)e;
+  nat_svc *n = ctx;
+  if (now < n->next_solicit)
+    return;
+  bool known = main_vote_known(n, now);
+  int asked = solicit(n, now);
+  /* a table still filling gave fewer peers than a round wants: soon again */
+  dht_ts again = known ? n->set.recheck_ms : asked < n->set.solicit ? 5000 : n->set.solicit_ms;
+  n->next_solicit = now + again;
+}
+
+/* ---- the public face -------------------------------------------------------- */
+
+int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callbacks *cb,
+                const dht_mem *mem, dht_ts now) {
+  *out = NULL;
+  nat_settings defaults;
+  if (!s) {
+    nat_settings_default(&defaults);
+    s = &defaults;
+  }
+  if (!e || !cb || !cb->rand || !settings_ok(s))
+    return DHT_ERR_INVAL;
+  if (!mem)
+    mem = &dht_mem_libc;
+  nat_svc *n = dht_mem_calloc(mem, 1, sizeof *n);
+  if (!n)
+    return DHT_ERR_NOMEM;
+  n->e = e;
+  n->set = *s;
+  n->cb = *cb;
+  n->mem = *mem;
+  n->socks = dht_mem_calloc(mem, (size_t)s->max_sockets, sizeof *n->socks);
+  if (!n->socks) {
+    dht_mem_free(mem, n);
+    return DHT_ERR_NOMEM;
+  }
+  /* the first round once the table has had a few seconds to fill */
+  n->next_solicit = now + 5000;
+  dht_service svc = {.type_lo = NAT_MSG_LO,
+                     .type_hi = NAT_MSG_HI,
+                     .ctx = n,
+                     .on_msg = on_msg,
+                     .on_event = on_event,
+                     .get_expiry = get_expiry,
+                     .handle_expiry = handle_expiry};
+  int id = dht_service_add(e, &svc);
+  if (id < 0) {
+    dht_mem_free(mem, n->socks);
+    dht_mem_free(mem, n);
+    return id;
+  }
+  n->svc_id = id;
+  *out = n;
+  return 0;
+}
+
+void nat_svc_del(nat_svc *n) {
+  if (!n)
+    return;
+  dht_service_remove(n->e, n->svc_id);
+  dht_mem mem = n->mem;
+  dht_mem_free(&mem, n->socks);
+  dht_mem_free(&mem, n);
+}
+
+void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
+  memset(st, 0, sizeof *st);
+  const nat_vote *v = nat_socket_vote(n, 0);
+  if (v) {
+    nat_vote_get(v, DHT_AF_INET, &n->set.vote, now, &st->vote[0]);
+    nat_vote_get(v, DHT_AF_INET6, &n->set.vote, now, &st->vote[1]);
+  }
+  st->witnesses_asked = n->asked;
+  st->reports = n->reports;
+  st->reports_ignored = n->ignored;
+}
