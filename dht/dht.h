@@ -125,6 +125,15 @@ enum dht_addr_scope {
   DHT_SCOPE_CGN,
 };
 int dht_addr_scope(const dht_addr *a);
+/* An address on the wire: IPv4 = 4 B address + 2 B port (6 B), IPv6 = 16 +
+ * 2 (18 B), big-endian port; the family is implied by the length. */
+#define DHT_WADDR4_LEN 6
+#define DHT_WADDR6_LEN 18
+/* Writes a's wire form into out (>= 18 bytes); returns 6 or 18, or
+ * DHT_ERR_INVAL for a family other than v4/v6. */
+int dht_addr_to_wire(const dht_addr *a, uint8_t out[static DHT_WADDR6_LEN]);
+/* Parses 6 or 18 bytes; DHT_ERR_PROTO for any other length or port 0. */
+int dht_addr_from_wire(dht_addr *a, const uint8_t *p, size_t n);
 #define DHT_ADDR_STRLEN 48
 /* Writes "1.2.3.4:5" or "[2001:db8::1]:5" into buf (>= DHT_ADDR_STRLEN
  * bytes); returns buf. */
@@ -632,6 +641,26 @@ int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family);
 int dht_sock_opened(dht *e, int64_t req, const uint32_t *ids, int n);
 /* Returns 0, or DHT_ERR_NOTFOUND when svc does not hold socket id. */
 int dht_sock_close(dht *e, int svc, uint32_t id);
+
+/* Proof of address for services (docs/protocol.md, "Amplification").  A
+ * service whose answer may be large, or that acts on the source address of
+ * a request (a dial-back), can make the requester prove it receives there:
+ * the requester puts the cookie it holds from us (dht_svc_cookie: what our
+ * NODES/VALUE replies gave it, for its current address) in its request, and
+ * we check it (dht_svc_cookie_ok), which also marks the address proven for
+ * the amplification rule.  dht_svc_cookie returns 0 and fills tok, or
+ * DHT_ERR_NOTFOUND when we hold no fresh cookie from peer at that address. */
+int dht_svc_cookie(dht *e, const dht_peer *peer, uint8_t tok[static DHT_TOKEN_LEN], dht_ts now);
+bool dht_svc_cookie_ok(dht *e, const dht_peer *from, const uint8_t tok[static DHT_TOKEN_LEN],
+                       dht_ts now);
+
+/* The IP addresses our main socket sent to in the last 2 to 4 minutes (how
+ * long a NAT remembers whom we talked to), as a 256-bit Bloom filter: bit
+ * (h >> 8k) & 255 for k = 0, 1, 2 of h = dht_dest_hash(addr).  On loopback and
+ * LANs the port counts too (every node there shares one IP).  A dial-back
+ * prober must not be one of them, or a filtering NAT would let its probe in. */
+void dht_recent_dests(const dht *e, uint8_t bloom[static 32], dht_ts now);
+uint32_t dht_dest_hash(const dht_addr *a);
 
 /* The engine's current timeout for one request to peer (see
  * dht_svc_request). */

@@ -187,6 +187,9 @@ struct dht {
   dht_ts next_rotate, next_expire, next_republish, next_refresh, next_liveness;
 
   dht_proof proof;
+  /* destinations of the main socket, two generations of DEST_GEN_MS */
+  uint8_t dests[2][32];
+  dht_ts dests_at; /* when dests[0] began */
   /* The datagram being handled (inside read_pkt): its sender, whether it
    * proved its address, and the credit it earned.  Answers sent while it is
    * handled spend this first, without touching the caches; what is left of

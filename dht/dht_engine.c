@@ -266,6 +266,25 @@ void dht_del(dht *e) {
 
 /* ---- the outgoing queue ----------------------------------------------- */
 
+int dht_svc_cookie(dht *e, const dht_peer *peer, uint8_t tok[static DHT_TOKEN_LEN], dht_ts now) {
+  const cookie *ck = (const cookie *)dht_cache_get(&e->cookies, peer->pk);
+  if (!ck || now - ck->at >= COOKIE_USE_MS || !dht_addr_eq(&ck->addr, &peer->addr))
+    return DHT_ERR_NOTFOUND;
+  memcpy(tok, ck->token, DHT_TOKEN_LEN);
+  return 0;
+}
+
+bool dht_svc_cookie_ok(dht *e, const dht_peer *from, const uint8_t tok[static DHT_TOKEN_LEN],
+                       dht_ts now) {
+  if (!dht_token_check(&e->tok, &from->addr, from->pk, tok))
+    return false;
+  dht_proof_mark(&e->proof, from, now);
+  if (e->cur.on && dht_addr_eq(&e->cur.from.addr, &from->addr) &&
+      memcmp(e->cur.from.pk, from->pk, DHT_PK_LEN) == 0)
+    e->cur.proven = true;
+  return true;
+}
+
 bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now) {
   uint8_t id[DHT_ID_LEN];
   dht_eng_peer_id(e, peer->pk, id);
@@ -346,9 +365,45 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
   return 0;
 }
 
+/* How long one generation of the recent-destination filter lasts: a NAT
+ * forgets an idle UDP mapping after 30 s to a few minutes (Linux: 30 s
+ * unreplied, 120 s once answered; RFC 4787 asks >= 2 min), so two
+ * generations of 2 minutes cover it. */
+#define DEST_GEN_MS (2 * 60 * 1000)
+
+uint32_t dht_dest_hash(const dht_addr *a) {
+  int scope = dht_addr_scope(a);
+  bool port = scope == DHT_SCOPE_LOOPBACK || scope == DHT_SCOPE_LAN;
+  uint32_t h = 2166136261u;
+  int n = a->family == DHT_AF_INET ? 4 : 16;
+  for (int i = 0; i < n; i++)
+    h = (h ^ a->ip[i]) * 16777619u;
+  if (port)
+    h = ((h ^ (a->port >> 8)) * 16777619u ^ (a->port & 0xff)) * 16777619u;
+  return h ^ (h >> 15);
+}
+
+static void dests_roll(dht *e, dht_ts now) {
+  if (now - e->dests_at < DEST_GEN_MS)
+    return;
+  if (now - e->dests_at < 2 * DEST_GEN_MS)
+    memcpy(e->dests[1], e->dests[0], 32);
+  else
+    memset(e->dests[1], 0, 32);
+  memset(e->dests[0], 0, 32);
+  e->dests_at = now;
+}
+
+void dht_recent_dests(const dht *e, uint8_t bloom[static 32], dht_ts now) {
+  memset(bloom, 0, 32);
+  if (now - e->dests_at >= 2 * DEST_GEN_MS)
+    return;
+  for (int i = 0; i < 32; i++)
+    bloom[i] = (uint8_t)(e->dests[0][i] | (now - e->dests_at < DEST_GEN_MS ? e->dests[1][i] : 0));
+}
+
 dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, size_t buflen,
                         dht_ts now) {
-  (void)now;
   if (buflen < DHT_MAX_PKT)
     return DHT_ERR_NOBUF;
   while (e->out_n > 0) {
@@ -384,6 +439,14 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
     }
     e->st.tx_packets++;
     e->st.tx_bytes += (uint64_t)n;
+    if (path->local == 0) {
+      dests_roll(e, now);
+      uint32_t h = dht_dest_hash(&path->remote);
+      for (int k = 0; k < 3; k++) {
+        uint8_t bit = (uint8_t)(h >> (8 * k));
+        e->dests[0][bit >> 3] |= (uint8_t)(1u << (bit & 7));
+      }
+    }
     return n;
   }
   return 0;

@@ -45,18 +45,10 @@ const char *dht_id_short(const uint8_t id[static DHT_ID_LEN], char buf[static 9]
 
 /* ---- addresses on the wire (dht_addr.c) --------------------------------- */
 
-/* Fixed layout: IPv4 = 4 B address + 2 B port (6 B), IPv6 = 16 + 2 (18 B),
- * big-endian port.  The family is implied by the length. */
-#define DHT_WADDR4_LEN 6
-#define DHT_WADDR6_LEN 18
+/* DHT_WADDR*_LEN, dht_addr_to_wire and dht_addr_from_wire are in dht.h
+ * (services put addresses on the wire too). */
 #define DHT_WCONTACT4_LEN (DHT_PK_LEN + DHT_WADDR4_LEN) /* 38 */
 #define DHT_WCONTACT6_LEN (DHT_PK_LEN + DHT_WADDR6_LEN) /* 50 */
-
-/* Writes a's wire form into out (>= 18 bytes); returns 6 or 18, or
- * DHT_ERR_INVAL for a family other than v4/v6. */
-int dht_addr_to_wire(const dht_addr *a, uint8_t out[static DHT_WADDR6_LEN]);
-/* Parses 6 or 18 bytes; DHT_ERR_PROTO for any other length or port 0. */
-int dht_addr_from_wire(dht_addr *a, const uint8_t *p, size_t n);
 /* Same prefix for diversity/rate purposes: first v4bits of IPv4 or v6bits
  * of IPv6.  Different families never share a prefix. */
 bool dht_addr_same_prefix(const dht_addr *a, const dht_addr *b, int v4bits, int v6bits);

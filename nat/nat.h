@@ -78,12 +78,33 @@ void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s,
 #define NAT_MSG_LO 0x40
 #define NAT_MSG_HI 0x4f
 
+/* How the node decides its DHT mode. */
+enum nat_mode {
+  NAT_MODE_SERVER = 0, /* reachable by declaration: seeds, VPS, tests on loopback */
+  NAT_MODE_CLIENT,     /* never stored in others' tables */
+  NAT_MODE_AUTO,       /* client until a dial-back proves an address reachable */
+};
+
+/* What the dial-backs have shown of our main socket's address. */
+enum nat_reach {
+  NAT_REACH_UNKNOWN = 0, /* not tested, or nobody could test it */
+  NAT_REACH_YES,         /* a probe from a node we never sent to got in */
+  NAT_REACH_NO,          /* probes were sent and none got in, or a symmetric NAT */
+};
+
 typedef struct nat_settings {
+  int mode; /* enum nat_mode: NAT_MODE_SERVER */
   nat_vote_settings vote;
-  int solicit;       /* peers asked for a witness (a PING) per round: 4 */
-  dht_ts solicit_ms; /* a round at most this often while the vote is open: 60 s */
-  dht_ts recheck_ms; /* once known, ask again this often (the NAT may change): 10 min */
-  int max_sockets;   /* local sockets with a vote of their own: 4 */
+  int solicit;          /* peers asked for a witness (a PING) per round: 4 */
+  dht_ts solicit_ms;    /* a round at most this often while the vote is open: 60 s */
+  dht_ts recheck_ms;    /* once known, ask again this often (the NAT may change): 10 min */
+  int max_sockets;      /* local sockets with a vote of their own: 4 */
+  dht_ts dial_ms;       /* a dial-back at most this often while undecided: 30 s */
+  dht_ts redial_ms;     /* and once decided, again after: 10 min */
+  dht_ts probe_wait_ms; /* a probe must arrive this long after DIAL_RESP ok: 5 s */
+  int fails_to_client;  /* failed dial-backs in a row before client mode: 3 */
+  dht_ts helper_gap_ms; /* DIAL_REQ served per requester prefix at most every: 5 s */
+  dht_ts prober_gap_ms; /* DIAL_FWD honoured per asker prefix at most every: 1 s */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -101,6 +122,14 @@ void nat_svc_del(nat_svc *n);
 typedef struct nat_status {
   /* per family: [0] IPv4, [1] IPv6; from the main socket's vote */
   nat_vote_result vote[2];
+  int mode;            /* enum nat_mode (settings) */
+  bool server;         /* the engine's mode now */
+  int reach;           /* enum nat_reach */
+  dht_addr reach_addr; /* the address a probe reached (NAT_REACH_YES) */
+  int fails;           /* failed dial-backs in a row */
+  uint64_t dials, dials_ok, dials_failed, dials_inconclusive; /* as the one tested */
+  uint64_t helped, probes_sent, refused;                      /* for others */
+  uint64_t mode_changes;
   uint64_t witnesses_asked; /* PINGs sent to gather reports */
   uint64_t reports;         /* address reports taken */
   uint64_t reports_ignored; /* from sockets past max_sockets */
@@ -112,6 +141,7 @@ const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local);
 
 /* Short names for people and logs. */
 const char *nat_mapping_name(int mapping); /* "unknown", "endpoint-independent", "symmetric" */
+const char *nat_reach_name(int reach);     /* "unknown", "reachable", "not reachable" */
 
 #ifdef __cplusplus
 }

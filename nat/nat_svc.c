@@ -1,7 +1,7 @@
 /*
  * nat_svc.c - the NAT service: a dht/ service (message types 0x40-0x4f)
- * that keeps the public-address vote of each local socket and gathers its
- * witnesses.
+ * that keeps the public-address vote of each local socket, gathers its
+ * witnesses, and sets the node's DHT mode from the dial-backs (nat_dial.c).
  *
  * Witnesses: every PONG tells how its sender sees us (DHT_EV_ADDR_SEEN,
  * which the engine offers to services before the driver).  The engine's own
@@ -11,29 +11,18 @@
  * once the vote is decided, a round every recheck_ms notices a NAT that
  * changed its address or its mapping.
  *
+ * Mode: NAT_MODE_SERVER and NAT_MODE_CLIENT are what they say from the
+ * start.  NAT_MODE_AUTO starts as a client (it queries, it is never stored
+ * in others' tables) and becomes a server when a dial-back proves its
+ * address reachable; fails_to_client failed dial-backs in a row make it a
+ * client again.  Each change re-publishes the record (dht_set_mode).
+ *
  * Invariants: a vote per local socket, at most max_sockets of them (reports
  * on others are counted and ignored); no state grows with what peers send.
  */
 #include <string.h>
 
-#include "nat.h"
-
-typedef struct nat_sock {
-  bool used;
-  uint32_t local;
-  nat_vote v;
-} nat_sock;
-
-struct nat_svc {
-  dht *e;
-  int svc_id;
-  nat_settings set;
-  dht_callbacks cb;
-  dht_mem mem;
-  nat_sock *socks; /* set.max_sockets */
-  dht_ts next_solicit;
-  uint64_t asked, reports, ignored, dropped;
-};
+#include "nat_int.h"
 
 void nat_settings_default(nat_settings *s) {
   memset(s, 0, sizeof *s);
@@ -42,12 +31,21 @@ void nat_settings_default(nat_settings *s) {
   s->solicit_ms = 60 * 1000;
   s->recheck_ms = 10 * 60 * 1000;
   s->max_sockets = 4;
+  s->dial_ms = 30 * 1000;
+  s->redial_ms = 10 * 60 * 1000;
+  s->probe_wait_ms = 5000;
+  s->fails_to_client = 3;
+  s->helper_gap_ms = 5000;
+  s->prober_gap_ms = 1000;
 }
 
 static bool settings_ok(const nat_settings *s) {
   return s->vote.min_votes >= 1 && s->vote.min_votes <= NAT_VOTE_REPORTS &&
          s->vote.max_age_ms > 0 && s->solicit >= 0 && s->solicit <= 16 && s->solicit_ms > 0 &&
-         s->recheck_ms > 0 && s->max_sockets >= 1 && s->max_sockets <= 1024;
+         s->recheck_ms > 0 && s->max_sockets >= 1 && s->max_sockets <= 1024 &&
+         s->mode >= NAT_MODE_SERVER && s->mode <= NAT_MODE_AUTO && s->dial_ms > 0 &&
+         s->redial_ms > 0 && s->probe_wait_ms > 0 && s->fails_to_client >= 1 &&
+         s->helper_gap_ms >= 0 && s->prober_gap_ms >= 0;
 }
 
 const char *nat_mapping_name(int mapping) {
@@ -59,6 +57,34 @@ const char *nat_mapping_name(int mapping) {
   default:
     return "unknown";
   }
+}
+
+const char *nat_reach_name(int reach) {
+  switch (reach) {
+  case NAT_REACH_YES:
+    return "reachable";
+  case NAT_REACH_NO:
+    return "not reachable";
+  default:
+    return "unknown";
+  }
+}
+
+void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result *r) {
+  const nat_vote *v = nat_socket_vote(n, 0);
+  if (v)
+    nat_vote_get(v, family, &n->set.vote, now, r);
+  else
+    memset(r, 0, sizeof *r);
+}
+
+void nat_svc_apply_mode(nat_svc *n, dht_ts now) {
+  bool server =
+      n->set.mode == NAT_MODE_SERVER || (n->set.mode == NAT_MODE_AUTO && n->reach == NAT_REACH_YES);
+  if (dht_is_server(n->e) == server)
+    return;
+  dht_set_mode(n->e, server, now);
+  n->n_modes++;
 }
 
 static nat_sock *sock_of(nat_svc *n, uint32_t local, bool create) {
@@ -130,9 +156,33 @@ static int solicit(nat_svc *n, dht_ts now) {
 /* ---- hooks ------------------------------------------------------------------ */
 
 static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
-  (void)e, (void)in, (void)now;
+  (void)e;
   nat_svc *n = ctx;
-  n->dropped++; /* no message type of ours is defined yet */
+  nat_wire_msg m;
+  if (nat_wire_decode(&m, in->body, in->len) != 0) {
+    n->dropped++; /* malformed, or a type of a newer version */
+    return;
+  }
+  nat_dial_on_msg(n, in, &m, now);
+}
+
+static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *in, dht_ts now) {
+  (void)e;
+  nat_svc *n = ctx;
+  nat_wire_msg m;
+  if (nat_wire_decode(&m, in->body, in->len) != 0) {
+    n->dropped++;
+    nat_dial_on_answer(n, req, NULL, now); /* as if it never came */
+    return;
+  }
+  nat_dial_on_answer(n, req, &m, now);
+}
+
+static void on_timeout(void *ctx, dht *e, const dht_req *req, bool soft, dht_ts now) {
+  (void)e;
+  nat_svc *n = ctx;
+  if (!soft)
+    nat_dial_on_answer(n, req, NULL, now);
 }
 
 static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
@@ -153,12 +203,14 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
 
 static dht_ts get_expiry(void *ctx) {
   nat_svc *n = ctx;
-  return n->next_solicit;
+  dht_ts d = nat_dial_expiry(n);
+  return d < n->next_solicit ? d : n->next_solicit;
 }
 
 static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
+  nat_dial_tick(n, now);
   if (now < n->next_solicit)
     return;
   bool known = main_vote_known(n, now);
@@ -196,10 +248,14 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   }
   /* the first round once the table has had a few seconds to fill */
   n->next_solicit = now + 5000;
+  n->next_dial = now + 10000;
+  nat_svc_apply_mode(n, now); /* a client until proven, in auto */
   dht_service svc = {.type_lo = NAT_MSG_LO,
                      .type_hi = NAT_MSG_HI,
                      .ctx = n,
                      .on_msg = on_msg,
+                     .on_answer = on_answer,
+                     .on_timeout = on_timeout,
                      .on_event = on_event,
                      .get_expiry = get_expiry,
                      .handle_expiry = handle_expiry};
@@ -230,6 +286,19 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
     nat_vote_get(v, DHT_AF_INET, &n->set.vote, now, &st->vote[0]);
     nat_vote_get(v, DHT_AF_INET6, &n->set.vote, now, &st->vote[1]);
   }
+  st->mode = n->set.mode;
+  st->server = dht_is_server(n->e);
+  st->reach = n->reach;
+  st->reach_addr = n->reach_addr;
+  st->fails = n->fails;
+  st->dials = n->n_dials;
+  st->dials_ok = n->n_ok;
+  st->dials_failed = n->n_failed;
+  st->dials_inconclusive = n->n_inconclusive;
+  st->helped = n->n_helped;
+  st->probes_sent = n->n_probes;
+  st->refused = n->n_refused;
+  st->mode_changes = n->n_modes;
   st->witnesses_asked = n->asked;
   st->reports = n->reports;
   st->reports_ignored = n->ignored;

@@ -18,13 +18,42 @@ typedef struct dgram {
   uint8_t data[DHT_MAX_PKT];
 } dgram;
 
+/* Whom a filtering node sent to, and when (NETSIM_FILTER_CONTACTED). */
+#define CONTACTS 256
+
 typedef struct node {
   dht *e;
   dht_identity id;
   dht_addr addr;
   tu_rng rng;
   bool up, dirty;
+  bool filter; /* inbound only from nodes it sent to within FILTER_MS */
+  int contacted[CONTACTS];
+  dht_ts contacted_at[CONTACTS];
+  int ncontacted;
 } node;
+
+#define FILTER_MS 120000
+
+static void note_contact(node *nd, int to, dht_ts now) {
+  for (int i = 0; i < nd->ncontacted; i++)
+    if (nd->contacted[i] == to) {
+      nd->contacted_at[i] = now;
+      return;
+    }
+  int i = nd->ncontacted < CONTACTS ? nd->ncontacted++ : 0;
+  nd->contacted[i] = to;
+  nd->contacted_at[i] = now;
+}
+
+static bool filter_lets_in(const node *nd, int from, dht_ts now) {
+  if (!nd->filter)
+    return true;
+  for (int i = 0; i < nd->ncontacted; i++)
+    if (nd->contacted[i] == from && now - nd->contacted_at[i] < FILTER_MS)
+      return true;
+  return false;
+}
 
 struct netsim {
   netsim_config cfg;
@@ -34,7 +63,7 @@ struct netsim {
   tu_rng rng, loss;
   dgram **heap;
   size_t nheap, aheap;
-  uint64_t seq, delivered, steps;
+  uint64_t seq, delivered, steps, filtered;
   int *dirty;
   int ndirty;
 };
@@ -158,6 +187,14 @@ void netsim_set_up(netsim *ns, int i, bool up) {
 void netsim_touch(netsim *ns, int i) {
   mark(ns, i);
 }
+void netsim_set_filter(netsim *ns, int i, bool on) {
+  ns->nodes[i].filter = on;
+}
+
+uint64_t netsim_filtered(const netsim *ns) {
+  return ns->filtered;
+}
+
 uint64_t netsim_delivered(const netsim *ns) {
   return ns->delivered;
 }
@@ -262,6 +299,7 @@ static int write_all(netsim *ns, int i) {
     }
     d->at = ns->now + ns->cfg.latency_ms;
     d->seq = ns->seq++;
+    note_contact(nd, dst, ns->now);
     d->from = nd->addr;
     d->to = dst;
     d->len = (uint16_t)n;
@@ -311,7 +349,10 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
     while (ns->nheap && ns->heap[0]->at <= ns->now) {
       dgram *d = pop(ns);
       node *nd = &ns->nodes[d->to];
-      if (nd->up) {
+      int from = index_of(ns, &d->from);
+      if (nd->up && !filter_lets_in(nd, from, ns->now)) {
+        ns->filtered++;
+      } else if (nd->up) {
         if (getenv("NETSIM_TRACE"))
           fprintf(stderr, "t=%lld deliver %d bytes -> node %d\n", (long long)ns->now, d->len,
                   d->to);

@@ -54,6 +54,11 @@ int netsim_inject(netsim *ns, const dht_addr *from, int to, const uint8_t *data,
  * error. */
 int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx);
 
+/* Node i behind a filtering NAT (on) or not: datagrams reach it only from
+ * nodes it sent one to in the last 2 minutes (address- and port-dependent
+ * filtering, as most home routers do).  Counted in netsim_filtered. */
+void netsim_set_filter(netsim *ns, int i, bool on);
+uint64_t netsim_filtered(const netsim *ns);
 uint64_t netsim_delivered(const netsim *ns);
 uint64_t netsim_steps(const netsim *ns);
 

@@ -1,0 +1,299 @@
+/*
+ * nat_dial.c - dial-backs: can a node that never heard from us reach our
+ * address?  (After AutoNAT v2's idea; docs/protocol.md, "Dial-backs".)
+ *
+ * Three roles, every node plays each:
+ *  - tested (A): asks a helper B (a table contact whose cookie A holds) to
+ *    have a probe sent to A's public address, with a fresh nonce and a Bloom
+ *    filter of the addresses A's main socket sent to lately (a NAT lets in
+ *    what comes from those, so they prove nothing);
+ *  - helper (B): checks A's cookie (so A receives at the address the request
+ *    came from: nobody can aim a dial-back at a third party), picks a prober
+ *    C from its own table (another network than A's, not in A's filter) and
+ *    forwards A's key, the nonce and A's address as B saw it, with the port
+ *    A claimed; answers A at once;
+ *  - prober (C): sends one PROBE, sealed to A's key and smaller than the
+ *    DIAL_FWD it got, as an unsolicited request (the engine rate-limits
+ *    those per destination prefix).
+ * A PROBE that carries the nonce of a dial-back proves the address; a
+ * dial-back whose helper found a prober and whose probe did not come within
+ * probe_wait_ms failed.  "No prober", a refusal or a helper that does not
+ * answer decide nothing.
+ *
+ * Bounds: a helper serves a requester prefix at most every helper_gap_ms, a
+ * prober honours an asker prefix at most every prober_gap_ms; what a
+ * third party can make any node send toward an address that did not ask is
+ * one PROBE of 98 bytes, rate-limited per destination prefix by the engine.
+ */
+#include <string.h>
+
+#include "nat_int.h"
+
+/* ---- small helpers -------------------------------------------------------- */
+
+static uint64_t prefix_key(const dht_addr *a) {
+  uint64_t h = 1469598103934665603ull;
+  int keep = a->family == DHT_AF_INET ? 3 : 6; /* /24, /48 */
+  int scope = dht_addr_scope(a);
+  int n = scope == DHT_SCOPE_LOOPBACK || scope == DHT_SCOPE_LAN
+              ? (a->family == DHT_AF_INET ? 4 : 16)
+              : keep;
+  h = (h ^ a->family) * 1099511628211ull;
+  for (int i = 0; i < n; i++)
+    h = (h ^ a->ip[i]) * 1099511628211ull;
+  if (n != keep) /* loopback and LANs: every address a network of its own */
+    h = ((h ^ (a->port >> 8)) * 1099511628211ull ^ (a->port & 0xff)) * 1099511628211ull;
+  return h | 1;
+}
+
+/* One more event from prefix key: allowed when the last was gap ago. */
+static bool gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
+  int slot = 0;
+  for (int i = 0; i < NAT_GAPS; i++) {
+    if (g[i].key == key) {
+      if (now - g[i].at < gap)
+        return false;
+      slot = i;
+      break;
+    }
+    if (g[i].at < g[slot].at)
+      slot = i;
+  }
+  g[slot].key = key;
+  g[slot].at = now;
+  return true;
+}
+
+static bool in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
+  uint32_t h = dht_dest_hash(a);
+  for (int k = 0; k < 3; k++) {
+    uint8_t bit = (uint8_t)(h >> (8 * k));
+    if (!(bloom[bit >> 3] & (1u << (bit & 7))))
+      return false;
+  }
+  return true;
+}
+
+static void send_status(nat_svc *n, const dht_msg_in *in, uint8_t type, uint8_t status) {
+  uint8_t buf[32];
+  nat_wire_msg m = {.type = type, .txid = in->txid};
+  m.u.dial_resp.status = status;
+  dht_ssize len = nat_wire_encode(buf, sizeof buf, &m);
+  if (len > 0) {
+    dht_tx tx = {.local = in->local};
+    dht_svc_send(n->e, &in->from, &tx, buf, (size_t)len);
+  }
+}
+
+/* ---- the helper (B) ----------------------------------------------------------- */
+
+static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
+  /* the cookie proves the requester receives at the address its request
+   * came from: the only address a dial-back may go to */
+  if (!dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now) ||
+      !gap_ok(n->helper_gaps, prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
+    n->n_refused++;
+    send_status(n, in, NAT_T_DIAL_RESP, NAT_W_REFUSED);
+    return;
+  }
+  uint8_t target_rnd[DHT_ID_LEN];
+  n->cb.rand(n->cb.ctx, target_rnd, sizeof target_rnd);
+  dht_contact cl[DHT_K_MAX];
+  int nc = dht_closest(n->e, target_rnd, cl, DHT_K_MAX);
+  uint64_t req_prefix = prefix_key(&in->from.addr);
+  const dht_contact *c = NULL;
+  for (int i = 0; i < nc && !c; i++) {
+    if (cl[i].addr.family != in->from.addr.family ||
+        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 || prefix_key(&cl[i].addr) == req_prefix ||
+        (m->u.dial_req.exclude && in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
+      continue;
+    c = &cl[i];
+  }
+  if (!c) {
+    send_status(n, in, NAT_T_DIAL_RESP, NAT_W_NO_PROBER);
+    return;
+  }
+  uint8_t buf[128];
+  nat_wire_msg f = {.type = NAT_T_DIAL_FWD, .txid = dht_svc_txid(n->e)};
+  f.u.dial_fwd.target = in->from.addr;
+  f.u.dial_fwd.target.port = m->u.dial_req.port;
+  f.u.dial_fwd.pk = in->from.pk;
+  f.u.dial_fwd.nonce = m->u.dial_req.nonce;
+  dht_ssize len = nat_wire_encode(buf, sizeof buf, &f);
+  dht_peer pc;
+  memcpy(pc.pk, c->pk, DHT_PK_LEN);
+  pc.addr = c->addr;
+  dht_req_opts o = {.answer = NAT_T_DIAL_FWD_ACK, .tries = 1, .tag = 0};
+  if (len <= 0 || dht_svc_request(n->e, n->svc_id, &pc, buf, (size_t)len, &o, now) != 0) {
+    send_status(n, in, NAT_T_DIAL_RESP, NAT_W_NO_PROBER);
+    return;
+  }
+  n->n_helped++;
+  send_status(n, in, NAT_T_DIAL_RESP, NAT_W_OK);
+}
+
+/* ---- the prober (C) ------------------------------------------------------------ */
+
+static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
+  uint8_t buf[64];
+  nat_wire_msg p = {.type = NAT_T_PROBE, .txid = dht_svc_txid(n->e)};
+  p.u.probe.nonce = m->u.dial_fwd.nonce;
+  dht_ssize len = nat_wire_encode(buf, sizeof buf, &p);
+  dht_peer a;
+  memcpy(a.pk, m->u.dial_fwd.pk, DHT_PK_LEN);
+  a.addr = m->u.dial_fwd.target;
+  /* one probe, never larger than what asked for it; unsolicited, so the
+   * engine holds it to the destination prefix's rate */
+  dht_req_opts o = {.answer = NAT_T_PROBE_ACK, .tries = 1, .unsolicited = true, .tag = 0};
+  bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
+            gap_ok(n->prober_gaps, prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
+            dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
+  if (ok)
+    n->n_probes++;
+  else
+    n->n_refused++;
+  send_status(n, in, NAT_T_DIAL_FWD_ACK, ok ? NAT_W_OK : NAT_W_REFUSED);
+}
+
+/* ---- the tested (A) -------------------------------------------------------------- */
+
+static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
+  d->used = false;
+  if (result == NAT_REACH_YES) {
+    n->n_ok++;
+    n->reach = NAT_REACH_YES;
+    n->reach_addr = d->addr;
+    n->fails = 0;
+  } else if (result == NAT_REACH_NO) {
+    n->n_failed++;
+    if (++n->fails >= n->set.fails_to_client)
+      n->reach = NAT_REACH_NO;
+  } else {
+    n->n_inconclusive++;
+  }
+  nat_svc_apply_mode(n, now);
+}
+
+static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
+  for (int i = 0; i < NAT_DIALS; i++) {
+    nat_dial *d = &n->dials[i];
+    if (!d->used || memcmp(d->nonce, m->u.probe.nonce, NAT_NONCE_LEN) != 0)
+      continue;
+    uint8_t buf[16];
+    nat_wire_msg ack = {.type = NAT_T_PROBE_ACK, .txid = in->txid};
+    dht_ssize len = nat_wire_encode(buf, sizeof buf, &ack);
+    if (len > 0) {
+      dht_tx tx = {.local = in->local};
+      dht_svc_send(n->e, &in->from, &tx, buf, (size_t)len);
+    }
+    dial_end(n, d, NAT_REACH_YES, now);
+    return;
+  }
+  n->dropped++; /* a probe we did not ask for */
+}
+
+/* Asks a helper for a dial-back of our main socket's public address. */
+static void dial_start(nat_svc *n, dht_ts now) {
+  nat_vote_result r;
+  nat_svc_vote(n, DHT_AF_INET, now, &r);
+  if (!r.known)
+    nat_svc_vote(n, DHT_AF_INET6, now, &r);
+  if (!r.known)
+    return; /* no address to test yet */
+  if (r.mapping == NAT_MAP_EDM) {
+    /* a new port per peer: nobody can reach a port we did not use for it */
+    n->reach = NAT_REACH_NO;
+    nat_svc_apply_mode(n, now);
+    return;
+  }
+  nat_dial *d = NULL;
+  for (int i = 0; i < NAT_DIALS && !d; i++)
+    if (!n->dials[i].used)
+      d = &n->dials[i];
+  if (!d)
+    return;
+  uint8_t rnd[DHT_ID_LEN];
+  n->cb.rand(n->cb.ctx, rnd, sizeof rnd);
+  dht_contact cl[DHT_K_MAX];
+  int nc = dht_closest(n->e, rnd, cl, DHT_K_MAX);
+  for (int i = 0; i < nc; i++) {
+    dht_peer b;
+    memcpy(b.pk, cl[i].pk, DHT_PK_LEN);
+    b.addr = cl[i].addr;
+    uint8_t cookie[DHT_TOKEN_LEN];
+    if (b.addr.family != r.addr.family || dht_svc_cookie(n->e, &b, cookie, now) != 0)
+      continue;
+    uint8_t bloom[NAT_BLOOM_LEN], buf[128];
+    dht_recent_dests(n->e, bloom, now);
+    n->cb.rand(n->cb.ctx, d->nonce, NAT_NONCE_LEN);
+    nat_wire_msg q = {.type = NAT_T_DIAL_REQ, .txid = dht_svc_txid(n->e)};
+    q.u.dial_req.port = r.addr.port;
+    q.u.dial_req.nonce = d->nonce;
+    q.u.dial_req.cookie = cookie;
+    q.u.dial_req.exclude = bloom;
+    dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
+    uint64_t tag = (uint64_t)(d - n->dials) + 1;
+    dht_req_opts o = {.answer = NAT_T_DIAL_RESP, .tries = 2, .tag = tag};
+    if (len <= 0 || dht_svc_request(n->e, n->svc_id, &b, buf, (size_t)len, &o, now) != 0)
+      return;
+    d->used = true;
+    d->prober = false;
+    d->addr = r.addr;
+    d->deadline = now + n->set.probe_wait_ms + 5000; /* the helper's answer first */
+    n->n_dials++;
+    return;
+  }
+  /* nobody we hold a cookie from: our lookups will give us some */
+}
+
+void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now) {
+  if (req->type != NAT_T_DIAL_REQ || req->tag < 1 || req->tag > NAT_DIALS)
+    return; /* DIAL_FWD's and PROBE's answers only tell the sender it arrived */
+  nat_dial *d = &n->dials[req->tag - 1];
+  if (!d->used)
+    return;
+  if (!m || m->u.dial_resp.status != NAT_W_OK) {
+    dial_end(n, d, NAT_REACH_UNKNOWN, now); /* no helper, no prober: nothing learnt */
+    return;
+  }
+  d->prober = true;
+  if (d->deadline > now + n->set.probe_wait_ms)
+    d->deadline = now + n->set.probe_wait_ms;
+}
+
+void nat_dial_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
+  switch (m->type) {
+  case NAT_T_DIAL_REQ:
+    on_dial_req(n, in, m, now);
+    break;
+  case NAT_T_DIAL_FWD:
+    on_dial_fwd(n, in, m, now);
+    break;
+  case NAT_T_PROBE:
+    on_probe(n, in, m, now);
+    break;
+  default: /* an answer that matched none of our requests */
+    n->dropped++;
+    break;
+  }
+}
+
+dht_ts nat_dial_expiry(const nat_svc *n) {
+  dht_ts t = n->next_dial;
+  for (int i = 0; i < NAT_DIALS; i++)
+    if (n->dials[i].used && n->dials[i].deadline < t)
+      t = n->dials[i].deadline;
+  return t;
+}
+
+void nat_dial_tick(nat_svc *n, dht_ts now) {
+  for (int i = 0; i < NAT_DIALS; i++) {
+    nat_dial *d = &n->dials[i];
+    if (d->used && d->deadline <= now)
+      dial_end(n, d, d->prober ? NAT_REACH_NO : NAT_REACH_UNKNOWN, now);
+  }
+  if (now < n->next_dial)
+    return;
+  dial_start(n, now);
+  n->next_dial = now + (n->reach == NAT_REACH_UNKNOWN ? n->set.dial_ms : n->set.redial_ms);
+}

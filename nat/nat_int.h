@@ -1,0 +1,66 @@
+/*
+ * nat_int.h - the NAT service's state, shared by its files: nat_svc.c (the
+ * service, the votes, the mode) and nat_dial.c (dial-backs, in all three
+ * roles).  Not for other folders: they use nat.h.
+ */
+#ifndef ROOST_NAT_INT_H
+#define ROOST_NAT_INT_H
+
+#include "nat.h"
+#include "nat_wire.h"
+
+typedef struct nat_sock {
+  bool used;
+  uint32_t local;
+  nat_vote v;
+} nat_sock;
+
+/* A dial-back we asked for (as the one tested). */
+typedef struct nat_dial {
+  bool used, prober; /* prober: the helper said it asked one */
+  uint8_t nonce[NAT_NONCE_LEN];
+  dht_addr addr; /* the address under test: our public IP and the port claimed */
+  dht_ts deadline;
+} nat_dial;
+
+#define NAT_DIALS 2
+#define NAT_GAPS 16 /* prefixes remembered for the helper's and prober's rates */
+
+typedef struct nat_gap {
+  uint64_t key;
+  dht_ts at;
+} nat_gap;
+
+struct nat_svc {
+  dht *e;
+  int svc_id;
+  nat_settings set;
+  dht_callbacks cb;
+  dht_mem mem;
+  nat_sock *socks; /* set.max_sockets */
+  dht_ts next_solicit, next_dial;
+  uint64_t asked, reports, ignored, dropped;
+  /* dial-backs */
+  nat_dial dials[NAT_DIALS];
+  int reach, fails;
+  dht_addr reach_addr;
+  uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
+  nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
+};
+
+/* nat_svc.c */
+/* The main socket's vote for family at now. */
+void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result *r);
+/* Server or client, as the mode setting and the dial-backs say. */
+void nat_svc_apply_mode(nat_svc *n, dht_ts now);
+
+/* nat_dial.c */
+/* A message of ours that is a dial-back's (everything but nothing else). */
+void nat_dial_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
+/* The answer to one of our dial-back requests, or its timeout (in == NULL). */
+void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now);
+/* Starts a dial-back when one is due; ends those whose probe never came. */
+void nat_dial_tick(nat_svc *n, dht_ts now);
+dht_ts nat_dial_expiry(const nat_svc *n);
+
+#endif /* ROOST_NAT_INT_H */

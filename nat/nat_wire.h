@@ -1,0 +1,62 @@
+/*
+ * nat_wire.h - the NAT service's messages (types 0x40-0x45): the one place
+ * their types, fields, bounds and status codes are defined
+ * (docs/protocol.md, "Dial-backs").  Strict codec: exact arity, exact
+ * lengths, no trailing bytes.  Byte fields of a decoded message point into
+ * its body.
+ */
+#ifndef ROOST_NAT_WIRE_H
+#define ROOST_NAT_WIRE_H
+
+#include "nat.h"
+
+enum nat_wire_type {
+  NAT_T_DIAL_REQ = 0x40,     /* [t, txid, port, nonce(16), cookie(16), exclude(0|32)] */
+  NAT_T_DIAL_RESP = 0x41,    /* [t, txid, status] */
+  NAT_T_DIAL_FWD = 0x42,     /* [t, txid, target(6|18), pk(32), nonce(16)] */
+  NAT_T_DIAL_FWD_ACK = 0x43, /* [t, txid, status] */
+  NAT_T_PROBE = 0x44,        /* [t, txid, nonce(16)] */
+  NAT_T_PROBE_ACK = 0x45,    /* [t, txid] */
+};
+
+/* status in DIAL_RESP and DIAL_FWD_ACK */
+enum nat_wire_status {
+  NAT_W_OK = 0,        /* a prober was asked / the probe was sent */
+  NAT_W_NO_PROBER = 1, /* nobody to ask that the requester has not talked to */
+  NAT_W_REFUSED = 2,   /* no valid cookie, or over the rate */
+};
+
+#define NAT_NONCE_LEN 16
+#define NAT_BLOOM_LEN 32
+
+typedef struct nat_wire_msg {
+  uint8_t type;
+  uint32_t txid;
+  union {
+    struct {
+      uint16_t port; /* 1..65535 */
+      const uint8_t *nonce, *cookie;
+      const uint8_t *exclude; /* NAT_BLOOM_LEN bytes, or NULL */
+    } dial_req;
+    struct {
+      uint8_t status;
+    } dial_resp, fwd_ack;
+    struct {
+      dht_addr target;
+      const uint8_t *pk, *nonce;
+    } dial_fwd;
+    struct {
+      const uint8_t *nonce;
+    } probe;
+  } u;
+} nat_wire_msg;
+
+/* Reads [type, txid] with the arity of the type; 0 or DHT_ERR_PROTO. */
+int nat_wire_head(const uint8_t *body, size_t len, uint8_t *type, uint32_t *txid);
+/* Decodes body strictly into m; 0 or DHT_ERR_PROTO (DHT_ERR_NOTFOUND for a
+ * type of our range that we do not know: ignored, for newer versions). */
+int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len);
+/* Encodes m into buf; the length, DHT_ERR_NOBUF or DHT_ERR_INVAL. */
+dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m);
+
+#endif /* ROOST_NAT_WIRE_H */

@@ -1,0 +1,194 @@
+/*
+ * test_nat_dial.c - dial-backs at the lowest layer: 32 engines on netsim
+ * (counter clock, 10 ms links), each with the NAT service; one of them in
+ * auto mode.  Without a NAT in the way it becomes a server once a probe from
+ * a node it never sent to gets in; behind a filtering NAT (netsim_set_filter:
+ * only nodes it sent to get in) it stays a client; a dial-back cannot be
+ * aimed at an address other than the requester's.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <sodium.h>
+
+#include "dht_int.h"
+#include "drive1.h"
+#include "nat.h"
+#include "nat_wire.h"
+#include "netsim.h"
+
+#define N 32
+#define A 5 /* the node under test */
+
+typedef struct world {
+  netsim *ns;
+  nat_svc *nat[N];
+  int boots, want;
+} world;
+
+static void on_event(void *ctx, int node, const dht_event *ev) {
+  (void)node;
+  world *w = ctx;
+  if (ev->type == DHT_EV_BOOTSTRAP)
+    w->boots++;
+}
+
+static bool boots_done(void *ctx) {
+  world *w = ctx;
+  return w->boots >= w->want;
+}
+
+static void world_new(world *w, bool filter_a) {
+  memset(w, 0, sizeof *w);
+  netsim_config cfg;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.n = N;
+  cfg.seed = tu_seed("nat_dial");
+  dht_settings_default(&cfg.settings);
+  cfg.on_event = on_event;
+  cfg.ctx = w;
+  assert_int_equal(netsim_new(&w->ns, &cfg), 0);
+  for (int i = 0; i < N; i++) {
+    nat_settings s;
+    nat_settings_default(&s);
+    s.mode = i == A ? NAT_MODE_AUTO : NAT_MODE_SERVER;
+    dht_callbacks cb = {netsim_rng(w->ns), tu_rand_cb, NULL};
+    assert_int_equal(
+        nat_svc_new(&w->nat[i], netsim_engine(w->ns, i), &s, &cb, NULL, netsim_now(w->ns)), 0);
+  }
+  if (filter_a)
+    netsim_set_filter(w->ns, A, true);
+  /* auto mode starts as a client */
+  assert_false(dht_is_server(netsim_engine(w->ns, A)));
+  dht_peer seed = netsim_peer(w->ns, 0);
+  assert_true(dht_bootstrap(netsim_engine(w->ns, 0), NULL, 0, netsim_now(w->ns)) > 0);
+  netsim_touch(w->ns, 0);
+  w->want = 1;
+  assert_int_equal(netsim_run(w->ns, netsim_now(w->ns) + 30000, boots_done, w), 1);
+  for (int i = 1; i < N; i++) {
+    assert_true(dht_bootstrap(netsim_engine(w->ns, i), &seed, 1, netsim_now(w->ns)) > 0);
+    netsim_touch(w->ns, i);
+    w->want++;
+    assert_int_equal(netsim_run(w->ns, netsim_now(w->ns) + 30000, boots_done, w), 1);
+  }
+}
+
+static void world_del(world *w) {
+  for (int i = 0; i < N; i++)
+    nat_svc_del(w->nat[i]);
+  netsim_del(w->ns);
+}
+
+static void status(world *w, nat_status *st) {
+  nat_get_status(w->nat[A], netsim_now(w->ns), st);
+  printf("A: %s, %s; dials %llu (ok %llu, failed %llu, nothing learnt %llu); filtered %llu\n",
+         st->server ? "server" : "client", nat_reach_name(st->reach), (unsigned long long)st->dials,
+         (unsigned long long)st->dials_ok, (unsigned long long)st->dials_failed,
+         (unsigned long long)st->dials_inconclusive, (unsigned long long)netsim_filtered(w->ns));
+}
+
+static void test_reachable_becomes_server(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, false);
+  nat_status st;
+  netsim_run(w.ns, netsim_now(w.ns) + 3 * 60000, NULL, NULL);
+  status(&w, &st);
+  assert_int_equal(st.reach, NAT_REACH_YES);
+  assert_true(st.server);
+  assert_true(st.mode_changes >= 1);
+  dht_addr me = netsim_addr(w.ns, A);
+  assert_true(dht_addr_eq(&st.reach_addr, &me));
+  /* the helpers and probers were others */
+  uint64_t helped = 0, probes = 0;
+  for (int i = 0; i < N; i++) {
+    nat_status o;
+    nat_get_status(w.nat[i], netsim_now(w.ns), &o);
+    if (i != A) {
+      helped += o.helped;
+      probes += o.probes_sent;
+    }
+  }
+  assert_true(helped >= 1 && probes >= 1);
+  world_del(&w);
+}
+
+static void test_filtered_stays_client(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, true);
+  nat_status st;
+  netsim_run(w.ns, netsim_now(w.ns) + 6 * 60000, NULL, NULL);
+  status(&w, &st);
+  assert_int_equal(st.dials_ok, 0);
+  assert_true(st.dials_failed >= 3);
+  assert_int_equal(st.reach, NAT_REACH_NO);
+  assert_false(st.server);
+  assert_true(netsim_filtered(w.ns) > 0);
+  world_del(&w);
+}
+
+/* A requester whose DIAL_REQ names a source it does not receive at (a spoofed
+ * address, or no cookie) gets nothing sent anywhere. */
+static void ignore(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
+  (void)ctx, (void)e, (void)in, (void)now;
+}
+
+static void test_cannot_aim(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, false);
+  int b = 7;
+  dht *eb = netsim_engine(w.ns, b);
+  nat_status s0, s1;
+  nat_get_status(w.nat[b], netsim_now(w.ns), &s0);
+  /* a DIAL_REQ from A's key with a made-up cookie */
+  uint8_t nonce[NAT_NONCE_LEN] = {1}, cookie[DHT_TOKEN_LEN] = {2}, body[128];
+  nat_wire_msg q = {.type = NAT_T_DIAL_REQ, .txid = 99};
+  q.u.dial_req.port = 4000;
+  q.u.dial_req.nonce = nonce;
+  q.u.dial_req.cookie = cookie;
+  dht_ssize n = nat_wire_encode(body, sizeof body, &q);
+  assert_true(n > 0);
+  /* sealed under A's key by an engine of our own, delivered to B from a
+   * victim's address */
+  dht *x;
+  dht_callbacks xcb = {netsim_rng(w.ns), tu_rand_cb, NULL};
+  assert_int_equal(dht_new(&x, netsim_identity(w.ns, A), NULL, &xcb, NULL, netsim_now(w.ns)), 0);
+  dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
+  int xid = dht_service_add(x, &xs);
+  assert_true(xid > 0);
+  dht_peer pb = netsim_peer(w.ns, b);
+  dht_req_opts o = {.answer = NAT_T_DIAL_RESP};
+  assert_int_equal(dht_svc_request(x, xid, &pb, body, (size_t)n, &o, netsim_now(w.ns)), 0);
+  uint8_t dg[DHT_MAX_PKT];
+  dht_addr to;
+  dht_ssize dl = d1_write(x, &to, dg, sizeof dg, netsim_now(w.ns));
+  assert_true(dl > 0);
+  dht_del(x);
+  dht_addr victim = netsim_addr(w.ns, 20); /* another node's address */
+  victim.port = 4001;
+  assert_int_equal(d1_read(eb, &victim, dg, (size_t)dl, netsim_now(w.ns)), 0);
+  netsim_touch(w.ns, b);
+  netsim_run(w.ns, netsim_now(w.ns) + 5000, NULL, NULL);
+  nat_get_status(w.nat[b], netsim_now(w.ns), &s1);
+  assert_int_equal(s1.refused - s0.refused, 1);
+  assert_int_equal(s1.helped, s0.helped);
+  world_del(&w);
+}
+
+int main(void) {
+  if (sodium_init() < 0)
+    return 1;
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_reachable_becomes_server),
+      cmocka_unit_test(test_filtered_stays_client),
+      cmocka_unit_test(test_cannot_aim),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
