@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 
 #include "dht.h"
+#include "nat.h"
 #include "store.h"
 
 #define ROOST_VERSION "0.1.0"
@@ -185,7 +186,7 @@ typedef struct node_config {
   bool lan_discovery;
   uint16_t lan_port;
   int log_level;
-  bool server_mode;
+  int mode; /* enum nat_mode: server, client or auto */
   int snapshot_interval_s;
   int rate_pps, rate_burst;
   int max_records;

@@ -462,6 +462,10 @@ static int cmd_nat(node_cli *c) {
            node_cli_num(json_object_get(res, "reports"), b, sizeof b));
   kv("witnesses", line);
   kv("reachable", node_cli_str(json_object_get(res, "reachability"), a, sizeof a));
+  snprintf(line, sizeof line, "%s (setting: %s)",
+           node_cli_str(json_object_get(res, "mode"), a, sizeof a),
+           node_cli_str(json_object_get(res, "mode_setting"), b, sizeof b));
+  kv("DHT mode", line);
   node_cli_reply_free(&r);
   return EXIT_OK;
 }

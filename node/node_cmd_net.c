@@ -234,6 +234,15 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_reports_total", "Address reports from peers taken into the vote.", ns.reports);
     GAUGE("nat_public_known", "1 when peers in enough networks agree on our IPv4 address.",
           ns.vote[0].known);
+    COUNTER("nat_dialbacks_total", "Dial-backs of our address we asked for.", ns.dials);
+    COUNTER("nat_dialbacks_ok_total", "... in which a probe got in.", ns.dials_ok);
+    COUNTER("nat_dialbacks_failed_total", "... in which a probe was sent and none got in.",
+            ns.dials_failed);
+    COUNTER("nat_dialbacks_helped_total", "Dial-backs we arranged for others.", ns.helped);
+    COUNTER("nat_probes_sent_total", "Probes we sent for others' dial-backs.", ns.probes_sent);
+    COUNTER("nat_refused_total", "Dial-back requests and forwards refused (cookie, rate).",
+            ns.refused);
+    COUNTER("nat_mode_changes_total", "Switches between server and client mode.", ns.mode_changes);
   }
   COUNTER("ttl_sends_total", "Datagrams sent with their own TTL.", d->ttl_sends);
   COUNTER("lookups_total", "Lookups started.", st.lookups_started);
@@ -461,9 +470,28 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
   node_jw_arr_end(&w);
   node_jw_kuint(&w, "witnesses_asked", ns.witnesses_asked);
   node_jw_kuint(&w, "reports", ns.reports);
-  /* dial-backs, port mapping and introducers come with the next steps of the
-   * NAT work: say so rather than guess */
-  node_jw_kstr(&w, "reachability", "not tested yet: dial-backs are not built");
+  static const char *const modes[] = {"server", "client", "auto"};
+  node_jw_kstr(&w, "mode_setting", modes[ns.mode]);
+  node_jw_kstr(&w, "mode", ns.server ? "server" : "client");
+  node_jw_kstr(&w, "reachable", nat_reach_name(ns.reach));
+  char a[DHT_ADDR_STRLEN], line[256];
+  if (ns.reach == NAT_REACH_YES)
+    snprintf(line, sizeof line, "reachable at %s (a node we never sent to got a probe in)",
+             dht_addr_fmt(&ns.reach_addr, a, sizeof a));
+  else if (ns.reach == NAT_REACH_NO)
+    snprintf(line, sizeof line,
+             "not reachable: %d dial-backs in a row sent a probe and none got in%s", ns.fails,
+             ns.server ? "" : "; client mode");
+  else
+    snprintf(line, sizeof line, "not known yet: %llu dial-backs asked, none decided",
+             (unsigned long long)ns.dials);
+  node_jw_kstr(&w, "reachability", line);
+  node_jw_kuint(&w, "dialbacks", ns.dials);
+  node_jw_kuint(&w, "dialbacks_ok", ns.dials_ok);
+  node_jw_kuint(&w, "dialbacks_failed", ns.dials_failed);
+  node_jw_kuint(&w, "dialbacks_helped", ns.helped);
+  node_jw_kuint(&w, "probes_sent", ns.probes_sent);
+  node_jw_kuint(&w, "mode_changes", ns.mode_changes);
   node_ctl_result_end(c, &w);
 }
 

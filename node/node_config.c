@@ -44,8 +44,9 @@ static const opt opts[] = {
     {"lan-discovery", T_BOOL, 0, 0, OFF(lan_discovery), "on|off",
      "announce ourselves on the local link and join nodes we hear (default on)"},
     {"lan-port", T_INT, 1, 65535, OFF(lan_port), "PORT", "UDP port of LAN discovery (7465)"},
-    {"mode", T_MODE, 0, 0, OFF(server_mode), "server|client",
-     "server: reachable, others may store us; client: query only (default server)"},
+    {"mode", T_MODE, 0, 0, OFF(mode), "server|client|auto",
+     "server: reachable, others may store us; client: query only; auto: a client "
+     "until a dial-back proves us reachable (default server)"},
     {"log-level", T_LEVEL, 0, 0, OFF(log_level), "error|warn|info|debug",
      "how much to log on stderr (default warn)"},
     {"control-socket", T_SOCK, 0, 0, OFF(control_socket), "PATH",
@@ -102,7 +103,7 @@ void node_config_default(node_config *c) {
   c->lan_discovery = true;
   c->lan_port = 7465;
   c->log_level = NODE_LOG_WARN;
-  c->server_mode = true;
+  c->mode = NAT_MODE_SERVER;
   c->snapshot_interval_s = 300;
   c->rate_pps = 400;
   c->rate_burst = 800;
@@ -231,11 +232,13 @@ static int apply(node_config *c, const opt *o, const char *v, const char *where,
     return 0;
   case T_MODE:
     if (!strcmp(v, "server"))
-      c->server_mode = true;
+      c->mode = NAT_MODE_SERVER;
     else if (!strcmp(v, "client"))
-      c->server_mode = false;
+      c->mode = NAT_MODE_CLIENT;
+    else if (!strcmp(v, "auto"))
+      c->mode = NAT_MODE_AUTO;
     else {
-      snprintf(why, sizeof why, "'%s' is not server or client", v);
+      snprintf(why, sizeof why, "'%s' is not server, client or auto", v);
       goto bad;
     }
     return 0;

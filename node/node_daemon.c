@@ -888,7 +888,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   dht_settings s;
   dht_settings_default(&s);
   s.k = cfg->k;
-  s.server_mode = cfg->server_mode;
+  s.server_mode = cfg->mode == NAT_MODE_SERVER;
   s.rate_pps = cfg->rate_pps;
   s.rate_burst = cfg->rate_burst;
   s.max_records = cfg->max_records;
@@ -907,7 +907,10 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   dht_set_clock_offset(d->e, tv.tv_sec * 1000 + tv.tv_usec / 1000 - (int64_t)uv_now(&d->loop));
   node_msg_set_wake(&d->msg, wake, d);
   node_msg_start(&d->msg, &d->loop, d->e, &d->ident, &d->cfg, &cb);
-  if ((rv = nat_svc_new(&d->nat, d->e, NULL, &cb, NULL, (dht_ts)uv_now(&d->loop))) != 0)
+  nat_settings ns;
+  nat_settings_default(&ns);
+  ns.mode = cfg->mode;
+  if ((rv = nat_svc_new(&d->nat, d->e, &ns, &cb, NULL, (dht_ts)uv_now(&d->loop))) != 0)
     NLOG(NODE_LOG_WARN, "nat", "no NAT service (%s): our public address stays unknown",
          dht_strerror(rv));
 
