@@ -2105,8 +2105,8 @@ static void fz_answer(fz *h, const uint8_t *p, size_t n) {
       const fz_req *o = &h->req[i];
       if (o->state == FZ_RQ_OPEN && o->gen == h->ngens && o->key && h->key_used[o->key] &&
           memcmp(o->to.pk, q->to.pk, DHT_PK_LEN) == 0) {
-        if (h->key_kid[o->key] != q->kid)
-          right = false;
+        if (o->key != q->key)
+          right = false; /* even for the same identity under another handle */
         break;
       }
     }
