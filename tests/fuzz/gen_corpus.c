@@ -207,6 +207,70 @@ static void bootstrap_exchange(seed *s, bool v6, int nextra) {
   tick(s, 2500, 0);
 }
 
+/* ---- the service's ops ------------------------------------------------------ */
+
+static void svc(seed *s, uint8_t which, const uint8_t *arg, size_t n) {
+  op(s, FZ_OP_SVC, &which, 1, arg, n);
+}
+
+static void svc1(seed *s, uint8_t which, uint8_t a) {
+  svc(s, which, &a, 1);
+}
+
+/* A request of the service: a0 = peer | flags (FZ_SVC_REQ's layout in
+ * fuzz_packet.c), tries 1..8, soft and timeout choices 0..3, socket selector
+ * (odd: one of the service's), TTL, key handle, tag. */
+static void req(seed *s, uint8_t a0, int tries, int soft, int tmo, uint8_t sock, uint8_t ttl,
+                uint8_t key, uint8_t tag) {
+  uint8_t a[7 + 4] = {a0,          (uint8_t)(((tries - 1) & 7) | soft << 4 | tmo << 6),
+                      sock,        ttl,
+                      key,         tag,
+                      (uint8_t)-3, 'p',
+                      'i',         'n',
+                      'g'};
+  svc(s, FZ_SVC_OP_REQ, a, sizeof a);
+}
+
+#define REQ_V6 0x04
+#define REQ_AT_A 0x08
+#define REQ_KIND2 0x10
+#define REQ_UNSOL 0x20
+#define REQ_BAD(v) ((uint8_t)((v) << 6))
+
+/* ANSWER: sel, request index (0x80: the newest open one), variant. */
+static void answer(seed *s, uint8_t sel, uint8_t idx, uint8_t var) {
+  uint8_t a[3 + 3] = {sel, idx, var, 'p', 'o', 'n'};
+  op(s, FZ_OP_ANSWER, a, sizeof a, NULL, 0);
+}
+
+#define NEWEST 0x80
+enum { ANS_OK, ANS_TYPE, ANS_KEY, ANS_PEER, ANS_TXID, ANS_CONVERSE, ANS_TWICE, ANS_FROM_A };
+
+/* SOCK_OPEN of n (family v6 or v4) with the driver's policy byte. */
+static void sock_open(seed *s, uint8_t n, bool v6, uint8_t policy) {
+  uint8_t a[2] = {(uint8_t)(n | (v6 ? 0x10 : 0)), policy};
+  svc(s, FZ_SVC_OP_SOCK_OPEN, a, sizeof a);
+}
+
+#define POL_ALL 0
+#define POL_FEWER 1
+#define POL_NONE 2
+#define POL_MORE 3
+#define POL_DEFER 0x04
+#define POL_CLOSE1 0x08
+
+static void svc_body(seed *s, uint8_t sel, uint8_t type, uint32_t txid, const uint8_t *p,
+                     size_t n) {
+  uint8_t b[DHT_MAX_BODY];
+  dht_wire_w w;
+  dht_wire_w_init(&w, b, sizeof b);
+  dht_wire_w_array(&w, 3);
+  dht_wire_w_uint(&w, type);
+  dht_wire_w_uint(&w, txid);
+  dht_wire_w_bin(&w, p, n);
+  body_bytes(s, sel, b, w.len);
+}
+
 /* ---- output ----------------------------------------------------------------- */
 
 static size_t total;
@@ -222,16 +286,22 @@ static void emit(const char *dir, const char *name, const seed *s) {
   }
   dht_stats st;
   fz_run(s->b, s->n, &st);
-  printf("%-28s %5zu B  req %2llu rep %2llu out %2llu | malf %llu unk %llu txid %llu dec %llu "
-         "repl %llu tok %llu rec %llu rate %llu | rt %d recs %d acc %llu lk %llu/%llu\n",
-         name, s->n, (unsigned long long)st.requests_in, (unsigned long long)st.replies_in,
-         (unsigned long long)st.requests_out, (unsigned long long)st.drop_malformed,
-         (unsigned long long)st.drop_unknown_type, (unsigned long long)st.drop_unknown_txid,
-         (unsigned long long)st.drop_decrypt, (unsigned long long)st.drop_replay,
-         (unsigned long long)st.drop_bad_token, (unsigned long long)st.drop_bad_record,
-         (unsigned long long)st.drop_ratelimit, st.rt_size, st.records_stored,
-         (unsigned long long)st.records_accepted, (unsigned long long)st.lookups_done,
-         (unsigned long long)st.lookups_started);
+  printf(
+      "%-28s %5zu B  req %2llu rep %2llu out %2llu | malf %llu unk %llu txid %llu dec %llu "
+      "repl %llu tok %llu rec %llu rate %llu | rt %d recs %d acc %llu lk %llu/%llu | svc out %llu "
+      "ans %llu to %llu re %llu | amp %llu/%llu unsol %llu/%llu\n",
+      name, s->n, (unsigned long long)st.requests_in, (unsigned long long)st.replies_in,
+      (unsigned long long)st.requests_out, (unsigned long long)st.drop_malformed,
+      (unsigned long long)st.drop_unknown_type, (unsigned long long)st.drop_unknown_txid,
+      (unsigned long long)st.drop_decrypt, (unsigned long long)st.drop_replay,
+      (unsigned long long)st.drop_bad_token, (unsigned long long)st.drop_bad_record,
+      (unsigned long long)st.drop_ratelimit, st.rt_size, st.records_stored,
+      (unsigned long long)st.records_accepted, (unsigned long long)st.lookups_done,
+      (unsigned long long)st.lookups_started, (unsigned long long)st.svc_requests_out,
+      (unsigned long long)st.svc_answers, (unsigned long long)st.svc_timeouts,
+      (unsigned long long)st.svc_retries, (unsigned long long)st.drop_amplification,
+      (unsigned long long)st.amplification_limited, (unsigned long long)st.unsolicited_out,
+      (unsigned long long)st.unsolicited_limited);
   total += s->n;
   nseeds++;
 }
@@ -766,6 +836,338 @@ int main(int argc, char **argv) {
     tick(s, 3000, 0);
     static const uint8_t junk[] = {0x93, 0x2f, 0x01, 0xc0}; /* ours, unknown */
     body_bytes(s, 0, junk, sizeof junk);
+  }
+
+  /* ---- the service interface ---- */
+  SEED("seed-svc-request-answer") {
+    /* answered at once; a second kind answered after its soft timeout, and
+     * late once more (on_msg) */
+    req(s, 0, 1, 0, 0, 0, 0, 0, 1);
+    answer(s, 0, NEWEST, ANS_OK);
+    req(s, 1 | REQ_V6 | REQ_KIND2, 3, 1, 2, 0, 0, 0, 2);
+    tick(s, 150, 0);
+    answer(s, 4, NEWEST, ANS_OK);
+    answer(s, 4, 1, ANS_OK);
+    req(s, 2, 2, 0, 1, 0, 0, 0, 3);
+    answer(s, 0, NEWEST, ANS_TWICE);
+  }
+  SEED("seed-svc-request-timeout") {
+    /* tries on the engine's estimate and on a given timeout, soft and final
+     * timeouts, then answers after the end */
+    req(s, 3, 3, 0, 1, 0, 0, 0, 1);
+    req(s, 2 | REQ_V6, 2, 2, 0, 0, 0, 0, 1);
+    req(s, 1, 1, 3, 0, 0, 0, 0, 2);
+    tick(s, 5000, 0);
+    answer(s, 0, 0, ANS_OK);
+    answer(s, 0, 1, ANS_OK);
+    tick(s, 0xffff, 0);
+  }
+  SEED("seed-svc-answer-wrong") {
+    /* wrong type, key, peer, txid; the answer from another address; then
+     * the right one */
+    req(s, 0, 2, 0, 2, 0, 0, 0, 1);
+    answer(s, 0, NEWEST, ANS_TYPE);
+    answer(s, 0, NEWEST, ANS_TYPE | 8);
+    answer(s, 0, NEWEST, ANS_KEY);
+    answer(s, 2, NEWEST, ANS_PEER);
+    answer(s, 0, NEWEST, ANS_TXID);
+    answer(s, 0x80, NEWEST, ANS_OK); /* a replayed nonce */
+    answer(s, 0, NEWEST, ANS_FROM_A);
+    answer(s, 0, 0, ANS_OK);
+  }
+  SEED("seed-svc-cancel") {
+    req(s, 0, 4, 0, 1, 0, 0, 0, 1);
+    req(s, 1, 4, 0, 1, 0, 0, 0, 1);
+    req(s, 2, 4, 1, 1, 0, 0, 0, 2);
+    svc1(s, FZ_SVC_OP_CANCEL, 1);
+    answer(s, 0, 0, ANS_OK); /* after the cancel: on_msg */
+    tick(s, 200, 0);
+    svc1(s, FZ_SVC_OP_CANCEL, 2);
+    svc1(s, FZ_SVC_OP_CANCEL, 5);
+    tick(s, 5000, 0);
+  }
+  SEED("seed-svc-invalid") {
+    /* a txid in use, 9+ tries, an answer type not ours, a negative soft
+     * timeout, a key never added; unsolicited requests to address A */
+    req(s, 0, 1, 0, 0, 0, 0, 0, 0);
+    req(s, 1 | REQ_BAD(1), 1, 0, 0, 0, 0, 0, 0);
+    req(s, 1 | REQ_BAD(2), 1, 0, 0, 0, 0, 0, 0);
+    req(s, 1 | REQ_BAD(3), 2, 0, 0, 0, 0, 0, 0);
+    req(s, 1 | REQ_BAD(3), 1, 0, 0, 0, 0, 0, 0);
+    req(s, 2, 1, 0, 0, 0, 0, 3, 0);
+    for (int i = 0; i < 12; i++)
+      req(s, (uint8_t)(i & 3) | REQ_AT_A | REQ_UNSOL, 1, 0, 1, 0, 0, 0, 4);
+    tick(s, 1000, 0);
+  }
+  SEED("seed-svc-own") {
+    /* owned at once with an empty table, then on a table: a lookup, a GET,
+     * a ping answered, the driver's command, and one from the hook */
+    uint8_t o[2] = {0, 0};
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    bootstrap_exchange(s, false, 0);
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    o[0] = 1;
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    for (int i = 0; i < FZ_PEERS; i++) {
+      dht_msg m = nodes(i, false, 0, 0);
+      body(s, TX(i), &m);
+    }
+    o[0] = 2 | 0x80;
+    o[1] = 1;
+    svc(s, FZ_SVC_OP_OWN, o, 2);
+    dht_msg r = msg(DHT_MSG_PONG, 0);
+    r.seen = seen_v4;
+    body(s, TX(1), &r);
+    cmd1(s, FZ_CMD_PING, 2);
+    o[0] = 3;
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    uint8_t b[64];
+    dht_wire_w w;
+    dht_wire_w_init(&w, b, sizeof b);
+    dht_wire_w_array(&w, 4);
+    dht_wire_w_uint(&w, FZ_SVC_FIND);
+    dht_wire_w_uint(&w, 9);
+    dht_wire_w_bin(&w, fz_k.peer_id[3], DHT_ID_LEN);
+    dht_wire_w_bool(&w, true);
+    body_bytes(s, 3, b, w.len);
+    tick(s, 5000, 0);
+  }
+  SEED("seed-svc-unsolicited") {
+    /* ADDR_SEEN taken by the service, then declined (the driver has it) */
+    svc1(s, FZ_SVC_OP_TAKE, 1);
+    cmd1(s, FZ_CMD_PING, 1);
+    dht_msg r = msg(DHT_MSG_PONG, 0);
+    r.seen = seen_v4;
+    body(s, TX(1), &r);
+    svc1(s, FZ_SVC_OP_TAKE, 0);
+    cmd1(s, FZ_CMD_PING, 2 | 4);
+    r.seen = seen_v6;
+    body(s, TX(2) | FZ_SEL_V6, &r);
+  }
+  SEED("seed-svc-sockets") {
+    /* all, fewer, none and more than asked; one deferred; an unknown
+     * request; closes from the hook, by the service, of a stray id; too
+     * many; no family; then removal closes the rest and the service is
+     * added again */
+    sock_open(s, 4, false, POL_ALL);
+    sock_open(s, 3, true, POL_FEWER | POL_CLOSE1);
+    sock_open(s, 2, false, POL_NONE);
+    sock_open(s, 2, true, POL_MORE);
+    sock_open(s, 3, false, POL_DEFER);
+    svc1(s, FZ_SVC_OP_SOCK_REPLY, 0);
+    svc1(s, FZ_SVC_OP_SOCK_REPLY, 0);
+    uint8_t u[2] = {1, 7};
+    svc(s, FZ_SVC_OP_SOCK_REPLY, u, 2);
+    svc1(s, FZ_SVC_OP_SOCK_CLOSE, 1);
+    uint8_t c[2] = {0x80, 55};
+    svc(s, FZ_SVC_OP_SOCK_CLOSE, c, 2);
+    svc1(s, FZ_SVC_OP_SOCK_CLOSE, 0x40);
+    svc1(s, FZ_SVC_OP_SOCK_OPEN, 8);
+    svc1(s, FZ_SVC_OP_SOCK_OPEN, 0x22);
+    svc1(s, FZ_SVC_OP_SOCK_OPEN, 0);
+    sock_open(s, 2, false, POL_DEFER);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    svc1(s, FZ_SVC_OP_SOCK_REPLY, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    sock_open(s, 1, false, POL_ALL);
+  }
+  SEED("seed-svc-paths") {
+    /* requests in on the service's sockets and on unknown ones: the answers
+     * leave by them; the service's request on a socket with a TTL */
+    sock_open(s, 3, false, POL_ALL);
+    svc1(s, FZ_SVC_OP_PATH, 1 | 1 << 2);
+    dht_msg m = msg(DHT_MSG_PING, 21);
+    body(s, 0, &m);
+    m = lookup_req(DHT_MSG_FIND_NODE, fz_k.peer_id[1], 0);
+    body(s, 1 | FZ_SEL_V6, &m);
+    svc_body(s, 2, FZ_SVC_ECHO, 22, (const uint8_t *)"hi", 2);
+    uint8_t pth[5] = {3, 0xde, 0xad, 0xbe, 0xef};
+    svc(s, FZ_SVC_OP_PATH, pth, sizeof pth);
+    m = msg(DHT_MSG_PING, 23);
+    body(s, 3, &m);
+    svc_body(s, 3, FZ_SVC_ECHO, 24, (const uint8_t *)"x", 1);
+    svc1(s, FZ_SVC_OP_PATH, 2);
+    m = lookup_req(DHT_MSG_GET, fz_k.peer_id[2], 0);
+    body(s, 0, &m);
+    svc1(s, FZ_SVC_OP_PATH, 0);
+    req(s, 1, 2, 0, 1, 3, 7, 0, 1);
+    answer(s, 0, NEWEST, ANS_OK);
+  }
+  SEED("seed-svc-keys") {
+    /* requests under sending keys: answered under the key, answered to our
+     * identity, a conversation started under a key; keys removed with a
+     * request outstanding, and a handle taken again */
+    svc1(s, FZ_SVC_OP_KEY_ADD, 0);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 1);
+    req(s, 2, 1, 0, 0, 0, 0, 1, 1);
+    answer(s, 0, NEWEST, ANS_OK);
+    req(s, 3 | REQ_V6, 2, 0, 1, 0, 0, 2, 1);
+    answer(s, 0, NEWEST, ANS_KEY);
+    answer(s, 0, NEWEST, ANS_OK);
+    req(s, 1, 3, 0, 1, 0, 0, 1, 2);
+    dht_msg m = msg(DHT_MSG_PING, 31);
+    uint8_t cb[3 + 64] = {1, NEWEST, ANS_CONVERSE};
+    size_t cn = enc(&m, cb + 3, sizeof cb - 3);
+    op(s, FZ_OP_ANSWER, cb, 3 + cn, NULL, 0);
+    svc_body(s, 1, FZ_SVC_ECHO, 32, NULL, 0);
+    svc1(s, FZ_SVC_OP_KEY_REMOVE, 1);
+    svc1(s, FZ_SVC_OP_KEY_REMOVE, 5);
+    tick(s, 400, 0);  /* its retry is dropped: the key is gone */
+    tick(s, 3000, 0); /* and it times out */
+    svc1(s, FZ_SVC_OP_KEY_ADD, 1);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 2);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 2);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 0);
+    tick(s, 3000, 0);
+  }
+  SEED("seed-svc-mode") {
+    /* client mode: requests say so; publish, then back to server mode (the
+     * record is made again and published) */
+    svc1(s, FZ_SVC_OP_MODE, 0);
+    bootstrap_exchange(s, false, 0);
+    uint8_t addrs[1 + 5] = {1, DHT_ADDR_MAPPED, 203, 0, 113, 99};
+    cmd(s, FZ_CMD_PUT, addrs, sizeof addrs);
+    for (int i = 0; i < FZ_PEERS; i++) {
+      dht_msg m = nodes(i, false, 0, 0);
+      body(s, TX(i), &m);
+    }
+    svc1(s, FZ_SVC_OP_MODE, 1);
+    svc1(s, FZ_SVC_OP_MODE, 1);
+    tick(s, 2500, 0);
+  }
+  SEED("seed-svc-amplification") {
+    /* notices to unproven addresses, within the credit and past it; a
+     * proof by answering a request; notices without a tx and on a socket */
+    uint8_t nb[5] = {0, 0x03, 0xe8, 0, 0};
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* no credit */
+    dht_msg m = msg(DHT_MSG_PING, 41);
+    body(s, 0, &m);
+    nb[1] = 0;
+    nb[2] = 40;
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* fits */
+    nb[1] = 0x03;
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* does not */
+    nb[0] = 0x08 | 0x10;
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* to A */
+    nb[0] = 0x20;
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* a core type */
+    req(s, 0, 1, 0, 0, 0, 0, 0, 0);
+    answer(s, 0, NEWEST, ANS_OK);
+    nb[0] = 0;
+    svc(s, FZ_SVC_OP_NOTICE, nb, sizeof nb); /* proven: sent */
+    svc_body(s, 1 | FZ_SEL_V6, FZ_SVC_ECHO, 42, nb, 4);
+  }
+  SEED("seed-svc-remove") {
+    /* removal with a request, an owned ping and a timer outstanding; the
+     * range is dead; added again, it works */
+    req(s, 0, 3, 0, 1, 0, 0, 0, 1);
+    uint8_t o[2] = {2, 3};
+    svc(s, FZ_SVC_OP_OWN, o, 2);
+    dht_wire_w w;
+    uint8_t b[32];
+    dht_wire_w_init(&w, b, sizeof b);
+    dht_wire_w_array(&w, 4);
+    dht_wire_w_uint(&w, FZ_SVC_TIMER);
+    dht_wire_w_uint(&w, 5);
+    dht_wire_w_nil(&w);
+    dht_wire_w_uint(&w, 500);
+    body_bytes(s, 1, b, w.len);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    answer(s, 0, 0, ANS_OK);
+    tick(s, 3000, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    req(s, 1, 1, 0, 0, 0, 0, 0, 1);
+    answer(s, 0, NEWEST, ANS_OK);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+  }
+  SEED("seed-svc-config-caps") {
+    /* two requests at most, one key, three sockets, a burst of one
+     * unsolicited datagram, three events */
+    uint8_t cfg[3] = {0, 0, FZ_CFG2_REQS | FZ_CFG2_KEYS | FZ_CFG2_SOCKS | FZ_CFG2_UNSOL};
+    op(s, FZ_OP_CONFIG, cfg, 3, NULL, 0);
+    req(s, 0, 1, 0, 0, 0, 0, 0, 0);
+    req(s, 1, 1, 0, 0, 0, 0, 0, 0);
+    req(s, 2, 1, 0, 0, 0, 0, 0, 0);
+    answer(s, 0, NEWEST, ANS_OK);
+    req(s, 3 | REQ_AT_A | REQ_UNSOL, 1, 0, 0, 0, 0, 0, 0);
+    req(s, 3 | REQ_AT_A | REQ_UNSOL, 1, 0, 0, 0, 0, 0, 0);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 0);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 1);
+    sock_open(s, 2, false, POL_ALL);
+    sock_open(s, 2, false, POL_ALL);
+    sock_open(s, 1, false, POL_DEFER);
+    tick(s, 3000, 0);
+  }
+  SEED("seed-svc-config-events") {
+    /* a queue of three events: owned events, socket events and
+     * unsolicited ones compete for it */
+    uint8_t cfg[3] = {0, 0, FZ_CFG2_EVENTS};
+    op(s, FZ_OP_CONFIG, cfg, 3, NULL, 0);
+    uint8_t o[2] = {0, 0};
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    svc(s, FZ_SVC_OP_OWN, o, 1);
+    sock_open(s, 2, false, POL_ALL);
+    sock_open(s, 1, true, POL_ALL);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+  }
+
+  SEED("seed-svc-hook") {
+    /* requests sent from a hook (a queue of two: some do not fit), answered
+     * and not; a lookup owned from a hook, then the service unplugs itself
+     * from it */
+    uint8_t cfg[3] = {FZ_CFG_TINYQ, 0, 0};
+    op(s, FZ_OP_CONFIG, cfg, 3, NULL, 0);
+    uint8_t b[64];
+    dht_wire_w w;
+    dht_wire_w_init(&w, b, sizeof b);
+    dht_wire_w_array(&w, 3);
+    dht_wire_w_uint(&w, FZ_SVC_ASK);
+    dht_wire_w_uint(&w, 1);
+    dht_wire_w_uint(&w, 4);
+    body_bytes(s, 2, b, w.len);
+    answer(s, 0, NEWEST, ANS_OK);
+    tick(s, 800, 0);
+    dht_wire_w_init(&w, b, sizeof b);
+    dht_wire_w_array(&w, 5);
+    dht_wire_w_uint(&w, FZ_SVC_FIND);
+    dht_wire_w_uint(&w, 2);
+    dht_wire_w_bin(&w, fz_k.peer_id[0], DHT_ID_LEN);
+    dht_wire_w_bool(&w, true);
+    dht_wire_w_bool(&w, true);
+    body_bytes(s, 1, b, w.len);
+    tick(s, 3000, 0);
+  }
+  SEED("seed-svc-sock-remove") {
+    /* the service is removed between the driver's answer and its
+     * DHT_EV_SOCK_OPENED; a socket request while another waits */
+    sock_open(s, 2, false, POL_DEFER);
+    sock_open(s, 3, true, POL_ALL);
+    svc1(s, FZ_SVC_OP_SOCK_REPLY, 0x10 << 1);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    sock_open(s, 2, false, POL_ALL | 0x10);
+    cmd1(s, FZ_CMD_PING, 1);
+    dht_msg r = msg(DHT_MSG_PONG, 0);
+    r.seen = seen_v4;
+    body(s, TX(1), &r); /* no service listens: the driver has ADDR_SEEN */
+  }
+  SEED("seed-svc-config-noend") {
+    /* the engine is freed with requests, sockets, keys and owned commands
+     * outstanding */
+    uint8_t cfg[3] = {0, 0, FZ_CFG2_NOEND | FZ_CFG2_SVCS};
+    op(s, FZ_OP_CONFIG, cfg, 3, NULL, 0);
+    svc1(s, FZ_SVC_OP_KEY_ADD, 2);
+    req(s, 0, 4, 1, 2, 0, 0, 1, 1);
+    req(s, 1, 3, 0, 0, 0, 0, 0, 1);
+    uint8_t o[2] = {2, 2};
+    svc(s, FZ_SVC_OP_OWN, o, 2);
+    sock_open(s, 3, false, POL_ALL);
+    sock_open(s, 2, false, POL_DEFER);
+    tick(s, 100, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0);
+    svc1(s, FZ_SVC_OP_REMOVE, 0); /* a third service: refused */
   }
 
   printf("%d seeds, %zu bytes\n", nseeds, total);
