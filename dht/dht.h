@@ -552,8 +552,10 @@ typedef struct dht_service {
 int dht_service_add(dht *e, const dht_service *svc);
 
 /* Unplugs service svc: its requests are forgotten, its commands' events go to
- * the driver, nothing of its range reaches it again (counted as unknown
- * types).  The service calls it before it frees its context.  Returns 0 or
+ * the driver, its sockets are closed, nothing of its range reaches it again
+ * (counted as unknown types) until another service takes the range.  The
+ * service calls it before it frees its context; a removed id is refused by
+ * every call that takes one.  Returns 0 (also for an id removed already) or
  * DHT_ERR_INVAL. */
 int dht_service_remove(dht *e, int svc);
 /* How many of service svc's requests are outstanding. */

@@ -216,6 +216,8 @@ struct dht {
   int nsocks, socks_cap;
   sock_req *sockq; /* open requests the driver has not answered */
   int nsockq, sockq_cap;
+  dht_event *sockev; /* socket events waiting for room in the driver's queue */
+  int nsockev, sockev_cap;
   int64_t next_sock_req;
   svc_ev *sev; /* ring */
   int sev_head, sev_n, sev_alloc;
@@ -265,8 +267,12 @@ void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now);
 /* Retransmits and timeouts of services' requests, then their timers. */
 void dht_svc_expire(dht *e, dht_ts now);
 dht_ts dht_svc_expiry(const dht *e);
-/* The sending key under which a request to pk is outstanding (> 0), or 0. */
-int dht_svc_keyed_for(const dht *e, const uint8_t pk[static DHT_PK_LEN]);
+/* The smallest sending key handle > after under which a request to pk is
+ * outstanding, or 0. */
+int dht_svc_keyed_next(const dht *e, const uint8_t pk[static DHT_PK_LEN], int after);
+/* Moves socket events that found the driver's queue full into it, as far as
+ * there is room (they must not be lost: a socket would leak). */
+void dht_svc_sock_flush(dht *e);
 /* Is (pk, txid, type) the answer to a request outstanding under key? */
 bool dht_svc_is_keyed_answer(const dht *e, int key, const uint8_t pk[static DHT_PK_LEN],
                              uint32_t txid, uint8_t type);

@@ -99,7 +99,7 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
          s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
-         s->max_keys >= 0 && s->max_keys <= 255 && s->record_ttl_ms >= 1000 &&
+         s->max_keys >= 0 && s->max_keys <= 64 && s->record_ttl_ms >= 1000 &&
          s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
@@ -419,7 +419,9 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
     /* one counter for every key: a nonce is unique under each of them */
     dht_box *box = &e->box;
     if (m->key) {
-      box = e->xkeys && e->xkeys[m->key - 1].used ? &e->xkeys[m->key - 1].box : NULL;
+      box = m->key <= e->set.max_keys && e->xkeys && e->xkeys[m->key - 1].used
+                ? &e->xkeys[m->key - 1].box
+                : NULL;
       if (!box) { /* the key was removed while this waited */
         dht_mem_free(&e->mem, m);
         e->st.drop_badkey++;
@@ -497,6 +499,7 @@ drop:
 int dht_poll_event(dht *e, dht_event *ev) {
   dht_mem_free(&e->mem, e->ev_hold);
   e->ev_hold = NULL;
+  dht_svc_sock_flush(e);
   if (e->sev_n > 0)
     dht_svc_dispatch(e, e->last_now);
   if (e->ev_n == 0)
@@ -900,23 +903,30 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
   dht_ssize n = -1;
   int key = 0;
   const uint8_t *ent = NULL;
-  if (e->nsreq_keyed > 0 && (key = dht_svc_keyed_for(e, peer.pk)) > 0) {
-    /* a request to this peer went under another of our keys: its answer is
-     * sealed to that key.  Only that answer is taken under it. */
-    ent = dht_box_key(&e->xkeys[key - 1].box, peer.pk);
-    n = ent ? dht_box_open(ent, data, len, body, sizeof body) : -1;
-    uint8_t t;
-    uint32_t x;
-    if (n >= 0 && (dht_msg_peek(body, (size_t)n, &t, &x) != 0 ||
-                   !dht_svc_is_keyed_answer(e, key, peer.pk, x, t))) {
-      if (!e->set.insecure_plaintext) {
-        e->st.drop_unknown_txid++; /* authentic, but nothing we asked under it */
-        return;
-      }
-      n = -1; /* plaintext opens under any key: try our identity */
+  if (e->nsreq_keyed > 0) {
+    /* requests to this peer went under other keys of ours: their answers
+     * are sealed to those keys.  Try each (a few at most); only the answer
+     * to a request outstanding under the key that opens it is taken. */
+    bool opened = false;
+    for (int k = dht_svc_keyed_next(e, peer.pk, 0); k > 0 && key == 0;
+         k = dht_svc_keyed_next(e, peer.pk, k)) {
+      ent = dht_box_key(&e->xkeys[k - 1].box, peer.pk);
+      n = ent ? dht_box_open(ent, data, len, body, sizeof body) : -1;
+      uint8_t t;
+      uint32_t x;
+      if (n < 0)
+        continue;
+      opened = true;
+      if (dht_msg_peek(body, (size_t)n, &t, &x) == 0 &&
+          dht_svc_is_keyed_answer(e, k, peer.pk, x, t))
+        key = k;
     }
-    if (n < 0)
-      key = 0;
+    if (key == 0 && opened && !e->set.insecure_plaintext) {
+      e->st.drop_unknown_txid++; /* authentic, but nothing we asked under that key */
+      return;
+    }
+    if (key == 0)
+      n = -1; /* plaintext opens under any key: try our identity */
   }
   if (n < 0) {
     ent = dht_box_key(&e->box, peer.pk);

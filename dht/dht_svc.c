@@ -41,6 +41,11 @@ static bool svc_removed(const dht_service *s) {
 
 /* The live service whose range holds type; else a removed one's (its
  * datagrams are counted and dropped); else -1. */
+/* svc is the id of a live service. */
+static bool svc_live(const dht *e, int svc) {
+  return svc >= 1 && svc <= e->nsvcs && !svc_removed(&e->svcs[svc - 1]);
+}
+
 static int svc_for_type(const dht *e, uint8_t type) {
   int removed = -1;
   for (int i = 0; i < e->nsvcs; i++)
@@ -82,6 +87,8 @@ static void noop_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
 int dht_service_remove(dht *e, int svc) {
   if (svc < 1 || svc > e->nsvcs)
     return DHT_ERR_INVAL;
+  if (svc_removed(&e->svcs[svc - 1]))
+    return 0; /* again: nothing left to do */
   int si = svc - 1;
   for (int i = e->nsreq - 1; i >= 0; i--)
     if (e->sreq[i].svc == si)
@@ -214,7 +221,7 @@ static bool take_from_driver(dht *e, int64_t cid, int svc) {
 }
 
 int dht_svc_own(dht *e, int svc, int64_t cid) {
-  if (svc < 1 || svc > e->nsvcs || cid <= 0)
+  if (!svc_live(e, svc) || cid <= 0)
     return DHT_ERR_INVAL;
   if (!cmd_running(e, cid))
     return take_from_driver(e, cid, svc - 1) ? 0 : DHT_ERR_NOTFOUND;
@@ -274,7 +281,19 @@ void dht_svc_dispatch(dht *e, dht_ts now) {
 
 /* ---- more local sockets ----------------------------------------------------- */
 
-static void sock_event(dht *e, int type, int64_t req, int n, uint8_t family, uint32_t id) {
+void dht_svc_sock_flush(dht *e) {
+  int k = 0;
+  while (k < e->nsockev && e->ev_n < e->set.max_events)
+    dht_eng_emit_driver(e, &e->sockev[k++], NULL);
+  memmove(e->sockev, e->sockev + k, (size_t)(e->nsockev - k) * sizeof *e->sockev);
+  e->nsockev -= k;
+}
+
+/* A socket event for the driver.  It must not be lost (a socket would be
+ * opened for nobody, or never closed), so when the driver's queue is full
+ * it waits in a list of its own, which open sockets and requests bound
+ * (max_sockets); 0, or DHT_ERR_NOMEM. */
+static int sock_event(dht *e, int type, int64_t req, int n, uint8_t family, uint32_t id) {
   dht_event ev;
   memset(&ev, 0, sizeof ev);
   ev.type = type;
@@ -282,11 +301,24 @@ static void sock_event(dht *e, int type, int64_t req, int n, uint8_t family, uin
   ev.u.sock.n = n;
   ev.u.sock.family = family;
   ev.u.sock.id = id;
-  dht_eng_emit_driver(e, &ev, NULL);
+  if (e->nsockev == 0 && e->ev_n < e->set.max_events) {
+    dht_eng_emit_driver(e, &ev, NULL);
+    return 0;
+  }
+  if (e->nsockev == e->sockev_cap) {
+    int na = e->sockev_cap ? 2 * e->sockev_cap : 8;
+    dht_event *nq = dht_mem_realloc(&e->mem, e->sockev, (size_t)na * sizeof *nq);
+    if (!nq)
+      return DHT_ERR_NOMEM;
+    e->sockev = nq;
+    e->sockev_cap = na;
+  }
+  e->sockev[e->nsockev++] = ev;
+  return 0;
 }
 
 int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family) {
-  if (svc < 1 || svc > e->nsvcs || n < 1 || (family != DHT_AF_INET && family != DHT_AF_INET6))
+  if (!svc_live(e, svc) || n < 1 || (family != DHT_AF_INET && family != DHT_AF_INET6))
     return DHT_ERR_INVAL;
   int pending = 0;
   for (int i = 0; i < e->nsockq; i++)
@@ -304,12 +336,13 @@ int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family) {
   /* its own counter, apart from command ids (which count from 1) by a high
    * bit, so that an event's cmd is never ambiguous */
   int64_t id = ((int64_t)1 << 62) + ++e->next_sock_req;
+  if (sock_event(e, DHT_EV_SOCK_OPEN, id, n, family, 0) != 0)
+    return DHT_ERR_NOMEM;
   sock_req *q = &e->sockq[e->nsockq++];
   q->id = id;
   q->svc = (uint8_t)(svc - 1);
   q->family = family;
   q->n = n;
-  sock_event(e, DHT_EV_SOCK_OPEN, id, n, family, 0);
   return id;
 }
 
@@ -415,10 +448,13 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
                     const dht_req_opts *o, dht_ts now) {
   uint8_t type;
   uint32_t txid;
-  if (svc < 1 || svc > e->nsvcs || !to || !body || !o || len > DHT_MAX_BODY ||
+  /* every check that can refuse comes before the unsolicited bucket takes a
+   * token */
+  if (!svc_live(e, svc) || !to || !body || !o || len > DHT_MAX_BODY ||
       dht_msg_peek(body, len, &type, &txid) != 0 || svc_for_type(e, type) != svc - 1 ||
       svc_for_type(e, o->answer) != svc - 1 || o->tries > MAX_TRIES || o->soft_ms < 0 ||
-      o->timeout_ms < 0 || sreq_find(e, txid) >= 0)
+      o->timeout_ms < 0 || sreq_find(e, txid) >= 0 || o->key < 0 || o->key > e->set.max_keys ||
+      (o->key && !(e->xkeys && e->xkeys[o->key - 1].used)))
     return DHT_ERR_INVAL;
   if (e->nsreq >= e->set.max_requests) {
     e->st.drop_out_full++;
@@ -450,11 +486,6 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
     }
     e->sreq = nr;
     e->sreq_cap = na;
-  }
-  if (o->key < 0 || o->key > e->set.max_keys ||
-      (o->key && !(e->xkeys && e->xkeys[o->key - 1].used))) {
-    dht_mem_free(&e->mem, copy);
-    return DHT_ERR_INVAL;
   }
   int rv = dht_eng_queue(e, to, &o->tx, o->key, body, len, true, now);
   if (rv) {
@@ -597,12 +628,15 @@ dht_ts dht_svc_expiry(const dht *e) {
   return t;
 }
 
-int dht_svc_keyed_for(const dht *e, const uint8_t pk[static DHT_PK_LEN]) {
-  for (int i = 0; i < e->nsreq; i++)
-    if (e->sreq[i].key && e->xkeys[e->sreq[i].key - 1].used &&
+int dht_svc_keyed_next(const dht *e, const uint8_t pk[static DHT_PK_LEN], int after) {
+  int best = 0;
+  for (int i = 0; i < e->nsreq; i++) {
+    int k = e->sreq[i].key;
+    if (k > after && (best == 0 || k < best) && e->xkeys[k - 1].used &&
         memcmp(e->sreq[i].r.to.pk, pk, DHT_PK_LEN) == 0)
-      return e->sreq[i].key;
-  return 0;
+      best = k;
+  }
+  return best;
 }
 
 bool dht_svc_is_keyed_answer(const dht *e, int key, const uint8_t pk[static DHT_PK_LEN],
@@ -641,6 +675,26 @@ int dht_key_remove(dht *e, int key) {
     return DHT_ERR_NOTFOUND;
   dht_box_free(&e->xkeys[key - 1].box, &e->mem);
   e->xkeys[key - 1].used = false;
+  /* Its requests time out at the next timer run, with no try left, and
+   * forget the handle: a later dht_key_add may give it to another key, and
+   * nothing of this one may go out under that (it would link the two). */
+  for (int i = 0; i < e->nsreq; i++) {
+    svc_rpc *q = &e->sreq[i];
+    if (q->key != key)
+      continue;
+    q->key = 0;
+    e->nsreq_keyed--;
+    q->tries = 0;
+    dht_mem_free(&e->mem, q->body);
+    q->body = NULL;
+    q->soft_done = true;
+    q->deadline = 0;
+  }
+  for (int i = 0; i < e->out_n; i++) {
+    outmsg *m = e->out[(e->out_head + i) % e->out_alloc];
+    if (m->key == key)
+      m->key = UINT8_MAX; /* past max_keys: dropped when its turn comes */
+  }
   return 0;
 }
 
@@ -658,5 +712,6 @@ void dht_svc_free_all(dht *e) {
   dht_mem_free(&e->mem, e->owned);
   dht_mem_free(&e->mem, e->socks);
   dht_mem_free(&e->mem, e->sockq);
+  dht_mem_free(&e->mem, e->sockev);
   dht_mem_free(&e->mem, e->svcs);
 }

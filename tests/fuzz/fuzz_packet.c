@@ -213,7 +213,7 @@ static const fz_keys *fz_setup(void) {
   if (sodium_init() < 0)
     abort();
   const char *s = getenv("ROOST_FUZZ_STRICT");
-  fz_strict = s && s[0] == '1';
+  fz_strict = !(s && s[0] == '0');
   fz_identity(&fz_k.self, 0);
   dht_id_from_pk(fz_k.self_id, fz_k.self.pk);
   for (int j = 0; j < FZ_SKEYS; j++)
@@ -373,6 +373,7 @@ typedef struct fz_req {
   dht_ts sent, soft_ms, timeout_ms;
   dht_tx tx;
   bool soft_seen;
+  bool key_gone; /* its sending key was removed: it times out at once */
   int gen;
 } fz_req;
 
@@ -1182,6 +1183,10 @@ static void fz_svc_timeout_run(void *ctx, dht *e, const dht_req *req, bool soft,
     q->soft_seen = true;
     return;
   }
+  if (q->key_gone) { /* ended with its key: early, with tries left */
+    q->state = FZ_RQ_TIMEDOUT;
+    return;
+  }
   dht_ts per_try = q->timeout_ms > 0 ? q->timeout_ms : h->set.rpc_timeout_min_ms;
   if (now < q->sent + q->tries * per_try)
     abort(); /* gave up early */
@@ -1931,8 +1936,12 @@ static void fz_svc_key_remove(fz *h, const uint8_t *a, size_t n) {
   bool used = k >= 1 && k <= h->set.max_keys && h->key_used[k];
   if (dht_key_remove(h->e, k) != (used ? 0 : DHT_ERR_NOTFOUND))
     abort();
-  if (used)
+  if (used) {
     h->key_used[k] = false;
+    for (int i = 0; i < h->nreq; i++)
+      if (h->req[i].state == FZ_RQ_OPEN && h->req[i].key == k)
+        h->req[i].key_gone = true;
+  }
 }
 
 /* PATH: [which:2 index:6][u32]: the socket datagrams arrive on from now: 0,
