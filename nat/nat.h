@@ -130,6 +130,7 @@ typedef struct nat_status {
   uint64_t dials, dials_ok, dials_failed, dials_inconclusive; /* as the one tested */
   uint64_t helped, probes_sent, refused;                      /* for others */
   uint64_t mode_changes;
+  uint64_t dropped;         /* datagrams of our range dropped: malformed, unknown, unasked */
   uint64_t witnesses_asked; /* PINGs sent to gather reports */
   uint64_t reports;         /* address reports taken */
   uint64_t reports_ignored; /* from sockets past max_sockets */

@@ -299,6 +299,7 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
   st->probes_sent = n->n_probes;
   st->refused = n->n_refused;
   st->mode_changes = n->n_modes;
+  st->dropped = n->dropped;
   st->witnesses_asked = n->asked;
   st->reports = n->reports;
   st->reports_ignored = n->ignored;
