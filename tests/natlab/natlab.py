@@ -118,7 +118,8 @@ def unavailable_reason(igd=False):
         tools.update(IGD_TOOLS)
     missing = ["%s (package %s)" % (t, p) for t, p in sorted(tools.items()) if not which(t)]
     if missing:
-        return "natlab needs %s; scripts/install-deps.sh installs what is missing" % ", ".join(missing)
+        return ("natlab needs %s; scripts/install-deps.sh installs what is missing"
+                % ", ".join(missing))
     return None
 
 
@@ -197,7 +198,8 @@ class Proc:
         try:
             return self.popen.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise LabError("%s (pid %d) did not exit within %.1f s" % (self.name, self.pid, timeout))
+            raise LabError("%s (pid %d) did not exit within %.1f s"
+                           % (self.name, self.pid, timeout))
 
     def wait_for(self, pattern, timeout, stream="both"):
         """The first match of regex pattern in the process's output
@@ -645,24 +647,25 @@ class Lab:
         self._next_lan = 1
         self._next_carrier = 1
         self._next_port = 0
-        atexit.register(self.close)
+        atexit.register(self._close_at_exit)
         try:
             self.inet = self._new_node(Inet(self, "inet"))
             self.inet.ip("link add br0 type bridge", "link set br0 up")
         except LabError as e:
-            self.close()
+            self.close(raise_errors=False)
             if "Operation not permitted" in str(e) or "Permission denied" in str(e):
                 raise LabUnavailable("cannot create network namespaces here: %s" % e)
             raise
         except BaseException:
-            self.close()
+            self.close(raise_errors=False)
             raise
 
     def __enter__(self):
         return self
 
     def __exit__(self, et, ev, tb):
-        self.close()
+        # a teardown error must not hide the exception that ended the block
+        self.close(raise_errors=et is None)
         return False
 
     # ---- commands ----
@@ -741,7 +744,8 @@ class Lab:
         if node.name in self.nodes:
             raise LabError("a lab node is already named %r" % node.name)
         if not re.match(r"^[a-z][a-z0-9]{0,11}$", node.name):
-            raise LabError("node names are 1-12 of [a-z0-9], starting with a letter: %r" % node.name)
+            raise LabError("node names are 1-12 of [a-z0-9], starting with a letter: %r"
+                           % node.name)
         self.run(None, ["ip", "netns", "add", node.netns])
         self.namespaces.append(node.netns)
         self.nodes[node.name] = node
@@ -902,9 +906,13 @@ class Lab:
 
     # ---- teardown ----
 
-    def close(self):
+    def _close_at_exit(self):
+        self.close(raise_errors=False)
+
+    def close(self, raise_errors=True):
         """Stops every process (TERM, then KILL), closes every socket and
-        deletes every namespace this lab created; idempotent."""
+        deletes every namespace this lab created; idempotent.  What could
+        not be undone raises LabError (raise_errors) or is logged."""
         if self.closed:
             return
         self.closed = True
@@ -940,9 +948,11 @@ class Lab:
         else:
             log("natlab: kept %s" % self.run_dir)
         with contextlib.suppress(Exception):
-            atexit.unregister(self.close)
+            atexit.unregister(self._close_at_exit)
         if errors:
-            raise LabError("teardown: " + "; ".join(errors))
+            if raise_errors:
+                raise LabError("teardown: " + "; ".join(errors))
+            log("natlab: teardown: " + "; ".join(errors))
 
     def leftover_namespaces(self):
         """Namespaces with this lab's prefix that still exist."""

@@ -220,7 +220,8 @@ class _Stop(Exception):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="natlab STUN responder (RFC 5389 + RFC 5780 CHANGE-REQUEST)")
+    p = argparse.ArgumentParser(
+        description="natlab STUN responder (RFC 5389 + RFC 5780 CHANGE-REQUEST)")
     p.add_argument("--primary", required=True)
     p.add_argument("--alternate", required=True)
     p.add_argument("--port", type=int, default=3478)

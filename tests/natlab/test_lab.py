@@ -8,6 +8,8 @@ Topology (addresses in the order natlab allocates them):
   cgn   wan0 198.18.5.2, LAN 100.64.1.0/24 (carrier-grade NAT)
   r2    wan0 100.64.1.2 behind cgn, LAN 10.2.0.0/24, h2 10.2.0.2
 
+  0. The STUN responder answers no malformed datagram and honours a
+     CHANGE-REQUEST for both IP and port.
   1. The four NAT types on r1, RFC 5780 style: h1 binds a socket and asks
      the STUN server (primary IP, port) for its mapped address M; then
      three third parties send to M: the same IP from the other port (a
@@ -35,10 +37,10 @@ CTest can pass --roostd/--roost to every natlab test]
 import argparse
 import os
 import signal
-import socket
 import sys
 import time
 
+sys.dont_write_bytecode = True  # keep the source tree clean
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import natlab  # noqa: E402
 import stunserver  # noqa: E402
@@ -124,6 +126,22 @@ def mapping_probes(h1, pub, stun, sock):
     check(seen is not None, "h1 cannot reach pub")
     out.append(seen)
     return out
+
+
+def test_stun_server(pub, stun):
+    """Malformed datagrams get no answer and do not stop the responder."""
+    s = pub.udp_socket()
+    good = stunserver.binding_request(os.urandom(12), change_ip=True, change_port=True)
+    for bad in (b"", b"\x00" * 19, good[:-1], good + b"\0\0\0\0", b"\x01\x01" + good[2:],
+                good[:2] + b"\x00\x10" + good[4:]):
+        s.sendto(bad, stun.addr)
+    check(not natlab.recv_all(s, 0.2), "the STUN server answered a malformed datagram")
+    r = natlab.stun_query(s, stun.addr, change_ip=True, change_port=True)
+    check(r is not None and r[0] == (pub.addr, s.getsockname()[1])
+          and r[1] == (stun.alternate, stun.alt_port),
+          "STUN CHANGE-REQUEST ip+port: got %r" % (r,))
+    log("STUN responder: 6 malformed datagrams ignored; change ip+port answered from %s:%d"
+        % r[1])
 
 
 def icmp_unreach(router):
@@ -252,8 +270,8 @@ def test_igd(lab, r1, h1, pub, stun):
     check(not reach_mapped(pub, ext, hsock), "pub reached h1:%d before any mapping" % port)
     t0 = time.monotonic()
     r = natpmpc(h1, "-a", str(port), str(port), "udp", "120")
-    check(r.rc == 0 and "Mapped public port %d protocol UDP to local port %d" % (port, port) in r.out,
-          "natpmpc -a failed: %r" % r)
+    mapped = "Mapped public port %d protocol UDP to local port %d" % (port, port)
+    check(r.rc == 0 and mapped in r.out, "natpmpc -a failed: %r" % r)
     check("Public IP address : %s" % r1.wan_addr in r.out, "natpmpc: wrong public IP: %r" % r)
     log("  NAT-PMP: natpmpc -a mapped %s:%d in %.3f s" % (r1.wan_addr, port, time.monotonic() - t0))
     check(reach_mapped(pub, ext, hsock), "pub cannot reach h1 through the NAT-PMP mapping %s"
@@ -343,6 +361,7 @@ def run(args):
         log("note: %d namespaces of labs killed earlier exist (python3 natlab.py --clean-stale "
             "deletes them): %s" % (len(stale), " ".join(stale[:8])))
     t_start = time.monotonic()
+    ok = False
     try:
         lab = natlab.Lab(keep=args.keep)
         stun = lab.add_stun_server()
@@ -361,10 +380,12 @@ def run(args):
         check(len(lab.namespaces) == 8, "expected 8 namespaces, have %r" % lab.namespaces)
         check(all(n in natlab.list_netns() for n in lab.namespaces), "namespaces missing")
 
+        test_stun_server(pub, stun)
         test_nat_types(lab, r1, h1, pub, stun)
         r1.set_nat("port-restricted")
         test_igd(lab, r1, h1, pub, stun)
         test_double_nat(lab, cgn, r2, h2, pub, stun, igd2)
+        ok = True
     except BaseException:
         if lab is not None:
             for p in lab.procs:
@@ -380,7 +401,7 @@ def run(args):
             signal.signal(s, signal.SIG_IGN)  # let the teardown finish
         t0 = time.monotonic()
         if lab is not None:
-            lab.close()
+            lab.close(raise_errors=ok)  # never hide the failure that got us here
         after = natlab.list_netns()
         left = [n for n in after if n.startswith(prefix)]
         log("== 4. teardown in %.2f s: %d namespaces before, %d after, %d of this test left =="
