@@ -379,6 +379,18 @@ typedef struct dht_record {
 } dht_record;
 
 #define DHT_REC_REACHABLE 0x01 /* the owner runs in server mode */
+/* Bits 1-3: the owner's NAT class (enum dht_nat_class).  Version-1 parsers
+ * never checked the flags, so older nodes store and serve such records and
+ * ignore the bits. */
+#define DHT_REC_NAT_SHIFT 1
+#define DHT_REC_NAT_MASK 0x0e
+
+enum dht_nat_class {
+  DHT_NAT_UNKNOWN = 0,
+  DHT_NAT_NONE = 1,      /* the public address is the node's own */
+  DHT_NAT_CONE = 2,      /* endpoint-independent mapping: one public port for every peer */
+  DHT_NAT_SYMMETRIC = 3, /* endpoint-dependent mapping: a port per peer */
+};
 
 typedef struct dht_lookup_result {
   uint8_t target[DHT_ID_LEN];
@@ -672,6 +684,9 @@ dht_ts dht_peer_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN]);
  * says so) and client mode at run time.  When our record has been published,
  * it is made again and re-published.  Returns 0. */
 int dht_set_mode(dht *e, bool server, dht_ts now);
+/* Our NAT class for the record (enum dht_nat_class); like dht_set_mode, a
+ * change re-publishes a published record.  0 or DHT_ERR_INVAL. */
+int dht_set_nat_class(dht *e, int cls, dht_ts now);
 bool dht_is_server(const dht *e);
 
 /* ---- msgpack helpers for services (implemented in dht_wire.c, the one

@@ -182,7 +182,8 @@ struct dht {
   uint64_t rec_seq;
   uint16_t rec_len;
   uint8_t rec_bytes[DHT_RECORD_MAX_LEN];
-  bool published; /* a publish has run: keep republishing */
+  bool published;    /* a publish has run: keep republishing */
+  uint8_t nat_class; /* enum dht_nat_class, in the record's flags */
 
   dht_ts next_rotate, next_expire, next_republish, next_refresh, next_liveness;
 

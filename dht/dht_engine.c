@@ -1096,17 +1096,31 @@ int dht_handle_expiry(dht *e, dht_ts now) {
 
 /* ---- our record ------------------------------------------------------- */
 
+static void republish(dht *e, dht_ts now) {
+  if (e->published && dht_eng_make_record(e, now) == 0) {
+    e->next_republish = now + e->set.republish_ms;
+    dht_lookup_start(e, CMD_PUT, e->id, NULL, 0, true, now);
+    dht_lookup_step(e, now);
+  }
+}
+
+int dht_set_nat_class(dht *e, int cls, dht_ts now) {
+  if (cls < DHT_NAT_UNKNOWN || cls > DHT_NAT_SYMMETRIC)
+    return DHT_ERR_INVAL;
+  if (e->nat_class == cls)
+    return 0;
+  e->nat_class = (uint8_t)cls;
+  republish(e, now);
+  return 0;
+}
+
 int dht_set_mode(dht *e, bool server, dht_ts now) {
   if (e->set.server_mode == server)
     return 0;
   e->set.server_mode = server;
   /* the record carries the reachable flag: others must learn the change now,
    * not at the next republish */
-  if (e->published && dht_eng_make_record(e, now) == 0) {
-    e->next_republish = now + e->set.republish_ms;
-    dht_lookup_start(e, CMD_PUT, e->id, NULL, 0, true, now);
-    dht_lookup_step(e, now);
-  }
+  republish(e, now);
   return 0;
 }
 
@@ -1138,7 +1152,8 @@ int dht_eng_make_record(dht *e, dht_ts now) {
   uint64_t ms = (uint64_t)(now + e->clock_offset > 0 ? now + e->clock_offset : 0);
   r.seq = ms > e->rec_seq ? ms : e->rec_seq + 1;
   r.expires_unix_s = dht_eng_unix_s(e, now) + (uint64_t)(e->set.record_ttl_ms / 1000);
-  r.flags = e->set.server_mode ? DHT_REC_REACHABLE : 0;
+  r.flags =
+      (uint8_t)((e->set.server_mode ? DHT_REC_REACHABLE : 0) | (e->nat_class << DHT_REC_NAT_SHIFT));
   r.naddrs = (uint8_t)e->naddrs;
   for (int i = 0; i < e->naddrs; i++)
     r.addrs[i] = e->addrs[i];

@@ -196,6 +196,12 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
     }
     nat_vote_add(&s->v, &ev->u.seen.seen_as, &ev->u.seen.reporter, ev->u.seen.reporter_id, now);
     n->reports++;
+    if (s->local == 0) { /* the main socket's mapping is the one others use */
+      nat_vote_result r;
+      nat_svc_vote(n, ev->u.seen.seen_as.family, now, &r);
+      if (r.known)
+        dht_set_nat_class(n->e, r.mapping == NAT_MAP_EDM ? DHT_NAT_SYMMETRIC : DHT_NAT_CONE, now);
+    }
     return true; /* the vote is ours: the driver reads its result */
   }
   return false; /* our own PINGs' results: their PONGs were the point */

@@ -321,6 +321,9 @@ static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_n
   node_jw_kuint(w, "seq", r->record.seq);
   node_jw_kint(w, "expires_in_s", (int64_t)r->record.expires_unix_s - (int64_t)unix_now);
   node_jw_kbool(w, "reachable", r->record.flags & DHT_REC_REACHABLE);
+  static const char *const nat_class[8] = {"unknown", "none", "endpoint-independent", "symmetric"};
+  const char *nc = nat_class[(r->record.flags & DHT_REC_NAT_MASK) >> DHT_REC_NAT_SHIFT];
+  node_jw_kstr(w, "nat", nc ? nc : "unknown");
   jw_typed_addrs(w, "addresses", r->record.addrs, r->record.naddrs);
   node_jw_kint(w, "rounds", r->rounds);
   node_jw_kint(w, "messages", r->messages);

@@ -23,8 +23,14 @@ typedef struct world {
   int boots, seen_by_driver, pings_by_driver;
 } world;
 
+static int64_t g_rec_cmd;
+static int g_rec_flags = -1;
+
 static void on_event(void *ctx, int node, const dht_event *ev) {
   world *w = ctx;
+  if (node == 3 && ev->type == DHT_EV_LOOKUP && ev->cmd == g_rec_cmd && ev->u.lookup &&
+      ev->u.lookup->has_record)
+    g_rec_flags = ev->u.lookup->record.flags;
   if (ev->type == DHT_EV_BOOTSTRAP)
     w->boots++;
   if (node == 0 && ev->type == DHT_EV_ADDR_SEEN)
@@ -83,6 +89,17 @@ static void test_vote_from_own_witnesses(void **state) {
   dht_addr me = netsim_addr(w.ns, 0);
   assert_true(dht_addr_eq(&st.vote[0].addr, &me));
   assert_int_equal(st.vote[0].mapping, NAT_MAP_EIM);
+  /* the record carries the NAT class the vote found */
+  assert_true(dht_put_record(netsim_engine(w.ns, 0), netsim_now(w.ns)) > 0);
+  netsim_touch(w.ns, 0);
+  netsim_run(w.ns, netsim_now(w.ns) + 3000, NULL, NULL);
+  g_rec_cmd =
+      dht_get_record(netsim_engine(w.ns, 3), dht_self_id(netsim_engine(w.ns, 0)), netsim_now(w.ns));
+  assert_true(g_rec_cmd > 0);
+  netsim_touch(w.ns, 3);
+  netsim_run(w.ns, netsim_now(w.ns) + 3000, NULL, NULL);
+  assert_int_equal(g_rec_flags & DHT_REC_NAT_MASK, DHT_NAT_CONE << DHT_REC_NAT_SHIFT);
+  assert_true(g_rec_flags & DHT_REC_REACHABLE);
   /* the reports and the service's own pings stayed with the service */
   assert_int_equal(w.seen_by_driver, 0);
   assert_int_equal(w.pings_by_driver, 0);
