@@ -9,7 +9,9 @@
  * stop within the bound (answered, failing, never answered), verified and
  * unverified mappings, a private or reserved WAN address reported while
  * the mapping is still tried, both protocols in parallel, bad settings,
- * allocation failure and the event cap.
+ * allocation failure and the event cap.  Then roostd's two decisions:
+ * which socket it maps (never a loopback one: the integration tests' 20-30
+ * daemons on 127.0.0.1 send nothing to any gateway), and --portmap.
  *
  * Nothing here opens a socket: the gateways are the fakes below.
  */
@@ -22,6 +24,7 @@
 #include <string.h>
 
 #include "nat_portmap.h"
+#include "node_portmap.h"
 
 /* ---- a fake gateway --------------------------------------------------------- */
 
@@ -811,6 +814,57 @@ static void test_event_cap(void **state) {
   rig_close(&r);
 }
 
+/* ---- roostd: what it maps, and --portmap ---------------------------------------- */
+
+static dht_addr parse(const char *s) {
+  dht_addr a;
+  assert_int_equal(node_addr_parse(s, &a), 0);
+  return a;
+}
+
+static void test_node_choose(void **state) {
+  (void)state;
+  dht_addr out;
+  dht_addr lo[] = {parse("127.0.0.1:17464")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, lo, 1, &out), NODE_PORTMAP_NO_LOOPBACK);
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_UPNP, lo, 1, &out), NODE_PORTMAP_NO_LOOPBACK);
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_NATPMP, lo, 1, &out), NODE_PORTMAP_NO_LOOPBACK);
+  dht_addr lo6[] = {parse("[::1]:17464")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, lo6, 1, &out), NODE_PORTMAP_NO_SOCKET);
+  dht_addr any[] = {parse("0.0.0.0:7464"), parse("[::]:7464")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_OFF, any, 2, &out), NODE_PORTMAP_NO_MODE);
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, any, 2, &out), 0);
+  assert_int_equal(out.family, DHT_AF_INET);
+  assert_int_equal(out.port, 7464);
+  dht_addr dual[] = {parse("[::]:7000")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, dual, 1, &out), 0);
+  assert_int_equal(out.port, 7000);
+  dht_addr lan[] = {parse("[::]:7464"), parse("192.168.1.20:7465")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, lan, 2, &out), 0);
+  assert_int_equal(out.port, 7465);
+  assert_int_equal(out.ip[3], 20);
+  dht_addr pub[] = {parse("1.2.3.4:7464")};
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, pub, 1, &out), NODE_PORTMAP_NO_PUBLIC);
+  assert_int_equal(node_portmap_choose(NODE_PORTMAP_AUTO, NULL, 0, &out), NODE_PORTMAP_NO_SOCKET);
+}
+
+static void test_node_config(void **state) {
+  (void)state;
+  node_config c;
+  char err[256];
+  node_config_default(&c);
+  assert_int_equal(c.portmap, NODE_PORTMAP_AUTO);
+  const char *names[] = {"auto", "upnp", "natpmp", "off"};
+  const int want[] = {NODE_PORTMAP_AUTO, NODE_PORTMAP_UPNP, NODE_PORTMAP_NATPMP, NODE_PORTMAP_OFF};
+  for (int k = 3; k >= 0; k--) {
+    assert_int_equal(node_config_set(&c, "portmap", names[k], "--portmap", err, sizeof err), 0);
+    assert_int_equal(c.portmap, want[k]);
+  }
+  assert_int_equal(node_config_set(&c, "portmap", "yes", "--portmap", err, sizeof err), -1);
+  assert_string_equal(err, "--portmap: portmap: 'yes' is not one of auto, upnp, natpmp, off");
+  assert_int_equal(c.portmap, NODE_PORTMAP_AUTO);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lease_renewed_at_half),
@@ -834,6 +888,8 @@ int main(void) {
       cmocka_unit_test(test_settings),
       cmocka_unit_test(test_nomem),
       cmocka_unit_test(test_event_cap),
+      cmocka_unit_test(test_node_choose),
+      cmocka_unit_test(test_node_config),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
