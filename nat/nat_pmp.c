@@ -76,8 +76,9 @@ static int map_err(int r) {
   case NATPMP_ERR_CANNOTGETGATEWAY:
     return NAT_GW_ERR_NOGATEWAY;
   case NATPMP_ERR_NOGATEWAYSUPPORT:
-    return NAT_GW_ERR_TIMEOUT; /* no answer to any of libnatpmp's tries */
-  case NATPMP_ERR_RECVFROM:    /* ICMP port unreachable: nothing on 5351 */
+    /* ECONNREFUSED (an ICMP port unreachable: nothing on 5351), or no answer
+     * to any of libnatpmp's 9 tries (2 min: the policy's bound comes first) */
+  case NATPMP_ERR_RECVFROM:
   case NATPMP_ERR_UNSUPPORTEDVERSION:
   case NATPMP_ERR_UNSUPPORTEDOPCODE:
     return NAT_GW_ERR_UNSUPPORTED;

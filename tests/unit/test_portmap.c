@@ -13,7 +13,13 @@
  * which socket it maps (never a loopback one: the integration tests' 20-30
  * daemons on 127.0.0.1 send nothing to any gateway), and --portmap.
  *
- * Nothing here opens a socket: the gateways are the fakes below.
+ * Last, the NAT-PMP adapter (nat_pmp.c, libnatpmp) against a fake gateway
+ * on 127.0.0.1:5351: answers, a stray answer, nonsense at line rate, an
+ * error code, and no gateway at all (ICMP port unreachable).
+ *
+ * The policy's tests open no socket: the gateways are the fakes below.  The
+ * adapter's test sends to 127.0.0.1 only (a fixed gateway), and skips when
+ * the port is taken.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -21,7 +27,13 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "nat_portmap.h"
 #include "node_portmap.h"
@@ -865,6 +877,193 @@ static void test_node_config(void **state) {
   assert_int_equal(c.portmap, NODE_PORTMAP_AUTO);
 }
 
+/* ---- the NAT-PMP adapter against a fake gateway on loopback -------------------- */
+
+static int gw_open(void) {
+  int s = socket(AF_INET, SOCK_DGRAM, 0);
+  assert_true(s >= 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(5351)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (bind(s, (struct sockaddr *)&a, sizeof a) != 0) {
+    close(s);
+    return -1;
+  }
+  return s;
+}
+
+/* The next request the fake gateway gets (n bytes into buf), and from whom. */
+static ssize_t gw_recv(int s, uint8_t *buf, size_t len, struct sockaddr_in *from) {
+  struct pollfd pf = {.fd = s, .events = POLLIN};
+  assert_int_equal(poll(&pf, 1, 2000), 1);
+  socklen_t fl = sizeof *from;
+  return recvfrom(s, buf, len, 0, (struct sockaddr *)from, &fl);
+}
+
+static void gw_send(int s, const struct sockaddr_in *to, const uint8_t *buf, size_t len) {
+  assert_int_equal(sendto(s, buf, len, 0, (const struct sockaddr *)to, sizeof *to), (ssize_t)len);
+}
+
+static void put16(uint8_t *p, uint16_t v) {
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+static void put32(uint8_t *p, uint32_t v) {
+  put16(p, (uint16_t)(v >> 16));
+  put16(p + 2, (uint16_t)v);
+}
+
+/* Waits (at most tries x 50 ms) until the adapter completes its request. */
+static int pmp_wait_n(nat_pmp *p, uint64_t *id, nat_gw_result *res, int tries) {
+  for (int i = 0; i < tries; i++) {
+    struct pollfd pf = {.fd = nat_pmp_fd(p), .events = POLLIN};
+    int64_t t = nat_pmp_timeout_ms(p);
+    poll(&pf, 1, t < 0 || t > 50 ? 50 : (int)t + 1);
+    if (nat_pmp_read(p, id, res) == 1)
+      return 1;
+  }
+  return 0;
+}
+
+static int pmp_wait(nat_pmp *p, uint64_t *id, nat_gw_result *res) {
+  return pmp_wait_n(p, id, res, 100);
+}
+
+/* One readable socket, one read: 1 when the request completed. */
+static int pmp_step(nat_pmp *p, uint64_t *id, nat_gw_result *res) {
+  struct pollfd pf = {.fd = nat_pmp_fd(p), .events = POLLIN};
+  assert_int_equal(poll(&pf, 1, 2000), 1);
+  return nat_pmp_read(p, id, res);
+}
+
+static void test_pmp_adapter(void **state) {
+  (void)state;
+  int gw = gw_open();
+  if (gw < 0) {
+    print_message("127.0.0.1:5351 is taken (%s): skipped\n", strerror(errno));
+    skip();
+  }
+  dht_addr lo = v4(127, 0, 0, 1);
+  nat_pmp *p;
+  assert_int_equal(nat_pmp_new(&p, &lo), 0);
+  assert_int_equal(nat_pmp_fd(p), -1);
+  uint8_t q[64], a[16];
+  struct sockaddr_in from;
+  uint64_t id;
+  nat_gw_result res;
+
+  /* the external address */
+  nat_gw_req r = {.id = 7,
+                  .proto = NAT_PM_NATPMP,
+                  .op = NAT_GW_OP_EXTERNAL,
+                  .int_port = 7464,
+                  .discover_ms = 1};
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_true(nat_pmp_fd(p) >= 0);
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 2);
+  assert_int_equal(q[0], 0);
+  assert_int_equal(q[1], 0);
+  memset(a, 0, sizeof a);
+  a[1] = 128;
+  put32(a + 4, 1000);
+  a[8] = 1, a[9] = 2, a[10] = 3, a[11] = 4;
+  gw_send(gw, &from, a, 12);
+  assert_int_equal(pmp_wait(p, &id, &res), 1);
+  assert_int_equal(id, 7);
+  assert_int_equal(res.status, NAT_GW_OK);
+  assert_int_equal(res.wan.family, DHT_AF_INET);
+  assert_int_equal(res.wan.ip[3], 4);
+
+  /* a mapping, after a stray answer (the address again): asked again */
+  r = (nat_gw_req){.id = 8,
+                   .proto = NAT_PM_NATPMP,
+                   .op = NAT_GW_OP_ADD,
+                   .int_port = 7464,
+                   .ext_port = 7464,
+                   .lease_s = 7200};
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+  assert_int_equal(q[1], 1);                  /* UDP */
+  assert_int_equal(q[4] << 8 | q[5], 7464);   /* internal */
+  assert_int_equal(q[6] << 8 | q[7], 7464);   /* external */
+  assert_int_equal(q[10] << 8 | q[11], 7200); /* lifetime (low half) */
+  gw_send(gw, &from, a, 12);
+  assert_int_equal(pmp_step(p, &id, &res), 0); /* read, ignored, asked again */
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+  memset(a, 0, sizeof a);
+  a[1] = 129;
+  put16(a + 8, 7464);
+  put16(a + 10, 40000);
+  put32(a + 12, 3600);
+  gw_send(gw, &from, a, 16);
+  assert_int_equal(pmp_wait(p, &id, &res), 1);
+  assert_int_equal(id, 8);
+  assert_int_equal(res.status, NAT_GW_OK);
+  assert_int_equal(res.ext_port, 40000);
+  assert_int_equal(res.lease_s, 3600);
+
+  /* an answer for another internal port, again and again: garbage after a
+   * few resends, not a spin */
+  r.id = 9;
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  put16(a + 8, 1111);
+  int sent = 0, done = 0;
+  for (int i = 0; i < 20 && !done; i++) {
+    assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+    gw_send(gw, &from, a, 16);
+    sent++;
+    done = pmp_step(p, &id, &res);
+  }
+  assert_int_equal(done, 1);
+  assert_int_equal(res.status, NAT_GW_ERR_GARBAGE);
+  assert_int_equal(sent, 5);
+
+  /* an error code: not authorized */
+  r.id = 10;
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+  put16(a + 2, 2);
+  put16(a + 8, 7464);
+  gw_send(gw, &from, a, 16);
+  assert_int_equal(pmp_wait(p, &id, &res), 1);
+  assert_int_equal(res.status, NAT_GW_ERR_REFUSED);
+
+  /* delete: external port 0, lifetime 0 */
+  r = (nat_gw_req){.id = 11,
+                   .proto = NAT_PM_NATPMP,
+                   .op = NAT_GW_OP_DELETE,
+                   .int_port = 7464,
+                   .ext_port = 40000};
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+  assert_int_equal(q[6] << 8 | q[7], 0);
+  assert_int_equal(q[8] | q[9] | q[10] | q[11], 0);
+  put16(a + 2, 0);
+  put16(a + 10, 0);
+  put32(a + 12, 0);
+  gw_send(gw, &from, a, 16);
+  assert_int_equal(pmp_wait(p, &id, &res), 1);
+  assert_int_equal(res.status, NAT_GW_OK);
+
+  /* a cancelled request's answer is read and dropped */
+  r.id = 12;
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_int_equal(gw_recv(gw, q, sizeof q, &from), 12);
+  nat_pmp_cancel(p);
+  assert_int_equal(nat_pmp_timeout_ms(p), -1);
+  gw_send(gw, &from, a, 16);
+  assert_int_equal(pmp_wait_n(p, &id, &res, 4), 0);
+
+  /* no NAT-PMP on the gateway: ICMP port unreachable, at once */
+  close(gw);
+  r.id = 13;
+  assert_int_equal(nat_pmp_start(p, &r), 0);
+  assert_int_equal(pmp_wait(p, &id, &res), 1);
+  assert_int_equal(id, 13);
+  assert_int_equal(res.status, NAT_GW_ERR_UNSUPPORTED);
+  nat_pmp_del(p);
+  nat_pmp_del(NULL);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lease_renewed_at_half),
@@ -890,6 +1089,7 @@ int main(void) {
       cmocka_unit_test(test_event_cap),
       cmocka_unit_test(test_node_choose),
       cmocka_unit_test(test_node_config),
+      cmocka_unit_test(test_pmp_adapter),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
