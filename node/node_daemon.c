@@ -808,6 +808,11 @@ void node_daemon_shutdown(rd_daemon *d, int code) {
   d->exit_code = code;
   save_table(d);
   node_ctl_close(&d->ctl);
+  if (d->portmap.pm) { /* quiet while the router deletes our mappings (at most 3 s) */
+    uv_timer_stop(&d->tick);
+    uv_timer_stop(&d->snap);
+    lan_stop(d);
+  }
   node_portmap_stop(&d->portmap, shutdown_finish, d);
 }
 
