@@ -175,6 +175,9 @@ int node_read_file(const char *path, uint8_t **buf, size_t *len, size_t max);
 #define NODE_MAX_LISTEN 4
 #define NODE_MAX_BOOTSTRAP 64
 
+/* --portmap: which gateway protocols map our UDP port (node_portmap.c) */
+enum { NODE_PORTMAP_AUTO = 0, NODE_PORTMAP_UPNP, NODE_PORTMAP_NATPMP, NODE_PORTMAP_OFF };
+
 typedef struct node_config {
   char data_dir[PATH_MAX];
   char config_file[PATH_MAX]; /* "" when none */
@@ -194,6 +197,7 @@ typedef struct node_config {
   bool diversity_exempt_private;
   int max_per_prefix_bucket, max_per_prefix_table;
   int send_queue; /* datagrams waiting when the socket is busy */
+  int portmap;    /* NODE_PORTMAP_*: auto */
   /* messaging (node_msg.c) */
   char display_name[NODE_INVITE_NAME_MAX + 1]; /* in our invites; "" = $USER */
   int64_t mbox_capacity;                       /* bytes we store for others */

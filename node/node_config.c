@@ -23,7 +23,8 @@ enum opt_type {
   T_MODE,
   T_SIZE,
   T_NAME,
-  T_HOSTS
+  T_HOSTS,
+  T_PORTMAP
 };
 
 typedef struct opt {
@@ -65,6 +66,9 @@ static const opt opts[] = {
      "contacts per prefix in the whole table, 0 = no limit (10)"},
     {"diversity-exempt-private", T_BOOL, 0, 0, OFF(diversity_exempt_private), "on|off",
      "no diversity limits for private (LAN) addresses (on); loopback is always exempt"},
+    {"portmap", T_PORTMAP, 0, 0, OFF(portmap), "auto|upnp|natpmp|off",
+     "ask the router to forward our UDP port: NAT-PMP and UPnP (auto), one of them, or off "
+     "(auto; never for a loopback or public listen address)"},
     {"send-queue", T_INT, 16, 65536, OFF(send_queue), "N",
      "datagrams held while the socket is busy before new ones are dropped (1024)"},
     {"name", T_NAME, 0, 0, OFF(display_name), "NAME",
@@ -113,6 +117,7 @@ void node_config_default(node_config *c) {
   c->max_per_prefix_bucket = 2;
   c->max_per_prefix_table = 10;
   c->send_queue = 1024;
+  c->portmap = NODE_PORTMAP_AUTO;
   c->mbox_capacity = 64 << 20;
   c->mbox_quota = 64 << 10;
   c->mbox_quota_items = 64;
@@ -230,6 +235,16 @@ static int apply(node_config *c, const opt *o, const char *v, const char *where,
       goto bad;
     c->nmy_hosts++;
     return 0;
+  case T_PORTMAP: {
+    static const char *const names[] = {"auto", "upnp", "natpmp", "off"};
+    for (int i = 0; i < 4; i++)
+      if (!strcmp(v, names[i])) {
+        c->portmap = i;
+        return 0;
+      }
+    snprintf(why, sizeof why, "'%s' is not one of auto, upnp, natpmp, off", v);
+    goto bad;
+  }
   case T_MODE:
     if (!strcmp(v, "server"))
       c->mode = NAT_MODE_SERVER;
@@ -361,8 +376,9 @@ void node_config_help(FILE *out) {
                "\n"
                "roostd is the roost node: it joins the roost DHT over UDP and answers the\n"
                "roost command-line tool on a Unix control socket.  It runs in the foreground\n"
-               "and logs to stderr.  TERM or INT save the routing table and exit; HUP reloads\n"
-               "the config file (log-level, bootstrap, lan-discovery).\n"
+               "and logs to stderr.  TERM or INT save the routing table, delete the port\n"
+               "mappings it made (at most 3 s) and exit; HUP reloads the config file\n"
+               "(log-level, bootstrap, lan-discovery).\n"
                "\n"
                "  --data-dir DIR      identity key, routing table, lock and control socket\n"
                "                      (default $ROOST_DATA_DIR or ~/.local/share/roost)\n"

@@ -792,6 +792,14 @@ static void close_walk(uv_handle_t *h, void *arg) {
     uv_close(h, NULL);
 }
 
+/* The deletes of our port mappings are done (or their bound passed): close
+ * everything. */
+static void shutdown_finish(void *ctx) {
+  rd_daemon *d = ctx;
+  node_portmap_close(&d->portmap);
+  uv_walk(&d->loop, close_walk, NULL);
+}
+
 void node_daemon_shutdown(rd_daemon *d, int code) {
   if (d->stopping)
     return;
@@ -799,7 +807,12 @@ void node_daemon_shutdown(rd_daemon *d, int code) {
   d->exit_code = code;
   save_table(d);
   node_ctl_close(&d->ctl);
-  uv_walk(&d->loop, close_walk, NULL);
+  if (d->portmap.pm) { /* quiet while the router deletes our mappings (at most 3 s) */
+    uv_timer_stop(&d->tick);
+    uv_timer_stop(&d->snap);
+    lan_stop(d);
+  }
+  node_portmap_stop(&d->portmap, shutdown_finish, d);
 }
 
 /* ---- main ---------------------------------------------------------------------- */
@@ -940,6 +953,10 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   uv_signal_start(&d->sig_hup, on_signal, SIGHUP);
   signal(SIGPIPE, SIG_IGN);
 
+  dht_addr bound[NODE_MAX_LISTEN];
+  for (int i = 0; i < d->nsocks; i++)
+    bound[i] = d->socks[i].bound;
+  node_portmap_start(&d->portmap, &d->loop, cfg->portmap, bound, d->nsocks, cfg->log_level);
   init_addrs(d);
   load_table(d);
   lan_start(d);
@@ -961,8 +978,9 @@ loop_out:
     uv_loop_close(&d->loop);
   }
 out:
-  free(d->xsocks);         /* the loop is closed: every handle's close callback ran */
-  node_msg_close(&d->msg); /* what is still open when we did not get that far */
+  node_portmap_free(&d->portmap); /* the loop is closed: no job is on the thread pool */
+  free(d->xsocks);                /* the loop is closed: every handle's close callback ran */
+  node_msg_close(&d->msg);        /* what is still open when we did not get that far */
   sodium_memzero(&d->ident, sizeof d->ident);
   if (d->lock_fd >= 0)
     close(d->lock_fd);

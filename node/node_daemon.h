@@ -23,6 +23,7 @@
 #include "node_cmd.h"
 #include "node_ctl.h"
 #include "node_msg.h"
+#include "node_portmap.h"
 
 #define RECV_BUF (64 * 1024 * 20) /* recvmmsg: 20 datagrams a batch (libuv's most) */
 #define SEND_BATCH 64
@@ -105,6 +106,7 @@ struct rd_daemon {
   node_ctl ctl;         /* node_ctl.c's */
   node_msg msg;         /* node_msg.c's */
   node_cmd_msg cmd_msg; /* node_cmd_msg.c's */
+  node_portmap portmap; /* node_portmap.c's */
   uint8_t recvbuf[RECV_BUF];
 };
 

@@ -5,7 +5,9 @@ data directories under one temporary directory, runs the roost CLI with
 --json and checks exit codes, and waits with bounded loops.
 
 Rules every test follows through this module:
-  - every roostd gets --lan-discovery off and --listen 127.0.0.1:PORT;
+  - every roostd gets --lan-discovery off, --portmap off (no gateway is ever
+    asked; roostd would not ask for a loopback socket anyway) and
+    --listen 127.0.0.1:PORT;
   - only processes this module started are signalled, by their recorded PID;
   - Env.__exit__ (a try/finally) stops every roostd still running (TERM,
     then KILL) and removes the temporary directory, also on failure;
@@ -327,7 +329,8 @@ class Node:
         self.node_id = r.data.get("node_id")
 
     def argv(self, bootstrap=(), extra=()):
-        a = ["--data-dir", self.dir, "--listen", self.addr, "--lan-discovery", "off"]
+        a = ["--data-dir", self.dir, "--listen", self.addr, "--lan-discovery", "off",
+             "--portmap", "off"]
         for b in bootstrap:
             a += ["--bootstrap", b]
         return a + list(extra)

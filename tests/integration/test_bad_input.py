@@ -99,6 +99,10 @@ def config_errors(env):
     expect("rate-limit" in err and "-3" in err, "--rate-limit -3: stderr names flag and value",
            repr(err))
 
+    rc, out, err = env.run_roostd(n.argv(extra=["--portmap", "maybe"]))
+    expect(rc == 2 and "portmap" in err and "maybe" in err,
+           "--portmap maybe: exit 2 naming flag and value", "rc=%d stderr=%r" % (rc, err))
+
     rc, out, err = env.run_roostd(n.argv(extra=["--frobnicate", "1"]))
     expect(rc == 2 and "frobnicate" in err, "unknown flag: exit 2 naming it",
            "rc=%d stderr=%r" % (rc, err))
@@ -172,7 +176,7 @@ def second_daemon(env, nodes):
     n = nodes[1]
     other_port = rlib.free_udp_ports(1)[0]
     argv = ["--data-dir", n.dir, "--listen", "127.0.0.1:%d" % other_port,
-            "--lan-discovery", "off"]
+            "--lan-discovery", "off", "--portmap", "off"]
     rc, out, err = env.run_roostd(argv, timeout=5.0)
     expect(rc == 1, "second roostd on the same data dir: exit 1", "rc=%d stderr=%r" % (rc, err))
     expect("already running" in err and str(n.pid) in err,
