@@ -156,6 +156,9 @@ void sim_config_default(sim_config *c) {
   c->msg_start_window = 3600000;
   c->msg_hosts = 0;
   c->msg_poll_ms = 300000;
+  c->nat_mix[SIM_NAT_PUBLIC] = 1;
+  c->nat_timeout_ms = 120000; /* UDP on common home routers; RFC 4787 REQ-5 asks >= 2 min */
+  c->nat_hairpin = false;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;
@@ -324,6 +327,16 @@ static int parse_whole(const char *v, double lo, double hi, long long *out) {
     return -1;
   *out = n;
   return 0;
+}
+
+static const char *const nat_names[SIM_NAT_TYPES] = {
+    [SIM_NAT_PUBLIC] = "public",         [SIM_NAT_FULL] = "full",
+    [SIM_NAT_RESTRICTED] = "restricted", [SIM_NAT_PORT] = "port",
+    [SIM_NAT_SYMMETRIC] = "symmetric",   [SIM_NAT_UPNP] = "upnp",
+};
+
+const char *sim_nat_type_name(int type) {
+  return type >= 0 && type < SIM_NAT_TYPES ? nat_names[type] : "?";
 }
 
 /* Applies one value; from_file says the source is a scenario file. */
