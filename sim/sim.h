@@ -13,7 +13,8 @@
  *   sim_rtt.c       latency models: an RTT table from a file, the synthetic torus
  *   sim_dist.c      random distributions (session lengths, truncated normal)
  *   sim_net.c       the virtual network: addresses, sending and delivering
- *                   datagrams, latency, jitter, loss, uplink queues, partitions
+ *                   datagrams, latency, jitter, loss, uplink queues, partitions,
+ *                   NAT boxes
  *   sim_run.c       the event loop: hosts and their drive loop, churn,
  *                   workloads, metrics
  *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox

@@ -184,7 +184,7 @@ static int box_attach(sim_net *n, int host, int type, dht_ts timeout_ms, bool ha
 /* The type of host i in the configured mix: the slice of [0, 1) that
  * frac(u0 + i x golden ratio) falls in.  The sequence spreads evenly, so
  * every run of consecutive hosts (the join order) matches the mix to within
- * a host or two, where independent draws would be off by the square root;
+ * a few hosts, where independent draws would be off by the square root;
  * u0 comes from the NAT stream, so another seed is another assignment. */
 static int mix_type(const sim_net *n, int i) {
   double u = n->mix_u0 + (double)i * NAT_GOLDEN;
