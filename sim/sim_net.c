@@ -440,7 +440,8 @@ static bool flow_alive(const nat_flow *f, dht_ts now) {
  * count of seconds keeps a flow at 16 bytes; the mapping lives at least the
  * timeout and less than a second more). */
 static uint32_t flow_exp(dht_ts now, dht_ts life_ms) {
-  return (uint32_t)((now + life_ms + 999) / 1000);
+  dht_ts s = (now + life_ms + 999) / 1000;
+  return s < UINT32_MAX ? (uint32_t)s : UINT32_MAX - 1; /* a lease of centuries is one */
 }
 
 /* Whether no live flow or forward of b uses external port ext, except
@@ -637,7 +638,9 @@ int sim_net_nat_forward_add(sim_net *n, int host, uint16_t ext, uint16_t in_port
   f->ext = ext;
   f->sock = (uint16_t)sock;
   f->flags = NAT_FWD;
-  f->exp_s = lease_ms ? flow_exp(now, lease_ms) : UINT32_MAX;
+  /* a lease past 2^32 s (136 years) would overflow the count: it is none */
+  f->exp_s =
+      lease_ms && lease_ms < (dht_ts)UINT32_MAX * 1000 ? flow_exp(now, lease_ms) : UINT32_MAX;
   return 0;
 }
 

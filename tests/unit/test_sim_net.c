@@ -5,8 +5,11 @@
  * drops (unknown addresses, loss, partitions, a full uplink queue), arrival
  * across a partition that started in flight, the uplink queue and its reset
  * when a host starts, reuse of datagram buffers, and that a seed reproduces
- * every delivery.  The run's use of all this is checked end to end by the
- * trace hashes in tests/sim/test_sim.py.
+ * every delivery.  NAT boxes: the mix, RFC 5780-style probes of every type,
+ * what is not routable, lazy mapping timeouts, hairpinning, TTL priming,
+ * port forwards, the box's table and its cap, reproducible ports.  The
+ * run's use of all this is checked end to end by the trace hashes in
+ * tests/sim/test_sim.py.
  *
  * Random inputs come from a seed that is printed; ROOST_SEED=<n> replays it.
  */
@@ -482,8 +485,6 @@ static void test_nat_types(void **state) {
     uint16_t e1 = src.port;
     assert_int_not_equal(e1, e);
     /* in: the probes */
-    dht_addr probe_from[4][1];
-    (void)probe_from;
     struct {
       int host;
       uint32_t sock;
