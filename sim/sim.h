@@ -13,7 +13,8 @@
  *   sim_rtt.c       latency models: an RTT table from a file, the synthetic torus
  *   sim_dist.c      random distributions (session lengths, truncated normal)
  *   sim_net.c       the virtual network: addresses, sending and delivering
- *                   datagrams, latency, jitter, loss, uplink queues, partitions
+ *                   datagrams, latency, jitter, loss, uplink queues, partitions,
+ *                   NAT boxes
  *   sim_run.c       the event loop: hosts and their drive loop, churn,
  *                   workloads, metrics
  *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox
@@ -110,6 +111,43 @@ typedef struct sim_coord {
 
 double sim_synth_rtt(sim_coord a, sim_coord b, double base_ms, double per_unit_ms);
 
+/* ---- NAT boxes (sim_net.c models them, sim_scenario.c names them) ------- */
+
+/* What stands between a host and the Internet.  PUBLIC: nothing, the host
+ * has a public address.  The others put the host behind a box of its own
+ * (a home router) with the RFC 4787 behaviour named:
+ *   FULL        endpoint-independent mapping and filtering (full cone)
+ *   RESTRICTED  EIM, address-dependent filtering
+ *   PORT        EIM, address-and-port-dependent filtering (most home routers)
+ *   SYMMETRIC   address-and-port-dependent mapping (a new external port per
+ *               destination) and filtering
+ *   UPNP        PORT, and the box's gateway accepts port forwards */
+enum sim_nat_type {
+  SIM_NAT_PUBLIC = 0,
+  SIM_NAT_FULL,
+  SIM_NAT_RESTRICTED,
+  SIM_NAT_PORT,
+  SIM_NAT_SYMMETRIC,
+  SIM_NAT_UPNP,
+  SIM_NAT_TYPES
+};
+
+/* The type's name in nat-mix and reports ("public", "full", "restricted",
+ * "port", "symmetric", "upnp"); "?" for anything else. */
+const char *sim_nat_type_name(int type);
+
+/* What the boxes did over a run (all zero without boxes). */
+typedef struct sim_nat_stats {
+  int hosts[SIM_NAT_TYPES]; /* hosts of each type, public included */
+  uint64_t flows;           /* mappings (flows) created, refreshes not counted */
+  uint64_t filtered;        /* inbound datagrams a box's filter dropped */
+  uint64_t primed;          /* low-TTL datagrams that died after their own box */
+  uint64_t hairpinned;      /* datagrams a box turned back inward */
+  uint64_t no_hairpin;      /* ... or dropped, hairpinning being off */
+  uint64_t table_full;      /* outbound datagrams dropped: the box had no room */
+  size_t bytes, peak_bytes; /* the boxes' memory: table and mappings */
+} sim_nat_stats;
+
 /* ---- configuration (sim_scenario.c) -------------------------------------- */
 
 enum sim_action {
@@ -146,6 +184,13 @@ typedef struct sim_config {
   double loss;            /* probability a datagram is lost */
   uint64_t bandwidth_bps; /* per-host uplink, 0 = unlimited */
   uint32_t queue_bytes;   /* uplink queue before tail drop */
+
+  /* NAT boxes (sim_net.c): the share of hosts of each enum sim_nat_type
+   * (fractions summing to 1; all public by default), every box's mapping
+   * timeout and whether boxes hairpin */
+  double nat_mix[SIM_NAT_TYPES];
+  dht_ts nat_timeout_ms;
+  bool nat_hairpin;
 
   /* churn */
   sim_dist session, downtime;
@@ -246,6 +291,7 @@ typedef struct sim_result {
   size_t nmsgs;
   uint64_t msg_loss_notices, msg_loss_items; /* STORE_EV_LOSS at recipients */
   uint64_t msg_fetch_rounds, msg_deposits_in, msg_recon_pushed, msg_recon_pulled;
+  sim_nat_stats nat; /* what the NAT boxes did */
 } sim_result;
 
 /* Runs the simulation.  Returns 0 or -1 + err. */

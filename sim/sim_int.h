@@ -10,13 +10,14 @@
  * no event queue: a send returns a delivery (when, to which host, what) and
  * the run schedules it; when that event comes up the run asks the network
  * whether the datagram still gets in, hands it to the host's engine and gives
- * the buffer back.  That seam is where NAT boxes go: a box rewrites the
- * source on the way out and filters on the way in, and neither side of the
- * seam changes shape.
+ * the buffer back.  NAT boxes sit on that seam: a box rewrites the source
+ * on the way out (at the send) and filters on the way in (at the arrival,
+ * so a mapping made while a datagram flew lets it in, as hole punching
+ * needs).
  *
  * Hosts are numbered densely from 0 in the order they are added, the same
  * numbers sim_run.c uses; the network never removes one (a host that leaves
- * keeps its address and comes back with it).
+ * keeps its address, and its box, and comes back with them).
  */
 #ifndef ROOST_SIM_INT_H
 #define ROOST_SIM_INT_H
@@ -31,9 +32,11 @@
 typedef struct sim_dgram {
   struct sim_dgram *next; /* in the network's free list */
   dht_addr from;          /* the source address the receiver sees */
-  uint32_t local;         /* the receiver's socket it arrives on (dht_path.local) */
+  uint32_t local;         /* the receiver's socket it arrives on (dht_path.local); for
+                           * one sent to a box, set by sim_net_arrives */
   uint16_t len;
-  uint8_t cls; /* size class of the buffer, for the free list */
+  uint8_t cls;      /* size class of the buffer, for the free list */
+  uint16_t to_port; /* sent to the receiver's box at this port; 0: straight to the host */
   uint8_t data[];
 } sim_dgram;
 
@@ -62,7 +65,9 @@ void sim_net_del(sim_net *n);
 
 /* Adds host number `host` (the next one: hosts are dense) and places it,
  * drawing from r, the host's own stream: its point on the torus, then its
- * country when an RTT table is loaded.  0 or -1 (out of memory). */
+ * country when an RTT table is loaded.  Its NAT type follows c->nat_mix (no
+ * draw from r: see sim_net.c), and a NATed host gets its box.  0 or -1 (out
+ * of memory). */
 int sim_net_host_add(sim_net *n, int host, sim_rng *r);
 /* The host (re)starts: its uplink queue starts empty. */
 void sim_net_host_up(sim_net *n, int host);
@@ -72,7 +77,8 @@ void sim_net_host_up(sim_net *n, int host);
 #define SIM_NET_SOCK_PORT 20000
 #define SIM_NET_MAX_SOCK 40000
 /* Hops between any two hosts: a datagram sent with a TTL below this dies on
- * the way (it still primes whatever the sender's side of the path keeps). */
+ * the way, after the sender's own NAT box (so it makes or refreshes the
+ * box's mapping: NAT priming). */
 #define SIM_NET_HOPS 8
 /* Opens socket id on host (1..SIM_NET_MAX_SOCK, not open yet): 0 or -1. */
 int sim_net_sock_open(sim_net *n, int host, uint32_t id);
@@ -81,25 +87,32 @@ int sim_net_sock_next(sim_net *n, int host, uint32_t *id);
 void sim_net_sock_close(sim_net *n, int host, uint32_t id);
 bool sim_net_sock_is_open(const sim_net *n, int host, uint32_t id);
 
-/* The host's address: IPv4 with a /24 of its own, port 4000. */
+/* The host's own address, port 4000: a public host's is public, IPv4 with
+ * a /24 of its own (11.(i >> 8).(i & 255).1); a NATed host's is private,
+ * 10.(i >> 16).(i >> 8 & 255).(i & 255), and its box has the public one. */
 dht_addr sim_net_addr(const sim_net *n, int host);
-/* The host at address a, or -1 when no host has it (on its main socket or an
- * open extra one). */
+/* The host whose own address (sim_net_addr, or an open extra socket's port
+ * of it) a is, or -1.  A box's public address is no host's own: what is
+ * behind it depends on the box's mappings at the time. */
 int sim_net_host_of(const sim_net *n, const dht_addr *a);
 
 /* Sends len bytes of buf (borrowed for the call) from socket `local` of host
  * `from` to address `to` at time now, with IP TTL ttl (0: the default, which
- * always arrives).  0: in flight, *out says when and to whom it arrives and
+ * always arrives).  A NATed sender's datagram passes its box first (which
+ * maps it, and may drop it: hairpinning off, a full table, a TTL that dies
+ * after the box).  0: in flight, *out says when and to whom it arrives and
  * owns the buffer until sim_net_dgram_free; SIM_NET_DROPPED or
  * SIM_NET_NOMEM otherwise (*out untouched).  Draws loss and jitter from the
  * network's stream, in that order, so the order of sends is the order of
- * draws. */
+ * draws; a box draws from the NAT stream only. */
 int sim_net_send(sim_net *n, int from, uint32_t local, const dht_addr *to, uint8_t ttl,
                  const uint8_t *buf, size_t len, dht_ts now, sim_delivery *out);
-/* Whether d, arriving now at host dst, gets in: a partition that started
- * while it was in flight stops it.  (Whether dst is up is the run's
- * business.) */
-bool sim_net_arrives(const sim_net *n, const sim_dgram *d, int dst);
+/* Whether d, arriving at host dst at time now, gets in: a partition that
+ * started while it was in flight stops it; a datagram for dst's box must
+ * pass the box's filter as its mappings stand now, and is then translated
+ * (d->local set to the host's socket); the socket must still be open.
+ * (Whether dst is up is the run's business.) */
+bool sim_net_arrives(sim_net *n, sim_dgram *d, int dst, dht_ts now);
 /* Gives a datagram's buffer back.  NULL is fine. */
 void sim_net_dgram_free(sim_net *n, sim_dgram *d);
 
@@ -112,5 +125,41 @@ bool sim_net_is_partitioned(const sim_net *n);
 /* Whether hosts a and b are on the same side of the partition (true when
  * there is none). */
 bool sim_net_same_side(const sim_net *n, int a, int b);
+
+/* ---- NAT boxes (sim_net.c) ----------------------------------------------- */
+
+/* A box's mappings (its flows, as conntrack keeps them, and its port
+ * forwards) at most; a new flow past it is dropped.  Home routers' tables
+ * hold a few thousand. */
+#define SIM_NAT_MAX_FLOWS 4096
+/* Port forwards a box's gateway holds at most (UPnP IGDs cap them too). */
+#define SIM_NAT_MAX_FORWARDS 32
+/* The trip from a host to its box and back, for a hairpinned datagram. */
+#define SIM_NAT_HAIRPIN_MS 1
+
+/* The host's enum sim_nat_type (SIM_NAT_PUBLIC: no box). */
+int sim_net_nat_type(const sim_net *n, int host);
+/* Puts host behind a new, empty box of the given type, mapping timeout
+ * (ms, 1 to UINT32_MAX) and hairpinning, or (SIM_NAT_PUBLIC) takes it out
+ * of its box; for tests and experiments (sim_net_host_add follows the
+ * configured mix).  0, or -1 for a bad argument or out of memory. */
+int sim_net_nat_set(sim_net *n, int host, int type, dht_ts timeout_ms, bool hairpin);
+/* The host's public address: its own for a public host (port 4000), its
+ * box's for a NATed one (port 0: which port reaches the host is the box's
+ * business). */
+dht_addr sim_net_public_addr(const sim_net *n, int host);
+/* The gateway of host's box (a SIM_NAT_UPNP box) forwards its external port
+ * ext to the host's port in_port (4000, or SIM_NET_SOCK_PORT + k for an
+ * extra socket, open or not), from anyone, for lease_ms from now (0: until
+ * deleted); the host's datagrams from in_port leave from ext.  Adding an ext
+ * that is forwarded already replaces that forward, as IGDs do.  0, or -1:
+ * no gateway, a bad port, ext in use by another port's mapping, or
+ * SIM_NAT_MAX_FORWARDS reached. */
+int sim_net_nat_forward_add(sim_net *n, int host, uint16_t ext, uint16_t in_port, dht_ts lease_ms,
+                            dht_ts now);
+/* Deletes the forward of ext: 0, or -1 when there is none. */
+int sim_net_nat_forward_del(sim_net *n, int host, uint16_t ext);
+/* What the boxes did and hold so far (sim.h). */
+void sim_net_nat_stats(const sim_net *n, sim_nat_stats *out);
 
 #endif /* ROOST_SIM_INT_H */

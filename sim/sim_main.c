@@ -125,6 +125,13 @@ int main(int argc, char **argv) {
            (unsigned long long)res.lost);
     printf("lookups: %zu completed, %zu found the true %d closest (%.2f%%)\n", lookups, lok, c.k,
            lookups ? 100.0 * (double)lok / (double)lookups : 0.0);
+    if (res.nat.hosts[SIM_NAT_PUBLIC] < res.nhosts) {
+      printf("nat: %d of %d hosts behind boxes (", res.nhosts - res.nat.hosts[SIM_NAT_PUBLIC],
+             res.nhosts);
+      for (int k = SIM_NAT_PUBLIC + 1; k < SIM_NAT_TYPES; k++)
+        printf("%s%s %d", k > 1 ? ", " : "", sim_nat_type_name(k), res.nat.hosts[k]);
+      printf("); %llu datagrams filtered\n", (unsigned long long)res.nat.filtered);
+    }
     printf("peak memory: %zu KiB (%.1f KiB per node); results in %s\n", res.peak_rss_kb,
            (double)res.peak_rss_kb / res.nhosts, c.out_dir);
   }

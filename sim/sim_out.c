@@ -244,6 +244,27 @@ static void stats(FILE *f, const char *name, int64_t *v, size_t n, const char *c
   fputc('}', f);
 }
 
+/* the "nat" member of summary.json: the mix asked for, the hosts of each
+ * type it gave, and what the boxes did */
+static void summary_nat(FILE *f, const sim_config *c, const sim_result *r) {
+  const sim_nat_stats *n = &r->nat;
+  fputs("  \"nat\": {\n    \"mix\": {", f);
+  for (int k = 0; k < SIM_NAT_TYPES; k++) {
+    fprintf(f, "%s\"%s\": ", k ? ", " : "", sim_nat_type_name(k));
+    json_num(f, c->nat_mix[k]);
+  }
+  fputs("},\n    \"hosts\": {", f);
+  for (int k = 0; k < SIM_NAT_TYPES; k++)
+    fprintf(f, "%s\"%s\": %d", k ? ", " : "", sim_nat_type_name(k), n->hosts[k]);
+  fprintf(f,
+          "},\n    \"timeout_ms\": %" PRId64 ",\n    \"hairpin\": \"%s\",\n    \"flows\": %" PRIu64
+          ",\n    \"filtered\": %" PRIu64 ",\n    \"primed\": %" PRIu64
+          ",\n    \"hairpinned\": %" PRIu64 ",\n    \"no_hairpin\": %" PRIu64
+          ",\n    \"table_full\": %" PRIu64 ",\n    \"peak_bytes\": %zu\n  },\n",
+          (int64_t)c->nat_timeout_ms, c->nat_hairpin ? "on" : "off", n->flows, n->filtered,
+          n->primed, n->hairpinned, n->no_hairpin, n->table_full, n->peak_bytes);
+}
+
 static int write_summary(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
   outfile o;
   int64_t *v = malloc((r->nops ? r->nops : 1) * sizeof *v);
@@ -260,6 +281,7 @@ static int write_summary(const sim_config *c, const sim_result *r, char *err, si
   fprintf(o.f, "{\n  \"roost_sim_version\": \"%s\",\n  \"seed\": %" PRIu64 ",\n", SIM_VERSION,
           c->seed);
   crypto_members(o.f, r->crypto, "  ");
+  summary_nat(o.f, c, r);
   if (r->nmsgs && summary_messages(o.f, c, r) != 0) {
     fclose(o.f);
     free(v);

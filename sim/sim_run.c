@@ -15,7 +15,9 @@
  *
  * A datagram an engine writes goes to sim_net_send; what the network lets
  * through comes back as an EV_DELIVER event, which feeds the datagram to the
- * receiving engine if the host is up and the network still lets it in.
+ * receiving engine if the host is up and the network still lets it in (a
+ * NAT box filters there).  With NATed hosts, joining hosts bootstrap from
+ * public ones.
  *
  * Invariants: every random choice comes from a stream of the seed (work
  * 0x3001, churn 0x3003, one per host; the network has its own), never from
@@ -453,23 +455,34 @@ static void drive(sim *s, int i) {
   }
 }
 
-static int random_online(sim *s, sim_rng *r, int skip) {
+/* Whether host i can be picked: online, joined, not skip, and public when
+ * public_only. */
+static bool pickable(const sim *s, int i, int skip, bool public_only) {
+  return s->h[i].up && s->h[i].joined && i != skip &&
+         (!public_only || sim_net_nat_type(s->net, i) == SIM_NAT_PUBLIC);
+}
+
+static int random_online_of(sim *s, sim_rng *r, int skip, bool public_only) {
   if (s->online <= (skip >= 0 && s->h[skip].up ? 1 : 0))
     return -1;
   /* random probes first (cheap when most hosts are up), then a scan from a
    * random start, so a sparse network still finds its few online hosts */
   for (int tries = 0; tries < 64; tries++) {
     int i = (int)sim_rng_below(r, (uint64_t)s->nh);
-    if (s->h[i].up && s->h[i].joined && i != skip)
+    if (pickable(s, i, skip, public_only))
       return i;
   }
   int start = (int)sim_rng_below(r, (uint64_t)s->nh);
   for (int k = 0; k < s->nh; k++) {
     int i = (start + k) % s->nh;
-    if (s->h[i].up && s->h[i].joined && i != skip)
+    if (pickable(s, i, skip, public_only))
       return i;
   }
   return -1;
+}
+
+static int random_online(sim *s, sim_rng *r, int skip) {
+  return random_online_of(s, r, skip, false);
 }
 
 static int host_start(sim *s, int i) {
@@ -499,8 +512,12 @@ static int host_start(sim *s, int i) {
     h->snap = NULL;
     h->snap_len = 0;
   }
+  /* bootstrap peers are public hosts once there are NATed ones, as a real
+   * bootstrap list is: a NATed host's own address is private (a run without
+   * boxes picks, and draws, as it always did) */
+  bool public_only = s->c->nat_mix[SIM_NAT_PUBLIC] < 1;
   for (int k = 0; k < s->c->bootstrap_peers && k < 16; k++) {
-    int j = random_online(s, &s->rng_churn, i);
+    int j = random_online_of(s, &s->rng_churn, i, public_only);
     if (j < 0)
       break;
     memcpy(peers[np].pk, s->h[j].id.pk, DHT_PK_LEN);
@@ -838,7 +855,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     switch (ev.kind) {
     case EV_DELIVER: {
       host *h = &s->h[ev.host];
-      if (h->up && sim_net_arrives(s->net, ev.d, ev.host)) {
+      if (h->up && sim_net_arrives(s->net, ev.d, ev.host, s->now)) {
         res->packets++;
         s->cur.packets++;
         dht_path path = {.local = ev.d->local, .remote = ev.d->from};
@@ -923,6 +940,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   res->wall_s = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   res->peak_rss_kb = rss_kb();
   crypto_generichash_final(&s->trace, res->trace_hash, sizeof res->trace_hash);
+  sim_net_nat_stats(s->net, &res->nat);
 
   while (s->nheap) {
     event ev = pop(s);

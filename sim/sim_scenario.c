@@ -43,6 +43,7 @@ enum opt_type {
   T_DIST,  /* sim_dist */
   T_RATE,  /* double per second in [lo, hi] */
   T_BOOL,  /* bool: on|off */
+  T_MIX,   /* double[SIM_NAT_TYPES]: "type:weight,..." -> fractions summing to 1 */
 };
 
 typedef struct opt {
@@ -113,6 +114,15 @@ static const opt opts[] = {
      "replicas only (0)"},
     {"msg-poll", T_DUR, 1000, DAY_MS, OFF(msg_poll_ms), "TIME",
      "messaging: how often every mailbox service fetches (5m)"},
+    {"nat-mix", T_MIX, 0, 0, OFF(nat_mix), "MIX",
+     "NAT boxes: the mix of hosts as type:weight pairs, like public:30,upnp:10,port:40,"
+     "symmetric:15,full:5; types public, full (full cone), restricted (address-restricted), "
+     "port (port-restricted), symmetric, upnp (port-restricted with a port-forwarding "
+     "gateway); weights are relative (public:100)"},
+    {"nat-timeout", T_DUR, 1000, DAY_MS, OFF(nat_timeout_ms), "TIME",
+     "NAT boxes: a mapping idle this long is gone (120s)"},
+    {"nat-hairpin", T_BOOL, 0, 0, OFF(nat_hairpin), "on|off",
+     "NAT boxes: a host can reach its own box's public address (off)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
      "off: datagrams are neither encrypted nor authenticated and record signatures are "
      "not checked, for speed; every report says so (on)"},
@@ -156,6 +166,9 @@ void sim_config_default(sim_config *c) {
   c->msg_start_window = 3600000;
   c->msg_hosts = 0;
   c->msg_poll_ms = 300000;
+  c->nat_mix[SIM_NAT_PUBLIC] = 1;
+  c->nat_timeout_ms = 120000; /* UDP on common home routers; RFC 4787 REQ-5 asks >= 2 min */
+  c->nat_hairpin = false;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;
@@ -326,6 +339,73 @@ static int parse_whole(const char *v, double lo, double hi, long long *out) {
   return 0;
 }
 
+static const char *const nat_names[SIM_NAT_TYPES] = {
+    [SIM_NAT_PUBLIC] = "public",         [SIM_NAT_FULL] = "full",
+    [SIM_NAT_RESTRICTED] = "restricted", [SIM_NAT_PORT] = "port",
+    [SIM_NAT_SYMMETRIC] = "symmetric",   [SIM_NAT_UPNP] = "upnp",
+};
+
+const char *sim_nat_type_name(int type) {
+  return type >= 0 && type < SIM_NAT_TYPES ? nat_names[type] : "?";
+}
+
+static char *trim(char *s);
+
+/* "public:30,port:70": each type at most once, weights of 0 or more and not
+ * all 0, normalised into fractions in mix.  0, or -1 with the reason in why. */
+static int parse_mix(const char *v, double mix[SIM_NAT_TYPES], char *why, size_t whylen) {
+  double w[SIM_NAT_TYPES] = {0}, sum = 0;
+  bool seen[SIM_NAT_TYPES] = {false};
+  char buf[256];
+  if (strlen(v) >= sizeof buf) {
+    snprintf(why, whylen, "longer than %zu bytes", sizeof buf - 1);
+    return -1;
+  }
+  snprintf(buf, sizeof buf, "%s", v);
+  for (char *item = buf, *next; item; item = next) {
+    next = strchr(item, ',');
+    if (next)
+      *next++ = 0;
+    if (!*trim(item)) {
+      snprintf(why, whylen, "an empty item (expected type:weight pairs separated by commas)");
+      return -1;
+    }
+    char *colon = strchr(item, ':');
+    if (colon)
+      *colon = 0;
+    char *name = trim(item);
+    int t = -1;
+    for (int k = 0; k < SIM_NAT_TYPES; k++)
+      if (!strcmp(name, nat_names[k]))
+        t = k;
+    if (t < 0) {
+      snprintf(why, whylen, "unknown type '%s' (public, full, restricted, port, symmetric, upnp)",
+               name);
+      return -1;
+    }
+    const char *rest;
+    double x;
+    if (!colon || parse_num(trim(colon + 1), &x, &rest) != 0 || *rest) {
+      snprintf(why, whylen, "%s: expected %s:WEIGHT with a number of 0 or more", name, name);
+      return -1;
+    }
+    if (seen[t]) {
+      snprintf(why, whylen, "%s given twice", name);
+      return -1;
+    }
+    seen[t] = true;
+    w[t] = x;
+    sum += x;
+  }
+  if (!(sum > 0) || !isfinite(sum)) {
+    snprintf(why, whylen, "'%s' has no type with a weight above 0 (like public:70,port:30)", v);
+    return -1;
+  }
+  for (int k = 0; k < SIM_NAT_TYPES; k++)
+    mix[k] = w[k] / sum;
+  return 0;
+}
+
 /* Applies one value; from_file says the source is a scenario file. */
 static int apply(sim_config *c, const opt *o, const char *v, bool from_file, const char *where,
                  char *err, size_t errlen) {
@@ -455,6 +535,16 @@ static int apply(sim_config *c, const opt *o, const char *v, bool from_file, con
       goto bad;
     }
     return 0;
+  case T_MIX: {
+    double mix[SIM_NAT_TYPES];
+    char mwhy[384];
+    if (parse_mix(v, mix, mwhy, sizeof mwhy) != 0) {
+      snprintf(why, sizeof why, "%s", mwhy);
+      goto bad;
+    }
+    memcpy(c->nat_mix, mix, sizeof mix);
+    return 0;
+  }
   }
   return 0;
 bad:
@@ -675,6 +765,18 @@ int sim_config_check(const sim_config *c, char *err, size_t errlen) {
     snprintf(err, errlen, "duration, join and sample must be above 0 (join may be 0)");
     return -1;
   }
+  double mix = 0;
+  for (int t = 0; t < SIM_NAT_TYPES; t++)
+    mix += c->nat_mix[t] >= 0 ? c->nat_mix[t] : NAN;
+  if (!(fabs(mix - 1) < 1e-9)) {
+    snprintf(err, errlen, "nat-mix: the fractions of the types must be 0 or more and sum to 1");
+    return -1;
+  }
+  if (c->nat_timeout_ms < 1000 || c->nat_timeout_ms > UINT32_MAX) {
+    snprintf(err, errlen, "nat-timeout: %lld ms is not from 1s to 1d",
+             (long long)c->nat_timeout_ms);
+    return -1;
+  }
   if (c->k < 1 || c->k > DHT_K_MAX) {
     snprintf(err, errlen, "k: %d is not from 1 to %d", c->k, DHT_K_MAX);
     return -1;
@@ -888,6 +990,14 @@ void sim_config_json(const sim_config *c, FILE *f) {
       break;
     case T_BOOL:
       fputs(*(const bool *)(base + o->off) ? "\"on\"" : "\"off\"", f);
+      break;
+    case T_MIX: /* every type, its fraction of the hosts */
+      fputc('{', f);
+      for (int k = 0; k < SIM_NAT_TYPES; k++) {
+        fprintf(f, "%s\"%s\": ", k ? ", " : "", nat_names[k]);
+        json_num(f, c->nat_mix[k]);
+      }
+      fputc('}', f);
       break;
     }
   }

@@ -12,6 +12,9 @@
   errors        bad scenario input is a clear error naming the problem
   messaging     200 nodes with churn, 20 friend pairs, recipients away 1-3 h:
                 every message delivered, and the run is deterministic
+  nat           300 nodes in a NAT mix: deterministic, the mix as asked, NATed
+                hosts join through their boxes, unsolicited datagrams are
+                filtered; without a mix nothing is NATed; a bad mix is an error
 
 Usage: test_sim.py --sim PATH [--only NAME]
 """
@@ -189,6 +192,37 @@ def t_messaging(sim, tmp):
           "messaging: delivered after sent, sent at or after due")
 
 
+def t_nat(sim, tmp):
+    args = ["--nodes", "300", "--seed", "5", "--join", "30s", "--warmup", "30s",
+            "--duration", "2m", "--lookups", "2/s", "--crypto", "off"]
+    mix = ["--nat-mix", "public:30,port:40,symmetric:15,full:5,upnp:10"]
+    a, ha, _ = run(sim, tmp, "nat-a", *(args + mix))
+    b, hb, _ = run(sim, tmp, "nat-b", *(args + mix))
+    p, hp, _ = run(sim, tmp, "nat-public", *args)
+    check(ha is not None and ha == hb, "nat: same seed, same trace hash (%s)" % ha)
+    check(hp is not None and hp != ha, "nat: the mix changes the run")
+    s = json.load(open(os.path.join(a, "summary.json")))
+    n = s["nat"]
+    print("      hosts %s; flows %d, filtered %d" % (n["hosts"], n["flows"], n["filtered"]))
+    want = {"public": 90, "full": 15, "restricted": 0, "port": 120, "symmetric": 45, "upnp": 30}
+    check(all(abs(n["hosts"][t] - w) <= 3 for t, w in want.items()),
+          "nat: the hosts of each type follow the mix (%s)" % n["hosts"])
+    # a NATed host bootstraps from public hosts; their answers come back
+    # through its box's mapping (seed 5: 296 of 300)
+    boots = s["ops"]["bootstrap"]
+    check(boots["ok"] >= 285, "nat: >= 95%% of hosts joined through their boxes (%d)" % boots["ok"])
+    check(n["flows"] > 0 and n["filtered"] > 0 and n["table_full"] == 0,
+          "nat: the boxes mapped and filtered, and had room")
+    m = json.load(open(os.path.join(a, "manifest.json")))["config"]
+    check(m["nat_mix"]["port"] == 0.4 and m["nat_timeout_ms"] == 120000
+          and m["nat_hairpin"] == "off", "nat: the manifest records the mix")
+    n = json.load(open(os.path.join(p, "summary.json")))["nat"]
+    check(n["hosts"]["public"] == 300 and n["flows"] == 0 and n["peak_bytes"] == 0,
+          "nat: without a mix every host is public and no box exists")
+    _, _, r = run(sim, tmp, "nat-bad", "--nodes", "10", "--nat-mix", "public:1,home:1", expect=2)
+    check("nat-mix: unknown type 'home'" in r.stderr, "nat: a bad mix names the problem")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sim", required=True)
@@ -198,7 +232,7 @@ def main():
     try:
         for name, fn in [("determinism", t_determinism), ("errors", t_errors),
                          ("bootstrap", t_bootstrap), ("partition", t_partition),
-                         ("churn", t_churn), ("messaging", t_messaging)]:
+                         ("churn", t_churn), ("messaging", t_messaging), ("nat", t_nat)]:
             if a.only and a.only != name:
                 continue
             print("== %s" % name, flush=True)

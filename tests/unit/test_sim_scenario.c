@@ -126,6 +126,11 @@ static void test_defaults(void **state) {
   assert_int_equal(c.progress, isatty(2) == 1);
   assert_false(c.quiet);
   assert_int_equal(c.nscript, 0);
+  assert_true(c.nat_mix[SIM_NAT_PUBLIC] == 1);
+  for (int t = SIM_NAT_PUBLIC + 1; t < SIM_NAT_TYPES; t++)
+    assert_true(c.nat_mix[t] == 0);
+  assert_int_equal(c.nat_timeout_ms, 120000);
+  assert_false(c.nat_hairpin);
   char err[256] = "";
   assert_int_equal(sim_config_check(&c, err, sizeof err), 0);
 }
@@ -163,6 +168,8 @@ static double field(const sim_config *c, const char *key) {
       {"sample", offsetof(sim_config, sample_ms), 't'},
       {"progress", offsetof(sim_config, progress), 'b'},
       {"quiet", offsetof(sim_config, quiet), 'b'},
+      {"nat-timeout", offsetof(sim_config, nat_timeout_ms), 't'},
+      {"nat-hairpin", offsetof(sim_config, nat_hairpin), 'b'},
   };
   const char *b = (const char *)c;
   for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
@@ -263,6 +270,10 @@ static void test_set_valid(void **state) {
       {"progress", "no", 0},
       {"quiet", "yes", 1},
       {"quiet", "off", 0},
+      {"nat-timeout", "30s", 30000},
+      {"nat-timeout", "1s", 1000},
+      {"nat-timeout", "1d", 86400000},
+      {"nat-hairpin", "on", 1},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sim_config c;
@@ -343,6 +354,24 @@ static void test_set_invalid(void **state) {
       {"sample", "0", NULL},
       {"progress", "2", NULL},
       {"quiet", "loud", NULL},
+      {"nat-timeout", "500ms",
+       "'500ms' is not a duration from 1s to 1d (like 250ms, 30s, 10m, 2h)"},
+      {"nat-timeout", "2d", NULL},
+      {"nat-hairpin", "sometimes", "'sometimes' is not on or off"},
+      {"nat-mix", "home:10",
+       "unknown type 'home' (public, full, restricted, port, symmetric, upnp)"},
+      {"nat-mix", "public", "public: expected public:WEIGHT with a number of 0 or more"},
+      {"nat-mix", "port:-1", "port: expected port:WEIGHT with a number of 0 or more"},
+      {"nat-mix", "port:x", NULL},
+      {"nat-mix", "port:1e999", NULL},
+      {"nat-mix", "port:10 %", NULL},
+      {"nat-mix", "port:1,port:2", "port given twice"},
+      {"nat-mix", "public:0,port:0",
+       "'public:0,port:0' has no type with a weight above 0 (like "
+       "public:70,port:30)"},
+      {"nat-mix", "port:1,,full:1",
+       "an empty item (expected type:weight pairs separated by commas)"},
+      {"nat-mix", "port:1,", NULL},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     sim_config c, before;
@@ -363,6 +392,42 @@ static void test_set_invalid(void **state) {
     if (memcmp(&before, &c, sizeof c) != 0)
       fail_msg("%s = '%s': a rejected value changed the config", cases[i].key, cases[i].value);
   }
+}
+
+/* nat-mix: weights become fractions of the hosts; blanks are fine; types
+ * left out get none */
+static void test_nat_mix_key(void **state) {
+  (void)state;
+  sim_config c;
+  char err[512] = "";
+  sim_config_default(&c);
+  assert_int_equal(sim_config_set(&c, "nat-mix", "public:30,upnp:10,port:40,symmetric:15,full:5",
+                                  "--nat-mix", err, sizeof err),
+                   0);
+  static const double want[SIM_NAT_TYPES] = {0.30, 0.05, 0, 0.40, 0.15, 0.10};
+  for (int t = 0; t < SIM_NAT_TYPES; t++)
+    if (fabs(c.nat_mix[t] - want[t]) > 1e-12)
+      fail_msg("%s: %g, want %g", sim_nat_type_name(t), c.nat_mix[t], want[t]);
+  assert_int_equal(sim_config_check(&c, err, sizeof err), 0);
+  assert_int_equal(
+      sim_config_set(&c, "nat-mix", " symmetric : 3 , restricted:1", "f:1", err, sizeof err), 0);
+  assert_true(c.nat_mix[SIM_NAT_PUBLIC] == 0);
+  assert_true(c.nat_mix[SIM_NAT_SYMMETRIC] == 0.75);
+  assert_true(c.nat_mix[SIM_NAT_RESTRICTED] == 0.25);
+  assert_string_equal(sim_nat_type_name(SIM_NAT_UPNP), "upnp");
+  assert_string_equal(sim_nat_type_name(SIM_NAT_TYPES), "?");
+  assert_string_equal(sim_nat_type_name(-1), "?");
+  /* a mix set by hand must still be one */
+  c.nat_mix[SIM_NAT_FULL] = 0.5;
+  assert_int_equal(sim_config_check(&c, err, sizeof err), -1);
+  assert_string_equal(err, "nat-mix: the fractions of the types must be 0 or more and sum to 1");
+  sim_config_default(&c);
+  c.nat_mix[SIM_NAT_PUBLIC] = 1.5;
+  c.nat_mix[SIM_NAT_PORT] = -0.5;
+  assert_int_equal(sim_config_check(&c, err, sizeof err), -1);
+  sim_config_default(&c);
+  c.nat_timeout_ms = 0;
+  assert_int_equal(sim_config_check(&c, err, sizeof err), -1);
 }
 
 static void test_unknown_key(void **state) {
@@ -634,6 +699,10 @@ static void test_json(void **state) {
       "\"crypto\": \"on\",",
       "\"k\": 20,",
       "\"sample_ms\": 10000,",
+      "\"nat_mix\": {\"public\": 1, \"full\": 0, \"restricted\": 0, \"port\": 0, "
+      "\"symmetric\": 0, \"upnp\": 0},",
+      "\"nat_timeout_ms\": 120000,",
+      "\"nat_hairpin\": \"off\",",
       "\"latency_model\": \"synthetic\",",
       "\"script\": []\n}\n",
   };
@@ -648,6 +717,7 @@ static void test_json(void **state) {
 
   assert_int_equal(sim_config_set(&c, "session", "weibull(k=0.5,scale=1h)", "--s", err, 256), 0);
   assert_int_equal(sim_config_set(&c, "crypto", "off", "--s", err, 256), 0);
+  assert_int_equal(sim_config_set(&c, "nat-mix", "public:1,port:2,full:1", "--s", err, 256), 0);
   assert_int_equal(sim_config_set(&c, "rtt-file", "a\"b\\c.csv", "--s", err, 256), 0);
   c.script[0] = (sim_script){300000, SIM_ACT_PARTITION, 0.5};
   c.script[1] = (sim_script){600000, SIM_ACT_HEAL, 0};
@@ -657,6 +727,8 @@ static void test_json(void **state) {
       "\"session\": {\"kind\": \"weibull\", \"k\": 0.5, \"scale_ms\": 3600000, \"median_ms\": "
       "1729630.85}",
       "\"crypto\": \"off\"",
+      "\"nat_mix\": {\"public\": 0.25, \"full\": 0.25, \"restricted\": 0, \"port\": 0.5, "
+      "\"symmetric\": 0, \"upnp\": 0}",
       "\"rtt_file\": \"a\\\"b\\\\c.csv\"",
       "\"latency_model\": \"rtt-file\"",
       "\"script\": [{\"at_ms\": 300000, \"action\": \"partition\", \"arg\": 0.5}, {\"at_ms\": "
@@ -737,6 +809,11 @@ static void make_result(sim_result *r, sim_op *ops, sim_sample *samples, uint64_
   for (int i = 0; i < 32; i++)
     r->trace_hash[i] = (uint8_t)(0xa0 + i);
   r->crypto = true;
+  r->nat.hosts[SIM_NAT_PUBLIC] = 3; /* what a run's boxes report, as they report it */
+  r->nat.hosts[SIM_NAT_FULL] = 1;
+  r->nat.flows = 7;
+  r->nat.filtered = 5;
+  r->nat.peak_bytes = 4096;
 }
 
 static const char hash_hex[] = "a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
@@ -824,6 +901,12 @@ static void test_out_write(void **state) {
       "\"hosts\": 4,",
       "\"bytes_per_node\": 524288,",
       "\"trace_hash\": \"a0a1a2a3a4a5a6a7a8a9aaabacadaeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf\"",
+      ("\"nat\": {\n    \"mix\": {\"public\": 1, \"full\": 0, \"restricted\": 0, \"port\": 0, "
+       "\"symmetric\": 0, \"upnp\": 0},\n    \"hosts\": {\"public\": 3, \"full\": 1, "
+       "\"restricted\": 0, \"port\": 0, \"symmetric\": 0, \"upnp\": 0},\n"
+       "    \"timeout_ms\": 120000,\n    \"hairpin\": \"off\",\n    \"flows\": 7,\n"
+       "    \"filtered\": 5,\n    \"primed\": 0,\n    \"hairpinned\": 0,\n"
+       "    \"no_hairpin\": 0,\n    \"table_full\": 0,\n    \"peak_bytes\": 4096\n  },"),
   };
   for (size_t i = 0; i < sizeof swant / sizeof swant[0]; i++)
     if (!strstr(sum, swant[i]))
@@ -981,6 +1064,7 @@ int main(void) {
       cmocka_unit_test(test_set_valid),
       cmocka_unit_test(test_set_invalid),
       cmocka_unit_test(test_unknown_key),
+      cmocka_unit_test(test_nat_mix_key),
       cmocka_unit_test(test_scenario_load),
       cmocka_unit_test(test_scenario_errors),
       cmocka_unit_test(test_check),
