@@ -140,6 +140,30 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);
 /* The vote of local socket `local` (0: the main socket), or NULL. */
 const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local);
 
+/* Port mappings to prove.  The driver's port-mapping policy (nat_portmap.h)
+ * reports that the gateway mapped our main socket's port to external port
+ * `port`; the service has that port dial-backed at our public IP, as peers
+ * see it (a gateway behind another NAT maps an address nobody can reach, and
+ * the dial-back shows it), and reports the verdict as a NAT_EV_MAPPING
+ * event carrying the caller's tag.  A newer call with the same tag replaces
+ * the older.  Returns 0 or DHT_ERR_FULL (NAT_MAPPINGS tags pending). */
+#define NAT_MAPPINGS 4
+int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now);
+
+enum nat_event_type {
+  NAT_EV_MAPPING = 1, /* tag, ok, addr (our public IP and the mapped port) */
+};
+
+typedef struct nat_event {
+  int type;
+  int tag;
+  bool ok;
+  dht_addr addr;
+} nat_event;
+
+/* Pops the next event.  0, or DHT_ERR_NOTFOUND. */
+int nat_poll_event(nat_svc *n, nat_event *ev);
+
 /* Short names for people and logs. */
 const char *nat_mapping_name(int mapping); /* "unknown", "endpoint-independent", "symmetric" */
 const char *nat_reach_name(int reach);     /* "unknown", "reachable", "not reachable" */

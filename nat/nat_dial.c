@@ -157,8 +157,60 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
 
 /* ---- the tested (A) -------------------------------------------------------------- */
 
+static void push_event(nat_svc *n, const nat_event *ev) {
+  if (n->ev_n == NAT_EVENTS) { /* the oldest goes: a newer verdict supersedes it */
+    n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
+    n->ev_n--;
+    n->ev_dropped++;
+  }
+  n->ev[(n->ev_head + n->ev_n) % NAT_EVENTS] = *ev;
+  n->ev_n++;
+}
+
+int nat_poll_event(nat_svc *n, nat_event *ev) {
+  if (n->ev_n == 0)
+    return DHT_ERR_NOTFOUND;
+  *ev = n->ev[n->ev_head];
+  n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
+  n->ev_n--;
+  return 0;
+}
+
+int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now) {
+  (void)now;
+  nat_pending_map *m = NULL;
+  for (int i = 0; i < NAT_MAPPINGS && !m; i++)
+    if (n->mappings[i].used && n->mappings[i].tag == tag)
+      m = &n->mappings[i];
+  for (int i = 0; i < NAT_MAPPINGS && !m; i++)
+    if (!n->mappings[i].used)
+      m = &n->mappings[i];
+  if (!m)
+    return DHT_ERR_FULL;
+  if (m->used && m->dialing) /* the dial-back under way tests the old port: forget it */
+    for (int i = 0; i < NAT_DIALS; i++)
+      if (n->dials[i].used && n->dials[i].mapping == (int)(m - n->mappings))
+        n->dials[i].mapping = -1;
+  m->used = true;
+  m->dialing = false;
+  m->tag = tag;
+  m->port = port;
+  n->next_dial = now; /* at the next timer run */
+  return 0;
+}
+
 static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
   d->used = false;
+  if (d->mapping >= 0) {
+    nat_pending_map *m = &n->mappings[d->mapping];
+    m->dialing = false;
+    if (result != NAT_REACH_UNKNOWN) { /* decided: tell the driver */
+      nat_event ev = {.type = NAT_EV_MAPPING, .tag = m->tag, .ok = result == NAT_REACH_YES};
+      ev.addr = d->addr;
+      push_event(n, &ev);
+      m->used = false;
+    }
+  }
   if (result == NAT_REACH_YES) {
     n->n_ok++;
     n->reach = NAT_REACH_YES;
@@ -192,18 +244,23 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
   n->dropped++; /* a probe we did not ask for */
 }
 
-/* Asks a helper for a dial-back of our main socket's public address. */
-static void dial_start(nat_svc *n, dht_ts now) {
+/* Asks a helper for a dial-back of our main socket's public IP, at its
+ * observed port (mapping < 0) or at a mapped one. */
+static void dial_start(nat_svc *n, int mapping, dht_ts now) {
   nat_vote_result r;
   nat_svc_vote(n, DHT_AF_INET, now, &r);
   if (!r.known)
     nat_svc_vote(n, DHT_AF_INET6, now, &r);
   if (!r.known)
     return; /* no address to test yet */
-  if (r.mapping == NAT_MAP_EDM) {
+  if (mapping >= 0) {
+    r.addr.port = n->mappings[mapping].port; /* the gateway's forward, whatever the NAT does */
+  } else if (r.mapping == NAT_MAP_EDM) {
     /* a new port per peer: nobody can reach a port we did not use for it */
-    n->reach = NAT_REACH_NO;
-    nat_svc_apply_mode(n, now);
+    if (n->reach != NAT_REACH_YES) { /* unless a mapping proved another way in */
+      n->reach = NAT_REACH_NO;
+      nat_svc_apply_mode(n, now);
+    }
     return;
   }
   nat_dial *d = NULL;
@@ -238,6 +295,9 @@ static void dial_start(nat_svc *n, dht_ts now) {
       return;
     d->used = true;
     d->prober = false;
+    d->mapping = mapping;
+    if (mapping >= 0)
+      n->mappings[mapping].dialing = true;
     d->addr = r.addr;
     d->deadline = now + n->set.probe_wait_ms + 5000; /* the helper's answer first */
     n->n_dials++;
@@ -294,6 +354,15 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
   }
   if (now < n->next_dial)
     return;
-  dial_start(n, now);
-  n->next_dial = now + (n->reach == NAT_REACH_UNKNOWN ? n->set.dial_ms : n->set.redial_ms);
+  /* mappings first: each one waits for its verdict */
+  bool waiting = false;
+  for (int i = 0; i < NAT_MAPPINGS; i++) {
+    if (!n->mappings[i].used || n->mappings[i].dialing)
+      continue;
+    dial_start(n, i, now);
+    waiting |= !n->mappings[i].dialing; /* no address or helper yet */
+  }
+  dial_start(n, -1, now);
+  n->next_dial =
+      now + (n->reach == NAT_REACH_UNKNOWN || waiting ? n->set.dial_ms : n->set.redial_ms);
 }

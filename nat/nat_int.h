@@ -18,6 +18,7 @@ typedef struct nat_sock {
 /* A dial-back we asked for (as the one tested). */
 typedef struct nat_dial {
   bool used, prober; /* prober: the helper said it asked one */
+  int mapping;       /* index into mappings[], or -1: the observed address */
   uint8_t nonce[NAT_NONCE_LEN];
   dht_addr addr; /* the address under test: our public IP and the port claimed */
   dht_ts deadline;
@@ -30,6 +31,15 @@ typedef struct nat_gap {
   uint64_t key;
   dht_ts at;
 } nat_gap;
+
+/* A port mapping waiting for its dial-back. */
+typedef struct nat_pending_map {
+  bool used, dialing;
+  int tag;
+  uint16_t port;
+} nat_pending_map;
+
+#define NAT_EVENTS 8
 
 struct nat_svc {
   dht *e;
@@ -46,6 +56,10 @@ struct nat_svc {
   dht_addr reach_addr;
   uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
+  nat_pending_map mappings[NAT_MAPPINGS];
+  nat_event ev[NAT_EVENTS]; /* ring */
+  int ev_head, ev_n;
+  uint64_t ev_dropped;
 };
 
 /* nat_svc.c */

@@ -420,7 +420,33 @@ static void init_addrs(rd_daemon *d) {
  * three distinct networks saw it; on loopback or a LAN each peer counts), when
  * the mapping lets every peer use it (endpoint-independent): a symmetric
  * NAT's ports are per peer, so its address is worth nothing to others. */
+/* The gateway mapped our port: the NAT service proves it with a dial-back. */
+static void on_mapped(void *ctx, int proto, const dht_addr *ext) {
+  rd_daemon *d = ctx;
+  if (d->nat)
+    nat_verify_mapping(d->nat, proto, ext->port, (dht_ts)uv_now(&d->loop));
+  node_daemon_pump(d); /* the service's timer may run sooner now */
+}
+
+/* The NAT service's verdicts on our mappings: to the mapping policy, and a
+ * proven mapping's address into our record. */
+static void nat_events(rd_daemon *d) {
+  nat_event ev;
+  while (d->nat && nat_poll_event(d->nat, &ev) == 0) {
+    if (ev.type != NAT_EV_MAPPING)
+      continue;
+    char txt[DHT_ADDR_STRLEN];
+    dht_addr_fmt(&ev.addr, txt, sizeof txt);
+    NLOG(NODE_LOG_INFO, "nat", "%s mapping at %s: %s", nat_portmap_proto_name(ev.tag), txt,
+         ev.ok ? "verified by a dial-back" : "a dial-back did not get in");
+    node_portmap_verified(&d->portmap, ev.tag, ev.ok);
+    if (ev.ok)
+      add_addr(d, DHT_ADDR_MAPPED, &ev.addr);
+  }
+}
+
 static void nat_sync(rd_daemon *d) {
+  nat_events(d);
   uint64_t now = uv_now(&d->loop);
   if (!d->nat || now < d->nat_sync_at)
     return;
@@ -956,6 +982,8 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   dht_addr bound[NODE_MAX_LISTEN];
   for (int i = 0; i < d->nsocks; i++)
     bound[i] = d->socks[i].bound;
+  d->portmap.on_mapped = on_mapped;
+  d->portmap.mapped_ctx = d;
   node_portmap_start(&d->portmap, &d->loop, cfg->portmap, bound, d->nsocks, cfg->log_level);
   init_addrs(d);
   load_table(d);

@@ -179,9 +179,8 @@ static void policy_log(void *ctx, int level, const char *msg) {
   node_log(level, "nat", "%s", msg);
 }
 
-/* Drains the events (nat/'s core takes them over when it exists: a MAPPED
- * address is what its dial-back checks), re-arms the timer, and ends a stop
- * that is done. */
+/* Drains the events (a MAPPED address goes to the daemon, whose NAT service
+ * dial-backs it), re-arms the timer, and ends a stop that is done. */
 static void after(node_portmap *np) {
   if (!np->pm || np->closed)
     return;
@@ -191,6 +190,8 @@ static void after(node_portmap *np) {
     NLOG(NODE_LOG_DEBUG, "nat", "port mapping event %d (%s) %s", ev.type,
          nat_portmap_proto_name(ev.proto),
          ev.ext.family ? dht_addr_fmt(&ev.ext, txt, sizeof txt) : "-");
+    if (ev.type == NAT_PM_EV_MAPPED && np->on_mapped)
+      np->on_mapped(np->mapped_ctx, ev.proto, &ev.ext);
   }
   dht_ts now = now_of(np);
   if (np->on_stopped && nat_portmap_is_stopped(np->pm, now)) {
@@ -347,4 +348,11 @@ int node_portmap_info(const node_portmap *np, int proto, nat_pm_info *out) {
   if (!np->pm)
     return DHT_ERR_NOTFOUND;
   return nat_portmap_info(np->pm, proto, out, now_of(np));
+}
+
+void node_portmap_verified(node_portmap *np, int proto, bool ok) {
+  if (!np->pm || np->closed)
+    return;
+  nat_portmap_verified(np->pm, proto, ok, now_of(np));
+  after(np);
 }

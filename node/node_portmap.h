@@ -44,6 +44,9 @@ struct node_portmap {
   bool closed;
   void (*on_stopped)(void *ctx);
   void *stop_ctx;
+  /* a new mapping to prove: the daemon hands it to nat/'s dial-back */
+  void (*on_mapped)(void *ctx, int proto, const dht_addr *ext);
+  void *mapped_ctx;
 };
 
 /* Why nothing is mapped (node_portmap_choose). */
@@ -77,5 +80,7 @@ void node_portmap_close(node_portmap *np);
 void node_portmap_free(node_portmap *np);
 /* The policy's snapshot of proto; DHT_ERR_NOTFOUND when port mapping is off. */
 int node_portmap_info(const node_portmap *np, int proto, nat_pm_info *out);
+/* nat/'s dial-back verdict on the mapping of proto (a NAT_EV_MAPPING). */
+void node_portmap_verified(node_portmap *np, int proto, bool ok);
 
 #endif /* ROOST_NODE_PORTMAP_H */

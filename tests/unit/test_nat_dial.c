@@ -135,6 +135,46 @@ static void test_filtered_stays_client(void **state) {
 
 /* A requester whose DIAL_REQ names a source it does not receive at (a spoofed
  * address, or no cookie) gets nothing sent anywhere. */
+/* Port mappings: a dial-back at the mapped port proves or disproves it, and
+ * the verdict comes back with the caller's tag.  netsim has no gateway: the
+ * node's own port stands for a working forward, another port for one that
+ * leads nowhere.  Behind the filter even the right port is not proven. */
+static void test_mapping_verdicts(void **state) {
+  (void)state;
+  for (int filtered = 0; filtered < 2; filtered++) {
+    world w;
+    world_new(&w, filtered);
+    netsim_run(w.ns, netsim_now(w.ns) + 30000, NULL, NULL); /* the vote first */
+    dht_addr me = netsim_addr(w.ns, A);
+    assert_int_equal(nat_verify_mapping(w.nat[A], 7, me.port, netsim_now(w.ns)), 0);
+    assert_int_equal(nat_verify_mapping(w.nat[A], 8, (uint16_t)(me.port + 1), netsim_now(w.ns)), 0);
+    netsim_touch(w.ns, A);
+    bool got7 = false, got8 = false, ok7 = false, ok8 = true;
+    for (int k = 0; k < 30 && !(got7 && got8); k++) {
+      netsim_run(w.ns, netsim_now(w.ns) + 10000, NULL, NULL);
+      nat_event ev;
+      while (nat_poll_event(w.nat[A], &ev) == 0) {
+        assert_int_equal(ev.type, NAT_EV_MAPPING);
+        if (ev.tag == 7) {
+          got7 = true;
+          ok7 = ev.ok;
+          assert_int_equal(ev.addr.port, me.port);
+        } else if (ev.tag == 8) {
+          got8 = true;
+          ok8 = ev.ok;
+        }
+      }
+    }
+    printf("mappings %s: right port %s, wrong port %s\n",
+           filtered ? "behind the filter" : "without a NAT", ok7 ? "proven" : "not proven",
+           ok8 ? "proven" : "not proven");
+    assert_true(got7 && got8);
+    assert_int_equal(ok7, !filtered);
+    assert_false(ok8);
+    world_del(&w);
+  }
+}
+
 static void ignore(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
   (void)ctx, (void)e, (void)in, (void)now;
 }
@@ -189,6 +229,7 @@ int main(void) {
       cmocka_unit_test(test_reachable_becomes_server),
       cmocka_unit_test(test_filtered_stays_client),
       cmocka_unit_test(test_cannot_aim),
+      cmocka_unit_test(test_mapping_verdicts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
