@@ -461,6 +461,34 @@ static int cmd_nat(node_cli *c) {
            node_cli_num(json_object_get(res, "witnesses_asked"), a, sizeof a),
            node_cli_num(json_object_get(res, "reports"), b, sizeof b));
   kv("witnesses", line);
+  const json_t *maps = json_object_get(res, "mappings");
+  int shown = 0;
+  json_array_foreach(maps, i, x) {
+    char p[32], st[32], ext[64], pr[32], er[128];
+    node_cli_str(json_object_get(x, "protocol"), p, sizeof p);
+    node_cli_str(json_object_get(x, "state"), st, sizeof st);
+    node_cli_str(json_object_get(x, "external"), ext, sizeof ext);
+    node_cli_str(json_object_get(x, "proof"), pr, sizeof pr);
+    node_cli_str(json_object_get(x, "last_error"), er, sizeof er);
+    int64_t left = -1;
+    node_cli_int(json_object_get(x, "lease_left_s"), &left);
+    const json_t *bn = json_object_get(x, "behind_another_nat");
+    char lease[48];
+    if (left < 0)
+      snprintf(lease, sizeof lease, "permanent lease");
+    else
+      snprintf(lease, sizeof lease, "lease %lld s left", (long long)left);
+    if (!strcmp(st, "mapped") || !strcmp(st, "renewing"))
+      snprintf(line, sizeof line, "%s %s, %s, %s", p, ext, pr, lease);
+    else
+      snprintf(line, sizeof line, "%s %s%s%s", p, st, er[0] ? ": " : "", er);
+    if (json_is_true(bn))
+      snprintf(line + strlen(line), sizeof line - strlen(line),
+               " (behind a carrier NAT or a double NAT: port mapping cannot help)");
+    kv_item("port mapping", shown++, line);
+  }
+  if (!shown)
+    kv("port mapping", "off (or nothing to map)");
   kv("reachable", node_cli_str(json_object_get(res, "reachability"), a, sizeof a));
   snprintf(line, sizeof line, "%s (setting: %s)",
            node_cli_str(json_object_get(res, "mode"), a, sizeof a),

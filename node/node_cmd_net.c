@@ -495,6 +495,31 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
   node_jw_kuint(&w, "dialbacks_helped", ns.helped);
   node_jw_kuint(&w, "probes_sent", ns.probes_sent);
   node_jw_kuint(&w, "mode_changes", ns.mode_changes);
+  /* the port mappings, per protocol (an empty list: --portmap off or a
+   * loopback or public listen address) */
+  node_jw_key(&w, "mappings");
+  node_jw_arr(&w);
+  for (int p = 0; p < NAT_PM_NPROTO; p++) {
+    nat_pm_info mi;
+    if (node_portmap_info(&d->portmap, p, &mi) != 0 || mi.state == NAT_PM_OFF)
+      continue;
+    static const char *const verify[] = {"unverified", "verified", "refuted"};
+    char e[DHT_ADDR_STRLEN];
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "protocol", nat_portmap_proto_name(p));
+    node_jw_kstr(&w, "state", nat_portmap_state_name(mi.state));
+    node_jw_key(&w, "external");
+    if (mi.ext.family)
+      node_jw_str(&w, dht_addr_fmt(&mi.ext, e, sizeof e));
+    else
+      node_jw_null(&w);
+    node_jw_kint(&w, "lease_left_s", mi.lease_left_ms < 0 ? -1 : mi.lease_left_ms / 1000);
+    node_jw_kstr(&w, "proof", mi.verify < 3 ? verify[mi.verify] : "unknown");
+    node_jw_kbool(&w, "behind_another_nat", mi.behind_nat);
+    node_jw_kstr(&w, "last_error", mi.last_error_text);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
   node_ctl_result_end(c, &w);
 }
 
