@@ -282,6 +282,8 @@ void dht_svc_dispatch(dht *e, dht_ts now) {
 /* ---- more local sockets ----------------------------------------------------- */
 
 void dht_svc_sock_flush(dht *e) {
+  if (e->nsockev == 0)
+    return;
   int k = 0;
   while (k < e->nsockev && e->ev_n < e->set.max_events)
     dht_eng_emit_driver(e, &e->sockev[k++], NULL);
