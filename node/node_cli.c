@@ -1245,6 +1245,7 @@ static const char *const synopsis[] = {
     "ping ID [HOST:PORT]",
     "bootstrap add ID@HOST:PORT",
     "metrics",
+    "nat",
     "stop",
     "help",
     "invite [--expires DAYS] [--qr|--no-qr]",
@@ -1256,6 +1257,10 @@ static const char *const synopsis[] = {
     "host add|list|remove ...",
     "mailbox NAME",
 };
+
+/* one synopsis per command, in the same order */
+_Static_assert(sizeof synopsis / sizeof synopsis[0] == sizeof commands / sizeof commands[0],
+               "synopsis[] and commands[] differ in length");
 
 int node_cli_main(int argc, char **argv) {
   static node_cli c;
