@@ -209,6 +209,8 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
       ev.addr = d->addr;
       push_event(n, &ev);
       m->used = false;
+    } else if (n->next_dial > now + n->set.dial_ms) {
+      n->next_dial = now + n->set.dial_ms; /* still owed a verdict: try another helper soon */
     }
   }
   if (result == NAT_REACH_YES) {
@@ -360,8 +362,9 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
     if (!n->mappings[i].used || n->mappings[i].dialing)
       continue;
     dial_start(n, i, now);
-    waiting |= !n->mappings[i].dialing; /* no address or helper yet */
   }
+  for (int i = 0; i < NAT_MAPPINGS; i++)
+    waiting |= n->mappings[i].used; /* a verdict still owed keeps the quick pace */
   dial_start(n, -1, now);
   n->next_dial =
       now + (n->reach == NAT_REACH_UNKNOWN || waiting ? n->set.dial_ms : n->set.redial_ms);

@@ -149,7 +149,7 @@ static void test_mapping_verdicts(void **state) {
     assert_int_equal(nat_verify_mapping(w.nat[A], 7, me.port, netsim_now(w.ns)), 0);
     assert_int_equal(nat_verify_mapping(w.nat[A], 8, (uint16_t)(me.port + 1), netsim_now(w.ns)), 0);
     netsim_touch(w.ns, A);
-    bool got7 = false, got8 = false, ok7 = false, ok8 = true;
+    bool got7 = false, got8 = false, ok7 = false, ok8 = false;
     for (int k = 0; k < 30 && !(got7 && got8); k++) {
       netsim_run(w.ns, netsim_now(w.ns) + 10000, NULL, NULL);
       nat_event ev;
