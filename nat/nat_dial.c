@@ -233,6 +233,15 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
     nat_dial *d = &n->dials[i];
     if (!d->used || memcmp(d->nonce, m->u.probe.nonce, NAT_NONCE_LEN) != 0)
       continue;
+    /* Only a node we have not sent to lately proves anything: a filtering NAT
+     * lets in those we sent to, the helper (who knows the nonce) among them.
+     * And only on the main socket, whose public address is under test. */
+    uint8_t bloom[NAT_BLOOM_LEN];
+    dht_recent_dests(n->e, bloom, now);
+    if (in->local != 0 || in_bloom(bloom, &in->from.addr)) {
+      n->dropped++;
+      return;
+    }
     uint8_t buf[16];
     nat_wire_msg ack = {.type = NAT_T_PROBE_ACK, .txid = in->txid};
     dht_ssize len = nat_wire_encode(buf, sizeof buf, &ack);

@@ -19,6 +19,7 @@
 #include "dht_int.h"
 #include "drive1.h"
 #include "nat.h"
+#include "nat_int.h"
 #include "nat_wire.h"
 #include "netsim.h"
 
@@ -222,6 +223,74 @@ static void test_cannot_aim(void **state) {
   world_del(&w);
 }
 
+/* Delivers a PROBE carrying nonce, sealed by sender's key, to A from addr on
+ * A's local socket local. */
+static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t local,
+                          const uint8_t *nonce) {
+  uint8_t body[64];
+  nat_wire_msg q = {.type = NAT_T_PROBE, .txid = 77};
+  q.u.probe.nonce = nonce;
+  dht_ssize n = nat_wire_encode(body, sizeof body, &q);
+  assert_true(n > 0);
+  dht *x;
+  dht_callbacks xcb = {netsim_rng(w->ns), tu_rand_cb, NULL};
+  assert_int_equal(dht_new(&x, netsim_identity(w->ns, sender), NULL, &xcb, NULL, netsim_now(w->ns)),
+                   0);
+  dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
+  int xid = dht_service_add(x, &xs);
+  assert_true(xid > 0);
+  dht_peer pa = netsim_peer(w->ns, A);
+  dht_req_opts o = {.answer = NAT_T_PROBE_ACK};
+  assert_int_equal(dht_svc_request(x, xid, &pa, body, (size_t)n, &o, netsim_now(w->ns)), 0);
+  uint8_t dg[DHT_MAX_PKT];
+  dht_addr to;
+  dht_ssize dl = d1_write(x, &to, dg, sizeof dg, netsim_now(w->ns));
+  assert_true(dl > 0);
+  dht_del(x);
+  dht_path path = {.local = local, .remote = *addr};
+  assert_int_equal(dht_read_pkt(netsim_engine(w->ns, A), &path, dg, (size_t)dl, netsim_now(w->ns)),
+                   0);
+}
+
+/* A PROBE proves the address only if it comes from a node A has not sent to
+ * lately (a filtering NAT lets those in: the helper, who knows the nonce, is
+ * one) and on A's main socket. */
+static void test_probe_from_contacted_proves_nothing(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, true); /* the real probers cannot get in */
+  nat_svc *na = w.nat[A];
+  const nat_dial *d = NULL;
+  for (int k = 0; k < 600 && !d; k++) {
+    netsim_run(w.ns, netsim_now(w.ns) + 500, NULL, NULL);
+    for (int i = 0; i < NAT_DIALS && !d; i++)
+      if (na->dials[i].used)
+        d = &na->dials[i];
+  }
+  assert_non_null(d);
+  uint8_t nonce[NAT_NONCE_LEN];
+  memcpy(nonce, d->nonce, sizeof nonce);
+  nat_status s0, s1;
+  nat_get_status(na, netsim_now(w.ns), &s0);
+  /* node 0, A's bootstrap node: A has sent to it */
+  dht_addr contacted = netsim_addr(w.ns, 0);
+  deliver_probe(&w, 0, &contacted, 0, nonce);
+  /* a stranger's address, but on another local socket */
+  dht_addr stranger = netsim_addr(w.ns, 20);
+  stranger.ip[2] ^= 0x55; /* an address no node has */
+  deliver_probe(&w, 20, &stranger, 1, nonce);
+  nat_get_status(na, netsim_now(w.ns), &s1);
+  assert_int_equal(s1.dials_ok, s0.dials_ok);
+  assert_false(s1.server);
+  assert_true(d->used); /* still waiting for a real probe */
+  /* the same nonce from the stranger on the main socket gets in */
+  deliver_probe(&w, 20, &stranger, 0, nonce);
+  nat_get_status(na, netsim_now(w.ns), &s1);
+  assert_int_equal(s1.dials_ok, s0.dials_ok + 1);
+  assert_true(s1.server);
+  world_del(&w);
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -230,6 +299,7 @@ int main(void) {
       cmocka_unit_test(test_filtered_stays_client),
       cmocka_unit_test(test_cannot_aim),
       cmocka_unit_test(test_mapping_verdicts),
+      cmocka_unit_test(test_probe_from_contacted_proves_nothing),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
