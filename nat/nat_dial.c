@@ -201,6 +201,9 @@ int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now) {
 
 static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
   d->used = false;
+  /* the slot's tag is reused by the next dial-back: a late answer to this
+   * one's DIAL_REQ must not decide that one */
+  dht_svc_cancel(n->e, n->svc_id, (uint64_t)(d - n->dials) + 1);
   if (d->mapping >= 0) {
     nat_pending_map *m = &n->mappings[d->mapping];
     m->dialing = false;
