@@ -157,6 +157,8 @@ static void print_status(const json_t *res) {
   kv("mode", node_cli_str(json_object_get(res, "mode"), a, sizeof a));
   if (json_object_get(res, "public_address"))
     kv("public address", node_cli_str(json_object_get(res, "public_address"), a, sizeof a));
+  if (json_object_get(res, "reachability"))
+    kv("reachable", node_cli_str(json_object_get(res, "reachability"), a, sizeof a));
   kv("version", node_cli_str(json_object_get(res, "version"), a, sizeof a));
   if (node_cli_int(json_object_get(res, "uptime_s"), &v))
     node_cli_duration(v, a, sizeof a);

@@ -71,6 +71,39 @@ static void nat_line(const nat_vote_result *r, int min_votes, char *buf, size_t 
   }
 }
 
+/* One line for people: whether others can reach us, and how we know. */
+static void reach_line(rd_daemon *d, const nat_status *ns, char *buf, size_t len) {
+  char a[DHT_ADDR_STRLEN];
+  const char *via = NULL;
+  bool behind = false;
+  for (int p = 0; p < NAT_PM_NPROTO; p++) {
+    nat_pm_info mi;
+    if (node_portmap_info(&d->portmap, p, &mi) != 0 || mi.state == NAT_PM_OFF)
+      continue;
+    behind |= mi.behind_nat;
+    if (ns->reach == NAT_REACH_YES && mi.verify == NAT_PM_VERIFIED &&
+        dht_addr_eq(&mi.ext, &ns->reach_addr))
+      via = nat_portmap_proto_name(p);
+  }
+  size_t n;
+  if (ns->reach == NAT_REACH_YES && via)
+    n = (size_t)snprintf(buf, len, "reachable at %s (%s mapping, verified by a dial-back)",
+                         dht_addr_fmt(&ns->reach_addr, a, sizeof a), via);
+  else if (ns->reach == NAT_REACH_YES)
+    n = (size_t)snprintf(buf, len, "reachable at %s (a node we never sent to got a probe in)",
+                         dht_addr_fmt(&ns->reach_addr, a, sizeof a));
+  else if (ns->reach == NAT_REACH_NO)
+    n = (size_t)snprintf(buf, len,
+                         "not reachable: %d dial-backs in a row sent a probe and none got in%s",
+                         ns->fails, ns->server ? "" : "; client mode");
+  else
+    n = (size_t)snprintf(buf, len, "not known yet: %llu dial-backs asked, none decided%s",
+                         (unsigned long long)ns->dials,
+                         ns->server ? "" : "; client mode until one does");
+  if (behind && ns->reach != NAT_REACH_YES && n < len)
+    snprintf(buf + n, len - n, "; behind a carrier NAT or a double NAT: port mapping cannot help");
+}
+
 static void write_status(rd_daemon *d, client *c, const char *reqid) {
   dht_stats st;
   dht_get_stats(d->e, &st);
@@ -91,6 +124,8 @@ static void write_status(rd_daemon *d, client *c, const char *reqid) {
     const nat_vote_result *r = ns.vote[1].known && !ns.vote[0].known ? &ns.vote[1] : &ns.vote[0];
     nat_line(r, 3, line, sizeof line);
     node_jw_kstr(&w, "public_address", line);
+    reach_line(d, &ns, line, sizeof line);
+    node_jw_kstr(&w, "reachability", line);
   }
   node_jw_kint(&w, "table_size", st.rt_size);
   node_jw_kint(&w, "buckets", st.rt_buckets);
@@ -477,17 +512,8 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
   node_jw_kstr(&w, "mode_setting", modes[ns.mode]);
   node_jw_kstr(&w, "mode", ns.server ? "server" : "client");
   node_jw_kstr(&w, "reachable", nat_reach_name(ns.reach));
-  char a[DHT_ADDR_STRLEN], line[256];
-  if (ns.reach == NAT_REACH_YES)
-    snprintf(line, sizeof line, "reachable at %s (a node we never sent to got a probe in)",
-             dht_addr_fmt(&ns.reach_addr, a, sizeof a));
-  else if (ns.reach == NAT_REACH_NO)
-    snprintf(line, sizeof line,
-             "not reachable: %d dial-backs in a row sent a probe and none got in%s", ns.fails,
-             ns.server ? "" : "; client mode");
-  else
-    snprintf(line, sizeof line, "not known yet: %llu dial-backs asked, none decided",
-             (unsigned long long)ns.dials);
+  char line[256];
+  reach_line(d, &ns, line, sizeof line);
   node_jw_kstr(&w, "reachability", line);
   node_jw_kuint(&w, "dialbacks", ns.dials);
   node_jw_kuint(&w, "dialbacks_ok", ns.dials_ok);

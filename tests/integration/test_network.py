@@ -140,6 +140,15 @@ def run(args):
                 time.sleep(1)
         check(not pending, "roost nat: no public address after 30 s on %s"
               % ", ".join(n.name for n in pending))
+        # roost status carries the same vote, and a reachability line, in words
+        for n, r in zip(probe, env.cli_many([(n.dir, ["status", "--json"]) for n in probe])):
+            pa = (r.data or {}).get("public_address") or ""
+            check(pa.startswith("127.0.0.1:%d, seen there by peers in " % n.port),
+                  "%s: roost status public_address %r" % (n.name, pa))
+            ra = (r.data or {}).get("reachability") or ""
+            check(ra.startswith(("reachable at 127.0.0.1:%d " % n.port, "not known yet",
+                                 "not reachable")),
+                  "%s: roost status reachability %r" % (n.name, ra))
         log("roost nat: %d nodes know their address from their peers' reports" % len(probe))
 
         # ---- 3. seed stops; 5 others restart without --bootstrap ----
