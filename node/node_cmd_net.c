@@ -97,8 +97,9 @@ static void reach_line(rd_daemon *d, const nat_status *ns, char *buf, size_t len
                          "not reachable: %d dial-backs in a row sent a probe and none got in%s",
                          ns->fails, ns->server ? "" : "; client mode");
   else
-    n = (size_t)snprintf(buf, len, "not known yet: %llu dial-backs asked, none decided%s",
+    n = (size_t)snprintf(buf, len, "not known yet: %llu dial-backs asked, none decided%s%s",
                          (unsigned long long)ns->dials,
+                         ns->dials_inconclusive ? " (no prober found: too few servers about)" : "",
                          ns->server ? "" : "; client mode until one does");
   if (behind && ns->reach != NAT_REACH_YES && n < len)
     snprintf(buf + n, len - n, "; behind a carrier NAT or a double NAT: port mapping cannot help");
