@@ -435,6 +435,8 @@ typedef struct dht_event {
       dht_addr reporter;
       uint8_t reporter_id[DHT_ID_LEN];
       uint32_t local; /* the socket the PONG came in on */
+      bool stranger;  /* the PONG answered the verify PING of a node that asked
+                         to be stored: it, not we, chose to be asked */
     } seen;
     struct {
       int n;               /* OPEN: how many wanted; OPENED: how many opened */

@@ -842,6 +842,7 @@ static void on_reply(dht *e, const dht_peer *from, uint32_t local,
     ev.u.seen.reporter = r.to.addr;
     memcpy(ev.u.seen.reporter_id, id, DHT_ID_LEN);
     ev.u.seen.local = local;
+    ev.u.seen.stranger = r.kind == RPC_VERIFY;
     dht_eng_emit(e, &ev, NULL);
     if (r.kind == RPC_PING) {
       memset(&ev, 0, sizeof ev);

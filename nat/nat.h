@@ -35,12 +35,11 @@ typedef struct nat_vote_settings {
 void nat_vote_settings_default(nat_vote_settings *s);
 
 /* One report: what a peer saw, the network it is in (a hash of its /24 or
- * /48, or of its whole address on loopback or a LAN), a short form of its
- * ID, and when.  key 0 marks an empty slot. */
+ * /48, or of its whole address on loopback or a LAN), and when.  key 0
+ * marks an empty slot. */
 typedef struct nat_report {
   dht_addr seen;
   uint64_t key;
-  uint32_t rid;
   dht_ts at;
 } nat_report;
 
@@ -65,9 +64,9 @@ typedef struct nat_vote_result {
 } nat_vote_result;
 
 void nat_vote_init(nat_vote *v);
-/* A peer at `reporter` (ID reporter_id) saw us at `seen` at now. */
-void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter,
-                  const uint8_t reporter_id[static DHT_ID_LEN], dht_ts now);
+/* A peer at `reporter` saw us at `seen` at now.  Its network's slot takes
+ * the report, whoever in that network sent it. */
+void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter, dht_ts now);
 /* The vote for one address family (DHT_AF_INET or DHT_AF_INET6) at now. */
 void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s, dht_ts now,
                   nat_vote_result *out);

@@ -189,12 +189,14 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
   if (ev->type == DHT_EV_ADDR_SEEN) {
-    nat_sock *s = sock_of(n, ev->u.seen.local, true);
+    /* A stranger decides when we ask it (by contacting us), so it could
+     * crowd our witnesses out with fresh keys: only peers we chose vote. */
+    nat_sock *s = ev->u.seen.stranger ? NULL : sock_of(n, ev->u.seen.local, true);
     if (!s) {
       n->ignored++;
       return true;
     }
-    nat_vote_add(&s->v, &ev->u.seen.seen_as, &ev->u.seen.reporter, ev->u.seen.reporter_id, now);
+    nat_vote_add(&s->v, &ev->u.seen.seen_as, &ev->u.seen.reporter, now);
     n->reports++;
     if (s->local == 0) { /* the main socket's mapping is the one others use */
       nat_vote_result r;

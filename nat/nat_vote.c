@@ -4,15 +4,13 @@
  * every peer is a free STUN server).
  *
  * One vote table per local socket (a NAT maps each socket on its own).  A
- * report counts only from a reporter we have not heard on that socket within
- * the age limit (the newest report of a reporter replaces its older one);
- * reports age out.  The public address is the reported IP with reporters in
- * the most distinct prefixes (/24 IPv4, /48 IPv6), and it is known once
- * those are at least min_votes (3): two colluding or mistaken peers in one
- * network cannot move it.  Reporters on loopback or a LAN are exempt from
- * the distinct-prefix rule (each address counts on its own), as they are
- * from the routing table's diversity limits, so that a test network on
- * 127.0.0.1 or a LAN can vote.
+ * network (a prefix, below) holds one slot: its newest report, from whichever
+ * reporter, replaces its older one; reports age out.  The public address is the reported IP with
+ * reporters in the most distinct prefixes (/24 IPv4, /48 IPv6), and it is known once those are at
+ * least min_votes (3): two colluding or mistaken peers in one network cannot move it.  Reporters on
+ * loopback or a LAN are exempt from the distinct-prefix rule (each address counts on its own), as
+ * they are from the routing table's diversity limits, so that a test network on 127.0.0.1 or a LAN
+ * can vote.
  *
  * Mapping behaviour (RFC 4787): when the same external port was seen from
  * at least min_votes distinct prefixes, the mapping is endpoint-independent
@@ -48,21 +46,17 @@ static uint64_t prefix_key(const dht_addr *a) {
   return h | 1; /* 0 marks an empty slot */
 }
 
-static uint32_t rid_of(const uint8_t id[static DHT_ID_LEN]) {
-  return (uint32_t)id[0] << 24 | (uint32_t)id[1] << 16 | (uint32_t)id[2] << 8 | id[3];
-}
-
-void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter,
-                  const uint8_t reporter_id[static DHT_ID_LEN], dht_ts now) {
+void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter, dht_ts now) {
   if (seen->family != DHT_AF_INET && seen->family != DHT_AF_INET6)
     return;
-  uint32_t rid = rid_of(reporter_id);
   uint64_t key = prefix_key(reporter);
   int slot = -1, empty = -1, oldest = 0;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
-    if (r->key && r->rid == rid && r->key == key) {
-      slot = i; /* this reporter again: its newest report replaces the old */
+    if (r->key && r->key == key) {
+      /* this network again, whatever the key: its newest report replaces the
+       * old, so many keys in one network hold one slot, not all of them */
+      slot = i;
       break;
     }
     if (!r->key && empty < 0)
@@ -75,7 +69,6 @@ void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter,
   nat_report *r = &v->r[slot];
   r->seen = *seen;
   r->key = key;
-  r->rid = rid;
   r->at = now;
 }
 

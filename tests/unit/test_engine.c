@@ -619,6 +619,7 @@ static void test_ping_roundtrip(void **state) {
   assert_true(dht_addr_eq(&s->ev.u.seen.seen_as, &w.n[0].addr));
   assert_true(dht_addr_eq(&s->ev.u.seen.reporter, &w.n[1].addr));
   assert_memory_equal(s->ev.u.seen.reporter_id, w.n[1].nid, DHT_ID_LEN);
+  assert_false(s->ev.u.seen.stranger); /* A chose to ask B */
 
   net_run(&w, w.now + 1000, NULL, NULL);
   assert_int_equal(net_count(&w, 0, DHT_EV_PING, 0), 1);
@@ -640,6 +641,7 @@ static void test_ping_roundtrip(void **state) {
   assert_non_null(s);
   assert_true(dht_addr_eq(&s->ev.u.seen.seen_as, &w.n[1].addr));
   assert_true(dht_addr_eq(&s->ev.u.seen.reporter, &w.n[0].addr));
+  assert_true(s->ev.u.seen.stranger); /* A chose when B asked it */
   assert_true(table_has(a, w.n[1].id.pk));
   assert_true(table_has(w.n[1].e, w.n[0].id.pk));
   assert_false(table_has(a, w.n[2].id.pk));

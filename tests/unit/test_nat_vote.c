@@ -26,19 +26,10 @@ static dht_addr a4(uint8_t a, uint8_t b, uint8_t c, uint8_t d, uint16_t port) {
   return x;
 }
 
-static void rid(uint8_t id[DHT_ID_LEN], int n) {
-  memset(id, 0, DHT_ID_LEN);
-  id[0] = (uint8_t)(n >> 8);
-  id[1] = (uint8_t)n;
-  id[3] = 0x5a;
-}
-
 /* Reporter n: public, in a /24 of its own (198.18.n.1). */
 static void report(nat_vote *v, const dht_addr *seen, int n, dht_ts now) {
-  uint8_t id[DHT_ID_LEN];
-  rid(id, n);
   dht_addr from = a4(198, 18, (uint8_t)n, 1, 4000);
-  nat_vote_add(v, seen, &from, id, now);
+  nat_vote_add(v, seen, &from, now);
 }
 
 static nat_vote_settings S;
@@ -74,10 +65,8 @@ static void test_one_network_is_one_witness(void **state) {
   dht_addr pub = a4(203, 0, 113, 7, 40001);
   /* ten reporters, all in 198.51.100.0/24 */
   for (int i = 0; i < 10; i++) {
-    uint8_t id[DHT_ID_LEN];
-    rid(id, 100 + i);
     dht_addr from = a4(198, 51, 100, (uint8_t)(i + 1), 4000);
-    nat_vote_add(&v, &pub, &from, id, 1000);
+    nat_vote_add(&v, &pub, &from, 1000);
   }
   nat_vote_get(&v, DHT_AF_INET, &S, 1000, &r);
   assert_false(r.known);
@@ -151,14 +140,33 @@ static void test_liars(void **state) {
   nat_vote_result r;
   dht_addr pub = a4(203, 0, 113, 7, 40001), lie = a4(192, 0, 2, 66, 40001);
   for (int i = 0; i < 6; i++) {
-    uint8_t id[DHT_ID_LEN];
-    rid(id, 300 + i);
     dht_addr from = a4(198, 51, 100, (uint8_t)(i + 1), 4000);
-    nat_vote_add(&v, &lie, &from, id, 1000);
+    nat_vote_add(&v, &lie, &from, 1000);
   }
   for (int i = 1; i <= 3; i++)
     report(&v, &pub, i, 1000);
   nat_vote_get(&v, DHT_AF_INET, &S, 1000, &r);
+  assert_true(r.known);
+  assert_true(dht_addr_eq(&r.addr, &pub));
+}
+
+/* Many keys in one network hold one slot: forty reports of a lie from one
+ * /24, each from another reporter, cannot push three honest witnesses out
+ * of the fixed table. */
+static void test_one_network_cannot_crowd(void **state) {
+  (void)state;
+  nat_vote v;
+  nat_vote_init(&v);
+  nat_vote_result r;
+  dht_addr pub = a4(203, 0, 113, 7, 40001), lie = a4(192, 0, 2, 66, 40001);
+  for (int i = 1; i <= 3; i++)
+    report(&v, &pub, i, 1000);
+  for (int i = 0; i < 40; i++) {
+    dht_addr from = a4(198, 51, 100, (uint8_t)(i + 1), 4000);
+    nat_vote_add(&v, &lie, &from, 1001 + i);
+  }
+  nat_vote_get(&v, DHT_AF_INET, &S, 1100, &r);
+  assert_int_equal(r.reports, 4);
   assert_true(r.known);
   assert_true(dht_addr_eq(&r.addr, &pub));
 }
@@ -172,10 +180,8 @@ static void test_loopback_exempt(void **state) {
   nat_vote_result r;
   dht_addr seen = a4(127, 0, 0, 1, 7000);
   for (int i = 0; i < 3; i++) {
-    uint8_t id[DHT_ID_LEN];
-    rid(id, 500 + i);
     dht_addr from = a4(127, 0, 0, 1, (uint16_t)(7001 + i));
-    nat_vote_add(&v, &seen, &from, id, 1000);
+    nat_vote_add(&v, &seen, &from, 1000);
   }
   nat_vote_get(&v, DHT_AF_INET, &S, 1000, &r);
   assert_true(r.known);
@@ -184,10 +190,8 @@ static void test_loopback_exempt(void **state) {
    * are one witness */
   nat_vote_init(&v);
   for (int i = 0; i < 3; i++) {
-    uint8_t id[DHT_ID_LEN];
-    rid(id, 600 + i);
     dht_addr from = a4(100, 64, 0, (uint8_t)(i + 1), 4000);
-    nat_vote_add(&v, &seen, &from, id, 1000);
+    nat_vote_add(&v, &seen, &from, 1000);
   }
   nat_vote_get(&v, DHT_AF_INET, &S, 1000, &r);
   assert_false(r.known);
@@ -213,10 +217,15 @@ static void test_fixed_table(void **state) {
 int main(void) {
   nat_vote_settings_default(&S);
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_three_prefixes),  cmocka_unit_test(test_one_network_is_one_witness),
-      cmocka_unit_test(test_symmetric),       cmocka_unit_test(test_stray_port),
-      cmocka_unit_test(test_ageing),          cmocka_unit_test(test_liars),
-      cmocka_unit_test(test_loopback_exempt), cmocka_unit_test(test_fixed_table),
+      cmocka_unit_test(test_three_prefixes),
+      cmocka_unit_test(test_one_network_is_one_witness),
+      cmocka_unit_test(test_symmetric),
+      cmocka_unit_test(test_stray_port),
+      cmocka_unit_test(test_ageing),
+      cmocka_unit_test(test_liars),
+      cmocka_unit_test(test_one_network_cannot_crowd),
+      cmocka_unit_test(test_loopback_exempt),
+      cmocka_unit_test(test_fixed_table),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
