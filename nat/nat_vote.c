@@ -4,12 +4,14 @@
  * every peer is a free STUN server).
  *
  * One vote table per local socket (a NAT maps each socket on its own).  A
- * network (a prefix, below) holds one slot: its newest report, from whichever
- * reporter, replaces its older one; reports age out.  The public address is the reported IP with
- * reporters in the most distinct prefixes (/24 IPv4, /48 IPv6), and it is known once those are at
- * least min_votes (3): two colluding or mistaken peers in one network cannot move it.  Reporters on
- * loopback or a LAN are exempt from the distinct-prefix rule (each address counts on its own), as
- * they are from the routing table's diversity limits, so that a test network on 127.0.0.1 or a LAN
+ * network (a prefix, below) holds one slot: its newest report, from
+ * whichever reporter, replaces its older one; reports age out.  The public
+ * address is the reported IP with reporters in the most distinct prefixes
+ * (/24 IPv4, /48 IPv6), and it is known once those are at least min_votes
+ * (3): two colluding or mistaken peers in one network cannot move
+ * it.  Reporters on loopback or a LAN are exempt from the distinct-prefix
+ * rule (each address counts on its own), as they are from the routing
+ * table's diversity limits, so that a test network on 127.0.0.1 or a LAN
  * can vote.
  *
  * Mapping behaviour (RFC 4787): when the same external port was seen from
