@@ -134,6 +134,26 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
 
 /* ---- the prober (C) ------------------------------------------------------------ */
 
+/* Whether a DIAL_FWD from `from` may have us probe `t`: a unicast address
+ * in the public space, or in the scope the helper itself is in (a test
+ * network on loopback, a LAN).  Anything else would let a stranger on the
+ * Internet reach hosts behind our own router through us. */
+static bool target_ok(const dht_addr *t, const dht_addr *from) {
+  const uint8_t *ip = t->ip;
+  if (t->family == DHT_AF_INET6 && ip[0] == 0xff)
+    return false; /* multicast */
+  if (t->family == DHT_AF_INET &&
+      (ip[0] == 0 || ip[0] >= 224)) /* "this network", multicast, reserved, broadcast */
+    return false;
+  if (t->family == DHT_AF_INET6) {
+    static const uint8_t zero[16];
+    if (memcmp(ip, zero, 16) == 0)
+      return false;
+  }
+  int scope = dht_addr_scope(t);
+  return scope == DHT_SCOPE_PUBLIC || scope == dht_addr_scope(from);
+}
+
 static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
   uint8_t buf[64];
   nat_wire_msg p = {.type = NAT_T_PROBE, .txid = dht_svc_txid(n->e)};
@@ -146,6 +166,7 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
    * engine holds it to the destination prefix's rate */
   dht_req_opts o = {.answer = NAT_T_PROBE_ACK, .tries = 1, .unsolicited = true, .tag = 0};
   bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
+            target_ok(&a.addr, &in->from.addr) &&
             gap_ok(n->prober_gaps, prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
             dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok)

@@ -223,14 +223,12 @@ static void test_cannot_aim(void **state) {
   world_del(&w);
 }
 
-/* Delivers a PROBE carrying nonce, sealed by sender's key, to A from addr on
- * A's local socket local. */
-static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t local,
-                          const uint8_t *nonce) {
-  uint8_t body[64];
-  nat_wire_msg q = {.type = NAT_T_PROBE, .txid = 77};
-  q.u.probe.nonce = nonce;
-  dht_ssize n = nat_wire_encode(body, sizeof body, &q);
+/* Delivers the NAT message q, sealed by sender's key, to node `to` from addr
+ * on its local socket `local`. */
+static void deliver(world *w, int sender, int to, const dht_addr *addr, uint32_t local,
+                    const nat_wire_msg *q, uint8_t answer) {
+  uint8_t body[128];
+  dht_ssize n = nat_wire_encode(body, sizeof body, q);
   assert_true(n > 0);
   dht *x;
   dht_callbacks xcb = {netsim_rng(w->ns), tu_rand_cb, NULL};
@@ -239,17 +237,68 @@ static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t l
   dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
   int xid = dht_service_add(x, &xs);
   assert_true(xid > 0);
-  dht_peer pa = netsim_peer(w->ns, A);
-  dht_req_opts o = {.answer = NAT_T_PROBE_ACK};
-  assert_int_equal(dht_svc_request(x, xid, &pa, body, (size_t)n, &o, netsim_now(w->ns)), 0);
+  dht_peer pt = netsim_peer(w->ns, to);
+  dht_req_opts o = {.answer = answer};
+  assert_int_equal(dht_svc_request(x, xid, &pt, body, (size_t)n, &o, netsim_now(w->ns)), 0);
   uint8_t dg[DHT_MAX_PKT];
-  dht_addr to;
-  dht_ssize dl = d1_write(x, &to, dg, sizeof dg, netsim_now(w->ns));
+  dht_addr dst;
+  dht_ssize dl = d1_write(x, &dst, dg, sizeof dg, netsim_now(w->ns));
   assert_true(dl > 0);
   dht_del(x);
   dht_path path = {.local = local, .remote = *addr};
-  assert_int_equal(dht_read_pkt(netsim_engine(w->ns, A), &path, dg, (size_t)dl, netsim_now(w->ns)),
+  assert_int_equal(dht_read_pkt(netsim_engine(w->ns, to), &path, dg, (size_t)dl, netsim_now(w->ns)),
                    0);
+}
+
+static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t local,
+                          const uint8_t *nonce) {
+  nat_wire_msg q = {.type = NAT_T_PROBE, .txid = 77};
+  q.u.probe.nonce = nonce;
+  deliver(w, sender, A, addr, local, &q, NAT_T_PROBE_ACK);
+}
+
+/* A prober probes only unicast addresses in the public space or in its
+ * helper's own scope: a helper on the Internet cannot have it probe a host
+ * on its LAN, its loopback or a multicast group. */
+static void test_prober_targets(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, false);
+  int c = 9;
+  uint8_t nonce[NAT_NONCE_LEN] = {3};
+  dht_addr lan_helper = netsim_addr(w.ns, 11); /* netsim's hosts are on a LAN (10/8) */
+  dht_addr net_helper = lan_helper;
+  net_helper.ip[0] = 198, net_helper.ip[1] = 51, net_helper.ip[2] = 100; /* public */
+  struct {
+    const dht_addr *from;
+    uint8_t t[4];
+    bool ok;
+  } cases[] = {
+      {&net_helper, {10, 0, 0, 2}, false},        {&net_helper, {127, 0, 0, 1}, false},
+      {&net_helper, {224, 0, 0, 251}, false},     {&net_helper, {0, 1, 2, 3}, false},
+      {&net_helper, {255, 255, 255, 255}, false}, {&net_helper, {100, 64, 1, 2}, false},
+      {&lan_helper, {10, 0, 0, 2}, true},         {&net_helper, {203, 0, 113, 9}, true},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    nat_status s0, s1;
+    nat_get_status(w.nat[c], netsim_now(w.ns), &s0);
+    nat_wire_msg f = {.type = NAT_T_DIAL_FWD, .txid = 500 + (uint32_t)i};
+    f.u.dial_fwd.target.family = DHT_AF_INET;
+    memcpy(f.u.dial_fwd.target.ip, cases[i].t, 4);
+    f.u.dial_fwd.target.port = 4000;
+    f.u.dial_fwd.pk = netsim_peer(w.ns, A).pk;
+    f.u.dial_fwd.nonce = nonce;
+    /* each from another helper key, so the per-asker gap does not decide */
+    deliver(&w, 12 + (int)i, c, cases[i].from, 0, &f, NAT_T_DIAL_FWD_ACK);
+    nat_get_status(w.nat[c], netsim_now(w.ns), &s1);
+    printf("probe %u.%u.%u.%u for a %s helper: %s\n", cases[i].t[0], cases[i].t[1], cases[i].t[2],
+           cases[i].t[3], cases[i].from == &lan_helper ? "LAN" : "public",
+           s1.probes_sent > s0.probes_sent ? "sent" : "refused");
+    assert_int_equal(s1.probes_sent - s0.probes_sent, cases[i].ok ? 1 : 0);
+    assert_int_equal(s1.refused - s0.refused, cases[i].ok ? 0 : 1);
+    netsim_run(w.ns, netsim_now(w.ns) + 2000, NULL, NULL); /* past the prober's gap */
+  }
+  world_del(&w);
 }
 
 /* A PROBE proves the address only if it comes from a node A has not sent to
@@ -300,6 +349,7 @@ int main(void) {
       cmocka_unit_test(test_cannot_aim),
       cmocka_unit_test(test_mapping_verdicts),
       cmocka_unit_test(test_probe_from_contacted_proves_nothing),
+      cmocka_unit_test(test_prober_targets),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
