@@ -141,9 +141,10 @@ const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local);
 
 /* Port mappings to prove.  The driver's port-mapping policy (nat_portmap.h)
  * reports that the gateway mapped our main socket's port to external port
- * `port`; the service has that port dial-backed at our public IP, as peers
- * see it (a gateway behind another NAT maps an address nobody can reach, and
- * the dial-back shows it), and reports the verdict as a NAT_EV_MAPPING
+ * `port`; the service has that port dial-backed at our public IPv4 address,
+ * as peers see it (a gateway behind another NAT maps an address nobody can
+ * reach, and the dial-back shows it; NAT-PMP and IGDv1 map IPv4 only, so
+ * the verdict waits for the IPv4 vote), and reports the verdict as a NAT_EV_MAPPING
  * event carrying the caller's tag.  A newer call with the same tag replaces
  * the older.  Returns 0 or DHT_ERR_FULL (NAT_MAPPINGS tags pending). */
 #define NAT_MAPPINGS 4

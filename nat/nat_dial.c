@@ -208,10 +208,12 @@ int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now) {
       m = &n->mappings[i];
   if (!m)
     return DHT_ERR_FULL;
-  if (m->used && m->dialing) /* the dial-back under way tests the old port: forget it */
+  if (m->used && m->dialing) /* the dial-back under way tests the old port: it decides nothing */
     for (int i = 0; i < NAT_DIALS; i++)
-      if (n->dials[i].used && n->dials[i].mapping == (int)(m - n->mappings))
-        n->dials[i].mapping = -1;
+      if (n->dials[i].used && n->dials[i].mapping == (int)(m - n->mappings)) {
+        n->dials[i].used = false;
+        dht_svc_cancel(n->e, n->svc_id, (uint64_t)i + 1);
+      }
   m->used = true;
   m->dialing = false;
   m->tag = tag;
@@ -284,7 +286,7 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
 static void dial_start(nat_svc *n, int mapping, dht_ts now) {
   nat_vote_result r;
   nat_svc_vote(n, DHT_AF_INET, now, &r);
-  if (!r.known)
+  if (!r.known && mapping < 0) /* a gateway's mapping is IPv4: test it at our IPv4 only */
     nat_svc_vote(n, DHT_AF_INET6, now, &r);
   if (!r.known)
     return; /* no address to test yet */

@@ -24,7 +24,7 @@
 #include "netsim.h"
 
 #define N 32
-#define A 5 /* the node under test */
+#define A 4 /* the node under test (IPv4: netsim's even nodes) */
 
 typedef struct world {
   netsim *ns;
