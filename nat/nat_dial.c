@@ -243,6 +243,7 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
     n->n_ok++;
     n->reach = NAT_REACH_YES;
     n->reach_addr = d->addr;
+    n->reach_mapped = d->mapping >= 0;
     n->fails = 0;
   } else if (result == NAT_REACH_NO) {
     n->n_failed++;
@@ -294,7 +295,7 @@ static void dial_start(nat_svc *n, int mapping, dht_ts now) {
     r.addr.port = n->mappings[mapping].port; /* the gateway's forward, whatever the NAT does */
   } else if (r.mapping == NAT_MAP_EDM) {
     /* a new port per peer: nobody can reach a port we did not use for it */
-    if (n->reach != NAT_REACH_YES) { /* unless a mapping proved another way in */
+    if (n->reach != NAT_REACH_YES || !n->reach_mapped) { /* unless a mapping proved a way in */
       n->reach = NAT_REACH_NO;
       nat_svc_apply_mode(n, now);
     }

@@ -54,6 +54,7 @@ struct nat_svc {
   nat_dial dials[NAT_DIALS];
   int reach, fails;
   dht_addr reach_addr;
+  bool reach_mapped; /* the proof came through a gateway's mapping */
   uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];

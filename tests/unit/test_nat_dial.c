@@ -340,6 +340,40 @@ static void test_probe_from_contacted_proves_nothing(void **state) {
   world_del(&w);
 }
 
+/* A proof through the observed address does not outlive a NAT that turns
+ * symmetric (a laptop carried from home into a hotel): the next dial-back
+ * round finds the vote symmetric and the node a client again. */
+static void test_symmetric_undoes_proof(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, false);
+  netsim_run(w.ns, netsim_now(w.ns) + 3 * 60000, NULL, NULL);
+  nat_status st;
+  nat_get_status(w.nat[A], netsim_now(w.ns), &st);
+  assert_int_equal(st.reach, NAT_REACH_YES);
+  assert_true(st.server);
+  /* peers in three networks now see a new port each */
+  nat_svc *na = w.nat[A];
+  nat_vote *v = &na->socks[0].v;
+  assert_true(na->socks[0].used && na->socks[0].local == 0);
+  nat_vote_init(v);
+  dht_addr me = netsim_addr(w.ns, A);
+  for (int i = 0; i < 3; i++) {
+    dht_addr seen = me, from = netsim_addr(w.ns, 2 * (i + 3));
+    seen.port = (uint16_t)(50000 + i);
+    nat_vote_add(v, &seen, &from, netsim_now(w.ns));
+  }
+  na->next_dial = netsim_now(w.ns); /* the next round now, not in 10 minutes */
+  netsim_touch(w.ns, A);
+  netsim_run(w.ns, netsim_now(w.ns) + 1000, NULL, NULL);
+  nat_get_status(na, netsim_now(w.ns), &st);
+  printf("after the NAT turned symmetric: %s, %s\n", st.server ? "server" : "client",
+         nat_reach_name(st.reach));
+  assert_int_equal(st.reach, NAT_REACH_NO);
+  assert_false(st.server);
+  world_del(&w);
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -350,6 +384,7 @@ int main(void) {
       cmocka_unit_test(test_mapping_verdicts),
       cmocka_unit_test(test_probe_from_contacted_proves_nothing),
       cmocka_unit_test(test_prober_targets),
+      cmocka_unit_test(test_symmetric_undoes_proof),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
