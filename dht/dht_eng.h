@@ -94,6 +94,7 @@ typedef struct svc_rpc {
   uint8_t tries;  /* sends left after the current one */
   bool retried;   /* sent more than once: its answer gives no RTT sample (Karn) */
   bool soft_done; /* the soft timeout has been reported */
+  bool keyless;   /* its sending key was removed: no answer can match it */
   dht_ts try_ms, deadline, soft_at;
   uint16_t len;
   dht_tx tx;

@@ -548,7 +548,7 @@ void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now) {
   }
   const dht_service *s = svc_at(e, si);
   int i = sreq_find(e, in->txid);
-  if (i >= 0 && e->sreq[i].svc == si && e->sreq[i].answer == in->type &&
+  if (i >= 0 && !e->sreq[i].keyless && e->sreq[i].svc == si && e->sreq[i].answer == in->type &&
       e->sreq[i].key == in->key && memcmp(e->sreq[i].r.to.pk, in->from.pk, DHT_PK_LEN) == 0) {
     svc_rpc q = e->sreq[i];
     q.body = NULL;
@@ -685,6 +685,7 @@ int dht_key_remove(dht *e, int key) {
     if (q->key != key)
       continue;
     q->key = 0;
+    q->keyless = true; /* nor may an answer under our identity take it */
     e->nsreq_keyed--;
     q->tries = 0;
     dht_mem_free(&e->mem, q->body);
