@@ -414,6 +414,7 @@ static void init_addrs(rd_daemon *d) {
     add_addr(
         d, dht_addr_is_private(a) || dht_addr_is_loopback(a) ? DHT_ADDR_LAN : DHT_ADDR_OBSERVED, a);
   }
+  d->nbound = d->naddrs;
 }
 
 /* Our record takes the address the NAT service's vote settled on (peers in
@@ -440,9 +441,63 @@ static void nat_events(rd_daemon *d) {
     NLOG(NODE_LOG_INFO, "nat", "%s mapping at %s: %s", nat_portmap_proto_name(ev.tag), txt,
          ev.ok ? "verified by a dial-back" : "a dial-back did not get in");
     node_portmap_verified(&d->portmap, ev.tag, ev.ok);
-    if (ev.ok)
-      add_addr(d, DHT_ADDR_MAPPED, &ev.addr);
+    d->nat_sync_at = 0; /* the record follows at once */
   }
+}
+
+static int push_addr(dht_typed_addr *l, int n, uint8_t type, const dht_addr *a) {
+  for (int i = 0; i < n; i++)
+    if (dht_addr_eq(&l[i].addr, a))
+      return n;
+  if (n == DHT_RECORD_MAX_ADDRS)
+    return n;
+  l[n].type = type;
+  l[n].addr = *a;
+  return n + 1;
+}
+
+/* Our record's addresses, rebuilt from what is true now: the bound ones, the
+ * vote's (a new address replaces the old; a symmetric verdict removes it; an
+ * open vote keeps it, so ageing reports do not make the record flap), and
+ * the mappings a dial-back proved and the gateway still holds. */
+static void rebuild_addrs(rd_daemon *d, const nat_status *st) {
+  dht_typed_addr l[DHT_RECORD_MAX_ADDRS];
+  int n = d->nbound;
+  memcpy(l, d->addrs, (size_t)n * sizeof l[0]);
+  for (int f = 0; f < 2; f++) {
+    const nat_vote_result *r = &st->vote[f];
+    uint8_t fam = f == 0 ? DHT_AF_INET : DHT_AF_INET6;
+    if (!r->known) { /* reports aged out between two rounds: keep what we had */
+      for (int i = d->nbound; i < d->naddrs; i++)
+        if (d->addrs[i].type != DHT_ADDR_MAPPED && d->addrs[i].addr.family == fam)
+          n = push_addr(l, n, d->addrs[i].type, &d->addrs[i].addr);
+      continue;
+    }
+    if (r->mapping != NAT_MAP_EIM)
+      continue; /* symmetric: its ports are per peer, worth nothing to others */
+    if (!addr_known(d, &r->addr)) {
+      char txt[DHT_ADDR_STRLEN];
+      NLOG(NODE_LOG_INFO, "nat", "peers in %d networks see us at %s", r->prefixes,
+           dht_addr_fmt(&r->addr, txt, sizeof txt));
+    }
+    int scope = dht_addr_scope(&r->addr);
+    n = push_addr(l, n,
+                  scope == DHT_SCOPE_LAN || scope == DHT_SCOPE_LOOPBACK ? DHT_ADDR_LAN
+                                                                        : DHT_ADDR_OBSERVED,
+                  &r->addr);
+  }
+  for (int p = 0; p < NAT_PM_NPROTO; p++) {
+    nat_pm_info mi;
+    if (node_portmap_info(&d->portmap, p, &mi) == 0 && mi.verify == NAT_PM_VERIFIED &&
+        mi.ext.family && (mi.state == NAT_PM_MAPPED || mi.state == NAT_PM_RENEWING))
+      n = push_addr(l, n, DHT_ADDR_MAPPED, &mi.ext);
+  }
+  if (n == d->naddrs && memcmp(l, d->addrs, (size_t)n * sizeof l[0]) == 0)
+    return;
+  memcpy(d->addrs, l, (size_t)n * sizeof l[0]);
+  d->naddrs = n;
+  dht_set_addrs(d->e, d->addrs, (size_t)d->naddrs);
+  d->need_publish = true;
 }
 
 static void nat_sync(rd_daemon *d) {
@@ -453,18 +508,7 @@ static void nat_sync(rd_daemon *d) {
   d->nat_sync_at = now + 1000; /* the pump runs per batch of datagrams: once a second is plenty */
   nat_status st;
   nat_get_status(d->nat, (dht_ts)now, &st);
-  for (int f = 0; f < 2; f++) {
-    const nat_vote_result *r = &st.vote[f];
-    if (!r->known || r->mapping != NAT_MAP_EIM || addr_known(d, &r->addr))
-      continue;
-    char txt[DHT_ADDR_STRLEN];
-    NLOG(NODE_LOG_INFO, "nat", "peers in %d networks see us at %s", r->prefixes,
-         dht_addr_fmt(&r->addr, txt, sizeof txt));
-    int scope = dht_addr_scope(&r->addr);
-    add_addr(
-        d, scope == DHT_SCOPE_LAN || scope == DHT_SCOPE_LOOPBACK ? DHT_ADDR_LAN : DHT_ADDR_OBSERVED,
-        &r->addr);
-  }
+  rebuild_addrs(d, &st);
 }
 
 /* ---- snapshots ------------------------------------------------------------- */

@@ -81,6 +81,7 @@ struct rd_daemon {
   /* our record */
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
   int naddrs;
+  int nbound; /* addrs[0..nbound): the bound ones; the rest follow the NAT service */
   bool need_publish;
   /* the NAT service: our public address, from peers in distinct networks */
   nat_svc *nat;
