@@ -247,7 +247,8 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
     n->fails = 0;
   } else if (result == NAT_REACH_NO) {
     n->n_failed++;
-    if (++n->fails >= n->set.fails_to_client)
+    /* a refuted mapping says nothing of the observed address */
+    if (d->mapping < 0 && ++n->fails >= n->set.fails_to_client)
       n->reach = NAT_REACH_NO;
   } else {
     n->n_inconclusive++;
