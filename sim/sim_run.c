@@ -316,7 +316,8 @@ static void pend_add(sim *s, int host_i, int64_t cmd, size_t op, const uint8_t *
 }
 
 /* The true k closest hosts that are up to target (excluding `skip`, and
- * during a partition the hosts on the other side of it): indices in out,
+ * during a partition the hosts on the other side of it; with the NAT
+ * service, the servers among them): indices in out,
  * closest first.  A host that is (re)joining counts: it answers queries, so
  * a lookup may rightly find it.  Brute force with a 64-bit prefilter. */
 static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int *out) {
@@ -329,6 +330,8 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
     const host *h = &s->h[i];
     if (!h->up || i == skip || (cut && !sim_net_same_side(s->net, i, skip)))
       continue;
+    if (s->nat && !dht_is_server(h->e))
+      continue; /* a client is never stored, so no lookup can find it */
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
       uint64_t worst = s->h[out[k - 1]].nid64 ^ t64;
