@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nat.h"
 #include "sim.h"
 
 static const char *const kind_names[] = {
@@ -200,6 +201,32 @@ static int write_hosts(const sim_config *c, const sim_result *r, char *err, size
   fputs("host,tx_packets\n", o.f);
   for (int i = 0; i < r->nhosts; i++)
     fprintf(o.f, "%d,%" PRIu64 "\n", i, r->tx_per_host ? r->tx_per_host[i] : 0);
+  return out_close(&o, err, errlen);
+}
+
+/* nat_hosts.csv (nat on): each host's box type and what its NAT service
+ * showed in its last incarnation; times in ms from the run's start, empty
+ * when never */
+static int write_nat_hosts(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
+  static const char *const reach[] = {"unknown", "yes", "no"};
+  outfile o;
+  if (out_open(&o, c->out_dir, "nat_hosts.csv", err, errlen) != 0)
+    return -1;
+  fputs("host,type,seed,up,start_ms,class_ms,mode_ms,server,reach,mapping\n", o.f);
+  for (int i = 0; i < r->natsvc.nhosts; i++) {
+    const sim_nat_host *h = &r->natsvc.hosts[i];
+    fprintf(o.f, "%d,%s,%d,%d,", i, sim_nat_type_name(h->type), h->seed, h->up);
+    if (h->start_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->start_ms);
+    fputc(',', o.f);
+    if (h->class_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->class_ms);
+    fputc(',', o.f);
+    if (h->mode_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->mode_ms);
+    fprintf(o.f, ",%d,%s,%s\n", h->server, reach[h->reach <= 2 ? h->reach : 0],
+            nat_mapping_name(h->cls));
+  }
   return out_close(&o, err, errlen);
 }
 
@@ -838,6 +865,8 @@ int sim_out_write(const sim_config *c, const sim_result *r, char *err, size_t er
   if (make_dirs(c->out_dir, err, errlen) != 0)
     return -1;
   if (r->nmsgs && write_messages(c, r, err, errlen) != 0)
+    return -1;
+  if (c->nat_svc && write_nat_hosts(c, r, err, errlen) != 0)
     return -1;
   if (write_manifest(c, r, err, errlen) != 0 || write_ops(c, r, err, errlen) != 0 ||
       write_series(c, r, err, errlen) != 0 || write_hosts(c, r, err, errlen) != 0 ||
