@@ -107,8 +107,9 @@ typedef struct sim {
   sim_run_ops run_ops;        /* what the workload may ask of the run */
   /* the NAT service (c->nat_svc): one per host that is up, NULL otherwise */
   nat_svc **nat;
-  int nat_seeds;    /* seeds chosen so far: the first c->nat_seeds public hosts */
-  size_t nat_alloc; /* bytes the service being created asked for */
+  int nat_seeds;       /* seeds chosen so far: the first c->nat_seeds public hosts */
+  int nat_seed_of[64]; /* their host numbers (nat-seeds is at most 64) */
+  size_t nat_alloc;    /* bytes the service being created asked for */
 } sim;
 
 /* ---- the heap ------------------------------------------------------------ */
@@ -241,7 +242,7 @@ static int host_add(sim *s) {
     nh->type = (uint8_t)sim_net_nat_type(s->net, i);
     if (nh->type == SIM_NAT_PUBLIC && s->nat_seeds < s->c->nat_seeds) {
       nh->seed = 1;
-      s->nat_seeds++;
+      s->nat_seed_of[s->nat_seeds++] = i;
     }
     s->res->natsvc.nhosts = s->nh;
   }
@@ -669,9 +670,11 @@ static int random_online(sim *s, sim_rng *r, int skip) {
  * churn stream. */
 static size_t seed_peers(sim *s, int i, dht_peer *peers, int max) {
   int cand[64], nc = 0;
-  for (int j = 0; j < s->nh && nc < 64; j++)
-    if (j != i && s->res->natsvc.hosts[j].seed && s->h[j].up && s->h[j].joined)
+  for (int k = 0; k < s->nat_seeds; k++) {
+    int j = s->nat_seed_of[k];
+    if (j != i && s->h[j].up && s->h[j].joined)
       cand[nc++] = j;
+  }
   size_t np = 0;
   while (nc > 0 && (int)np < max) {
     int k = (int)sim_rng_below(&s->rng_churn, (uint64_t)nc);
