@@ -309,7 +309,8 @@ static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
     up++;
     servers += h->server;
     seeds += h->seed;
-    proven += h->server && !h->seed; /* auto mode: a dial-back made it a server */
+    /* auto mode: a dial-back proved it reachable and made it a server */
+    proven += h->server && !h->seed && h->reach == NAT_REACH_YES;
     reach[rc]++;
     known += h->class_ms >= 0;
     ty_up[h->type]++;
