@@ -16,7 +16,7 @@
  *                   datagrams, latency, jitter, loss, uplink queues, partitions,
  *                   NAT boxes
  *   sim_run.c       the event loop: hosts and their drive loop, churn,
- *                   workloads, metrics
+ *                   workloads, metrics, the NAT service on every host (nat on)
  *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox
  *                   service on every host, friend pairs sending messages
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots

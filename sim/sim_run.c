@@ -17,7 +17,9 @@
  * through comes back as an EV_DELIVER event, which feeds the datagram to the
  * receiving engine if the host is up and the network still lets it in (a
  * NAT box filters there).  With NATed hosts, joining hosts bootstrap from
- * public ones.
+ * public ones.  With nat on, every host runs the NAT service (nat/) beside
+ * its engine: a dht/ service, so its timers are the engine's expiry; the
+ * seeds are its servers by declaration and the bootstrap list.
  *
  * Invariants: every random choice comes from a stream of the seed (work
  * 0x3001, churn 0x3003, one per host; the network has its own), never from
