@@ -16,7 +16,7 @@
  *                   datagrams, latency, jitter, loss, uplink queues, partitions,
  *                   NAT boxes
  *   sim_run.c       the event loop: hosts and their drive loop, churn,
- *                   workloads, metrics
+ *                   workloads, metrics, the NAT service on every host (nat on)
  *   sim_msg.c       the messaging workload (a sim_workload_ops table): a mailbox
  *                   service on every host, friend pairs sending messages
  *   sim_out.c       manifest, CSV and JSON metrics, gnuplot plots
@@ -191,6 +191,11 @@ typedef struct sim_config {
   double nat_mix[SIM_NAT_TYPES];
   dht_ts nat_timeout_ms;
   bool nat_hairpin;
+  /* the NAT service (nat/) on every host: off by default, so runs without
+   * it keep their trace hash; nat_seeds public hosts run it in server mode
+   * and are what joining hosts bootstrap from (docs/sim.md, NAT service) */
+  bool nat_svc;
+  int nat_seeds;
 
   /* churn */
   sim_dist session, downtime;
@@ -274,6 +279,30 @@ typedef struct sim_msg_rec {
   uint16_t sends;                  /* store_send calls (re-sent after a sender restart) */
 } sim_msg_rec;
 
+/* One host's NAT service as the run saw it (times absolute, -1: never),
+ * for its last incarnation. */
+typedef struct sim_nat_host {
+  dht_ts start_ms; /* the incarnation started (joined the network) */
+  dht_ts class_ms; /* the vote of its main socket first known */
+  dht_ts mode_ms;  /* the (server, reach) pair last changed; start_ms if never */
+  uint8_t type;    /* enum sim_nat_type */
+  uint8_t seed;    /* NAT_MODE_SERVER by configuration */
+  uint8_t up, server, reach;
+  uint8_t cls; /* enum nat_mapping of the vote at the end */
+} sim_nat_host;
+
+/* What the NAT services did (empty unless nat_svc). */
+typedef struct sim_natsvc_stats {
+  sim_nat_host *hosts; /* nhosts of them */
+  int nhosts;
+  uint64_t dials, dials_ok, dials_failed, dials_inconclusive; /* all incarnations */
+  uint64_t helped, probes;
+  /* routing-table entries of the hosts up at the end, and those whose host
+   * a stranger's datagram cannot reach (the box model's truth) */
+  uint64_t entries, entries_unreachable, entries_unknown;
+  size_t svc_bytes; /* one service with nothing in flight: struct and heap */
+} sim_natsvc_stats;
+
 typedef struct sim_result {
   sim_op *ops;
   size_t nops, aops;
@@ -291,7 +320,8 @@ typedef struct sim_result {
   size_t nmsgs;
   uint64_t msg_loss_notices, msg_loss_items; /* STORE_EV_LOSS at recipients */
   uint64_t msg_fetch_rounds, msg_deposits_in, msg_recon_pushed, msg_recon_pulled;
-  sim_nat_stats nat; /* what the NAT boxes did */
+  sim_nat_stats nat;       /* what the NAT boxes did */
+  sim_natsvc_stats natsvc; /* what the NAT services did (nat_svc on) */
 } sim_result;
 
 /* Runs the simulation.  Returns 0 or -1 + err. */

@@ -132,6 +132,19 @@ int main(int argc, char **argv) {
         printf("%s%s %d", k > 1 ? ", " : "", sim_nat_type_name(k), res.nat.hosts[k]);
       printf("); %llu datagrams filtered\n", (unsigned long long)res.nat.filtered);
     }
+    if (c.nat_svc) {
+      const sim_natsvc_stats *t = &res.natsvc;
+      int up = 0, srv = 0;
+      for (int i = 0; i < t->nhosts; i++) {
+        up += t->hosts[i].up;
+        srv += t->hosts[i].up && t->hosts[i].server;
+      }
+      printf("nat service: %d of %d hosts up are servers; dial-backs %llu (ok %llu, failed %llu); "
+             "%llu of %llu table entries unreachable; %zu bytes a service\n",
+             srv, up, (unsigned long long)t->dials, (unsigned long long)t->dials_ok,
+             (unsigned long long)t->dials_failed, (unsigned long long)t->entries_unreachable,
+             (unsigned long long)t->entries, t->svc_bytes);
+    }
     printf("peak memory: %zu KiB (%.1f KiB per node); results in %s\n", res.peak_rss_kb,
            (double)res.peak_rss_kb / res.nhosts, c.out_dir);
   }

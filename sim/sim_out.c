@@ -28,6 +28,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nat.h"
 #include "sim.h"
 
 static const char *const kind_names[] = {
@@ -203,6 +204,32 @@ static int write_hosts(const sim_config *c, const sim_result *r, char *err, size
   return out_close(&o, err, errlen);
 }
 
+/* nat_hosts.csv (nat on): each host's box type and what its NAT service
+ * showed in its last incarnation; times in ms from the run's start, empty
+ * when never */
+static int write_nat_hosts(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
+  static const char *const reach[] = {"unknown", "yes", "no"};
+  outfile o;
+  if (out_open(&o, c->out_dir, "nat_hosts.csv", err, errlen) != 0)
+    return -1;
+  fputs("host,type,seed,up,start_ms,class_ms,mode_ms,server,reach,mapping\n", o.f);
+  for (int i = 0; i < r->natsvc.nhosts; i++) {
+    const sim_nat_host *h = &r->natsvc.hosts[i];
+    fprintf(o.f, "%d,%s,%d,%d,", i, sim_nat_type_name(h->type), h->seed, h->up);
+    if (h->start_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->start_ms);
+    fputc(',', o.f);
+    if (h->class_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->class_ms);
+    fputc(',', o.f);
+    if (h->mode_ms >= 0)
+      fprintf(o.f, "%" PRId64, (int64_t)h->mode_ms);
+    fprintf(o.f, ",%d,%s,%s\n", h->server, reach[h->reach <= 2 ? h->reach : 0],
+            nat_mapping_name(h->cls));
+  }
+  return out_close(&o, err, errlen);
+}
+
 /* ---- summary ----------------------------------------------------------- */
 
 static int summary_messages(FILE *f, const sim_config *c, const sim_result *r);
@@ -265,9 +292,79 @@ static void summary_nat(FILE *f, const sim_config *c, const sim_result *r) {
           n->primed, n->hairpinned, n->no_hairpin, n->table_full, n->peak_bytes);
 }
 
+/* the "nat_svc" member (nat on): the services' verdicts over the hosts up
+ * at the end, overall and by box type, how long they took from the host's
+ * start, the dial-backs, and the routing-table entries a stranger cannot
+ * reach.  v has room for nhosts values. */
+static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
+  const sim_natsvc_stats *t = &r->natsvc;
+  int up = 0, servers = 0, reach[3] = {0, 0, 0}, known = 0, seeds = 0, proven = 0;
+  int ty_up[SIM_NAT_TYPES] = {0}, ty_srv[SIM_NAT_TYPES] = {0}, ty_known[SIM_NAT_TYPES] = {0};
+  int ty_reach[SIM_NAT_TYPES][3] = {{0}};
+  for (int i = 0; i < t->nhosts; i++) {
+    const sim_nat_host *h = &t->hosts[i];
+    if (!h->up)
+      continue;
+    int rc = h->reach <= 2 ? h->reach : 0;
+    up++;
+    servers += h->server;
+    seeds += h->seed;
+    /* auto mode: a dial-back proved it reachable and made it a server */
+    proven += h->server && !h->seed && h->reach == NAT_REACH_YES;
+    reach[rc]++;
+    known += h->class_ms >= 0;
+    ty_up[h->type]++;
+    ty_srv[h->type] += h->server;
+    ty_known[h->type] += h->class_ms >= 0;
+    ty_reach[h->type][rc]++;
+  }
+  fprintf(f,
+          "  \"nat_svc\": {\n    \"hosts_up\": %d,\n    \"seeds_up\": %d,\n"
+          "    \"servers_by_dialback\": %d,\n    \"mode\": {\"server\": %d, \"client\": %d},"
+          "\n    \"reach\": {\"yes\": %d, \"no\": %d, \"unknown\": %d},\n"
+          "    \"class_known\": %d,\n    \"by_type\": {",
+          up, seeds, proven, servers, up - servers, reach[1], reach[2], reach[0], known);
+  for (int k = 0, first = 1; k < SIM_NAT_TYPES; k++) {
+    if (!r->nat.hosts[k])
+      continue;
+    fprintf(f,
+            "%s\n      \"%s\": {\"up\": %d, \"server\": %d, \"class_known\": %d, "
+            "\"reach_yes\": %d, \"reach_no\": %d, \"reach_unknown\": %d}",
+            first ? "" : ",", sim_nat_type_name(k), ty_up[k], ty_srv[k], ty_known[k],
+            ty_reach[k][1], ty_reach[k][2], ty_reach[k][0]);
+    first = 0;
+  }
+  fputs("\n    },\n", f);
+  static const char *const p[] = {"p50", "p99", "max", NULL};
+  size_t n = 0;
+  for (int i = 0; i < t->nhosts; i++)
+    if (t->hosts[i].up && t->hosts[i].class_ms >= 0)
+      v[n++] = t->hosts[i].class_ms - t->hosts[i].start_ms;
+  stats(f, "time_to_class_ms", v, n, p);
+  fputs(",\n", f);
+  n = 0;
+  for (int i = 0; i < t->nhosts; i++)
+    if (t->hosts[i].up)
+      v[n++] = t->hosts[i].mode_ms - t->hosts[i].start_ms;
+  stats(f, "time_to_mode_ms", v, n, p);
+  fprintf(f,
+          ",\n    \"dials\": {\"started\": %" PRIu64 ", \"ok\": %" PRIu64 ", \"failed\": %" PRIu64
+          ", \"inconclusive\": %" PRIu64 ", \"helped\": %" PRIu64 ", \"probes\": %" PRIu64 "},\n"
+          "    \"table\": {\"entries\": %" PRIu64 ", \"unreachable\": %" PRIu64
+          ", \"unknown\": %" PRIu64 ", \"unreachable_share\": ",
+          t->dials, t->dials_ok, t->dials_failed, t->dials_inconclusive, t->helped, t->probes,
+          t->entries, t->entries_unreachable, t->entries_unknown);
+  if (t->entries)
+    json_num(f, (double)t->entries_unreachable / (double)t->entries);
+  else
+    fputs("null", f);
+  fprintf(f, "},\n    \"svc_bytes_per_host\": %zu\n  },\n", t->svc_bytes);
+}
+
 static int write_summary(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
   outfile o;
-  int64_t *v = malloc((r->nops ? r->nops : 1) * sizeof *v);
+  size_t nv = r->nops > (size_t)r->natsvc.nhosts ? r->nops : (size_t)r->natsvc.nhosts;
+  int64_t *v = malloc((nv ? nv : 1) * sizeof *v);
   if (!v) {
     snprintf(err, errlen, "out of memory writing summary.json");
     return -1;
@@ -282,6 +379,8 @@ static int write_summary(const sim_config *c, const sim_result *r, char *err, si
           c->seed);
   crypto_members(o.f, r->crypto, "  ");
   summary_nat(o.f, c, r);
+  if (c->nat_svc)
+    summary_natsvc(o.f, r, v);
   if (r->nmsgs && summary_messages(o.f, c, r) != 0) {
     fclose(o.f);
     free(v);
@@ -767,6 +866,8 @@ int sim_out_write(const sim_config *c, const sim_result *r, char *err, size_t er
   if (make_dirs(c->out_dir, err, errlen) != 0)
     return -1;
   if (r->nmsgs && write_messages(c, r, err, errlen) != 0)
+    return -1;
+  if (c->nat_svc && write_nat_hosts(c, r, err, errlen) != 0)
     return -1;
   if (write_manifest(c, r, err, errlen) != 0 || write_ops(c, r, err, errlen) != 0 ||
       write_series(c, r, err, errlen) != 0 || write_hosts(c, r, err, errlen) != 0 ||

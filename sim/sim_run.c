@@ -17,7 +17,9 @@
  * through comes back as an EV_DELIVER event, which feeds the datagram to the
  * receiving engine if the host is up and the network still lets it in (a
  * NAT box filters there).  With NATed hosts, joining hosts bootstrap from
- * public ones.
+ * public ones.  With nat on, every host runs the NAT service (nat/) beside
+ * its engine: a dht/ service, so its timers are the engine's expiry; the
+ * seeds are its servers by declaration and the bootstrap list.
  *
  * Invariants: every random choice comes from a stream of the seed (work
  * 0x3001, churn 0x3003, one per host; the network has its own), never from
@@ -35,6 +37,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "nat.h"
 #include "sim_int.h"
 
 enum ev_kind {
@@ -104,6 +107,11 @@ typedef struct sim {
   const sim_workload_ops *wl; /* the workload, NULL when off */
   void *wl_st;                /* its state */
   sim_run_ops run_ops;        /* what the workload may ask of the run */
+  /* the NAT service (c->nat_svc): one per host that is up, NULL otherwise */
+  nat_svc **nat;
+  int nat_seeds;       /* seeds chosen so far: the first c->nat_seeds public hosts */
+  int nat_seed_of[64]; /* their host numbers (nat-seeds is at most 64) */
+  size_t nat_alloc;    /* bytes the service being created asked for */
 } sim;
 
 /* ---- the heap ------------------------------------------------------------ */
@@ -200,6 +208,16 @@ static int host_add(sim *s) {
     if (!tx)
       return -1;
     s->res->tx_per_host = tx;
+    if (s->c->nat_svc) {
+      nat_svc **nn = realloc(s->nat, (size_t)na * sizeof *nn);
+      if (!nn)
+        return -1;
+      s->nat = nn;
+      sim_nat_host *nh2 = realloc(s->res->natsvc.hosts, (size_t)na * sizeof *nh2);
+      if (!nh2)
+        return -1;
+      s->res->natsvc.hosts = nh2;
+    }
   }
   int i = s->nh++;
   host *h = &s->h[i];
@@ -218,6 +236,18 @@ static int host_add(sim *s) {
   /* the network places the host with the rest of the host's stream */
   if (sim_net_host_add(s->net, i, &r) != 0)
     return -1;
+  if (s->c->nat_svc) {
+    s->nat[i] = NULL;
+    sim_nat_host *nh = &s->res->natsvc.hosts[i];
+    memset(nh, 0, sizeof *nh);
+    nh->start_ms = nh->class_ms = nh->mode_ms = -1;
+    nh->type = (uint8_t)sim_net_nat_type(s->net, i);
+    if (nh->type == SIM_NAT_PUBLIC && s->nat_seeds < s->c->nat_seeds) {
+      nh->seed = 1;
+      s->nat_seed_of[s->nat_seeds++] = i;
+    }
+    s->res->natsvc.nhosts = s->nh;
+  }
   return i;
 }
 
@@ -289,7 +319,8 @@ static void pend_add(sim *s, int host_i, int64_t cmd, size_t op, const uint8_t *
 }
 
 /* The true k closest hosts that are up to target (excluding `skip`, and
- * during a partition the hosts on the other side of it): indices in out,
+ * during a partition the hosts on the other side of it; with the NAT
+ * service, the servers among them): indices in out,
  * closest first.  A host that is (re)joining counts: it answers queries, so
  * a lookup may rightly find it.  Brute force with a 64-bit prefilter. */
 static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int *out) {
@@ -302,6 +333,8 @@ static int truth(sim *s, const uint8_t target[DHT_ID_LEN], int skip, int k, int 
     const host *h = &s->h[i];
     if (!h->up || i == skip || (cut && !sim_net_same_side(s->net, i, skip)))
       continue;
+    if (s->nat && !dht_is_server(h->e))
+      continue; /* a client is never stored, so no lookup can find it */
     uint64_t d = h->nid64 ^ t64;
     if (n == k) {
       uint64_t worst = s->h[out[k - 1]].nid64 ^ t64;
@@ -424,6 +457,154 @@ static void on_event(sim *s, int i, const dht_event *ev) {
   }
 }
 
+/* ---- the NAT service (c->nat_svc) ------------------------------------------ */
+
+/* Counts what nat_svc_new allocates: the service's memory with nothing in
+ * flight (it allocates nothing after that). */
+static void *nat_mem_malloc(void *ctx, size_t n) {
+  *(size_t *)ctx += n;
+  return malloc(n);
+}
+
+static void *nat_mem_realloc(void *ctx, void *p, size_t n) {
+  (void)ctx;
+  return realloc(p, n);
+}
+
+static void nat_mem_free(void *ctx, void *p) {
+  (void)ctx;
+  free(p);
+}
+
+/* After the host's drive loop: drains the service's events (mapping
+ * verdicts; the sim asks for none, so there are none, but a driver drains
+ * them) and notes when the host first knew its class and when its
+ * (server, reach) pair last changed.  Reads only: the trace is untouched. */
+static void nat_drive(sim *s, int i) {
+  nat_svc *n = s->nat[i];
+  if (!n)
+    return;
+  nat_event nev;
+  while (nat_poll_event(n, &nev) == 0)
+    ;
+  sim_nat_host *nh = &s->res->natsvc.hosts[i];
+  nat_status st;
+  nat_get_status(n, s->now, &st);
+  if (nh->class_ms < 0 && st.vote[0].known)
+    nh->class_ms = s->now;
+  if (st.server != nh->server || st.reach != nh->reach) {
+    nh->server = st.server;
+    nh->reach = (uint8_t)st.reach;
+    nh->mode_ms = s->now;
+  }
+  nh->cls = (uint8_t)st.vote[0].mapping;
+}
+
+static int nat_start(sim *s, int i, const dht_callbacks *cb) {
+  sim_nat_host *nh = &s->res->natsvc.hosts[i];
+  nat_settings ns;
+  nat_settings_default(&ns);
+  /* seeds are servers by declaration: a network needs reachable nodes
+   * before anyone can be dialled back; the rest prove themselves */
+  ns.mode = nh->seed ? NAT_MODE_SERVER : NAT_MODE_AUTO;
+  dht_mem mem = {&s->nat_alloc, nat_mem_malloc, nat_mem_realloc, nat_mem_free};
+  s->nat_alloc = 0;
+  if (nat_svc_new(&s->nat[i], s->h[i].e, &ns, cb, &mem, s->now) != 0)
+    return -1;
+  s->res->natsvc.svc_bytes = s->nat_alloc;
+  nh->start_ms = s->now;
+  nh->class_ms = -1;
+  nh->mode_ms = s->now;
+  nh->server = dht_is_server(s->h[i].e);
+  nh->reach = NAT_REACH_UNKNOWN;
+  nh->up = 1;
+  return 0;
+}
+
+/* The host goes: its counters join the run's totals, its service goes
+ * before its engine. */
+static void nat_stop(sim *s, int i) {
+  nat_svc *n = s->nat[i];
+  if (!n)
+    return;
+  nat_drive(s, i);
+  nat_status st;
+  nat_get_status(n, s->now, &st);
+  sim_natsvc_stats *t = &s->res->natsvc;
+  t->dials += st.dials;
+  t->dials_ok += st.dials_ok;
+  t->dials_failed += st.dials_failed;
+  t->dials_inconclusive += st.dials_inconclusive;
+  t->helped += st.helped;
+  t->probes += st.probes_sent;
+  nat_svc_del(n);
+  s->nat[i] = NULL;
+}
+
+typedef struct nid_ix {
+  uint64_t nid64;
+  int host;
+} nid_ix;
+
+static int nid_cmp(const void *a, const void *b) {
+  const nid_ix *x = a, *y = b;
+  return x->nid64 < y->nid64 ? -1 : x->nid64 > y->nid64;
+}
+
+/* Whether a datagram from a stranger reaches host i: the box model's truth.
+ * A full cone lets anyone in through a live mapping (and a DHT host keeps
+ * its mapping alive); the filtering boxes let in only whom the host sent
+ * to.  Nothing in the sim makes port forwards yet, so an upnp box filters
+ * like a port-restricted one. */
+static bool stranger_reaches(const sim *s, int i) {
+  int t = sim_net_nat_type(s->net, i);
+  return t == SIM_NAT_PUBLIC || t == SIM_NAT_FULL;
+}
+
+/* At the end: every routing-table entry of every host up, by whether its
+ * host is reachable from a stranger. */
+static void nat_tables(sim *s) {
+  sim_natsvc_stats *t = &s->res->natsvc;
+  nid_ix *ix = malloc((size_t)s->nh * sizeof *ix);
+  int cap = 8192;
+  dht_peer_info *pi = malloc((size_t)cap * sizeof *pi);
+  if (!ix || !pi) {
+    free(ix);
+    free(pi);
+    return;
+  }
+  for (int i = 0; i < s->nh; i++)
+    ix[i] = (nid_ix){s->h[i].nid64, i};
+  qsort(ix, (size_t)s->nh, sizeof *ix, nid_cmp);
+  for (int i = 0; i < s->nh; i++) {
+    if (!s->h[i].up)
+      continue;
+    int n = dht_table(s->h[i].e, pi, cap);
+    for (int k = 0; k < n; k++) {
+      uint64_t v = 0;
+      for (int b = 0; b < 8; b++)
+        v = v << 8 | pi[k].c.id[b];
+      nid_ix key = {v, 0};
+      nid_ix *f = bsearch(&key, ix, (size_t)s->nh, sizeof *ix, nid_cmp);
+      int who = -1;
+      if (f) { /* IDs sharing 64 bits: walk the run of equal prefixes */
+        while (f > ix && f[-1].nid64 == v)
+          f--;
+        for (; f < ix + s->nh && f->nid64 == v && who < 0; f++)
+          if (!memcmp(s->h[f->host].nid, pi[k].c.id, DHT_ID_LEN))
+            who = f->host;
+      }
+      t->entries++;
+      if (who < 0)
+        t->entries_unknown++;
+      else if (!stranger_reaches(s, who))
+        t->entries_unreachable++;
+    }
+  }
+  free(ix);
+  free(pi);
+}
+
 static void drive(sim *s, int i) {
   host *h = &s->h[i];
   if (!h->up)
@@ -444,6 +625,8 @@ static void drive(sim *s, int i) {
     while ((n = dht_write_pkt(h->e, &to, &pi, buf, sizeof buf, s->now)) > 0)
       send_dgram(s, i, &to, &pi, buf, (size_t)n);
   }
+  if (s->nat)
+    nat_drive(s, i);
   dht_ts exp = dht_get_expiry(h->e);
   if (exp < s->now)
     exp = s->now;
@@ -485,6 +668,27 @@ static int random_online(sim *s, sim_rng *r, int skip) {
   return random_online_of(s, r, skip, false);
 }
 
+/* Up to max distinct online, joined seeds other than i, drawn from the
+ * churn stream. */
+static size_t seed_peers(sim *s, int i, dht_peer *peers, int max) {
+  int cand[64], nc = 0;
+  for (int k = 0; k < s->nat_seeds; k++) {
+    int j = s->nat_seed_of[k];
+    if (j != i && s->h[j].up && s->h[j].joined)
+      cand[nc++] = j;
+  }
+  size_t np = 0;
+  while (nc > 0 && (int)np < max) {
+    int k = (int)sim_rng_below(&s->rng_churn, (uint64_t)nc);
+    int j = cand[k];
+    cand[k] = cand[--nc];
+    memcpy(peers[np].pk, s->h[j].id.pk, DHT_PK_LEN);
+    peers[np].addr = sim_net_addr(s->net, j);
+    np++;
+  }
+  return np;
+}
+
 static int host_start(sim *s, int i) {
   host *h = &s->h[i];
   dht_callbacks cb = {h->rng_state, host_rand, NULL};
@@ -493,6 +697,10 @@ static int host_start(sim *s, int i) {
   int rv = dht_new(&h->e, &h->id, &s->set, &cb, NULL, s->now);
   if (rv) {
     snprintf(s->err, s->errlen, "cannot create engine %d: %s", i, dht_strerror(rv));
+    return -1;
+  }
+  if (s->nat && nat_start(s, i, &cb) != 0) {
+    snprintf(s->err, s->errlen, "cannot create the NAT service of host %d", i);
     return -1;
   }
   if (s->wl && s->wl->host_up(s->wl_st, i, h->e, &h->id, &cb, s->now) != 0) {
@@ -516,7 +724,12 @@ static int host_start(sim *s, int i) {
    * bootstrap list is: a NATed host's own address is private (a run without
    * boxes picks, and draws, as it always did) */
   bool public_only = s->c->nat_mix[SIM_NAT_PUBLIC] < 1;
-  for (int k = 0; k < s->c->bootstrap_peers && k < 16; k++) {
+  /* with the NAT service, the bootstrap list is the seeds (the servers by
+   * declaration) once one is up, as a real list names reachable nodes */
+  if (s->nat)
+    np = seed_peers(s, i, peers, s->c->bootstrap_peers < 16 ? s->c->bootstrap_peers : 16);
+  bool seeded = np > 0;
+  for (int k = 0; !seeded && k < s->c->bootstrap_peers && k < 16; k++) {
     int j = random_online_of(s, &s->rng_churn, i, public_only);
     if (j < 0)
       break;
@@ -548,6 +761,10 @@ static void host_stop(sim *s, int i, bool keep_state) {
   }
   if (s->wl)
     s->wl->host_down(s->wl_st, i, keep_state);
+  if (s->nat) {
+    nat_stop(s, i);
+    s->res->natsvc.hosts[i].up = 0;
+  }
   dht_del(h->e);
   h->e = NULL;
   h->up = 0;
@@ -941,6 +1158,12 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   res->peak_rss_kb = rss_kb();
   crypto_generichash_final(&s->trace, res->trace_hash, sizeof res->trace_hash);
   sim_net_nat_stats(s->net, &res->nat);
+  if (s->nat) {
+    nat_tables(s);
+    for (int i = 0; i < s->nh; i++)
+      if (s->h[i].up)
+        nat_stop(s, i);
+  }
 
   while (s->nheap) {
     event ev = pop(s);
@@ -954,6 +1177,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     free(s->h[i].snap);
   }
   free(s->h);
+  free(s->nat);
   free(s->pend);
   sim_net_del(s->net);
   return rv;
@@ -964,5 +1188,6 @@ void sim_result_free(sim_result *res) {
   free(res->ops);
   free(res->samples);
   free(res->tx_per_host);
+  free(res->natsvc.hosts);
   memset(res, 0, sizeof *res);
 }

@@ -123,6 +123,12 @@ static const opt opts[] = {
      "NAT boxes: a mapping idle this long is gone (120s)"},
     {"nat-hairpin", T_BOOL, 0, 0, OFF(nat_hairpin), "on|off",
      "NAT boxes: a host can reach its own box's public address (off)"},
+    {"nat", T_BOOL, 0, 0, OFF(nat_svc), "on|off",
+     "every host runs the NAT service (nat/): seeds in server mode, the rest in auto mode, "
+     "a server once a dial-back proves it reachable (off)"},
+    {"nat-seeds", T_INT, 1, 64, OFF(nat_seeds), "N",
+     "with nat on: the first N public hosts run in server mode and are the bootstrap "
+     "list (8)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
      "off: datagrams are neither encrypted nor authenticated and record signatures are "
      "not checked, for speed; every report says so (on)"},
@@ -169,6 +175,8 @@ void sim_config_default(sim_config *c) {
   c->nat_mix[SIM_NAT_PUBLIC] = 1;
   c->nat_timeout_ms = 120000; /* UDP on common home routers; RFC 4787 REQ-5 asks >= 2 min */
   c->nat_hairpin = false;
+  c->nat_svc = false;
+  c->nat_seeds = 8;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;

@@ -15,6 +15,10 @@
   nat           300 nodes in a NAT mix: deterministic, the mix as asked, NATed
                 hosts join through their boxes, unsolicited datagrams are
                 filtered; without a mix nothing is NATed; a bad mix is an error
+  natsvc        200 nodes in a NAT mix with the NAT service on: no routing-table
+                entry anywhere is a host a stranger cannot reach (behind a
+                port, restricted, symmetric or upnp box: no forwards exist),
+                and public hosts in auto mode became servers by dial-back
 
 Usage: test_sim.py --sim PATH [--only NAME]
 """
@@ -223,6 +227,30 @@ def t_nat(sim, tmp):
     check("nat-mix: unknown type 'home'" in r.stderr, "nat: a bad mix names the problem")
 
 
+def t_natsvc(sim, tmp):
+    seed = os.environ.get("ROOST_SIM_SEED", "11")
+    print("      seed %s (set ROOST_SIM_SEED to try another)" % seed)
+    a, _, _ = run(sim, tmp, "natsvc", "--nodes", "200", "--seed", seed, "--join", "1m",
+                  "--warmup", "1m", "--duration", "8m", "--lookups", "2/s", "--nat", "on",
+                  "--nat-seeds", "24",
+                  "--nat-mix", "public:30,upnp:10,port:40,symmetric:15,full:5")
+    n = json.load(open(os.path.join(a, "summary.json")))["nat_svc"]
+    t = n["table"]
+    print("      servers %d (by dial-back %d) of %d; dial-backs %s; table %s" %
+          (n["mode"]["server"], n["servers_by_dialback"], n["hosts_up"], n["dials"], t))
+    check(t["entries"] > 0 and t["unreachable"] == 0 and t["unknown"] == 0,
+          "natsvc: no table entry is a host behind a filtering box (%d of %d)" %
+          (t["unreachable"], t["entries"]))
+    bt = n["by_type"]
+    check(bt["public"]["server"] > n["seeds_up"] and n["servers_by_dialback"] >= 1,
+          "natsvc: public hosts in auto mode became servers by dial-back (%d)" %
+          n["servers_by_dialback"])
+    filt = [bt[k]["server"] for k in ("port", "symmetric", "upnp") if k in bt]
+    check(sum(filt) == 0, "natsvc: no host behind a filtering box is a server")
+    check(n["class_known"] >= 0.9 * n["hosts_up"],
+          "natsvc: >= 90%% of hosts know their NAT class (%d)" % n["class_known"])
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--sim", required=True)
@@ -232,7 +260,8 @@ def main():
     try:
         for name, fn in [("determinism", t_determinism), ("errors", t_errors),
                          ("bootstrap", t_bootstrap), ("partition", t_partition),
-                         ("churn", t_churn), ("messaging", t_messaging), ("nat", t_nat)]:
+                         ("churn", t_churn), ("messaging", t_messaging), ("nat", t_nat),
+                         ("natsvc", t_natsvc)]:
             if a.only and a.only != name:
                 continue
             print("== %s" % name, flush=True)
