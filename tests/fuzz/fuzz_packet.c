@@ -2105,7 +2105,7 @@ static void fz_answer(fz *h, const uint8_t *p, size_t n) {
   /* A right answer to an open request must reach on_answer: unless a rate
    * limit or the replay filter drops it, or its key is gone. */
   bool right = (v == 0 || v == 6 || v == 7) && q->state == FZ_RQ_OPEN && q->gen == h->ngens &&
-               h->svc && h->set.rate_pps == 0 && !replay &&
+               h->svc && h->set.rate_pps == 0 && !replay && !q->key_gone &&
                (!q->key || (h->key_used[q->key] && h->key_kid[q->key] == q->kid));
   if (right && q->key && !fz_strict) {
     /* known: the engine opens a sending key's answer only under the key of
