@@ -47,7 +47,8 @@ struct nat_svc {
   nat_settings set;
   dht_callbacks cb;
   dht_mem mem;
-  nat_sock *socks; /* set.max_sockets */
+  nat_sock *socks; /* nsocks of them, grown on demand up to set.max_sockets */
+  int nsocks;
   dht_ts next_solicit, next_dial;
   uint64_t asked, reports, ignored, dropped;
   /* dial-backs */

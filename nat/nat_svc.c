@@ -89,11 +89,23 @@ void nat_svc_apply_mode(nat_svc *n, dht_ts now) {
 
 static nat_sock *sock_of(nat_svc *n, uint32_t local, bool create) {
   nat_sock *free_slot = NULL;
-  for (int i = 0; i < n->set.max_sockets; i++) {
+  for (int i = 0; i < n->nsocks; i++) {
     if (n->socks[i].used && n->socks[i].local == local)
       return &n->socks[i];
     if (!n->socks[i].used && !free_slot)
       free_slot = &n->socks[i];
+  }
+  if (create && !free_slot && n->nsocks < n->set.max_sockets) {
+    /* most nodes only ever vote on their main socket: the others' tables
+     * come when a service opens them (the simulator's 2 KiB a host) */
+    int want = n->nsocks * 2 > n->set.max_sockets ? n->set.max_sockets : n->nsocks * 2;
+    nat_sock *ns = dht_mem_realloc(&n->mem, n->socks, (size_t)want * sizeof *ns);
+    if (ns) {
+      memset(ns + n->nsocks, 0, (size_t)(want - n->nsocks) * sizeof *ns);
+      free_slot = &ns[n->nsocks];
+      n->socks = ns;
+      n->nsocks = want;
+    }
   }
   if (!create || !free_slot)
     return NULL;
@@ -104,7 +116,7 @@ static nat_sock *sock_of(nat_svc *n, uint32_t local, bool create) {
 }
 
 const nat_vote *nat_socket_vote(const nat_svc *n, uint32_t local) {
-  for (int i = 0; i < n->set.max_sockets; i++)
+  for (int i = 0; i < n->nsocks; i++)
     if (n->socks[i].used && n->socks[i].local == local)
       return &n->socks[i].v;
   return NULL;
@@ -249,7 +261,8 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   n->set = *s;
   n->cb = *cb;
   n->mem = *mem;
-  n->socks = dht_mem_calloc(mem, (size_t)s->max_sockets, sizeof *n->socks);
+  n->socks = dht_mem_calloc(mem, 1, sizeof *n->socks); /* the main socket's */
+  n->nsocks = 1;
   if (!n->socks) {
     dht_mem_free(mem, n);
     return DHT_ERR_NOMEM;
