@@ -196,6 +196,7 @@ static void job_local(store_svc *s, job *j, dht_ts now) {
 void store_fetch_lookup_done(store_svc *s, job *j, const dht_lookup_result *res, dht_ts now) {
   j->lookup = 0;
   j->nrep = 0;
+  j->rep_answered_mask = 0;
   job_local(s, j, now);
   for (int i = 0; res && i < res->ncontacts && j->nrep < s->set.replicas; i++) {
     memcpy(j->rep[j->nrep].pk, res->contacts[i].pk, DHT_PK_LEN);
@@ -228,8 +229,11 @@ void store_fetch_on_list(store_svc *s, job *j, int ri, const store_wire_msg *m, 
   bool more = m->u.list.more;
   j->rep_pending--;
   if (status == STORE_W_OK) {
-    j->rep_answered++;
-    s->round_answered++;
+    if (!(j->rep_answered_mask & (1u << ri))) { /* a replica counts once, however many pages */
+      j->rep_answered_mask |= (uint16_t)(1u << ri);
+      j->rep_answered++;
+      s->round_answered++;
+    }
     for (size_t i = 0; i < en / STORE_ENTRY_LEN; i++) {
       const uint8_t *e = ents + i * STORE_ENTRY_LEN;
       int k;

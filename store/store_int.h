@@ -40,6 +40,7 @@
 /* ---- fixed caps (not settings: they size arrays or bound one timer run) */
 
 #define MAX_REPL 12 /* r + hosts + slack */
+_Static_assert(MAX_REPL <= 16, "job.rep_answered_mask has 16 bits");
 #define JOB_ITEMS 256
 #define HOST_MBOX_MAX 256   /* registered mailbox IDs per hosted friend */
 #define REG_EPOCHS 3        /* register this epoch and the next two */
@@ -116,6 +117,7 @@ typedef struct job {
   dht_peer rep[MAX_REPL];
   uint8_t rep_id[MAX_REPL][DHT_ID_LEN];
   int rep_answered, rep_pending;
+  uint16_t rep_answered_mask; /* which of rep[] answered (a paged list answers more than once) */
   int nitems;
   jitem items[JOB_ITEMS];
   int inflight;
