@@ -238,7 +238,12 @@ int node_portmap_choose(int mode, const dht_addr *bound, int nbound, dht_addr *o
 
 int node_portmap_start(node_portmap *np, uv_loop_t *loop, int mode, const dht_addr *bound,
                        int nbound, int log_level) {
+  /* the caller's hook, set before the start, survives the reset */
+  void (*on_mapped)(void *, int, const dht_addr *) = np->on_mapped;
+  void *mapped_ctx = np->mapped_ctx;
   memset(np, 0, sizeof *np);
+  np->on_mapped = on_mapped;
+  np->mapped_ctx = mapped_ctx;
   np->loop = loop;
   dht_addr use;
   char txt[DHT_ADDR_STRLEN];

@@ -44,7 +44,8 @@ struct node_portmap {
   bool closed;
   void (*on_stopped)(void *ctx);
   void *stop_ctx;
-  /* a new mapping to prove: the daemon hands it to nat/'s dial-back */
+  /* a new mapping to prove: the daemon hands it to nat/'s dial-back (set
+   * before node_portmap_start, which keeps it) */
   void (*on_mapped)(void *ctx, int proto, const dht_addr *ext);
   void *mapped_ctx;
 };
