@@ -64,6 +64,14 @@ static bool gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
   return true;
 }
 
+static void bloom_add(uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
+  uint32_t h = dht_dest_hash(a);
+  for (int k = 0; k < 3; k++) {
+    uint8_t bit = (uint8_t)(h >> (8 * k));
+    bloom[bit >> 3] |= (uint8_t)(1u << (bit & 7));
+  }
+}
+
 static bool in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
   uint32_t h = dht_dest_hash(a);
   for (int k = 0; k < 3; k++) {
@@ -261,13 +269,15 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
     nat_dial *d = &n->dials[i];
     if (!d->used || memcmp(d->nonce, m->u.probe.nonce, NAT_NONCE_LEN) != 0)
       continue;
-    /* Only a node we have not sent to lately proves anything: a filtering NAT
-     * lets in those we sent to, the helper (who knows the nonce) among them.
-     * And only on the main socket, whose public address is under test. */
-    uint8_t bloom[NAT_BLOOM_LEN];
-    dht_recent_dests(n->e, bloom, now);
-    if (in->local != 0 || in_bloom(bloom, &in->from.addr)) {
+    /* Only a node we had not sent to lately when we asked proves anything (the
+     * helper promised such a prober): a filtering NAT lets in those we sent
+     * to, the helper (who knows the nonce) among them.  And only on the main
+     * socket, whose public address is under test. */
+    if (in->local != 0 || in_bloom(d->sent_to, &in->from.addr)) {
+      /* nothing learnt: not a failure either (we may have sent to the
+       * prober since we asked), so the next round asks another */
       n->dropped++;
+      dial_end(n, d, NAT_REACH_UNKNOWN, now);
       return;
     }
     uint8_t buf[16];
@@ -335,6 +345,8 @@ static void dial_start(nat_svc *n, int mapping, dht_ts now) {
     d->used = true;
     d->prober = false;
     d->mapping = mapping;
+    memcpy(d->sent_to, bloom, NAT_BLOOM_LEN);
+    bloom_add(d->sent_to, &b.addr);
     if (mapping >= 0)
       n->mappings[mapping].dialing = true;
     d->addr = r.addr;

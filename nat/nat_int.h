@@ -20,7 +20,8 @@ typedef struct nat_dial {
   bool used, prober; /* prober: the helper said it asked one */
   int mapping;       /* index into mappings[], or -1: the observed address */
   uint8_t nonce[NAT_NONCE_LEN];
-  dht_addr addr; /* the address under test: our public IP and the port claimed */
+  uint8_t sent_to[NAT_BLOOM_LEN]; /* whom we had sent to when we asked, the helper too */
+  dht_addr addr;                  /* the address under test: our public IP and the port claimed */
   dht_ts deadline;
 } nat_dial;
 
