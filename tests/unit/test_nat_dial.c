@@ -134,8 +134,44 @@ static void test_filtered_stays_client(void **state) {
   world_del(&w);
 }
 
-/* A requester whose DIAL_REQ names a source it does not receive at (a spoofed
- * address, or no cookie) gets nothing sent anywhere. */
+static void ignore(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
+  (void)ctx, (void)e, (void)in, (void)now;
+}
+
+/* Delivers the NAT message q, sealed by sender's key, to node `to` from addr
+ * on its local socket `local`. */
+static void deliver(world *w, int sender, int to, const dht_addr *addr, uint32_t local,
+                    const nat_wire_msg *q, uint8_t answer) {
+  uint8_t body[128];
+  dht_ssize n = nat_wire_encode(body, sizeof body, q);
+  assert_true(n > 0);
+  dht *x;
+  dht_callbacks xcb = {netsim_rng(w->ns), tu_rand_cb, NULL};
+  assert_int_equal(dht_new(&x, netsim_identity(w->ns, sender), NULL, &xcb, NULL, netsim_now(w->ns)),
+                   0);
+  dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
+  int xid = dht_service_add(x, &xs);
+  assert_true(xid > 0);
+  dht_peer pt = netsim_peer(w->ns, to);
+  dht_req_opts o = {.answer = answer};
+  assert_int_equal(dht_svc_request(x, xid, &pt, body, (size_t)n, &o, netsim_now(w->ns)), 0);
+  uint8_t dg[DHT_MAX_PKT];
+  dht_addr dst;
+  dht_ssize dl = d1_write(x, &dst, dg, sizeof dg, netsim_now(w->ns));
+  assert_true(dl > 0);
+  dht_del(x);
+  dht_path path = {.local = local, .remote = *addr};
+  assert_int_equal(dht_read_pkt(netsim_engine(w->ns, to), &path, dg, (size_t)dl, netsim_now(w->ns)),
+                   0);
+}
+
+static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t local,
+                          const uint8_t *nonce) {
+  nat_wire_msg q = {.type = NAT_T_PROBE, .txid = 77};
+  q.u.probe.nonce = nonce;
+  deliver(w, sender, A, addr, local, &q, NAT_T_PROBE_ACK);
+}
+
 /* Port mappings: a dial-back at the mapped port proves or disproves it, and
  * the verdict comes back with the caller's tag.  netsim has no gateway: the
  * node's own port stands for a working forward, another port for one that
@@ -176,85 +212,31 @@ static void test_mapping_verdicts(void **state) {
   }
 }
 
-static void ignore(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
-  (void)ctx, (void)e, (void)in, (void)now;
-}
-
+/* A requester whose DIAL_REQ names a source it does not receive at (a spoofed
+ * address, or no cookie) gets nothing sent anywhere. */
 static void test_cannot_aim(void **state) {
   (void)state;
   world w;
   world_new(&w, false);
   int b = 7;
-  dht *eb = netsim_engine(w.ns, b);
   nat_status s0, s1;
   nat_get_status(w.nat[b], netsim_now(w.ns), &s0);
-  /* a DIAL_REQ from A's key with a made-up cookie */
-  uint8_t nonce[NAT_NONCE_LEN] = {1}, cookie[DHT_TOKEN_LEN] = {2}, body[128];
+  /* a DIAL_REQ from A's key with a made-up cookie, delivered to B from a
+   * victim's address */
+  uint8_t nonce[NAT_NONCE_LEN] = {1}, cookie[DHT_TOKEN_LEN] = {2};
   nat_wire_msg q = {.type = NAT_T_DIAL_REQ, .txid = 99};
   q.u.dial_req.port = 4000;
   q.u.dial_req.nonce = nonce;
   q.u.dial_req.cookie = cookie;
-  dht_ssize n = nat_wire_encode(body, sizeof body, &q);
-  assert_true(n > 0);
-  /* sealed under A's key by an engine of our own, delivered to B from a
-   * victim's address */
-  dht *x;
-  dht_callbacks xcb = {netsim_rng(w.ns), tu_rand_cb, NULL};
-  assert_int_equal(dht_new(&x, netsim_identity(w.ns, A), NULL, &xcb, NULL, netsim_now(w.ns)), 0);
-  dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
-  int xid = dht_service_add(x, &xs);
-  assert_true(xid > 0);
-  dht_peer pb = netsim_peer(w.ns, b);
-  dht_req_opts o = {.answer = NAT_T_DIAL_RESP};
-  assert_int_equal(dht_svc_request(x, xid, &pb, body, (size_t)n, &o, netsim_now(w.ns)), 0);
-  uint8_t dg[DHT_MAX_PKT];
-  dht_addr to;
-  dht_ssize dl = d1_write(x, &to, dg, sizeof dg, netsim_now(w.ns));
-  assert_true(dl > 0);
-  dht_del(x);
   dht_addr victim = netsim_addr(w.ns, 20); /* another node's address */
   victim.port = 4001;
-  assert_int_equal(d1_read(eb, &victim, dg, (size_t)dl, netsim_now(w.ns)), 0);
+  deliver(&w, A, b, &victim, 0, &q, NAT_T_DIAL_RESP);
   netsim_touch(w.ns, b);
   netsim_run(w.ns, netsim_now(w.ns) + 5000, NULL, NULL);
   nat_get_status(w.nat[b], netsim_now(w.ns), &s1);
   assert_int_equal(s1.refused - s0.refused, 1);
   assert_int_equal(s1.helped, s0.helped);
   world_del(&w);
-}
-
-/* Delivers the NAT message q, sealed by sender's key, to node `to` from addr
- * on its local socket `local`. */
-static void deliver(world *w, int sender, int to, const dht_addr *addr, uint32_t local,
-                    const nat_wire_msg *q, uint8_t answer) {
-  uint8_t body[128];
-  dht_ssize n = nat_wire_encode(body, sizeof body, q);
-  assert_true(n > 0);
-  dht *x;
-  dht_callbacks xcb = {netsim_rng(w->ns), tu_rand_cb, NULL};
-  assert_int_equal(dht_new(&x, netsim_identity(w->ns, sender), NULL, &xcb, NULL, netsim_now(w->ns)),
-                   0);
-  dht_service xs = {.type_lo = NAT_MSG_LO, .type_hi = NAT_MSG_HI, .on_msg = ignore};
-  int xid = dht_service_add(x, &xs);
-  assert_true(xid > 0);
-  dht_peer pt = netsim_peer(w->ns, to);
-  dht_req_opts o = {.answer = answer};
-  assert_int_equal(dht_svc_request(x, xid, &pt, body, (size_t)n, &o, netsim_now(w->ns)), 0);
-  uint8_t dg[DHT_MAX_PKT];
-  dht_addr dst;
-  dht_ssize dl = d1_write(x, &dst, dg, sizeof dg, netsim_now(w->ns));
-  assert_true(dl > 0);
-  dht_del(x);
-  dht_path path = {.local = local, .remote = *addr};
-  assert_int_equal(dht_read_pkt(netsim_engine(w->ns, to), &path, dg, (size_t)dl, netsim_now(w->ns)),
-                   0);
-}
-
-static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t local,
-                          const uint8_t *nonce) {
-  nat_wire_msg q = {.type = NAT_T_PROBE, .txid = 77};
-  q.u.probe.nonce = nonce;
-  deliver(w, sender, A, addr, local, &q, NAT_T_PROBE_ACK);
 }
 
 /* A prober probes only unicast addresses in the public space or in its
