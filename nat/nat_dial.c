@@ -274,8 +274,9 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
      * to, the helper (who knows the nonce) among them.  And only on the main
      * socket, whose public address is under test. */
     if (in->local != 0 || in_bloom(d->sent_to, &in->from.addr)) {
-      /* nothing learnt: not a failure either (we may have sent to the
-       * prober since we asked), so the next round asks another */
+      /* nothing learnt (a helper that probed us itself, or the filter's
+       * false positive): not a failure either, so the next round asks
+       * another helper */
       n->dropped++;
       dial_end(n, d, NAT_REACH_UNKNOWN, now);
       return;
