@@ -219,6 +219,17 @@ void store_recon_end(store_svc *s, int i) {
 }
 
 /* Responder, step 1. */
+/* Responder: an answer to a RECON or RECON_L, counted as reconciliation
+ * traffic. */
+static void recon_answer(store_svc *s, const dht_peer *to, const store_wire_msg *a) {
+  uint8_t buf[DHT_MAX_BODY];
+  dht_ssize n = store_wire_encode(buf, sizeof buf, a);
+  if (n > 0) {
+    store_svc_send(s, to, buf, (size_t)n);
+    s->st.recon_bytes += (uint64_t)n;
+  }
+}
+
 void store_recon_on_recon(store_svc *s, const dht_peer *from, const store_wire_msg *m) {
   const uint8_t *mbox = m->u.recon.mbox, *fp = m->u.recon.fp;
   uint32_t count = m->u.recon.count;
@@ -231,7 +242,6 @@ void store_recon_on_recon(store_svc *s, const dht_peer *from, const store_wire_m
   uint8_t all[16], bfp[STORE_NBUCKETS][16];
   int cnt, bc[STORE_NBUCKETS];
   mbox_fps(s, mbox, all, &cnt, bfp, bc);
-  uint8_t buf[512];
   uint8_t b[STORE_NBUCKETS * STORE_BUCKET_LEN];
   store_wire_msg a = {.type = STORE_T_RECON_R, .txid = m->txid};
   if (cnt == (int)count && !memcmp(all, fp, 16)) {
@@ -249,11 +259,7 @@ void store_recon_on_recon(store_svc *s, const dht_peer *from, const store_wire_m
     a.u.recon_r.buckets = b;
     a.u.recon_r.buckets_len = sizeof b;
   }
-  dht_ssize n = store_wire_encode(buf, sizeof buf, &a);
-  if (n > 0) {
-    store_svc_send(s, from, buf, (size_t)n);
-    s->st.recon_bytes += (uint64_t)n;
-  }
+  recon_answer(s, from, &a);
 }
 
 /* Initiator, step 2: the responder's answer to RECON. */
@@ -345,16 +351,11 @@ void store_recon_on_list(store_svc *s, const dht_peer *from, const store_wire_ms
       continue;
     memcpy(want + STORE_ENTRY_LEN * nw++, e, STORE_ENTRY_LEN);
   }
-  uint8_t buf[DHT_MAX_BODY];
   store_wire_msg a = {.type = STORE_T_RECON_LR, .txid = m->txid};
   a.u.recon_lr.status = STORE_W_OK;
   a.u.recon_lr.want = want;
   a.u.recon_lr.nwant = (size_t)nw;
-  dht_ssize n = store_wire_encode(buf, sizeof buf, &a);
-  if (n > 0) {
-    store_svc_send(s, from, buf, (size_t)n);
-    s->st.recon_bytes += (uint64_t)n;
-  }
+  recon_answer(s, from, &a);
 }
 
 /* Initiator, step 4: push what they asked for. */
