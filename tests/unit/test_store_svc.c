@@ -897,11 +897,11 @@ static void test_friend_request(void **state) {
   uint8_t item[STORE_ITEM_MAX], sig[64], buf[DHT_MAX_BODY];
   memset(item, 7, sizeof item);
   memset(sig, 0, sizeof sig);
-  uint64_t before = 0, after = 0;
+  uint64_t before[N];
   for (int i = 0; i < N; i++) {
     store_stats st;
     store_get_stats(W->svc[i], &st);
-    before += st.deposits_refused;
+    before[i] = st.deposits_refused;
   }
   for (int to = 0; to < N; to++) {
     if (to == B || to == C)
@@ -921,12 +921,15 @@ static void test_friend_request(void **state) {
   }
   netsim_touch(W->ns, C);
   run_for(W, 2000);
+  /* every node it went to refused it (a node may refuse some background
+   * deposit of the network's own in the same window too: at least one) */
   for (int i = 0; i < N; i++) {
+    if (i == B || i == C)
+      continue;
     store_stats st;
     store_get_stats(W->svc[i], &st);
-    after += st.deposits_refused;
+    assert_true(st.deposits_refused - before[i] >= 1);
   }
-  assert_int_equal(after - before, N - 2);
   /* B comes back and finds the real request */
   netsim_set_up(W->ns, B, true);
   assert_true(store_fetch(W->svc[B], netsim_now(W->ns)) > 0);
