@@ -46,8 +46,8 @@ static const opt opts[] = {
      "announce ourselves on the local link and join nodes we hear (default on)"},
     {"lan-port", T_INT, 1, 65535, OFF(lan_port), "PORT", "UDP port of LAN discovery (7465)"},
     {"mode", T_MODE, 0, 0, OFF(mode), "server|client|auto",
-     "server: reachable, others may store us; client: query only; auto: a client "
-     "until a dial-back proves us reachable (default server)"},
+     "auto: a client until a dial-back proves us reachable, then a server; "
+     "server: others may store us from the start (seeds, a VPS); client: query only (default auto)"},
     {"log-level", T_LEVEL, 0, 0, OFF(log_level), "error|warn|info|debug",
      "how much to log on stderr (default warn)"},
     {"control-socket", T_SOCK, 0, 0, OFF(control_socket), "PATH",
@@ -107,7 +107,7 @@ void node_config_default(node_config *c) {
   c->lan_discovery = true;
   c->lan_port = 7465;
   c->log_level = NODE_LOG_WARN;
-  c->mode = NAT_MODE_SERVER;
+  c->mode = NAT_MODE_AUTO;
   c->snapshot_interval_s = 300;
   c->rate_pps = 400;
   c->rate_burst = 800;

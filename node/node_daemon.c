@@ -1035,6 +1035,13 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   node_daemon_bootstrap(d);
   NLOG(NODE_LOG_INFO, "main", "roostd %s started: %s (%s)", ROOST_VERSION, d->idtext,
        node_daemon_state_name(d->state));
+  /* say which promise the node makes: a server in the wrong place fills
+   * others' tables with an address they cannot reach */
+  if (cfg->mode == NAT_MODE_SERVER)
+    NLOG(NODE_LOG_INFO, "nat", "mode server: others may store us from the start (for a node "
+         "whose UDP port is reachable: a seed, a VPS, a test on loopback)");
+  else if (cfg->mode == NAT_MODE_AUTO)
+    NLOG(NODE_LOG_INFO, "nat", "mode auto: a client until a dial-back proves us reachable");
   node_daemon_pump(d);
   uv_run(&d->loop, UV_RUN_DEFAULT);
   code = d->exit_code;

@@ -140,7 +140,7 @@ start_node() { # index, extra args...
   shift
   local pin=("${PIN_OTHERS[@]}")
   ((i == 1)) && pin=("${PIN_TARGET[@]}")
-  "${pin[@]}" "$ROOSTD" --data-dir "$TMP/n$i" --lan-discovery off --portmap off \
+  "${pin[@]}" "$ROOSTD" --data-dir "$TMP/n$i" --lan-discovery off --portmap off --mode server \
     --listen "127.0.0.1:$((BASE + i))" --snapshot-interval 3600 "$@" 2>"$TMP/n$i.log" &
   PIDS+=($!)
 }

@@ -53,7 +53,7 @@ class Node:
 
     def start(self, bootstrap=None):
         cmd = [self.demo.roostd, "--data-dir", self.dir, "--listen", "127.0.0.1:%d" % self.port,
-               "--lan-discovery", "off", "--portmap", "off"]
+               "--lan-discovery", "off", "--portmap", "off", "--mode", "server"]
         if bootstrap:
             cmd += ["--bootstrap", bootstrap]
         self.log = open(os.path.join(self.demo.tmp, "node%02d.log" % self.n), "ab")

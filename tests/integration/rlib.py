@@ -6,7 +6,9 @@ data directories under one temporary directory, runs the roost CLI with
 
 Rules every test follows through this module:
   - every roostd gets --lan-discovery off, --portmap off (no gateway is ever
-    asked; roostd would not ask for a loopback socket anyway) and
+    asked; roostd would not ask for a loopback socket anyway), --mode server
+    (a network of a few nodes on loopback is its own seed: auto, the
+    default, waits for dial-backs that need several servers first) and
     --listen 127.0.0.1:PORT;
   - only processes this module started are signalled, by their recorded PID;
   - Env.__exit__ (a try/finally) stops every roostd still running (TERM,
@@ -295,6 +297,7 @@ class Node:
         self.name = name
         self.dir = os.path.join(env.tmp, name)
         self.logpath = os.path.join(env.tmp, name + ".log")
+        self.mode = "server"
         self.port = port if port is not None else free_udp_ports(1)[0]
         self.proc = None
         self.id = None
@@ -331,6 +334,8 @@ class Node:
     def argv(self, bootstrap=(), extra=()):
         a = ["--data-dir", self.dir, "--listen", self.addr, "--lan-discovery", "off",
              "--portmap", "off"]
+        if self.mode:  # None: roostd's default
+            a += ["--mode", self.mode]
         for b in bootstrap:
             a += ["--bootstrap", b]
         return a + list(extra)

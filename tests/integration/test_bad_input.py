@@ -176,7 +176,7 @@ def second_daemon(env, nodes):
     n = nodes[1]
     other_port = rlib.free_udp_ports(1)[0]
     argv = ["--data-dir", n.dir, "--listen", "127.0.0.1:%d" % other_port,
-            "--lan-discovery", "off", "--portmap", "off"]
+            "--lan-discovery", "off", "--portmap", "off", "--mode", "server"]
     rc, out, err = env.run_roostd(argv, timeout=5.0)
     expect(rc == 1, "second roostd on the same data dir: exit 1", "rc=%d stderr=%r" % (rc, err))
     expect("already running" in err and str(n.pid) in err,

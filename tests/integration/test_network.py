@@ -5,6 +5,8 @@
      one seed; every node reaches "ready" within 30 s.
   2. From every node, lookups of 20 random other nodes return an address
      with that node's port.
+  2c. One more node, in roostd's default mode (auto), says so, and becomes
+     a server once a dial-back proves it reachable.
   3. The seed stops (SIGTERM -> exit 0 within 2 s); 5 random other nodes
      are restarted with NO --bootstrap: they rejoin from peers.dat alone,
      reach "ready", and lookups from them and of them still succeed.
@@ -28,6 +30,7 @@ LOOKUPS_PER_NODE = 20
 RESTARTS = 5
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 2.0
+AUTO_TIMEOUT = 60  # s: the vote settles in a few s, dial-backs come every 30 s until one decides
 
 
 def lookup_jobs(pairs):
@@ -150,6 +153,36 @@ def run(args):
                                  "not reachable")),
                   "%s: roost status reachability %r" % (n.name, ra))
         log("roost nat: %d nodes know their address from their peers' reports" % len(probe))
+
+        # ---- 2c. a node in roostd's default mode (auto) starts as a client
+        # and becomes a server once a dial-back proves it reachable: on
+        # loopback a prober it never sent to gets in ----
+        auto = env.nodes_with_ports("auto", 1)[0]
+        auto.mode = None
+        rlib.init_all([auto])
+        t0 = time.monotonic()
+        auto.start(bootstrap=[seed.peer], extra=["--log-level", "info"])
+        auto.wait_up()
+        check("mode auto: a client until a dial-back proves us reachable" in auto.log_text(),
+              "auto: roostd did not say it starts in mode auto (the default)")
+        r = auto.cli("status", "--json")
+        check(r.rc == 0, "auto: roost status: %r" % r)
+        first = (r.data or {}).get("mode")
+        deadline = t0 + AUTO_TIMEOUT
+        while time.monotonic() < deadline:
+            r = auto.cli("nat", "--json")
+            if r.rc == 0 and (r.data or {}).get("mode") == "server":
+                break
+            time.sleep(1)
+        want = "reachable at 127.0.0.1:%d " % auto.port
+        ra = (auto.cli("status", "--json").data or {}).get("reachability") or ""
+        check((r.data or {}).get("mode") == "server" and ra.startswith(want),
+              "auto: not a server %d s after its start (roost nat %r, reachability %r)"
+              % (AUTO_TIMEOUT, r.data, ra))
+        log("FIGURE default mode auto: first status said %s; server after a dial-back %.1f s "
+            "after start" % (first, time.monotonic() - t0))
+        rc, _ = auto.term(STOP_TIMEOUT)
+        check(rc == 0, "auto exited with %d after SIGTERM" % rc)
 
         # ---- 3. seed stops; 5 others restart without --bootstrap ----
         rc, dt = seed.term(STOP_TIMEOUT)

@@ -875,6 +875,18 @@ static void test_node_config(void **state) {
   assert_int_equal(node_config_set(&c, "portmap", "yes", "--portmap", err, sizeof err), -1);
   assert_string_equal(err, "--portmap: portmap: 'yes' is not one of auto, upnp, natpmp, off");
   assert_int_equal(c.portmap, NODE_PORTMAP_AUTO);
+  /* --mode: auto unless told otherwise; a bad value keeps the last good one */
+  node_config_default(&c);
+  assert_int_equal(c.mode, NAT_MODE_AUTO);
+  const char *modes[] = {"server", "client", "auto"};
+  const int mwant[] = {NAT_MODE_SERVER, NAT_MODE_CLIENT, NAT_MODE_AUTO};
+  for (int k = 0; k < 3; k++) {
+    assert_int_equal(node_config_set(&c, "mode", modes[k], "--mode", err, sizeof err), 0);
+    assert_int_equal(c.mode, mwant[k]);
+  }
+  assert_int_equal(node_config_set(&c, "mode", "public", "--mode", err, sizeof err), -1);
+  assert_string_equal(err, "--mode: mode: 'public' is not server, client or auto");
+  assert_int_equal(c.mode, NAT_MODE_AUTO);
 }
 
 /* ---- the NAT-PMP adapter against a fake gateway on loopback -------------------- */
