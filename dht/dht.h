@@ -59,7 +59,11 @@ typedef ptrdiff_t dht_ssize; /* size or negative error */
 #define DHT_MAX_BODY (DHT_MAX_PKT - DHT_HDR_LEN - DHT_MAC_LEN) /* 1159 */
 #define DHT_K_MAX 32 /* largest bucket size a setting may ask for */
 #define DHT_RECORD_MAX_ADDRS 8
-#define DHT_RECORD_MAX_LEN 275
+#define DHT_RECORD_MAX_INTRO 3 /* introducers named in one record */
+/* A version-2 record with 8 IPv6 addresses and 3 introducers at IPv6
+ * addresses: 51 fixed + 8 x 20 + 1 + 3 x 51 + 64 signature.  A version-1
+ * record (no introducers) is at most 275, the old cap. */
+#define DHT_RECORD_MAX_LEN 429
 #define DHT_RECORD_MAX_TTL_S 7200 /* a record never claims to live longer */
 
 #define DHT_TS_NEVER INT64_MAX
@@ -106,6 +110,14 @@ typedef struct dht_typed_addr {
   uint8_t type; /* enum dht_addr_type */
   dht_addr addr;
 } dht_typed_addr;
+
+/* A reachable node that an unreachable one keeps a path open to (a
+ * keepalive at least every 25 s), named in its record so that others can
+ * reach it through that node. */
+typedef struct dht_introducer {
+  uint8_t pk[DHT_PK_LEN];
+  dht_addr addr;
+} dht_introducer;
 
 bool dht_addr_eq(const dht_addr *a, const dht_addr *b);
 bool dht_addr_is_loopback(const dht_addr *a);
@@ -347,6 +359,12 @@ int dht_cancel(dht *e, int64_t cmd);
  * DHT_RECORD_MAX_ADDRS).  The next publish uses them; the sequence number
  * grows.  Returns 0 or DHT_ERR_INVAL. */
 int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n);
+/* Sets the introducers our record names (copied; at most
+ * DHT_RECORD_MAX_INTRO; 0 clears them).  A record with introducers is
+ * version 2, which nodes older than it refuse (docs/protocol.md, "Peer
+ * records"); one without is version 1, byte for byte as before.  Like
+ * dht_set_addrs, the next publish uses them.  Returns 0 or DHT_ERR_INVAL. */
+int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n);
 
 /* ---- events ------------------------------------------------------------- */
 
@@ -376,6 +394,8 @@ typedef struct dht_record {
   uint8_t flags; /* DHT_REC_REACHABLE, ... */
   uint8_t naddrs;
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
+  uint8_t nintro; /* > 0 only in a version-2 record */
+  dht_introducer intro[DHT_RECORD_MAX_INTRO];
 } dht_record;
 
 #define DHT_REC_REACHABLE 0x01 /* the owner runs in server mode */

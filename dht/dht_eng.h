@@ -180,6 +180,8 @@ struct dht {
   /* our own record */
   dht_typed_addr addrs[DHT_RECORD_MAX_ADDRS];
   int naddrs;
+  dht_introducer intro[DHT_RECORD_MAX_INTRO];
+  int nintro;
   uint64_t rec_seq;
   uint16_t rec_len;
   uint8_t rec_bytes[DHT_RECORD_MAX_LEN];

@@ -1144,6 +1144,20 @@ int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n) {
   return 0;
 }
 
+int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n) {
+  if (n > DHT_RECORD_MAX_INTRO || (n && !intro))
+    return DHT_ERR_INVAL;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t w[DHT_WADDR6_LEN];
+    if (dht_addr_to_wire(&intro[i].addr, w) < 0 || intro[i].addr.port == 0)
+      return DHT_ERR_INVAL;
+  }
+  for (size_t i = 0; i < n; i++)
+    e->intro[i] = intro[i];
+  e->nintro = (int)n;
+  return 0;
+}
+
 int dht_eng_make_record(dht *e, dht_ts now) {
   dht_record r;
   memset(&r, 0, sizeof r);
@@ -1158,6 +1172,9 @@ int dht_eng_make_record(dht *e, dht_ts now) {
   r.naddrs = (uint8_t)e->naddrs;
   for (int i = 0; i < e->naddrs; i++)
     r.addrs[i] = e->addrs[i];
+  r.nintro = (uint8_t)e->nintro;
+  for (int i = 0; i < e->nintro; i++)
+    r.intro[i] = e->intro[i];
   dht_ssize n = dht_record_sign(&r, e->ident.sk, e->rec_bytes, sizeof e->rec_bytes);
   if (n < 0)
     return (int)n;

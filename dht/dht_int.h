@@ -394,11 +394,14 @@ bool dht_replay_seen(dht_replay *r, const uint8_t sender[static DHT_PK_LEN],
 /* ---- signed peer records (dht_record.c) -------------------------------- */
 
 /* Fixed layout, signed as a whole, canonical by construction:
- *   u8 version (1) | pk 32 | seq u64 | expires u64 (unix s) | flags u8 |
+ *   u8 version (1|2) | pk 32 | seq u64 | expires u64 (unix s) | flags u8 |
  *   naddrs u8 (<= 8) | naddrs x (type u8, len u8 (6|18), address wire form) |
+ *   version 2 only: nintro u8 (1..3) | nintro x (pk 32, len u8 (6|18), address) |
  *   Ed25519 signature 64 over "roost-record-v1\0" || everything before it.
- * Integers big-endian. */
+ * Integers big-endian.  A record without introducers is version 1, so the
+ * nodes that know only version 1 keep storing it. */
 #define DHT_RECORD_VERSION 1
+#define DHT_RECORD_VERSION_INTRO 2
 
 /* Signs r with sk into buf.  Returns the length, DHT_ERR_INVAL, DHT_ERR_NOBUF. */
 dht_ssize dht_record_sign(const dht_record *r, const uint8_t sk[static DHT_SK_LEN], uint8_t *buf,

@@ -2,13 +2,14 @@
  * dht_record.c - signed peer records.
  *
  * A record says where a node can be reached: its identity key, a sequence
- * number (newest wins), an expiry in unix seconds, flags and up to eight
- * typed addresses.  The layout is fixed and big-endian, so the signed bytes
+ * number (newest wins), an expiry in unix seconds, flags, up to eight
+ * typed addresses and (version 2) up to three introducers.  The layout is fixed and big-endian, so the signed bytes
  * are canonical by construction and a record is stored and forwarded as the
  * exact bytes its owner signed:
  *
  *   u8 version | pk[32] | u64 seq | u64 expires | u8 flags | u8 naddrs |
- *   naddrs x (u8 type | u8 len (6|18) | address wire form) | sig[64]
+ *   naddrs x (u8 type | u8 len (6|18) | address wire form) |
+ *   [version 2: u8 nintro | nintro x (pk[32] | u8 len | address)] | sig[64]
  *
  * The signature covers "roost-record-v1\0" || all bytes before it, so a
  * record signature can never be confused with another use of the same key.
@@ -41,7 +42,9 @@ dht_ssize dht_record_sign(const dht_record *r, const uint8_t sk[static DHT_SK_LE
   uint8_t msg[sizeof domain + DHT_RECORD_MAX_LEN];
   uint8_t *p = msg + sizeof domain;
   memcpy(msg, domain, sizeof domain);
-  p[0] = DHT_RECORD_VERSION;
+  if (r->nintro > DHT_RECORD_MAX_INTRO)
+    return DHT_ERR_INVAL;
+  p[0] = r->nintro ? DHT_RECORD_VERSION_INTRO : DHT_RECORD_VERSION;
   memcpy(p + 1, r->pk, DHT_PK_LEN);
   put64(p + 1 + DHT_PK_LEN, r->seq);
   put64(p + 9 + DHT_PK_LEN, r->expires_unix_s);
@@ -59,6 +62,17 @@ dht_ssize dht_record_sign(const dht_record *r, const uint8_t sk[static DHT_SK_LE
     p[n + 1] = (uint8_t)w;
     n += 2 + (size_t)w;
   }
+  if (r->nintro)
+    p[n++] = r->nintro;
+  for (int i = 0; i < r->nintro; i++) {
+    const dht_introducer *in = &r->intro[i];
+    int w = dht_addr_to_wire(&in->addr, p + n + DHT_PK_LEN + 1);
+    if (w < 0 || in->addr.port == 0)
+      return DHT_ERR_INVAL;
+    memcpy(p + n, in->pk, DHT_PK_LEN);
+    p[n + DHT_PK_LEN] = (uint8_t)w;
+    n += DHT_PK_LEN + 1 + (size_t)w;
+  }
   if (cap < n + DHT_SIG_LEN)
     return DHT_ERR_NOBUF;
   memcpy(buf, p, n);
@@ -68,7 +82,8 @@ dht_ssize dht_record_sign(const dht_record *r, const uint8_t sk[static DHT_SK_LE
 }
 
 int dht_record_parse(dht_record *r, const uint8_t *buf, size_t len) {
-  if (len < FIXED_LEN + DHT_SIG_LEN || len > DHT_RECORD_MAX_LEN || buf[0] != DHT_RECORD_VERSION)
+  if (len < FIXED_LEN + DHT_SIG_LEN || len > DHT_RECORD_MAX_LEN ||
+      (buf[0] != DHT_RECORD_VERSION && buf[0] != DHT_RECORD_VERSION_INTRO))
     return DHT_ERR_PROTO;
   memset(r, 0, sizeof *r);
   memcpy(r->pk, buf + 1, DHT_PK_LEN);
@@ -88,6 +103,22 @@ int dht_record_parse(dht_record *r, const uint8_t *buf, size_t len) {
       return DHT_ERR_PROTO;
     r->addrs[i].type = type;
     n += 2 + (size_t)w;
+  }
+  if (buf[0] == DHT_RECORD_VERSION)
+    return n == end ? 0 : DHT_ERR_PROTO;
+  /* version 2: at least one introducer, or it would have been version 1 */
+  if (n == end || buf[n] < 1 || buf[n] > DHT_RECORD_MAX_INTRO)
+    return DHT_ERR_PROTO;
+  r->nintro = buf[n++];
+  for (int i = 0; i < r->nintro; i++) {
+    if (end - n < DHT_PK_LEN + 1)
+      return DHT_ERR_PROTO;
+    uint8_t w = buf[n + DHT_PK_LEN];
+    if (end - n - DHT_PK_LEN - 1 < w ||
+        dht_addr_from_wire(&r->intro[i].addr, buf + n + DHT_PK_LEN + 1, w) != 0)
+      return DHT_ERR_PROTO;
+    memcpy(r->intro[i].pk, buf + n, DHT_PK_LEN);
+    n += DHT_PK_LEN + 1 + (size_t)w;
   }
   return n == end ? 0 : DHT_ERR_PROTO;
 }

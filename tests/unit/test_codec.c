@@ -208,15 +208,15 @@ static const body_case bodies[] = {
     {"nodes contact bin32 claims 4G", "94 04 05" TOK "91 c6 ff ff ff ff 32*11 0a 00 00 01 1f 90",
      PROTO},
 
-    /* VALUE [6, txid, token(bin 16), record(bin 1..275), contacts(array)] */
+    /* VALUE [6, txid, token(bin 16), record(bin 1..429), contacts(array)] */
     {"value", "95 06 05" TOK REC "91" C4, OK},
     {"value record 1", "95 06 05" TOK "c4 01 ab 90", OK},
-    {"value record 275", "95 06 05" TOK "c5 01 13 275*ab 90", OK},
+    {"value record 429", "95 06 05" TOK "c5 01 ad 429*ab 90", OK},
     {"value 32 contacts", "95 06 05" TOK REC "dc 00 20 16*[" C4 C6 "]", OK},
     {"value arity 4", "94 06 05" TOK REC, PROTO},
     {"value arity 6", "96 06 05" TOK REC "90 90", PROTO},
     {"value record 0", "95 06 05" TOK "c4 00 90", PROTO},
-    {"value record 276", "95 06 05" TOK "c5 01 14 276*ab 90", PROTO},
+    {"value record 430", "95 06 05" TOK "c5 01 ae 430*ab 90", PROTO},
     {"value record str", "95 06 05" TOK "a3 aa bb cc 90", PROTO},
     {"value record nil", "95 06 05" TOK "c0 90", PROTO},
     {"value record bin32 claims 4G", "95 06 05" TOK "c6 ff ff ff ff aa bb cc 90", PROTO},
@@ -226,9 +226,9 @@ static const body_case bodies[] = {
     {"value contact 51", "95 06 05" TOK REC "91 c4 33 51*11", PROTO},
     {"value contacts before record", "95 06 05" TOK "90" REC, PROTO},
 
-    /* PUT [7, txid, flags, token(bin 16), record(bin 1..275)] */
+    /* PUT [7, txid, flags, token(bin 16), record(bin 1..429)] */
     {"put", "95 07 05 01" TOK REC, OK},
-    {"put record 275", "95 07 05 00" TOK "c5 01 13 275*ab", OK},
+    {"put record 429", "95 07 05 00" TOK "c5 01 ad 429*ab", OK},
     {"put arity 4", "94 07 05 01" TOK, PROTO},
     {"put arity 6", "96 07 05 01" TOK REC "c0", PROTO},
     {"put flags -1", "95 07 05 ff" TOK REC, PROTO},
@@ -237,7 +237,7 @@ static const body_case bodies[] = {
     {"put token 17", "95 07 05 01 c4 11 17*77" REC, PROTO},
     {"put no token", "95 07 05 01 c4 00" REC, PROTO},
     {"put record 0", "95 07 05 01" TOK "c4 00", PROTO},
-    {"put record 276", "95 07 05 01" TOK "c5 01 14 276*ab", PROTO},
+    {"put record 430", "95 07 05 01" TOK "c5 01 ae 430*ab", PROTO},
     {"put record str", "95 07 05 01" TOK "a3 aa bb cc", PROTO},
 
     /* ACK [8, txid, status(uint <= 255)] */
@@ -662,7 +662,7 @@ static void test_encode_inval(void **state) {
       m.record_len = 0;
       expect_encode(&m, DHT_ERR_INVAL, "record 0");
       m.record_len = DHT_RECORD_MAX_LEN + 1;
-      expect_encode(&m, DHT_ERR_INVAL, "record 276");
+      expect_encode(&m, DHT_ERR_INVAL, "record 430");
       full_msg(&m, t);
       m.record = NULL;
       expect_encode(&m, DHT_ERR_INVAL, "record NULL");

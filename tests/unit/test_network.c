@@ -196,10 +196,17 @@ static void test_bootstrap_and_lookups(void **state) {
          LOOKUPS - bad, (double)rounds / LOOKUPS, maxrounds, (double)msgs / LOOKUPS);
   assert_int_equal(bad, 0);
 
-  /* every node publishes its record (its own address, typed LAN) */
+  /* every node publishes its record (its own address, typed LAN); odd
+   * nodes name the next two nodes as introducers (a version-2 record) */
   for (int i = 0; i < N; i++) {
     dht_typed_addr ta = {DHT_ADDR_LAN, netsim_addr(ns, i)};
     assert_int_equal(dht_set_addrs(netsim_engine(ns, i), &ta, 1), 0);
+    dht_introducer in[2];
+    for (int j = 0; j < 2; j++) {
+      memcpy(in[j].pk, netsim_identity(ns, (i + 1 + j) % N)->pk, DHT_PK_LEN);
+      in[j].addr = netsim_addr(ns, (i + 1 + j) % N);
+    }
+    assert_int_equal(dht_set_introducers(netsim_engine(ns, i), in, i % 2 ? 2 : 0), 0);
     assert_true(dht_put_record(netsim_engine(ns, i), netsim_now(ns)) > 0);
     netsim_touch(ns, i);
   }
@@ -236,6 +243,13 @@ static void test_bootstrap_and_lookups(void **state) {
     assert_int_equal(x->res.record.naddrs, 1);
     dht_addr a = netsim_addr(ns, i);
     assert_true(dht_addr_eq(&x->res.record.addrs[0].addr, &a));
+    assert_int_equal(x->res.record.nintro, i % 2 ? 2 : 0);
+    for (int j = 0; j < x->res.record.nintro; j++) {
+      dht_addr ia = netsim_addr(ns, (i + 1 + j) % N);
+      assert_true(dht_addr_eq(&x->res.record.intro[j].addr, &ia));
+      assert_memory_equal(x->res.record.intro[j].pk, netsim_identity(ns, (i + 1 + j) % N)->pk,
+                          DHT_PK_LEN);
+    }
     rounds += x->res.rounds;
     msgs += x->res.messages;
   }

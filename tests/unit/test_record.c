@@ -3,7 +3,8 @@
  * held for others (dht_recstore.c).
  *
  * Records: sign/parse/verify round trips with 0, 1 and 8 addresses (both
- * families, every type, the 275-byte maximum); the signer's refusals; a
+ * families, every type, the 275-byte version-1 and 429-byte version-2
+ * maxima; introducers); the signer's refusals; a
  * flipped bit in any byte of the signed part or of the signature fails
  * verification, and so does a signature made without the domain prefix; the
  * parser refuses, in records written byte by byte here (and correctly signed,
@@ -76,6 +77,11 @@ static void assert_rec_equal(const dht_record *a, const dht_record *b) {
     assert_int_equal(a->addrs[i].type, b->addrs[i].type);
     assert_int_equal(a->addrs[i].addr.family, b->addrs[i].addr.family);
     assert_true(dht_addr_eq(&a->addrs[i].addr, &b->addrs[i].addr));
+  }
+  assert_int_equal(a->nintro, b->nintro);
+  for (int i = 0; i < a->nintro; i++) {
+    assert_memory_equal(a->intro[i].pk, b->intro[i].pk, DHT_PK_LEN);
+    assert_true(dht_addr_eq(&a->intro[i].addr, &b->intro[i].addr));
   }
 }
 
@@ -192,16 +198,31 @@ static void test_roundtrip(void **state) {
       assert_int_equal(dht_record_verify(buf, (size_t)len), 0);
     }
   }
-  /* the largest record: eight IPv6 addresses fill DHT_RECORD_MAX_LEN */
+  /* the largest version-1 record: eight IPv6 addresses, 275 bytes (the cap
+   * of the nodes that know only version 1) */
   dht_record rec, got;
   make_rec(&rec, &id, 8, &r);
   for (int i = 0; i < 8; i++)
     rec.addrs[i].addr = rand_addr(&r, DHT_AF_INET6);
   uint8_t buf[DHT_RECORD_MAX_LEN];
+  assert_int_equal(dht_record_sign(&rec, id.sk, buf, sizeof buf), 275);
+  assert_int_equal(buf[0], 1);
+  assert_int_equal(dht_record_parse(&got, buf, 275), 0);
+  assert_rec_equal(&got, &rec);
+  assert_int_equal(dht_record_verify(buf, 275), 0);
+  /* the largest record: and three introducers at IPv6 addresses fill
+   * DHT_RECORD_MAX_LEN (version 2) */
+  rec.nintro = DHT_RECORD_MAX_INTRO;
+  for (int i = 0; i < DHT_RECORD_MAX_INTRO; i++) {
+    tu_rng_bytes(&r, rec.intro[i].pk, DHT_PK_LEN);
+    rec.intro[i].addr = rand_addr(&r, DHT_AF_INET6);
+  }
   assert_int_equal(dht_record_sign(&rec, id.sk, buf, sizeof buf), DHT_RECORD_MAX_LEN);
+  assert_int_equal(buf[0], 2);
   assert_int_equal(dht_record_parse(&got, buf, DHT_RECORD_MAX_LEN), 0);
   assert_rec_equal(&got, &rec);
   assert_int_equal(dht_record_verify(buf, DHT_RECORD_MAX_LEN), 0);
+  rec.nintro = 0;
   /* the fixed layout, big-endian */
   rec.seq = 0x0102030405060708ull;
   rec.expires_unix_s = 0x1112131415161718ull;
@@ -430,11 +451,101 @@ static void test_parse_rejects(void **state) {
     for (int i = 0; i < 8; i++)
       e[i] = ent6(DHT_ADDR_LAN, 9);
     len = build(buf, sizeof buf, 1, &id, 8, e, 8, 0);
-    assert_int_equal(len, DHT_RECORD_MAX_LEN);
+    assert_int_equal(len, 275);
     assert_int_equal(dht_record_parse(&rec, buf, len), 0);
     len = build(buf, sizeof buf, 1, &id, 8, e, 8, 1);
     expect_proto(buf, len);
   }
+}
+
+/* Version 2: one to three introducers after the addresses, each a key, a
+ * length and an address; anything else is refused. */
+static void test_introducers(void **state) {
+  (void)state;
+  tu_rng r;
+  tu_rng_init(&r, g_seed, 11);
+  dht_identity id;
+  tu_identity(&id, g_seed, 11);
+  for (int rep = 0; rep < 20; rep++) {
+    dht_record rec, got;
+    make_rec(&rec, &id, (int)tu_rng_below(&r, 9), &r);
+    rec.nintro = (uint8_t)(1 + tu_rng_below(&r, DHT_RECORD_MAX_INTRO));
+    size_t want = FIXED + 1 + DHT_SIG_LEN;
+    for (int i = 0; i < rec.naddrs; i++)
+      want += 2 + (rec.addrs[i].addr.family == DHT_AF_INET ? 6 : 18);
+    for (int i = 0; i < rec.nintro; i++) {
+      tu_rng_bytes(&r, rec.intro[i].pk, DHT_PK_LEN);
+      rec.intro[i].addr = rand_addr(&r, tu_rng_below(&r, 2) ? DHT_AF_INET6 : DHT_AF_INET);
+      want += DHT_PK_LEN + 1 + (rec.intro[i].addr.family == DHT_AF_INET ? 6 : 18);
+    }
+    uint8_t buf[DHT_RECORD_MAX_LEN];
+    dht_ssize len = dht_record_sign(&rec, id.sk, buf, sizeof buf);
+    assert_int_equal(len, (dht_ssize)want);
+    assert_int_equal(buf[0], 2);
+    assert_int_equal(dht_record_parse(&got, buf, (size_t)len), 0);
+    assert_rec_equal(&got, &rec);
+    assert_int_equal(dht_record_verify(buf, (size_t)len), 0);
+    /* every cut is refused */
+    for (dht_ssize cut = 0; cut < len; cut++) {
+      uint8_t *p = test_malloc(cut ? (size_t)cut : 1);
+      memcpy(p, buf, (size_t)cut);
+      expect_proto(p, (size_t)cut);
+      test_free(p);
+    }
+    /* the same record without introducers is version 1 */
+    rec.nintro = 0;
+    len = dht_record_sign(&rec, id.sk, buf, sizeof buf);
+    assert_true(len > 0);
+    assert_int_equal(buf[0], 1);
+    assert_int_equal(dht_record_parse(&got, buf, (size_t)len), 0);
+    assert_int_equal(got.nintro, 0);
+  }
+  /* signing refuses too many introducers and an introducer without a port */
+  dht_record rec;
+  uint8_t buf[DHT_RECORD_MAX_LEN + 64];
+  make_rec(&rec, &id, 1, &r);
+  rec.nintro = DHT_RECORD_MAX_INTRO + 1;
+  assert_int_equal(dht_record_sign(&rec, id.sk, buf, sizeof buf), DHT_ERR_INVAL);
+  rec.nintro = 1;
+  rec.intro[0].addr = rand_addr(&r, DHT_AF_INET);
+  rec.intro[0].addr.port = 0;
+  assert_int_equal(dht_record_sign(&rec, id.sk, buf, sizeof buf), DHT_ERR_INVAL);
+  rec.intro[0].addr.family = DHT_AF_NONE;
+  rec.intro[0].addr.port = 7;
+  assert_int_equal(dht_record_sign(&rec, id.sk, buf, sizeof buf), DHT_ERR_INVAL);
+  /* byte by byte: a version-2 record with 0 or 4 introducers, a bad
+   * introducer length, an introducer section in a version-1 record */
+  raw_ent a = ent4(DHT_ADDR_OBSERVED, 7464);
+  uint8_t raw[512];
+  for (int k = 0; k < 5; k++) {
+    size_t len = build(raw, sizeof raw, 2, &id, 1, &a, 1, 0) - DHT_SIG_LEN;
+    uint8_t nin = k == 0 ? 0 : k == 1 ? 4 : 1;
+    raw[len++] = nin;
+    int entries = nin > 3 ? 4 : nin;
+    for (int i = 0; i < entries; i++) {
+      memset(raw + len, 0x11, DHT_PK_LEN);
+      len += DHT_PK_LEN;
+      raw[len++] = k == 2 ? 5 : 6; /* 5: no address has that length */
+      memcpy(raw + len, (const uint8_t[]){198, 18, 0, 1, 0x1d, 0x28}, 6);
+      len += k == 2 ? 5 : 6;
+    }
+    if (k == 4)
+      raw[0] = 1; /* a version-1 record has no introducer section */
+    len += DHT_SIG_LEN;
+    sign_raw(raw, len, id.sk);
+    assert_int_equal(dht_record_verify(raw, len), 0);
+    dht_record got;
+    if (k == 3) { /* well formed: accepted */
+      assert_int_equal(dht_record_parse(&got, raw, len), 0);
+      assert_int_equal(got.nintro, 1);
+      assert_int_equal(got.intro[0].addr.port, 7464);
+    } else {
+      expect_proto(raw, len);
+    }
+  }
+  /* a version this code does not know */
+  size_t len = build(raw, sizeof raw, 3, &id, 1, &a, 1, 0);
+  expect_proto(raw, len);
 }
 
 static void test_parse_truncated(void **state) {
@@ -781,7 +892,8 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_sign_refuses),
       cmocka_unit_test(test_bad_signature),   cmocka_unit_test(test_parse_rejects),
-      cmocka_unit_test(test_parse_truncated), cmocka_unit_test(test_store_seq),
+      cmocka_unit_test(test_parse_truncated), cmocka_unit_test(test_introducers),
+      cmocka_unit_test(test_store_seq),
       cmocka_unit_test(test_store_expiry),    cmocka_unit_test(test_store_cap),
       cmocka_unit_test(test_store_many),      cmocka_unit_test(test_store_nomem),
   };
