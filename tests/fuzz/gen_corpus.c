@@ -140,6 +140,9 @@ static dht_msg nodes(int from, bool v6, int nextra, int extra0) {
 static uint8_t rec_buf[FZ_PEERS][DHT_RECORD_MAX_LEN];
 static size_t rec_len[FZ_PEERS];
 
+/* Introducers the next records name (a version-2 record when > 0). */
+static int rec_intro;
+
 /* Peer i's signed record with sequence number FZ_UNIX_MS + i + dseq. */
 static void make_record_seq(int i, uint64_t dseq, uint64_t expires) {
   dht_record r;
@@ -156,6 +159,11 @@ static void make_record_seq(int i, uint64_t dseq, uint64_t expires) {
   r.addrs[1].addr.ip[0] = 0xfd;
   r.addrs[1].addr.ip[15] = (uint8_t)(1 + i);
   r.addrs[1].addr.port = 4000;
+  r.nintro = (uint8_t)rec_intro;
+  for (int k = 0; k < rec_intro; k++) {
+    memcpy(r.intro[k].pk, fz_k.peer[(i + 1 + k) % FZ_PEERS].pk, DHT_PK_LEN);
+    fz_peer_addr((i + 1 + k) % FZ_PEERS, k == 1, &r.intro[k].addr);
+  }
   dht_ssize n = dht_record_sign(&r, fz_k.peer[i].sk, rec_buf[i], sizeof rec_buf[i]);
   if (n < 0)
     exit(1);
@@ -401,6 +409,19 @@ int main(int argc, char **argv) {
     m = lookup_req(DHT_MSG_GET, fz_k.peer_id[2], 0);
     body(s, 3, &m);
     cmd1(s, FZ_CMD_SAVE, 0);
+  }
+  SEED("seed-put-store-get-v2") {
+    /* the same with a version-2 record: three introducers */
+    rec_intro = DHT_RECORD_MAX_INTRO;
+    make_record(2, (uint64_t)FZ_UNIX_S + 3600);
+    rec_intro = 0;
+    dht_msg m = lookup_req(DHT_MSG_FIND_NODE, fz_k.self_id, 0);
+    body(s, 2, &m);
+    m = put_msg(2);
+    body(s, 2 | FZ_SEL_TOKEN, &m);
+    m = lookup_req(DHT_MSG_GET, fz_k.peer_id[2], 0);
+    body(s, 3, &m);
+    make_record(2, (uint64_t)FZ_UNIX_S + 3600);
   }
   SEED("seed-put-badtoken") {
     dht_msg m = put_msg(1);
