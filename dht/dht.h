@@ -363,8 +363,9 @@ int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n);
  * DHT_RECORD_MAX_INTRO; 0 clears them).  A record with introducers is
  * version 2, which nodes older than it refuse (docs/protocol.md, "Peer
  * records"); one without is version 1, byte for byte as before.  Like
- * dht_set_addrs, the next publish uses them.  Returns 0 or DHT_ERR_INVAL. */
-int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n);
+ * dht_set_mode, a change re-publishes a published record.  Returns 0 or
+ * DHT_ERR_INVAL. */
+int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n, dht_ts now);
 
 /* ---- events ------------------------------------------------------------- */
 

@@ -1115,6 +1115,28 @@ int dht_set_nat_class(dht *e, int cls, dht_ts now) {
   return 0;
 }
 
+int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n, dht_ts now) {
+  if (n > DHT_RECORD_MAX_INTRO || (n && !intro))
+    return DHT_ERR_INVAL;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t w[DHT_WADDR6_LEN];
+    if (dht_addr_to_wire(&intro[i].addr, w) < 0 || intro[i].addr.port == 0)
+      return DHT_ERR_INVAL;
+  }
+  bool same = (int)n == e->nintro;
+  for (size_t i = 0; i < n && same; i++)
+    same = memcmp(e->intro[i].pk, intro[i].pk, DHT_PK_LEN) == 0 &&
+           dht_addr_eq(&e->intro[i].addr, &intro[i].addr);
+  if (same)
+    return 0;
+  for (size_t i = 0; i < n; i++)
+    e->intro[i] = intro[i];
+  e->nintro = (int)n;
+  /* whoever wants to reach us through them needs them now */
+  republish(e, now);
+  return 0;
+}
+
 int dht_set_mode(dht *e, bool server, dht_ts now) {
   if (e->set.server_mode == server)
     return 0;
@@ -1144,19 +1166,6 @@ int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n) {
   return 0;
 }
 
-int dht_set_introducers(dht *e, const dht_introducer *intro, size_t n) {
-  if (n > DHT_RECORD_MAX_INTRO || (n && !intro))
-    return DHT_ERR_INVAL;
-  for (size_t i = 0; i < n; i++) {
-    uint8_t w[DHT_WADDR6_LEN];
-    if (dht_addr_to_wire(&intro[i].addr, w) < 0 || intro[i].addr.port == 0)
-      return DHT_ERR_INVAL;
-  }
-  for (size_t i = 0; i < n; i++)
-    e->intro[i] = intro[i];
-  e->nintro = (int)n;
-  return 0;
-}
 
 int dht_eng_make_record(dht *e, dht_ts now) {
   dht_record r;

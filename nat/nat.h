@@ -7,7 +7,8 @@
  * or a thread: time is an argument, and the gateway protocols (UPnP IGD,
  * NAT-PMP) are behind an ops table whose adapters only node/ links.
  *
- * This header grows with the NAT work; today it holds the address vote.
+ * This header grows with the NAT work: the address vote, dial-backs and the
+ * mode, introducers, and the verdicts on port mappings.
  */
 #ifndef ROOST_NAT_H
 #define ROOST_NAT_H
@@ -73,6 +74,8 @@ void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s,
 
 /* ---- the service (nat_svc.c) ---------------------------------------------- */
 
+#define NAT_INTROS DHT_RECORD_MAX_INTRO
+
 /* Message types nat/ owns in the engine (0x40-0x4f). */
 #define NAT_MSG_LO 0x40
 #define NAT_MSG_HI 0x4f
@@ -104,6 +107,9 @@ typedef struct nat_settings {
   int fails_to_client;  /* failed dial-backs in a row before client mode: 3 */
   dht_ts helper_gap_ms; /* DIAL_REQ served per requester prefix at most every: 5 s */
   dht_ts prober_gap_ms; /* DIAL_FWD honoured per asker prefix at most every: 1 s */
+  int introducers;      /* kept while not a server, 0..NAT_INTROS: 3 */
+  dht_ts keepalive_ms;  /* a PING to each introducer this often: 25 s */
+  int intro_misses;     /* unanswered keepalives in a row that drop one: 3 */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -133,6 +139,15 @@ typedef struct nat_status {
   uint64_t witnesses_asked; /* PINGs sent to gather reports */
   uint64_t reports;         /* address reports taken */
   uint64_t reports_ignored; /* from sockets past max_sockets */
+  /* introducers (while not a server): each answered a keepalive */
+  int nintro;
+  struct {
+    dht_introducer who;
+    dht_ts since_ms; /* answering for this long */
+    dht_ts rtt_ms;   /* the last keepalive's */
+  } intro[NAT_INTROS];
+  uint64_t intro_changes; /* introducers gained or lost */
+  uint64_t keepalives;    /* keepalive PINGs sent */
 } nat_status;
 
 void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);

@@ -31,7 +31,7 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static uint64_t prefix_key(const dht_addr *a) {
+uint64_t nat_prefix_key(const dht_addr *a) {
   uint64_t h = 1469598103934665603ull;
   int keep = a->family == DHT_AF_INET ? 3 : 6; /* /24, /48 */
   int scope = dht_addr_scope(a);
@@ -99,7 +99,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   /* the cookie proves the requester receives at the address its request
    * came from: the only address a dial-back may go to */
   if (!dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now) ||
-      !gap_ok(n->helper_gaps, prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
+      !gap_ok(n->helper_gaps, nat_prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
     n->n_refused++;
     send_status(n, in, NAT_T_DIAL_RESP, NAT_W_REFUSED);
     return;
@@ -108,11 +108,11 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   n->cb.rand(n->cb.ctx, target_rnd, sizeof target_rnd);
   dht_contact cl[DHT_K_MAX];
   int nc = dht_closest(n->e, target_rnd, cl, DHT_K_MAX);
-  uint64_t req_prefix = prefix_key(&in->from.addr);
+  uint64_t req_prefix = nat_prefix_key(&in->from.addr);
   const dht_contact *c = NULL;
   for (int i = 0; i < nc && !c; i++) {
     if (cl[i].addr.family != in->from.addr.family ||
-        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 || prefix_key(&cl[i].addr) == req_prefix ||
+        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 || nat_prefix_key(&cl[i].addr) == req_prefix ||
         (m->u.dial_req.exclude && in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
       continue;
     c = &cl[i];
@@ -175,7 +175,7 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   dht_req_opts o = {.answer = NAT_T_PROBE_ACK, .tries = 1, .unsolicited = true, .tag = 0};
   bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
             target_ok(&a.addr, &in->from.addr) &&
-            gap_ok(n->prober_gaps, prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
+            gap_ok(n->prober_gaps, nat_prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
             dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok)
     n->n_probes++;

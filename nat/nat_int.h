@@ -42,6 +42,17 @@ typedef struct nat_pending_map {
 
 #define NAT_EVENTS 8
 
+/* An introducer (nat_intro.c). */
+typedef struct nat_intro {
+  bool used, ok; /* ok: it answered a keepalive; only then in our record */
+  uint8_t misses;
+  uint8_t pk[DHT_PK_LEN];
+  dht_addr addr;
+  int64_t cmd;         /* the keepalive PING in flight, or 0 */
+  dht_ts next, since;  /* next keepalive; first answer */
+  dht_ts rtt_ms;
+} nat_intro;
+
 struct nat_svc {
   dht *e;
   int svc_id;
@@ -60,6 +71,9 @@ struct nat_svc {
   uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];
+  nat_intro intro[NAT_INTROS];
+  dht_ts next_intro;
+  uint64_t n_intro_changes, n_keepalives;
   nat_event ev[NAT_EVENTS]; /* ring */
   int ev_head, ev_n;
   uint64_t ev_dropped;
@@ -79,5 +93,19 @@ void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, d
 /* Starts a dial-back when one is due; ends those whose probe never came. */
 void nat_dial_tick(nat_svc *n, dht_ts now);
 dht_ts nat_dial_expiry(const nat_svc *n);
+
+/* nat_intro.c */
+/* Keepalives due, introducers to find or (a server) to drop. */
+void nat_intro_tick(nat_svc *n, dht_ts now);
+dht_ts nat_intro_expiry(const nat_svc *n);
+/* The engine's mode changed: the next tick finds or drops introducers. */
+void nat_intro_mode_changed(nat_svc *n, dht_ts now);
+/* A keepalive's result; false when ev is not one. */
+bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now);
+
+/* The network an address is in, as a hash: its /24 or /48, or the whole
+ * address and port on loopback and LANs (every node there a network of its
+ * own), never 0. */
+uint64_t nat_prefix_key(const dht_addr *a);
 
 #endif /* ROOST_NAT_INT_H */

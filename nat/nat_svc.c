@@ -17,6 +17,9 @@
  * address reachable; fails_to_client failed dial-backs in a row make it a
  * client again.  Each change re-publishes the record (dht_set_mode).
  *
+ * Introducers (nat_intro.c): while not a server, a few reachable contacts
+ * kept open with keepalives and named in the record.
+ *
  * Invariants: a vote per local socket, at most max_sockets of them (reports
  * on others are counted and ignored); no state grows with what peers send.
  */
@@ -37,6 +40,9 @@ void nat_settings_default(nat_settings *s) {
   s->fails_to_client = 3;
   s->helper_gap_ms = 5000;
   s->prober_gap_ms = 1000;
+  s->introducers = NAT_INTROS;
+  s->keepalive_ms = 25 * 1000;
+  s->intro_misses = 3;
 }
 
 static bool settings_ok(const nat_settings *s) {
@@ -45,7 +51,8 @@ static bool settings_ok(const nat_settings *s) {
          s->recheck_ms > 0 && s->max_sockets >= 1 && s->max_sockets <= 1024 &&
          s->mode >= NAT_MODE_SERVER && s->mode <= NAT_MODE_AUTO && s->dial_ms > 0 &&
          s->redial_ms > 0 && s->probe_wait_ms > 0 && s->fails_to_client >= 1 &&
-         s->helper_gap_ms >= 0 && s->prober_gap_ms >= 0;
+         s->helper_gap_ms >= 0 && s->prober_gap_ms >= 0 && s->introducers >= 0 &&
+         s->introducers <= NAT_INTROS && s->keepalive_ms >= 1000 && s->intro_misses >= 1;
 }
 
 const char *nat_mapping_name(int mapping) {
@@ -85,6 +92,7 @@ void nat_svc_apply_mode(nat_svc *n, dht_ts now) {
     return;
   dht_set_mode(n->e, server, now);
   n->n_modes++;
+  nat_intro_mode_changed(n, now);
 }
 
 static nat_sock *sock_of(nat_svc *n, uint32_t local, bool create) {
@@ -218,12 +226,16 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
     }
     return true; /* the vote is ours: the driver reads its result */
   }
-  return false; /* our own PINGs' results: their PONGs were the point */
+  if (nat_intro_on_event(n, ev, now))
+    return true;
+  return false; /* our witness PINGs' results: their PONGs were the point */
 }
 
 static dht_ts get_expiry(void *ctx) {
   nat_svc *n = ctx;
-  dht_ts d = nat_dial_expiry(n);
+  dht_ts d = nat_dial_expiry(n), i = nat_intro_expiry(n);
+  if (i < d)
+    d = i;
   return d < n->next_solicit ? d : n->next_solicit;
 }
 
@@ -231,6 +243,7 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
   nat_dial_tick(n, now);
+  nat_intro_tick(n, now);
   if (now < n->next_solicit)
     return;
   bool known = main_vote_known(n, now);
@@ -270,6 +283,7 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   /* the first round once the table has had a few seconds to fill */
   n->next_solicit = now + 5000;
   n->next_dial = now + 10000;
+  n->next_intro = now + 5000; /* like the witnesses: once the table has some */
   nat_svc_apply_mode(n, now); /* a client until proven, in auto */
   dht_service svc = {.type_lo = NAT_MSG_LO,
                      .type_hi = NAT_MSG_HI,
@@ -324,4 +338,16 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
   st->witnesses_asked = n->asked;
   st->reports = n->reports;
   st->reports_ignored = n->ignored;
+  for (int i = 0; i < NAT_INTROS; i++) {
+    const nat_intro *in = &n->intro[i];
+    if (!in->used || !in->ok)
+      continue;
+    memcpy(st->intro[st->nintro].who.pk, in->pk, DHT_PK_LEN);
+    st->intro[st->nintro].who.addr = in->addr;
+    st->intro[st->nintro].since_ms = now - in->since;
+    st->intro[st->nintro].rtt_ms = in->rtt_ms;
+    st->nintro++;
+  }
+  st->intro_changes = n->n_intro_changes;
+  st->keepalives = n->n_keepalives;
 }

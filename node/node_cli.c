@@ -353,6 +353,14 @@ static int cmd_lookup(node_cli *c) {
   }
   if (count == 0)
     printf("the record lists no addresses\n");
+  if (!json_is_true(json_object_get(res, "reachable")))
+    printf("not reachable directly (its NAT: %s)\n",
+           node_cli_str(json_object_get(res, "nat"), type, sizeof type));
+  json_array_foreach(json_object_get(res, "introducers"), i, x) {
+    char id[64];
+    printf("introducer %s at %s\n", node_cli_str(json_object_get(x, "id"), id, sizeof id),
+           node_cli_str(json_object_get(x, "address"), addr, sizeof addr));
+  }
   node_cli_num(json_object_get(res, "rounds"), a, sizeof a);
   node_cli_num(json_object_get(res, "messages"), b, sizeof b);
   printf("found in %s round%s, %s message%s, %s ms\n", a, strcmp(a, "1") ? "s" : "", b,
@@ -492,6 +500,18 @@ static int cmd_nat(node_cli *c) {
   if (!shown)
     kv("port mapping", "off (or nothing to map)");
   kv("reachable", node_cli_str(json_object_get(res, "reachability"), a, sizeof a));
+  shown = 0;
+  json_array_foreach(json_object_get(res, "introducers"), i, x) {
+    char id[64], ad[64];
+    int64_t since = 0, rtt = 0;
+    node_cli_int(json_object_get(x, "since_s"), &since);
+    node_cli_int(json_object_get(x, "rtt_ms"), &rtt);
+    snprintf(line, sizeof line, "%s at %s, answering for %lld s, RTT %lld ms",
+             node_cli_str(json_object_get(x, "id"), id, sizeof id),
+             node_cli_str(json_object_get(x, "address"), ad, sizeof ad), (long long)since,
+             (long long)rtt);
+    kv_item("introducer", shown++, line);
+  }
   snprintf(line, sizeof line, "%s (setting: %s)",
            node_cli_str(json_object_get(res, "mode"), a, sizeof a),
            node_cli_str(json_object_get(res, "mode_setting"), b, sizeof b));

@@ -101,6 +101,9 @@ static void reach_line(rd_daemon *d, const nat_status *ns, char *buf, size_t len
                          (unsigned long long)ns->dials,
                          ns->dials_inconclusive ? " (no prober found: too few servers about)" : "",
                          ns->server ? "" : "; client mode until one does");
+  if (!ns->server && n < len)
+    n += (size_t)snprintf(buf + n, len - n, ", reachable through %d introducer%s", ns->nintro,
+                          ns->nintro == 1 ? "" : "s");
   if (behind && ns->reach != NAT_REACH_YES && n < len)
     snprintf(buf + n, len - n, "; behind a carrier NAT or a double NAT: port mapping cannot help");
 }
@@ -279,6 +282,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_refused_total", "Dial-back requests and forwards refused (cookie, rate).",
             ns.refused);
     COUNTER("nat_mode_changes_total", "Switches between server and client mode.", ns.mode_changes);
+    GAUGE("nat_introducers", "Introducers that answer our keepalives (while a client).",
+          ns.nintro);
+    COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);
+    COUNTER("nat_keepalives_total", "Keepalive PINGs sent to introducers.", ns.keepalives);
   }
   COUNTER("ttl_sends_total", "Datagrams sent with their own TTL.", d->ttl_sends);
   COUNTER("lookups_total", "Lookups started.", st.lookups_started);
@@ -361,6 +368,17 @@ static void write_record(node_jw *w, const dht_lookup_result *r, uint64_t unix_n
   const char *nc = nat_class[(r->record.flags & DHT_REC_NAT_MASK) >> DHT_REC_NAT_SHIFT];
   node_jw_kstr(w, "nat", nc ? nc : "unknown");
   jw_typed_addrs(w, "addresses", r->record.addrs, r->record.naddrs);
+  node_jw_key(w, "introducers");
+  node_jw_arr(w);
+  for (int i = 0; i < r->record.nintro; i++) {
+    char id[NODE_IDTEXT_LEN + 1], ia[DHT_ADDR_STRLEN];
+    node_idtext_encode(r->record.intro[i].pk, id);
+    node_jw_obj(w);
+    node_jw_kstr(w, "id", id);
+    node_jw_kstr(w, "address", dht_addr_fmt(&r->record.intro[i].addr, ia, sizeof ia));
+    node_jw_obj_end(w);
+  }
+  node_jw_arr_end(w);
   node_jw_kint(w, "rounds", r->rounds);
   node_jw_kint(w, "messages", r->messages);
   node_jw_kint(w, "time_ms", r->elapsed_ms);
@@ -522,6 +540,20 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
   node_jw_kuint(&w, "dialbacks_helped", ns.helped);
   node_jw_kuint(&w, "probes_sent", ns.probes_sent);
   node_jw_kuint(&w, "mode_changes", ns.mode_changes);
+  node_jw_key(&w, "introducers");
+  node_jw_arr(&w);
+  for (int i = 0; i < ns.nintro; i++) {
+    char id[NODE_IDTEXT_LEN + 1], ia[DHT_ADDR_STRLEN];
+    node_idtext_encode(ns.intro[i].who.pk, id);
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "id", id);
+    node_jw_kstr(&w, "address", dht_addr_fmt(&ns.intro[i].who.addr, ia, sizeof ia));
+    node_jw_kuint(&w, "since_s", (uint64_t)ns.intro[i].since_ms / 1000);
+    node_jw_kuint(&w, "rtt_ms", (uint64_t)ns.intro[i].rtt_ms);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_jw_kuint(&w, "keepalives", ns.keepalives);
   /* the port mappings, per protocol (an empty list: --portmap off or a
    * loopback or public listen address) */
   node_jw_key(&w, "mappings");

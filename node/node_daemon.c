@@ -654,7 +654,9 @@ void node_daemon_pump(rd_daemon *d) {
     if (node_cmd_msg_drain(d))
       any = true;
     nat_sync(d); /* may change our addresses: before the publish step */
-    if (d->need_publish && d->state == ST_READY && dht_is_server(d->e)) {
+    /* a client publishes too: its record says it is not reachable, and
+     * names the introducers others can reach it through */
+    if (d->need_publish && d->state == ST_READY) {
       d->need_publish = false;
       dht_put_record(d->e, (dht_ts)uv_now(&d->loop));
       any = true;

@@ -1,0 +1,162 @@
+/*
+ * nat_intro.c - introducers: an unreachable node keeps a path open to a few
+ * reachable ones and names them in its record, so that others can reach it
+ * through them (docs/protocol.md, "Peer records"; the hole punching and
+ * relays of the next part use them).
+ *
+ * While the node is not a server it holds up to `introducers` (3) of its
+ * routing-table contacts (all of them servers), in distinct networks,
+ * closest to its own ID first: those also keep its record.  Each gets a
+ * PING every keepalive_ms (25 s: under the 30 s UDP timeout of the
+ * stingiest home routers, so the NAT keeps the path open; RFC 4787 asks for
+ * at least 2 minutes, and many routers do not follow it).  A contact enters
+ * the record once it answered one; intro_misses unanswered PINGs in a row
+ * drop it and another is picked.  A server needs none: it drops them all.
+ * Each change of the answered set goes into the record (dht_set_introducers
+ * re-publishes it).
+ */
+#include <string.h>
+
+#include "nat_int.h"
+
+static bool wanted(const nat_svc *n) {
+  return n->set.introducers > 0 && !dht_is_server(n->e);
+}
+
+/* The record's introducers: those that answered, in slot order. */
+static void publish(nat_svc *n, dht_ts now) {
+  dht_introducer l[NAT_INTROS];
+  int k = 0;
+  for (int i = 0; i < NAT_INTROS; i++) {
+    const nat_intro *in = &n->intro[i];
+    if (!in->used || !in->ok)
+      continue;
+    memcpy(l[k].pk, in->pk, DHT_PK_LEN);
+    l[k].addr = in->addr;
+    k++;
+  }
+  dht_set_introducers(n->e, l, (size_t)k, now);
+}
+
+static void drop(nat_svc *n, nat_intro *in) {
+  if (in->cmd > 0)
+    dht_cancel(n->e, in->cmd); /* its event reaches us as cancelled: no slot matches it */
+  bool was = in->ok;
+  memset(in, 0, sizeof *in);
+  if (was)
+    n->n_intro_changes++;
+}
+
+static void ping(nat_svc *n, nat_intro *in, dht_ts now) {
+  dht_peer p;
+  memcpy(p.pk, in->pk, DHT_PK_LEN);
+  p.addr = in->addr;
+  int64_t cmd = dht_ping(n->e, &p, now);
+  if (cmd <= 0) { /* the engine is full: the next tick tries again */
+    in->next = now + 1000;
+    return;
+  }
+  dht_svc_own(n->e, n->svc_id, cmd);
+  in->cmd = cmd;
+  n->n_keepalives++;
+}
+
+/* Fills empty slots from the table, closest to our ID first, one network
+ * per introducer.  Returns whether a slot stayed empty. */
+static bool fill(nat_svc *n, dht_ts now) {
+  int empty = 0;
+  for (int i = 0; i < n->set.introducers; i++)
+    empty += !n->intro[i].used;
+  if (!empty)
+    return false;
+  dht_contact cl[DHT_K_MAX];
+  int nc = dht_closest(n->e, dht_self_id(n->e), cl, DHT_K_MAX);
+  for (int c = 0; c < nc && empty; c++) {
+    uint64_t key = nat_prefix_key(&cl[c].addr);
+    bool taken = false;
+    for (int i = 0; i < NAT_INTROS && !taken; i++)
+      taken = n->intro[i].used && (memcmp(n->intro[i].pk, cl[c].pk, DHT_PK_LEN) == 0 ||
+                                   nat_prefix_key(&n->intro[i].addr) == key);
+    if (taken)
+      continue;
+    for (int i = 0; i < n->set.introducers; i++) {
+      nat_intro *in = &n->intro[i];
+      if (in->used)
+        continue;
+      in->used = true;
+      memcpy(in->pk, cl[c].pk, DHT_PK_LEN);
+      in->addr = cl[c].addr;
+      ping(n, in, now); /* it counts once it answers */
+      empty--;
+      break;
+    }
+  }
+  return empty > 0;
+}
+
+void nat_intro_tick(nat_svc *n, dht_ts now) {
+  if (!wanted(n)) {
+    bool any = false;
+    for (int i = 0; i < NAT_INTROS; i++)
+      if (n->intro[i].used) {
+        drop(n, &n->intro[i]);
+        any = true;
+      }
+    if (any)
+      publish(n, now);
+    n->next_intro = DHT_TS_NEVER;
+    return;
+  }
+  for (int i = 0; i < n->set.introducers; i++) {
+    nat_intro *in = &n->intro[i];
+    if (in->used && in->cmd == 0 && now >= in->next)
+      ping(n, in, now);
+  }
+  if (now >= n->next_intro)
+    /* a table still filling: look again soon */
+    n->next_intro = fill(n, now) ? now + 5000 : DHT_TS_NEVER;
+}
+
+dht_ts nat_intro_expiry(const nat_svc *n) {
+  dht_ts t = n->next_intro;
+  for (int i = 0; i < NAT_INTROS; i++)
+    if (n->intro[i].used && n->intro[i].cmd == 0 && n->intro[i].next < t)
+      t = n->intro[i].next;
+  return t;
+}
+
+void nat_intro_mode_changed(nat_svc *n, dht_ts now) {
+  n->next_intro = now; /* drop them (a server) or find some (a client) at the next tick */
+}
+
+bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
+  if (ev->type != DHT_EV_PING || ev->cmd <= 0)
+    return false;
+  for (int i = 0; i < NAT_INTROS; i++) {
+    nat_intro *in = &n->intro[i];
+    if (!in->used || in->cmd != ev->cmd)
+      continue;
+    in->cmd = 0;
+    in->next = now + n->set.keepalive_ms;
+    if (ev->status == 0) {
+      in->misses = 0;
+      in->rtt_ms = ev->u.ping.rtt_ms;
+      if (!in->ok) {
+        in->ok = true;
+        in->since = now;
+        n->n_intro_changes++;
+        publish(n, now);
+      }
+    } else if (++in->misses >= n->set.intro_misses) {
+      bool was = in->ok;
+      drop(n, in);
+      if (was)
+        publish(n, now);
+      n->next_intro = now; /* another one at once */
+    } else {
+      in->next = now + 1000; /* a lost PING or PONG: ask again soon, not in 25 s */
+    }
+    return true;
+  }
+  return false;
+}
