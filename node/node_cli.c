@@ -357,8 +357,8 @@ static int cmd_lookup(node_cli *c) {
     printf("not reachable directly (its NAT: %s)\n",
            node_cli_str(json_object_get(res, "nat"), type, sizeof type));
   json_array_foreach(json_object_get(res, "introducers"), i, x) {
-    char id[64];
-    printf("introducer %s at %s\n", node_cli_str(json_object_get(x, "id"), id, sizeof id),
+    char who[64];
+    printf("introducer %s at %s\n", node_cli_str(json_object_get(x, "id"), who, sizeof who),
            node_cli_str(json_object_get(x, "address"), addr, sizeof addr));
   }
   node_cli_num(json_object_get(res, "rounds"), a, sizeof a);
