@@ -72,6 +72,8 @@ struct nat_svc {
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];
   nat_intro intro[NAT_INTROS];
+  uint64_t shunned[NAT_INTROS]; /* the last introducers that went silent (pk hashes) */
+  int shun_next;
   dht_ts next_intro;
   uint64_t n_intro_changes, n_keepalives;
   nat_event ev[NAT_EVENTS]; /* ring */

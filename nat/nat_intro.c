@@ -38,6 +38,22 @@ static void publish(nat_svc *n, dht_ts now) {
   dht_set_introducers(n->e, l, (size_t)k, now);
 }
 
+/* A contact that went silent stays in the table until the engine's own
+ * pings give up on it, and would be picked again at once: the last few are
+ * skipped (a hash of the key; a collision only skips one more contact). */
+static uint64_t pk_hash(const uint8_t pk[static DHT_PK_LEN]) {
+  uint64_t h = 0;
+  memcpy(&h, pk, sizeof h);
+  return h | 1;
+}
+
+static bool shunned(const nat_svc *n, const uint8_t pk[static DHT_PK_LEN]) {
+  for (int i = 0; i < NAT_INTROS; i++)
+    if (n->shunned[i] == pk_hash(pk))
+      return true;
+  return false;
+}
+
 static void drop(nat_svc *n, nat_intro *in) {
   if (in->cmd > 0)
     dht_cancel(n->e, in->cmd); /* its event reaches us as cancelled: no slot matches it */
@@ -73,7 +89,7 @@ static bool fill(nat_svc *n, dht_ts now) {
   int nc = dht_closest(n->e, dht_self_id(n->e), cl, DHT_K_MAX);
   for (int c = 0; c < nc && empty; c++) {
     uint64_t key = nat_prefix_key(&cl[c].addr);
-    bool taken = false;
+    bool taken = shunned(n, cl[c].pk);
     for (int i = 0; i < NAT_INTROS && !taken; i++)
       taken = n->intro[i].used && (memcmp(n->intro[i].pk, cl[c].pk, DHT_PK_LEN) == 0 ||
                                    nat_prefix_key(&n->intro[i].addr) == key);
@@ -149,6 +165,8 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
       }
     } else if (++in->misses >= n->set.intro_misses) {
       bool was = in->ok;
+      n->shunned[n->shun_next] = pk_hash(in->pk);
+      n->shun_next = (n->shun_next + 1) % NAT_INTROS;
       drop(n, in);
       if (was)
         publish(n, now);

@@ -4,7 +4,8 @@
  * auto mode.  Without a NAT in the way it becomes a server once a probe from
  * a node it never sent to gets in; behind a filtering NAT (netsim_set_filter:
  * only nodes it sent to get in) it stays a client; a dial-back cannot be
- * aimed at an address other than the requester's.
+ * aimed at an address other than the requester's.  A client keeps
+ * introducers and names them in its record; a server drops them.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,9 @@ typedef struct world {
   netsim *ns;
   nat_svc *nat[N];
   int boots, want;
+  int64_t get_cmd; /* a GET whose result we keep */
+  bool got;
+  dht_lookup_result get;
 } world;
 
 static void on_event(void *ctx, int node, const dht_event *ev) {
@@ -37,6 +41,14 @@ static void on_event(void *ctx, int node, const dht_event *ev) {
   world *w = ctx;
   if (ev->type == DHT_EV_BOOTSTRAP)
     w->boots++;
+  if (ev->type == DHT_EV_LOOKUP && ev->cmd == w->get_cmd && ev->u.lookup) {
+    w->get = *ev->u.lookup;
+    w->got = true;
+  }
+}
+
+static bool got_done(void *ctx) {
+  return ((world *)ctx)->got;
 }
 
 static bool boots_done(void *ctx) {
@@ -116,6 +128,76 @@ static void test_reachable_becomes_server(void **state) {
     }
   }
   assert_true(helped >= 1 && probes >= 1);
+  assert_int_equal(st.nintro, 0); /* a server needs no introducer */
+  world_del(&w);
+}
+
+/* Node at i's record, as a GET from node `from` finds it. */
+static void get_record(world *w, int from, int i) {
+  w->got = false;
+  uint8_t id[DHT_ID_LEN];
+  dht_id_from_pk(id, netsim_identity(w->ns, i)->pk);
+  w->get_cmd = dht_get_record(netsim_engine(w->ns, from), id, netsim_now(w->ns));
+  assert_true(w->get_cmd > 0);
+  netsim_touch(w->ns, from);
+  assert_int_equal(netsim_run(w->ns, netsim_now(w->ns) + 30000, got_done, w), 1);
+  assert_true(w->get.has_record);
+}
+
+static int node_of(world *w, const uint8_t pk[DHT_PK_LEN]) {
+  for (int i = 0; i < N; i++)
+    if (memcmp(netsim_identity(w->ns, i)->pk, pk, DHT_PK_LEN) == 0)
+      return i;
+  return -1;
+}
+
+/* A client behind a filtering NAT keeps 3 introducers, in distinct
+ * networks, alive with keepalives, and its record names them; one that
+ * goes silent is replaced, and the record follows. */
+static void test_introducers(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, true);
+  assert_true(dht_put_record(netsim_engine(w.ns, A), netsim_now(w.ns)) > 0);
+  netsim_touch(w.ns, A);
+  netsim_run(w.ns, netsim_now(w.ns) + 2 * 60000, NULL, NULL);
+  nat_status st;
+  status(&w, &st);
+  assert_false(st.server);
+  assert_int_equal(st.nintro, NAT_INTROS);
+  /* a keepalive every 25 s each, for 2 minutes: about 12 or more */
+  printf("introducers %d, keepalives %llu\n", st.nintro, (unsigned long long)st.keepalives);
+  assert_true(st.keepalives >= 3 * 4);
+  for (int i = 0; i < st.nintro; i++) {
+    int k = node_of(&w, st.intro[i].who.pk);
+    assert_true(k >= 0 && k != A);
+    dht_addr ka = netsim_addr(w.ns, k);
+    assert_true(dht_addr_eq(&st.intro[i].who.addr, &ka));
+    for (int j = 0; j < i; j++)
+      assert_true(nat_prefix_key(&st.intro[j].who.addr) != nat_prefix_key(&ka));
+  }
+  get_record(&w, 1, A);
+  assert_int_equal(w.get.record.flags & DHT_REC_REACHABLE, 0);
+  assert_int_equal(w.get.record.nintro, st.nintro);
+  for (int i = 0; i < st.nintro; i++)
+    assert_memory_equal(w.get.record.intro[i].pk, st.intro[i].who.pk, DHT_PK_LEN);
+
+  /* the first goes silent: 3 keepalives unanswered, then another */
+  int dead = node_of(&w, st.intro[0].who.pk);
+  uint64_t changes = st.intro_changes;
+  netsim_set_up(w.ns, dead, false);
+  netsim_run(w.ns, netsim_now(w.ns) + 90000, NULL, NULL);
+  status(&w, &st);
+  printf("after node %d went silent: introducers %d, changes %llu -> %llu\n", dead, st.nintro,
+         (unsigned long long)changes, (unsigned long long)st.intro_changes);
+  assert_int_equal(st.nintro, NAT_INTROS);
+  assert_true(st.intro_changes >= changes + 2); /* one lost, one gained */
+  for (int i = 0; i < st.nintro; i++)
+    assert_int_not_equal(node_of(&w, st.intro[i].who.pk), dead);
+  get_record(&w, 2, A);
+  assert_int_equal(w.get.record.nintro, NAT_INTROS);
+  for (int i = 0; i < w.get.record.nintro; i++)
+    assert_int_not_equal(node_of(&w, w.get.record.intro[i].pk), dead);
   world_del(&w);
 }
 
@@ -376,6 +458,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_reachable_becomes_server),
       cmocka_unit_test(test_filtered_stays_client),
+      cmocka_unit_test(test_introducers),
       cmocka_unit_test(test_cannot_aim),
       cmocka_unit_test(test_mapping_verdicts),
       cmocka_unit_test(test_probe_from_contacted_proves_nothing),
