@@ -47,20 +47,21 @@ uint64_t nat_prefix_key(const dht_addr *a) {
 }
 
 /* One more event from prefix key: allowed when the last was gap ago. */
-static bool gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
+static bool gap_ok(nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
+  uint32_t key = (uint32_t)(key64 ^ key64 >> 32) | 1, now32 = (uint32_t)now;
   int slot = 0;
   for (int i = 0; i < NAT_GAPS; i++) {
     if (g[i].key == key) {
-      if (now - g[i].at < gap)
+      if ((dht_ts)(uint32_t)(now32 - g[i].at) < gap)
         return false;
       slot = i;
       break;
     }
-    if (g[i].at < g[slot].at)
-      slot = i;
+    if ((uint32_t)(now32 - g[i].at) > (uint32_t)(now32 - g[slot].at))
+      slot = i; /* the oldest goes */
   }
   g[slot].key = key;
-  g[slot].at = now;
+  g[slot].at = now32;
   return true;
 }
 

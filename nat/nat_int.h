@@ -28,9 +28,11 @@ typedef struct nat_dial {
 #define NAT_DIALS 2
 #define NAT_GAPS 16 /* prefixes remembered for the helper's and prober's rates */
 
+/* 8 bytes, so that 2 x 16 of them fit the simulator's 2 KiB a host: a
+ * 32-bit hash of the prefix and the time in ms mod 2^32 (a slot 49 days
+ * old can look recent and cost one refusal) */
 typedef struct nat_gap {
-  uint64_t key;
-  dht_ts at;
+  uint32_t key, at;
 } nat_gap;
 
 /* A port mapping waiting for its dial-back. */
@@ -40,7 +42,7 @@ typedef struct nat_pending_map {
   uint16_t port;
 } nat_pending_map;
 
-#define NAT_EVENTS 8
+#define NAT_EVENTS NAT_MAPPINGS /* a verdict per mapping; a newer one supersedes */
 
 /* An introducer (nat_intro.c). */
 typedef struct nat_intro {
