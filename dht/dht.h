@@ -694,6 +694,12 @@ bool dht_svc_cookie_ok(dht *e, const dht_peer *from, const uint8_t tok[static DH
  * refused (full, diversity, our own key), DHT_ERR_INVAL when it is in the
  * table already or peer is bad, DHT_ERR_NOMEM. */
 int dht_svc_add_contact(dht *e, const dht_peer *peer, dht_ts now);
+/* Hands a DHT_EV_CANDIDATE the service took back to the engine, which sends
+ * its verify PING and inserts peer on the PONG, as if no service had taken
+ * it: for a check the service could not run (nobody to ask answered).  The
+ * candidate's rate limit was paid when it was offered.  Returns 0,
+ * DHT_ERR_INVAL or DHT_ERR_FULL (the engine's request table). */
+int dht_svc_verify(dht *e, const dht_peer *peer, dht_ts now);
 
 /* The IP addresses our main socket sent to in the last 2 to 4 minutes (how
  * long a NAT remembers whom we talked to), as a 256-bit Bloom filter: bit

@@ -712,9 +712,21 @@ static void maybe_verify(dht *e, const dht_peer *from, uint32_t local,
     dht_eng_verify(e, from, now);
 }
 
-void dht_eng_verify(dht *e, const dht_peer *peer, dht_ts now) {
-  e->st.unsolicited_out++;
-  send_ping(e, peer, RPC_VERIFY, 0, now);
+int dht_eng_verify(dht *e, const dht_peer *peer, dht_ts now) {
+  dht_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = DHT_MSG_PING;
+  int rv = dht_eng_request(e, peer, &m, RPC_VERIFY, 0, now);
+  if (rv == 0)
+    e->st.unsolicited_out++;
+  return rv;
+}
+
+int dht_svc_verify(dht *e, const dht_peer *peer, dht_ts now) {
+  if (!peer || (peer->addr.family != DHT_AF_INET && peer->addr.family != DHT_AF_INET6))
+    return DHT_ERR_INVAL;
+  int rv = dht_eng_verify(e, peer, now);
+  return rv == 0 ? 0 : rv <= DHT_ERR_FATAL ? rv : DHT_ERR_FULL;
 }
 
 int dht_svc_add_contact(dht *e, const dht_peer *peer, dht_ts now) {

@@ -104,6 +104,13 @@ typedef struct nat_settings {
   int fails_to_client;  /* failed dial-backs in a row before client mode: 3 */
   dht_ts helper_gap_ms; /* DIAL_REQ served per requester prefix at most every: 5 s */
   dht_ts prober_gap_ms; /* DIAL_FWD honoured per asker prefix at most every: 1 s */
+  /* Vouching (nat_vouch.c): a stranger that asks to be stored enters the
+   * table only once a third node's CHECK reached it (docs/protocol.md,
+   * "Routing table"). */
+  bool vouch;            /* check strangers through a voucher, not the engine's PING: true */
+  int vouches;           /* strangers being checked at once (1..64): 8 */
+  dht_ts vouch_wait_ms;  /* the VOUCHED must arrive this long after the VOUCH_REQ: 5 s */
+  dht_ts voucher_gap_ms; /* VOUCH_REQ honoured per asker prefix at most every: 1 s */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -133,6 +140,17 @@ typedef struct nat_status {
   uint64_t witnesses_asked; /* PINGs sent to gather reports */
   uint64_t reports;         /* address reports taken */
   uint64_t reports_ignored; /* from sockets past max_sockets */
+  /* vouching, as the checker: strangers handed to a voucher, inserted after
+   * their VOUCHED, not inserted (no VOUCHED in time, or the voucher
+   * refused), dropped with every slot busy, left to the engine's verify PING
+   * (no voucher in another network than the stranger's) */
+  uint64_t vouch_asked, vouch_ok, vouch_failed, vouch_full, vouch_fallback;
+  /* as the voucher: CHECKs sent (of them from the main socket, for want of
+   * another), VOUCH_REQs refused */
+  uint64_t checks_sent, checks_main_socket, vouch_refused;
+  /* as the candidate: VOUCHEDs sent; CHECKs ignored (another socket, or an
+   * asker we had not sent to) */
+  uint64_t vouched_sent, checks_ignored;
 } nat_status;
 
 void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);

@@ -31,7 +31,7 @@
 
 /* ---- small helpers -------------------------------------------------------- */
 
-static uint64_t prefix_key(const dht_addr *a) {
+uint64_t nat_prefix_key(const dht_addr *a) {
   uint64_t h = 1469598103934665603ull;
   int keep = a->family == DHT_AF_INET ? 3 : 6; /* /24, /48 */
   int scope = dht_addr_scope(a);
@@ -46,8 +46,7 @@ static uint64_t prefix_key(const dht_addr *a) {
   return h | 1;
 }
 
-/* One more event from prefix key: allowed when the last was gap ago. */
-static bool gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
+bool nat_gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
   int slot = 0;
   for (int i = 0; i < NAT_GAPS; i++) {
     if (g[i].key == key) {
@@ -72,7 +71,7 @@ static void bloom_add(uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
   }
 }
 
-static bool in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
+bool nat_in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
   uint32_t h = dht_dest_hash(a);
   for (int k = 0; k < 3; k++) {
     uint8_t bit = (uint8_t)(h >> (8 * k));
@@ -99,7 +98,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   /* the cookie proves the requester receives at the address its request
    * came from: the only address a dial-back may go to */
   if (!dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now) ||
-      !gap_ok(n->helper_gaps, prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
+      !nat_gap_ok(n->helper_gaps, nat_prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
     n->n_refused++;
     send_status(n, in, NAT_T_DIAL_RESP, NAT_W_REFUSED);
     return;
@@ -108,12 +107,13 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   n->cb.rand(n->cb.ctx, target_rnd, sizeof target_rnd);
   dht_contact cl[DHT_K_MAX];
   int nc = dht_closest(n->e, target_rnd, cl, DHT_K_MAX);
-  uint64_t req_prefix = prefix_key(&in->from.addr);
+  uint64_t req_prefix = nat_prefix_key(&in->from.addr);
   const dht_contact *c = NULL;
   for (int i = 0; i < nc && !c; i++) {
     if (cl[i].addr.family != in->from.addr.family ||
-        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 || prefix_key(&cl[i].addr) == req_prefix ||
-        (m->u.dial_req.exclude && in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
+        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 ||
+        nat_prefix_key(&cl[i].addr) == req_prefix ||
+        (m->u.dial_req.exclude && nat_in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
       continue;
     c = &cl[i];
   }
@@ -146,7 +146,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
  * in the public space, or in the scope the helper itself is in (a test
  * network on loopback, a LAN).  Anything else would let a stranger on the
  * Internet reach hosts behind our own router through us. */
-static bool target_ok(const dht_addr *t, const dht_addr *from) {
+bool nat_target_ok(const dht_addr *t, const dht_addr *from) {
   const uint8_t *ip = t->ip;
   if (t->family == DHT_AF_INET6 && ip[0] == 0xff)
     return false; /* multicast */
@@ -174,8 +174,8 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
    * engine holds it to the destination prefix's rate */
   dht_req_opts o = {.answer = NAT_T_PROBE_ACK, .tries = 1, .unsolicited = true, .tag = 0};
   bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
-            target_ok(&a.addr, &in->from.addr) &&
-            gap_ok(n->prober_gaps, prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
+            nat_target_ok(&a.addr, &in->from.addr) &&
+            nat_gap_ok(n->prober_gaps, nat_prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
             dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok)
     n->n_probes++;
@@ -273,7 +273,7 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
      * helper promised such a prober): a filtering NAT lets in those we sent
      * to, the helper (who knows the nonce) among them.  And only on the main
      * socket, whose public address is under test. */
-    if (in->local != 0 || in_bloom(d->sent_to, &in->from.addr)) {
+    if (in->local != 0 || nat_in_bloom(d->sent_to, &in->from.addr)) {
       /* nothing learnt (a helper that probed us itself, or the filter's
        * false positive): not a failure either, so the next round asks
        * another helper */

@@ -343,7 +343,7 @@ typedef struct fn {
   uint8_t pkt[DHT_MAX_PKT + 64];
   uint8_t body[DHT_MAX_BODY + 64];
   /* what gen_corpus_nat prints */
-  uint64_t nat_out[6], nat_in[6];
+  uint64_t nat_out[NAT_MSG_HI - NAT_MSG_LO + 1], nat_in[NAT_MSG_HI - NAT_MSG_LO + 1];
 } fn;
 
 static fn_who_st *fn_who(fn *h, int i) {
