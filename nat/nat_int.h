@@ -46,7 +46,10 @@ typedef struct nat_pending_map {
 /* A stranger we are having checked (as the checker). */
 typedef struct nat_vouch {
   bool used;
-  uint8_t asked;                /* vouchers asked so far */
+  uint8_t asked;  /* vouchers asked so far */
+  uint8_t silent; /* of them, those that never answered */
+  uint8_t waits;  /* times every voucher was busy (waiting: until deadline) */
+  bool waiting;
   dht_peer cand;                /* its key, and the address its request came from */
   uint8_t voucher[DHT_PK_LEN];  /* the one asked last */
   uint8_t nonce[NAT_NONCE_LEN]; /* one per candidate: every voucher carries it */
@@ -78,10 +81,11 @@ struct nat_svc {
   int ev_head, ev_n;
   uint64_t ev_dropped;
   /* vouching */
-  nat_vouch *vouches;     /* set.vouches of them */
-  uint32_t check_sock[2]; /* the voucher's own socket, [0] IPv4, [1] IPv6; 0: none */
-  int64_t check_req[2];   /* their dht_sock_open requests */
-  nat_gap voucher_gaps[NAT_GAPS];
+  nat_vouch *vouches;              /* set.vouches of them */
+  uint32_t check_sock[2];          /* the voucher's own socket, [0] IPv4, [1] IPv6; 0: none */
+  int64_t check_req[2];            /* their dht_sock_open requests */
+  nat_gap voucher_gaps[NAT_GAPS];  /* as the voucher: askers served */
+  nat_gap vouchers_used[NAT_GAPS]; /* as the checker: vouchers asked */
   uint64_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
       v_vouched, v_ignored;
 };

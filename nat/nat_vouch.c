@@ -26,11 +26,15 @@
  *    only when it names a B its main socket sent to lately
  *    (dht_recent_dests), with a VOUCHED {nonce} to B: nobody can aim it at
  *    a third party, and the engine holds it to the amplification rule.
- * A voucher that refuses or stays silent (an older node ignores VOUCH_REQ)
- * is replaced by another, NAT_VOUCHERS in all.  With none that takes the
- * check, or none in another network than the stranger's (a network's first
- * few nodes), the candidate goes back to the engine's verify PING: vouching
- * cannot run there, and the stranger has no say in whether it can.
+ * The checker paces itself by the vouchers' rule (one VOUCH_REQ per voucher
+ * per voucher_gap_ms; with all busy it waits, NAT_VOUCHERS times at most),
+ * and a voucher that refuses anyway or stays silent (an older node ignores
+ * VOUCH_REQ) is replaced by another, NAT_VOUCHERS in all.  When all
+ * of them were silent, or nobody is in another network than the stranger's
+ * (a network's first few nodes), the candidate goes back to the engine's
+ * verify PING: vouching cannot run there, and the stranger has no say in
+ * whether it can.  A refusal is a voucher that could have run the check:
+ * the stranger is then not stored this time.
  *
  * Bounds: set.vouches checks at once (a candidate finding them all busy is
  * dropped; the engine asks again after 10 minutes at the earliest); one
@@ -74,8 +78,21 @@ static void vouch_end(nat_svc *n, nat_vouch *v) {
   dht_svc_cancel(n->e, n->svc_id, (uint64_t)(v - n->vouches) + VOUCH_TAG);
 }
 
-/* Asks a voucher for candidate v (not the last one asked): 0, or -1 when
- * there is nobody to ask or the request cannot go. */
+/* Whether we asked the voucher in network key less than gap ago: it would
+ * refuse us (its rule is ours). */
+static bool busy(const nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
+  for (int i = 0; i < NAT_GAPS; i++)
+    if (g[i].key == key)
+      return now - g[i].at < gap;
+  return false;
+}
+
+/* Asks a voucher for candidate v (not the last one asked, nor one we asked
+ * within voucher_gap_ms).  Returns 0; NO_VOUCHER when nobody in our table
+ * can vouch (or the request cannot go); ALL_BUSY when all who can were
+ * asked too recently. */
+enum { NO_VOUCHER = -1, ALL_BUSY = -2 };
+
 static int ask_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
   uint8_t rnd[DHT_ID_LEN];
   n->cb.rand(n->cb.ctx, rnd, sizeof rnd);
@@ -83,13 +100,18 @@ static int ask_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
   int nc = dht_closest(n->e, rnd, cl, DHT_K_MAX);
   uint64_t a_net = nat_prefix_key(&v->cand.addr);
   const dht_contact *c = NULL;
-  for (int i = 0; i < nc && !c; i++)
-    if (cl[i].addr.family == v->cand.addr.family && memcmp(cl[i].pk, v->cand.pk, DHT_PK_LEN) != 0 &&
-        (v->asked == 0 || memcmp(cl[i].pk, v->voucher, DHT_PK_LEN) != 0) &&
-        nat_prefix_key(&cl[i].addr) != a_net)
+  bool any = false;
+  for (int i = 0; i < nc && !c; i++) {
+    if (cl[i].addr.family != v->cand.addr.family || memcmp(cl[i].pk, v->cand.pk, DHT_PK_LEN) == 0 ||
+        (v->asked > 0 && memcmp(cl[i].pk, v->voucher, DHT_PK_LEN) == 0) ||
+        nat_prefix_key(&cl[i].addr) == a_net)
+      continue;
+    any = true;
+    if (!busy(n->vouchers_used, nat_prefix_key(&cl[i].addr), n->set.voucher_gap_ms, now))
       c = &cl[i];
+  }
   if (!c)
-    return -1;
+    return any ? ALL_BUSY : NO_VOUCHER;
   nat_wire_msg q = {.type = NAT_T_VOUCH_REQ, .txid = dht_svc_txid(n->e)};
   q.u.vouch_req.target = v->cand.addr;
   q.u.vouch_req.pk = v->cand.pk;
@@ -102,15 +124,27 @@ static int ask_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
   dht_req_opts o = {
       .answer = NAT_T_VOUCH_ACK, .tries = 1, .tag = (uint64_t)(v - n->vouches) + VOUCH_TAG};
   if (len <= 0 || dht_svc_request(n->e, n->svc_id, &pc, buf, (size_t)len, &o, now) != 0)
-    return -1;
+    return NO_VOUCHER;
+  nat_gap_ok(n->vouchers_used, nat_prefix_key(&c->addr), 0, now);
   memcpy(v->voucher, c->pk, DHT_PK_LEN);
   v->asked++;
+  v->waiting = false;
   v->deadline = now + n->set.vouch_wait_ms;
   return 0;
 }
 
-/* No voucher took the check: silent (a node of an older version ignores
- * VOUCH_REQ), refusing, or nobody to ask.  The candidate goes back to the
+/* Every voucher is busy: try again once one is free, a few times. */
+static bool wait_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
+  if (v->waits >= NAT_VOUCHERS)
+    return false;
+  v->waits++;
+  v->waiting = true;
+  v->deadline = now + n->set.voucher_gap_ms;
+  return true;
+}
+
+/* Every voucher asked was silent (a node of an older version ignores
+ * VOUCH_REQ), or there is nobody to ask.  The candidate goes back to the
  * engine's verify PING: a stranger cannot make a voucher we picked keep
  * quiet, so this only happens where vouching cannot run at all. */
 static void hand_back(nat_svc *n, nat_vouch *v, dht_ts now) {
@@ -131,13 +165,16 @@ static bool on_candidate(nat_svc *n, const dht_event *ev, dht_ts now) {
     n->v_full++;
     return true; /* not stored this time: a verify PING would prove nothing */
   }
+  memset(v, 0, sizeof *v);
   v->cand = ev->u.candidate.peer;
-  v->asked = 0;
   n->cb.rand(n->cb.ctx, v->nonce, NAT_NONCE_LEN);
-  if (ask_voucher(n, v, now) != 0) {
+  int rv = ask_voucher(n, v, now);
+  if (rv == NO_VOUCHER) {
     n->v_fallback++;
     return false; /* the engine's PING, at once */
   }
+  if (rv == ALL_BUSY)
+    wait_voucher(n, v, now);
   v->used = true;
   n->v_asked++;
   return true;
@@ -260,8 +297,19 @@ void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, 
     return; /* the CHECK is out: the VOUCHED decides */
   /* refused or silent: the next voucher, while there is one */
   dht_svc_cancel(n->e, n->svc_id, req->tag);
-  if (v->asked >= NAT_VOUCHERS || ask_voucher(n, v, now) != 0)
+  if (!m)
+    v->silent++;
+  if (v->asked < NAT_VOUCHERS) {
+    int rv = ask_voucher(n, v, now);
+    if (rv == 0 || (rv == ALL_BUSY && wait_voucher(n, v, now)))
+      return;
+  }
+  if (v->silent == v->asked) {
     hand_back(n, v, now);
+  } else { /* a voucher that refused (busy) could run the check: not stored this time */
+    vouch_end(n, v);
+    n->v_failed++;
+  }
 }
 
 dht_ts nat_vouch_expiry(const nat_svc *n) {
@@ -275,9 +323,18 @@ dht_ts nat_vouch_expiry(const nat_svc *n) {
 void nat_vouch_tick(nat_svc *n, dht_ts now) {
   for (int i = 0; i < n->set.vouches; i++) {
     nat_vouch *v = &n->vouches[i];
-    if (v->used && v->deadline <= now) {
-      vouch_end(n, v); /* not stored: the engine asks again in 10 minutes at the earliest */
-      n->v_failed++;
+    if (!v->used || v->deadline > now)
+      continue;
+    if (v->waiting) {
+      int rv = ask_voucher(n, v, now);
+      if (rv == 0 || (rv == ALL_BUSY && wait_voucher(n, v, now)))
+        continue;
+      if (rv == NO_VOUCHER && v->silent == v->asked) {
+        hand_back(n, v, now);
+        continue;
+      }
     }
+    vouch_end(n, v); /* not stored: the engine asks again in 10 minutes at the earliest */
+    n->v_failed++;
   }
 }
