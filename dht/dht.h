@@ -378,6 +378,7 @@ enum dht_event_type {
   DHT_EV_SOCK_OPEN,     /* for the driver: open sockets, cmd = the request, u.sock */
   DHT_EV_SOCK_CLOSE,    /* for the driver: close socket u.sock.id */
   DHT_EV_SOCK_OPENED,   /* for the service that asked: cmd, status, u.sock */
+  DHT_EV_CANDIDATE,     /* for services only: a stranger asked to be stored: u.candidate */
 };
 
 /* A contact as reported in results. */
@@ -459,6 +460,17 @@ typedef struct dht_event {
       bool stranger;  /* the PONG answered the verify PING of a node that asked
                          to be stored: it, not we, chose to be asked */
     } seen;
+    /* A node we do not know sent us a request with the server flag, and
+     * would go into a bucket with room (the conditions and the rate limit
+     * of the engine's verify PING have passed).  Offered to services only,
+     * at the usual safe points: a service that takes it checks the node its
+     * own way and inserts it with dht_svc_add_contact; when none takes it,
+     * the engine sends its verify PING and inserts the node on the PONG. */
+    struct {
+      dht_peer peer;          /* its key, and the address its request came from */
+      uint8_t id[DHT_ID_LEN]; /* BLAKE2b(peer.pk) */
+      uint32_t local;         /* the local socket the request came in on */
+    } candidate;
     struct {
       int n;               /* OPEN: how many wanted; OPENED: how many opened */
       uint8_t family;      /* enum dht_family */
@@ -485,6 +497,7 @@ typedef struct dht_stats {
   uint64_t drop_amplification;    /* datagrams not sent: past an unproven address's credit */
   uint64_t unsolicited_out; /* verify PINGs and unsolicited requests sent to unproven addresses */
   uint64_t unsolicited_limited; /* ... not sent: the destination prefix's bucket was empty */
+  uint64_t candidates_taken;    /* strangers a service checked (DHT_EV_CANDIDATE), no verify PING */
   uint64_t svc_requests_out, svc_retries, svc_answers, svc_timeouts;
   uint64_t keycache_hits, keycache_misses;
   uint64_t lookups_started, lookups_done;
@@ -535,8 +548,9 @@ int dht_closest(const dht *e, const uint8_t target[static DHT_ID_LEN], dht_conta
  *  - on_answer / on_timeout: the answer to a request it sent with
  *    dht_svc_request(), or the request's timeout;
  *  - on_event: the results of the commands it issued with dht_svc_own(), and
- *    unsolicited events (DHT_EV_ADDR_SEEN), which are offered to services
- *    first and reach the driver only when no service took them;
+ *    unsolicited events (DHT_EV_ADDR_SEEN, DHT_EV_CANDIDATE), which are
+ *    offered to services first and reach the driver only when no service
+ *    took them (a candidate never does: the engine verifies it itself);
  *  - get_expiry / handle_expiry: its timers.
  * From a hook a service may send, issue commands and cancel (they only
  * queue); it must not call dht_read_pkt, dht_handle_expiry or
@@ -690,6 +704,23 @@ int dht_sock_close(dht *e, int svc, uint32_t id);
 int dht_svc_cookie(dht *e, const dht_peer *peer, uint8_t tok[static DHT_TOKEN_LEN], dht_ts now);
 bool dht_svc_cookie_ok(dht *e, const dht_peer *from, const uint8_t tok[static DHT_TOKEN_LEN],
                        dht_ts now);
+
+/* Inserts peer into the routing table as a contact that has just answered
+ * us at peer->addr, as the PONG to the engine's verify PING would: for a
+ * service that took a DHT_EV_CANDIDATE and has proven, its own way, that the
+ * node can be reached there.  A node already in the table is left as it is;
+ * the bucket rules apply (a full bucket keeps it in its replacement cache
+ * and pings a questionable contact), and so does IP diversity.  Returns 0
+ * when it is in a bucket now, DHT_ERR_FULL when it was only cached or
+ * refused (full, diversity, our own key), DHT_ERR_INVAL when it is in the
+ * table already or peer is bad, DHT_ERR_NOMEM. */
+int dht_svc_add_contact(dht *e, const dht_peer *peer, dht_ts now);
+/* Hands a DHT_EV_CANDIDATE the service took back to the engine, which sends
+ * its verify PING and inserts peer on the PONG, as if no service had taken
+ * it: for a check the service could not run (nobody to ask answered).  The
+ * candidate's rate limit was paid when it was offered.  Returns 0,
+ * DHT_ERR_INVAL or DHT_ERR_FULL (the engine's request table). */
+int dht_svc_verify(dht *e, const dht_peer *peer, dht_ts now);
 
 /* The IP addresses our main socket sent to in the last 2 to 4 minutes (how
  * long a NAT remembers whom we talked to), as a 256-bit Bloom filter: bit

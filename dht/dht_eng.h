@@ -247,6 +247,9 @@ int dht_eng_request(dht *e, const dht_peer *to, dht_msg *m, int kind, int64_t cm
  * Returns 0, DHT_ERR_INVAL, DHT_ERR_FULL or DHT_ERR_NOMEM. */
 int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const uint8_t *body,
                   size_t len, bool request, dht_ts now);
+/* Sends the verify PING of a stranger that asked to be stored (RPC_VERIFY:
+ * inserted on the PONG).  Returns dht_eng_request's code. */
+int dht_eng_verify(dht *e, const dht_peer *peer, dht_ts now);
 /* Has peer shown it receives at peer->addr (a table contact that answered
  * there, or a remembered proof)? */
 bool dht_eng_proven(dht *e, const dht_peer *peer, dht_ts now);

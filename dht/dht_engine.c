@@ -676,11 +676,15 @@ static void fill_contacts(dht *e, dht_msg *m, const uint8_t target[static DHT_ID
   }
 }
 
-/* A server-mode peer we do not know asked us something: ping it, and insert
- * it when (if) it answers, so only reachable nodes enter the table.  Not when
- * its bucket is full of good contacts: it could only be cached. */
-static void maybe_verify(dht *e, const dht_peer *from, const uint8_t id[static DHT_ID_LEN],
-                         uint8_t flags, dht_ts now) {
+/* A server-mode peer we do not know asked us something: check that it can
+ * be reached, and insert it when it is, so only reachable nodes enter the
+ * table.  Not when its bucket is full of good contacts: it could only be
+ * cached.  A listening service may take the check over (DHT_EV_CANDIDATE:
+ * our own PING comes from the address the peer just sent to, so any NAT
+ * lets it in and it proves nothing); otherwise the verify PING goes out
+ * from dht_eng_verify, at once or when no service took the event. */
+static void maybe_verify(dht *e, const dht_peer *from, uint32_t local,
+                         const uint8_t id[static DHT_ID_LEN], uint8_t flags, dht_ts now) {
   if (!(flags & DHT_MSGF_SERVER) || dht_rt_find(e->rt, from->pk, id) ||
       dht_rt_is_settled(e->rt, id, now))
     return;
@@ -690,15 +694,59 @@ static void maybe_verify(dht *e, const dht_peer *from, const uint8_t id[static D
   /* The verify PING is the one datagram the engine starts on its own toward
    * an address that has not proven itself: rate-limited per destination
    * prefix, so a flood of requests from fresh keys with one spoofed source
-   * cannot aim pings at a victim. */
+   * cannot aim pings at a victim.  A service's check passes the same bucket,
+   * since it too ends in datagrams toward that address. */
   if (!dht_proof_unsolicited(&e->proof, &from->addr, now)) {
     e->st.unsolicited_limited++;
     return;
   }
-  e->st.unsolicited_out++;
   last = (dht_ts *)dht_cache_put(&e->verified, from->pk);
   *last = now;
-  send_ping(e, from, RPC_VERIFY, 0, now);
+  dht_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.type = DHT_EV_CANDIDATE;
+  ev.u.candidate.peer = *from;
+  memcpy(ev.u.candidate.id, id, DHT_ID_LEN);
+  ev.u.candidate.local = local;
+  if (!dht_svc_route_event(e, &ev, NULL))
+    dht_eng_verify(e, from, now);
+}
+
+int dht_eng_verify(dht *e, const dht_peer *peer, dht_ts now) {
+  dht_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = DHT_MSG_PING;
+  int rv = dht_eng_request(e, peer, &m, RPC_VERIFY, 0, now);
+  if (rv == 0)
+    e->st.unsolicited_out++;
+  return rv;
+}
+
+int dht_svc_verify(dht *e, const dht_peer *peer, dht_ts now) {
+  if (!peer || (peer->addr.family != DHT_AF_INET && peer->addr.family != DHT_AF_INET6))
+    return DHT_ERR_INVAL;
+  int rv = dht_eng_verify(e, peer, now);
+  return rv == 0 ? 0 : rv <= DHT_ERR_FATAL ? rv : DHT_ERR_FULL;
+}
+
+int dht_svc_add_contact(dht *e, const dht_peer *peer, dht_ts now) {
+  if (!peer || (peer->addr.family != DHT_AF_INET && peer->addr.family != DHT_AF_INET6))
+    return DHT_ERR_INVAL;
+  uint8_t id[DHT_ID_LEN];
+  dht_eng_peer_id(e, peer->pk, id);
+  if (dht_rt_find(e->rt, peer->pk, id))
+    return DHT_ERR_INVAL;
+  const dht_rt_contact *ping = NULL;
+  int rv = dht_rt_update_id(e->rt, peer->pk, id, &peer->addr, true, -1, now, &ping);
+  if (rv == DHT_ERR_NOMEM)
+    return rv;
+  if (ping)
+    ping_contact(e, ping, now);
+  if (rv != DHT_RT_ADDED) {
+    dht_proof_mark(&e->proof, peer, now); /* the service's proof stands; the table does not */
+    return DHT_ERR_FULL;
+  }
+  return 0;
 }
 
 static void on_put(dht *e, const dht_peer *from, const dht_msg *m, dht_msg *r, dht_ts now) {
@@ -788,7 +836,7 @@ static void on_request(dht *e, const dht_peer *from, uint32_t local,
   reply(e, from, local, &r, now);
   /* after the reply, so that a peer that pinged us has our PONG (and knows
    * us) before our verification ping arrives */
-  maybe_verify(e, from, id, m->flags, now);
+  maybe_verify(e, from, local, id, m->flags, now);
 }
 
 static bool reply_matches(uint8_t req, uint8_t rep) {

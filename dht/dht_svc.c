@@ -185,8 +185,8 @@ bool dht_svc_route_event(dht *e, const dht_event *ev, dht_lookup_result *res) {
   } else if (!e->svc_events) {
     return false;
   }
-  sev_push(e, ev, res, svc);
-  return true;
+  /* a candidate that finds no room is verified by the engine at once */
+  return sev_push(e, ev, res, svc) == 0 || ev->type != DHT_EV_CANDIDATE;
 }
 
 static bool cmd_running(dht *e, int64_t cid) {
@@ -272,10 +272,16 @@ void dht_svc_dispatch(dht *e, dht_ts now) {
       if (s->on_event)
         taken = s->on_event(s->ctx, e, &q.ev, now);
     }
-    if (taken)
+    if (q.ev.type == DHT_EV_CANDIDATE) { /* the driver has no use for it */
+      if (taken)
+        e->st.candidates_taken++;
+      else
+        dht_eng_verify(e, &q.ev.u.candidate.peer, now);
+    } else if (taken) {
       dht_mem_free(&e->mem, q.res);
-    else
+    } else {
       dht_eng_emit_driver(e, &q.ev, q.res);
+    }
   }
 }
 

@@ -110,6 +110,13 @@ typedef struct nat_settings {
   int introducers;      /* kept while not a server, 0..NAT_INTROS: 3 */
   dht_ts keepalive_ms;  /* a PING to each introducer this often: 25 s */
   int intro_misses;     /* unanswered keepalives in a row that drop one: 3 */
+  /* Vouching (nat_vouch.c): a stranger that asks to be stored enters the
+   * table only once a third node's CHECK reached it (docs/protocol.md,
+   * "Routing table"). */
+  bool vouch;            /* check strangers through a voucher, not the engine's PING: true */
+  int vouches;           /* strangers being checked at once (1..64): 8 */
+  dht_ts vouch_wait_ms;  /* the VOUCHED must arrive this long after the VOUCH_REQ: 5 s */
+  dht_ts voucher_gap_ms; /* VOUCH_REQ honoured per asker prefix at most every: 1 s */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -148,6 +155,17 @@ typedef struct nat_status {
   } intro[NAT_INTROS];
   uint64_t intro_changes; /* introducers gained or lost */
   uint64_t keepalives;    /* keepalive PINGs sent */
+  /* vouching, as the checker: strangers handed to a voucher, inserted after
+   * their VOUCHED, not inserted (no VOUCHED in time, or the voucher
+   * refused), dropped with every slot busy, left to the engine's verify PING
+   * (no voucher in another network than the stranger's) */
+  uint64_t vouch_asked, vouch_ok, vouch_failed, vouch_full, vouch_fallback;
+  /* as the voucher: CHECKs sent (of them from the main socket, for want of
+   * another), VOUCH_REQs refused */
+  uint64_t checks_sent, checks_main_socket, vouch_refused;
+  /* as the candidate: VOUCHEDs sent; CHECKs ignored (another socket, or an
+   * asker we had not sent to) */
+  uint64_t vouched_sent, checks_ignored;
 } nat_status;
 
 void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);

@@ -46,8 +46,7 @@ uint64_t nat_prefix_key(const dht_addr *a) {
   return h | 1;
 }
 
-/* One more event from prefix key: allowed when the last was gap ago. */
-static bool gap_ok(nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
+bool nat_gap_ok(nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
   uint32_t key = (uint32_t)(key64 ^ key64 >> 32) | 1, now32 = (uint32_t)now;
   int slot = 0;
   for (int i = 0; i < NAT_GAPS; i++) {
@@ -73,7 +72,7 @@ static void bloom_add(uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
   }
 }
 
-static bool in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
+bool nat_in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a) {
   uint32_t h = dht_dest_hash(a);
   for (int k = 0; k < 3; k++) {
     uint8_t bit = (uint8_t)(h >> (8 * k));
@@ -100,7 +99,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   /* the cookie proves the requester receives at the address its request
    * came from: the only address a dial-back may go to */
   if (!dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now) ||
-      !gap_ok(n->helper_gaps, nat_prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
+      !nat_gap_ok(n->helper_gaps, nat_prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
     n->n_refused++;
     send_status(n, in, NAT_T_DIAL_RESP, NAT_W_REFUSED);
     return;
@@ -113,8 +112,9 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   const dht_contact *c = NULL;
   for (int i = 0; i < nc && !c; i++) {
     if (cl[i].addr.family != in->from.addr.family ||
-        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 || nat_prefix_key(&cl[i].addr) == req_prefix ||
-        (m->u.dial_req.exclude && in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
+        memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 ||
+        nat_prefix_key(&cl[i].addr) == req_prefix ||
+        (m->u.dial_req.exclude && nat_in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
       continue;
     c = &cl[i];
   }
@@ -147,7 +147,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
  * in the public space, or in the scope the helper itself is in (a test
  * network on loopback, a LAN).  Anything else would let a stranger on the
  * Internet reach hosts behind our own router through us. */
-static bool target_ok(const dht_addr *t, const dht_addr *from) {
+bool nat_target_ok(const dht_addr *t, const dht_addr *from) {
   const uint8_t *ip = t->ip;
   if (t->family == DHT_AF_INET6 && ip[0] == 0xff)
     return false; /* multicast */
@@ -175,8 +175,8 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
    * engine holds it to the destination prefix's rate */
   dht_req_opts o = {.answer = NAT_T_PROBE_ACK, .tries = 1, .unsolicited = true, .tag = 0};
   bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
-            target_ok(&a.addr, &in->from.addr) &&
-            gap_ok(n->prober_gaps, nat_prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
+            nat_target_ok(&a.addr, &in->from.addr) &&
+            nat_gap_ok(n->prober_gaps, nat_prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
             dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok)
     n->n_probes++;
@@ -274,7 +274,7 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
      * helper promised such a prober): a filtering NAT lets in those we sent
      * to, the helper (who knows the nonce) among them.  And only on the main
      * socket, whose public address is under test. */
-    if (in->local != 0 || in_bloom(d->sent_to, &in->from.addr)) {
+    if (in->local != 0 || nat_in_bloom(d->sent_to, &in->from.addr)) {
       /* nothing learnt (a helper that probed us itself, or the filter's
        * false positive): not a failure either, so the next round asks
        * another helper */

@@ -1,7 +1,8 @@
 /*
  * nat_int.h - the NAT service's state, shared by its files: nat_svc.c (the
- * service, the votes, the mode) and nat_dial.c (dial-backs, in all three
- * roles).  Not for other folders: they use nat.h.
+ * service, the votes, the mode), nat_dial.c (dial-backs, in all three
+ * roles) and nat_vouch.c (vouching for strangers, in all three roles).  Not
+ * for other folders: they use nat.h.
  */
 #ifndef ROOST_NAT_INT_H
 #define ROOST_NAT_INT_H
@@ -55,6 +56,22 @@ typedef struct nat_intro {
   dht_ts rtt_ms;
 } nat_intro;
 
+/* A stranger we are having checked (as the checker). */
+typedef struct nat_vouch {
+  bool used;
+  uint8_t asked;  /* vouchers asked so far */
+  uint8_t silent; /* of them, those that never answered */
+  uint8_t waits;  /* times every voucher was busy (waiting: until deadline) */
+  bool waiting;
+  dht_peer cand;                /* its key, and the address its request came from */
+  uint8_t voucher[DHT_PK_LEN];  /* the one asked last */
+  uint8_t nonce[NAT_NONCE_LEN]; /* one per candidate: every voucher carries it */
+  dht_ts deadline;
+} nat_vouch;
+
+/* Vouchers asked per candidate before it goes back to the engine. */
+#define NAT_VOUCHERS 3
+
 struct nat_svc {
   dht *e;
   int svc_id;
@@ -81,6 +98,14 @@ struct nat_svc {
   nat_event ev[NAT_EVENTS]; /* ring */
   int ev_head, ev_n;
   uint64_t ev_dropped;
+  /* vouching */
+  nat_vouch *vouches;              /* set.vouches of them */
+  uint32_t check_sock[2];          /* the voucher's own socket, [0] IPv4, [1] IPv6; 0: none */
+  int64_t check_req[2];            /* their dht_sock_open requests */
+  nat_gap voucher_gaps[NAT_GAPS];  /* as the voucher: askers served */
+  nat_gap vouchers_used[NAT_GAPS]; /* as the checker: vouchers asked */
+  uint64_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
+      v_vouched, v_ignored;
 };
 
 /* nat_svc.c */
@@ -90,6 +115,15 @@ void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result 
 void nat_svc_apply_mode(nat_svc *n, dht_ts now);
 
 /* nat_dial.c */
+/* A hash of a's network (/24, /48; on loopback and LANs the whole address
+ * and port), never 0. */
+uint64_t nat_prefix_key(const dht_addr *a);
+/* One more event from prefix key: allowed (and noted) when the last was gap ago. */
+bool nat_gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
+/* Whether a is in a dht_recent_dests-style Bloom filter. */
+bool nat_in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a);
+/* Whether a stranger at `from` may have us send to t (nat_dial.c says why). */
+bool nat_target_ok(const dht_addr *t, const dht_addr *from);
 /* A message of ours that is a dial-back's (everything but nothing else). */
 void nat_dial_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
 /* The answer to one of our dial-back requests, or its timeout (in == NULL). */
@@ -111,5 +145,17 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now);
  * address and port on loopback and LANs (every node there a network of its
  * own), never 0. */
 uint64_t nat_prefix_key(const dht_addr *a);
+/* nat_vouch.c */
+/* Asks the driver for the voucher's own sockets (at the start). */
+void nat_vouch_start(nat_svc *n);
+/* DHT_EV_CANDIDATE and our sockets' DHT_EV_SOCK_OPENED; true when taken. */
+bool nat_vouch_on_event(nat_svc *n, const dht_event *ev, dht_ts now);
+/* VOUCH_REQ, CHECK and VOUCHED that are not answers. */
+void nat_vouch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
+/* The answer to our VOUCH_REQ or CHECK, or its timeout (m == NULL). */
+void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now);
+/* Ends the checks whose VOUCHED never came. */
+void nat_vouch_tick(nat_svc *n, dht_ts now);
+dht_ts nat_vouch_expiry(const nat_svc *n);
 
 #endif /* ROOST_NAT_INT_H */

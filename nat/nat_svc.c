@@ -1,7 +1,9 @@
 /*
  * nat_svc.c - the NAT service: a dht/ service (message types 0x40-0x4f)
  * that keeps the public-address vote of each local socket, gathers its
- * witnesses, and sets the node's DHT mode from the dial-backs (nat_dial.c).
+ * witnesses, sets the node's DHT mode from the dial-backs (nat_dial.c), and
+ * has strangers that ask to be stored checked by a third node
+ * (nat_vouch.c).
  *
  * Witnesses: every PONG tells how its sender sees us (DHT_EV_ADDR_SEEN,
  * which the engine offers to services before the driver).  The engine's own
@@ -43,6 +45,10 @@ void nat_settings_default(nat_settings *s) {
   s->introducers = NAT_INTROS;
   s->keepalive_ms = 25 * 1000;
   s->intro_misses = 3;
+  s->vouch = true;
+  s->vouches = 8;
+  s->vouch_wait_ms = 5000;
+  s->voucher_gap_ms = 1000;
 }
 
 static bool settings_ok(const nat_settings *s) {
@@ -52,7 +58,8 @@ static bool settings_ok(const nat_settings *s) {
          s->mode >= NAT_MODE_SERVER && s->mode <= NAT_MODE_AUTO && s->dial_ms > 0 &&
          s->redial_ms > 0 && s->probe_wait_ms > 0 && s->fails_to_client >= 1 &&
          s->helper_gap_ms >= 0 && s->prober_gap_ms >= 0 && s->introducers >= 0 &&
-         s->introducers <= NAT_INTROS && s->keepalive_ms >= 1000 && s->intro_misses >= 1;
+         s->introducers <= NAT_INTROS && s->keepalive_ms >= 1000 && s->intro_misses >= 1 &&
+         s->vouches >= 1 && s->vouches <= 64 && s->vouch_wait_ms > 0 && s->voucher_gap_ms >= 0;
 }
 
 const char *nat_mapping_name(int mapping) {
@@ -183,7 +190,18 @@ static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
     n->dropped++; /* malformed, or a type of a newer version */
     return;
   }
-  nat_dial_on_msg(n, in, &m, now);
+  if (m.type >= NAT_T_VOUCH_REQ)
+    nat_vouch_on_msg(n, in, &m, now);
+  else
+    nat_dial_on_msg(n, in, &m, now);
+}
+
+/* The answer to one of our requests (m NULL: none came), to its owner. */
+static void answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now) {
+  if (req->type >= NAT_T_VOUCH_REQ)
+    nat_vouch_on_answer(n, req, m, now);
+  else
+    nat_dial_on_answer(n, req, m, now);
 }
 
 static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *in, dht_ts now) {
@@ -192,22 +210,24 @@ static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *i
   nat_wire_msg m;
   if (nat_wire_decode(&m, in->body, in->len) != 0) {
     n->dropped++;
-    nat_dial_on_answer(n, req, NULL, now); /* as if it never came */
+    answer(n, req, NULL, now); /* as if it never came */
     return;
   }
-  nat_dial_on_answer(n, req, &m, now);
+  answer(n, req, &m, now);
 }
 
 static void on_timeout(void *ctx, dht *e, const dht_req *req, bool soft, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
   if (!soft)
-    nat_dial_on_answer(n, req, NULL, now);
+    answer(n, req, NULL, now);
 }
 
 static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
+  if (ev->type == DHT_EV_CANDIDATE || ev->type == DHT_EV_SOCK_OPENED)
+    return nat_vouch_on_event(n, ev, now);
   if (ev->type == DHT_EV_ADDR_SEEN) {
     /* A stranger decides when we ask it (by contacting us), so it could
      * crowd our witnesses out with fresh keys: only peers we chose vote. */
@@ -233,9 +253,11 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
 
 static dht_ts get_expiry(void *ctx) {
   nat_svc *n = ctx;
-  dht_ts d = nat_dial_expiry(n), i = nat_intro_expiry(n);
+  dht_ts d = nat_dial_expiry(n), i = nat_intro_expiry(n), v = nat_vouch_expiry(n);
   if (i < d)
     d = i;
+  if (v < d)
+    d = v;
   return d < n->next_solicit ? d : n->next_solicit;
 }
 
@@ -244,6 +266,7 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   nat_svc *n = ctx;
   nat_dial_tick(n, now);
   nat_intro_tick(n, now);
+  nat_vouch_tick(n, now);
   if (now < n->next_solicit)
     return;
   bool known = main_vote_known(n, now);
@@ -276,7 +299,10 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   n->mem = *mem;
   n->socks = dht_mem_calloc(mem, 1, sizeof *n->socks); /* the main socket's */
   n->nsocks = 1;
-  if (!n->socks) {
+  n->vouches = dht_mem_calloc(mem, (size_t)s->vouches, sizeof *n->vouches);
+  if (!n->socks || !n->vouches) {
+    dht_mem_free(mem, n->vouches);
+    dht_mem_free(mem, n->socks);
     dht_mem_free(mem, n);
     return DHT_ERR_NOMEM;
   }
@@ -296,11 +322,14 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
                      .handle_expiry = handle_expiry};
   int id = dht_service_add(e, &svc);
   if (id < 0) {
+    dht_mem_free(mem, n->vouches);
     dht_mem_free(mem, n->socks);
     dht_mem_free(mem, n);
     return id;
   }
   n->svc_id = id;
+  if (s->vouch)
+    nat_vouch_start(n);
   *out = n;
   return 0;
 }
@@ -310,6 +339,7 @@ void nat_svc_del(nat_svc *n) {
     return;
   dht_service_remove(n->e, n->svc_id);
   dht_mem mem = n->mem;
+  dht_mem_free(&mem, n->vouches);
   dht_mem_free(&mem, n->socks);
   dht_mem_free(&mem, n);
 }
@@ -350,4 +380,14 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
   }
   st->intro_changes = n->n_intro_changes;
   st->keepalives = n->n_keepalives;
+  st->vouch_asked = n->v_asked;
+  st->vouch_ok = n->v_ok;
+  st->vouch_failed = n->v_failed;
+  st->vouch_full = n->v_full;
+  st->vouch_fallback = n->v_fallback;
+  st->checks_sent = n->v_checks;
+  st->checks_main_socket = n->v_checks_main;
+  st->vouch_refused = n->v_refused;
+  st->vouched_sent = n->v_vouched;
+  st->checks_ignored = n->v_ignored;
 }

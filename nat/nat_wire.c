@@ -10,7 +10,7 @@
 #include "nat_wire.h"
 
 /* Elements per type, [type, txid] included; index type - 0x40. */
-static const uint8_t arity[] = {6, 3, 5, 3, 3, 2};
+static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3};
 #define NTYPES (sizeof arity / sizeof arity[0])
 
 static int head(dht_wire_r *r, uint8_t *type, uint32_t *txid, bool *known) {
@@ -63,21 +63,30 @@ int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
     break;
   case NAT_T_DIAL_RESP:
   case NAT_T_DIAL_FWD_ACK:
+  case NAT_T_VOUCH_ACK:
     if (dht_wire_r_uint(&r, 255, &v))
       return DHT_ERR_PROTO;
     m->u.dial_resp.status = (uint8_t)v;
     break;
   case NAT_T_DIAL_FWD:
+  case NAT_T_VOUCH_REQ:
     if (dht_wire_r_bin(&r, DHT_WADDR4_LEN, DHT_WADDR6_LEN, &p, &n) ||
         dht_addr_from_wire(&m->u.dial_fwd.target, p, n) ||
         fixed(&r, DHT_PK_LEN, &m->u.dial_fwd.pk) || fixed(&r, NAT_NONCE_LEN, &m->u.dial_fwd.nonce))
       return DHT_ERR_PROTO;
     break;
   case NAT_T_PROBE:
+  case NAT_T_VOUCHED:
     if (fixed(&r, NAT_NONCE_LEN, &m->u.probe.nonce))
       return DHT_ERR_PROTO;
     break;
-  default: /* NAT_T_PROBE_ACK */
+  case NAT_T_CHECK:
+    if (fixed(&r, NAT_NONCE_LEN, &m->u.check.nonce) || fixed(&r, DHT_PK_LEN, &m->u.check.pk) ||
+        dht_wire_r_bin(&r, DHT_WADDR4_LEN, DHT_WADDR6_LEN, &p, &n) ||
+        dht_addr_from_wire(&m->u.check.asker, p, n))
+      return DHT_ERR_PROTO;
+    break;
+  default: /* NAT_T_PROBE_ACK, NAT_T_CHECK_ACK */
     break;
   }
   return dht_wire_r_end(&r) ? DHT_ERR_PROTO : 0;
@@ -104,9 +113,11 @@ dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m) {
     break;
   case NAT_T_DIAL_RESP:
   case NAT_T_DIAL_FWD_ACK:
+  case NAT_T_VOUCH_ACK:
     dht_wire_w_uint(&w, m->u.dial_resp.status);
     break;
   case NAT_T_DIAL_FWD:
+  case NAT_T_VOUCH_REQ:
     if ((al = dht_addr_to_wire(&m->u.dial_fwd.target, a)) < 0 || m->u.dial_fwd.target.port == 0 ||
         !m->u.dial_fwd.pk || !m->u.dial_fwd.nonce)
       return DHT_ERR_INVAL;
@@ -115,9 +126,18 @@ dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m) {
     dht_wire_w_bin(&w, m->u.dial_fwd.nonce, NAT_NONCE_LEN);
     break;
   case NAT_T_PROBE:
+  case NAT_T_VOUCHED:
     if (!m->u.probe.nonce)
       return DHT_ERR_INVAL;
     dht_wire_w_bin(&w, m->u.probe.nonce, NAT_NONCE_LEN);
+    break;
+  case NAT_T_CHECK:
+    if ((al = dht_addr_to_wire(&m->u.check.asker, a)) < 0 || m->u.check.asker.port == 0 ||
+        !m->u.check.nonce || !m->u.check.pk)
+      return DHT_ERR_INVAL;
+    dht_wire_w_bin(&w, m->u.check.nonce, NAT_NONCE_LEN);
+    dht_wire_w_bin(&w, m->u.check.pk, DHT_PK_LEN);
+    dht_wire_w_bin(&w, a, (size_t)al);
     break;
   default:
     break;

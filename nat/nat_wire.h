@@ -1,7 +1,7 @@
 /*
- * nat_wire.h - the NAT service's messages (types 0x40-0x45): the one place
+ * nat_wire.h - the NAT service's messages (types 0x40-0x4a): the one place
  * their types, fields, bounds and status codes are defined
- * (docs/protocol.md, "Dial-backs").  Strict codec: exact arity, exact
+ * (docs/protocol.md, "Dial-backs" and "Vouching").  Strict codec: exact arity, exact
  * lengths, no trailing bytes.  Byte fields of a decoded message point into
  * its body.
  */
@@ -17,11 +17,16 @@ enum nat_wire_type {
   NAT_T_DIAL_FWD_ACK = 0x43, /* [t, txid, status] */
   NAT_T_PROBE = 0x44,        /* [t, txid, nonce(16)] */
   NAT_T_PROBE_ACK = 0x45,    /* [t, txid] */
+  NAT_T_VOUCH_REQ = 0x46,    /* [t, txid, target(6|18), pk(32), nonce(16)] */
+  NAT_T_VOUCH_ACK = 0x47,    /* [t, txid, status] */
+  NAT_T_CHECK = 0x48,        /* [t, txid, nonce(16), asker_pk(32), asker(6|18)] */
+  NAT_T_CHECK_ACK = 0x49,    /* [t, txid] */
+  NAT_T_VOUCHED = 0x4a,      /* [t, txid, nonce(16)] */
 };
 
-/* status in DIAL_RESP and DIAL_FWD_ACK */
+/* status in DIAL_RESP, DIAL_FWD_ACK and VOUCH_ACK */
 enum nat_wire_status {
-  NAT_W_OK = 0,        /* a prober was asked / the probe was sent */
+  NAT_W_OK = 0,        /* a prober was asked / the probe (the check) was sent */
   NAT_W_NO_PROBER = 1, /* nobody to ask that the requester has not talked to */
   NAT_W_REFUSED = 2,   /* no valid cookie, or over the rate */
 };
@@ -40,14 +45,21 @@ typedef struct nat_wire_msg {
     } dial_req;
     struct {
       uint8_t status;
-    } dial_resp, fwd_ack;
+    } dial_resp, fwd_ack, vouch_ack;
+    /* VOUCH_REQ: target is the candidate's address as the asker saw it, pk
+     * its key */
     struct {
       dht_addr target;
       const uint8_t *pk, *nonce;
-    } dial_fwd;
+    } dial_fwd, vouch_req;
     struct {
       const uint8_t *nonce;
-    } probe;
+    } probe, vouched;
+    /* the asker (who wants the VOUCHED) as the voucher saw it */
+    struct {
+      const uint8_t *nonce, *pk;
+      dht_addr asker;
+    } check;
   } u;
 } nat_wire_msg;
 

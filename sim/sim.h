@@ -196,6 +196,11 @@ typedef struct sim_config {
    * and are what joining hosts bootstrap from (docs/sim.md, NAT service) */
   bool nat_svc;
   int nat_seeds;
+  /* with nat_svc: every host in server mode, NATed ones too (the
+   * misconfiguration vouching guards against); and whether services vouch
+   * for strangers (off: the engine's verify PING) */
+  bool nat_force_server;
+  bool nat_vouch;
 
   /* churn */
   sim_dist session, downtime;
@@ -297,6 +302,10 @@ typedef struct sim_natsvc_stats {
   int nhosts;
   uint64_t dials, dials_ok, dials_failed, dials_inconclusive; /* all incarnations */
   uint64_t helped, probes;
+  /* vouching (all incarnations): strangers checked, inserted, not inserted,
+   * handed back to the engine's verify PING; CHECKs sent, of them from a
+   * main socket */
+  uint64_t vouch_asked, vouch_ok, vouch_failed, vouch_fallback, checks, checks_main;
   /* routing-table entries of the hosts up at the end, and those whose host
    * a stranger's datagram cannot reach (the box model's truth) */
   uint64_t entries, entries_unreachable, entries_unknown;

@@ -144,6 +144,11 @@ int main(int argc, char **argv) {
              srv, up, (unsigned long long)t->dials, (unsigned long long)t->dials_ok,
              (unsigned long long)t->dials_failed, (unsigned long long)t->entries_unreachable,
              (unsigned long long)t->entries, t->svc_bytes);
+      printf("vouching: %llu strangers checked, %llu stored, %llu not, %llu left to the verify "
+             "PING; %llu CHECKs (%llu from a main socket)\n",
+             (unsigned long long)t->vouch_asked, (unsigned long long)t->vouch_ok,
+             (unsigned long long)t->vouch_failed, (unsigned long long)t->vouch_fallback,
+             (unsigned long long)t->checks, (unsigned long long)t->checks_main);
     }
     printf("peak memory: %zu KiB (%.1f KiB per node); results in %s\n", res.peak_rss_kb,
            (double)res.peak_rss_kb / res.nhosts, c.out_dir);

@@ -506,7 +506,8 @@ static int nat_start(sim *s, int i, const dht_callbacks *cb) {
   nat_settings_default(&ns);
   /* seeds are servers by declaration: a network needs reachable nodes
    * before anyone can be dialled back; the rest prove themselves */
-  ns.mode = nh->seed ? NAT_MODE_SERVER : NAT_MODE_AUTO;
+  ns.mode = nh->seed || s->c->nat_force_server ? NAT_MODE_SERVER : NAT_MODE_AUTO;
+  ns.vouch = s->c->nat_vouch;
   dht_mem mem = {&s->nat_alloc, nat_mem_malloc, nat_mem_realloc, nat_mem_free};
   s->nat_alloc = 0;
   if (nat_svc_new(&s->nat[i], s->h[i].e, &ns, cb, &mem, s->now) != 0)
@@ -537,6 +538,12 @@ static void nat_stop(sim *s, int i) {
   t->dials_inconclusive += st.dials_inconclusive;
   t->helped += st.helped;
   t->probes += st.probes_sent;
+  t->vouch_asked += st.vouch_asked;
+  t->vouch_ok += st.vouch_ok;
+  t->vouch_failed += st.vouch_failed;
+  t->vouch_fallback += st.vouch_fallback;
+  t->checks += st.checks_sent;
+  t->checks_main += st.checks_main_socket;
   nat_svc_del(n);
   s->nat[i] = NULL;
 }

@@ -129,6 +129,12 @@ static const opt opts[] = {
     {"nat-seeds", T_INT, 1, 64, OFF(nat_seeds), "N",
      "with nat on: the first N public hosts run in server mode and are the bootstrap "
      "list (8)"},
+    {"nat-force-server", T_BOOL, 0, 0, OFF(nat_force_server), "on|off",
+     "with nat on: every host runs in server mode, NATed ones too, as a misconfigured node "
+     "does (off)"},
+    {"nat-vouch", T_BOOL, 0, 0, OFF(nat_vouch), "on|off",
+     "with nat on: a stranger is stored once a voucher's CHECK reached it; off: once it "
+     "answered the engine's verify PING (on)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
      "off: datagrams are neither encrypted nor authenticated and record signatures are "
      "not checked, for speed; every report says so (on)"},
@@ -177,6 +183,8 @@ void sim_config_default(sim_config *c) {
   c->nat_hairpin = false;
   c->nat_svc = false;
   c->nat_seeds = 8;
+  c->nat_force_server = false;
+  c->nat_vouch = true;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;

@@ -343,7 +343,7 @@ typedef struct fn {
   uint8_t pkt[DHT_MAX_PKT + 64];
   uint8_t body[DHT_MAX_BODY + 64];
   /* what gen_corpus_nat prints */
-  uint64_t nat_out[6], nat_in[6];
+  uint64_t nat_out[NAT_MSG_HI - NAT_MSG_LO + 1], nat_in[NAT_MSG_HI - NAT_MSG_LO + 1];
 } fn;
 
 static fn_who_st *fn_who(fn *h, int i) {
@@ -666,8 +666,11 @@ static void fn_take_nat(fn *h, int who, int key, const dht_addr *to, const uint8
   case NAT_T_PROBE:
     fn_take_probe(h, &m, to, key, n);
     break;
+  case NAT_T_VOUCH_REQ: /* the engine checks a stranger, or vouches */
+  case NAT_T_CHECK:
+    break;
   default:
-    return; /* an answer */
+    return; /* an answer, or a VOUCHED */
   }
   h->nat_reqs++;
   if (who >= 0)
@@ -871,11 +874,14 @@ static void fn_body(fn *h, uint8_t sel, const uint8_t *body, size_t len) {
 }
 
 /* Sender who asks the engine a FIND_NODE from one of its addresses: the
- * NODES reply gives it a cookie for that address. */
-static void fn_ask_cookie(fn *h, int who, bool v6, bool alt) {
+ * NODES reply gives it a cookie for that address.  server: with the server
+ * flag, so that a sender the engine does not know is a candidate. */
+static void fn_ask_cookie(fn *h, int who, bool v6, bool alt, bool server) {
   dht_msg m;
   memset(&m, 0, sizeof m);
   m.type = DHT_MSG_FIND_NODE;
+  if (server)
+    m.flags = DHT_MSGF_SERVER;
   m.txid = (uint32_t)(0x5000 + ++h->sent_ctr);
   memset(m.target, 0x33 + who, DHT_ID_LEN);
   uint8_t b[DHT_MAX_BODY];
@@ -951,7 +957,7 @@ static void fn_nat(fn *h, const uint8_t *p, size_t n) {
     case 3:
       tok = fn_token_of(h, who, &from);
       if (!tok) {
-        fn_ask_cookie(h, who, v6, alt);
+        fn_ask_cookie(h, who, v6, alt, false);
         tok = fn_token_of(h, who, &from);
       }
       break;
@@ -1093,7 +1099,7 @@ static void fn_answer(fn *h, const uint8_t *p, size_t n) {
     return;
   int who = fn_who_sel(p[0]);
   fn_req *q = fn_pick(h, who, p[1], NAT_MSG_LO);
-  if (!q || q->type < NAT_MSG_LO || q->type > NAT_T_PROBE)
+  if (!q || q->type < NAT_MSG_LO || q->type > NAT_T_CHECK || (q->type & 1))
     return;
   q->answered = true;
   int var = p[2] % 7;
@@ -1105,7 +1111,7 @@ static void fn_answer(fn *h, const uint8_t *p, size_t n) {
   uint8_t b[64];
   dht_wire_w w;
   dht_wire_w_init(&w, b, sizeof b);
-  bool st = ans != NAT_T_PROBE_ACK;
+  bool st = ans != NAT_T_PROBE_ACK && ans != NAT_T_CHECK_ACK;
   dht_wire_w_array(&w, (uint32_t)(2 + st + (var == 4)));
   dht_wire_w_uint(&w, ans);
   dht_wire_w_uint(&w, txid);
@@ -1171,7 +1177,8 @@ static void fn_boot(fn *h) {
 /* CMD [which][args]: which % 4: 0 dht_bootstrap; 1 dht_ping of sender a0 % 6
  * (bit 3 its IPv6 address); 2 dht_find_node of a target from a0; 3 sender
  * a0 asks us a FIND_NODE (bit 3 from its IPv6 address, bit 4 its other
- * port): it gets a cookie. */
+ * port, bit 5 with the server flag: a candidate to check): it gets a
+ * cookie. */
 static void fn_cmd(fn *h, const uint8_t *p, size_t n) {
   int which = n ? p[0] % FN_CMD_COUNT : FN_CMD_BOOT;
   uint8_t a0 = n > 1 ? p[1] : 0;
@@ -1194,7 +1201,7 @@ static void fn_cmd(fn *h, const uint8_t *p, size_t n) {
     break;
   }
   default:
-    fn_ask_cookie(h, fn_who_sel(a0), a0 & 8, a0 & 0x10);
+    fn_ask_cookie(h, fn_who_sel(a0), a0 & 8, a0 & 0x10, a0 & 0x20);
     break;
   }
 }

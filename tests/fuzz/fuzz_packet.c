@@ -1237,6 +1237,21 @@ static bool fz_svc_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
     fz_set_bit(h->cmd_svc, ev->cmd, true);
     return false;
   }
+  /* a stranger to check: taken (and inserted at once, as a service that
+   * proved it reachable would) or left to the engine's verify PING */
+  if (ev->type == DHT_EV_CANDIDATE) {
+    uint8_t id[DHT_ID_LEN];
+    dht_id_from_pk(id, ev->u.candidate.peer.pk);
+    if (ev->cmd != 0 || memcmp(id, ev->u.candidate.id, DHT_ID_LEN) != 0 ||
+        memcmp(ev->u.candidate.peer.pk, dht_self_pk(e), DHT_PK_LEN) == 0)
+      abort();
+    if (!h->take)
+      return false;
+    int rv = dht_svc_add_contact(e, &ev->u.candidate.peer, now);
+    if (rv != 0 && rv != DHT_ERR_FULL && rv != DHT_ERR_INVAL)
+      abort();
+    return true;
+  }
   /* unsolicited: offered first; the driver gets it when we decline */
   if (ev->type != DHT_EV_ADDR_SEEN || ev->cmd != 0)
     abort();

@@ -8,7 +8,7 @@
  *
  *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht -Inat -Itests/support \
  *      tests/fuzz/gen_corpus_nat.c tests/fuzz/fuzz_common.c dht/dht_*.c \
- *      nat/nat_svc.c nat/nat_dial.c nat/nat_vote.c nat/nat_wire.c \
+ *      nat/nat_svc.c nat/nat_dial.c nat/nat_vouch.c nat/nat_vote.c nat/nat_wire.c \
  *      tests/support/testutil.c \
  *      $(pkg-config --cflags --libs msgpack libsodium) -o /tmp/gen_corpus_nat
  *   rm -f tests/fuzz/corpus_nat/seed-* && /tmp/gen_corpus_nat tests/fuzz/corpus_nat
@@ -18,6 +18,7 @@
 #include "fuzz_nat.c"
 
 static uint8_t g_buf[1 << 16];
+static const fn_keys *g_keys;
 static size_t g_len;
 static const char *g_dir;
 
@@ -84,6 +85,30 @@ static void body(uint8_t sel, const uint8_t *b, size_t n) {
   op(FN_OP_BODY, t, n + 1);
 }
 
+/* A VOUCH_REQ (pk, nonce n) or CHECK (nonce n, pk) body naming sender who's
+ * key and address (its IPv4 main port), from sender sel. */
+static void vouch_body(uint8_t sel, uint8_t type, int who, uint8_t n) {
+  dht_addr a;
+  fn_addr(who, false, false, &a);
+  uint8_t nonce[NAT_NONCE_LEN];
+  memset(nonce, n, sizeof nonce);
+  nat_wire_msg m = {.type = type, .txid = 0x7a000000u + n};
+  if (type == NAT_T_VOUCH_REQ) {
+    m.u.vouch_req.target = a;
+    m.u.vouch_req.pk = g_keys->id[who + 1].pk;
+    m.u.vouch_req.nonce = nonce;
+  } else {
+    m.u.check.asker = a;
+    m.u.check.pk = g_keys->id[who + 1].pk;
+    m.u.check.nonce = nonce;
+  }
+  uint8_t b[128];
+  dht_ssize len = nat_wire_encode(b, sizeof b, &m);
+  if (len <= 0)
+    abort();
+  body(sel, b, (size_t)len);
+}
+
 /* Until the vote is known and the engine has sent its first DIAL_REQ
  * (solicit round at +5 s, first dial-back at +10 s). */
 static void to_first_dial(void) {
@@ -121,6 +146,13 @@ static void seed(const char *name) {
          (unsigned long long)h->nat_in[2], (unsigned long long)h->nat_in[3],
          (unsigned long long)h->nat_in[4], (unsigned long long)h->nat_in[5],
          (unsigned long long)h->unopened);
+  printf("%-30s vouching: checked %llu ok %llu failed %llu full %llu back %llu; checks %llu "
+         "refused %llu; vouched %llu ignored %llu\n",
+         "", (unsigned long long)st.vouch_asked, (unsigned long long)st.vouch_ok,
+         (unsigned long long)st.vouch_failed, (unsigned long long)st.vouch_full,
+         (unsigned long long)st.vouch_fallback, (unsigned long long)st.checks_sent,
+         (unsigned long long)st.vouch_refused, (unsigned long long)st.vouched_sent,
+         (unsigned long long)st.checks_ignored);
   free(h);
   g_len = 0;
 }
@@ -131,7 +163,7 @@ int main(int argc, char **argv) {
     return 2;
   }
   g_dir = argv[1];
-  fn_setup();
+  g_keys = fn_setup();
 
   /* ---- the vote ---- */
 
@@ -381,6 +413,47 @@ int main(int argc, char **argv) {
   dial_fwd(2, 4 | 0x10, 6, 0x34);
   seed("seed-prober-gap");
 
+  /* ---- vouching ---- */
+
+  /* the voucher: a VOUCH_REQ naming an outsider (one CHECK, acked), one
+   * naming the asker itself, one from the same asker at once (its rate), one
+   * from another peer naming the engine */
+  config(0, 0);
+  vouch_body(0, NAT_T_VOUCH_REQ, 4, 0x41);
+  answer_all(NAT_T_CHECK, 0, 0);
+  vouch_body(1, NAT_T_VOUCH_REQ, 1, 0x42);
+  vouch_body(1, NAT_T_VOUCH_REQ, 5, 0x43);
+  time_ms(1500);
+  vouch_body(2, NAT_T_VOUCH_REQ, 5, 0x44);
+  seed("seed-vouch-voucher");
+
+  /* the candidate: a CHECK naming a peer the engine sent to (a VOUCHED
+   * to it), one naming an outsider it never sent to (nothing), one on
+   * another port */
+  config(0, 0);
+  time_ms(2000);
+  vouch_body(5, NAT_T_CHECK, 4, 0x52);
+  vouch_body(4, NAT_T_CHECK, 0, 0x51);
+  vouch_body(0x14, NAT_T_CHECK, 1, 0x53);
+  seed("seed-vouch-candidate");
+
+  /* the checker: outsiders ask with the server flag; the engine asks a
+   * peer to vouch; one voucher acks, one refuses, the rest stay silent;
+   * then VOUCHEDs nobody can match */
+  config(0, 0);
+  OP(FN_OP_CMD, FN_CMD_ASK, 4 | 0x20);
+  OP(FN_OP_CMD, FN_CMD_ASK, 5 | 0x20);
+  answer_all(NAT_T_VOUCH_REQ, 0, NAT_W_OK);
+  time_ms(300);
+  answer_all(NAT_T_VOUCH_REQ, 0, NAT_W_REFUSED);
+  {
+    static const uint8_t vd[] = {0x93, 0x4a, 0x01, 0xc4, 0x10, 1,  2,  3,  4,  5, 6,
+                                 7,    8,    9,    10,   11,   12, 13, 14, 15, 16};
+    body(4, vd, sizeof vd);
+  }
+  time_ms(12000);
+  seed("seed-vouch-checker");
+
   /* ---- everything else ---- */
 
   /* answers nobody asked for, of each type */
@@ -399,11 +472,14 @@ int main(int argc, char **argv) {
         {0x93, 0x43, 0x01, 0xcd, 0x01, 0x00},                         /* status 256 */
         {0x93, 0x44, 0x01, 0xc4, 0x03, 1, 2, 3},                      /* short nonce */
         {0x93, 0x45, 0x01, 0x00},                                     /* PROBE_ACK, one more */
+        {0x94, 0x46, 0x01, 0xc4, 0x00, 0xc4, 0x00},                   /* VOUCH_REQ, short */
+        {0x93, 0x48, 0x01, 0xc4, 0x00},                               /* CHECK, short */
+        {0x93, 0x4a, 0x01, 0xc4, 0x03, 1, 2, 3},                      /* VOUCHED, short nonce */
         {0x92, 0x4e, 0x01},                                           /* unknown type: ignored */
         {0x92, 0x50, 0x01},                                           /* nobody's range */
         {0xc1},
     };
-    static const uint8_t lens[] = {6, 10, 5, 11, 6, 8, 4, 3, 3, 1};
+    static const uint8_t lens[] = {6, 10, 5, 11, 6, 8, 4, 7, 5, 8, 3, 3, 1};
     config(0, 0);
     for (size_t i = 0; i < sizeof lens; i++)
       body((uint8_t)(i % 6), bad[i], lens[i]);

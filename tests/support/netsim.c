@@ -14,12 +14,14 @@ typedef struct dgram {
   uint64_t seq;
   dht_addr from;
   int to;
+  uint32_t local; /* the receiving socket */
   uint16_t len;
   uint8_t data[DHT_MAX_PKT];
 } dgram;
 
-/* Whom a filtering node sent to, and when (NETSIM_FILTER_CONTACTED). */
+/* Whom (node and port) a filtering node sent to, and when. */
 #define CONTACTS 256
+#define MAX_SOCKS 32 /* extra sockets per node */
 
 typedef struct node {
   dht *e;
@@ -29,28 +31,32 @@ typedef struct node {
   bool up, dirty;
   bool filter; /* inbound only from nodes it sent to within FILTER_MS */
   int contacted[CONTACTS];
+  uint16_t contacted_port[CONTACTS];
   dht_ts contacted_at[CONTACTS];
   int ncontacted;
+  bool sock_open[MAX_SOCKS + 1]; /* [id] */
 } node;
 
 #define FILTER_MS 120000
 
-static void note_contact(node *nd, int to, dht_ts now) {
+static void note_contact(node *nd, int to, uint16_t port, dht_ts now) {
   for (int i = 0; i < nd->ncontacted; i++)
-    if (nd->contacted[i] == to) {
+    if (nd->contacted[i] == to && nd->contacted_port[i] == port) {
       nd->contacted_at[i] = now;
       return;
     }
   int i = nd->ncontacted < CONTACTS ? nd->ncontacted++ : 0;
   nd->contacted[i] = to;
+  nd->contacted_port[i] = port;
   nd->contacted_at[i] = now;
 }
 
-static bool filter_lets_in(const node *nd, int from, dht_ts now) {
+static bool filter_lets_in(const node *nd, int from, uint16_t port, dht_ts now) {
   if (!nd->filter)
     return true;
   for (int i = 0; i < nd->ncontacted; i++)
-    if (nd->contacted[i] == from && now - nd->contacted_at[i] < FILTER_MS)
+    if (nd->contacted[i] == from && nd->contacted_port[i] == port &&
+        now - nd->contacted_at[i] < FILTER_MS)
       return true;
   return false;
 }
@@ -88,7 +94,8 @@ static dht_addr addr_of(int i) {
   return a;
 }
 
-static int index_of(const netsim *ns, const dht_addr *a) {
+/* The node at a (any of its sockets' ports), or -1; *local: the socket. */
+static int index_of(const netsim *ns, const dht_addr *a, uint32_t *local) {
   int i;
   if (a->family == DHT_AF_INET && a->ip[0] == 10)
     i = a->ip[1] << 8 | a->ip[2];
@@ -96,8 +103,16 @@ static int index_of(const netsim *ns, const dht_addr *a) {
     i = a->ip[2] << 8 | a->ip[3];
   else
     return -1;
-  if (i < 0 || i >= ns->n || !dht_addr_eq(&ns->nodes[i].addr, a))
+  if (i < 0 || i >= ns->n)
     return -1;
+  dht_addr main = ns->nodes[i].addr;
+  uint32_t k = (uint32_t)(a->port - main.port);
+  main.port = a->port;
+  if (a->port < 4000 || k > MAX_SOCKS || !dht_addr_eq(&main, a) ||
+      (k > 0 && !ns->nodes[i].sock_open[k]))
+    return -1;
+  if (local)
+    *local = k;
   return i;
 }
 
@@ -116,6 +131,8 @@ int netsim_new(netsim **out, const netsim_config *cfg) {
   if (!ns)
     return DHT_ERR_NOMEM;
   ns->cfg = *cfg;
+  if (ns->cfg.sockets > MAX_SOCKS)
+    ns->cfg.sockets = MAX_SOCKS;
   if (!ns->cfg.latency_ms)
     ns->cfg.latency_ms = 10;
   ns->nodes = calloc((size_t)cfg->n, sizeof *ns->nodes);
@@ -253,12 +270,37 @@ int netsim_inject(netsim *ns, const dht_addr *from, int to, const uint8_t *data,
   d->seq = ns->seq++;
   d->from = *from;
   d->to = to;
+  d->local = 0;
   d->len = (uint16_t)len;
   memcpy(d->data, data, len);
   return push(ns, d);
 }
 
 static int write_all(netsim *ns, int i);
+
+/* The driver's part of dht_sock_open: up to cfg.sockets ports per node.
+ * True when ev was a socket event. */
+static bool sock_event(netsim *ns, int i, const dht_event *ev) {
+  node *nd = &ns->nodes[i];
+  if (ev->type == DHT_EV_SOCK_CLOSE) {
+    if (ev->u.sock.id >= 1 && ev->u.sock.id <= MAX_SOCKS)
+      nd->sock_open[ev->u.sock.id] = false;
+    return true;
+  }
+  if (ev->type != DHT_EV_SOCK_OPEN)
+    return false;
+  uint32_t ids[MAX_SOCKS];
+  int n = 0;
+  for (uint32_t k = 1; k <= (uint32_t)ns->cfg.sockets && n < ev->u.sock.n; k++)
+    if (!nd->sock_open[k] && ev->u.sock.family == nd->addr.family) {
+      nd->sock_open[k] = true;
+      ids[n++] = k;
+    }
+  if (dht_sock_opened(nd->e, ev->cmd, ids, n) != 0)
+    for (int k = 0; k < n; k++)
+      nd->sock_open[ids[k]] = false;
+  return true;
+}
 
 /* Drains one engine's datagrams, then one event, and again until neither is
  * left: the drive loop of dht.h (services handle their events inside
@@ -270,8 +312,8 @@ static int drain(netsim *ns, int i) {
     int rv = write_all(ns, i);
     if (rv)
       return rv;
-  } while (dht_poll_event(nd->e, &ev) == 0 &&
-           (!ns->cfg.on_event || (ns->cfg.on_event(ns->cfg.ctx, i, &ev), true)));
+  } while (dht_poll_event(nd->e, &ev) == 0 && (sock_event(ns, i, &ev) || !ns->cfg.on_event ||
+                                               (ns->cfg.on_event(ns->cfg.ctx, i, &ev), true)));
   return 0;
 }
 
@@ -284,14 +326,15 @@ static int write_all(netsim *ns, int i) {
       return DHT_ERR_NOMEM;
     dht_path path;
     dht_ssize n = dht_write_pkt(nd->e, &path, NULL, d->data, sizeof d->data, ns->now);
-    const dht_addr to = path.remote; /* one socket per node: local is always 0 */
+    const dht_addr to = path.remote;
     if (n <= 0) {
       free(d);
       if (n < 0)
         return (int)n;
       break;
     }
-    int dst = index_of(ns, &to);
+    uint32_t dst_local = 0;
+    int dst = index_of(ns, &to, &dst_local);
     if (dst < 0 ||
         (ns->cfg.loss_permille && (int)tu_rng_below(&ns->loss, 1000) < ns->cfg.loss_permille)) {
       free(d);
@@ -299,9 +342,12 @@ static int write_all(netsim *ns, int i) {
     }
     d->at = ns->now + ns->cfg.latency_ms;
     d->seq = ns->seq++;
-    note_contact(nd, dst, ns->now);
+    note_contact(nd, dst, to.port, ns->now);
     d->from = nd->addr;
+    if (path.local >= 1 && path.local <= MAX_SOCKS && nd->sock_open[path.local])
+      d->from.port = (uint16_t)(nd->addr.port + path.local);
     d->to = dst;
+    d->local = dst_local;
     d->len = (uint16_t)n;
     if (push(ns, d)) {
       free(d);
@@ -349,14 +395,14 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
     while (ns->nheap && ns->heap[0]->at <= ns->now) {
       dgram *d = pop(ns);
       node *nd = &ns->nodes[d->to];
-      int from = index_of(ns, &d->from);
-      if (nd->up && !filter_lets_in(nd, from, ns->now)) {
+      int from = index_of(ns, &d->from, NULL);
+      if (nd->up && !filter_lets_in(nd, from, d->from.port, ns->now)) {
         ns->filtered++;
       } else if (nd->up) {
         if (getenv("NETSIM_TRACE"))
           fprintf(stderr, "t=%lld deliver %d bytes -> node %d\n", (long long)ns->now, d->len,
                   d->to);
-        dht_path path = {.local = 0, .remote = d->from};
+        dht_path path = {.local = d->local, .remote = d->from};
         rv = dht_read_pkt(nd->e, &path, d->data, d->len, ns->now);
         ns->delivered++;
         mark(ns, d->to);

@@ -6,7 +6,9 @@
  *
  * Node i has address 10.(i>>8).(i&255).1:4000 when even and
  * [fd00::(i)]:4000 when odd, so both families and distinct /24 and /48
- * prefixes are exercised.  (These addresses never leave the process.)
+ * prefixes are exercised.  (These addresses never leave the process.)  Its
+ * extra sockets (dht_sock_open, up to netsim_config.sockets) are ports
+ * 4001, 4002 ... of that address, with ids 1, 2 ...
  */
 #ifndef ROOST_NETSIM_H
 #define ROOST_NETSIM_H
@@ -25,7 +27,8 @@ typedef struct netsim_config {
   const dht_mem *mem;       /* NULL: libc */
   dht_ts latency_ms;        /* one-way: default 10 when 0 */
   int loss_permille;        /* datagrams dropped, 0..1000 */
-  netsim_event_fn on_event; /* may be NULL */
+  int sockets;              /* extra sockets a node's services may open: 0 */
+  netsim_event_fn on_event; /* may be NULL; never sees the socket events */
   void *ctx;
 } netsim_config;
 
@@ -55,8 +58,9 @@ int netsim_inject(netsim *ns, const dht_addr *from, int to, const uint8_t *data,
 int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx);
 
 /* Node i behind a filtering NAT (on) or not: datagrams reach it only from
- * nodes it sent one to in the last 2 minutes (address- and port-dependent
- * filtering, as most home routers do).  Counted in netsim_filtered. */
+ * the addresses and ports it sent one to in the last 2 minutes (address-
+ * and port-dependent filtering, as most home routers do).  Counted in
+ * netsim_filtered. */
 void netsim_set_filter(netsim *ns, int i, bool on);
 uint64_t netsim_filtered(const netsim *ns);
 uint64_t netsim_delivered(const netsim *ns);

@@ -85,6 +85,28 @@ static void test_roundtrips(void **state) {
   roundtrip(&p);
   nat_wire_msg a = {.type = NAT_T_PROBE_ACK, .txid = 3};
   roundtrip(&a);
+  /* vouching: VOUCH_REQ is DIAL_FWD's layout, VOUCH_ACK a status, CHECK
+   * names the asker, CHECK_ACK nothing, VOUCHED the nonce */
+  nat_wire_msg vq = f;
+  vq.type = NAT_T_VOUCH_REQ;
+  roundtrip(&vq);
+  vq.u.vouch_req.target = v4();
+  roundtrip(&vq);
+  nat_wire_msg va = {.type = NAT_T_VOUCH_ACK, .txid = 9};
+  va.u.vouch_ack.status = NAT_W_REFUSED;
+  roundtrip(&va);
+  nat_wire_msg c = {.type = NAT_T_CHECK, .txid = 0xffffffff};
+  c.u.check.nonce = NONCE;
+  c.u.check.pk = PK;
+  c.u.check.asker = v4();
+  roundtrip(&c);
+  c.u.check.asker = f.u.dial_fwd.target; /* IPv6 */
+  roundtrip(&c);
+  nat_wire_msg ca = {.type = NAT_T_CHECK_ACK, .txid = 4};
+  roundtrip(&ca);
+  nat_wire_msg vd = {.type = NAT_T_VOUCHED, .txid = 5};
+  vd.u.vouched.nonce = NONCE;
+  roundtrip(&vd);
   /* the encoder refuses what its reader would drop */
   uint8_t buf[256];
   nat_wire_msg bad = m;
@@ -93,7 +115,16 @@ static void test_roundtrips(void **state) {
   bad = f;
   bad.u.dial_fwd.target.port = 0;
   assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
-  bad.type = 0x46;
+  bad.type = 0x4b;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = c;
+  bad.u.check.asker.port = 0;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = c;
+  bad.u.check.pk = NULL;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = vd;
+  bad.u.vouched.nonce = NULL;
   assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
 }
 
@@ -173,8 +204,27 @@ static void build_table(void) {
   add("probe nonce 15", P, 0x44, 3, "b", (uint64_t[]){15});
   add("probe arity 2", P, 0x44, 2, "", (uint64_t[]){0});
   add("probe_ack arity 3", P, 0x45, 3, "u", (uint64_t[]){0});
+  /* VOUCH_REQ [t, txid, target6|18, pk32, nonce16], VOUCH_ACK [t, txid, status] */
+  add("vouch_req target 5", P, 0x46, 5, "bbb", (uint64_t[]){5, 32, 16});
+  add("vouch_req target port 0 (zeros)", P, 0x46, 5, "bbb", (uint64_t[]){18, 32, 16});
+  add("vouch_req pk 33", P, 0x46, 5, "bbb", (uint64_t[]){6, 33, 16});
+  add("vouch_req nonce 15", P, 0x46, 5, "bbb", (uint64_t[]){6, 32, 15});
+  add("vouch_req arity 6", P, 0x46, 6, "bbbu", (uint64_t[]){6, 32, 16, 0});
+  add("vouch_ack status 256", P, 0x47, 3, "u", (uint64_t[]){256});
+  add("vouch_ack status nil", P, 0x47, 3, "n", (uint64_t[]){0});
+  /* CHECK [t, txid, nonce16, asker_pk32, asker6|18] */
+  add("check nonce 17", P, 0x48, 5, "bbb", (uint64_t[]){17, 32, 6});
+  add("check pk 0", P, 0x48, 5, "bbb", (uint64_t[]){16, 0, 6});
+  add("check asker 19", P, 0x48, 5, "bbb", (uint64_t[]){16, 32, 19});
+  add("check asker port 0 (zeros)", P, 0x48, 5, "bbb", (uint64_t[]){16, 32, 6});
+  add("check arity 4", P, 0x48, 4, "bb", (uint64_t[]){16, 32});
+  /* CHECK_ACK [t, txid], VOUCHED [t, txid, nonce16] */
+  add("check_ack arity 3", P, 0x49, 3, "u", (uint64_t[]){0});
+  add("vouched nonce 32", P, 0x4a, 3, "b", (uint64_t[]){32});
+  add("vouched nonce uint", P, 0x4a, 3, "u", (uint64_t[]){16});
+  add("vouched arity 4", P, 0x4a, 4, "bu", (uint64_t[]){16, 0});
   /* types of our range no version knows: ignored, not malformed */
-  add("type 0x46", DHT_ERR_NOTFOUND, 0x46, 2, "", (uint64_t[]){0});
+  add("type 0x4b", DHT_ERR_NOTFOUND, 0x4b, 2, "", (uint64_t[]){0});
   add("type 0x4f", DHT_ERR_NOTFOUND, 0x4f, 3, "u", (uint64_t[]){1});
 }
 

@@ -16,6 +16,9 @@
  *    also when it finished inside the call that issued it; unsolicited
  *    events are offered to services first;
  *  - the verify PING toward one destination prefix is rate-limited;
+ *  - a stranger that asks to be stored is offered to services first
+ *    (DHT_EV_CANDIDATE): one that takes it stops the verify PING and inserts
+ *    the stranger itself (dht_svc_add_contact); untaken, the PING goes out;
  *  - switching to client mode re-publishes a record that says so.
  */
 #include <setjmp.h>
@@ -215,6 +218,9 @@ typedef struct tsvc {
   int events, own_lookups;
   bool take_unsolicited;
   int unsolicited;
+  int candidates;     /* DHT_EV_CANDIDATE offered */
+  dht_peer candidate; /* the last one */
+  uint32_t cand_local;
   int sock_events, socks_n, sock_status;
   uint32_t socks[8];
 } tsvc;
@@ -266,6 +272,14 @@ static bool ts_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
   t->events++;
   if (ev->cmd == 0) {
     t->unsolicited++;
+    if (ev->type == DHT_EV_CANDIDATE) {
+      t->candidates++;
+      t->candidate = ev->u.candidate.peer;
+      t->cand_local = ev->u.candidate.local;
+      uint8_t id[DHT_ID_LEN];
+      dht_id_from_pk(id, ev->u.candidate.peer.pk);
+      assert_memory_equal(id, ev->u.candidate.id, DHT_ID_LEN);
+    }
     return t->take_unsolicited;
   }
   if (ev->type == DHT_EV_LOOKUP)
@@ -742,6 +756,61 @@ static void test_verify_ping_limited(void **state) {
   hw_free(&w);
 }
 
+/* ---- the candidate seam ----------------------------------------------------- */
+
+static bool in_table(dht *e, const dht_peer *p) {
+  dht_peer_info t[64];
+  int n = dht_table(e, t, 64);
+  for (int i = 0; i < n; i++)
+    if (memcmp(t[i].c.pk, p->pk, DHT_PK_LEN) == 0 && dht_addr_eq(&t[i].c.addr, &p->addr))
+      return true;
+  return false;
+}
+
+/* Node 1, a server, pings node 0.  A service on 0 that leaves the
+ * candidate alone gets the engine's verify PING (1 is inserted on the
+ * PONG); one that takes it stops the PING, and 1 enters the table only when
+ * the service calls dht_svc_add_contact, once. */
+static void test_candidate(void **state) {
+  (void)state;
+  for (int take = 0; take <= 1; take++) {
+    hw w;
+    hw_init(&w, 2, NULL);
+    tsvc t;
+    memset(&t, 0, sizeof t);
+    ts_add(w.e[0], &t);
+    t.take_unsolicited = take;
+    dht_peer p0 = hpeer(&w, 0), p1 = hpeer(&w, 1);
+    assert_true(dht_ping(w.e[1], &p0, w.now) > 0);
+    hw_run(&w, w.now + 3000);
+    assert_int_equal(t.candidates, 1);
+    assert_memory_equal(t.candidate.pk, p1.pk, DHT_PK_LEN);
+    assert_true(dht_addr_eq(&t.candidate.addr, &p1.addr));
+    assert_int_equal(t.cand_local, 0);
+    dht_stats st;
+    dht_get_stats(w.e[0], &st);
+    assert_int_equal(count_ev(&w, 0, DHT_EV_CANDIDATE, 0), 0); /* never the driver's */
+    if (!take) {
+      assert_int_equal(st.unsolicited_out, 1);
+      assert_int_equal(st.candidates_taken, 0);
+      assert_true(in_table(w.e[0], &p1));
+      assert_int_equal(dht_svc_add_contact(w.e[0], &p1, w.now), DHT_ERR_INVAL);
+    } else {
+      assert_int_equal(st.unsolicited_out, 0);
+      assert_int_equal(st.candidates_taken, 1);
+      assert_false(in_table(w.e[0], &p1));
+      assert_int_equal(dht_svc_add_contact(w.e[0], &p1, w.now), 0);
+      assert_true(in_table(w.e[0], &p1));
+      assert_int_equal(dht_svc_add_contact(w.e[0], &p1, w.now), DHT_ERR_INVAL);
+      /* in the table now: not a candidate again */
+      assert_true(dht_ping(w.e[1], &p0, w.now) > 0);
+      hw_run(&w, w.now + 3000);
+      assert_int_equal(t.candidates, 1);
+    }
+    hw_free(&w);
+  }
+}
+
 /* ---- modes ---------------------------------------------------------------- */
 
 /* The record flags node asker finds for owner's ID (-1: no record). */
@@ -803,6 +872,7 @@ int main(void) {
       cmocka_unit_test(test_owned_events),
       cmocka_unit_test(test_sockets),
       cmocka_unit_test(test_verify_ping_limited),
+      cmocka_unit_test(test_candidate),
       cmocka_unit_test(test_mode_switch),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
