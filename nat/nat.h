@@ -25,8 +25,8 @@ extern "C" {
 /* ---- the public-address vote (nat_vote.c) ------------------------------- */
 
 /* Reports kept per local socket: enough for min_votes witnesses in a busy
- * network several times over, small enough for a million simulated hosts. */
-#define NAT_VOTE_REPORTS 16
+ * network four times over, small enough for a million simulated hosts. */
+#define NAT_VOTE_REPORTS 12
 
 typedef struct nat_vote_settings {
   int min_votes;     /* reporters in distinct prefixes to believe an address: 3 */
@@ -35,13 +35,13 @@ typedef struct nat_vote_settings {
 
 void nat_vote_settings_default(nat_vote_settings *s);
 
-/* One report: what a peer saw, the network it is in (a hash of its /24 or
- * /48, or of its whole address on loopback or a LAN), and when.  key 0
- * marks an empty slot. */
+/* One report: what a peer saw, the network it is in (a 32-bit hash of its
+ * /24 or /48, or of its whole address on loopback or a LAN), and when (in
+ * seconds: reports live minutes).  key 0 marks an empty slot. */
 typedef struct nat_report {
   dht_addr seen;
-  uint64_t key;
-  dht_ts at;
+  uint32_t key;
+  uint32_t at_s;
 } nat_report;
 
 /* The vote of one local socket.  Embed it; nat_vote_init zeroes it. */

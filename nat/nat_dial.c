@@ -46,8 +46,20 @@ uint64_t nat_prefix_key(const dht_addr *a) {
   return h | 1;
 }
 
+static uint32_t gap_key(uint64_t key64) {
+  return (uint32_t)(key64 ^ key64 >> 32) | 1;
+}
+
+bool nat_gap_busy(const nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
+  uint32_t key = gap_key(key64);
+  for (int i = 0; i < NAT_GAPS; i++)
+    if (g[i].key == key)
+      return (dht_ts)(uint32_t)((uint32_t)now - g[i].at) < gap;
+  return false;
+}
+
 bool nat_gap_ok(nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
-  uint32_t key = (uint32_t)(key64 ^ key64 >> 32) | 1, now32 = (uint32_t)now;
+  uint32_t key = gap_key(key64), now32 = (uint32_t)now;
   int slot = 0;
   for (int i = 0; i < NAT_GAPS; i++) {
     if (g[i].key == key) {

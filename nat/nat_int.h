@@ -99,7 +99,7 @@ struct nat_svc {
   int ev_head, ev_n;
   uint64_t ev_dropped;
   /* vouching */
-  nat_vouch *vouches;              /* set.vouches of them */
+  nat_vouch *vouches;              /* set.vouches of them while a check runs, else NULL */
   uint32_t check_sock[2];          /* the voucher's own socket, [0] IPv4, [1] IPv6; 0: none */
   int64_t check_req[2];            /* their dht_sock_open requests */
   nat_gap voucher_gaps[NAT_GAPS];  /* as the voucher: askers served */
@@ -120,6 +120,8 @@ void nat_svc_apply_mode(nat_svc *n, dht_ts now);
 uint64_t nat_prefix_key(const dht_addr *a);
 /* One more event from prefix key: allowed (and noted) when the last was gap ago. */
 bool nat_gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
+/* Whether nat_gap_ok would refuse key now (it records nothing). */
+bool nat_gap_busy(const nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
 /* Whether a is in a dht_recent_dests-style Bloom filter. */
 bool nat_in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a);
 /* Whether a stranger at `from` may have us send to t (nat_dial.c says why). */
@@ -141,10 +143,6 @@ void nat_intro_mode_changed(nat_svc *n, dht_ts now);
 /* A keepalive's result; false when ev is not one. */
 bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now);
 
-/* The network an address is in, as a hash: its /24 or /48, or the whole
- * address and port on loopback and LANs (every node there a network of its
- * own), never 0. */
-uint64_t nat_prefix_key(const dht_addr *a);
 /* nat_vouch.c */
 /* Asks the driver for the voucher's own sockets (at the start). */
 void nat_vouch_start(nat_svc *n);

@@ -299,10 +299,7 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   n->mem = *mem;
   n->socks = dht_mem_calloc(mem, 1, sizeof *n->socks); /* the main socket's */
   n->nsocks = 1;
-  n->vouches = dht_mem_calloc(mem, (size_t)s->vouches, sizeof *n->vouches);
-  if (!n->socks || !n->vouches) {
-    dht_mem_free(mem, n->vouches);
-    dht_mem_free(mem, n->socks);
+  if (!n->socks) {
     dht_mem_free(mem, n);
     return DHT_ERR_NOMEM;
   }

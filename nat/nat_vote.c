@@ -34,7 +34,7 @@ void nat_vote_init(nat_vote *v) {
 
 /* What makes two reporters "the same network" for the distinct-prefix
  * rule: their prefix, or their whole address on loopback or a LAN. */
-static uint64_t prefix_key(const dht_addr *a) {
+static uint32_t prefix_key(const dht_addr *a) {
   int scope = dht_addr_scope(a);
   uint64_t h = 1469598103934665603ull; /* FNV-1a over the bytes that count */
   int n = a->family == DHT_AF_INET ? 4 : 16;
@@ -45,13 +45,13 @@ static uint64_t prefix_key(const dht_addr *a) {
     h = (h ^ a->ip[i]) * 1099511628211ull;
   if (whole)
     h = ((h ^ (a->port >> 8)) * 1099511628211ull ^ (a->port & 0xff)) * 1099511628211ull;
-  return h | 1; /* 0 marks an empty slot */
+  return (uint32_t)(h ^ h >> 32) | 1; /* 0 marks an empty slot */
 }
 
 void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter, dht_ts now) {
   if (seen->family != DHT_AF_INET && seen->family != DHT_AF_INET6)
     return;
-  uint64_t key = prefix_key(reporter);
+  uint32_t key = prefix_key(reporter);
   int slot = -1, empty = -1, oldest = 0;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
@@ -63,7 +63,7 @@ void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter, d
     }
     if (!r->key && empty < 0)
       empty = i;
-    if (r->at < v->r[oldest].at)
+    if (r->at_s < v->r[oldest].at_s)
       oldest = i;
   }
   if (slot < 0)
@@ -71,19 +71,19 @@ void nat_vote_add(nat_vote *v, const dht_addr *seen, const dht_addr *reporter, d
   nat_report *r = &v->r[slot];
   r->seen = *seen;
   r->key = key;
-  r->at = now;
+  r->at_s = (uint32_t)(now / 1000);
 }
 
 /* Distinct prefixes among the live reports for family that match (ip, and
  * port when port >= 0). */
 static int prefixes(const nat_vote *v, uint8_t family, const uint8_t ip[16], int port,
                     dht_ts cutoff) {
-  uint64_t seen_keys[NAT_VOTE_REPORTS];
+  uint32_t seen_keys[NAT_VOTE_REPORTS];
   int n = 0;
   int len = family == DHT_AF_INET ? 4 : 16;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
-    if (!r->key || r->at < cutoff || r->seen.family != family || memcmp(r->seen.ip, ip, len) ||
+    if (!r->key || (dht_ts)r->at_s * 1000 < cutoff || r->seen.family != family || memcmp(r->seen.ip, ip, len) ||
         (port >= 0 && r->seen.port != port))
       continue;
     bool dup = false;
@@ -104,7 +104,7 @@ void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s,
   int best_n = 0;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
-    if (!r->key || r->at < cutoff || r->seen.family != family)
+    if (!r->key || (dht_ts)r->at_s * 1000 < cutoff || r->seen.family != family)
       continue;
     out->reports++;
     int n = prefixes(v, family, r->seen.ip, -1, cutoff);
@@ -122,7 +122,7 @@ void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s,
   int port_n = 0, port = 0;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
-    if (!r->key || r->at < cutoff || r->seen.family != family ||
+    if (!r->key || (dht_ts)r->at_s * 1000 < cutoff || r->seen.family != family ||
         memcmp(r->seen.ip, best->seen.ip, len))
       continue;
     int n = prefixes(v, family, r->seen.ip, r->seen.port, cutoff);

@@ -78,14 +78,6 @@ static void vouch_end(nat_svc *n, nat_vouch *v) {
   dht_svc_cancel(n->e, n->svc_id, (uint64_t)(v - n->vouches) + VOUCH_TAG);
 }
 
-/* Whether we asked the voucher in network key less than gap ago: it would
- * refuse us (its rule is ours). */
-static bool busy(const nat_gap *g, uint64_t key, dht_ts gap, dht_ts now) {
-  for (int i = 0; i < NAT_GAPS; i++)
-    if (g[i].key == key)
-      return now - g[i].at < gap;
-  return false;
-}
 
 /* Asks a voucher for candidate v (not the last one asked, nor one we asked
  * within voucher_gap_ms).  Returns 0; NO_VOUCHER when nobody in our table
@@ -107,7 +99,7 @@ static int ask_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
         nat_prefix_key(&cl[i].addr) == a_net)
       continue;
     any = true;
-    if (!busy(n->vouchers_used, nat_prefix_key(&cl[i].addr), n->set.voucher_gap_ms, now))
+    if (!nat_gap_busy(n->vouchers_used, nat_prefix_key(&cl[i].addr), n->set.voucher_gap_ms, now))
       c = &cl[i];
   }
   if (!c)
@@ -157,6 +149,11 @@ static void hand_back(nat_svc *n, nat_vouch *v, dht_ts now) {
 static bool on_candidate(nat_svc *n, const dht_event *ev, dht_ts now) {
   if (!n->set.vouch)
     return false;
+  /* the table exists only while checks run: most of the time none does,
+   * and the simulator counts every idle byte a million times */
+  if (!n->vouches &&
+      !(n->vouches = dht_mem_calloc(&n->mem, (size_t)n->set.vouches, sizeof *n->vouches)))
+    return false; /* out of memory: the engine's PING */
   nat_vouch *v = NULL;
   for (int i = 0; i < n->set.vouches && !v; i++)
     if (!n->vouches[i].used)
@@ -181,7 +178,7 @@ static bool on_candidate(nat_svc *n, const dht_event *ev, dht_ts now) {
 }
 
 static void on_vouched(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
-  for (int i = 0; i < n->set.vouches; i++) {
+  for (int i = 0; n->vouches && i < n->set.vouches; i++) {
     nat_vouch *v = &n->vouches[i];
     if (!v->used || memcmp(v->cand.pk, in->from.pk, DHT_PK_LEN) != 0 ||
         sodium_memcmp(v->nonce, m->u.vouched.nonce, NAT_NONCE_LEN) != 0 ||
@@ -289,7 +286,7 @@ void nat_vouch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
 }
 
 void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now) {
-  if (req->type != NAT_T_VOUCH_REQ || req->tag < VOUCH_TAG ||
+  if (req->type != NAT_T_VOUCH_REQ || !n->vouches || req->tag < VOUCH_TAG ||
       req->tag >= VOUCH_TAG + (uint64_t)n->set.vouches)
     return; /* a CHECK's answer only tells the voucher it arrived */
   nat_vouch *v = &n->vouches[req->tag - VOUCH_TAG];
@@ -314,13 +311,16 @@ void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, 
 
 dht_ts nat_vouch_expiry(const nat_svc *n) {
   dht_ts t = DHT_TS_NEVER;
-  for (int i = 0; i < n->set.vouches; i++)
+  for (int i = 0; n->vouches && i < n->set.vouches; i++)
     if (n->vouches[i].used && n->vouches[i].deadline < t)
       t = n->vouches[i].deadline;
   return t;
 }
 
 void nat_vouch_tick(nat_svc *n, dht_ts now) {
+  if (!n->vouches)
+    return;
+  bool any = false;
   for (int i = 0; i < n->set.vouches; i++) {
     nat_vouch *v = &n->vouches[i];
     if (!v->used || v->deadline > now)
@@ -336,5 +336,11 @@ void nat_vouch_tick(nat_svc *n, dht_ts now) {
     }
     vouch_end(n, v); /* not stored: the engine asks again in 10 minutes at the earliest */
     n->v_failed++;
+  }
+  for (int i = 0; i < n->set.vouches; i++)
+    any |= n->vouches[i].used;
+  if (!any) {
+    dht_mem_free(&n->mem, n->vouches);
+    n->vouches = NULL;
   }
 }
