@@ -282,6 +282,14 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_refused_total", "Dial-back requests and forwards refused (cookie, rate).",
             ns.refused);
     COUNTER("nat_mode_changes_total", "Switches between server and client mode.", ns.mode_changes);
+    COUNTER("nat_vouch_asked_total", "Strangers that asked to be stored, handed to a voucher.",
+            ns.vouch_asked);
+    COUNTER("nat_vouch_ok_total", "... stored: the voucher's CHECK reached them.", ns.vouch_ok);
+    COUNTER("nat_vouch_failed_total", "... not stored: no VOUCHED in time, or refused.",
+            ns.vouch_failed);
+    COUNTER("nat_vouch_fallback_total", "... left to our own verify PING (no voucher).",
+            ns.vouch_fallback);
+    COUNTER("nat_checks_sent_total", "CHECKs we sent as a voucher.", ns.checks_sent);
     GAUGE("nat_introducers", "Introducers that answer our keepalives (while a client).",
           ns.nintro);
     COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);

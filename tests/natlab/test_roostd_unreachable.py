@@ -10,6 +10,8 @@ Topology (one lab, the two NATed nodes side by side):
   cgn         a carrier NAT (LAN 100.64.1.0/24)
   r4 + h4:c4  a port-restricted NAT behind cgn (double NAT), miniupnpd on
               r4; c4: roostd --mode auto --portmap auto
+  r5 + h5:c5  port-restricted NAT, no IGD; c5: roostd --mode server
+              --portmap off, a node that claims to be reachable and is not
   q           a public server that joins after c3 and c4 (the prober)
 
   1. r4's miniupnpd runs its STUN test while cgn is a full cone, so it
@@ -33,7 +35,11 @@ Topology (one lab, the two NATed nodes side by side):
      not come in time: in ~1 run of 10 a node's dial-back requests went
      unanswered for three rounds.)
   3. No public node has c3 or c4 in its routing table (roost peers --json
-     on s1..s4 and q).
+     on s1..s4 and q), nor c5, which asks to be stored: a voucher's CHECK,
+     from a port c5 never sent to, does not get through its NAT (at least
+     one public node counted a failed vouch).  c3 keeps introducers among
+     the public nodes (roost nat), and a public node's lookup of c3 finds
+     its record: not reachable, naming them.
   4. They still use the network: c3 looks up q's record; c3 and c4 become
      friends (invites), c3 sends c4 a message, which goes through the
      public nodes' mailboxes, and c4 fetches it (roost inbox).
@@ -82,6 +88,9 @@ def run(lab, args):
                                                     bootstrap=[seeds[0]])
     # miniupnpd gives the address its STUN test found (cgn's) as its WAN
     # address: nothing tells c4 it sits behind a second NAT
+    r5 = lab.add_router("r5", nat="port-restricted")
+    c5 = roostlab.Roost(lab, lab.add_host("h5", r5), "c5", args).start(
+        mode="server", portmap="off", bootstrap=[seeds[0]])
     c4.proc.wait_for(r"mapped %s:7464 -> port 7464" % re.escape(cgn.wan_addr), 15)
     for n, wan in ((c3, r3.wan_addr), (c4, cgn.wan_addr)):
         def voted(n=n, wan=wan):
@@ -128,12 +137,34 @@ def run(lab, args):
     log("c4: its %s mapping(s) on r4 refuted" % " and ".join(refuted))
     check(q.nat().get("probes_sent", 0) >= 2, "q sent fewer than 2 probes: %r" % q.nat())
 
-    # ---- 3. nobody stores them ----
+    # ---- 3. nobody stores them, nor c5 that claims to be a server ----
     for s in seeds + [q]:
         ids = s.peers()
         check(ids and c3.id not in ids and c4.id not in ids,
               "%s's routing table has a client: %r" % (s.name, ids))
-    log("no public node has c3 or c4 in its routing table")
+        check(c5.id not in ids, "%s's routing table has c5, a server behind a NAT" % s.name)
+    vouch_failed = sum(s.metric("nat_vouch_failed_total") for s in seeds + [q])
+    checks = sum(s.metric("nat_checks_sent_total") for s in seeds + [q])
+    check(vouch_failed >= 1, "no public node refused c5 after a vouch (%d CHECKs sent)" % checks)
+    log("no public node has c3, c4 or c5 in its routing table (%d vouches failed, %d CHECKs)"
+        % (vouch_failed, checks))
+    publics = {s.id: s.name for s in seeds + [q]}
+
+    def introduced():
+        intro = c3.nat().get("introducers", [])
+        return len(intro) >= 2 and all(i["id"] in publics for i in intro) and intro
+    intro = wait_until("c3 keeps introducers among the public nodes", 30, introduced)
+    log("c3's introducers: %s" % ", ".join("%s (%s, RTT %d ms)" % (publics[i["id"]], i["address"],
+                                                                  i["rtt_ms"]) for i in intro))
+
+    def record():
+        r = q.cli("lookup", c3.id, check=False) or {}
+        ids = sorted(i["id"] for i in r.get("introducers", []))
+        return r.get("found") and r.get("reachable") is False and ids == sorted(
+            i["id"] for i in c3.nat().get("introducers", [])) and r
+    r = wait_until("q's lookup of c3 finds a record naming its introducers", 30, record)
+    log("q's lookup of c3: not reachable (NAT %s), %d introducers, addresses %s"
+        % (r.get("nat"), len(r["introducers"]), [a["addr"] for a in r.get("addresses", [])]))
 
     # ---- 4. they still look up, and exchange mail through the public nodes ----
     lk = c3.cli("lookup", q.id)
