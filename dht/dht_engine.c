@@ -23,6 +23,7 @@
 #define COOKIE_USE_MS (DHT_TOKEN_ROTATE_MS / 2)
 /* A peer that asked to be stored is verified with a PING at most this often. */
 #define VERIFY_EVERY_MS (10 * 60 * 1000)
+#define REPUBLISH_SOON_MS 1000
 #define EXPIRE_EVERY_MS (60 * 1000)
 #define REFRESH_CHECK_MS (60 * 1000)
 #define LIVENESS_EVERY_MS (5 * 1000)
@@ -1145,12 +1146,14 @@ int dht_handle_expiry(dht *e, dht_ts now) {
 
 /* ---- our record ------------------------------------------------------- */
 
+/* A change to our record: GETs for our ID get the new one at once; the PUT
+ * to the nodes that keep it goes out within REPUBLISH_SOON_MS, so that the
+ * changes of one moment (the NAT class, then each introducer that answers)
+ * cost one lookup, not one each. */
 static void republish(dht *e, dht_ts now) {
-  if (e->published && dht_eng_make_record(e, now) == 0) {
-    e->next_republish = now + e->set.republish_ms;
-    dht_lookup_start(e, CMD_PUT, e->id, NULL, 0, true, now);
-    dht_lookup_step(e, now);
-  }
+  if (e->published && dht_eng_make_record(e, now) == 0 &&
+      e->next_republish > now + REPUBLISH_SOON_MS)
+    e->next_republish = now + REPUBLISH_SOON_MS;
 }
 
 int dht_set_nat_class(dht *e, int cls, dht_ts now) {

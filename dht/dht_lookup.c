@@ -130,6 +130,10 @@ int64_t dht_lookup_start(dht *e, int kind, const uint8_t target[static DHT_ID_LE
   c->c = cands;
   seed(e, c, seeds, nseeds);
   e->st.lookups_started++;
+  static const char *const kinds[] = {"?", "find", "get", "put", "ping", "join", "refresh"};
+  DHT_LOG(e, DHT_LOG_DEBUG, "lookup %lld (%s%s) of %02x%02x%02x%02x..., %d candidates",
+          (long long)c->id, kind >= CMD_FIND && kind <= CMD_REFRESH ? kinds[kind] : "?",
+          quiet ? ", internal" : "", target[0], target[1], target[2], target[3], c->nc);
   return c->id;
 }
 

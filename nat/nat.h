@@ -110,6 +110,7 @@ typedef struct nat_settings {
   int introducers;      /* kept while not a server, 0..NAT_INTROS: 3 */
   dht_ts keepalive_ms;  /* a PING to each introducer this often: 25 s */
   int intro_misses;     /* unanswered keepalives in a row that drop one: 3 */
+  int log_level;        /* enum dht_log_level, for cb.log: DHT_LOG_WARN */
   /* Vouching (nat_vouch.c): a stranger that asks to be stored enters the
    * table only once a third node's CHECK reached it (docs/protocol.md,
    * "Routing table"). */

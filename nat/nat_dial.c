@@ -29,6 +29,10 @@
 
 #include "nat_int.h"
 
+/* Helpers asked again, NAT_QUICK_MS apart, after one that found no prober. */
+#define NAT_QUICK_HELPERS 3
+#define NAT_QUICK_MS 1000
+
 /* ---- small helpers -------------------------------------------------------- */
 
 uint64_t nat_prefix_key(const dht_addr *a) {
@@ -245,6 +249,11 @@ int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now) {
 
 static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
   d->used = false;
+  if (result != NAT_REACH_UNKNOWN) {
+    char ta[DHT_ADDR_STRLEN];
+    nat_log(n, DHT_LOG_DEBUG, "dial-back of %s: %s", dht_addr_fmt(&d->addr, ta, sizeof ta),
+            result == NAT_REACH_YES ? "a probe got in" : "the probe did not get in");
+  }
   /* the slot's tag is reused by the next dial-back: a late answer to this
    * one's DIAL_REQ must not decide that one */
   dht_svc_cancel(n->e, n->svc_id, (uint64_t)(d - n->dials) + 1);
@@ -307,6 +316,29 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
   n->dropped++; /* a probe we did not ask for */
 }
 
+/* A helper for a dial-back: a table contact of family whose cookie we
+ * hold, one we sent to lately (in `recent`) first: asking one puts it in
+ * our filter for minutes, and each one there is a prober fewer for the
+ * next dial-backs (in a small network all of them would soon be; our
+ * introducers always are).  Fills *b and cookie; false when there is none. */
+static bool pick_helper(nat_svc *n, uint8_t family, const uint8_t recent[static NAT_BLOOM_LEN],
+                        dht_peer *b, uint8_t cookie[static DHT_TOKEN_LEN], dht_ts now) {
+  uint8_t rnd[DHT_ID_LEN];
+  n->cb.rand(n->cb.ctx, rnd, sizeof rnd);
+  dht_contact cl[DHT_K_MAX];
+  int nc = dht_closest(n->e, rnd, cl, DHT_K_MAX);
+  for (int pass = 0; pass < 2; pass++)
+    for (int i = 0; i < nc; i++) {
+      if (cl[i].addr.family != family || nat_in_bloom(recent, &cl[i].addr) != (pass == 0))
+        continue;
+      memcpy(b->pk, cl[i].pk, DHT_PK_LEN);
+      b->addr = cl[i].addr;
+      if (dht_svc_cookie(n->e, b, cookie, now) == 0)
+        return true;
+    }
+  return false;
+}
+
 /* Asks a helper for a dial-back of our main socket's public IP, at its
  * observed port (mapping < 0) or at a mapped one. */
 static void dial_start(nat_svc *n, int mapping, dht_ts now) {
@@ -332,19 +364,12 @@ static void dial_start(nat_svc *n, int mapping, dht_ts now) {
       d = &n->dials[i];
   if (!d)
     return;
-  uint8_t rnd[DHT_ID_LEN];
-  n->cb.rand(n->cb.ctx, rnd, sizeof rnd);
-  dht_contact cl[DHT_K_MAX];
-  int nc = dht_closest(n->e, rnd, cl, DHT_K_MAX);
-  for (int i = 0; i < nc; i++) {
-    dht_peer b;
-    memcpy(b.pk, cl[i].pk, DHT_PK_LEN);
-    b.addr = cl[i].addr;
-    uint8_t cookie[DHT_TOKEN_LEN];
-    if (b.addr.family != r.addr.family || dht_svc_cookie(n->e, &b, cookie, now) != 0)
-      continue;
-    uint8_t bloom[NAT_BLOOM_LEN], buf[128];
-    dht_recent_dests(n->e, bloom, now);
+  uint8_t bloom[NAT_BLOOM_LEN];
+  dht_recent_dests(n->e, bloom, now);
+  dht_peer b;
+  uint8_t cookie[DHT_TOKEN_LEN];
+  if (pick_helper(n, r.addr.family, bloom, &b, cookie, now)) {
+    uint8_t buf[128];
     n->cb.rand(n->cb.ctx, d->nonce, NAT_NONCE_LEN);
     nat_wire_msg q = {.type = NAT_T_DIAL_REQ, .txid = dht_svc_txid(n->e)};
     q.u.dial_req.port = r.addr.port;
@@ -366,9 +391,11 @@ static void dial_start(nat_svc *n, int mapping, dht_ts now) {
     d->addr = r.addr;
     d->deadline = now + n->set.probe_wait_ms + 5000; /* the helper's answer first */
     n->n_dials++;
-    return;
+    char ta[DHT_ADDR_STRLEN], ha[DHT_ADDR_STRLEN];
+    nat_log(n, DHT_LOG_DEBUG, "dial-back of %s%s: asking %s", dht_addr_fmt(&d->addr, ta, sizeof ta),
+            mapping >= 0 ? " (a mapping)" : "", dht_addr_fmt(&b.addr, ha, sizeof ha));
   }
-  /* nobody we hold a cookie from: our lookups will give us some */
+  /* else nobody we hold a cookie from: our lookups will give us some */
 }
 
 void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, dht_ts now) {
@@ -378,7 +405,25 @@ void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, d
   if (!d->used)
     return;
   if (!m || m->u.dial_resp.status != NAT_W_OK) {
+    char ha[DHT_ADDR_STRLEN];
+    nat_log(n, DHT_LOG_DEBUG, "dial-back: %s %s", dht_addr_fmt(&req->to.addr, ha, sizeof ha),
+            !m ? "did not answer"
+            : m->u.dial_resp.status == NAT_W_NO_PROBER
+                ? "found no prober we have not sent to"
+                : "refused (cookie or rate)");
     dial_end(n, d, NAT_REACH_UNKNOWN, now); /* no helper, no prober: nothing learnt */
+    /* A helper with no prober outside our filter says little of the
+     * others: in a small network most servers are in our filter (we joined
+     * through them, we keep introducers), and the one that is not may be
+     * this helper itself.  Ask another one soon, a few times a round,
+     * rather than in dial_ms. */
+    if (m && m->u.dial_resp.status == NAT_W_NO_PROBER && n->set.mode == NAT_MODE_AUTO &&
+        n->quick < NAT_QUICK_HELPERS) {
+      n->quick++;
+      n->quick_round = true;
+      if (n->next_dial > now + NAT_QUICK_MS)
+        n->next_dial = now + NAT_QUICK_MS;
+    }
     return;
   }
   d->prober = true;
@@ -419,6 +464,9 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
   }
   if (now < n->next_dial)
     return;
+  if (!n->quick_round)
+    n->quick = 0; /* a regular round: its own quick retries */
+  n->quick_round = false;
   /* mappings first: each one waits for its verdict */
   bool waiting = false;
   for (int i = 0; i < NAT_MAPPINGS; i++) {
@@ -429,6 +477,9 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
   for (int i = 0; i < NAT_MAPPINGS; i++)
     waiting |= n->mappings[i].used; /* a verdict still owed keeps the quick pace */
   dial_start(n, -1, now);
-  n->next_dial =
-      now + (n->reach == NAT_REACH_UNKNOWN || waiting ? n->set.dial_ms : n->set.redial_ms);
+  /* Only an auto node's mode hangs on the verdict: a server or client by
+   * declaration asks at the slow pace (its verdict is for roost nat), and
+   * leaves helpers and probers, whose rates are per network, to those. */
+  bool urgent = n->reach == NAT_REACH_UNKNOWN && n->set.mode == NAT_MODE_AUTO;
+  n->next_dial = now + (urgent || waiting ? n->set.dial_ms : n->set.redial_ms);
 }

@@ -87,6 +87,8 @@ struct nat_svc {
   int reach, fails;
   dht_addr reach_addr;
   bool reach_mapped; /* the proof came through a gateway's mapping */
+  uint8_t quick;     /* helpers asked again at once this round (no prober) */
+  bool quick_round;  /* the next round is such a quick one */
   uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];
@@ -109,6 +111,9 @@ struct nat_svc {
 };
 
 /* nat_svc.c */
+/* One line to cb.log at level, when set.log_level lets it through. */
+void nat_log(const nat_svc *n, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* The main socket's vote for family at now. */
 void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result *r);
 /* Server or client, as the mode setting and the dial-backs say. */

@@ -25,9 +25,22 @@
  * Invariants: a vote per local socket, at most max_sockets of them (reports
  * on others are counted and ignored); no state grows with what peers send.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "nat_int.h"
+
+void nat_log(const nat_svc *n, int level, const char *fmt, ...) {
+  if (!n->cb.log || level > n->set.log_level)
+    return;
+  char line[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  n->cb.log(n->cb.ctx, level, line);
+}
 
 void nat_settings_default(nat_settings *s) {
   memset(s, 0, sizeof *s);
@@ -45,6 +58,7 @@ void nat_settings_default(nat_settings *s) {
   s->introducers = NAT_INTROS;
   s->keepalive_ms = 25 * 1000;
   s->intro_misses = 3;
+  s->log_level = DHT_LOG_WARN;
   s->vouch = true;
   s->vouches = 8;
   s->vouch_wait_ms = 5000;

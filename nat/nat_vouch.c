@@ -72,6 +72,11 @@ void nat_vouch_start(nat_svc *n) {
 
 /* ---- the checker (B) ------------------------------------------------------------ */
 
+static void vlog(const nat_svc *n, const dht_addr *a, const char *what) {
+  char t[DHT_ADDR_STRLEN];
+  nat_log(n, DHT_LOG_DEBUG, "vouching for %s: %s", dht_addr_fmt(a, t, sizeof t), what);
+}
+
 static void vouch_end(nat_svc *n, nat_vouch *v) {
   v->used = false;
   /* a late VOUCH_ACK must not end the check that takes the slot next */
@@ -141,6 +146,7 @@ static bool wait_voucher(nat_svc *n, nat_vouch *v, dht_ts now) {
  * quiet, so this only happens where vouching cannot run at all. */
 static void hand_back(nat_svc *n, nat_vouch *v, dht_ts now) {
   dht_peer a = v->cand;
+  vlog(n, &a.addr, "no voucher answered: the engine's PING decides");
   vouch_end(n, v);
   n->v_fallback++;
   dht_svc_verify(n->e, &a, now);
@@ -174,6 +180,7 @@ static bool on_candidate(nat_svc *n, const dht_event *ev, dht_ts now) {
     wait_voucher(n, v, now);
   v->used = true;
   n->v_asked++;
+  vlog(n, &v->cand.addr, "asked a voucher");
   return true;
 }
 
@@ -187,6 +194,7 @@ static void on_vouched(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, 
     dht_peer a = v->cand;
     vouch_end(n, v);
     n->v_ok++;
+    vlog(n, &a.addr, "its VOUCHED came: stored");
     dht_svc_add_contact(n->e, &a, now); /* a full bucket may still refuse it */
     return;
   }
@@ -304,6 +312,7 @@ void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, 
   if (v->silent == v->asked) {
     hand_back(n, v, now);
   } else { /* a voucher that refused (busy) could run the check: not stored this time */
+    vlog(n, &v->cand.addr, "the vouchers refused: not stored");
     vouch_end(n, v);
     n->v_failed++;
   }
@@ -334,6 +343,8 @@ void nat_vouch_tick(nat_svc *n, dht_ts now) {
         continue;
       }
     }
+    vlog(n, &v->cand.addr, v->waiting ? "no voucher free in time: not stored"
+                                      : "no VOUCHED in time: not stored");
     vouch_end(n, v); /* not stored: the engine asks again in 10 minutes at the earliest */
     n->v_failed++;
   }

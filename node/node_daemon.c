@@ -492,12 +492,18 @@ static void rebuild_addrs(rd_daemon *d, const nat_status *st) {
         mi.ext.family && (mi.state == NAT_PM_MAPPED || mi.state == NAT_PM_RENEWING))
       n = push_addr(l, n, DHT_ADDR_MAPPED, &mi.ext);
   }
-  if (n == d->naddrs && memcmp(l, d->addrs, (size_t)n * sizeof l[0]) == 0)
+  /* field by field: memcmp would compare the padding after `type` too, and
+   * a record re-published every few seconds for nothing is a lookup each */
+  bool same = n == d->naddrs;
+  for (int i = 0; i < n && same; i++)
+    same = l[i].type == d->addrs[i].type && dht_addr_eq(&l[i].addr, &d->addrs[i].addr);
+  if (same)
     return;
   memcpy(d->addrs, l, (size_t)n * sizeof l[0]);
   d->naddrs = n;
   dht_set_addrs(d->e, d->addrs, (size_t)d->naddrs);
   d->need_publish = true;
+  NLOG(NODE_LOG_DEBUG, "nat", "our record's addresses changed: %d now", n);
 }
 
 static void nat_sync(rd_daemon *d) {
@@ -600,6 +606,7 @@ static void on_event(rd_daemon *d, const dht_event *ev) {
       d->boot_backoff = BOOT_RETRY_MIN_MS;
       d->boot_retry_at = 0;
       d->need_publish = true;
+      NLOG(NODE_LOG_DEBUG, "dht", "bootstrap done: publishing our record");
     } else {
       if (d->state != ST_READY)
         d->state = ST_BOOTSTRAPPING;
@@ -995,6 +1002,7 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   nat_settings ns;
   nat_settings_default(&ns);
   ns.mode = cfg->mode;
+  ns.log_level = cfg->log_level;
   if ((rv = nat_svc_new(&d->nat, d->e, &ns, &cb, NULL, (dht_ts)uv_now(&d->loop))) != 0)
     NLOG(NODE_LOG_WARN, "nat", "no NAT service (%s): our public address stays unknown",
          dht_strerror(rv));

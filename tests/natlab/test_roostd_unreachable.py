@@ -41,8 +41,9 @@ Topology (one lab, the two NATed nodes side by side):
      the public nodes (roost nat), and a public node's lookup of c3 finds
      its record: not reachable, naming them.
   4. They still use the network: c3 looks up q's record; c3 and c4 become
-     friends (invites), c3 sends c4 a message, which goes through the
-     public nodes' mailboxes, and c4 fetches it (roost inbox).
+     friends (invites); c4 stops, c3 sends c4 a message, which is stored in
+     the public nodes' mailboxes (3 receipts); c4 starts again and fetches
+     it (roost inbox).
 
 Exits 77 (CTest: skipped) when not root, a lab tool is missing or the
 roostd/roost binaries were not given.  Usage: test_roostd_unreachable.py
@@ -177,10 +178,26 @@ def run(lab, args):
 
     def stored():
         return sum(s.metric("mailbox_deposits_stored_total") for s in seeds + [q])
+    # c4 goes offline first: two NATed friends that both sent to each other
+    # may open each other's NATs by chance and talk directly (the punching
+    # of the next part does it on purpose); here the message must take the
+    # mailboxes, and c4 must fetch it
+    rc = c4.stop()
+    check(rc == 0, "c4: roost stop: exit %r" % rc)
     stored0 = stored()
     text = "through the mailboxes, from behind a NAT"
     r = c3.cli("send", "cat", text)
     check(r.get("state") == "queued", "c3: send answered %r" % r)
+    t_send = time.monotonic()
+
+    def on_replicas():
+        ob = (c3.cli("outbox", check=False) or {}).get("messages", [])
+        m = [x for x in ob if x.get("text") == text]
+        return m and m[0].get("state") == "stored" and m[0].get("receipts", 0) >= 3 and m[0]
+    m = wait_until("c3's message stored on 3 replicas", MESSAGE_TIMEOUT, on_replicas, poll=1.0)
+    log("c3's message stored on %d of %d replicas %.1f s after the send"
+        % (m["receipts"], m.get("replicas", 0), time.monotonic() - t_send))
+    c4.start(mode="auto", portmap="auto", bootstrap=[seeds[0]])  # the same data directory
     t_send = time.monotonic()
 
     def got():
@@ -193,8 +210,8 @@ def run(lab, args):
     stored1 = stored()
     check(stored1 > stored0, "no public node stored a deposit (%d before the send, %d after)"
           % (stored0, stored1))
-    log("c3 looked q up; c4 fetched c3's message %.1f s after it was sent (the public nodes "
-        "stored %d deposits meanwhile)" % (dt, stored1 - stored0))
+    log("c3 looked q up; c4, back online, fetched c3's message %.1f s after its restart (the "
+        "public nodes stored %d deposits meanwhile)" % (dt, stored1 - stored0))
     log("total %.1f s" % (time.monotonic() - t0))
 
 
