@@ -32,8 +32,9 @@ Topology (one lab, the two NATed nodes side by side):
      not count.  (Required: at least one failed dial-back each, one
      mapping refuted, never reachable, always a client; the 3 failures
      and both refutations are waited for and a NOTE says when they did
-     not come in time: in ~1 run of 10 a node's dial-back requests went
-     unanswered for three rounds.)
+     not come in time.  This lab has 5 servers: c4 keeps 3 as
+     introducers, and a prober must be one it has not sent to for 2-4
+     minutes, so some of its dial-backs find none and decide nothing.)
   3. No public node has c3 or c4 in its routing table (roost peers --json
      on s1..s4 and q), nor c5, which asks to be stored: a voucher's CHECK,
      from a port c5 never sent to, does not get through its NAT (at least
