@@ -295,6 +295,31 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);
     COUNTER("nat_keepalives_total", "Keepalive PINGs sent to introducers.", ns.keepalives);
   }
+  /* port mapping, per protocol (a label each, in the exposition format) */
+  static const char *const pm_label[NAT_PM_NPROTO] = {"natpmp", "upnp"};
+  nat_pm_info pmi[NAT_PM_NPROTO];
+  bool pm_on = false;
+  for (int p = 0; p < NAT_PM_NPROTO; p++) {
+    if (node_portmap_info(&d->portmap, p, &pmi[p]) != 0)
+      memset(&pmi[p], 0, sizeof pmi[p]);
+    pm_on |= pmi[p].state != NAT_PM_OFF;
+  }
+  if (pm_on) {
+    M("# HELP roost_nat_portmap_requests_total Requests to the gateway (discover, map, renew, "
+      "delete).\n# TYPE roost_nat_portmap_requests_total counter\n");
+    for (int p = 0; p < NAT_PM_NPROTO; p++)
+      M("roost_nat_portmap_requests_total{protocol=\"%s\"} %u\n", pm_label[p], pmi[p].attempts);
+    M("# HELP roost_nat_portmap_failures_total ... of them failed.\n# TYPE "
+      "roost_nat_portmap_failures_total counter\n");
+    for (int p = 0; p < NAT_PM_NPROTO; p++)
+      M("roost_nat_portmap_failures_total{protocol=\"%s\"} %u\n", pm_label[p], pmi[p].failures);
+    M("# HELP roost_nat_portmap_mapped 1 when the gateway holds our mapping and a dial-back "
+      "verified it, 0 otherwise.\n# TYPE roost_nat_portmap_mapped gauge\n");
+    for (int p = 0; p < NAT_PM_NPROTO; p++)
+      M("roost_nat_portmap_mapped{protocol=\"%s\"} %d\n", pm_label[p],
+        (pmi[p].state == NAT_PM_MAPPED || pmi[p].state == NAT_PM_RENEWING) &&
+            pmi[p].verify == NAT_PM_VERIFIED);
+  }
   COUNTER("ttl_sends_total", "Datagrams sent with their own TTL.", d->ttl_sends);
   COUNTER("lookups_total", "Lookups started.", st.lookups_started);
   COUNTER("records_accepted_total", "Peer records accepted for storage.", st.records_accepted);

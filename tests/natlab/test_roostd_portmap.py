@@ -119,6 +119,15 @@ def run(lab, args):
         check(txt.rc == 0 and re.search(r"reachable\s+reachable at %s:7464"
                                         % re.escape(r.wan_addr), txt.out),
               "%s: roost nat (text): %r" % (n.name, txt))
+        # roost metrics: this protocol's mapping counts, the other one's does not
+        mt = (n.cli("metrics") or {}).get("text", "")
+        label = "upnp" if name == "UPnP" else "natpmp"
+        other = "natpmp" if label == "upnp" else "upnp"
+        check('roost_nat_portmap_mapped{protocol="%s"} 1' % label in mt
+              and 'roost_nat_portmap_mapped{protocol="%s"} 0' % other in mt
+              and re.search(r'roost_nat_portmap_requests_total\{protocol="%s"\} [1-9]' % label, mt),
+              "%s: roost metrics, port mapping lines: %r"
+              % (n.name, [x for x in mt.splitlines() if "portmap" in x]))
         log("%s: %s mapping proven %.1f s after q joined: %s; %d dial-backs, %d ok"
             % (n.name, name, time.monotonic() - t_q, nat["reachability"], nat["dialbacks"],
                nat["dialbacks_ok"]))
