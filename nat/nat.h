@@ -111,6 +111,8 @@ typedef struct nat_settings {
   dht_ts keepalive_ms;  /* a PING to each introducer this often: 25 s */
   int intro_misses;     /* unanswered keepalives in a row that drop one: 3 */
   int log_level;        /* enum dht_log_level, for cb.log: DHT_LOG_WARN */
+  int others_pps;       /* PROBEs and CHECKs sent for others, per second, node-wide: 20 */
+  int others_burst;     /* ... at most this many at once: 40 */
   /* Vouching (nat_vouch.c): a stranger that asks to be stored enters the
    * table only once a third node's CHECK reached it (docs/protocol.md,
    * "Routing table"). */

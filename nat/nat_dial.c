@@ -54,6 +54,19 @@ static uint32_t gap_key(uint64_t key64) {
   return (uint32_t)(key64 ^ key64 >> 32) | 1;
 }
 
+bool nat_others_ok(nat_svc *n, dht_ts now) {
+  /* a rate per asker network alone lets a thousand networks have us send a
+   * thousand datagrams a second; this bounds the sum */
+  uint32_t now32 = (uint32_t)now, cap = (uint32_t)n->set.others_burst * 1000;
+  uint64_t add = (uint64_t)(uint32_t)(now32 - n->others_at) * (uint64_t)n->set.others_pps;
+  n->others_at = now32;
+  n->others_milli = add >= cap - n->others_milli ? cap : n->others_milli + (uint32_t)add;
+  if (n->others_milli < 1000)
+    return false;
+  n->others_milli -= 1000;
+  return true;
+}
+
 bool nat_gap_busy(const nat_gap *g, uint64_t key64, dht_ts gap, dht_ts now) {
   uint32_t key = gap_key(key64);
   for (int i = 0; i < NAT_GAPS; i++)
@@ -193,6 +206,7 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   bool ok = len > 0 && (size_t)len + (in->wire_len - in->len) <= in->wire_len &&
             nat_target_ok(&a.addr, &in->from.addr) &&
             nat_gap_ok(n->prober_gaps, nat_prefix_key(&in->from.addr), n->set.prober_gap_ms, now) &&
+            nat_others_ok(n, now) &&
             dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok)
     n->n_probes++;

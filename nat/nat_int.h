@@ -27,7 +27,10 @@ typedef struct nat_dial {
 } nat_dial;
 
 #define NAT_DIALS 2
-#define NAT_GAPS 16 /* prefixes remembered for the helper's and prober's rates */
+/* Prefixes remembered for each per-network rate (helper, prober, voucher,
+ * checker).  Past them the oldest is forgotten, so many networks can each
+ * get their turn: the budget for others (others_pps) bounds the sum. */
+#define NAT_GAPS 12
 
 /* 8 bytes, so that 2 x 16 of them fit the simulator's 2 KiB a host: a
  * 32-bit hash of the prefix and the time in ms mod 2^32 (a slot 49 days
@@ -89,6 +92,9 @@ struct nat_svc {
   bool reach_mapped; /* the proof came through a gateway's mapping */
   uint8_t quick;     /* helpers asked again at once this round (no prober) */
   bool quick_round;  /* the next round is such a quick one */
+  /* the budget for datagrams sent for others (PROBEs, CHECKs): a token
+   * bucket, in 1/1000 of a datagram, refilled at others_pps */
+  uint32_t others_milli, others_at;
   uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];
@@ -125,6 +131,9 @@ void nat_svc_apply_mode(nat_svc *n, dht_ts now);
 uint64_t nat_prefix_key(const dht_addr *a);
 /* One more event from prefix key: allowed (and noted) when the last was gap ago. */
 bool nat_gap_ok(nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
+/* One datagram for someone else (a PROBE, a CHECK) from the node-wide
+ * budget: true and spent, or false (over the budget, counted by the caller). */
+bool nat_others_ok(nat_svc *n, dht_ts now);
 /* Whether nat_gap_ok would refuse key now (it records nothing). */
 bool nat_gap_busy(const nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
 /* Whether a is in a dht_recent_dests-style Bloom filter. */

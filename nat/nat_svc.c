@@ -59,6 +59,8 @@ void nat_settings_default(nat_settings *s) {
   s->keepalive_ms = 25 * 1000;
   s->intro_misses = 3;
   s->log_level = DHT_LOG_WARN;
+  s->others_pps = 20;
+  s->others_burst = 40;
   s->vouch = true;
   s->vouches = 8;
   s->vouch_wait_ms = 5000;
@@ -73,7 +75,9 @@ static bool settings_ok(const nat_settings *s) {
          s->redial_ms > 0 && s->probe_wait_ms > 0 && s->fails_to_client >= 1 &&
          s->helper_gap_ms >= 0 && s->prober_gap_ms >= 0 && s->introducers >= 0 &&
          s->introducers <= NAT_INTROS && s->keepalive_ms >= 1000 && s->intro_misses >= 1 &&
-         s->vouches >= 1 && s->vouches <= 64 && s->vouch_wait_ms > 0 && s->voucher_gap_ms >= 0;
+         s->vouches >= 1 && s->vouches <= 64 && s->vouch_wait_ms > 0 && s->voucher_gap_ms >= 0 &&
+         s->others_pps >= 1 && s->others_pps <= 100000 && s->others_burst >= 1 &&
+         s->others_burst <= 100000;
 }
 
 const char *nat_mapping_name(int mapping) {
@@ -321,6 +325,8 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   n->next_solicit = now + 5000;
   n->next_dial = now + 10000;
   n->next_intro = now + 5000; /* like the witnesses: once the table has some */
+  n->others_milli = (uint32_t)s->others_burst * 1000;
+  n->others_at = (uint32_t)now;
   nat_svc_apply_mode(n, now); /* a client until proven, in auto */
   dht_service svc = {.type_lo = NAT_MSG_LO,
                      .type_hi = NAT_MSG_HI,

@@ -223,7 +223,7 @@ static void on_vouch_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
       len > 0 && (size_t)len <= in->len && memcmp(a.pk, in->from.pk, DHT_PK_LEN) != 0 &&
       memcmp(a.pk, dht_self_pk(n->e), DHT_PK_LEN) != 0 && nat_target_ok(&a.addr, &in->from.addr) &&
       nat_gap_ok(n->voucher_gaps, nat_prefix_key(&in->from.addr), n->set.voucher_gap_ms, now) &&
-      dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
+      nat_others_ok(n, now) && dht_svc_request(n->e, n->svc_id, &a, buf, (size_t)len, &o, now) == 0;
   if (ok) {
     n->v_checks++;
     if (sock == 0)

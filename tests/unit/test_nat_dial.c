@@ -254,6 +254,46 @@ static void deliver_probe(world *w, int sender, const dht_addr *addr, uint32_t l
   deliver(w, sender, A, addr, local, &q, NAT_T_PROBE_ACK);
 }
 
+/* The prober's node-wide budget: DIAL_FWDs from 60 helper networks at one
+ * instant, each for a target in its own network (so neither the per-asker
+ * gap nor the engine's per-destination bucket decides), get others_burst
+ * probes; a second later others_pps more. */
+static void test_others_budget(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, false);
+  int c = 9;
+  uint8_t nonce[NAT_NONCE_LEN] = {4};
+  nat_settings set;
+  nat_settings_default(&set);
+  nat_status s0, s1;
+  nat_get_status(w.nat[c], netsim_now(w.ns), &s0);
+  for (int round = 0; round < 2; round++) {
+    for (int i = 0; i < 60; i++) {
+      dht_addr helper = netsim_addr(w.ns, 11);
+      helper.ip[0] = 198, helper.ip[1] = (uint8_t)(51 + round), helper.ip[2] = (uint8_t)i;
+      nat_wire_msg f = {.type = NAT_T_DIAL_FWD, .txid = 900 + (uint32_t)i};
+      f.u.dial_fwd.target.family = DHT_AF_INET;
+      memcpy(f.u.dial_fwd.target.ip, (const uint8_t[]){203, (uint8_t)(round + 1), (uint8_t)i, 9},
+             4);
+      f.u.dial_fwd.target.port = 4000;
+      f.u.dial_fwd.pk = netsim_peer(w.ns, A).pk;
+      f.u.dial_fwd.nonce = nonce;
+      deliver(&w, 12 + i % 16, c, &helper, 0, &f, NAT_T_DIAL_FWD_ACK);
+    }
+    nat_get_status(w.nat[c], netsim_now(w.ns), &s1);
+    printf("round %d: 60 DIAL_FWDs at once, %llu probes sent, %llu refused\n", round,
+           (unsigned long long)(s1.probes_sent - s0.probes_sent),
+           (unsigned long long)(s1.refused - s0.refused));
+    int want = round == 0 ? set.others_burst : set.others_pps;
+    assert_int_equal(s1.probes_sent - s0.probes_sent, want);
+    assert_int_equal(s1.refused - s0.refused, 60 - want);
+    s0 = s1;
+    netsim_run(w.ns, netsim_now(w.ns) + 1000, NULL, NULL); /* refills others_pps */
+  }
+  world_del(&w);
+}
+
 /* Port mappings: a dial-back at the mapped port proves or disproves it, and
  * the verdict comes back with the caller's tag.  netsim has no gateway: the
  * node's own port stands for a working forward, another port for one that
@@ -463,6 +503,7 @@ int main(void) {
       cmocka_unit_test(test_mapping_verdicts),
       cmocka_unit_test(test_probe_from_contacted_proves_nothing),
       cmocka_unit_test(test_prober_targets),
+      cmocka_unit_test(test_others_budget),
       cmocka_unit_test(test_symmetric_undoes_proof),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
