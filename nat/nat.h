@@ -139,9 +139,14 @@ typedef struct nat_status {
   nat_vote_result vote[2];
   int mode;            /* enum nat_mode (settings) */
   bool server;         /* the engine's mode now */
-  int reach;           /* enum nat_reach */
+  int reach;           /* enum nat_reach: YES when a family is, NO when one was tested and none is */
   dht_addr reach_addr; /* the address a probe reached (NAT_REACH_YES) */
-  int fails;           /* failed dial-backs in a row */
+  int fails;           /* failed dial-backs in a row (the family with most) */
+  struct {
+    int reach;     /* enum nat_reach, of this family's public address */
+    dht_addr addr; /* the address a probe reached (NAT_REACH_YES) */
+    int fails;     /* failed dial-backs in a row */
+  } fam[2];        /* [0] IPv4, [1] IPv6 */
   uint64_t dials, dials_ok, dials_failed, dials_inconclusive; /* as the one tested */
   uint64_t helped, probes_sent, refused;                      /* for others */
   uint64_t mode_changes;

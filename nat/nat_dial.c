@@ -283,17 +283,18 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
       n->next_dial = now + n->set.dial_ms; /* still owed a verdict: try another helper soon */
     }
   }
+  nat_fam_reach *fr = &n->fr[nat_fam(d->addr.family)];
   if (result == NAT_REACH_YES) {
     n->n_ok++;
-    n->reach = NAT_REACH_YES;
-    n->reach_addr = d->addr;
-    n->reach_mapped = d->mapping >= 0;
-    n->fails = 0;
+    fr->reach = NAT_REACH_YES;
+    fr->addr = d->addr;
+    fr->mapped = d->mapping >= 0;
+    fr->fails = 0;
   } else if (result == NAT_REACH_NO) {
     n->n_failed++;
     /* a refuted mapping says nothing of the observed address */
-    if (d->mapping < 0 && ++n->fails >= n->set.fails_to_client)
-      n->reach = NAT_REACH_NO;
+    if (d->mapping < 0 && fr->fails < 255 && ++fr->fails >= n->set.fails_to_client)
+      fr->reach = NAT_REACH_NO;
   } else {
     n->n_inconclusive++;
   }
@@ -353,29 +354,33 @@ static bool pick_helper(nat_svc *n, uint8_t family, const uint8_t recent[static 
   return false;
 }
 
-/* Asks a helper for a dial-back of our main socket's public IP, at its
- * observed port (mapping < 0) or at a mapped one. */
-static void dial_start(nat_svc *n, int mapping, dht_ts now) {
+/* Asks a helper for a dial-back of our main socket's public address of
+ * family, at its observed port (mapping < 0) or at a mapped one (IPv4 only:
+ * NAT-PMP and IGDv1 map nothing else). */
+static void dial_start(nat_svc *n, int mapping, uint8_t family, dht_ts now) {
   nat_vote_result r;
-  nat_svc_vote(n, DHT_AF_INET, now, &r);
-  if (!r.known && mapping < 0) /* a gateway's mapping is IPv4: test it at our IPv4 only */
-    nat_svc_vote(n, DHT_AF_INET6, now, &r);
+  nat_svc_vote(n, family, now, &r);
   if (!r.known)
     return; /* no address to test yet */
+  nat_fam_reach *fr = &n->fr[nat_fam(family)];
   if (mapping >= 0) {
     r.addr.port = n->mappings[mapping].port; /* the gateway's forward, whatever the NAT does */
   } else if (r.mapping == NAT_MAP_EDM) {
     /* a new port per peer: nobody can reach a port we did not use for it */
-    if (n->reach != NAT_REACH_YES || !n->reach_mapped) { /* unless a mapping proved a way in */
-      n->reach = NAT_REACH_NO;
+    if (fr->reach != NAT_REACH_YES || !fr->mapped) { /* unless a mapping proved a way in */
+      fr->reach = NAT_REACH_NO;
       nat_svc_apply_mode(n, now);
     }
     return;
   }
   nat_dial *d = NULL;
-  for (int i = 0; i < NAT_DIALS && !d; i++)
+  for (int i = 0; i < NAT_DIALS && !d; i++) {
+    if (n->dials[i].used && n->dials[i].mapping < 0 && mapping < 0 &&
+        n->dials[i].addr.family == family)
+      return; /* one of this family's observed address at a time */
     if (!n->dials[i].used)
       d = &n->dials[i];
+  }
   if (!d)
     return;
   uint8_t bloom[NAT_BLOOM_LEN];
@@ -486,14 +491,24 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
   for (int i = 0; i < NAT_MAPPINGS; i++) {
     if (!n->mappings[i].used || n->mappings[i].dialing)
       continue;
-    dial_start(n, i, now);
+    dial_start(n, i, DHT_AF_INET, now);
   }
   for (int i = 0; i < NAT_MAPPINGS; i++)
     waiting |= n->mappings[i].used; /* a verdict still owed keeps the quick pace */
-  dial_start(n, -1, now);
+  /* each family's observed address: the verdict is per address */
+  bool unknown = false;
+  for (int f = 0; f < 2; f++) {
+    uint8_t family = f ? DHT_AF_INET6 : DHT_AF_INET;
+    nat_vote_result r;
+    nat_svc_vote(n, family, now, &r);
+    if (!r.known)
+      continue;
+    unknown |= n->fr[f].reach == NAT_REACH_UNKNOWN;
+    dial_start(n, -1, family, now);
+  }
   /* Only an auto node's mode hangs on the verdict: a server or client by
    * declaration asks at the slow pace (its verdict is for roost nat), and
    * leaves helpers and probers, whose rates are per network, to those. */
-  bool urgent = n->reach == NAT_REACH_UNKNOWN && n->set.mode == NAT_MODE_AUTO;
+  bool urgent = unknown && n->set.mode == NAT_MODE_AUTO;
   n->next_dial = now + (urgent || waiting ? n->set.dial_ms : n->set.redial_ms);
 }

@@ -16,6 +16,15 @@ typedef struct nat_sock {
   nat_vote v;
 } nat_sock;
 
+/* What the dial-backs showed of our public address in one family: a node
+ * may be reachable over IPv6 and not over IPv4. */
+typedef struct nat_fam_reach {
+  dht_addr addr;  /* the address a probe reached (NAT_REACH_YES) */
+  uint8_t reach;  /* enum nat_reach */
+  uint8_t fails;  /* failed dial-backs in a row */
+  bool mapped;    /* the proof came through a gateway's mapping */
+} nat_fam_reach;
+
 /* A dial-back we asked for (as the one tested). */
 typedef struct nat_dial {
   bool used, prober; /* prober: the helper said it asked one */
@@ -87,9 +96,7 @@ struct nat_svc {
   uint64_t asked, reports, ignored, dropped;
   /* dial-backs */
   nat_dial dials[NAT_DIALS];
-  int reach, fails;
-  dht_addr reach_addr;
-  bool reach_mapped; /* the proof came through a gateway's mapping */
+  nat_fam_reach fr[2]; /* per address family: [0] IPv4, [1] IPv6 */
   uint8_t quick;     /* helpers asked again at once this round (no prober) */
   bool quick_round;  /* the next round is such a quick one */
   /* the budget for datagrams sent for others (PROBEs, CHECKs): a token
@@ -122,6 +129,10 @@ void nat_log(const nat_svc *n, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* The main socket's vote for family at now. */
 void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result *r);
+/* 0 for IPv4, 1 for IPv6: the index into fr[] and nat_status's families. */
+static inline int nat_fam(uint8_t family) {
+  return family == DHT_AF_INET6 ? 1 : 0;
+}
 /* Server or client, as the mode setting and the dial-backs say. */
 void nat_svc_apply_mode(nat_svc *n, dht_ts now);
 

@@ -111,8 +111,8 @@ void nat_svc_vote(const nat_svc *n, uint8_t family, dht_ts now, nat_vote_result 
 }
 
 void nat_svc_apply_mode(nat_svc *n, dht_ts now) {
-  bool server =
-      n->set.mode == NAT_MODE_SERVER || (n->set.mode == NAT_MODE_AUTO && n->reach == NAT_REACH_YES);
+  bool reachable = n->fr[0].reach == NAT_REACH_YES || n->fr[1].reach == NAT_REACH_YES;
+  bool server = n->set.mode == NAT_MODE_SERVER || (n->set.mode == NAT_MODE_AUTO && reachable);
   if (dht_is_server(n->e) == server)
     return;
   dht_set_mode(n->e, server, now);
@@ -370,9 +370,21 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
   }
   st->mode = n->set.mode;
   st->server = dht_is_server(n->e);
-  st->reach = n->reach;
-  st->reach_addr = n->reach_addr;
-  st->fails = n->fails;
+  /* overall: reachable when one family is (IPv4's address first), not
+   * reachable when a family was tested and none is */
+  for (int f = 0; f < 2; f++) {
+    st->fam[f].reach = n->fr[f].reach;
+    st->fam[f].addr = n->fr[f].addr;
+    st->fam[f].fails = n->fr[f].fails;
+    if (n->fr[f].reach == NAT_REACH_YES && st->reach != NAT_REACH_YES) {
+      st->reach = NAT_REACH_YES;
+      st->reach_addr = n->fr[f].addr;
+    } else if (n->fr[f].reach == NAT_REACH_NO && st->reach == NAT_REACH_UNKNOWN) {
+      st->reach = NAT_REACH_NO;
+    }
+    if (n->fr[f].fails > st->fails)
+      st->fails = n->fr[f].fails;
+  }
   st->dials = n->n_dials;
   st->dials_ok = n->n_ok;
   st->dials_failed = n->n_failed;

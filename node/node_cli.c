@@ -466,6 +466,11 @@ static int cmd_nat(node_cli *c) {
                  ? "endpoint-independent mapping (one public port for every peer)"
              : !strcmp(a, "symmetric") ? "symmetric (a new public port for every peer)"
                                        : "not known yet");
+    snprintf(line, sizeof line, "%s reachable", b);
+    node_cli_str(json_object_get(x, "reachable"), a, sizeof a);
+    kv(line, !strcmp(a, "reachable")       ? "yes (a dial-back got in)"
+             : !strcmp(a, "not reachable") ? "no (dial-backs did not get in)"
+                                           : "not known yet");
   }
   snprintf(line, sizeof line, "%s asked, %s reports taken",
            node_cli_num(json_object_get(res, "witnesses_asked"), a, sizeof a),

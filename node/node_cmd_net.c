@@ -555,6 +555,9 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
     node_jw_kint(&w, "reports", r->reports);
     nat_line(r, set.vote.min_votes, line, sizeof line);
     node_jw_kstr(&w, "summary", line);
+    /* what the dial-backs showed of this family's address */
+    node_jw_kstr(&w, "reachable", nat_reach_name(ns.fam[f].reach));
+    node_jw_kint(&w, "dialbacks_failed_in_a_row", ns.fam[f].fails);
     node_jw_obj_end(&w);
   }
   node_jw_arr_end(&w);

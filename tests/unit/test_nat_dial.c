@@ -117,6 +117,10 @@ static void test_reachable_becomes_server(void **state) {
   assert_true(st.mode_changes >= 1);
   dht_addr me = netsim_addr(w.ns, A);
   assert_true(dht_addr_eq(&st.reach_addr, &me));
+  /* per family: its IPv4 address was tested; it has no IPv6 one */
+  assert_int_equal(st.fam[0].reach, NAT_REACH_YES);
+  assert_true(dht_addr_eq(&st.fam[0].addr, &me));
+  assert_int_equal(st.fam[1].reach, NAT_REACH_UNKNOWN);
   /* the helpers and probers were others */
   uint64_t helped = 0, probes = 0;
   for (int i = 0; i < N; i++) {
@@ -211,6 +215,8 @@ static void test_filtered_stays_client(void **state) {
   assert_int_equal(st.dials_ok, 0);
   assert_true(st.dials_failed >= 3);
   assert_int_equal(st.reach, NAT_REACH_NO);
+  assert_int_equal(st.fam[0].reach, NAT_REACH_NO);
+  assert_true(st.fam[0].fails >= 3);
   assert_false(st.server);
   assert_true(netsim_filtered(w.ns) > 0);
   world_del(&w);
