@@ -1217,7 +1217,6 @@ int dht_set_addrs(dht *e, const dht_typed_addr *addrs, size_t n) {
   return 0;
 }
 
-
 int dht_eng_make_record(dht *e, dht_ts now) {
   dht_record r;
   memset(&r, 0, sizeof r);

@@ -2,10 +2,10 @@
  * dht_record.c - signed peer records.
  *
  * A record says where a node can be reached: its identity key, a sequence
- * number (newest wins), an expiry in unix seconds, flags, up to eight
- * typed addresses and (version 2) up to three introducers.  The layout is fixed and big-endian, so the signed bytes
- * are canonical by construction and a record is stored and forwarded as the
- * exact bytes its owner signed:
+ * number (newest wins), an expiry in unix seconds, flags, up to eight typed
+ * addresses and (version 2) up to three introducers.  The layout is fixed
+ * and big-endian, so the signed bytes are canonical by construction and a
+ * record is stored and forwarded as the exact bytes its owner signed:
  *
  *   u8 version | pk[32] | u64 seq | u64 expires | u8 flags | u8 naddrs |
  *   naddrs x (u8 type | u8 len (6|18) | address wire form) |

@@ -137,9 +137,9 @@ void nat_svc_del(nat_svc *n);
 typedef struct nat_status {
   /* per family: [0] IPv4, [1] IPv6; from the main socket's vote */
   nat_vote_result vote[2];
-  int mode;            /* enum nat_mode (settings) */
-  bool server;         /* the engine's mode now */
-  int reach;           /* enum nat_reach: YES when a family is, NO when one was tested and none is */
+  int mode;    /* enum nat_mode (settings) */
+  bool server; /* the engine's mode now */
+  int reach;   /* enum nat_reach: YES when a family is, NO when one was tested and none is */
   dht_addr reach_addr; /* the address a probe reached (NAT_REACH_YES) */
   int fails;           /* failed dial-backs in a row (the family with most) */
   struct {

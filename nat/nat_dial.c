@@ -426,10 +426,9 @@ void nat_dial_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, d
   if (!m || m->u.dial_resp.status != NAT_W_OK) {
     char ha[DHT_ADDR_STRLEN];
     nat_log(n, DHT_LOG_DEBUG, "dial-back: %s %s", dht_addr_fmt(&req->to.addr, ha, sizeof ha),
-            !m ? "did not answer"
-            : m->u.dial_resp.status == NAT_W_NO_PROBER
-                ? "found no prober we have not sent to"
-                : "refused (cookie or rate)");
+            !m                                         ? "did not answer"
+            : m->u.dial_resp.status == NAT_W_NO_PROBER ? "found no prober we have not sent to"
+                                                       : "refused (cookie or rate)");
     dial_end(n, d, NAT_REACH_UNKNOWN, now); /* no helper, no prober: nothing learnt */
     /* A helper with no prober outside our filter says little of the
      * others: in a small network most servers are in our filter (we joined

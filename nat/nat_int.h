@@ -19,10 +19,10 @@ typedef struct nat_sock {
 /* What the dial-backs showed of our public address in one family: a node
  * may be reachable over IPv6 and not over IPv4. */
 typedef struct nat_fam_reach {
-  dht_addr addr;  /* the address a probe reached (NAT_REACH_YES) */
-  uint8_t reach;  /* enum nat_reach */
-  uint8_t fails;  /* failed dial-backs in a row */
-  bool mapped;    /* the proof came through a gateway's mapping */
+  dht_addr addr; /* the address a probe reached (NAT_REACH_YES) */
+  uint8_t reach; /* enum nat_reach */
+  uint8_t fails; /* failed dial-backs in a row */
+  bool mapped;   /* the proof came through a gateway's mapping */
 } nat_fam_reach;
 
 /* A dial-back we asked for (as the one tested). */
@@ -63,8 +63,8 @@ typedef struct nat_intro {
   uint8_t misses;
   uint8_t pk[DHT_PK_LEN];
   dht_addr addr;
-  int64_t cmd;         /* the keepalive PING in flight, or 0 */
-  dht_ts next, since;  /* next keepalive; first answer */
+  int64_t cmd;        /* the keepalive PING in flight, or 0 */
+  dht_ts next, since; /* next keepalive; first answer */
   dht_ts rtt_ms;
 } nat_intro;
 
@@ -97,8 +97,8 @@ struct nat_svc {
   /* dial-backs */
   nat_dial dials[NAT_DIALS];
   nat_fam_reach fr[2]; /* per address family: [0] IPv4, [1] IPv6 */
-  uint8_t quick;     /* helpers asked again at once this round (no prober) */
-  bool quick_round;  /* the next round is such a quick one */
+  uint8_t quick;       /* helpers asked again at once this round (no prober) */
+  bool quick_round;    /* the next round is such a quick one */
   /* the budget for datagrams sent for others (PROBEs, CHECKs): a token
    * bucket, in 1/1000 of a datagram, refilled at others_pps */
   uint32_t others_milli, others_at;

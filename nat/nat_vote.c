@@ -83,8 +83,8 @@ static int prefixes(const nat_vote *v, uint8_t family, const uint8_t ip[16], int
   int len = family == DHT_AF_INET ? 4 : 16;
   for (int i = 0; i < NAT_VOTE_REPORTS; i++) {
     const nat_report *r = &v->r[i];
-    if (!r->key || (dht_ts)r->at_s * 1000 < cutoff || r->seen.family != family || memcmp(r->seen.ip, ip, len) ||
-        (port >= 0 && r->seen.port != port))
+    if (!r->key || (dht_ts)r->at_s * 1000 < cutoff || r->seen.family != family ||
+        memcmp(r->seen.ip, ip, len) || (port >= 0 && r->seen.port != port))
       continue;
     bool dup = false;
     for (int k = 0; k < n && !dup; k++)

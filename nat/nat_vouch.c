@@ -83,7 +83,6 @@ static void vouch_end(nat_svc *n, nat_vouch *v) {
   dht_svc_cancel(n->e, n->svc_id, (uint64_t)(v - n->vouches) + VOUCH_TAG);
 }
 
-
 /* Asks a voucher for candidate v (not the last one asked, nor one we asked
  * within voucher_gap_ms).  Returns 0; NO_VOUCHER when nobody in our table
  * can vouch (or the request cannot go); ALL_BUSY when all who can were
@@ -343,8 +342,8 @@ void nat_vouch_tick(nat_svc *n, dht_ts now) {
         continue;
       }
     }
-    vlog(n, &v->cand.addr, v->waiting ? "no voucher free in time: not stored"
-                                      : "no VOUCHED in time: not stored");
+    vlog(n, &v->cand.addr,
+         v->waiting ? "no voucher free in time: not stored" : "no VOUCHED in time: not stored");
     vouch_end(n, v); /* not stored: the engine asks again in 10 minutes at the earliest */
     n->v_failed++;
   }

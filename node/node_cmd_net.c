@@ -290,8 +290,7 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_vouch_fallback_total", "... left to our own verify PING (no voucher).",
             ns.vouch_fallback);
     COUNTER("nat_checks_sent_total", "CHECKs we sent as a voucher.", ns.checks_sent);
-    GAUGE("nat_introducers", "Introducers that answer our keepalives (while a client).",
-          ns.nintro);
+    GAUGE("nat_introducers", "Introducers that answer our keepalives (while a client).", ns.nintro);
     COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);
     COUNTER("nat_keepalives_total", "Keepalive PINGs sent to introducers.", ns.keepalives);
   }

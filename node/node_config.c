@@ -47,7 +47,8 @@ static const opt opts[] = {
     {"lan-port", T_INT, 1, 65535, OFF(lan_port), "PORT", "UDP port of LAN discovery (7465)"},
     {"mode", T_MODE, 0, 0, OFF(mode), "server|client|auto",
      "auto: a client until a dial-back proves us reachable, then a server; "
-     "server: others may store us from the start (seeds, a VPS); client: query only (default auto)"},
+     "server: others may store us from the start (seeds, a VPS); client: query only (default "
+     "auto)"},
     {"log-level", T_LEVEL, 0, 0, OFF(log_level), "error|warn|info|debug",
      "how much to log on stderr (default warn)"},
     {"control-socket", T_SOCK, 0, 0, OFF(control_socket), "PATH",

@@ -1048,7 +1048,8 @@ int node_daemon_run(const node_config *cfg, int argc, char **argv) {
   /* say which promise the node makes: a server in the wrong place fills
    * others' tables with an address they cannot reach */
   if (cfg->mode == NAT_MODE_SERVER)
-    NLOG(NODE_LOG_INFO, "nat", "mode server: others may store us from the start (for a node "
+    NLOG(NODE_LOG_INFO, "nat",
+         "mode server: others may store us from the start (for a node "
          "whose UDP port is reachable: a seed, a VPS, a test on loopback)");
   else if (cfg->mode == NAT_MODE_AUTO)
     NLOG(NODE_LOG_INFO, "nat", "mode auto: a client until a dial-back proves us reachable");

@@ -206,8 +206,8 @@ static void test_bootstrap_and_lookups(void **state) {
       memcpy(in[j].pk, netsim_identity(ns, (i + 1 + j) % N)->pk, DHT_PK_LEN);
       in[j].addr = netsim_addr(ns, (i + 1 + j) % N);
     }
-    assert_int_equal(
-        dht_set_introducers(netsim_engine(ns, i), in, i % 2 ? 2 : 0, netsim_now(ns)), 0);
+    assert_int_equal(dht_set_introducers(netsim_engine(ns, i), in, i % 2 ? 2 : 0, netsim_now(ns)),
+                     0);
     assert_true(dht_put_record(netsim_engine(ns, i), netsim_now(ns)) > 0);
     netsim_touch(ns, i);
   }

@@ -893,9 +893,9 @@ int main(void) {
       cmocka_unit_test(test_roundtrip),       cmocka_unit_test(test_sign_refuses),
       cmocka_unit_test(test_bad_signature),   cmocka_unit_test(test_parse_rejects),
       cmocka_unit_test(test_parse_truncated), cmocka_unit_test(test_introducers),
-      cmocka_unit_test(test_store_seq),
-      cmocka_unit_test(test_store_expiry),    cmocka_unit_test(test_store_cap),
-      cmocka_unit_test(test_store_many),      cmocka_unit_test(test_store_nomem),
+      cmocka_unit_test(test_store_seq),       cmocka_unit_test(test_store_expiry),
+      cmocka_unit_test(test_store_cap),       cmocka_unit_test(test_store_many),
+      cmocka_unit_test(test_store_nomem),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
