@@ -290,11 +290,18 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
     fr->addr = d->addr;
     fr->mapped = d->mapping >= 0;
     fr->fails = 0;
+    fr->last_fail_net = 0;
   } else if (result == NAT_REACH_NO) {
     n->n_failed++;
-    /* a refuted mapping says nothing of the observed address */
-    if (d->mapping < 0 && fr->fails < 255 && ++fr->fails >= n->set.fails_to_client)
-      fr->reach = NAT_REACH_NO;
+    /* A refuted mapping says nothing of the observed address.  Failures in
+     * a row count only across helpers in different networks: a helper that
+     * lies ("I asked a prober") cannot alone make a reachable node a
+     * client, it can only keep it from counting the same failure twice. */
+    if (d->mapping < 0 && d->helper_net != fr->last_fail_net) {
+      fr->last_fail_net = d->helper_net;
+      if (fr->fails < 255 && ++fr->fails >= n->set.fails_to_client)
+        fr->reach = NAT_REACH_NO;
+    }
   } else {
     n->n_inconclusive++;
   }
@@ -403,6 +410,8 @@ static void dial_start(nat_svc *n, int mapping, uint8_t family, dht_ts now) {
     d->used = true;
     d->prober = false;
     d->mapping = mapping;
+    uint64_t hk = nat_prefix_key(&b.addr);
+    d->helper_net = (uint32_t)(hk ^ hk >> 32) | 1;
     memcpy(d->sent_to, bloom, NAT_BLOOM_LEN);
     bloom_add(d->sent_to, &b.addr);
     if (mapping >= 0)

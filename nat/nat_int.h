@@ -19,16 +19,18 @@ typedef struct nat_sock {
 /* What the dial-backs showed of our public address in one family: a node
  * may be reachable over IPv6 and not over IPv4. */
 typedef struct nat_fam_reach {
-  dht_addr addr; /* the address a probe reached (NAT_REACH_YES) */
-  uint8_t reach; /* enum nat_reach */
-  uint8_t fails; /* failed dial-backs in a row */
-  bool mapped;   /* the proof came through a gateway's mapping */
+  dht_addr addr;          /* the address a probe reached (NAT_REACH_YES) */
+  uint8_t reach;          /* enum nat_reach */
+  uint8_t fails;          /* failed dial-backs in a row */
+  bool mapped;            /* the proof came through a gateway's mapping */
+  uint32_t last_fail_net; /* the network of the helper of the last failure */
 } nat_fam_reach;
 
 /* A dial-back we asked for (as the one tested). */
 typedef struct nat_dial {
-  bool used, prober; /* prober: the helper said it asked one */
-  int mapping;       /* index into mappings[], or -1: the observed address */
+  bool used, prober;   /* prober: the helper said it asked one */
+  int mapping;         /* index into mappings[], or -1: the observed address */
+  uint32_t helper_net; /* the helper's network (32 bits of nat_prefix_key) */
   uint8_t nonce[NAT_NONCE_LEN];
   uint8_t sent_to[NAT_BLOOM_LEN]; /* whom we had sent to when we asked, the helper too */
   dht_addr addr;                  /* the address under test: our public IP and the port claimed */
