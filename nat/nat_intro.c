@@ -6,7 +6,9 @@
  *
  * While the node is not a server it holds up to `introducers` (3) of its
  * routing-table contacts (all of them servers), in distinct networks,
- * closest to its own ID first: those also keep its record.  Each gets a
+ * those it sent to lately first (a keepalive keeps an introducer in our
+ * NAT's filter, so a stranger would make a prober fewer for dial-backs),
+ * then closest to its own ID (those also keep its record).  Each gets a
  * PING every keepalive_ms (25 s: under the 30 s UDP timeout of the
  * stingiest home routers, so the NAT keeps the path open; RFC 4787 asks for
  * at least 2 minutes, and many routers do not follow it).  A contact enters
@@ -87,7 +89,14 @@ static bool fill(nat_svc *n, dht_ts now) {
     return false;
   dht_contact cl[DHT_K_MAX];
   int nc = dht_closest(n->e, dht_self_id(n->e), cl, DHT_K_MAX);
-  for (int c = 0; c < nc && empty; c++) {
+  uint8_t recent[NAT_BLOOM_LEN];
+  dht_recent_dests(n->e, recent, now);
+  /* those we sent to lately first: a keepalive to another puts it in our
+   * filter for good, and makes it useless as a dial-back prober */
+  for (int k = 0; k < 2 * nc && empty; k++) {
+    int c = k % nc;
+    if (nat_in_bloom(recent, &cl[c].addr) != (k < nc))
+      continue;
     uint64_t key = nat_prefix_key(&cl[c].addr);
     bool taken = shunned(n, cl[c].pk);
     for (int i = 0; i < NAT_INTROS && !taken; i++)
@@ -163,7 +172,12 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
         n->n_intro_changes++;
         publish(n, now);
       }
-    } else if (++in->misses >= n->set.intro_misses) {
+      return true;
+    }
+    char ta[DHT_ADDR_STRLEN];
+    nat_log(n, DHT_LOG_DEBUG, "introducer %s: keepalive unanswered (%s), %d in a row",
+            dht_addr_fmt(&in->addr, ta, sizeof ta), dht_strerror(ev->status), in->misses + 1);
+    if (++in->misses >= n->set.intro_misses) {
       bool was = in->ok;
       n->shunned[n->shun_next] = pk_hash(in->pk);
       n->shun_next = (n->shun_next + 1) % NAT_INTROS;
