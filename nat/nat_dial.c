@@ -338,6 +338,12 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
   n->dropped++; /* a probe we did not ask for */
 }
 
+/* A helper's network, as dial_end compares them. */
+static uint32_t helper_net(const dht_addr *a) {
+  uint64_t hk = nat_prefix_key(a);
+  return (uint32_t)(hk ^ hk >> 32) | 1;
+}
+
 /* A helper for a dial-back: a table contact of family whose cookie we
  * hold, one we sent to lately (in `recent`) first: asking one puts it in
  * our filter for minutes, and each one there is a prober fewer for the
@@ -349,9 +355,14 @@ static bool pick_helper(nat_svc *n, uint8_t family, const uint8_t recent[static 
   n->cb.rand(n->cb.ctx, rnd, sizeof rnd);
   dht_contact cl[DHT_K_MAX];
   int nc = dht_closest(n->e, rnd, cl, DHT_K_MAX);
-  for (int pass = 0; pass < 2; pass++)
+  /* and not the network of the last failure's helper while another will
+   * do: a failure counts only from a new network (dial_end) */
+  uint32_t last = n->fr[nat_fam(family)].last_fail_net;
+  for (int pass = 0; pass < 3; pass++)
     for (int i = 0; i < nc; i++) {
-      if (cl[i].addr.family != family || nat_in_bloom(recent, &cl[i].addr) != (pass == 0))
+      bool same = helper_net(&cl[i].addr) == last;
+      if (cl[i].addr.family != family || (pass < 2 && same) ||
+          (pass < 2 && nat_in_bloom(recent, &cl[i].addr) != (pass == 0)) || (pass == 2 && !same))
         continue;
       memcpy(b->pk, cl[i].pk, DHT_PK_LEN);
       b->addr = cl[i].addr;
@@ -410,8 +421,7 @@ static void dial_start(nat_svc *n, int mapping, uint8_t family, dht_ts now) {
     d->used = true;
     d->prober = false;
     d->mapping = mapping;
-    uint64_t hk = nat_prefix_key(&b.addr);
-    d->helper_net = (uint32_t)(hk ^ hk >> 32) | 1;
+    d->helper_net = helper_net(&b.addr);
     memcpy(d->sent_to, bloom, NAT_BLOOM_LEN);
     bloom_add(d->sent_to, &b.addr);
     if (mapping >= 0)
