@@ -177,7 +177,8 @@ static int write_series(const sim_config *c, const sim_result *r, char *err, siz
   outfile o;
   if (out_open(&o, c->out_dir, "series.csv", err, errlen) != 0)
     return -1;
-  fputs("t_s,online,ops_done,ops_ok,success_rate,packets,dropped,packets_per_s\n", o.f);
+  fputs("t_s,online,ops_done,ops_ok,success_rate,packets,dropped,packets_per_s", o.f);
+  fputs(c->nat_svc ? ",table_entries,table_unreachable\n" : "\n", o.f);
   dht_ts prev = 0;
   for (size_t i = 0; i < r->nsamples; i++) {
     const sim_sample *s = &r->samples[i];
@@ -188,6 +189,8 @@ static int write_series(const sim_config *c, const sim_result *r, char *err, siz
     fprintf(o.f, ",%" PRIu64 ",%" PRIu64 ",", s->packets, s->dropped);
     if (s->t_ms > prev)
       fprintf(o.f, "%.3f", (double)s->packets * 1000.0 / (double)(s->t_ms - prev));
+    if (c->nat_svc)
+      fprintf(o.f, ",%" PRIu64 ",%" PRIu64, s->tbl_entries, s->tbl_unreachable);
     fputc('\n', o.f);
     prev = s->t_ms;
   }

@@ -721,10 +721,10 @@ static bool stranger_reaches(const sim *s, int i) {
           sim_net_nat_forwarded(s->net, i, sim_net_addr(s->net, i).port, s->now));
 }
 
-/* At the end: every routing-table entry of every host up, by whether its
- * host is reachable from a stranger. */
-static void nat_tables(sim *s) {
-  sim_natsvc_stats *t = &s->res->natsvc;
+/* Every routing-table entry of every host up, by whether its host is
+ * reachable from a stranger: at the end into the run's totals, and at every
+ * sample.  Reads only: the trace is untouched. */
+static void nat_tables(sim *s, uint64_t *entries, uint64_t *unreachable, uint64_t *unknown) {
   nid_ix *ix = malloc((size_t)s->nh * sizeof *ix);
   int cap = 8192;
   dht_peer_info *pi = malloc((size_t)cap * sizeof *pi);
@@ -754,11 +754,11 @@ static void nat_tables(sim *s) {
           if (!memcmp(s->h[f->host].nid, pi[k].c.id, DHT_ID_LEN))
             who = f->host;
       }
-      t->entries++;
+      (*entries)++;
       if (who < 0)
-        t->entries_unknown++;
+        (*unknown)++;
       else if (!stranger_reaches(s, who))
-        t->entries_unreachable++;
+        (*unreachable)++;
     }
   }
   free(ix);
@@ -1010,6 +1010,10 @@ static void sample(sim *s) {
   }
   s->cur.t_ms = s->now;
   s->cur.online = s->online;
+  if (s->nat) {
+    uint64_t unknown = 0;
+    nat_tables(s, &s->cur.tbl_entries, &s->cur.tbl_unreachable, &unknown);
+  }
   r->samples[r->nsamples++] = s->cur;
   memset(&s->cur, 0, sizeof s->cur);
 }
@@ -1326,7 +1330,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   crypto_generichash_final(&s->trace, res->trace_hash, sizeof res->trace_hash);
   sim_net_nat_stats(s->net, &res->nat);
   if (s->nat) {
-    nat_tables(s);
+    sim_natsvc_stats *t = &s->res->natsvc;
+    nat_tables(s, &t->entries, &t->entries_unreachable, &t->entries_unknown);
     for (int i = 0; i < s->nh; i++)
       if (s->h[i].up)
         nat_stop(s, i, false);
