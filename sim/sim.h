@@ -270,9 +270,11 @@ typedef struct sim_sample {
   uint64_t ops_done, ops_ok; /* in this interval */
   uint64_t packets;          /* datagrams delivered in this interval */
   uint64_t dropped;          /* lost, partitioned or queue-dropped in this interval */
-  /* nat on: routing-table entries of the hosts up at the sample, and those
-   * a stranger cannot reach (the box model's truth, as at the end) */
+  /* nat on, at most once a simulated minute (has_tbl): routing-table
+   * entries of the hosts up at the sample, and those a stranger cannot
+   * reach (the box model's truth, as at the end) */
   uint64_t tbl_entries, tbl_unreachable;
+  bool has_tbl;
 } sim_sample;
 
 /* One message of the messaging workload (-1: never). */

@@ -189,8 +189,10 @@ static int write_series(const sim_config *c, const sim_result *r, char *err, siz
     fprintf(o.f, ",%" PRIu64 ",%" PRIu64 ",", s->packets, s->dropped);
     if (s->t_ms > prev)
       fprintf(o.f, "%.3f", (double)s->packets * 1000.0 / (double)(s->t_ms - prev));
-    if (c->nat_svc)
+    if (c->nat_svc && s->has_tbl)
       fprintf(o.f, ",%" PRIu64 ",%" PRIu64, s->tbl_entries, s->tbl_unreachable);
+    else if (c->nat_svc)
+      fputs(",,", o.f);
     fputc('\n', o.f);
     prev = s->t_ms;
   }
