@@ -717,9 +717,12 @@ static int nid_cmp(const void *a, const void *b) {
  * A full cone lets anyone in through a live mapping (and a DHT host keeps
  * its mapping alive); the filtering boxes let in only whom the host sent
  * to, but an upnp box also whomever reaches a live forward of the host's
- * main port. */
+ * main port.  A host that left is judged as it was when it left (a clean
+ * stop deletes the forward: its stale entries are churn's, not NAT's). */
 static bool stranger_reaches(const sim *s, int i) {
   int t = sim_net_nat_type(s->net, i);
+  if (t == SIM_NAT_UPNP && !s->h[i].up)
+    return s->res->natsvc.hosts[i].mapped;
   return t == SIM_NAT_PUBLIC || t == SIM_NAT_FULL ||
          (t == SIM_NAT_UPNP &&
           sim_net_nat_forwarded(s->net, i, sim_net_addr(s->net, i).port, s->now));
