@@ -313,11 +313,23 @@ static void on_probe(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
     nat_dial *d = &n->dials[i];
     if (!d->used || memcmp(d->nonce, m->u.probe.nonce, NAT_NONCE_LEN) != 0)
       continue;
-    /* Only a node we had not sent to lately when we asked proves anything (the
-     * helper promised such a prober): a filtering NAT lets in those we sent
-     * to, the helper (who knows the nonce) among them.  And only on the main
-     * socket, whose public address is under test. */
-    if (in->local != 0 || nat_in_bloom(d->sent_to, &in->from.addr)) {
+    /* Only a node we had not sent to lately when we asked proves anything
+     * (the helper promised such a prober): a filtering NAT lets in those we
+     * sent to, the helper (who knows the nonce) among them.  A test of our
+     * observed address also discards a prober we sent to since asking (a
+     * lookup that happened to ask it while the probe flew opens the same
+     * hole).  A mapping's test does not: it tests a forward the gateway says
+     * it made, and in a small network a node sends to every possible prober
+     * within seconds, which would leave its mapping unverified for good (the
+     * natlab portmap test, 5 nodes).  And only on the main socket, whose
+     * public address is under test. */
+    uint8_t since[NAT_BLOOM_LEN];
+    bool sent_since = false;
+    if (d->mapping < 0) {
+      dht_recent_dests(n->e, since, now);
+      sent_since = nat_in_bloom(since, &in->from.addr);
+    }
+    if (in->local != 0 || nat_in_bloom(d->sent_to, &in->from.addr) || sent_since) {
       /* nothing learnt (a helper that probed us itself, or the filter's
        * false positive): not a failure either, so the next round asks
        * another helper */

@@ -201,6 +201,9 @@ typedef struct sim_config {
    * for strangers (off: the engine's verify PING) */
   bool nat_force_server;
   bool nat_vouch;
+  /* with nat_svc: the share of upnp boxes whose gateway misbehaves (never
+   * answers, or answers nonsense; sim_gw.c) */
+  double nat_gw_bad;
 
   /* churn */
   sim_dist session, downtime;
@@ -267,6 +270,11 @@ typedef struct sim_sample {
   uint64_t ops_done, ops_ok; /* in this interval */
   uint64_t packets;          /* datagrams delivered in this interval */
   uint64_t dropped;          /* lost, partitioned or queue-dropped in this interval */
+  /* nat on, at most once a simulated minute (has_tbl): routing-table
+   * entries of the hosts up at the sample, and those a stranger cannot
+   * reach (the box model's truth, as at the end) */
+  uint64_t tbl_entries, tbl_unreachable;
+  bool has_tbl;
 } sim_sample;
 
 /* One message of the messaging workload (-1: never). */
@@ -293,7 +301,8 @@ typedef struct sim_nat_host {
   uint8_t type;    /* enum sim_nat_type */
   uint8_t seed;    /* NAT_MODE_SERVER by configuration */
   uint8_t up, server, reach;
-  uint8_t cls; /* enum nat_mapping of the vote at the end */
+  uint8_t cls;    /* enum nat_mapping of the vote at the end */
+  uint8_t mapped; /* a port mapping a dial-back verified is in its record */
 } sim_nat_host;
 
 /* What the NAT services did (empty unless nat_svc). */
@@ -310,6 +319,12 @@ typedef struct sim_natsvc_stats {
    * a stranger's datagram cannot reach (the box model's truth) */
   uint64_t entries, entries_unreachable, entries_unknown;
   size_t svc_bytes; /* one service with nothing in flight: struct and heap */
+  /* port mapping (hosts behind a box run the policy, nat_portmap.h):
+   * ADD requests sent to gateways (renewals included) and those granted,
+   * over every incarnation; dial-back verdicts on mappings; the policy and
+   * its gateway's state for one host */
+  uint64_t maps_asked, maps_granted, maps_verified, maps_refuted;
+  size_t pm_bytes;
 } sim_natsvc_stats;
 
 typedef struct sim_result {

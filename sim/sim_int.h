@@ -22,6 +22,7 @@
 #ifndef ROOST_SIM_INT_H
 #define ROOST_SIM_INT_H
 
+#include "nat_portmap.h"
 #include "sim.h"
 
 /* ---- the virtual network (sim_net.c) ------------------------------------- */
@@ -159,7 +160,68 @@ int sim_net_nat_forward_add(sim_net *n, int host, uint16_t ext, uint16_t in_port
                             dht_ts now);
 /* Deletes the forward of ext: 0, or -1 when there is none. */
 int sim_net_nat_forward_del(sim_net *n, int host, uint16_t ext);
+/* Whether a live forward of host's box reaches its port in_port at now:
+ * then anyone reaches that port (the box model's truth for reports). */
+bool sim_net_nat_forwarded(const sim_net *n, int host, uint16_t in_port, dht_ts now);
 /* What the boxes did and hold so far (sim.h). */
 void sim_net_nat_stats(const sim_net *n, sim_nat_stats *out);
+
+/* ---- port-mapping gateways (sim_gw.c) ------------------------------------- */
+
+/* What a host's box answers a port-mapping request with (sim_gw_kind_of
+ * picks it): a box without a gateway (no IGD answers SSDP, nothing listens
+ * on NAT-PMP's port), an upnp box's working gateway (UPnP IGD and NAT-PMP,
+ * as miniupnpd offers both), or one that misbehaves: it never answers, or
+ * it answers what makes no sense. */
+enum sim_gw_kind {
+  SIM_GW_NONE = 0,
+  SIM_GW_OK,
+  SIM_GW_SILENT,
+  SIM_GW_GARBAGE,
+};
+
+/* The scripted delays of the virtual gateway: SSDP discovery waits the
+ * request's discover_ms (miniupnpc listens that long), then the IGD's
+ * description and one SOAP call; a cached IGD costs the SOAP call; NAT-PMP
+ * is one datagram to the box and back; a box without NAT-PMP answers with
+ * an ICMP port unreachable in the same time. */
+#define SIM_GW_UPNP_DISCOVERED_MS 20
+#define SIM_GW_UPNP_MS 50
+#define SIM_GW_NATPMP_MS 4
+
+/* One host's gateway, as the host's port-mapping policy (nat_portmap.h)
+ * sees it through the two nat_gw_ops tables sim_gw_ops fills: each request
+ * is held until its scripted answer is due on the run's clock, and the run
+ * takes the answers with sim_gw_take and hands them to nat_portmap_done.
+ * ADD makes the port forward (sim_net_nat_forward_add) when it is answered;
+ * DELETE removes it when asked (the router acts on the request whether or
+ * not the host is still there to read the answer).  Embed it; it owns no
+ * memory. */
+typedef struct sim_gw {
+  sim_net *net;
+  const dht_ts *clock; /* the run's virtual clock, read when a request starts */
+  int host;
+  uint8_t kind;                  /* enum sim_gw_kind */
+  uint8_t found;                 /* UPnP: discovery found the IGD (its description URL is cached) */
+  nat_gw_req req[NAT_PM_NPROTO]; /* the request in flight per protocol; id 0: none */
+  dht_ts due[NAT_PM_NPROTO];     /* when its answer comes */
+  uint32_t asked, granted;       /* ADD requests, and those that made a forward */
+  uint32_t bad_req;              /* requests that made no sense (counted, answered INTERNAL) */
+} sim_gw;
+
+/* The kind of host's gateway: SIM_GW_OK for an upnp box but a share bad of
+ * them (a function of seed and host, no stream drawn: misbehaving ones
+ * alternate silent and garbage), SIM_GW_NONE for every other box. */
+int sim_gw_kind_of(const sim_net *n, int host, uint64_t seed, double bad);
+/* Starts g for host with nothing in flight; clock is borrowed for g's life. */
+void sim_gw_init(sim_gw *g, sim_net *n, int host, int kind, const dht_ts *clock);
+/* Fills ops[NAT_PM_NATPMP] and ops[NAT_PM_UPNP] with tables whose context is
+ * g (the policy copies them). */
+void sim_gw_ops(sim_gw *g, nat_gw_ops ops[NAT_PM_NPROTO]);
+/* When the next answer is due, DHT_TS_NEVER when none is. */
+dht_ts sim_gw_expiry(const sim_gw *g);
+/* Takes the answer due first at now (by time, then NAT-PMP before UPnP)
+ * into *id and *res, applying an ADD to the box: 1, or 0 when none is due. */
+int sim_gw_take(sim_gw *g, dht_ts now, uint64_t *id, nat_gw_result *res);
 
 #endif /* ROOST_SIM_INT_H */

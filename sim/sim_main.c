@@ -144,6 +144,11 @@ int main(int argc, char **argv) {
              srv, up, (unsigned long long)t->dials, (unsigned long long)t->dials_ok,
              (unsigned long long)t->dials_failed, (unsigned long long)t->entries_unreachable,
              (unsigned long long)t->entries, t->svc_bytes);
+      printf("port mapping: %llu mappings asked, %llu granted, %llu verified, %llu refuted; "
+             "%zu bytes a policy (hosts behind a box)\n",
+             (unsigned long long)t->maps_asked, (unsigned long long)t->maps_granted,
+             (unsigned long long)t->maps_verified, (unsigned long long)t->maps_refuted,
+             t->pm_bytes);
       printf("vouching: %llu strangers checked, %llu stored, %llu not, %llu left to the verify "
              "PING; %llu CHECKs (%llu from a main socket)\n",
              (unsigned long long)t->vouch_asked, (unsigned long long)t->vouch_ok,

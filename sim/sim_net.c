@@ -656,6 +656,18 @@ int sim_net_nat_forward_del(sim_net *n, int host, uint16_t ext) {
   return -1;
 }
 
+bool sim_net_nat_forwarded(const sim_net *n, int host, uint16_t in_port, dht_ts now) {
+  const nat_box *b =
+      host >= 0 && host < n->nh && n->h[host].box ? &n->box[n->h[host].box - 1] : NULL;
+  int sock = port_sock(in_port);
+  for (int k = 0; b && sock >= 0 && k < b->nf; k++) {
+    const nat_flow *f = &b->f[k];
+    if ((f->flags & NAT_FWD) && f->sock == sock && flow_alive(f, now))
+      return true;
+  }
+  return false;
+}
+
 void sim_net_nat_stats(const sim_net *n, sim_nat_stats *out) {
   *out = n->nat;
 }

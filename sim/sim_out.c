@@ -177,7 +177,8 @@ static int write_series(const sim_config *c, const sim_result *r, char *err, siz
   outfile o;
   if (out_open(&o, c->out_dir, "series.csv", err, errlen) != 0)
     return -1;
-  fputs("t_s,online,ops_done,ops_ok,success_rate,packets,dropped,packets_per_s\n", o.f);
+  fputs("t_s,online,ops_done,ops_ok,success_rate,packets,dropped,packets_per_s", o.f);
+  fputs(c->nat_svc ? ",table_entries,table_unreachable\n" : "\n", o.f);
   dht_ts prev = 0;
   for (size_t i = 0; i < r->nsamples; i++) {
     const sim_sample *s = &r->samples[i];
@@ -188,6 +189,10 @@ static int write_series(const sim_config *c, const sim_result *r, char *err, siz
     fprintf(o.f, ",%" PRIu64 ",%" PRIu64 ",", s->packets, s->dropped);
     if (s->t_ms > prev)
       fprintf(o.f, "%.3f", (double)s->packets * 1000.0 / (double)(s->t_ms - prev));
+    if (c->nat_svc && s->has_tbl)
+      fprintf(o.f, ",%" PRIu64 ",%" PRIu64, s->tbl_entries, s->tbl_unreachable);
+    else if (c->nat_svc)
+      fputs(",,", o.f);
     fputc('\n', o.f);
     prev = s->t_ms;
   }
@@ -212,7 +217,7 @@ static int write_nat_hosts(const sim_config *c, const sim_result *r, char *err, 
   outfile o;
   if (out_open(&o, c->out_dir, "nat_hosts.csv", err, errlen) != 0)
     return -1;
-  fputs("host,type,seed,up,start_ms,class_ms,mode_ms,server,reach,mapping\n", o.f);
+  fputs("host,type,seed,up,start_ms,class_ms,mode_ms,server,reach,mapping,mapped\n", o.f);
   for (int i = 0; i < r->natsvc.nhosts; i++) {
     const sim_nat_host *h = &r->natsvc.hosts[i];
     fprintf(o.f, "%d,%s,%d,%d,", i, sim_nat_type_name(h->type), h->seed, h->up);
@@ -224,8 +229,8 @@ static int write_nat_hosts(const sim_config *c, const sim_result *r, char *err, 
     fputc(',', o.f);
     if (h->mode_ms >= 0)
       fprintf(o.f, "%" PRId64, (int64_t)h->mode_ms);
-    fprintf(o.f, ",%d,%s,%s\n", h->server, reach[h->reach <= 2 ? h->reach : 0],
-            nat_mapping_name(h->cls));
+    fprintf(o.f, ",%d,%s,%s,%d\n", h->server, reach[h->reach <= 2 ? h->reach : 0],
+            nat_mapping_name(h->cls), h->mapped);
   }
   return out_close(&o, err, errlen);
 }
@@ -300,7 +305,7 @@ static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
   const sim_natsvc_stats *t = &r->natsvc;
   int up = 0, servers = 0, reach[3] = {0, 0, 0}, known = 0, seeds = 0, proven = 0;
   int ty_up[SIM_NAT_TYPES] = {0}, ty_srv[SIM_NAT_TYPES] = {0}, ty_known[SIM_NAT_TYPES] = {0};
-  int ty_reach[SIM_NAT_TYPES][3] = {{0}};
+  int ty_reach[SIM_NAT_TYPES][3] = {{0}}, ty_mapped[SIM_NAT_TYPES] = {0};
   for (int i = 0; i < t->nhosts; i++) {
     const sim_nat_host *h = &t->hosts[i];
     if (!h->up)
@@ -317,6 +322,7 @@ static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
     ty_srv[h->type] += h->server;
     ty_known[h->type] += h->class_ms >= 0;
     ty_reach[h->type][rc]++;
+    ty_mapped[h->type] += h->mapped;
   }
   fprintf(f,
           "  \"nat_svc\": {\n    \"hosts_up\": %d,\n    \"seeds_up\": %d,\n"
@@ -329,9 +335,9 @@ static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
       continue;
     fprintf(f,
             "%s\n      \"%s\": {\"up\": %d, \"server\": %d, \"class_known\": %d, "
-            "\"reach_yes\": %d, \"reach_no\": %d, \"reach_unknown\": %d}",
+            "\"reach_yes\": %d, \"reach_no\": %d, \"reach_unknown\": %d, \"mapped\": %d}",
             first ? "" : ",", sim_nat_type_name(k), ty_up[k], ty_srv[k], ty_known[k],
-            ty_reach[k][1], ty_reach[k][2], ty_reach[k][0]);
+            ty_reach[k][1], ty_reach[k][2], ty_reach[k][0], ty_mapped[k]);
     first = 0;
   }
   fputs("\n    },\n", f);
@@ -358,7 +364,12 @@ static void summary_natsvc(FILE *f, const sim_result *r, int64_t *v) {
     json_num(f, (double)t->entries_unreachable / (double)t->entries);
   else
     fputs("null", f);
-  fprintf(f, "},\n    \"svc_bytes_per_host\": %zu\n  },\n", t->svc_bytes);
+  fprintf(f,
+          "},\n    \"mappings\": {\"asked\": %" PRIu64 ", \"granted\": %" PRIu64
+          ", \"verified\": %" PRIu64 ", \"refuted\": %" PRIu64 "},\n"
+          "    \"svc_bytes_per_host\": %zu,\n    \"portmap_bytes_per_host\": %zu\n  },\n",
+          t->maps_asked, t->maps_granted, t->maps_verified, t->maps_refuted, t->svc_bytes,
+          t->pm_bytes);
 }
 
 static int write_summary(const sim_config *c, const sim_result *r, char *err, size_t errlen) {

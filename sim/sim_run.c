@@ -51,6 +51,7 @@ enum ev_kind {
   EV_SCRIPT,
   EV_SAMPLE,
   EV_WORKLOAD, /* the workload's own events (sim_run_ops.schedule) */
+  EV_GW,       /* a host's port mapping: its gateway's answer or its policy's timer */
 };
 
 typedef struct event {
@@ -75,6 +76,18 @@ typedef struct host {
   uint32_t snap_len;
   int64_t boot_cmd;
 } host;
+
+/* A host's port mapping (nat on, a host behind a box): the policy roostd
+ * runs and the box's scripted gateway.  Allocated at the host's first start
+ * and kept, so its EV_GW generation never goes back; the policy lives for
+ * one incarnation. */
+typedef struct host_pm {
+  nat_portmap *pm; /* NULL while the host is down */
+  sim_gw gw;
+  dht_ts timer_at; /* the EV_GW pending, -1: none */
+  uint32_t gen;
+  dht_addr mapped; /* the verified mapping in the host's record (family 0: none) */
+} host_pm;
 
 typedef struct pending {
   int32_t host;
@@ -112,7 +125,12 @@ typedef struct sim {
   int nat_seeds;       /* seeds chosen so far: the first c->nat_seeds public hosts */
   int nat_seed_of[64]; /* their host numbers (nat-seeds is at most 64) */
   size_t nat_alloc;    /* bytes the service being created asked for */
+  host_pm **pm;        /* per host (nat on): NULL for a public host */
+  dht_ts tbl_next;     /* the next sample that walks the routing tables */
 } sim;
+
+/* Routing tables are walked for series.csv at most this often. */
+#define TBL_SAMPLE_MS 60000
 
 /* ---- the heap ------------------------------------------------------------ */
 
@@ -213,6 +231,10 @@ static int host_add(sim *s) {
       if (!nn)
         return -1;
       s->nat = nn;
+      host_pm **np = realloc(s->pm, (size_t)na * sizeof *np);
+      if (!np)
+        return -1;
+      s->pm = np;
       sim_nat_host *nh2 = realloc(s->res->natsvc.hosts, (size_t)na * sizeof *nh2);
       if (!nh2)
         return -1;
@@ -238,6 +260,7 @@ static int host_add(sim *s) {
     return -1;
   if (s->c->nat_svc) {
     s->nat[i] = NULL;
+    s->pm[i] = NULL;
     sim_nat_host *nh = &s->res->natsvc.hosts[i];
     memset(nh, 0, sizeof *nh);
     nh->start_ms = nh->class_ms = nh->mode_ms = -1;
@@ -390,9 +413,14 @@ static void lookup_done(sim *s, const pending *p, const dht_event *ev) {
 
 /* ---- driving one host ------------------------------------------------------- */
 
+/* The host's record: its own address first (what a GET's truth checks),
+ * then, as roostd adds it, a port mapping a dial-back verified. */
 static void publish(sim *s, int i) {
-  dht_typed_addr ta = {DHT_ADDR_OBSERVED, sim_net_addr(s->net, i)};
-  dht_set_addrs(s->h[i].e, &ta, 1);
+  dht_typed_addr ta[2] = {{DHT_ADDR_OBSERVED, sim_net_addr(s->net, i)}};
+  size_t n = 1;
+  if (s->pm && s->pm[i] && s->pm[i]->mapped.family)
+    ta[n++] = (dht_typed_addr){DHT_ADDR_MAPPED, s->pm[i]->mapped};
+  dht_set_addrs(s->h[i].e, ta, n);
   dht_put_record(s->h[i].e, s->now);
 }
 
@@ -476,17 +504,140 @@ static void nat_mem_free(void *ctx, void *p) {
   free(p);
 }
 
-/* After the host's drive loop: drains the service's events (mapping
- * verdicts; the sim asks for none, so there are none, but a driver drains
- * them) and notes when the host first knew its class and when its
- * (server, reach) pair last changed.  Reads only: the trace is untouched. */
+/* ---- port mapping (nat on, hosts behind a box) ------------------------------ */
+
+/* The record follows the policy's verified mapping, as roostd's
+ * rebuild_addrs does: republished when it appears, changes or goes. */
+static void pm_publish(sim *s, int i) {
+  host_pm *p = s->pm[i];
+  dht_addr m = {0};
+  for (int k = 0; k < NAT_PM_NPROTO && !m.family; k++) {
+    nat_pm_info mi;
+    if (nat_portmap_info(p->pm, k, &mi, s->now) == 0 && mi.verify == NAT_PM_VERIFIED &&
+        mi.ext.family && (mi.state == NAT_PM_MAPPED || mi.state == NAT_PM_RENEWING))
+      m = mi.ext;
+  }
+  if (m.family == p->mapped.family && (!m.family || dht_addr_eq(&m, &p->mapped)))
+    return;
+  p->mapped = m;
+  s->res->natsvc.hosts[i].mapped = m.family != 0;
+  if (s->h[i].joined)
+    publish(s, i);
+}
+
+/* The policy's events, as node/node_daemon.c's on_mapped takes them: a new
+ * mapping goes to the NAT service for a dial-back; a lost one leaves the
+ * record.  Then its next timer: the sooner of the policy's expiry and the
+ * gateway's next answer, one lazy EV_GW per host. */
+static void pm_drive(sim *s, int i) {
+  host_pm *p = s->pm[i];
+  if (!p || !p->pm)
+    return;
+  nat_pm_event ev;
+  bool lost = false;
+  while (nat_portmap_poll_event(p->pm, &ev) == 0) {
+    if (ev.type == NAT_PM_EV_MAPPED)
+      nat_verify_mapping(s->nat[i], ev.proto, ev.ext.port, s->now);
+    lost |= ev.type == NAT_PM_EV_LOST;
+  }
+  if (lost)
+    pm_publish(s, i);
+  dht_ts exp = nat_portmap_get_expiry(p->pm), g = sim_gw_expiry(&p->gw);
+  if (g < exp)
+    exp = g;
+  if (exp < s->now)
+    exp = s->now;
+  if (exp != p->timer_at) {
+    p->timer_at = exp;
+    p->gen++;
+    if (exp != DHT_TS_NEVER)
+      schedule(s, exp, EV_GW, i, p->gen, NULL);
+  }
+}
+
+/* A dial-back's verdict on a mapping, back to the policy (node_daemon.c's
+ * nat_events). */
+static void pm_verdict(sim *s, int i, const nat_event *ev) {
+  host_pm *p = s->pm[i];
+  if (!p || !p->pm)
+    return; /* defensive: only a policy asks for verdicts */
+  if (ev->ok)
+    s->res->natsvc.maps_verified++;
+  else
+    s->res->natsvc.maps_refuted++;
+  nat_portmap_verified(p->pm, ev->tag, ev->ok, s->now);
+  pm_publish(s, i);
+}
+
+/* EV_GW: the gateway's answers due now to the policy, then its timer. */
+static void pm_expiry(sim *s, int i) {
+  host_pm *p = s->pm[i];
+  p->timer_at = -1;
+  uint64_t id;
+  nat_gw_result r;
+  while (sim_gw_take(&p->gw, s->now, &id, &r) == 1)
+    nat_portmap_done(p->pm, id, &r, s->now);
+  if (nat_portmap_get_expiry(p->pm) <= s->now)
+    nat_portmap_handle_expiry(p->pm, s->now);
+}
+
+/* A host behind a box starts its policy, as roostd does on a private
+ * address (a public host has nothing to map).  0 or -1. */
+static int pm_start(sim *s, int i) {
+  host_pm *p = s->pm[i];
+  if (!p) {
+    p = calloc(1, sizeof *p);
+    if (!p)
+      return -1;
+    s->pm[i] = p;
+  }
+  sim_gw_init(&p->gw, s->net, i, sim_gw_kind_of(s->net, i, s->c->seed, s->c->nat_gw_bad), &s->now);
+  p->timer_at = -1;
+  p->gen++;
+  memset(&p->mapped, 0, sizeof p->mapped);
+  nat_portmap_settings ps;
+  nat_portmap_settings_default(&ps);
+  ps.max_events = 4; /* drained after every call into it */
+  nat_gw_ops ops[NAT_PM_NPROTO];
+  sim_gw_ops(&p->gw, ops);
+  const nat_gw_ops *po[NAT_PM_NPROTO] = {&ops[NAT_PM_NATPMP], &ops[NAT_PM_UPNP]};
+  dht_mem mem = {&s->nat_alloc, nat_mem_malloc, nat_mem_realloc, nat_mem_free};
+  s->nat_alloc = 0;
+  if (nat_portmap_new(&p->pm, &ps, po, NULL, &mem) != 0)
+    return -1;
+  s->res->natsvc.pm_bytes = s->nat_alloc + sizeof *p;
+  s->res->natsvc.hosts[i].mapped = 0;
+  return nat_portmap_start(p->pm, sim_net_addr(s->net, i).port, s->now) == 0 ? 0 : -1;
+}
+
+/* The host goes: cleanly (its deletes reach the gateway, which removes the
+ * forward at once) or not (the forward lapses with its lease). */
+static void pm_stop(sim *s, int i, bool clean) {
+  host_pm *p = s->pm[i];
+  if (!p || !p->pm)
+    return;
+  if (clean)
+    nat_portmap_stop(p->pm, s->now);
+  s->res->natsvc.maps_asked += p->gw.asked;
+  s->res->natsvc.maps_granted += p->gw.granted;
+  nat_portmap_del(p->pm);
+  p->pm = NULL;
+  p->gen++; /* its EV_GW is stale */
+  p->timer_at = -1;
+}
+
+/* After the host's drive loop: drains the service's events (the verdicts
+ * on mappings go to the policy) and notes when the host first knew its
+ * class and when its (server, reach) pair last changed; then the policy's
+ * events and timer. */
 static void nat_drive(sim *s, int i) {
   nat_svc *n = s->nat[i];
   if (!n)
     return;
   nat_event nev;
   while (nat_poll_event(n, &nev) == 0)
-    ;
+    if (nev.type == NAT_EV_MAPPING)
+      pm_verdict(s, i, &nev);
   sim_nat_host *nh = &s->res->natsvc.hosts[i];
   nat_status st;
   nat_get_status(n, s->now, &st);
@@ -498,6 +649,7 @@ static void nat_drive(sim *s, int i) {
     nh->mode_ms = s->now;
   }
   nh->cls = (uint8_t)st.vote[0].mapping;
+  pm_drive(s, i);
 }
 
 static int nat_start(sim *s, int i, const dht_callbacks *cb) {
@@ -513,6 +665,8 @@ static int nat_start(sim *s, int i, const dht_callbacks *cb) {
   if (nat_svc_new(&s->nat[i], s->h[i].e, &ns, cb, &mem, s->now) != 0)
     return -1;
   s->res->natsvc.svc_bytes = s->nat_alloc;
+  if (sim_net_nat_type(s->net, i) != SIM_NAT_PUBLIC && pm_start(s, i) != 0)
+    return -1;
   nh->start_ms = s->now;
   nh->class_ms = -1;
   nh->mode_ms = s->now;
@@ -522,13 +676,14 @@ static int nat_start(sim *s, int i, const dht_callbacks *cb) {
   return 0;
 }
 
-/* The host goes: its counters join the run's totals, its service goes
- * before its engine. */
-static void nat_stop(sim *s, int i) {
+/* The host goes (cleanly: its port mappings are deleted): its counters
+ * join the run's totals, its policy and service go before its engine. */
+static void nat_stop(sim *s, int i, bool clean) {
   nat_svc *n = s->nat[i];
   if (!n)
     return;
   nat_drive(s, i);
+  pm_stop(s, i, clean);
   nat_status st;
   nat_get_status(n, s->now, &st);
   sim_natsvc_stats *t = &s->res->natsvc;
@@ -561,17 +716,22 @@ static int nid_cmp(const void *a, const void *b) {
 /* Whether a datagram from a stranger reaches host i: the box model's truth.
  * A full cone lets anyone in through a live mapping (and a DHT host keeps
  * its mapping alive); the filtering boxes let in only whom the host sent
- * to.  Nothing in the sim makes port forwards yet, so an upnp box filters
- * like a port-restricted one. */
+ * to, but an upnp box also whomever reaches a live forward of the host's
+ * main port.  A host that left is judged as it was when it left (a clean
+ * stop deletes the forward: its stale entries are churn's, not NAT's). */
 static bool stranger_reaches(const sim *s, int i) {
   int t = sim_net_nat_type(s->net, i);
-  return t == SIM_NAT_PUBLIC || t == SIM_NAT_FULL;
+  if (t == SIM_NAT_UPNP && !s->h[i].up)
+    return s->res->natsvc.hosts[i].mapped;
+  return t == SIM_NAT_PUBLIC || t == SIM_NAT_FULL ||
+         (t == SIM_NAT_UPNP &&
+          sim_net_nat_forwarded(s->net, i, sim_net_addr(s->net, i).port, s->now));
 }
 
-/* At the end: every routing-table entry of every host up, by whether its
- * host is reachable from a stranger. */
-static void nat_tables(sim *s) {
-  sim_natsvc_stats *t = &s->res->natsvc;
+/* Every routing-table entry of every host up, by whether its host is
+ * reachable from a stranger: at the end into the run's totals, and at every
+ * sample.  Reads only: the trace is untouched. */
+static void nat_tables(sim *s, uint64_t *entries, uint64_t *unreachable, uint64_t *unknown) {
   nid_ix *ix = malloc((size_t)s->nh * sizeof *ix);
   int cap = 8192;
   dht_peer_info *pi = malloc((size_t)cap * sizeof *pi);
@@ -601,11 +761,11 @@ static void nat_tables(sim *s) {
           if (!memcmp(s->h[f->host].nid, pi[k].c.id, DHT_ID_LEN))
             who = f->host;
       }
-      t->entries++;
+      (*entries)++;
       if (who < 0)
-        t->entries_unknown++;
+        (*unknown)++;
       else if (!stranger_reaches(s, who))
-        t->entries_unreachable++;
+        (*unreachable)++;
     }
   }
   free(ix);
@@ -769,7 +929,7 @@ static void host_stop(sim *s, int i, bool keep_state) {
   if (s->wl)
     s->wl->host_down(s->wl_st, i, keep_state);
   if (s->nat) {
-    nat_stop(s, i);
+    nat_stop(s, i, keep_state); /* a host that vanishes did not stop cleanly */
     s->res->natsvc.hosts[i].up = 0;
   }
   dht_del(h->e);
@@ -857,6 +1017,14 @@ static void sample(sim *s) {
   }
   s->cur.t_ms = s->now;
   s->cur.online = s->online;
+  /* the walk costs ~0.2 us an entry (a minute of CPU over a 10,000-host
+   * run if done every 10 s): once a simulated minute is enough for a curve */
+  if (s->nat && s->now >= s->tbl_next) {
+    uint64_t unknown = 0;
+    nat_tables(s, &s->cur.tbl_entries, &s->cur.tbl_unreachable, &unknown);
+    s->cur.has_tbl = true;
+    s->tbl_next = s->now + TBL_SAMPLE_MS;
+  }
   r->samples[r->nsamples++] = s->cur;
   memset(&s->cur, 0, sizeof s->cur);
 }
@@ -1074,6 +1242,9 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
         (ev.host >= s->nh || !s->h[ev.host].up || ev.gen != s->h[ev.host].gen)) {
       continue; /* stale */
     }
+    if (ev.kind == EV_GW && (!s->h[ev.host].up || !s->pm[ev.host] || !s->pm[ev.host]->pm ||
+                             ev.gen != s->pm[ev.host]->gen))
+      continue; /* stale: only a port-mapping policy schedules these */
     res->events++;
     hash_event(s, &ev);
     switch (ev.kind) {
@@ -1122,6 +1293,10 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
                  churn_gen(s, ev.host), NULL);
       }
       break;
+    case EV_GW:
+      pm_expiry(s, ev.host);
+      drive(s, ev.host);
+      break;
     case EV_WORKLOAD:
       if (s->wl) /* defensive: only a workload schedules these */
         s->wl->event(s->wl_st, ev.host, ev.gen, s->now);
@@ -1166,10 +1341,13 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   crypto_generichash_final(&s->trace, res->trace_hash, sizeof res->trace_hash);
   sim_net_nat_stats(s->net, &res->nat);
   if (s->nat) {
-    nat_tables(s);
+    sim_natsvc_stats *t = &s->res->natsvc;
+    nat_tables(s, &t->entries, &t->entries_unreachable, &t->entries_unknown);
     for (int i = 0; i < s->nh; i++)
       if (s->h[i].up)
-        nat_stop(s, i);
+        nat_stop(s, i, false);
+    for (int i = 0; i < s->nh; i++)
+      free(s->pm[i]);
   }
 
   while (s->nheap) {
@@ -1185,6 +1363,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
   }
   free(s->h);
   free(s->nat);
+  free(s->pm);
   free(s->pend);
   sim_net_del(s->net);
   return rv;

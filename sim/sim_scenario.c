@@ -135,6 +135,9 @@ static const opt opts[] = {
     {"nat-vouch", T_BOOL, 0, 0, OFF(nat_vouch), "on|off",
      "with nat on: a stranger is stored once a voucher's CHECK reached it; off: once it "
      "answered the engine's verify PING (on)"},
+    {"nat-gw-bad", T_FRAC, 0, 1, OFF(nat_gw_bad), "FRACTION",
+     "with nat on: the share of upnp boxes whose gateway misbehaves: half never answer, "
+     "half answer nonsense (0)"},
     {"crypto", T_BOOL, 0, 0, OFF(crypto), "on|off",
      "off: datagrams are neither encrypted nor authenticated and record signatures are "
      "not checked, for speed; every report says so (on)"},
@@ -185,6 +188,7 @@ void sim_config_default(sim_config *c) {
   c->nat_seeds = 8;
   c->nat_force_server = false;
   c->nat_vouch = true;
+  c->nat_gw_bad = 0;
   c->crypto = true;
   c->k = 20;
   c->sample_ms = 10 * 1000;

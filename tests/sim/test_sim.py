@@ -17,8 +17,11 @@
                 filtered; without a mix nothing is NATed; a bad mix is an error
   natsvc        200 nodes in a NAT mix with the NAT service on: no routing-table
                 entry anywhere is a host a stranger cannot reach (behind a
-                port, restricted, symmetric or upnp box: no forwards exist),
-                and public hosts in auto mode became servers by dial-back
+                port, restricted or symmetric box, or an upnp box without a
+                live forward), public hosts in auto mode became servers by
+                dial-back, upnp hosts through a forward their gateway made
+                and a dial-back verified, and no other host behind a
+                filtering box is a server
 
 Usage: test_sim.py --sim PATH [--only NAME]
 """
@@ -245,8 +248,16 @@ def t_natsvc(sim, tmp):
     check(bt["public"]["server"] > n["seeds_up"] and n["servers_by_dialback"] >= 1,
           "natsvc: public hosts in auto mode became servers by dial-back (%d)" %
           n["servers_by_dialback"])
-    filt = [bt[k]["server"] for k in ("port", "symmetric", "upnp") if k in bt]
-    check(sum(filt) == 0, "natsvc: no host behind a filtering box is a server")
+    filt = [bt[k]["server"] for k in ("port", "symmetric", "restricted") if k in bt]
+    check(sum(filt) == 0, "natsvc: no host behind a filtering box without a forward is a server")
+    u = bt["upnp"]
+    m = n["mappings"]
+    print("      upnp %s; mappings %s" % (u, m))
+    check(u["server"] == u["mapped"] and u["mapped"] >= u["class_known"] - 1 and u["mapped"] > 0,
+          "natsvc: upnp hosts that know their address are servers through a verified mapping "
+          "(%d of %d)" % (u["mapped"], u["up"]))
+    check(m["granted"] > 0 and m["verified"] >= u["mapped"],
+          "natsvc: gateways granted mappings and dial-backs verified them")
     check(n["class_known"] >= 0.9 * n["hosts_up"],
           "natsvc: >= 90%% of hosts know their NAT class (%d)" % n["class_known"])
 

@@ -430,9 +430,10 @@ static const nat_dial *wait_dial(world *w, uint8_t nonce[NAT_NONCE_LEN]) {
 }
 
 /* A PROBE proves the address only if it comes from a node A has not sent to
- * lately (a filtering NAT lets those in: the helper, who knows the nonce, is
- * one) and on A's main socket; one that does not ends the dial-back with
- * nothing learnt (neither a proof nor a failure). */
+ * lately, when it asked or since (a filtering NAT lets those in: the helper,
+ * who knows the nonce, is one; so is a prober A happened to send to while
+ * the probe flew), and on A's main socket; one that does not ends the
+ * dial-back with nothing learnt (neither a proof nor a failure). */
 static void test_probe_from_contacted_proves_nothing(void **state) {
   (void)state;
   world w;
@@ -442,19 +443,30 @@ static void test_probe_from_contacted_proves_nothing(void **state) {
   nat_status s0, s1;
   dht_addr contacted = netsim_addr(w.ns, 0); /* A's bootstrap node: A has sent to it */
   dht_addr stranger = netsim_addr(w.ns, 20);
-  stranger.ip[2] ^= 0x55; /* an address no node has */
-  for (int round = 0; round < 3; round++) {
+  stranger.ip[2] ^= 0x55;    /* an address no node has */
+  dht_addr later = stranger; /* a stranger until A pings it, after asking */
+  later.ip[1] ^= 0x33;
+  for (int round = 0; round < 4; round++) {
     const nat_dial *d = wait_dial(&w, nonce);
     nat_get_status(na, netsim_now(w.ns), &s0);
-    if (round == 0)
+    if (round == 0) {
       deliver_probe(&w, 0, &contacted, 0, nonce);
-    else if (round == 1)
+    } else if (round == 1) {
       deliver_probe(&w, 20, &stranger, 1, nonce); /* a stranger, but on another socket */
-    else
+    } else if (round == 2) {
+      dht_peer p = netsim_peer(w.ns, 21);
+      p.addr = later;
+      assert_true(dht_ping(netsim_engine(w.ns, A), &p, netsim_now(w.ns)) > 0);
+      netsim_touch(w.ns, A);
+      netsim_run(w.ns, netsim_now(w.ns) + 1, NULL, NULL);
+      assert_true(d->used);                    /* still waiting for its probe */
+      deliver_probe(&w, 20, &later, 0, nonce); /* sent to after asking */
+    } else {
       deliver_probe(&w, 20, &stranger, 0, nonce); /* a stranger on the main socket */
+    }
     nat_get_status(na, netsim_now(w.ns), &s1);
     assert_false(d->used); /* decided, one way or the other */
-    if (round < 2) {
+    if (round < 3) {
       assert_int_equal(s1.dials_ok, s0.dials_ok);
       assert_int_equal(s1.dials_inconclusive, s0.dials_inconclusive + 1);
       assert_int_equal(s1.dials_failed, s0.dials_failed);

@@ -791,9 +791,9 @@ static void make_result(sim_result *r, sim_op *ops, sim_sample *samples, uint64_
   r->ops = ops;
   r->nops = r->aops = 6;
   const sim_sample s[] = {
-      {10000, 4, 3, 2, 100, 1},
-      {20000, 4, 0, 0, 50, 0},
-      {25000, 3, 2, 1, 20, 2},
+      {10000, 4, 3, 2, 100, 1, 0, 0, false},
+      {20000, 4, 0, 0, 50, 0, 0, 0, false},
+      {25000, 3, 2, 1, 20, 2, 0, 0, false},
   };
   memcpy(samples, s, sizeof s);
   r->samples = samples;

@@ -13,7 +13,7 @@ set ylabel 'lookups'
 set style fill solid 0.6
 set boxwidth 0.8
 set key off
-set xrange [-0.5:6.5]
+set xrange [-0.5:7.5]
 set yrange [0:*]
 plot 'rounds_hist.dat' using 1:2 with boxes
 set terminal svg size 800,500 noenhanced

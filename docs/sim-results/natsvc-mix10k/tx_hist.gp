@@ -11,11 +11,11 @@ set title sprintf('datagrams sent per host (10000 hosts%s)', mode)
 set xlabel 'datagrams sent'
 set ylabel 'hosts'
 set style fill solid 0.6
-set boxwidth 275 absolute
+set boxwidth 613 absolute
 set key off
 set xrange [0:*]
 set yrange [0:*]
-plot 'tx_hist.dat' using ($1+137.5):2 with boxes
+plot 'tx_hist.dat' using ($1+306.5):2 with boxes
 set terminal svg size 800,500 noenhanced
 set output 'tx_hist.svg'
 replot
