@@ -186,7 +186,10 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
         publish(n, now);
       n->next_intro = now; /* another one at once */
     } else {
-      in->next = now + 1000; /* a lost PING or PONG: ask again soon, not in 25 s */
+      /* a lost PING or PONG, or a late one (a PING's timeout follows the
+       * RTT, and a busy introducer answers late): ask again soon, not in
+       * 25 s, and not at once */
+      in->next = now + 5000;
     }
     return true;
   }
