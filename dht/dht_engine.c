@@ -395,6 +395,15 @@ static void dests_roll(dht *e, dht_ts now) {
   e->dests_at = now;
 }
 
+static void dests_add(dht *e, const dht_addr *a, dht_ts now) {
+  dests_roll(e, now);
+  uint32_t h = dht_dest_hash(a);
+  for (int k = 0; k < 3; k++) {
+    uint8_t bit = (uint8_t)(h >> (8 * k));
+    e->dests[0][bit >> 3] |= (uint8_t)(1u << (bit & 7));
+  }
+}
+
 void dht_recent_dests(const dht *e, uint8_t bloom[static 32], dht_ts now) {
   memset(bloom, 0, 32);
   if (now - e->dests_at >= 2 * DEST_GEN_MS)
@@ -442,14 +451,8 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
     }
     e->st.tx_packets++;
     e->st.tx_bytes += (uint64_t)n;
-    if (path->local == 0) {
-      dests_roll(e, now);
-      uint32_t h = dht_dest_hash(&path->remote);
-      for (int k = 0; k < 3; k++) {
-        uint8_t bit = (uint8_t)(h >> (8 * k));
-        e->dests[0][bit >> 3] |= (uint8_t)(1u << (bit & 7));
-      }
-    }
+    if (path->local == 0)
+      dests_add(e, &path->remote, now);
     return n;
   }
   return 0;
@@ -1344,6 +1347,12 @@ int dht_load_table(dht *e, const uint8_t *buf, size_t len, dht_ts now) {
     int rv = dht_rt_update(e->rt, buf + p + 1, &a, false, -1, now, NULL);
     if (rv == DHT_ERR_NOMEM)
       return rv;
+    /* Our previous run talked to these, and the NAT may still hold those
+     * flows for minutes: count them as sent to, or a dial-back through one
+     * would prove a way in that only they have (seen in the simulator:
+     * port-restricted hosts that rejoined within their box's timeout
+     * became servers). */
+    dests_add(e, &a, now);
     if (rv == DHT_RT_ADDED || rv == DHT_RT_UPDATED)
       taken++;
   }
