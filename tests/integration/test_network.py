@@ -31,8 +31,9 @@ RESTARTS = 5
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 2.0
 # s from its start: dial-backs come every 30 s until one decides, and one
-# decides once a server it has not sent to for 2-4 minutes can probe it
-AUTO_TIMEOUT = 330
+# decides once a server it has not sent to for 2-4 minutes can probe it;
+# joining and publishing its record reach most of these 30 nodes (CI: ~5 min)
+AUTO_TIMEOUT = 450
 
 
 def lookup_jobs(pairs):
