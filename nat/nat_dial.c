@@ -257,7 +257,7 @@ int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now) {
   m->dialing = false;
   m->tag = tag;
   m->port = port;
-  n->next_dial = now; /* at the next timer run */
+  n->next_dial = now + 1; /* at the next timer run (from a hook, a deadline of now is past) */
   return 0;
 }
 

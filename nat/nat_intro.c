@@ -151,7 +151,9 @@ dht_ts nat_intro_expiry(const nat_svc *n) {
 }
 
 void nat_intro_mode_changed(nat_svc *n, dht_ts now) {
-  n->next_intro = now; /* drop them (a server) or find some (a client) at the next tick */
+  /* drop them (a server) or find some (a client) at the next timer run:
+   * from a hook, a deadline of now would already be past when it returns */
+  n->next_intro = now + 1;
 }
 
 bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
@@ -184,7 +186,7 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
       drop(n, in);
       if (was)
         publish(n, now);
-      n->next_intro = now; /* another one at once */
+      n->next_intro = now + 1; /* another one at the next timer run */
     } else {
       /* a lost PING or PONG, or a late one (a PING's timeout follows the
        * RTT, and a busy introducer answers late): ask again soon, not in
