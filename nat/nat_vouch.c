@@ -46,8 +46,10 @@
 
 #include "nat_int.h"
 
-/* Tags of our VOUCH_REQs: the slot + VOUCH_TAG (dial-backs use 1..NAT_DIALS). */
+/* Tags of our VOUCH_REQs: the slot + VOUCH_TAG (dial-backs use 1..NAT_DIALS);
+ * our VOUCHEDs (their answer only says it arrived) VOUCHED_TAG. */
 #define VOUCH_TAG 0x100
+#define VOUCHED_TAG 0x200
 
 static int fam_ix(uint8_t family) {
   return family == DHT_AF_INET6 ? 1 : 0;
@@ -184,6 +186,12 @@ static bool on_candidate(nat_svc *n, const dht_event *ev, dht_ts now) {
 }
 
 static void on_vouched(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
+  /* VOUCHED is a request, so that it leaves the candidate even before our
+   * answer to its request reached it (the CHECK may take a shorter way
+   * round): a small answer, paid from the credit its VOUCHED earned */
+  nat_wire_msg ack = {.type = NAT_T_VOUCH_ACK, .txid = in->txid};
+  ack.u.vouch_ack.status = NAT_W_OK;
+  send_body(n, &in->from, in->local, &ack);
   for (int i = 0; n->vouches && i < n->set.vouches; i++) {
     nat_vouch *v = &n->vouches[i];
     if (!v->used || memcmp(v->cand.pk, in->from.pk, DHT_PK_LEN) != 0 ||
@@ -250,10 +258,18 @@ static void on_check(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dh
     n->v_ignored++;
     return;
   }
+  /* A request, not a notice: B may not have proven its address to us yet
+   * (its answer to our request can arrive after the CHECK that its
+   * VOUCH_REQ caused, when B-C-A is shorter than B-A), and a notice to an
+   * unproven address is paid from a credit B never earned.  We sent to B
+   * lately, so this is no reflection. */
   nat_wire_msg v = {.type = NAT_T_VOUCHED, .txid = dht_svc_txid(n->e)};
   v.u.vouched.nonce = m->u.check.nonce;
-  send_body(n, &b, 0, &v);
-  n->v_vouched++;
+  uint8_t buf[64];
+  dht_ssize len = nat_wire_encode(buf, sizeof buf, &v);
+  dht_req_opts o = {.answer = NAT_T_VOUCH_ACK, .tries = 2, .tag = VOUCHED_TAG};
+  if (len > 0 && dht_svc_request(n->e, n->svc_id, &b, buf, (size_t)len, &o, now) == 0)
+    n->v_vouched++;
   nat_wire_msg ack = {.type = NAT_T_CHECK_ACK, .txid = in->txid};
   send_body(n, &in->from, in->local, &ack);
 }
