@@ -789,6 +789,11 @@ static void on_request(dht *e, const dht_peer *from, uint32_t local,
   case DHT_MSG_PING:
     r.type = DHT_MSG_PONG;
     r.seen = from->addr;
+    /* a cookie, as NODES carry: a node that only pings (a client keeping
+     * its introducers) can then ask them for what needs one (a dial-back)
+     * without a lookup that would put a dozen more nodes in its NAT */
+    r.token_len = DHT_TOKEN_LEN;
+    dht_token_make(&e->tok, &from->addr, from->pk, r.token);
     break;
   case DHT_MSG_PUT:
     r.type = DHT_MSG_ACK;

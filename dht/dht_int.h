@@ -59,7 +59,7 @@ uint64_t dht_addr_prefix_key(const dht_addr *a, int v4bits, int v6bits);
 
 enum dht_msg_type {
   DHT_MSG_PING = 1,      /* [1, txid, flags] */
-  DHT_MSG_PONG = 2,      /* [2, txid, seen(bin 6|18)] */
+  DHT_MSG_PONG = 2,      /* [2, txid, seen(bin 6|18), cookie(bin 0|16)] */
   DHT_MSG_FIND_NODE = 3, /* [3, txid, flags, cookie(bin 0|16), target(bin 32), pad(bin)] */
   DHT_MSG_NODES = 4,     /* [4, txid, token(bin 16), contacts(array <= 32 of bin 38|50)] */
   DHT_MSG_GET = 5,       /* [5, txid, flags, cookie(bin 0|16), key(bin 32), pad(bin)] */

@@ -15,7 +15,7 @@
 
 /* Elements in each core message, type and txid included. */
 static const uint8_t arity[DHT_MSG_ACK + 1] = {
-    [DHT_MSG_PING] = 3, [DHT_MSG_PONG] = 3,  [DHT_MSG_FIND_NODE] = 6, [DHT_MSG_NODES] = 4,
+    [DHT_MSG_PING] = 3, [DHT_MSG_PONG] = 4,  [DHT_MSG_FIND_NODE] = 6, [DHT_MSG_NODES] = 4,
     [DHT_MSG_GET] = 6,  [DHT_MSG_VALUE] = 5, [DHT_MSG_PUT] = 5,       [DHT_MSG_ACK] = 3,
 };
 
@@ -126,7 +126,7 @@ int dht_msg_decode(dht_msg *m, const uint8_t *body, size_t len) {
     rc = get_u8(&r, &m->flags);
     break;
   case DHT_MSG_PONG:
-    rc = get_seen(&r, m);
+    rc = get_seen(&r, m) || get_token(&r, m, true);
     break;
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET:
@@ -218,7 +218,7 @@ dht_ssize dht_msg_encode(const dht_msg *m, uint8_t *buf, size_t cap) {
     dht_wire_w_uint(&w, m->flags);
     break;
   case DHT_MSG_PONG:
-    rc = put_addr(&w, NULL, &m->seen);
+    rc = put_addr(&w, NULL, &m->seen) || put_token(&w, m, true);
     break;
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET:

@@ -181,8 +181,18 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
             dht_addr_fmt(&in->addr, ta, sizeof ta), dht_strerror(ev->status), in->misses + 1);
     if (++in->misses >= n->set.intro_misses) {
       bool was = in->ok;
-      n->shunned[n->shun_next] = pk_hash(in->pk);
-      n->shun_next = (n->shun_next + 1) % NAT_INTROS;
+      /* Shunned only while another introducer still answers: when all go
+       * silent together, the fault is more likely ours (our NAT lost its
+       * state, our link went down) than theirs, and shunning them all would
+       * hand the slots to strangers, each one a dial-back prober fewer. */
+      bool others_ok = false;
+      for (int j = 0; j < NAT_INTROS; j++)
+        others_ok |=
+            &n->intro[j] != in && n->intro[j].used && n->intro[j].ok && n->intro[j].misses == 0;
+      if (others_ok) {
+        n->shunned[n->shun_next] = pk_hash(in->pk);
+        n->shun_next = (n->shun_next + 1) % NAT_INTROS;
+      }
       drop(n, in);
       if (was)
         publish(n, now);

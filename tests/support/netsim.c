@@ -29,6 +29,7 @@ typedef struct node {
   dht_addr addr;
   tu_rng rng;
   bool up, dirty;
+  bool deaf;   /* runs and sends, but nothing reaches it (its link or NAT broke) */
   bool filter; /* inbound only from nodes it sent to within FILTER_MS */
   int contacted[CONTACTS];
   uint16_t contacted_port[CONTACTS];
@@ -203,6 +204,9 @@ void netsim_set_up(netsim *ns, int i, bool up) {
 }
 void netsim_touch(netsim *ns, int i) {
   mark(ns, i);
+}
+void netsim_set_deaf(netsim *ns, int i, bool deaf) {
+  ns->nodes[i].deaf = deaf;
 }
 void netsim_set_filter(netsim *ns, int i, bool on) {
   ns->nodes[i].filter = on;
@@ -396,7 +400,7 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
       dgram *d = pop(ns);
       node *nd = &ns->nodes[d->to];
       int from = index_of(ns, &d->from, NULL);
-      if (nd->up && !filter_lets_in(nd, from, d->from.port, ns->now)) {
+      if (nd->up && (nd->deaf || !filter_lets_in(nd, from, d->from.port, ns->now))) {
         ns->filtered++;
       } else if (nd->up) {
         if (getenv("NETSIM_TRACE"))

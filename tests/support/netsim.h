@@ -61,6 +61,9 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx);
  * the addresses and ports it sent one to in the last 2 minutes (address-
  * and port-dependent filtering, as most home routers do).  Counted in
  * netsim_filtered. */
+/* Node i keeps running and sending, but receives nothing (counted as
+ * filtered): its own link or NAT broke, not its peers. */
+void netsim_set_deaf(netsim *ns, int i, bool deaf);
 void netsim_set_filter(netsim *ns, int i, bool on);
 uint64_t netsim_filtered(const netsim *ns);
 uint64_t netsim_delivered(const netsim *ns);

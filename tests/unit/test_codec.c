@@ -116,18 +116,23 @@ static const body_case bodies[] = {
     {"bare uint", "01", PROTO},
     {"ext", "d4 01 01", PROTO},
 
-    /* PONG [2, txid, seen(bin 6|18)] */
-    {"pong v4", "93 02 05 c4 06 0a 00 00 01 1f 90", OK},
-    {"pong v6", "93 02 05 c4 12 20 01 13*00 01 1f 90", OK},
-    {"pong seen bin16", "93 02 05 c5 00 06 0a 00 00 01 1f 90", OK},
+    /* PONG [2, txid, seen(bin 6|18), cookie(bin 0|16)] */
+    {"pong v4", "94 02 05 c4 06 0a 00 00 01 1f 90 c4 00", OK},
+    {"pong v4 cookie", "94 02 05 c4 06 0a 00 00 01 1f 90 c4 10 16*07", OK},
+    {"pong v6", "94 02 05 c4 12 20 01 13*00 01 1f 90 c4 10 16*07", OK},
+    {"pong seen bin16", "94 02 05 c5 00 06 0a 00 00 01 1f 90 c4 00", OK},
     {"pong arity 2", "92 02 05", PROTO},
-    {"pong arity 4", "94 02 05 c4 06 0a 00 00 01 1f 90 00", PROTO},
-    {"pong seen 0", "93 02 05 c4 00", PROTO},
-    {"pong seen 5", "93 02 05 c4 05 0a 00 00 01 1f", PROTO},
-    {"pong seen 7", "93 02 05 c4 07 0a 00 00 01 1f 90 00", PROTO},
-    {"pong seen 17", "93 02 05 c4 11 17*01", PROTO},
-    {"pong seen 19", "93 02 05 c4 13 19*01", PROTO},
-    {"pong seen v4 port 0", "93 02 05 c4 06 0a 00 00 01 00 00", PROTO},
+    {"pong arity 3 (no cookie field)", "93 02 05 c4 06 0a 00 00 01 1f 90", PROTO},
+    {"pong arity 5", "95 02 05 c4 06 0a 00 00 01 1f 90 c4 00 00", PROTO},
+    {"pong cookie 15", "94 02 05 c4 06 0a 00 00 01 1f 90 c4 0f 15*07", PROTO},
+    {"pong cookie 17", "94 02 05 c4 06 0a 00 00 01 1f 90 c4 11 17*07", PROTO},
+    {"pong cookie nil", "94 02 05 c4 06 0a 00 00 01 1f 90 c0", PROTO},
+    {"pong seen 0", "94 02 05 c4 00 c4 00", PROTO},
+    {"pong seen 5", "94 02 05 c4 05 0a 00 00 01 1f c4 00", PROTO},
+    {"pong seen 7", "94 02 05 c4 07 0a 00 00 01 1f 90 00 c4 00", PROTO},
+    {"pong seen 17", "94 02 05 c4 11 17*01 c4 00", PROTO},
+    {"pong seen 19", "94 02 05 c4 13 19*01 c4 00", PROTO},
+    {"pong seen v4 port 0", "94 02 05 c4 06 0a 00 00 01 00 00 c4 00", PROTO},
     {"pong seen v6 port 0", "93 02 05 c4 12 20 01 13*00 01 00 00", PROTO},
     {"pong seen str", "93 02 05 a6 0a 00 00 01 1f 90", PROTO},
     {"pong seen nil", "93 02 05 c0", PROTO},
@@ -380,7 +385,7 @@ static unsigned fields_of(uint8_t type) {
   case DHT_MSG_PING:
     return F_FLAGS;
   case DHT_MSG_PONG:
-    return F_SEEN;
+    return F_SEEN | F_TOKEN;
   case DHT_MSG_FIND_NODE:
   case DHT_MSG_GET:
     return F_FLAGS | F_TOKEN | F_TARGET | F_PAD;
@@ -640,7 +645,7 @@ static void test_encode_inval(void **state) {
       for (size_t i = 0; i < sizeof lens; i++) {
         full_msg(&m, t);
         m.token_len = lens[i];
-        bool cookie = t == DHT_MSG_FIND_NODE || t == DHT_MSG_GET;
+        bool cookie = t == DHT_MSG_FIND_NODE || t == DHT_MSG_GET || t == DHT_MSG_PONG;
         expect_encode(&m, cookie && lens[i] == 0 ? 1 : DHT_ERR_INVAL, "token length");
       }
     }

@@ -205,6 +205,40 @@ static void test_introducers(void **state) {
   world_del(&w);
 }
 
+/* When every introducer goes silent at once the fault is more likely ours
+ * (our link, our NAT) than theirs: none is shunned, and once we are back
+ * the same ones serve again rather than strangers, each of which would be
+ * a dial-back prober fewer. */
+static void test_introducers_all_silent(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, true);
+  netsim_run(w.ns, netsim_now(w.ns) + 2 * 60000, NULL, NULL);
+  nat_status st;
+  status(&w, &st);
+  assert_int_equal(st.nintro, NAT_INTROS);
+  int before[NAT_INTROS];
+  for (int i = 0; i < NAT_INTROS; i++)
+    before[i] = node_of(&w, st.intro[i].who.pk);
+  netsim_set_deaf(w.ns, A, true); /* our own link breaks for 2 minutes */
+  netsim_run(w.ns, netsim_now(w.ns) + 2 * 60000, NULL, NULL);
+  status(&w, &st);
+  printf("while down: introducers %d\n", st.nintro);
+  assert_int_equal(st.nintro, 0);
+  netsim_set_deaf(w.ns, A, false);
+  netsim_run(w.ns, netsim_now(w.ns) + 60000, NULL, NULL);
+  status(&w, &st);
+  int same = 0;
+  for (int i = 0; i < st.nintro; i++)
+    for (int j = 0; j < NAT_INTROS; j++)
+      same += node_of(&w, st.intro[i].who.pk) == before[j];
+  printf("back up: introducers %d, %d of them as before (%d %d %d)\n", st.nintro, same, before[0],
+         before[1], before[2]);
+  assert_int_equal(st.nintro, NAT_INTROS);
+  assert_int_equal(same, NAT_INTROS);
+  world_del(&w);
+}
+
 static void test_filtered_stays_client(void **state) {
   (void)state;
   world w;
@@ -520,6 +554,7 @@ int main(void) {
       cmocka_unit_test(test_reachable_becomes_server),
       cmocka_unit_test(test_filtered_stays_client),
       cmocka_unit_test(test_introducers),
+      cmocka_unit_test(test_introducers_all_silent),
       cmocka_unit_test(test_cannot_aim),
       cmocka_unit_test(test_mapping_verdicts),
       cmocka_unit_test(test_probe_from_contacted_proves_nothing),
