@@ -258,6 +258,7 @@ typedef struct dht_settings {
   int max_requests;      /* services' requests outstanding, all services: 1024 */
   int max_sockets;       /* extra local sockets open for services: 512 */
   int max_keys;          /* sending keys besides the identity (dht_key_add): 8 */
+  int max_paths;         /* peer keys with a path a service found (dht_path_set): 256 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
   int rate_pps;       /* refill, packets per second per prefix: 400 */
@@ -499,6 +500,8 @@ typedef struct dht_stats {
   uint64_t unsolicited_limited; /* ... not sent: the destination prefix's bucket was empty */
   uint64_t candidates_taken;    /* strangers a service checked (DHT_EV_CANDIDATE), no verify PING */
   uint64_t svc_requests_out, svc_retries, svc_answers, svc_timeouts;
+  uint64_t path_roams;   /* paths moved to where their key's datagrams now come from */
+  uint64_t path_missing; /* sends to a key with no path (dht_paths), refused */
   uint64_t keycache_hits, keycache_misses;
   uint64_t lookups_started, lookups_done;
   uint64_t records_accepted, records_rejected;
@@ -692,6 +695,34 @@ int64_t dht_sock_open(dht *e, int svc, int n, uint8_t family);
 int dht_sock_opened(dht *e, int64_t req, const uint32_t *ids, int n);
 /* Returns 0, or DHT_ERR_NOTFOUND when svc does not hold socket id. */
 int dht_sock_close(dht *e, int svc, uint32_t id);
+
+/* Paths to peer keys (dht_paths.c): how a service reached a key that its
+ * record's addresses do not (a punched hole, later a relay).  A service
+ * sends to a key over its path by leaving the address out: a dht_peer whose
+ * addr.family is DHT_AF_NONE, given to dht_svc_send or dht_svc_request,
+ * goes where the key's path says, on the path's local socket (refused with
+ * DHT_ERR_NOTFOUND, counted in path_missing, when there is none).  An
+ * authenticated, fresh datagram from the key on another path moves the path
+ * there (roaming, counted in path_roams).  At most settings.max_paths keys;
+ * the least recently used goes. */
+enum dht_path_method { DHT_PATH_DIRECT = 1, DHT_PATH_PUNCHED = 2, DHT_PATH_RELAYED = 3 };
+typedef struct dht_path_info {
+  uint8_t pk[DHT_PK_LEN];
+  dht_path path;
+  uint8_t method; /* enum dht_path_method */
+  dht_ts since;   /* set (or moved to another method or address) at */
+  dht_ts last_rx; /* the last datagram from the key on it, or the set */
+  uint64_t roams; /* times it moved */
+} dht_path_info;
+/* Returns 0 or DHT_ERR_INVAL. */
+int dht_path_set(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p, int method,
+                 dht_ts now);
+/* Fills *out (may be NULL); 0 or DHT_ERR_NOTFOUND. */
+int dht_path_get(dht *e, const uint8_t pk[static DHT_PK_LEN], dht_path_info *out);
+/* 0 or DHT_ERR_NOTFOUND. */
+int dht_path_drop(dht *e, const uint8_t pk[static DHT_PK_LEN]);
+/* Up to max paths into out, in no particular order; returns how many. */
+int dht_paths_list(dht *e, dht_path_info *out, int max);
 
 /* Proof of address for services (docs/protocol.md, "Amplification").  A
  * service whose answer may be large, or that acts on the source address of

@@ -1,7 +1,7 @@
 /*
  * dht_eng.h - the engine's private state, shared by dht_engine.c (the drive
  * API, RPC handlers, queues, timers) and dht_lookup.c (commands and
- * iterative lookups).  Nothing outside these two files includes it.
+ * iterative lookups), dht_svc.c and dht_paths.c.  Nothing else includes it.
  *
  * Invariants:
  * - every outstanding request is one entry of rpcs[] (dense, swap-removed),
@@ -155,6 +155,7 @@ struct dht {
   dht_replay replay;
   dht_cache cookies;  /* peer pk -> struct cookie */
   dht_cache verified; /* peer pk -> dht_ts of our last verification ping */
+  dht_cache paths;    /* peer pk -> a path a service found (dht_paths.c) */
   dht_recstore recs;
   dht_stats st;
 
@@ -306,5 +307,13 @@ void dht_lookup_on_timeout(dht *e, cmd *c, const rpc *r, dht_ts now);
 void dht_lookup_step(dht *e, dht_ts now);
 dht_ts dht_lookup_expiry(const dht *e);
 void dht_lookup_free_all(dht *e);
+
+/* dht_paths.c */
+size_t dht_paths_vlen(void);
+/* An authenticated, fresh datagram from pk came in on p. */
+void dht_paths_heard(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p, dht_ts now);
+/* A peer without an address (family DHT_AF_NONE) gets its key's path: 0,
+ * or DHT_ERR_NOTFOUND (counted).  Others are left as they are. */
+int dht_paths_resolve(dht *e, dht_peer *to, dht_tx *tx);
 
 #endif /* ROOST_DHT_ENG_H */

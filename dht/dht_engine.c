@@ -74,6 +74,7 @@ void dht_settings_default(dht_settings *s) {
   s->max_requests = 1024;
   s->max_sockets = 512;
   s->max_keys = 8;
+  s->max_paths = 256;
   s->rate_pps = 400;
   s->rate_burst = 800;
   s->rate_prefixes = 1024;
@@ -100,7 +101,7 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
          s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
-         s->max_keys >= 0 && s->max_keys <= 64 && s->record_ttl_ms >= 1000 &&
+         s->max_keys >= 0 && s->max_keys <= 64 && s->max_paths >= 1 && s->record_ttl_ms >= 1000 &&
          s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
@@ -166,7 +167,7 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
   dht_id_from_pk(e->id, identity->pk);
   e->next_cmd = 1;
 
-  uint8_t rnd[32 + 16 + 16 + 16 + 8 + 16 + 16];
+  uint8_t rnd[32 + 16 + 16 + 16 + 8 + 16 + 16 + 16];
   e->cb.rand(e->cb.ctx, rnd, sizeof rnd);
   dht_token_init(&e->tok, rnd, now);
   memcpy(e->nonce_prefix, rnd + 32, 16);
@@ -193,6 +194,8 @@ int dht_new(dht **out, const dht_identity *identity, const dht_settings *setting
     goto fail;
   if ((rv = dht_cache_init(&e->verified, e->set.cookie_cache, sizeof(dht_ts), rnd + 88, &e->mem)) !=
       0)
+    goto fail;
+  if ((rv = dht_cache_init(&e->paths, e->set.max_paths, dht_paths_vlen(), rnd + 120, &e->mem)) != 0)
     goto fail;
   if ((rv = dht_rate_init(&e->rate, e->set.rate_prefixes, e->set.rate_pps, e->set.rate_burst,
                           e->set.rate_v4_prefix, e->set.rate_v6_prefix, rmul, &e->mem)) != 0)
@@ -255,6 +258,8 @@ void dht_del(dht *e) {
   dht_rate_free(&e->rate, &mem);
   if (e->verified.ents)
     dht_cache_free(&e->verified, &mem);
+  if (e->paths.ents)
+    dht_cache_free(&e->paths, &mem);
   if (e->cookies.ents)
     dht_cache_free(&e->cookies, &mem);
   if (e->box.keys.ents)
@@ -1004,6 +1009,7 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
     e->st.drop_replay++;
     return;
   }
+  dht_paths_heard(e, peer.pk, path, now);
   /* authenticated: what it sent pays for what we may send back unproven */
   e->cur.on = true;
   e->cur.proven = false;

@@ -464,6 +464,12 @@ int dht_svc_request(dht *e, int svc, const dht_peer *to, const uint8_t *body, si
       o->timeout_ms < 0 || sreq_find(e, txid) >= 0 || o->key < 0 || o->key > e->set.max_keys ||
       (o->key && !(e->xkeys && e->xkeys[o->key - 1].used)))
     return DHT_ERR_INVAL;
+  dht_peer rto = *to; /* a key without an address goes over its path */
+  dht_req_opts ro = *o;
+  if (dht_paths_resolve(e, &rto, &ro.tx) != 0)
+    return DHT_ERR_NOTFOUND;
+  to = &rto;
+  o = &ro;
   if (e->nsreq >= e->set.max_requests) {
     e->st.drop_out_full++;
     return DHT_ERR_FULL;
@@ -541,9 +547,13 @@ int dht_svc_send(dht *e, const dht_peer *to, const dht_tx *tx, const uint8_t *bo
   if (!to || !body || len > DHT_MAX_BODY || dht_msg_peek(body, len, &type, &txid) != 0 ||
       type <= DHT_MSG_CORE_MAX)
     return DHT_ERR_INVAL;
+  dht_peer rto = *to; /* a key without an address goes over its path */
+  dht_tx rtx = tx ? *tx : (dht_tx){0};
+  if (dht_paths_resolve(e, &rto, &rtx) != 0)
+    return DHT_ERR_NOTFOUND;
   /* The clock for the credit is the last one the engine saw: services send
    * from their hooks, which run inside a driver call that gave it. */
-  return dht_eng_queue(e, to, tx, 0, body, len, false, e->last_now);
+  return dht_eng_queue(e, &rto, &rtx, 0, body, len, false, e->last_now);
 }
 
 void dht_svc_on_datagram(dht *e, const dht_msg_in *in, dht_ts now) {

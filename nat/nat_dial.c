@@ -127,8 +127,13 @@ static void send_status(nat_svc *n, const dht_msg_in *in, uint8_t type, uint8_t 
 static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
   /* the cookie proves the requester receives at the address its request
    * came from: the only address a dial-back may go to */
-  if (!dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now) ||
+  char fa[DHT_ADDR_STRLEN];
+  dht_addr_fmt(&in->from.addr, fa, sizeof fa);
+  bool cookie = dht_svc_cookie_ok(n->e, &in->from, m->u.dial_req.cookie, now);
+  if (!cookie ||
       !nat_gap_ok(n->helper_gaps, nat_prefix_key(&in->from.addr), n->set.helper_gap_ms, now)) {
+    nat_log(n, DHT_LOG_DEBUG, "dial-back asked by %s: refused (%s)", fa,
+            cookie ? "its network asked lately" : "no valid cookie");
     n->n_refused++;
     send_status(n, in, NAT_T_DIAL_RESP, NAT_W_REFUSED);
     return;
@@ -148,6 +153,7 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
     c = &cl[i];
   }
   if (!c) {
+    nat_log(n, DHT_LOG_DEBUG, "dial-back asked by %s: no prober among %d contacts", fa, nc);
     send_status(n, in, NAT_T_DIAL_RESP, NAT_W_NO_PROBER);
     return;
   }
@@ -167,6 +173,9 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
     return;
   }
   n->n_helped++;
+  char pa[DHT_ADDR_STRLEN];
+  nat_log(n, DHT_LOG_DEBUG, "dial-back asked by %s: prober %s asked", fa,
+          dht_addr_fmt(&c->addr, pa, sizeof pa));
   send_status(n, in, NAT_T_DIAL_RESP, NAT_W_OK);
 }
 

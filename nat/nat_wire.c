@@ -10,7 +10,7 @@
 #include "nat_wire.h"
 
 /* Elements per type, [type, txid] included; index type - 0x40. */
-static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3};
+static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3, 5, 8, 7, 5, 3};
 #define NTYPES (sizeof arity / sizeof arity[0])
 
 static int head(dht_wire_r *r, uint8_t *type, uint32_t *txid, bool *known) {
@@ -37,6 +37,36 @@ int nat_wire_head(const uint8_t *body, size_t len, uint8_t *type, uint32_t *txid
 static int fixed(dht_wire_r *r, size_t len, const uint8_t **out) {
   size_t n;
   return dht_wire_r_bin(r, len, len, out, &n);
+}
+
+/* An array of 0..NAT_CANDS unicast addresses with a port. */
+static int get_cands(dht_wire_r *r, int *n, dht_addr out[static NAT_CANDS]) {
+  uint32_t k;
+  if (dht_wire_r_array_max(r, NAT_CANDS, &k))
+    return DHT_ERR_PROTO;
+  for (uint32_t i = 0; i < k; i++) {
+    const uint8_t *p;
+    size_t len;
+    if (dht_wire_r_bin(r, DHT_WADDR4_LEN, DHT_WADDR6_LEN, &p, &len) ||
+        dht_addr_from_wire(&out[i], p, len) || out[i].port == 0)
+      return DHT_ERR_PROTO;
+  }
+  *n = (int)k;
+  return 0;
+}
+
+static int put_cands(dht_wire_w *w, int n, const dht_addr *c) {
+  if (n < 0 || n > NAT_CANDS)
+    return DHT_ERR_INVAL;
+  dht_wire_w_array(w, (uint32_t)n);
+  for (int i = 0; i < n; i++) {
+    uint8_t a[DHT_WADDR6_LEN];
+    int al = dht_addr_to_wire(&c[i], a);
+    if (al < 0 || c[i].port == 0)
+      return DHT_ERR_INVAL;
+    dht_wire_w_bin(w, a, (size_t)al);
+  }
+  return 0;
 }
 
 int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
@@ -84,6 +114,29 @@ int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
     if (fixed(&r, NAT_NONCE_LEN, &m->u.check.nonce) || fixed(&r, DHT_PK_LEN, &m->u.check.pk) ||
         dht_wire_r_bin(&r, DHT_WADDR4_LEN, DHT_WADDR6_LEN, &p, &n) ||
         dht_addr_from_wire(&m->u.check.asker, p, n))
+      return DHT_ERR_PROTO;
+    break;
+  case NAT_T_INTRO_REG:
+  case NAT_T_PUNCH_REQ:
+  case NAT_T_PUNCH_FWD:
+  case NAT_T_PUNCH_ACK:
+    if (m->type == NAT_T_PUNCH_ACK) {
+      if (dht_wire_r_uint(&r, 255, &v))
+        return DHT_ERR_PROTO;
+      m->u.punch.status = (uint8_t)v;
+    } else if (m->type != NAT_T_INTRO_REG) {
+      if (fixed(&r, DHT_PK_LEN, &m->u.punch.pk) || fixed(&r, NAT_NONCE_LEN, &m->u.punch.nonce))
+        return DHT_ERR_PROTO;
+    }
+    if (dht_wire_r_uint(&r, NAT_WAIT_MAX_MS, &v) ||
+        get_cands(&r, &m->u.punch.ncands, m->u.punch.cands) ||
+        ((m->type == NAT_T_INTRO_REG || m->type == NAT_T_PUNCH_REQ) &&
+         fixed(&r, DHT_TOKEN_LEN, &m->u.punch.cookie)))
+      return DHT_ERR_PROTO;
+    m->u.punch.ms = (uint16_t)v;
+    break;
+  case NAT_T_HOLE:
+    if (fixed(&r, NAT_NONCE_LEN, &m->u.hole.nonce))
       return DHT_ERR_PROTO;
     break;
   default: /* NAT_T_PROBE_ACK, NAT_T_CHECK_ACK */
@@ -138,6 +191,34 @@ dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m) {
     dht_wire_w_bin(&w, m->u.check.nonce, NAT_NONCE_LEN);
     dht_wire_w_bin(&w, m->u.check.pk, DHT_PK_LEN);
     dht_wire_w_bin(&w, a, (size_t)al);
+    break;
+  case NAT_T_INTRO_REG:
+  case NAT_T_PUNCH_REQ:
+  case NAT_T_PUNCH_FWD:
+  case NAT_T_PUNCH_ACK:
+    if (m->u.punch.ms > NAT_WAIT_MAX_MS)
+      return DHT_ERR_INVAL;
+    if (m->type == NAT_T_PUNCH_ACK) {
+      dht_wire_w_uint(&w, m->u.punch.status);
+    } else if (m->type != NAT_T_INTRO_REG) {
+      if (!m->u.punch.pk || !m->u.punch.nonce)
+        return DHT_ERR_INVAL;
+      dht_wire_w_bin(&w, m->u.punch.pk, DHT_PK_LEN);
+      dht_wire_w_bin(&w, m->u.punch.nonce, NAT_NONCE_LEN);
+    }
+    dht_wire_w_uint(&w, m->u.punch.ms);
+    if (put_cands(&w, m->u.punch.ncands, m->u.punch.cands))
+      return DHT_ERR_INVAL;
+    if (m->type == NAT_T_INTRO_REG || m->type == NAT_T_PUNCH_REQ) {
+      if (!m->u.punch.cookie)
+        return DHT_ERR_INVAL;
+      dht_wire_w_bin(&w, m->u.punch.cookie, DHT_TOKEN_LEN);
+    }
+    break;
+  case NAT_T_HOLE:
+    if (!m->u.hole.nonce)
+      return DHT_ERR_INVAL;
+    dht_wire_w_bin(&w, m->u.hole.nonce, NAT_NONCE_LEN);
     break;
   default:
     break;

@@ -1,9 +1,8 @@
 /*
- * nat_wire.h - the NAT service's messages (types 0x40-0x4a): the one place
+ * nat_wire.h - the NAT service's messages (types 0x40-0x4f): the one place
  * their types, fields, bounds and status codes are defined
- * (docs/protocol.md, "Dial-backs" and "Vouching").  Strict codec: exact arity, exact
- * lengths, no trailing bytes.  Byte fields of a decoded message point into
- * its body.
+ * (docs/protocol.md, "Dial-backs", "Vouching" and "Hole punching").  Strict codec: exact arity,
+ * exact lengths, no trailing bytes.  Byte fields of a decoded message point into its body.
  */
 #ifndef ROOST_NAT_WIRE_H
 #define ROOST_NAT_WIRE_H
@@ -22,6 +21,12 @@ enum nat_wire_type {
   NAT_T_CHECK = 0x48,        /* [t, txid, nonce(16), asker_pk(32), asker(6|18)] */
   NAT_T_CHECK_ACK = 0x49,    /* [t, txid] */
   NAT_T_VOUCHED = 0x4a,      /* [t, txid, nonce(16)] */
+  /* hole punching (nat_punch.c); cands: an array of 0..NAT_CANDS addresses */
+  NAT_T_INTRO_REG = 0x4b, /* [t, txid, rtt_ms, cands, cookie(16)]: "introduce me" */
+  NAT_T_PUNCH_REQ = 0x4c, /* [t, txid, pk(32), nonce(16), rtt_ms, cands, cookie(16)] */
+  NAT_T_PUNCH_FWD = 0x4d, /* [t, txid, pk(32), nonce(16), wait_ms, cands] */
+  NAT_T_PUNCH_ACK = 0x4e, /* [t, txid, status, wait_ms, cands]: answers the three */
+  NAT_T_HOLE = 0x4f,      /* [t, txid, nonce(16)]: a probe; its answer echoes the txid */
 };
 
 /* status in DIAL_RESP, DIAL_FWD_ACK and VOUCH_ACK */
@@ -29,7 +34,12 @@ enum nat_wire_status {
   NAT_W_OK = 0,        /* a prober was asked / the probe (the check) was sent */
   NAT_W_NO_PROBER = 1, /* nobody to ask that the requester has not talked to */
   NAT_W_REFUSED = 2,   /* no valid cookie, or over the rate */
+  NAT_W_UNKNOWN = 3,   /* PUNCH_REQ: the target is not one we introduce */
+  NAT_W_FULL = 4,      /* INTRO_REG: we introduce as many as we can */
 };
+
+#define NAT_CANDS 4          /* candidate addresses in a punch message */
+#define NAT_WAIT_MAX_MS 5000 /* the largest wait_ms a peer may ask for */
 
 #define NAT_NONCE_LEN 16
 #define NAT_BLOOM_LEN 32
@@ -60,6 +70,20 @@ typedef struct nat_wire_msg {
       const uint8_t *nonce, *pk;
       dht_addr asker;
     } check;
+    /* INTRO_REG, PUNCH_REQ, PUNCH_FWD and PUNCH_ACK: pk and nonce are NULL
+     * where the type has none; status only in PUNCH_ACK; ms is rtt_ms or
+     * wait_ms (0..NAT_WAIT_MAX_MS) */
+    struct {
+      const uint8_t *pk, *nonce;
+      const uint8_t *cookie; /* INTRO_REG and PUNCH_REQ */
+      uint8_t status;
+      uint16_t ms;
+      int ncands;
+      dht_addr cands[NAT_CANDS];
+    } punch;
+    struct {
+      const uint8_t *nonce;
+    } hole;
   } u;
 } nat_wire_msg;
 

@@ -107,15 +107,66 @@ static void test_roundtrips(void **state) {
   nat_wire_msg vd = {.type = NAT_T_VOUCHED, .txid = 5};
   vd.u.vouched.nonce = NONCE;
   roundtrip(&vd);
+  /* hole punching */
+  nat_wire_msg reg = {.type = NAT_T_INTRO_REG, .txid = 11};
+  reg.u.punch.ms = 37;
+  reg.u.punch.cookie = COOKIE;
+  roundtrip(&reg); /* no candidates */
+  reg.u.punch.ncands = 2;
+  reg.u.punch.cands[0] = v4();
+  reg.u.punch.cands[1] = f.u.dial_fwd.target; /* IPv6 */
+  roundtrip(&reg);
+  nat_wire_msg pr = {.type = NAT_T_PUNCH_REQ, .txid = 12};
+  pr.u.punch.pk = PK;
+  pr.u.punch.nonce = NONCE;
+  pr.u.punch.ms = NAT_WAIT_MAX_MS;
+  pr.u.punch.cookie = COOKIE;
+  pr.u.punch.ncands = NAT_CANDS;
+  for (int i = 0; i < NAT_CANDS; i++) {
+    pr.u.punch.cands[i] = v4();
+    pr.u.punch.cands[i].port = (uint16_t)(1000 + i);
+  }
+  roundtrip(&pr);
+  nat_wire_msg pf = pr;
+  pf.type = NAT_T_PUNCH_FWD;
+  pf.u.punch.cookie = NULL;
+  roundtrip(&pf);
+  nat_wire_msg pa = {.type = NAT_T_PUNCH_ACK, .txid = 13};
+  pa.u.punch.status = NAT_W_UNKNOWN;
+  pa.u.punch.ms = 12;
+  pa.u.punch.ncands = 1;
+  pa.u.punch.cands[0] = v4();
+  roundtrip(&pa);
+  nat_wire_msg ho = {.type = NAT_T_HOLE, .txid = 14};
+  ho.u.hole.nonce = NONCE;
+  roundtrip(&ho);
   /* the encoder refuses what its reader would drop */
   uint8_t buf[256];
-  nat_wire_msg bad = m;
+  nat_wire_msg bad = pr;
+  bad.u.punch.ncands = NAT_CANDS + 1;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = pr;
+  bad.u.punch.cands[1].port = 0;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = pr;
+  bad.u.punch.ms = NAT_WAIT_MAX_MS + 1;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = pr;
+  bad.u.punch.cookie = NULL;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = pf;
+  bad.u.punch.nonce = NULL;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = ho;
+  bad.u.hole.nonce = NULL;
+  assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
+  bad = m;
   bad.u.dial_req.port = 0;
   assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
   bad = f;
   bad.u.dial_fwd.target.port = 0;
   assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
-  bad.type = 0x4b;
+  bad.type = 0x50;
   assert_int_equal(nat_wire_encode(buf, sizeof buf, &bad), DHT_ERR_INVAL);
   bad = c;
   bad.u.check.asker.port = 0;
@@ -138,7 +189,7 @@ typedef struct bad {
 } bad;
 
 static int nbad;
-static bad bads[64];
+static bad bads[80];
 
 /* Builds [type, txid=5, fields...] with dht_wire; fields given as a small
  * program: 'u' uint, 'b' bin of the given length, 'n' nil, 't' true. */
@@ -163,6 +214,12 @@ static void add(const char *what, int want, uint8_t type, int arity, const char 
       break;
     case 'n':
       dht_wire_w_nil(&w);
+      break;
+    case 'a':
+      dht_wire_w_array(&w, (uint32_t)vals[i]);
+      break;
+    case 'x': /* an IPv4 address with port 4000 */
+      dht_wire_w_bin(&w, (const uint8_t[]){198, 18, 7, 9, 0x0f, 0xa0}, 6);
       break;
     default:
       dht_wire_w_bool(&w, true);
@@ -223,9 +280,29 @@ static void build_table(void) {
   add("vouched nonce 32", P, 0x4a, 3, "b", (uint64_t[]){32});
   add("vouched nonce uint", P, 0x4a, 3, "u", (uint64_t[]){16});
   add("vouched arity 4", P, 0x4a, 4, "bu", (uint64_t[]){16, 0});
-  /* types of our range no version knows: ignored, not malformed */
-  add("type 0x4b", DHT_ERR_NOTFOUND, 0x4b, 2, "", (uint64_t[]){0});
-  add("type 0x4f", DHT_ERR_NOTFOUND, 0x4f, 3, "u", (uint64_t[]){1});
+  /* INTRO_REG [t, txid, rtt_ms, cands, cookie16] */
+  add("intro_reg ms 5001", P, 0x4b, 5, "uab", (uint64_t[]){5001, 0, 16});
+  add("intro_reg 5 cands", P, 0x4b, 5, "uaxxxxxb", (uint64_t[]){1, 5, 0, 0, 0, 0, 0, 16});
+  add("intro_reg cand port 0 (zeros)", P, 0x4b, 5, "uabb", (uint64_t[]){1, 1, 6, 16});
+  add("intro_reg cand 7 bytes", P, 0x4b, 5, "uabb", (uint64_t[]){1, 1, 7, 16});
+  add("intro_reg cands not an array", P, 0x4b, 5, "uxb", (uint64_t[]){1, 0, 16});
+  add("intro_reg array short", P, 0x4b, 5, "uaxb", (uint64_t[]){1, 2, 0, 16});
+  add("intro_reg cookie 15", P, 0x4b, 5, "uab", (uint64_t[]){1, 0, 15});
+  add("intro_reg arity 4 (no cookie)", P, 0x4b, 4, "ua", (uint64_t[]){1, 0});
+  /* PUNCH_REQ [t, txid, pk32, nonce16, ms, cands, cookie16], PUNCH_FWD without the cookie */
+  add("punch_req pk 31", P, 0x4c, 8, "bbuab", (uint64_t[]){31, 16, 0, 0, 16});
+  add("punch_req nonce 17", P, 0x4c, 8, "bbuab", (uint64_t[]){32, 17, 0, 0, 16});
+  add("punch_req ms nil", P, 0x4c, 8, "bbnab", (uint64_t[]){32, 16, 0, 0, 16});
+  add("punch_req cookie 17", P, 0x4c, 8, "bbuab", (uint64_t[]){32, 16, 0, 0, 17});
+  add("punch_req arity 7 (no cookie)", P, 0x4c, 7, "bbua", (uint64_t[]){32, 16, 0, 0});
+  add("punch_fwd arity 6", P, 0x4d, 6, "bbu", (uint64_t[]){32, 16, 0});
+  add("punch_fwd wait 65535", P, 0x4d, 7, "bbua", (uint64_t[]){32, 16, 65535, 0});
+  /* PUNCH_ACK [t, txid, status, ms, cands] */
+  add("punch_ack status 256", P, 0x4e, 5, "uua", (uint64_t[]){256, 0, 0});
+  add("punch_ack cands nil", P, 0x4e, 5, "uun", (uint64_t[]){0, 0, 0});
+  /* HOLE [t, txid, nonce16] */
+  add("hole nonce 15", P, 0x4f, 3, "b", (uint64_t[]){15});
+  add("hole arity 2", P, 0x4f, 2, "", (uint64_t[]){0});
 }
 
 static void test_malformed_codec(void **state) {

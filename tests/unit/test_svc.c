@@ -859,6 +859,72 @@ static void test_mode_switch(void **state) {
   hw_free(&w);
 }
 
+/* ---- paths to keys ---------------------------------------------------------- */
+
+static int send_to_key(hw *w, int from, tsvc *t, int to) {
+  uint8_t body[DHT_MAX_BODY];
+  size_t n = body3(body, sizeof body, T_REQ, dht_svc_txid(w->e[from]), 4);
+  dht_peer p;
+  memset(&p, 0, sizeof p);
+  memcpy(p.pk, w->id[to].pk, DHT_PK_LEN); /* no address: the key's path */
+  dht_req_opts o = {.answer = T_ANS, .tries = 1};
+  return dht_svc_request(w->e[from], t->id, &p, body, n, &o, w->now);
+}
+
+/* A service sends to a key without its address over the path another
+ * service set; a key with no path is refused and counted; a fresh
+ * datagram from the key at a new address moves the path (its NAT
+ * rebound), and the next send goes there. */
+static void test_paths(void **state) {
+  (void)state;
+  hw w;
+  hw_init(&w, 3, NULL);
+  tsvc t[3];
+  memset(t, 0, sizeof t);
+  for (int i = 0; i < 3; i++)
+    ts_add(w.e[i], &t[i]);
+  dht_path bad = {.local = 0};
+  assert_int_equal(dht_path_set(w.e[0], w.id[1].pk, &bad, DHT_PATH_PUNCHED, w.now), DHT_ERR_INVAL);
+  dht_path p = {.local = 0, .remote = w.addr[1]};
+  assert_int_equal(dht_path_set(w.e[0], w.id[1].pk, &p, 0, w.now), DHT_ERR_INVAL);
+  assert_int_equal(dht_path_set(w.e[0], w.id[1].pk, &p, DHT_PATH_PUNCHED, w.now), 0);
+
+  assert_int_equal(send_to_key(&w, 0, &t[0], 1), 0);
+  hw_run(&w, w.now + 500);
+  assert_int_equal(t[0].answers, 1);
+  assert_int_equal(t[1].msgs, 1);
+
+  dht_stats st;
+  assert_int_equal(send_to_key(&w, 0, &t[0], 2), DHT_ERR_NOTFOUND); /* no path to node 2 */
+  dht_get_stats(w.e[0], &st);
+  assert_int_equal(st.path_missing, 1);
+
+  /* node 1's NAT gives it another address; its next request moves the path */
+  w.addr[1] = tu_addr4(10, 9, 9, 1, 5000);
+  assert_int_equal(send_req(&w, 1, &t[1], 0, T_REQ, 4, &(dht_req_opts){.answer = T_ANS}), 0);
+  hw_run(&w, w.now + 500);
+  assert_int_equal(t[1].answers, 1);
+  dht_path_info pi;
+  assert_int_equal(dht_path_get(w.e[0], w.id[1].pk, &pi), 0);
+  assert_true(dht_addr_eq(&pi.path.remote, &w.addr[1]));
+  assert_int_equal(pi.roams, 1);
+  assert_int_equal(pi.method, DHT_PATH_PUNCHED);
+  assert_int_equal(send_to_key(&w, 0, &t[0], 1), 0);
+  hw_run(&w, w.now + 500);
+  assert_int_equal(t[0].answers, 2);
+  assert_int_equal(w.outside_pkts, 0);
+  dht_get_stats(w.e[0], &st);
+  assert_int_equal(st.path_roams, 1);
+  dht_path_info all[4];
+  assert_int_equal(dht_paths_list(w.e[0], all, 4), 1);
+  assert_memory_equal(all[0].pk, w.id[1].pk, DHT_PK_LEN);
+
+  assert_int_equal(dht_path_drop(w.e[0], w.id[1].pk), 0);
+  assert_int_equal(dht_path_drop(w.e[0], w.id[1].pk), DHT_ERR_NOTFOUND);
+  assert_int_equal(send_to_key(&w, 0, &t[0], 1), DHT_ERR_NOTFOUND);
+  hw_free(&w);
+}
+
 int main(void) {
   g_seed = tu_seed("test_svc");
   if (sodium_init() < 0)
@@ -874,6 +940,7 @@ int main(void) {
       cmocka_unit_test(test_verify_ping_limited),
       cmocka_unit_test(test_candidate),
       cmocka_unit_test(test_mode_switch),
+      cmocka_unit_test(test_paths),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
