@@ -764,6 +764,8 @@ uint32_t dht_dest_hash(const dht_addr *a);
 /* The engine's current timeout for one request to peer (see
  * dht_svc_request). */
 dht_ts dht_peer_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN]);
+/* The smoothed RTT to a routing-table contact, or -1 when unknown. */
+dht_ts dht_peer_rtt(dht *e, const uint8_t pk[static DHT_PK_LEN]);
 
 /* Switches between server mode (reachable: others may store us; our record
  * says so) and client mode at run time.  When our record has been published,

@@ -436,6 +436,13 @@ uint32_t dht_svc_txid(dht *e) {
   return txid;
 }
 
+dht_ts dht_peer_rtt(dht *e, const uint8_t pk[static DHT_PK_LEN]) {
+  uint8_t id[DHT_ID_LEN];
+  dht_eng_peer_id(e, pk, id);
+  const dht_rt_contact *c = dht_rt_find(e->rt, pk, id);
+  return c && (c->srtt_ms || c->rttvar_ms) ? (dht_ts)c->srtt_ms : -1;
+}
+
 dht_ts dht_peer_timeout(dht *e, const uint8_t pk[static DHT_PK_LEN]) {
   uint8_t id[DHT_ID_LEN];
   dht_eng_peer_id(e, pk, id);

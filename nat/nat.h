@@ -120,6 +120,18 @@ typedef struct nat_settings {
   int vouches;           /* strangers being checked at once (1..64): 8 */
   dht_ts vouch_wait_ms;  /* the VOUCHED must arrive this long after the VOUCH_REQ: 5 s */
   dht_ts voucher_gap_ms; /* VOUCH_REQ honoured per asker prefix at most every: 1 s */
+  /* Hole punching (nat_punch.c; docs/protocol.md, "Hole punching"). */
+  int clients;          /* as an introducer: clients registered at once (0..1024): 32 */
+  dht_ts client_ttl_ms; /* a registration lasts (clients renew every 4th keepalive): 5 min */
+  dht_ts punch_gap_ms;  /* PUNCH_REQ served per asker prefix at most every: 1 s */
+  dht_ts punch_ms;      /* one attempt's probing lasts: 3 s */
+  int punch_tries;      /* attempts, each through the introducers again (1..8): 3 */
+  int punch_rounds;     /* probe rounds an attempt, a HOLE to every candidate each (1..64): 16 */
+  int prime_ttl;        /* IP TTL of the first HOLE to each candidate, 0 = the socket's: 3 */
+  int hole_pps;         /* HOLEs to candidates, node-wide, per second: 100 */
+  int hole_burst;       /* ... at most this many at once: 200 */
+  dht_ts path_idle_ms;  /* a punched path is kept (a PING every keepalive_ms) this long
+                         * after the last nat_connect to its key: 10 min */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -132,6 +144,17 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
                 const dht_mem *mem, dht_ts now);
 /* Unplugs it (before dht_del) and frees it; NULL is fine. */
 void nat_svc_del(nat_svc *n);
+
+/* The last punches, for roost nat. */
+#define NAT_PUNCH_LOG 8
+typedef struct nat_punch_log {
+  uint8_t pk[DHT_PK_LEN];
+  bool ok, initiator;
+  int attempts;
+  dht_ts ms;     /* from the start to the path, or to giving up */
+  dht_ts at;     /* ended at */
+  dht_addr addr; /* the peer's address on the path (ok) */
+} nat_punch_log;
 
 /* What the node knows of its own addresses, for people and for its record. */
 typedef struct nat_status {
@@ -174,6 +197,13 @@ typedef struct nat_status {
   /* as the candidate: VOUCHEDs sent; CHECKs ignored (another socket, or an
    * asker we had not sent to) */
   uint64_t vouched_sent, checks_ignored;
+  /* hole punching: as the one connecting or connected to, and as an
+   * introducer (clients registered now, punches introduced, refused) */
+  uint64_t punches, punches_ok, punches_failed, holes_sent, holes_limited, fwds_refused;
+  int clients;
+  uint64_t introduced, intro_refused;
+  int npunch_log; /* newest first */
+  nat_punch_log punch_log[NAT_PUNCH_LOG];
 } nat_status;
 
 void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st);
@@ -193,6 +223,7 @@ int nat_verify_mapping(nat_svc *n, int tag, uint16_t port, dht_ts now);
 
 enum nat_event_type {
   NAT_EV_MAPPING = 1, /* tag, ok, addr (our public IP and the mapped port) */
+  NAT_EV_PATH = 2,    /* pk, ok, addr (where the peer answered), ms (time to connect) */
 };
 
 typedef struct nat_event {
@@ -200,7 +231,22 @@ typedef struct nat_event {
   int tag;
   bool ok;
   dht_addr addr;
+  uint8_t pk[DHT_PK_LEN];
+  dht_ts ms;
 } nat_event;
+
+/* Hole punching (nat_punch.c).  Opens a path to the node of key pk, which
+ * is not reachable and names introducers in its record: through the first
+ * of them that knows it, both sides learn each other's candidate addresses
+ * and probe them at the same moment until a probe gets through a hole both
+ * NATs opened; up to punch_tries attempts.  The path goes into the engine
+ * (dht_path_set, DHT_PATH_PUNCHED), so every service's datagrams to pk take
+ * it, and NAT_EV_PATH says how it went.  A punch already running for pk
+ * just goes on.  Returns 0, DHT_ERR_INVAL (no introducer, or pk is ours),
+ * DHT_ERR_FULL (NAT_PUNCHES running) or DHT_ERR_NOMEM. */
+#define NAT_PUNCHES 4
+int nat_connect(nat_svc *n, const uint8_t pk[static DHT_PK_LEN], const dht_introducer *intro,
+                int nintro, dht_ts now);
 
 /* Pops the next event.  0, or DHT_ERR_NOTFOUND. */
 int nat_poll_event(nat_svc *n, nat_event *ev);

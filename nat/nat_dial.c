@@ -226,7 +226,7 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
 
 /* ---- the tested (A) -------------------------------------------------------------- */
 
-static void push_event(nat_svc *n, const nat_event *ev) {
+void nat_push_event(nat_svc *n, const nat_event *ev) {
   if (n->ev_n == NAT_EVENTS) { /* the oldest goes: a newer verdict supersedes it */
     n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
     n->ev_n--;
@@ -286,7 +286,7 @@ static void dial_end(nat_svc *n, nat_dial *d, int result, dht_ts now) {
     if (result != NAT_REACH_UNKNOWN) { /* decided: tell the driver */
       nat_event ev = {.type = NAT_EV_MAPPING, .tag = m->tag, .ok = result == NAT_REACH_YES};
       ev.addr = d->addr;
-      push_event(n, &ev);
+      nat_push_event(n, &ev);
       m->used = false;
     } else if (n->next_dial > now + n->set.dial_ms) {
       n->next_dial = now + n->set.dial_ms; /* still owed a verdict: try another helper soon */

@@ -66,6 +66,7 @@ typedef struct nat_intro {
   uint8_t pk[DHT_PK_LEN];
   dht_addr addr;
   int64_t cmd;        /* the keepalive PING in flight, or 0 */
+  uint8_t since_reg;  /* keepalives answered since we registered (nat_punch.c) */
   dht_ts next, since; /* next keepalive; first answer */
   dht_ts rtt_ms;
 } nat_intro;
@@ -85,6 +86,56 @@ typedef struct nat_vouch {
 
 /* Vouchers asked per candidate before it goes back to the engine. */
 #define NAT_VOUCHERS 3
+
+/* A client we introduce (as an introducer, nat_punch.c). */
+typedef struct nat_client {
+  bool used;
+  uint8_t pk[DHT_PK_LEN];
+  dht_addr addr; /* where its registration came from: its NAT's mapping */
+  uint32_t local;
+  uint16_t rtt_ms; /* its RTT to us, as it measured it */
+  uint8_t ncands;
+  dht_addr cands[NAT_CANDS - 1]; /* those it declared */
+  dht_ts at;
+} nat_client;
+
+/* A punch, on either side (nat_punch.c). */
+typedef struct nat_punch {
+  bool used, initiator, asking; /* asking: waiting for the introducer's answer */
+  bool has_theirs;              /* the other side started one too: its nonce */
+  bool pinged;                  /* the introducer intro_i was pinged for its cookie */
+  uint8_t attempt, rounds, intro_i, nintro;
+  uint8_t pk[DHT_PK_LEN];
+  uint8_t nonce[NAT_NONCE_LEN], theirs[NAT_NONCE_LEN];
+  int ncands;
+  dht_addr cands[NAT_CANDS];
+  dht_introducer intro[NAT_INTROS];
+  int64_t ping_cmd; /* a PING to the introducer, for its cookie */
+  dht_ts begin, next, gap, deadline;
+} nat_punch;
+
+/* A punched path kept alive until idle. */
+typedef struct nat_keep {
+  bool used;
+  uint8_t pk[DHT_PK_LEN];
+  int64_t cmd; /* its keepalive PING in flight */
+  dht_ts until, next;
+} nat_keep;
+/* Keepalives to an introducer between our registrations with it. */
+#define NAT_REG_EVERY 4
+#define NAT_KEEPS 16
+
+/* Allocated at the first punch or registration: most hosts of a large
+ * simulation never punch, and the service's 2 KiB a host holds without it. */
+typedef struct nat_punch_state {
+  nat_punch p[NAT_PUNCHES];
+  nat_keep keep[NAT_KEEPS];
+  nat_punch_log log[NAT_PUNCH_LOG];
+  int log_n, log_next;
+  nat_client *clients; /* set.clients of them, allocated at the first registration */
+  nat_gap asker_gaps[NAT_GAPS];
+  uint32_t hole_milli, hole_at; /* the node-wide HOLE bucket, as others_milli */
+} nat_punch_state;
 
 struct nat_svc {
   dht *e;
@@ -123,6 +174,10 @@ struct nat_svc {
   nat_gap vouchers_used[NAT_GAPS]; /* as the checker: vouchers asked */
   uint64_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
       v_vouched, v_ignored;
+  /* hole punching */
+  nat_punch_state *ps; /* NULL until the first punch or registration */
+  uint64_t p_started, p_ok, p_failed, p_holes, p_limited, p_fwd_refused, p_introduced,
+      p_intro_refused;
 };
 
 /* nat_svc.c */
@@ -153,6 +208,8 @@ bool nat_gap_busy(const nat_gap *g, uint64_t key, dht_ts gap, dht_ts now);
 bool nat_in_bloom(const uint8_t bloom[static NAT_BLOOM_LEN], const dht_addr *a);
 /* Whether a stranger at `from` may have us send to t (nat_dial.c says why). */
 bool nat_target_ok(const dht_addr *t, const dht_addr *from);
+/* Queues an event for nat_poll_event (the oldest goes when full). */
+void nat_push_event(nat_svc *n, const nat_event *ev);
 /* A message of ours that is a dial-back's (everything but nothing else). */
 void nat_dial_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
 /* The answer to one of our dial-back requests, or its timeout (in == NULL). */
@@ -182,5 +239,22 @@ void nat_vouch_on_answer(nat_svc *n, const dht_req *req, const nat_wire_msg *m, 
 /* Ends the checks whose VOUCHED never came. */
 void nat_vouch_tick(nat_svc *n, dht_ts now);
 dht_ts nat_vouch_expiry(const nat_svc *n);
+
+/* nat_punch.c */
+/* INTRO_REG, PUNCH_REQ, PUNCH_FWD and HOLE that are not answers. */
+void nat_punch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
+/* The answer to one of our punch requests (in and m NULL: none came). */
+void nat_punch_on_answer(nat_svc *n, const dht_req *req, const dht_msg_in *in,
+                         const nat_wire_msg *m, dht_ts now);
+/* The PING for an introducer's cookie; false when ev is not one. */
+bool nat_punch_on_event(nat_svc *n, const dht_event *ev, dht_ts now);
+/* Probe rounds, attempts that ran out, keepalives of punched paths. */
+void nat_punch_tick(nat_svc *n, dht_ts now);
+dht_ts nat_punch_expiry(const nat_svc *n);
+/* Registers us with introducer `who` (as a client; nat_intro.c calls it). */
+void nat_punch_register(nat_svc *n, const dht_peer *who, dht_ts rtt_ms, dht_ts now);
+/* For nat_get_status. */
+void nat_punch_status(const nat_svc *n, dht_ts now, nat_status *st);
+void nat_punch_free(nat_svc *n);
 
 #endif /* ROOST_NAT_INT_H */

@@ -168,11 +168,22 @@ bool nat_intro_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
     if (ev->status == 0) {
       in->misses = 0;
       in->rtt_ms = ev->u.ping.rtt_ms;
-      if (!in->ok) {
+      bool first = !in->ok;
+      if (first) {
         in->ok = true;
         in->since = now;
         n->n_intro_changes++;
         publish(n, now);
+      }
+      /* registered at its first answer and every few keepalives after, so
+       * that it can introduce others to us (nat_punch.c); the PONG just
+       * brought the cookie the registration carries */
+      if (first || ++in->since_reg >= NAT_REG_EVERY) {
+        in->since_reg = 0;
+        dht_peer who;
+        memcpy(who.pk, in->pk, DHT_PK_LEN);
+        who.addr = in->addr;
+        nat_punch_register(n, &who, in->rtt_ms, now);
       }
       return true;
     }

@@ -65,6 +65,16 @@ void nat_settings_default(nat_settings *s) {
   s->vouches = 8;
   s->vouch_wait_ms = 5000;
   s->voucher_gap_ms = 1000;
+  s->clients = 32;
+  s->client_ttl_ms = 5 * 60 * 1000;
+  s->punch_gap_ms = 1000;
+  s->punch_ms = 3000;
+  s->punch_tries = 3;
+  s->punch_rounds = 16;
+  s->prime_ttl = 3;
+  s->hole_pps = 100;
+  s->hole_burst = 200;
+  s->path_idle_ms = 10 * 60 * 1000;
 }
 
 static bool settings_ok(const nat_settings *s) {
@@ -77,7 +87,12 @@ static bool settings_ok(const nat_settings *s) {
          s->introducers <= NAT_INTROS && s->keepalive_ms >= 1000 && s->intro_misses >= 1 &&
          s->vouches >= 1 && s->vouches <= 64 && s->vouch_wait_ms > 0 && s->voucher_gap_ms >= 0 &&
          s->others_pps >= 1 && s->others_pps <= 100000 && s->others_burst >= 1 &&
-         s->others_burst <= 100000;
+         s->others_burst <= 100000 && s->clients >= 0 && s->clients <= 1024 &&
+         s->client_ttl_ms > 0 && s->punch_gap_ms >= 0 && s->punch_ms >= 100 &&
+         s->punch_tries >= 1 && s->punch_tries <= 8 && s->punch_rounds >= 1 &&
+         s->punch_rounds <= 64 && s->prime_ttl >= 0 && s->prime_ttl <= 255 && s->hole_pps >= 1 &&
+         s->hole_pps <= 100000 && s->hole_burst >= 1 && s->hole_burst <= 100000 &&
+         s->path_idle_ms > 0;
 }
 
 const char *nat_mapping_name(int mapping) {
@@ -208,7 +223,9 @@ static void on_msg(void *ctx, dht *e, const dht_msg_in *in, dht_ts now) {
     n->dropped++; /* malformed, or a type of a newer version */
     return;
   }
-  if (m.type >= NAT_T_VOUCH_REQ)
+  if (m.type >= NAT_T_INTRO_REG)
+    nat_punch_on_msg(n, in, &m, now);
+  else if (m.type >= NAT_T_VOUCH_REQ)
     nat_vouch_on_msg(n, in, &m, now);
   else
     nat_dial_on_msg(n, in, &m, now);
@@ -226,18 +243,23 @@ static void on_answer(void *ctx, dht *e, const dht_req *req, const dht_msg_in *i
   (void)e;
   nat_svc *n = ctx;
   nat_wire_msg m;
-  if (nat_wire_decode(&m, in->body, in->len) != 0) {
-    n->dropped++;
-    answer(n, req, NULL, now); /* as if it never came */
-    return;
-  }
-  answer(n, req, &m, now);
+  bool ok = nat_wire_decode(&m, in->body, in->len) == 0;
+  if (!ok)
+    n->dropped++;                   /* as if it never came */
+  if (req->type >= NAT_T_INTRO_REG) /* the punch needs where it came from */
+    nat_punch_on_answer(n, req, ok ? in : NULL, ok ? &m : NULL, now);
+  else
+    answer(n, req, ok ? &m : NULL, now);
 }
 
 static void on_timeout(void *ctx, dht *e, const dht_req *req, bool soft, dht_ts now) {
   (void)e;
   nat_svc *n = ctx;
-  if (!soft)
+  if (soft)
+    return;
+  if (req->type >= NAT_T_INTRO_REG)
+    nat_punch_on_answer(n, req, NULL, NULL, now);
+  else
     answer(n, req, NULL, now);
 }
 
@@ -264,18 +286,21 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
     }
     return true; /* the vote is ours: the driver reads its result */
   }
-  if (nat_intro_on_event(n, ev, now))
+  if (nat_intro_on_event(n, ev, now) || nat_punch_on_event(n, ev, now))
     return true;
   return false; /* our witness PINGs' results: their PONGs were the point */
 }
 
 static dht_ts get_expiry(void *ctx) {
   nat_svc *n = ctx;
-  dht_ts d = nat_dial_expiry(n), i = nat_intro_expiry(n), v = nat_vouch_expiry(n);
+  dht_ts d = nat_dial_expiry(n), i = nat_intro_expiry(n), v = nat_vouch_expiry(n),
+         p = nat_punch_expiry(n);
   if (i < d)
     d = i;
   if (v < d)
     d = v;
+  if (p < d)
+    d = p;
   return d < n->next_solicit ? d : n->next_solicit;
 }
 
@@ -285,6 +310,7 @@ static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   nat_dial_tick(n, now);
   nat_intro_tick(n, now);
   nat_vouch_tick(n, now);
+  nat_punch_tick(n, now);
   if (now < n->next_solicit)
     return;
   bool known = main_vote_known(n, now);
@@ -355,6 +381,7 @@ void nat_svc_del(nat_svc *n) {
   if (!n)
     return;
   dht_service_remove(n->e, n->svc_id);
+  nat_punch_free(n);
   dht_mem mem = n->mem;
   dht_mem_free(&mem, n->vouches);
   dht_mem_free(&mem, n->socks);
@@ -408,6 +435,7 @@ void nat_get_status(const nat_svc *n, dht_ts now, nat_status *st) {
     st->nintro++;
   }
   st->intro_changes = n->n_intro_changes;
+  nat_punch_status(n, now, st);
   st->keepalives = n->n_keepalives;
   st->vouch_asked = n->v_asked;
   st->vouch_ok = n->v_ok;
