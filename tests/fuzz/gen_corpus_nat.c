@@ -9,6 +9,7 @@
  *   cc -std=c11 -D_POSIX_C_SOURCE=200809L -Idht -Inat -Itests/support \
  *      tests/fuzz/gen_corpus_nat.c tests/fuzz/fuzz_common.c dht/dht_*.c \
  *      nat/nat_svc.c nat/nat_dial.c nat/nat_vouch.c nat/nat_vote.c nat/nat_wire.c \
+ *      nat/nat_intro.c nat/nat_punch.c \
  *      tests/support/testutil.c \
  *      $(pkg-config --cflags --libs msgpack libsodium) -o /tmp/gen_corpus_nat
  *   rm -f tests/fuzz/corpus_nat/seed-* && /tmp/gen_corpus_nat tests/fuzz/corpus_nat
@@ -153,6 +154,10 @@ static void seed(const char *name) {
          (unsigned long long)st.vouch_fallback, (unsigned long long)st.checks_sent,
          (unsigned long long)st.vouch_refused, (unsigned long long)st.vouched_sent,
          (unsigned long long)st.checks_ignored);
+  printf("%-30s punching: clients %d introduced %llu refused %llu; holes %llu fwds refused %llu "
+         "paths %d\n",
+         "", st.clients, (unsigned long long)st.introduced, (unsigned long long)st.intro_refused,
+         (unsigned long long)st.holes_sent, (unsigned long long)st.fwds_refused, st.npunch_log);
   free(h);
   g_len = 0;
 }
@@ -453,6 +458,84 @@ int main(int argc, char **argv) {
   }
   time_ms(12000);
   seed("seed-vouch-checker");
+
+  /* ---- hole punching ---- */
+
+  /* the engine as an introducer: an outsider registers (with the cookie
+   * the engine gave its address), another asks for a punch to it, to a key
+   * nobody registered, and with no cookie; HOLEs nobody expects */
+  config(0, 0);
+  time_ms(3000);
+  OP(FN_OP_CMD, FN_CMD_ASK, 4); /* their cookies for their addresses */
+  OP(FN_OP_CMD, FN_CMD_ASK, 5);
+  {
+    nat_wire_msg m = {.type = NAT_T_INTRO_REG, .txid = 0x7b000001u};
+    static const uint8_t ck[DHT_TOKEN_LEN] = {1};
+    m.u.punch.ms = 40;
+    m.u.punch.cookie = ck;
+    uint8_t b[160];
+    dht_ssize len = nat_wire_encode(b, sizeof b, &m);
+    if (len <= 0)
+      abort();
+    body(4 | 0x80, b, (size_t)len); /* bit 7: the engine's own cookie for sender 4 */
+    static const uint8_t nonce[NAT_NONCE_LEN] = {7, 7, 7};
+    nat_wire_msg q = {.type = NAT_T_PUNCH_REQ, .txid = 0x7b000002u};
+    q.u.punch.pk = g_keys->id[5].pk; /* sender 4 */
+    q.u.punch.nonce = nonce;
+    q.u.punch.ms = 12;
+    q.u.punch.ncands = 1;
+    fn_addr(5, false, false, &q.u.punch.cands[0]);
+    q.u.punch.cookie = ck;
+    len = nat_wire_encode(b, sizeof b, &q);
+    if (len <= 0)
+      abort();
+    body(5, b, (size_t)len);
+    time_ms(50);
+    q.u.punch.pk = g_keys->id[2].pk; /* a peer that never registered */
+    body(5, b, (size_t)nat_wire_encode(b, sizeof b, &q));
+    nat_wire_msg h = {.type = NAT_T_HOLE, .txid = 0x7b000003u};
+    h.u.hole.nonce = nonce;
+    len = nat_wire_encode(b, sizeof b, &h);
+    body(5, b, (size_t)len);
+    body(1, b, (size_t)len);
+  }
+  time_ms(60000);
+  seed("seed-punch-introducer");
+
+  /* the engine as a client: it keeps introducers among the peers and
+   * registers; a peer forwards a punch naming sender 5 (an introducer's
+   * PUNCH_FWD starts HOLEs; anyone else's is refused); sender 5's HOLEs
+   * with the forwarded nonce and with another */
+  config(2, 0);
+  time_ms(40000);
+  answer_all(NAT_T_INTRO_REG, 0, NAT_W_OK);
+  {
+    static const uint8_t nonce[NAT_NONCE_LEN] = {5, 5, 5};
+    nat_wire_msg f = {.type = NAT_T_PUNCH_FWD, .txid = 0x7b000004u};
+    f.u.punch.pk = g_keys->id[6].pk; /* sender 5 */
+    f.u.punch.nonce = nonce;
+    f.u.punch.ms = 20;
+    f.u.punch.ncands = 2;
+    fn_addr(5, false, false, &f.u.punch.cands[0]);
+    fn_addr(5, true, false, &f.u.punch.cands[1]);
+    uint8_t b[160];
+    dht_ssize len = nat_wire_encode(b, sizeof b, &f);
+    if (len <= 0)
+      abort();
+    for (uint8_t w = 0; w < 4; w++)
+      body(w, b, (size_t)len);
+    body(4, b, (size_t)len);
+    time_ms(100);
+    nat_wire_msg h = {.type = NAT_T_HOLE, .txid = 0x7b000005u};
+    h.u.hole.nonce = nonce;
+    len = nat_wire_encode(b, sizeof b, &h);
+    body(5, b, (size_t)len);
+    static const uint8_t other[NAT_NONCE_LEN] = {6};
+    h.u.hole.nonce = other;
+    body(5, b, (size_t)nat_wire_encode(b, sizeof b, &h));
+  }
+  time_ms(10000);
+  seed("seed-punch-client");
 
   /* ---- everything else ---- */
 
