@@ -191,6 +191,16 @@ bool node_cmd_msg_drain(rd_daemon *d) {
     case NODE_MSG_EV_FETCHED:
       fetched(d, &ev.ev);
       break;
+    case NODE_MSG_EV_PATH: {
+      /* a friend behind a NAT: a punch through its introducers; the
+       * verdict comes back as a NAT_EV_PATH (node_daemon.c) */
+      dht_ts now = (dht_ts)uv_now(&d->loop);
+      const uint8_t *pk = ev.ev.u.path.friend_pk;
+      if (!d->nat ||
+          nat_connect(d->nat, pk, ev.ev.u.path.intro, ev.ev.u.path.nintro, now) != 0)
+        store_path_ready(svc(d), pk, false, now);
+      break;
+    }
     default:
       break;
     }

@@ -434,6 +434,16 @@ static void on_mapped(void *ctx, int proto, const dht_addr *ext) {
 static void nat_events(rd_daemon *d) {
   nat_event ev;
   while (d->nat && nat_poll_event(d->nat, &ev) == 0) {
+    if (ev.type == NAT_EV_PATH) {
+      char idt[NODE_IDTEXT_LEN + 1], txt[DHT_ADDR_STRLEN];
+      node_idtext_encode(ev.pk, idt);
+      NLOG(ev.ok ? NODE_LOG_INFO : NODE_LOG_WARN, "nat", "path to %.8s: %s after %lld ms", idt,
+           ev.ok ? dht_addr_fmt(&ev.addr, txt, sizeof txt) : "none (punching failed)",
+           (long long)ev.ms);
+      if (node_msg_svc(&d->msg))
+        store_path_ready(node_msg_svc(&d->msg), ev.pk, ev.ok, (dht_ts)uv_now(&d->loop));
+      continue;
+    }
     if (ev.type != NAT_EV_MAPPING)
       continue;
     char txt[DHT_ADDR_STRLEN];

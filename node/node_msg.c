@@ -360,6 +360,9 @@ int node_msg_poll(node_msg *m, node_msg_event *out) {
   case STORE_EV_REQUEST:
     on_request(m, ev);
     break;
+  case STORE_EV_PATH:
+    out->type = NODE_MSG_EV_PATH;
+    break;
   default:
     break;
   }

@@ -39,6 +39,7 @@ enum node_msg_ev {
   NODE_MSG_EV_MESSAGE,  /* a new message, saved as in */
   NODE_MSG_EV_LOSS,     /* a loss notice, saved; the service's event in ev */
   NODE_MSG_EV_FETCHED,  /* a fetch round ended; the service's event in ev */
+  NODE_MSG_EV_PATH,     /* the service wants a path to a friend (ev.u.path): ask nat/ */
 };
 
 typedef struct node_msg_event {

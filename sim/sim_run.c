@@ -488,7 +488,7 @@ static void on_event(sim *s, int i, const dht_event *ev) {
 /* ---- the NAT service (c->nat_svc) ------------------------------------------ */
 
 /* Counts what nat_svc_new allocates: the service's memory with nothing in
- * flight (it allocates nothing after that). */
+ * flight (the vouch and punch tables come later, while in use). */
 static void *nat_mem_malloc(void *ctx, size_t n) {
   *(size_t *)ctx += n;
   return malloc(n);

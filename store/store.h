@@ -265,6 +265,8 @@ typedef struct store_settings {
   dht_ts rpc_timeout_ms;        /* one try's timeout; 0 = the engine's RTT estimate: 0 */
   int rpc_tries;                /* attempts per request (1..8): 3 */
   dht_ts direct_timeout_ms;     /* wait for a direct delivery's answer: 1000 */
+  dht_ts path_wait_ms;          /* wait for a path to a friend behind a NAT (STORE_EV_PATH)
+                                 * before the mailbox: 10 s (0: straight to the mailbox) */
   dht_ts retry_min_ms;          /* first retry of a message not yet stored: 30 s */
   dht_ts retry_max_ms;          /* backoff cap: 10 min */
   dht_ts poll_interval_ms;      /* fetch friends' mailboxes every: 5 min (0 = only on request) */
@@ -365,6 +367,7 @@ enum store_event_type {
   STORE_EV_LOSS,      /* u.loss: a storage node dropped unread items */
   STORE_EV_FETCHED,   /* u.fetched: a fetch round ended */
   STORE_EV_REQUEST,   /* u.request: a friend request from someone */
+  STORE_EV_PATH,      /* u.path: open a path to this friend (the driver asks nat/) */
 };
 
 typedef struct store_event {
@@ -381,6 +384,7 @@ typedef struct store_event {
       int refused;  /* storage nodes that refused */
       int reason;   /* the last refusal's STORE_ERR_* code, 0 if none */
       bool direct;  /* delivered directly, not through a mailbox */
+      int path;     /* then over which path: a dht_path_method (0: the record's address) */
     } state;
     struct {
       uint8_t friend_pk[DHT_PK_LEN];
@@ -403,8 +407,21 @@ typedef struct store_event {
       uint16_t len;
       uint8_t note[STORE_NOTE_MAX];
     } request;
+    /* a friend that is not reachable and names introducers in its record:
+     * the driver has nat/ punch a path (nat_connect) and reports how it went
+     * (store_path_ready); messages to it wait up to path_wait_ms */
+    struct {
+      uint8_t friend_pk[DHT_PK_LEN];
+      int nintro;
+      dht_introducer intro[DHT_RECORD_MAX_INTRO];
+    } path;
   } u;
 } store_event;
+
+/* The driver's answer to STORE_EV_PATH: a path to pk now exists (ok: the
+ * engine has it, dht_path_get) or none could be made.  Messages waiting for
+ * it go direct over it, or to the mailbox. */
+void store_path_ready(store_svc *s, const uint8_t pk[static DHT_PK_LEN], bool ok, dht_ts now);
 
 /* Pops the next event.  0 or DHT_ERR_NOTFOUND. */
 int store_poll_event(store_svc *s, store_event *ev);

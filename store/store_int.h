@@ -71,7 +71,8 @@ typedef struct rpc {
  * forget one owner's requests at once. */
 #define RPC_TAG(owner, oid) ((uint64_t)(owner) << 32 | (uint32_t)(oid))
 
-enum out_phase { P_RECORD = 1, P_DIRECT, P_LOOKUP, P_DEPOSIT, P_WAIT };
+/* P_PATH: waiting for a path to a friend behind a NAT (until retry_at) */
+enum out_phase { P_RECORD = 1, P_DIRECT, P_LOOKUP, P_DEPOSIT, P_WAIT, P_PATH };
 
 typedef struct sendq {
   uint32_t id;
@@ -84,6 +85,7 @@ typedef struct sendq {
   int phase;
   int64_t lookup;
   int direct_left;
+  int path; /* the direct tries go over the key's path (a dht_path_method), or 0 */
   store_mbox_keys k;
   uint64_t deposited_s;
   uint16_t item_len;
@@ -309,6 +311,8 @@ void store_outbox_on_receipt(store_svc *s, int oi, const rpc *rq, const store_wi
                              dht_ts now);
 /* The friend's record has addresses: DIRECT to up to two of them. */
 void store_outbox_direct(store_svc *s, sendq *o, const dht_record *rec, dht_ts now);
+/* A message that waited for a path (P_PATH) in vain goes to the mailbox. */
+void store_outbox_no_path(store_svc *s, sendq *o, dht_ts now);
 /* Sends receipts of kind (delivered or read) for n message ids to friend
  * pk, as many internal messages as they need. */
 void store_outbox_receipts(store_svc *s, const uint8_t pk[DHT_PK_LEN], int kind,

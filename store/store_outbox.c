@@ -45,6 +45,7 @@ void store_outbox_event(store_svc *s, const sendq *o, int state, int status) {
   ev->u.state.refused = o->refused;
   ev->u.state.reason = o->reason;
   ev->u.state.direct = state == STORE_ST_DELIVERED && o->phase == P_DIRECT;
+  ev->u.state.path = ev->u.state.direct ? o->path : 0;
 }
 
 void store_outbox_remove(store_svc *s, int i) {
@@ -209,29 +210,87 @@ void store_outbox_on_receipt(store_svc *s, int oi, const rpc *rq, const store_wi
     store_outbox_deposit_done(s, oi, now);
 }
 
-void store_outbox_direct(store_svc *s, sendq *o, const dht_record *rec, dht_ts now) {
+/* One DIRECT to the friend at p (an address, or its key alone: its path). */
+static bool direct_to(store_svc *s, sendq *o, const dht_peer *p, int aux, dht_ts now) {
   uint8_t buf[DHT_MAX_BODY];
+  uint32_t txid = store_svc_txid(s);
+  store_wire_msg m = {.type = STORE_T_DIRECT, .txid = txid};
+  m.u.direct.mbox = o->k.id;
+  m.u.direct.deposited_s = o->deposited_s;
+  m.u.direct.item = o->item;
+  m.u.direct.item_len = o->item_len;
+  m.u.direct.sig = o->sig;
+  dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
+  return n > 0 && store_svc_rpc_start(s, p, buf, (size_t)n, txid, STORE_T_DIRECT, O_OUT, o->id,
+                                      aux, 1, s->set.direct_timeout_ms, now) == 0;
+}
+
+static void to_mailbox(store_svc *s, sendq *o, dht_ts now) {
+  o->phase = P_LOOKUP;
+  o->lookup = store_svc_lookup(s, o->k.id, false, now);
+  if (o->lookup < 0) {
+    o->phase = P_WAIT;
+    o->retry_at = now + o->backoff;
+  }
+}
+
+/* Over the path the engine holds for the friend's key; false when none. */
+static bool direct_over_path(store_svc *s, sendq *o, dht_ts now) {
+  dht_path_info pi;
+  if (dht_path_get(s->e, o->friend_pk, &pi) != 0)
+    return false;
+  dht_peer p;
+  memset(&p, 0, sizeof p); /* no address: the engine takes the key's path */
+  memcpy(p.pk, o->friend_pk, DHT_PK_LEN);
   o->phase = P_DIRECT;
   o->direct_left = 0;
+  o->path = pi.method;
+  if (direct_to(s, o, &p, 0, now))
+    o->direct_left++;
+  return o->direct_left > 0;
+}
+
+void store_outbox_direct(store_svc *s, sendq *o, const dht_record *rec, dht_ts now) {
+  if (direct_over_path(s, o, now))
+    return;
+  /* a friend behind a NAT that names introducers: the driver punches a
+   * path (STORE_EV_PATH), and we wait for it a while before the mailbox */
+  if (!(rec->flags & DHT_REC_REACHABLE) && rec->nintro > 0 && s->set.path_wait_ms > 0) {
+    store_event *ev = store_svc_event(s, STORE_EV_PATH, 0, 0);
+    if (ev) {
+      memcpy(ev->u.path.friend_pk, o->friend_pk, DHT_PK_LEN);
+      ev->u.path.nintro = rec->nintro;
+      memcpy(ev->u.path.intro, rec->intro, (size_t)rec->nintro * sizeof rec->intro[0]);
+      o->phase = P_PATH;
+      o->retry_at = now + s->set.path_wait_ms;
+      return;
+    }
+  }
+  o->phase = P_DIRECT;
+  o->direct_left = 0;
+  o->path = 0;
   for (int i = 0; i < rec->naddrs && o->direct_left < 2; i++) {
     dht_peer p;
     memcpy(p.pk, o->friend_pk, DHT_PK_LEN);
     p.addr = rec->addrs[i].addr;
-    uint32_t txid = store_svc_txid(s);
-    store_wire_msg m = {.type = STORE_T_DIRECT, .txid = txid};
-    m.u.direct.mbox = o->k.id;
-    m.u.direct.deposited_s = o->deposited_s;
-    m.u.direct.item = o->item;
-    m.u.direct.item_len = o->item_len;
-    m.u.direct.sig = o->sig;
-    dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
-    if (n > 0 && store_svc_rpc_start(s, &p, buf, (size_t)n, txid, STORE_T_DIRECT, O_OUT, o->id, i,
-                                     1, s->set.direct_timeout_ms, now) == 0)
+    if (direct_to(s, o, &p, i, now))
       o->direct_left++;
   }
-  if (o->direct_left == 0) {
-    o->phase = P_LOOKUP;
-    o->lookup = store_svc_lookup(s, o->k.id, false, now);
+  if (o->direct_left == 0)
+    to_mailbox(s, o, now);
+}
+
+void store_outbox_no_path(store_svc *s, sendq *o, dht_ts now) {
+  to_mailbox(s, o, now);
+}
+
+void store_path_ready(store_svc *s, const uint8_t pk[static DHT_PK_LEN], bool ok, dht_ts now) {
+  for (int i = 0; i < s->nouts; i++) {
+    sendq *o = &s->outs[i];
+    if (o->phase != P_PATH || memcmp(o->friend_pk, pk, DHT_PK_LEN) != 0)
+      continue;
+    if (!ok || !direct_over_path(s, o, now))
+      to_mailbox(s, o, now);
   }
 }
 

@@ -393,7 +393,8 @@ static bool on_event(void *ctx, dht *e, const dht_event *ev, dht_ts now) {
     o->lookup = 0;
     const dht_lookup_result *res = ev->u.lookup;
     if (o->phase == P_RECORD) {
-      if (ev->status == 0 && res && res->has_record && res->record.naddrs > 0) {
+      if (ev->status == 0 && res && res->has_record &&
+          (res->record.naddrs > 0 || res->record.nintro > 0)) {
         store_outbox_direct(s, o, &res->record, now);
       } else {
         o->phase = P_LOOKUP;
@@ -451,7 +452,7 @@ static dht_ts get_expiry(void *ctx) {
   dht_ts t = min_ts(s->next_poll, min_ts(s->next_recon, s->next_expire));
   t = min_ts(t, s->next_register);
   for (int i = 0; i < s->nouts; i++)
-    if (s->outs[i].phase == P_WAIT)
+    if (s->outs[i].phase == P_WAIT || s->outs[i].phase == P_PATH)
       t = min_ts(t, s->outs[i].retry_at);
   return t;
 }
@@ -459,11 +460,14 @@ static dht_ts get_expiry(void *ctx) {
 static void handle_expiry(void *ctx, dht *e, dht_ts now) {
   store_svc *s = ctx;
   (void)e;
-  for (int i = 0; i < s->nouts; i++)
+  for (int i = 0; i < s->nouts; i++) {
     if (s->outs[i].phase == P_WAIT && s->outs[i].retry_at <= now) {
       s->outs[i].stored_reported = false;
       store_outbox_begin(s, &s->outs[i], now);
+    } else if (s->outs[i].phase == P_PATH && s->outs[i].retry_at <= now) {
+      store_outbox_no_path(s, &s->outs[i], now); /* no path in time: the mailbox */
     }
+  }
   if (s->next_expire <= now) {
     expire_tick(s, now);
     store_recon_neighbourhood(s, now);
@@ -497,6 +501,7 @@ void store_settings_default(store_settings *s) {
   s->rpc_timeout_ms = 0;
   s->rpc_tries = 3;
   s->direct_timeout_ms = 1000;
+  s->path_wait_ms = 10000;
   s->retry_min_ms = 30000;
   s->retry_max_ms = 600000;
   s->poll_interval_ms = 300000;
@@ -516,7 +521,7 @@ static bool settings_ok(const store_settings *s) {
          s->epoch_ms >= 1000 && s->ttl_dht_s > 0 && s->ttl_hosted_s > 0 &&
          s->mbox_quota_bytes >= STORE_ITEM_MAX && s->mbox_quota_items >= 1 &&
          s->capacity_bytes >= 0 && s->time_window_s > 0 && s->rpc_timeout_ms >= 0 &&
-         s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 &&
+         s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 && s->path_wait_ms >= 0 &&
          s->retry_min_ms > 0 && s->retry_max_ms >= s->retry_min_ms && s->poll_interval_ms >= 0 &&
          s->reconcile_interval_ms > 0 && s->max_friends >= 1 && s->max_hosted >= 0 &&
          s->max_outgoing >= 1 && s->max_pending_rpcs >= 8 && s->max_grants >= 1 &&

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""test_roostd_punch - two friends behind two home routers message each
+other directly, through a hole punched with an introducer's help (label
+natlab; root; ~40 s).
+
+Topology:
+  stun        STUN responder (unused by this test's routers: no IGD)
+  s1..s4      public roostd servers, each its own host and /24; s1 the seed
+  r3 + h3:c3  port-restricted NAT (most home routers), no IGD
+  r4 + h4:c4  the same
+
+  1. c3 and c4 join through s1 (mode auto: clients; port mapping off, as
+     on a router without UPnP); each keeps introducers among s1..s4 and
+     registers with them.
+  2. They become friends (invites).  Each NAT drops what the other sends
+     until it has sent the other way, so no datagram gets through by
+     itself.
+  3. c3 sends c4 a message: its record lookup finds c4 not reachable, with
+     introducers; c3 punches a path through one of them, and the message
+     goes over it: c4's inbox shows it, direct, with nobody fetching a
+     mailbox.  c4 answers over the same path (it holds it too).  Both
+     logs say where the path ends: the other router's WAN address.
+"""
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import roostlab  # noqa: E402
+from roostlab import check, log, wait_until  # noqa: E402
+
+DEADLINE = 180  # s, under CTest's TIMEOUT (240)
+MESSAGE_TIMEOUT = 20  # s for a direct message to show in the other's inbox
+
+
+def run(lab, args):
+    t0 = time.monotonic()
+    lab.add_stun_server()
+    seeds = roostlab.publics(lab, args, 4)
+    r3 = lab.add_router("r3", nat="port-restricted")
+    h3 = lab.add_host("h3", r3)
+    r4 = lab.add_router("r4", nat="port-restricted")
+    h4 = lab.add_host("h4", r4)
+    log(lab.describe())
+
+    # ---- 1. two NATed clients, each with introducers ----
+    c3 = roostlab.Roost(lab, h3, "c3", args).start(mode="auto", portmap="off",
+                                                    bootstrap=[seeds[0]])
+    c4 = roostlab.Roost(lab, h4, "c4", args).start(mode="auto", portmap="off",
+                                                    bootstrap=[seeds[0]])
+    for n in (c3, c4):
+        intro = wait_until("%s keeps introducers" % n.name, 30,
+                           lambda n=n: n.nat().get("introducers"))
+        log("%s: %d introducers, mode %s" % (n.name, len(intro), n.nat().get("mode")))
+        check(n.nat().get("mode") == "client", "%s is not a client: %r" % (n.name, n.nat()))
+
+    # ---- 2. friends ----
+    inv3 = c3.cli("invite", "--no-qr")["invite"]
+    inv4 = c4.cli("invite", "--no-qr")["invite"]
+    check(c3.cli("friend", "add", inv4, "--name", "cat").get("added") is True, "c3: friend add")
+    check(c4.cli("friend", "add", inv3, "--name", "cal").get("added") is True, "c4: friend add")
+
+    # ---- 3. a message each way, direct through the punched hole ----
+    def exchange(src, dst, name, text, wan):
+        t = time.monotonic()
+        r = src.cli("send", name, text)
+        check(r.get("state") in ("queued", "delivered"), "%s: send answered %r" % (src.name, r))
+
+        def arrived():
+            msgs = (dst.cli("inbox", check=False) or {}).get("messages", [])
+            return [m for m in msgs if m.get("text") == text]
+        msgs = wait_until("%s's message in %s's inbox" % (src.name, dst.name), MESSAGE_TIMEOUT,
+                          arrived, poll=0.5)
+        dt = time.monotonic() - t
+        check(msgs[0].get("direct") is True,
+              "%s: the message came through a mailbox, not directly: %r" % (dst.name, msgs[0]))
+        m = re.search(r"path to \S+: (\S+) after (\d+) ms", src.log())
+        check(m is not None or re.search(r"path to", dst.log()),
+              "%s: no path in the log:\n%s" % (src.name, src.log()))
+        log("%s -> %s: direct in %.1f s%s" % (src.name, dst.name, dt,
+                                             " (path to %s, punched in %s ms)" % m.groups()
+                                             if m else " (over the path the other punched)"))
+        if m:
+            check(m.group(1) == "%s:7464" % wan, "%s: path to %s, want %s:7464"
+                  % (src.name, m.group(1), wan))
+
+    exchange(c3, c4, "cat", "through the hole, c3 to c4", r4.wan_addr)
+    exchange(c4, c3, "cal", "and back, c4 to c3", r3.wan_addr)
+    log("total %.1f s" % (time.monotonic() - t0))
+
+
+if __name__ == "__main__":
+    sys.exit(roostlab.main("two friends behind NATs talk through a punched hole", run, DEADLINE))
