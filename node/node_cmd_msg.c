@@ -196,8 +196,7 @@ bool node_cmd_msg_drain(rd_daemon *d) {
        * verdict comes back as a NAT_EV_PATH (node_daemon.c) */
       dht_ts now = (dht_ts)uv_now(&d->loop);
       const uint8_t *pk = ev.ev.u.path.friend_pk;
-      if (!d->nat ||
-          nat_connect(d->nat, pk, ev.ev.u.path.intro, ev.ev.u.path.nintro, now) != 0)
+      if (!d->nat || nat_connect(d->nat, pk, ev.ev.u.path.intro, ev.ev.u.path.nintro, now) != 0)
         store_path_ready(svc(d), pk, false, now);
       break;
     }

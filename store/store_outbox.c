@@ -221,8 +221,8 @@ static bool direct_to(store_svc *s, sendq *o, const dht_peer *p, int aux, dht_ts
   m.u.direct.item_len = o->item_len;
   m.u.direct.sig = o->sig;
   dht_ssize n = store_wire_encode(buf, sizeof buf, &m);
-  return n > 0 && store_svc_rpc_start(s, p, buf, (size_t)n, txid, STORE_T_DIRECT, O_OUT, o->id,
-                                      aux, 1, s->set.direct_timeout_ms, now) == 0;
+  return n > 0 && store_svc_rpc_start(s, p, buf, (size_t)n, txid, STORE_T_DIRECT, O_OUT, o->id, aux,
+                                      1, s->set.direct_timeout_ms, now) == 0;
 }
 
 static void to_mailbox(store_svc *s, sendq *o, dht_ts now) {

@@ -521,11 +521,11 @@ static bool settings_ok(const store_settings *s) {
          s->epoch_ms >= 1000 && s->ttl_dht_s > 0 && s->ttl_hosted_s > 0 &&
          s->mbox_quota_bytes >= STORE_ITEM_MAX && s->mbox_quota_items >= 1 &&
          s->capacity_bytes >= 0 && s->time_window_s > 0 && s->rpc_timeout_ms >= 0 &&
-         s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 && s->path_wait_ms >= 0 &&
-         s->retry_min_ms > 0 && s->retry_max_ms >= s->retry_min_ms && s->poll_interval_ms >= 0 &&
-         s->reconcile_interval_ms > 0 && s->max_friends >= 1 && s->max_hosted >= 0 &&
-         s->max_outgoing >= 1 && s->max_pending_rpcs >= 8 && s->max_grants >= 1 &&
-         s->max_events >= 4 && s->max_fetch_epochs >= 1;
+         s->rpc_tries >= 1 && s->rpc_tries <= 8 && s->direct_timeout_ms > 0 &&
+         s->path_wait_ms >= 0 && s->retry_min_ms > 0 && s->retry_max_ms >= s->retry_min_ms &&
+         s->poll_interval_ms >= 0 && s->reconcile_interval_ms > 0 && s->max_friends >= 1 &&
+         s->max_hosted >= 0 && s->max_outgoing >= 1 && s->max_pending_rpcs >= 8 &&
+         s->max_grants >= 1 && s->max_events >= 4 && s->max_fetch_epochs >= 1;
 }
 
 int store_svc_new(store_svc **out, dht *e, const dht_identity *id, const store_backend *backend,
