@@ -53,6 +53,9 @@ typedef ptrdiff_t dht_ssize; /* size or negative error */
 
 /* Protocol limits (not settings: they are part of the wire format). */
 #define DHT_VERSION 1
+/* The version byte of a datagram to relay: the rest is an envelope for the
+ * other end of one of the receiver's circuits (dht_relay_open). */
+#define DHT_VERSION_RELAY 2
 #define DHT_MAX_PKT 1232 /* IPv6 minimum MTU minus IPv6 + UDP headers */
 #define DHT_HDR_LEN 57   /* version + sender public key + nonce */
 #define DHT_MAC_LEN 16
@@ -259,6 +262,7 @@ typedef struct dht_settings {
   int max_sockets;       /* extra local sockets open for services: 512 */
   int max_keys;          /* sending keys besides the identity (dht_key_add): 8 */
   int max_paths;         /* peer keys with a path a service found (dht_path_set): 256 */
+  int max_circuits;      /* circuits this node relays at once (dht_relay_open): 64 */
 
   /* Per-source-prefix token buckets, before any decryption (0 = off). */
   int rate_pps;       /* refill, packets per second per prefix: 400 */
@@ -502,6 +506,9 @@ typedef struct dht_stats {
   uint64_t svc_requests_out, svc_retries, svc_answers, svc_timeouts;
   uint64_t path_roams;   /* paths moved to where their key's datagrams now come from */
   uint64_t path_missing; /* sends to a key with no path (dht_paths), refused */
+  /* as a relay: circuits opened, refused (all in use), closed at their
+   * limits; datagrams and bytes forwarded; datagrams of no circuit */
+  uint64_t relay_opened, relay_refused, relay_closed, relay_datagrams, relay_bytes, drop_relay;
   uint64_t keycache_hits, keycache_misses;
   uint64_t lookups_started, lookups_done;
   uint64_t records_accepted, records_rejected;
@@ -714,7 +721,9 @@ typedef struct dht_path_info {
   dht_ts last_rx; /* the last datagram from the key on it, or the set */
   uint64_t roams; /* times it moved */
 } dht_path_info;
-/* Returns 0 or DHT_ERR_INVAL. */
+/* A DHT_PATH_RELAYED path's remote is the relay: datagrams to the key go
+ * there sealed to the key, with version DHT_VERSION_RELAY, and the relay
+ * sends them on.  Returns 0 or DHT_ERR_INVAL. */
 int dht_path_set(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p, int method,
                  dht_ts now);
 /* Fills *out (may be NULL); 0 or DHT_ERR_NOTFOUND. */
@@ -723,6 +732,22 @@ int dht_path_get(dht *e, const uint8_t pk[static DHT_PK_LEN], dht_path_info *out
 int dht_path_drop(dht *e, const uint8_t pk[static DHT_PK_LEN]);
 /* Up to max paths into out, in no particular order; returns how many. */
 int dht_paths_list(dht *e, dht_path_info *out, int max);
+
+/* Relaying (dht_relay.c): a circuit forwards datagrams between a and b,
+ * each at the address it asked from, as they are (the envelope stays sealed
+ * end to end; the relay only swaps the version byte), until max_bytes have
+ * passed or until; then it closes (relay_closed).  A service opens one when
+ * both ends asked for it (nat/).  dht_relay_open returns the circuit's id
+ * (> 0; the existing one's for the same pair), DHT_ERR_INVAL or
+ * DHT_ERR_FULL (max_circuits open, counted in relay_refused). */
+int dht_relay_open(dht *e, const dht_peer *a, const dht_peer *b, uint64_t max_bytes, dht_ts until,
+                   dht_ts now);
+/* 0 or DHT_ERR_NOTFOUND. */
+int dht_relay_close(dht *e, int id);
+/* The id of an open circuit between keys a and b, or DHT_ERR_NOTFOUND. */
+int dht_relay_find(const dht *e, const uint8_t a[static DHT_PK_LEN],
+                   const uint8_t b[static DHT_PK_LEN]);
+int dht_relay_count(const dht *e);
 
 /* Proof of address for services (docs/protocol.md, "Amplification").  A
  * service whose answer may be large, or that acts on the source address of

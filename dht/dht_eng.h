@@ -77,6 +77,21 @@ typedef struct cmd {
   int acks, asked;
 } cmd;
 
+/* A circuit this node relays (dht_relay.c). */
+typedef struct dht_circuit {
+  bool used;
+  dht_peer end[2]; /* each end's key and the address it asked from */
+  uint64_t bytes, max_bytes;
+  dht_ts since, until;
+} dht_circuit;
+
+/* outmsg.key of a datagram sent as it is (a relayed one): no sealing */
+#define OUT_RAW 0xff
+/* the bit of outmsg.local (and dht_tx.local, dht_path.local inside the
+ * engine) that sends a datagram as one to relay (DHT_VERSION_RELAY); the
+ * driver never sees it */
+#define DHT_LOCAL_RELAY 0x80000000u
+
 typedef struct outmsg {
   dht_peer to;
   uint32_t local; /* dht_path.local */
@@ -156,6 +171,7 @@ struct dht {
   dht_cache cookies;  /* peer pk -> struct cookie */
   dht_cache verified; /* peer pk -> dht_ts of our last verification ping */
   dht_cache paths;    /* peer pk -> a path a service found (dht_paths.c) */
+  dht_circuit *circuits; /* set.max_circuits of them (dht_relay.c) */
   dht_recstore recs;
   dht_stats st;
 
@@ -315,5 +331,15 @@ void dht_paths_heard(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path
 /* A peer without an address (family DHT_AF_NONE) gets its key's path: 0,
  * or DHT_ERR_NOTFOUND (counted).  Others are left as they are. */
 int dht_paths_resolve(dht *e, dht_peer *to, dht_tx *tx);
+/* Whether a datagram to `to` goes through its key's relay: a relayed path
+ * whose relay is at to->addr (an answer to what came through it). */
+bool dht_paths_via_relay(dht *e, const dht_peer *to);
+
+/* dht_relay.c */
+/* A datagram of version DHT_VERSION_RELAY came in on path: on to the other
+ * end of its circuit, or dropped (drop_relay). */
+void dht_relay_forward(dht *e, const dht_path *path, const uint8_t *data, size_t len, dht_ts now);
+/* dht_engine.c: queues a whole datagram to send as it is (version 1) to to. */
+int dht_eng_queue_raw(dht *e, const dht_addr *to, const uint8_t *data, size_t len);
 
 #endif /* ROOST_DHT_ENG_H */

@@ -75,6 +75,7 @@ void dht_settings_default(dht_settings *s) {
   s->max_sockets = 512;
   s->max_keys = 8;
   s->max_paths = 256;
+  s->max_circuits = 64;
   s->rate_pps = 400;
   s->rate_burst = 800;
   s->rate_prefixes = 1024;
@@ -101,7 +102,7 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
          s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
-         s->max_keys >= 0 && s->max_keys <= 64 && s->max_paths >= 1 && s->record_ttl_ms >= 1000 &&
+         s->max_keys >= 0 && s->max_keys <= 64 && s->max_paths >= 1 && s->max_circuits >= 0 && s->max_circuits <= 4096 && s->record_ttl_ms >= 1000 &&
          s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
@@ -260,6 +261,7 @@ void dht_del(dht *e) {
     dht_cache_free(&e->verified, &mem);
   if (e->paths.ents)
     dht_cache_free(&e->paths, &mem);
+  dht_mem_free(&mem, e->circuits);
   if (e->cookies.ents)
     dht_cache_free(&e->cookies, &mem);
   if (e->box.keys.ents)
@@ -362,10 +364,48 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
     return DHT_ERR_NOMEM;
   m->to = *to;
   m->local = tx ? tx->local : 0;
+  /* an answer to a datagram that came through a relay goes back through it
+   * (a relayed path's address is the relay's, and only its key is ours) */
+  if (!(m->local & DHT_LOCAL_RELAY) && e->paths.nsets && dht_paths_via_relay(e, to))
+    m->local |= DHT_LOCAL_RELAY;
   m->ttl = tx ? tx->ttl : 0;
   m->key = (uint8_t)key;
   m->len = (uint16_t)len;
   memcpy(m->body, body, len);
+  e->out[(e->out_head + e->out_n) % e->out_alloc] = m;
+  e->out_n++;
+  return 0;
+}
+
+int dht_eng_queue_raw(dht *e, const dht_addr *to, const uint8_t *data, size_t len) {
+  if (len > DHT_MAX_PKT)
+    return DHT_ERR_INVAL;
+  if (e->out_n >= e->set.max_out_queue) {
+    e->st.drop_out_full++;
+    return DHT_ERR_FULL;
+  }
+  if (e->out_n == e->out_alloc) {
+    int na = e->out_alloc ? e->out_alloc * 2 : 8;
+    if (na > e->set.max_out_queue)
+      na = e->set.max_out_queue;
+    outmsg **nq = dht_mem_malloc(&e->mem, (size_t)na * sizeof *nq);
+    if (!nq)
+      return DHT_ERR_NOMEM;
+    for (int i = 0; i < e->out_n; i++)
+      nq[i] = e->out[(e->out_head + i) % e->out_alloc];
+    dht_mem_free(&e->mem, e->out);
+    e->out = nq;
+    e->out_head = 0;
+    e->out_alloc = na;
+  }
+  outmsg *m = dht_mem_malloc(&e->mem, sizeof *m + len);
+  if (!m)
+    return DHT_ERR_NOMEM;
+  memset(m, 0, sizeof *m);
+  m->to.addr = *to;
+  m->key = OUT_RAW;
+  m->len = (uint16_t)len;
+  memcpy(m->body, data, len);
   e->out[(e->out_head + e->out_n) % e->out_alloc] = m;
   e->out_n++;
   return 0;
@@ -425,6 +465,20 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
     outmsg *m = e->out[e->out_head];
     e->out_head = (e->out_head + 1) % e->out_alloc;
     e->out_n--;
+    if (m->key == OUT_RAW) { /* relayed: as it came, its version put back */
+      dht_ssize n = (dht_ssize)m->len;
+      memcpy(buf, m->body, m->len);
+      buf[0] = DHT_VERSION;
+      path->local = 0;
+      path->remote = m->to.addr;
+      if (pi)
+        pi->ttl = 0;
+      dht_mem_free(&e->mem, m);
+      e->st.tx_packets++;
+      e->st.tx_bytes += (uint64_t)n;
+      dests_add(e, &path->remote, now);
+      return n;
+    }
     /* Nonce: a random per-engine prefix and a counter, so it never repeats
      * under our key and costs no call to the random source. */
     uint8_t nonce[DHT_NONCE_LEN];
@@ -444,7 +498,9 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
       }
     }
     dht_ssize n = dht_box_seal(box, m->to.pk, nonce, m->body, m->len, buf, buflen);
-    path->local = m->local;
+    if (n > 0 && (m->local & DHT_LOCAL_RELAY))
+      buf[0] = DHT_VERSION_RELAY; /* for the relay at m->to.addr to send on */
+    path->local = m->local & ~DHT_LOCAL_RELAY;
     path->remote = m->to.addr;
     if (pi)
       pi->ttl = m->ttl;
@@ -949,6 +1005,10 @@ static void read_pkt(dht *e, const dht_path *path, const uint8_t *data, size_t l
   }
   if (len < DHT_OVERHEAD + 3 || len > DHT_MAX_PKT) {
     e->st.drop_size++;
+    return;
+  }
+  if (data[0] == DHT_VERSION_RELAY) {
+    dht_relay_forward(e, path, data, len, now);
     return;
   }
   if (data[0] != DHT_VERSION) {

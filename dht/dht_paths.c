@@ -5,8 +5,9 @@
  * looks the key up here.  Roaming (WireGuard's rule): an authenticated,
  * fresh datagram from the key that arrives on another path moves the path
  * there, so a peer whose NAT rebinds or whose Wi-Fi changes comes back by
- * itself.  Bounded: a 4-way cache of max_paths keys, the least recently
- * used goes.
+ * itself, and a relayed path becomes direct when the key's datagrams come
+ * straight from it.  Bounded: a 4-way cache of max_paths keys, the least
+ * recently used goes.
  */
 #include <string.h>
 
@@ -36,6 +37,8 @@ int dht_path_set(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p,
     pe->since = now;
   }
   pe->path = *p;
+  if (method == DHT_PATH_RELAYED) /* sent as datagrams to relay */
+    pe->path.local |= DHT_LOCAL_RELAY;
   pe->method = (uint8_t)method;
   pe->last_rx = now;
   return 0;
@@ -48,6 +51,7 @@ int dht_path_get(dht *e, const uint8_t pk[static DHT_PK_LEN], dht_path_info *out
   if (out) {
     memcpy(out->pk, pk, DHT_PK_LEN);
     out->path = pe->path;
+    out->path.local &= ~DHT_LOCAL_RELAY;
     out->method = pe->method;
     out->since = pe->since;
     out->last_rx = pe->last_rx;
@@ -72,6 +76,7 @@ int dht_paths_list(dht *e, dht_path_info *out, int max) {
     const path_ent *pe = (const path_ent *)(e->paths.vals + (size_t)i * e->paths.vlen);
     memcpy(out[n].pk, ce->key, DHT_PK_LEN);
     out[n].path = pe->path;
+    out[n].path.local &= ~DHT_LOCAL_RELAY;
     out[n].method = pe->method;
     out[n].since = pe->since;
     out[n].last_rx = pe->last_rx;
@@ -86,8 +91,13 @@ void dht_paths_heard(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path
   if (!pe)
     return;
   pe->last_rx = now;
-  if (pe->path.local != p->local || !dht_addr_eq(&pe->path.remote, &p->remote)) {
+  if ((pe->path.local & ~DHT_LOCAL_RELAY) != p->local ||
+      !dht_addr_eq(&pe->path.remote, &p->remote)) {
+    /* from elsewhere than the relay of a relayed path: the key reached us
+     * directly, and so we go (the upgrade after a late punch) */
     pe->path = *p;
+    if (pe->method == DHT_PATH_RELAYED)
+      pe->method = DHT_PATH_PUNCHED;
     pe->roams++;
     e->st.path_roams++;
   }
@@ -104,4 +114,9 @@ int dht_paths_resolve(dht *e, dht_peer *to, dht_tx *tx) {
   to->addr = pe->path.remote;
   tx->local = pe->path.local;
   return 0;
+}
+
+bool dht_paths_via_relay(dht *e, const dht_peer *to) {
+  const path_ent *pe = (const path_ent *)dht_cache_get(&e->paths, to->pk);
+  return pe && pe->method == DHT_PATH_RELAYED && dht_addr_eq(&pe->path.remote, &to->addr);
 }

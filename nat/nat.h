@@ -76,9 +76,9 @@ void nat_vote_get(const nat_vote *v, uint8_t family, const nat_vote_settings *s,
 
 #define NAT_INTROS DHT_RECORD_MAX_INTRO
 
-/* Message types nat/ owns in the engine (0x40-0x4f). */
+/* Message types nat/ owns in the engine (0x40-0x5f). */
 #define NAT_MSG_LO 0x40
-#define NAT_MSG_HI 0x4f
+#define NAT_MSG_HI 0x5f
 
 /* How the node decides its DHT mode. */
 enum nat_mode {
@@ -132,6 +132,13 @@ typedef struct nat_settings {
   int hole_burst;       /* ... at most this many at once: 200 */
   dht_ts path_idle_ms;  /* a punched path is kept (a PING every keepalive_ms) this long
                          * after the last nat_connect to its key: 10 min */
+  /* Relaying (nat_relay.c): when the first attempt of a punch fails, both
+   * ends ask the introducer between them for a circuit; as a server we
+   * offer one to two keys that both asked for it, within these limits (the
+   * engine's max_circuits, 64, bounds how many at once). */
+  bool relay;          /* offer circuits (a server only): true */
+  dht_ts relay_ms;     /* a circuit lasts at most: 10 min */
+  int64_t relay_bytes; /* ... and carries at most: 16 MiB */
 } nat_settings;
 
 void nat_settings_default(nat_settings *s);
@@ -150,6 +157,7 @@ void nat_svc_del(nat_svc *n);
 typedef struct nat_punch_log {
   uint8_t pk[DHT_PK_LEN];
   bool ok, initiator;
+  int method; /* the path's (ok): DHT_PATH_PUNCHED or DHT_PATH_RELAYED */
   int attempts;
   dht_ts ms;     /* from the start to the path, or to giving up */
   dht_ts at;     /* ended at */
@@ -200,6 +208,8 @@ typedef struct nat_status {
   /* hole punching: as the one connecting or connected to, and as an
    * introducer (clients registered now, punches introduced, refused) */
   uint64_t punches, punches_ok, punches_failed, holes_sent, holes_limited, fwds_refused;
+  /* relaying: circuits we got (as an end), asked for and refused (as the relay) */
+  uint64_t relayed_paths, relay_asked, relay_refused;
   int clients;
   uint64_t introduced, intro_refused;
   int npunch_log; /* newest first */
@@ -247,6 +257,12 @@ typedef struct nat_event {
 #define NAT_PUNCHES 4
 int nat_connect(nat_svc *n, const uint8_t pk[static DHT_PK_LEN], const dht_introducer *intro,
                 int nintro, dht_ts now);
+/* Our own addresses that a peer behind the same router reaches without
+ * hairpinning (LAN addresses with our port): the driver's, from its
+ * interfaces.  Sent to our introducers and in our punch requests; at most
+ * NAT_LAN_CANDS are kept.  Returns how many were taken. */
+#define NAT_LAN_CANDS 3
+int nat_set_candidates(nat_svc *n, const dht_addr *a, int count);
 
 /* Pops the next event.  0, or DHT_ERR_NOTFOUND. */
 int nat_poll_event(nat_svc *n, nat_event *ev);

@@ -112,12 +112,29 @@ typedef struct nat_punch {
   dht_introducer intro[NAT_INTROS];
   int64_t ping_cmd; /* a PING to the introducer, for its cookie */
   dht_ts begin, next, gap, deadline;
+  /* the relay fallback: the introducer between us (nat_relay.c) */
+  dht_peer relay;
+  bool has_relay, final; /* final: the last attempt ended, the relay's answer awaited */
+  uint8_t relay_state;   /* enum nat_relay_state */
+  dht_ts relay_next, relay_until;
 } nat_punch;
+
+enum nat_relay_state { NAT_RELAY_NONE = 0, NAT_RELAY_ASKING, NAT_RELAY_OPEN, NAT_RELAY_FAILED };
+
+/* A relay request waiting for the other end's (as the relay). */
+typedef struct nat_halfopen {
+  bool used;
+  dht_peer from; /* the end that asked, at the address it asked from */
+  uint8_t to[DHT_PK_LEN];
+  uint8_t nonce[NAT_NONCE_LEN];
+  dht_ts until;
+} nat_halfopen;
+#define NAT_HALFOPEN 16
 
 /* A punched path kept alive until idle. */
 typedef struct nat_keep {
-  bool used;
-  uint8_t pk[DHT_PK_LEN];
+  bool used, relayed; /* relayed: the PING goes to the relay, relay_pk */
+  uint8_t pk[DHT_PK_LEN], relay_pk[DHT_PK_LEN];
   int64_t cmd; /* its keepalive PING in flight */
   dht_ts until, next;
 } nat_keep;
@@ -135,6 +152,7 @@ typedef struct nat_punch_state {
   nat_client *clients; /* set.clients of them, allocated at the first registration */
   nat_gap asker_gaps[NAT_GAPS];
   uint32_t hole_milli, hole_at; /* the node-wide HOLE bucket, as others_milli */
+  nat_halfopen half[NAT_HALFOPEN];
 } nat_punch_state;
 
 struct nat_svc {
@@ -176,8 +194,10 @@ struct nat_svc {
       v_vouched, v_ignored;
   /* hole punching */
   nat_punch_state *ps; /* NULL until the first punch or registration */
+  dht_addr lan[NAT_LAN_CANDS]; /* our LAN candidates (nat_set_candidates) */
+  int nlan;
   uint64_t p_started, p_ok, p_failed, p_holes, p_limited, p_fwd_refused, p_introduced,
-      p_intro_refused;
+      p_intro_refused, p_relayed, p_relay_asked, p_relay_refused;
 };
 
 /* nat_svc.c */
@@ -256,5 +276,13 @@ void nat_punch_register(nat_svc *n, const dht_peer *who, dht_ts rtt_ms, dht_ts n
 /* For nat_get_status. */
 void nat_punch_status(const nat_svc *n, dht_ts now, nat_status *st);
 void nat_punch_free(nat_svc *n);
+/* The punch state, allocated at the first call (NULL: out of memory). */
+nat_punch_state *nat_punch_state_of(nat_svc *n);
+
+/* nat_relay.c */
+/* A RELAY_REQ (as the relay). */
+void nat_relay_on_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
+/* Asks punch p's relay for a circuit (as an end); again while PENDING. */
+void nat_relay_ask(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint64_t tag, dht_ts now);
 
 #endif /* ROOST_NAT_INT_H */

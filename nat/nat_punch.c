@@ -46,6 +46,10 @@ static nat_punch_state *state(nat_svc *n) {
   return n->ps;
 }
 
+nat_punch_state *nat_punch_state_of(nat_svc *n) {
+  return state(n);
+}
+
 void nat_punch_free(nat_svc *n) {
   if (!n->ps)
     return;
@@ -108,12 +112,13 @@ static uint16_t clamp_ms(dht_ts ms) {
 
 /* ---- the end of a punch ------------------------------------------------------ */
 
-static void log_punch(nat_svc *n, nat_punch_state *ps, const nat_punch *p, bool ok,
+static void log_punch(nat_svc *n, nat_punch_state *ps, const nat_punch *p, bool ok, int method,
                       const dht_addr *addr, dht_ts now) {
   nat_punch_log *l = &ps->log[ps->log_next];
   memset(l, 0, sizeof *l);
   memcpy(l->pk, p->pk, DHT_PK_LEN);
   l->ok = ok;
+  l->method = ok ? method : 0;
   l->initiator = p->initiator;
   l->attempts = p->attempt;
   l->ms = now - p->begin;
@@ -127,7 +132,7 @@ static void log_punch(nat_svc *n, nat_punch_state *ps, const nat_punch *p, bool 
 }
 
 static void keep_path(nat_svc *n, nat_punch_state *ps, const uint8_t pk[static DHT_PK_LEN],
-                      dht_ts now) {
+                      const dht_peer *relay, dht_ts now) {
   nat_keep *k = NULL;
   for (int i = 0; i < NAT_KEEPS && !k; i++)
     if (ps->keep[i].used && memcmp(ps->keep[i].pk, pk, DHT_PK_LEN) == 0)
@@ -144,30 +149,46 @@ static void keep_path(nat_svc *n, nat_punch_state *ps, const uint8_t pk[static D
   }
   k->used = true;
   memcpy(k->pk, pk, DHT_PK_LEN);
+  k->relayed = relay != NULL;
+  if (relay)
+    memcpy(k->relay_pk, relay->pk, DHT_PK_LEN);
   k->until = now + n->set.path_idle_ms;
   k->next = now + n->set.keepalive_ms;
 }
 
-static void finish(nat_svc *n, nat_punch_state *ps, nat_punch *p, bool ok, const dht_addr *addr,
-                   dht_ts now) {
+/* The slot goes, with its requests. */
+static void drop_slot(nat_svc *n, nat_punch_state *ps, nat_punch *p) {
+  dht_svc_cancel(n->e, n->svc_id, tag_of(ps, p));
+  if (p->ping_cmd > 0)
+    dht_cancel(n->e, p->ping_cmd);
+  memset(p, 0, sizeof *p);
+}
+
+/* A path (by method) or none: the log and the event (the initiator's, and
+ * any path's). */
+static void report(nat_svc *n, nat_punch_state *ps, nat_punch *p, bool ok, int method,
+                   const dht_addr *addr, dht_ts now) {
   char ta[DHT_ADDR_STRLEN] = "-";
   if (addr)
     dht_addr_fmt(addr, ta, sizeof ta);
-  nat_log(n, DHT_LOG_DEBUG, "punch %s %02x%02x%02x%02x...: %s after %lld ms, attempt %d",
-          p->initiator ? "to" : "from", p->pk[0], p->pk[1], p->pk[2], p->pk[3], ok ? ta : "no path",
+  nat_log(n, DHT_LOG_DEBUG, "punch %s %02x%02x%02x%02x...: %s%s after %lld ms, attempt %d",
+          p->initiator ? "to" : "from", p->pk[0], p->pk[1], p->pk[2], p->pk[3],
+          ok ? ta : "no path", ok && method == DHT_PATH_RELAYED ? " (relayed)" : "",
           (long long)(now - p->begin), p->attempt);
-  log_punch(n, ps, p, ok, addr, now);
+  log_punch(n, ps, p, ok, method, addr, now);
   if (p->initiator || ok) {
-    nat_event ev = {.type = NAT_EV_PATH, .ok = ok, .ms = now - p->begin};
+    nat_event ev = {.type = NAT_EV_PATH, .ok = ok, .ms = now - p->begin, .tag = method};
     memcpy(ev.pk, p->pk, DHT_PK_LEN);
     if (addr)
       ev.addr = *addr;
     nat_push_event(n, &ev);
   }
-  dht_svc_cancel(n->e, n->svc_id, tag_of(ps, p));
-  if (p->ping_cmd > 0)
-    dht_cancel(n->e, p->ping_cmd);
-  memset(p, 0, sizeof *p);
+}
+
+static void finish(nat_svc *n, nat_punch_state *ps, nat_punch *p, bool ok, const dht_addr *addr,
+                   dht_ts now) {
+  report(n, ps, p, ok, DHT_PATH_PUNCHED, addr, now);
+  drop_slot(n, ps, p);
 }
 
 static void succeed(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint32_t local,
@@ -176,7 +197,7 @@ static void succeed(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint32_t loca
   if (dht_path_set(n->e, p->pk, &path, DHT_PATH_PUNCHED, now) != 0)
     return;
   n->p_ok++;
-  keep_path(n, ps, p->pk, now);
+  keep_path(n, ps, p->pk, NULL, now);
   finish(n, ps, p, true, addr, now);
 }
 
@@ -197,6 +218,8 @@ static void ask(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
       q.u.punch.nonce = p->nonce;
       q.u.punch.ms = clamp_ms(dht_peer_rtt(n->e, ip.pk));
       q.u.punch.cookie = cookie;
+      q.u.punch.ncands = n->nlan; /* a peer behind the same router needs no hairpin */
+      memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
       dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
       dht_req_opts o = {.answer = NAT_T_PUNCH_ACK, .tries = 2, .tag = tag_of(ps, p)};
       if (len > 0 && dht_svc_request(n->e, n->svc_id, &ip, buf, (size_t)len, &o, now) == 0) {
@@ -228,13 +251,47 @@ static void start_probing(nat_svc *n, nat_punch *p, dht_ts wait, dht_ts now) {
   p->deadline = p->next + n->set.punch_ms;
 }
 
-static void attempt_over(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
-  if (!p->initiator) { /* the initiator asks again, and its introducer tells us */
-    finish(n, ps, p, false, NULL, now);
+/* The relay answered OK: the path goes through it, unless a punch made a
+ * direct one meanwhile. */
+static void relay_open(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
+  p->relay_state = NAT_RELAY_OPEN;
+  dht_path_info pi;
+  if (dht_path_get(n->e, p->pk, &pi) == 0 && pi.method == DHT_PATH_PUNCHED)
     return;
-  }
-  if (p->attempt >= n->set.punch_tries) {
-    n->p_failed++;
+  dht_path path = {.local = 0, .remote = p->relay.addr};
+  if (dht_path_set(n->e, p->pk, &path, DHT_PATH_RELAYED, now) != 0)
+    return;
+  n->p_relayed++;
+  keep_path(n, ps, p->pk, &p->relay, now);
+  report(n, ps, p, true, DHT_PATH_RELAYED, &p->relay.addr, now);
+  if (!p->initiator || p->final)
+    drop_slot(n, ps, p); /* the initiator's next attempts may still go direct */
+}
+
+/* Waits for the relay's answer, probing no more. */
+static void await_relay(nat_svc *n, nat_punch *p) {
+  p->asking = false;
+  p->rounds = (uint8_t)n->set.punch_rounds;
+  p->deadline = p->relay_until;
+}
+
+static void attempt_over(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
+  /* the first attempt without a path: the relay, while punching goes on */
+  if (p->has_relay && p->relay_state == NAT_RELAY_NONE)
+    nat_relay_ask(n, ps, p, tag_of(ps, p), now);
+  bool last = !p->initiator || p->attempt >= n->set.punch_tries || p->final;
+  if (last) {
+    if (p->relay_state == NAT_RELAY_ASKING && now < p->relay_until) {
+      p->final = true;
+      await_relay(n, p);
+      return;
+    }
+    if (p->relay_state == NAT_RELAY_OPEN) {
+      drop_slot(n, ps, p); /* the relayed path stays */
+      return;
+    }
+    if (p->initiator)
+      n->p_failed++;
     finish(n, ps, p, false, NULL, now);
     return;
   }
@@ -403,14 +460,24 @@ static void on_punch_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
 
 /* ---- the client (B) ------------------------------------------------------------- */
 
+int nat_set_candidates(nat_svc *n, const dht_addr *a, int count) {
+  n->nlan = 0;
+  for (int i = 0; i < count && n->nlan < NAT_LAN_CANDS; i++)
+    if ((a[i].family == DHT_AF_INET || a[i].family == DHT_AF_INET6) && a[i].port)
+      n->lan[n->nlan++] = a[i];
+  return n->nlan;
+}
+
 void nat_punch_register(nat_svc *n, const dht_peer *who, dht_ts rtt_ms, dht_ts now) {
   uint8_t cookie[DHT_TOKEN_LEN];
   if (dht_svc_cookie(n->e, who, cookie, now) != 0)
     return; /* the next keepalive's PONG brings one */
-  uint8_t buf[64];
+  uint8_t buf[160];
   nat_wire_msg q = {.type = NAT_T_INTRO_REG, .txid = dht_svc_txid(n->e)};
   q.u.punch.ms = clamp_ms(rtt_ms);
   q.u.punch.cookie = cookie;
+  q.u.punch.ncands = n->nlan;
+  memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
   dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
   dht_req_opts o = {.answer = NAT_T_PUNCH_ACK, .tries = 2};
   if (len > 0)
@@ -462,6 +529,10 @@ static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
       dup |= dht_addr_eq(&p->cands[j], &m->u.punch.cands[i]);
     if (!dup)
       p->cands[p->ncands++] = m->u.punch.cands[i];
+  }
+  if (!p->has_relay) { /* the introducer between us: the relay if punching fails */
+    p->relay = in->from;
+    p->has_relay = true;
   }
   if (!p->initiator || p->asking)
     start_probing(n, p, m->u.punch.ms, now);
@@ -535,7 +606,10 @@ void nat_punch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
   case NAT_T_HOLE:
     on_hole(n, in, m, now);
     break;
-  default: /* a PUNCH_ACK that answers nothing of ours */
+  case NAT_T_RELAY_REQ:
+    nat_relay_on_req(n, in, m, now);
+    break;
+  default: /* a RELAY_ACK answering nothing of ours, too */ /* a PUNCH_ACK that answers nothing of ours */
     n->dropped++;
     break;
   }
@@ -547,6 +621,15 @@ void nat_punch_on_answer(nat_svc *n, const dht_req *req, const dht_msg_in *in,
   nat_punch *p = by_tag(ps, req->tag);
   if (!p)
     return; /* a registration's or a forward's answer: nothing to do */
+  if (req->type == NAT_T_RELAY_REQ) {
+    if (p->relay_state != NAT_RELAY_ASKING)
+      return;
+    if (m && m->u.dial_resp.status == NAT_W_OK)
+      relay_open(n, ps, p, now);
+    else if (m && m->u.dial_resp.status != NAT_W_PENDING)
+      p->relay_state = NAT_RELAY_FAILED; /* refused or full; PENDING or lost: asked again */
+    return;
+  }
   if (req->type == NAT_T_HOLE) {
     if (m && in && memcmp(in->from.pk, p->pk, DHT_PK_LEN) == 0)
       succeed(n, ps, p, in->local, &in->from.addr, now);
@@ -561,6 +644,11 @@ void nat_punch_on_answer(nat_svc *n, const dht_req *req, const dht_msg_in *in,
         dup |= dht_addr_eq(&p->cands[j], &m->u.punch.cands[i]);
       if (!dup)
         p->cands[p->ncands++] = m->u.punch.cands[i];
+    }
+    if (!p->has_relay) { /* the introducer between us: the relay if punching fails */
+      memcpy(p->relay.pk, req->to.pk, DHT_PK_LEN);
+      p->relay.addr = req->to.addr;
+      p->has_relay = true;
     }
     if (p->asking) /* else its own punch to us started ours already */
       start_probing(n, p, m->u.punch.ms, now);
@@ -581,7 +669,15 @@ void nat_punch_tick(nat_svc *n, dht_ts now) {
     return;
   for (int i = 0; i < NAT_PUNCHES; i++) {
     nat_punch *p = &ps->p[i];
-    if (!p->used || p->asking)
+    if (!p->used)
+      continue;
+    if (p->relay_state == NAT_RELAY_ASKING && now >= p->relay_next) {
+      if (now >= p->relay_until)
+        p->relay_state = NAT_RELAY_FAILED;
+      else
+        nat_relay_ask(n, ps, p, tag_of(ps, p), now); /* PENDING, or lost */
+    }
+    if (p->asking)
       continue;
     if (now >= p->deadline)
       attempt_over(n, ps, p, now);
@@ -601,8 +697,8 @@ void nat_punch_tick(nat_svc *n, dht_ts now) {
     if (now < k->next)
       continue;
     /* a PING both ways keeps both NATs' state; its PONG is not needed */
-    dht_peer to;
-    memcpy(to.pk, k->pk, DHT_PK_LEN);
+    dht_peer to; /* a relayed path: the relay itself keeps our NAT's state */
+    memcpy(to.pk, k->relayed ? k->relay_pk : k->pk, DHT_PK_LEN);
     to.addr = pi.path.remote;
     int64_t c = dht_ping(n->e, &to, now);
     if (c > 0 && dht_svc_own(n->e, n->svc_id, c) == 0)
@@ -618,7 +714,11 @@ dht_ts nat_punch_expiry(const nat_svc *n) {
     return t;
   for (int i = 0; i < NAT_PUNCHES; i++) {
     const nat_punch *p = &ps->p[i];
-    if (!p->used || p->asking)
+    if (!p->used)
+      continue;
+    if (p->relay_state == NAT_RELAY_ASKING && p->relay_next < t)
+      t = p->relay_next;
+    if (p->asking)
       continue;
     dht_ts x = p->rounds < n->set.punch_rounds && p->next < p->deadline ? p->next : p->deadline;
     if (x < t)
@@ -645,6 +745,9 @@ void nat_punch_status(const nat_svc *n, dht_ts now, nat_status *st) {
   st->fwds_refused = n->p_fwd_refused;
   st->introduced = n->p_introduced;
   st->intro_refused = n->p_intro_refused;
+  st->relayed_paths = n->p_relayed;
+  st->relay_asked = n->p_relay_asked;
+  st->relay_refused = n->p_relay_refused;
   st->clients = 0;
   st->npunch_log = 0;
   if (!ps)

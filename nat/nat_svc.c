@@ -75,6 +75,9 @@ void nat_settings_default(nat_settings *s) {
   s->hole_pps = 100;
   s->hole_burst = 200;
   s->path_idle_ms = 10 * 60 * 1000;
+  s->relay = true;
+  s->relay_ms = 10 * 60 * 1000;
+  s->relay_bytes = 16 << 20;
 }
 
 static bool settings_ok(const nat_settings *s) {
@@ -92,7 +95,7 @@ static bool settings_ok(const nat_settings *s) {
          s->punch_tries >= 1 && s->punch_tries <= 8 && s->punch_rounds >= 1 &&
          s->punch_rounds <= 64 && s->prime_ttl >= 0 && s->prime_ttl <= 255 && s->hole_pps >= 1 &&
          s->hole_pps <= 100000 && s->hole_burst >= 1 && s->hole_burst <= 100000 &&
-         s->path_idle_ms > 0;
+         s->path_idle_ms > 0 && s->relay_ms > 0 && s->relay_bytes > 0;
 }
 
 const char *nat_mapping_name(int mapping) {

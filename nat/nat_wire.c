@@ -10,7 +10,7 @@
 #include "nat_wire.h"
 
 /* Elements per type, [type, txid] included; index type - 0x40. */
-static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3, 5, 8, 7, 5, 3};
+static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3, 5, 8, 7, 5, 3, 4, 3};
 #define NTYPES (sizeof arity / sizeof arity[0])
 
 static int head(dht_wire_r *r, uint8_t *type, uint32_t *txid, bool *known) {
@@ -94,6 +94,7 @@ int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
   case NAT_T_DIAL_RESP:
   case NAT_T_DIAL_FWD_ACK:
   case NAT_T_VOUCH_ACK:
+  case NAT_T_RELAY_ACK:
     if (dht_wire_r_uint(&r, 255, &v))
       return DHT_ERR_PROTO;
     m->u.dial_resp.status = (uint8_t)v;
@@ -139,6 +140,11 @@ int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
     if (fixed(&r, NAT_NONCE_LEN, &m->u.hole.nonce))
       return DHT_ERR_PROTO;
     break;
+  case NAT_T_RELAY_REQ:
+    if (fixed(&r, DHT_PK_LEN, &m->u.relay_req.pk) ||
+        fixed(&r, NAT_NONCE_LEN, &m->u.relay_req.nonce))
+      return DHT_ERR_PROTO;
+    break;
   default: /* NAT_T_PROBE_ACK, NAT_T_CHECK_ACK */
     break;
   }
@@ -167,6 +173,7 @@ dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m) {
   case NAT_T_DIAL_RESP:
   case NAT_T_DIAL_FWD_ACK:
   case NAT_T_VOUCH_ACK:
+  case NAT_T_RELAY_ACK:
     dht_wire_w_uint(&w, m->u.dial_resp.status);
     break;
   case NAT_T_DIAL_FWD:
@@ -219,6 +226,12 @@ dht_ssize nat_wire_encode(uint8_t *buf, size_t cap, const nat_wire_msg *m) {
     if (!m->u.hole.nonce)
       return DHT_ERR_INVAL;
     dht_wire_w_bin(&w, m->u.hole.nonce, NAT_NONCE_LEN);
+    break;
+  case NAT_T_RELAY_REQ:
+    if (!m->u.relay_req.pk || !m->u.relay_req.nonce)
+      return DHT_ERR_INVAL;
+    dht_wire_w_bin(&w, m->u.relay_req.pk, DHT_PK_LEN);
+    dht_wire_w_bin(&w, m->u.relay_req.nonce, NAT_NONCE_LEN);
     break;
   default:
     break;

@@ -1,5 +1,5 @@
 /*
- * nat_wire.h - the NAT service's messages (types 0x40-0x4f): the one place
+ * nat_wire.h - the NAT service's messages (types 0x40-0x51): the one place
  * their types, fields, bounds and status codes are defined
  * (docs/protocol.md, "Dial-backs", "Vouching" and "Hole punching").  Strict codec: exact arity,
  * exact lengths, no trailing bytes.  Byte fields of a decoded message point into its body.
@@ -27,6 +27,9 @@ enum nat_wire_type {
   NAT_T_PUNCH_FWD = 0x4d, /* [t, txid, pk(32), nonce(16), wait_ms, cands] */
   NAT_T_PUNCH_ACK = 0x4e, /* [t, txid, status, wait_ms, cands]: answers the three */
   NAT_T_HOLE = 0x4f,      /* [t, txid, nonce(16)]: a probe; its answer echoes the txid */
+  /* relaying (nat_relay.c) */
+  NAT_T_RELAY_REQ = 0x50, /* [t, txid, pk(32), nonce(16)]: a circuit to pk, both ask */
+  NAT_T_RELAY_ACK = 0x51, /* [t, txid, status] */
 };
 
 /* status in DIAL_RESP, DIAL_FWD_ACK and VOUCH_ACK */
@@ -35,7 +38,8 @@ enum nat_wire_status {
   NAT_W_NO_PROBER = 1, /* nobody to ask that the requester has not talked to */
   NAT_W_REFUSED = 2,   /* no valid cookie, or over the rate */
   NAT_W_UNKNOWN = 3,   /* PUNCH_REQ: the target is not one we introduce */
-  NAT_W_FULL = 4,      /* INTRO_REG: we introduce as many as we can */
+  NAT_W_FULL = 4,      /* INTRO_REG: we introduce as many as we can; RELAY_REQ: circuits */
+  NAT_W_PENDING = 5,   /* RELAY_REQ: the other end has not asked yet */
 };
 
 #define NAT_CANDS 4          /* candidate addresses in a punch message */
@@ -84,6 +88,9 @@ typedef struct nat_wire_msg {
     struct {
       const uint8_t *nonce;
     } hole;
+    struct {
+      const uint8_t *pk, *nonce;
+    } relay_req;
   } u;
 } nat_wire_msg;
 

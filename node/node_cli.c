@@ -517,6 +517,34 @@ static int cmd_nat(node_cli *c) {
              (long long)rtt);
     kv_item("introducer", shown++, line);
   }
+  shown = 0;
+  json_array_foreach(json_object_get(res, "paths"), i, x) {
+    char id[64], ad[64], me[16];
+    int64_t since = 0, heard = 0;
+    node_cli_int(json_object_get(x, "since_s"), &since);
+    node_cli_int(json_object_get(x, "last_heard_s"), &heard);
+    snprintf(line, sizeof line, "%.12s... %s at %s, for %lld s, last heard %lld s ago",
+             node_cli_str(json_object_get(x, "id"), id, sizeof id),
+             node_cli_str(json_object_get(x, "method"), me, sizeof me),
+             node_cli_str(json_object_get(x, "address"), ad, sizeof ad), (long long)since,
+             (long long)heard);
+    kv_item("path", shown++, line);
+  }
+  shown = 0;
+  json_array_foreach(json_object_get(res, "punches"), i, x) {
+    char id[64], ad[64], sd[16];
+    int64_t ms = 0, ago = 0, att = 0;
+    node_cli_int(json_object_get(x, "ms"), &ms);
+    node_cli_int(json_object_get(x, "ago_s"), &ago);
+    node_cli_int(json_object_get(x, "attempts"), &att);
+    bool ok = json_is_true(json_object_get(x, "ok"));
+    snprintf(line, sizeof line, "%.12s... (%s): %s%s after %lld ms, %lld attempt(s), %lld s ago",
+             node_cli_str(json_object_get(x, "id"), id, sizeof id),
+             node_cli_str(json_object_get(x, "side"), sd, sizeof sd), ok ? "path to " : "no path",
+             ok ? node_cli_str(json_object_get(x, "address"), ad, sizeof ad) : "", (long long)ms,
+             (long long)att, (long long)ago);
+    kv_item("punch", shown++, line);
+  }
   snprintf(line, sizeof line, "%s (setting: %s)",
            node_cli_str(json_object_get(res, "mode"), a, sizeof a),
            node_cli_str(json_object_get(res, "mode_setting"), b, sizeof b));

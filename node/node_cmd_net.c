@@ -293,6 +293,19 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     GAUGE("nat_introducers", "Introducers that answer our keepalives (while a client).", ns.nintro);
     COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);
     COUNTER("nat_keepalives_total", "Keepalive PINGs sent to introducers.", ns.keepalives);
+    COUNTER("nat_punches_total", "Hole punches we started.", ns.punches);
+    COUNTER("nat_punches_ok_total", "... that opened a path (either side's counts).",
+            ns.punches_ok);
+    COUNTER("nat_punches_failed_total", "... that ended without one.", ns.punches_failed);
+    COUNTER("nat_holes_sent_total", "HOLE probes sent.", ns.holes_sent);
+    COUNTER("nat_holes_limited_total", "HOLE probes not sent: the node-wide bucket was empty.",
+            ns.holes_limited);
+    COUNTER("nat_punch_fwds_refused_total", "PUNCH_FWDs refused: not from one of our introducers.",
+            ns.fwds_refused);
+    GAUGE("nat_clients", "Clients registered with us as their introducer.", ns.clients);
+    COUNTER("nat_introduced_total", "Punches we introduced.", ns.introduced);
+    COUNTER("nat_intro_refused_total", "Registrations and punch requests we refused.",
+            ns.intro_refused);
   }
   /* port mapping, per protocol (a label each, in the exposition format) */
   static const char *const pm_label[NAT_PM_NPROTO] = {"natpmp", "upnp"};
@@ -527,8 +540,9 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
     node_ctl_error(c, reqid, "failed", "the NAT service did not start (see roostd's log)");
     return;
   }
+  dht_ts now = (dht_ts)uv_now(&d->loop);
   nat_status ns;
-  nat_get_status(d->nat, (dht_ts)uv_now(&d->loop), &ns);
+  nat_get_status(d->nat, now, &ns);
   nat_settings set;
   nat_settings_default(&set);
   node_jw w;
@@ -589,6 +603,51 @@ static void cmd_nat(rd_daemon *d, client *c, const char *reqid, const json_t *ar
   }
   node_jw_arr_end(&w);
   node_jw_kuint(&w, "keepalives", ns.keepalives);
+  /* paths to peers another way than their records' addresses (punched
+   * holes), and the last punches */
+  static const char *const methods[] = {"?", "direct", "punched", "relayed"};
+  dht_path_info paths[32];
+  int np = dht_paths_list(d->e, paths, 32);
+  node_jw_key(&w, "paths");
+  node_jw_arr(&w);
+  for (int i = 0; i < np; i++) {
+    char id[NODE_IDTEXT_LEN + 1], pa[DHT_ADDR_STRLEN];
+    node_idtext_encode(paths[i].pk, id);
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "id", id);
+    node_jw_kstr(&w, "method", methods[paths[i].method <= 3 ? paths[i].method : 0]);
+    node_jw_kstr(&w, "address", dht_addr_fmt(&paths[i].path.remote, pa, sizeof pa));
+    node_jw_kuint(&w, "since_s", (uint64_t)(now - paths[i].since) / 1000);
+    node_jw_kuint(&w, "last_heard_s", (uint64_t)(now - paths[i].last_rx) / 1000);
+    node_jw_kuint(&w, "moves", paths[i].roams);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_jw_key(&w, "punches");
+  node_jw_arr(&w);
+  for (int i = 0; i < ns.npunch_log; i++) {
+    const nat_punch_log *l = &ns.punch_log[i];
+    char id[NODE_IDTEXT_LEN + 1], pa[DHT_ADDR_STRLEN];
+    node_idtext_encode(l->pk, id);
+    node_jw_obj(&w);
+    node_jw_kstr(&w, "id", id);
+    node_jw_kstr(&w, "side", l->initiator ? "ours" : "theirs");
+    node_jw_kbool(&w, "ok", l->ok);
+    node_jw_key(&w, "address");
+    if (l->ok)
+      node_jw_str(&w, dht_addr_fmt(&l->addr, pa, sizeof pa));
+    else
+      node_jw_null(&w);
+    node_jw_kint(&w, "attempts", l->attempts);
+    node_jw_kuint(&w, "ms", (uint64_t)l->ms);
+    node_jw_kuint(&w, "ago_s", (uint64_t)(now - l->at) / 1000);
+    node_jw_obj_end(&w);
+  }
+  node_jw_arr_end(&w);
+  node_jw_kuint(&w, "punches_started", ns.punches);
+  node_jw_kuint(&w, "punches_ok", ns.punches_ok);
+  node_jw_kuint(&w, "punches_failed", ns.punches_failed);
+  node_jw_kint(&w, "clients_introduced", ns.clients);
   /* the port mappings, per protocol (an empty list: --portmap off or a
    * loopback or public listen address) */
   node_jw_key(&w, "mappings");

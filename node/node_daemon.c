@@ -516,12 +516,51 @@ static void rebuild_addrs(rd_daemon *d, const nat_status *st) {
   NLOG(NODE_LOG_DEBUG, "nat", "our record's addresses changed: %d now", n);
 }
 
+/* Our LAN addresses with the main IPv4 socket's port, for hole punching
+ * (nat_set_candidates): a friend behind the same router reaches us there
+ * without the router hairpinning.  A socket bound to one address gives
+ * that one; a wildcard socket, the private IPv4 addresses of our
+ * interfaces (looked at again every minute: Wi-Fi and DHCP change them). */
+static void lan_candidates(rd_daemon *d) {
+  dht_addr c[NAT_LAN_CANDS];
+  int n = 0;
+  for (int i = 0; i < d->nsocks && n < NAT_LAN_CANDS; i++) {
+    const dht_addr *b = &d->socks[i].bound;
+    if (b->family != DHT_AF_INET)
+      continue;
+    if (!node_addr_is_any(b)) {
+      if (dht_addr_is_private(b) && !dht_addr_is_loopback(b))
+        c[n++] = *b;
+      continue;
+    }
+    uv_interface_address_t *ifs;
+    int cnt;
+    if (uv_interface_addresses(&ifs, &cnt) != 0)
+      continue;
+    for (int k = 0; k < cnt && n < NAT_LAN_CANDS; k++) {
+      dht_addr a;
+      if (ifs[k].is_internal || ifs[k].address.address4.sin_family != AF_INET ||
+          node_addr_from_sockaddr((const struct sockaddr *)&ifs[k].address.address4, &a) != 0)
+        continue;
+      a.port = b->port;
+      if (dht_addr_is_private(&a) && !dht_addr_is_loopback(&a))
+        c[n++] = a;
+    }
+    uv_free_interface_addresses(ifs, cnt);
+  }
+  nat_set_candidates(d->nat, c, n);
+}
+
 static void nat_sync(rd_daemon *d) {
   nat_events(d);
   uint64_t now = uv_now(&d->loop);
   if (!d->nat || now < d->nat_sync_at)
     return;
   d->nat_sync_at = now + 1000; /* the pump runs per batch of datagrams: once a second is plenty */
+  if (now >= d->lan_at) {
+    d->lan_at = now + 60 * 1000;
+    lan_candidates(d);
+  }
   nat_status st;
   nat_get_status(d->nat, (dht_ts)now, &st);
   rebuild_addrs(d, &st);

@@ -86,6 +86,7 @@ struct rd_daemon {
   /* the NAT service: our public address, from peers in distinct networks */
   nat_svc *nat;
   uint64_t nat_sync_at; /* uv_now of the next look at its vote */
+  uint64_t lan_at;      /* uv_now of the next look at our interfaces (LAN candidates) */
   /* LAN discovery */
   uv_udp_t lan;
   bool lan_open;

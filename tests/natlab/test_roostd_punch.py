@@ -7,7 +7,8 @@ Topology:
   stun        STUN responder (unused by this test's routers: no IGD)
   s1..s4      public roostd servers, each its own host and /24; s1 the seed
   r3 + h3:c3  port-restricted NAT (most home routers), no IGD
-  r4 + h4:c4  the same
+     + h5:c5  a second host on r3's LAN (Linux masquerade does not hairpin)
+  r4 + h4:c4  the same as r3
 
   1. c3 and c4 join through s1 (mode auto: clients; port mapping off, as
      on a router without UPnP); each keeps introducers among s1..s4 and
@@ -20,6 +21,10 @@ Topology:
      goes over it: c4's inbox shows it, direct, with nobody fetching a
      mailbox.  c4 answers over the same path (it holds it too).  Both
      logs say where the path ends: the other router's WAN address.
+  4. roost nat lists the paths (punched) and the punches.
+  5. c5, behind the same router as c3, messages c3: their punch tries the
+     LAN addresses each declared, and the path is the LAN one (a path
+     through r3's WAN address would need a hairpin r3 does not do).
 """
 import os
 import re
@@ -42,6 +47,7 @@ def run(lab, args):
     h3 = lab.add_host("h3", r3)
     r4 = lab.add_router("r4", nat="port-restricted")
     h4 = lab.add_host("h4", r4)
+    h5 = lab.add_host("h5", r3)
     log(lab.describe())
 
     # ---- 1. two NATed clients, each with introducers ----
@@ -87,6 +93,45 @@ def run(lab, args):
 
     exchange(c3, c4, "cat", "through the hole, c3 to c4", r4.wan_addr)
     exchange(c4, c3, "cal", "and back, c4 to c3", r3.wan_addr)
+
+    # ---- 4. roost nat shows the paths and the punches ----
+    for n, peer, wan in ((c3, c4, r4.wan_addr), (c4, c3, r3.wan_addr)):
+        nat = n.nat()
+        paths = [p for p in nat.get("paths", []) if p.get("id") == peer.id]
+        check(len(paths) == 1 and paths[0].get("method") == "punched"
+              and paths[0].get("address") == "%s:7464" % wan,
+              "%s: roost nat paths %r" % (n.name, nat.get("paths")))
+        punches = [p for p in nat.get("punches", []) if p.get("id") == peer.id and p.get("ok")]
+        check(punches, "%s: roost nat punches %r" % (n.name, nat.get("punches")))
+        log("%s: path to %s %s at %s; punch (%s side) %d ms, %d attempt(s)"
+            % (n.name, peer.name, paths[0]["method"], paths[0]["address"], punches[0]["side"],
+               punches[0]["ms"], punches[0]["attempts"]))
+    r = c3.text("nat")
+    check(r.rc == 0 and "punched at %s:7464" % r4.wan_addr in r.out,
+          "c3: roost nat (text) shows no punched path: %r" % r)
+    log("c3: roost nat says:\n  " + "\n  ".join(l for l in r.out.splitlines()
+                                                if l.lstrip().startswith(("path", "punch"))))
+
+    # ---- 5. two friends behind the same router talk over the LAN ----
+    c5 = roostlab.Roost(lab, h5, "c5", args).start(mode="auto", portmap="off",
+                                                    bootstrap=[seeds[0]])
+    wait_until("c5 keeps introducers", 30, lambda: c5.nat().get("introducers"))
+    inv5 = c5.cli("invite", "--no-qr")["invite"]
+    check(c3.cli("friend", "add", inv5, "--name", "cob").get("added") is True, "c3: friend add")
+    check(c5.cli("friend", "add", inv3, "--name", "cal").get("added") is True, "c5: friend add")
+    text = "across the room, c5 to c3"
+    r = c5.cli("send", "cal", text)
+    check(r.get("state") in ("queued", "delivered"), "c5: send answered %r" % r)
+
+    def arrived():
+        msgs = (c3.cli("inbox", check=False) or {}).get("messages", [])
+        return [m for m in msgs if m.get("text") == text]
+    msgs = wait_until("c5's message in c3's inbox", MESSAGE_TIMEOUT, arrived, poll=0.5)
+    check(msgs[0].get("direct") is True, "c3: c5's message came through a mailbox: %r" % msgs[0])
+    paths = [p for p in c5.nat().get("paths", []) if p.get("id") == c3.id]
+    check(paths and paths[0].get("address") == "%s:7464" % h3.addr,
+          "c5: the path to c3 is not c3's LAN address %s: %r" % (h3.addr, paths))
+    log("c5 -> c3: direct over the LAN, path to %s" % paths[0]["address"])
     log("total %.1f s" % (time.monotonic() - t0))
 
 

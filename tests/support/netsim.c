@@ -30,6 +30,7 @@ typedef struct node {
   tu_rng rng;
   bool up, dirty;
   bool deaf;   /* runs and sends, but nothing reaches it (its link or NAT broke) */
+  int blocked; /* node index + 1 whose datagrams to and from this one vanish, or 0 */
   bool filter; /* inbound only from nodes it sent to within FILTER_MS */
   int contacted[CONTACTS];
   uint16_t contacted_port[CONTACTS];
@@ -204,6 +205,10 @@ void netsim_set_up(netsim *ns, int i, bool up) {
 }
 void netsim_touch(netsim *ns, int i) {
   mark(ns, i);
+}
+void netsim_block(netsim *ns, int i, int j) {
+  ns->nodes[i].blocked = j + 1;
+  ns->nodes[j].blocked = i + 1;
 }
 void netsim_set_deaf(netsim *ns, int i, bool deaf) {
   ns->nodes[i].deaf = deaf;
@@ -400,7 +405,8 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx) {
       dgram *d = pop(ns);
       node *nd = &ns->nodes[d->to];
       int from = index_of(ns, &d->from, NULL);
-      if (nd->up && (nd->deaf || !filter_lets_in(nd, from, d->from.port, ns->now))) {
+      if (nd->up && (nd->deaf || (from >= 0 && nd->blocked == from + 1) ||
+                     !filter_lets_in(nd, from, d->from.port, ns->now))) {
         ns->filtered++;
       } else if (nd->up) {
         if (getenv("NETSIM_TRACE"))

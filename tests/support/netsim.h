@@ -64,6 +64,9 @@ int netsim_run(netsim *ns, dht_ts until, bool (*done)(void *ctx), void *ctx);
 /* Node i keeps running and sending, but receives nothing (counted as
  * filtered): its own link or NAT broke, not its peers. */
 void netsim_set_deaf(netsim *ns, int i, bool deaf);
+/* Nothing passes between nodes i and j, either way (counted as filtered):
+ * two NATs no hole gets through, symmetric both. */
+void netsim_block(netsim *ns, int i, int j);
 void netsim_set_filter(netsim *ns, int i, bool on);
 uint64_t netsim_filtered(const netsim *ns);
 uint64_t netsim_delivered(const netsim *ns);

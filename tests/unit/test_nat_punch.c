@@ -32,8 +32,8 @@
 #define B 6
 
 /* a test service outside nat/'s range: T_REQ is answered with T_ANS */
-#define T_REQ 0x50
-#define T_ANS 0x51
+#define T_REQ 0x60
+#define T_ANS 0x61
 
 typedef struct tsvc {
   int id;
@@ -116,13 +116,20 @@ static bool path_done(void *ctx) {
   return w->has_pev;
 }
 
-static void world_new(world *w, const char *seed_name) {
+typedef struct opts {
+  int64_t relay_bytes; /* 0: the default */
+  int max_circuits;    /* -1: the default */
+} opts;
+
+static void world_new_opts(world *w, const char *seed_name, const opts *op) {
   memset(w, 0, sizeof *w);
   netsim_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.n = N;
   cfg.seed = tu_seed(seed_name);
   dht_settings_default(&cfg.settings);
+  if (op && op->max_circuits >= 0)
+    cfg.settings.max_circuits = op->max_circuits;
   cfg.on_event = on_event;
   cfg.ctx = w;
   assert_int_equal(netsim_new(&w->ns, &cfg), 0);
@@ -131,6 +138,8 @@ static void world_new(world *w, const char *seed_name) {
     nat_settings_default(&s);
     s.mode = i == A || i == B ? NAT_MODE_CLIENT : NAT_MODE_SERVER;
     s.path_idle_ms = 4 * 60000;
+    if (op && op->relay_bytes)
+      s.relay_bytes = op->relay_bytes;
     dht_callbacks cb = {netsim_rng(w->ns), tu_rand_cb, NULL};
     assert_int_equal(
         nat_svc_new(&w->nat[i], netsim_engine(w->ns, i), &s, &cb, NULL, netsim_now(w->ns)), 0);
@@ -160,6 +169,10 @@ static void world_new(world *w, const char *seed_name) {
   assert_true(dht_put_record(netsim_engine(w->ns, B), netsim_now(w->ns)) > 0);
   netsim_touch(w->ns, B);
   netsim_run(w->ns, netsim_now(w->ns) + 60000, NULL, NULL);
+}
+
+static void world_new(world *w, const char *seed_name) {
+  world_new_opts(w, seed_name, NULL);
 }
 
 static void world_del(world *w) {
@@ -392,6 +405,131 @@ static void test_punch_not_a_reflector(void **state) {
   world_del(&w);
 }
 
+/* Relay stats summed over every node but the ends. */
+static void relay_totals(world *w, dht_stats *sum) {
+  memset(sum, 0, sizeof *sum);
+  for (int i = 0; i < N; i++) {
+    if (i == A || i == B)
+      continue;
+    dht_stats st;
+    dht_get_stats(netsim_engine(w->ns, i), &st);
+    sum->relay_opened += st.relay_opened;
+    sum->relay_refused += st.relay_refused;
+    sum->relay_closed += st.relay_closed;
+    sum->relay_datagrams += st.relay_datagrams;
+    sum->relay_bytes += st.relay_bytes;
+    sum->drop_relay += st.drop_relay;
+  }
+}
+
+/* No hole gets through between A and B (netsim_block: both NATs
+ * symmetric, say): after the first attempt both ask the introducer between
+ * them for a circuit, and the path goes through it; a service's requests
+ * to B's key take it, both ways, sealed end to end. */
+static void test_relay_when_no_hole(void **state) {
+  (void)state;
+  world w;
+  world_new(&w, "nat_relay");
+  netsim_block(w.ns, A, B);
+  dht_introducer intro[NAT_INTROS];
+  int ni = b_introducers(&w, intro);
+  dht_ts t0 = netsim_now(w.ns);
+  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
+  netsim_touch(w.ns, A);
+  assert_int_equal(netsim_run(w.ns, t0 + 30000, path_done, &w), 1);
+  printf("A -> B blocked: %s (method %d) in %lld ms\n", w.pev.ok ? "path" : "no path", w.pev.tag,
+         (long long)w.pev.ms);
+  assert_true(w.pev.ok);
+  assert_int_equal(w.pev.tag, DHT_PATH_RELAYED);
+  dht_path_info pa, pb;
+  assert_int_equal(dht_path_get(netsim_engine(w.ns, A), netsim_identity(w.ns, B)->pk, &pa), 0);
+  assert_int_equal(pa.method, DHT_PATH_RELAYED);
+  assert_true(dht_addr_eq(&pa.path.remote, &w.pev.addr)); /* the relay's address */
+  netsim_run(w.ns, netsim_now(w.ns) + 2000, NULL, NULL);
+  assert_int_equal(dht_path_get(netsim_engine(w.ns, B), netsim_identity(w.ns, A)->pk, &pb), 0);
+  assert_int_equal(pb.method, DHT_PATH_RELAYED);
+
+  dht_stats r0, r1;
+  relay_totals(&w, &r0);
+  assert_int_equal(r0.relay_opened, 1);
+  assert_int_equal(request(&w, A, B, true), 0);
+  assert_int_equal(w.t[A].answers, 1);
+  assert_int_equal(request(&w, B, A, true), 0);
+  assert_int_equal(w.t[B].answers, 1);
+  relay_totals(&w, &r1);
+  printf("relayed: %llu datagrams, %llu bytes\n",
+         (unsigned long long)(r1.relay_datagrams - r0.relay_datagrams),
+         (unsigned long long)(r1.relay_bytes - r0.relay_bytes));
+  assert_true(r1.relay_datagrams >= r0.relay_datagrams + 4); /* two requests, two answers */
+  nat_status sa;
+  nat_get_status(w.nat[A], netsim_now(w.ns), &sa);
+  assert_int_equal(sa.relayed_paths, 1);
+  assert_int_equal(sa.punches_ok, 0);
+  world_del(&w);
+}
+
+/* A circuit past its bytes is closed and counted, and what the ends send
+ * then is dropped at the relay, counted too. */
+static void test_relay_byte_limit(void **state) {
+  (void)state;
+  world w;
+  opts op = {.relay_bytes = 1500, .max_circuits = -1};
+  world_new_opts(&w, "nat_relay_bytes", &op);
+  netsim_block(w.ns, A, B);
+  dht_introducer intro[NAT_INTROS];
+  int ni = b_introducers(&w, intro);
+  dht_ts t0 = netsim_now(w.ns);
+  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
+  netsim_touch(w.ns, A);
+  assert_int_equal(netsim_run(w.ns, t0 + 30000, path_done, &w), 1);
+  assert_true(w.pev.ok);
+  int answered = 0;
+  for (int i = 0; i < 20; i++) {
+    assert_int_equal(request(&w, A, B, true), 0);
+    answered = w.t[A].answers;
+  }
+  dht_stats r;
+  relay_totals(&w, &r);
+  printf("1,500-byte circuit: %d of 20 requests answered; closed %llu, dropped after %llu\n",
+         answered, (unsigned long long)r.relay_closed, (unsigned long long)r.drop_relay);
+  assert_true(answered >= 1 && answered < 20);
+  assert_int_equal(r.relay_closed, 1);
+  assert_true(r.drop_relay >= 1);
+  assert_true(r.relay_bytes <= 1500);
+  world_del(&w);
+}
+
+/* A relay with no circuit to spare refuses clearly (RELAY_ACK FULL): the
+ * punch ends without a path, and the relays count the refusals. */
+static void test_relay_full(void **state) {
+  (void)state;
+  world w;
+  opts op = {.max_circuits = 0};
+  world_new_opts(&w, "nat_relay_full", &op);
+  netsim_block(w.ns, A, B);
+  dht_introducer intro[NAT_INTROS];
+  int ni = b_introducers(&w, intro);
+  dht_ts t0 = netsim_now(w.ns);
+  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
+  netsim_touch(w.ns, A);
+  assert_int_equal(netsim_run(w.ns, t0 + 60000, path_done, &w), 1);
+  dht_stats r;
+  relay_totals(&w, &r);
+  uint64_t refused = 0;
+  for (int i = 0; i < N; i++) {
+    nat_status st;
+    nat_get_status(w.nat[i], netsim_now(w.ns), &st);
+    refused += st.relay_refused;
+  }
+  printf("no circuits: %s after %lld ms; relays refused %llu (engine %llu)\n",
+         w.pev.ok ? "path" : "no path", (long long)w.pev.ms, (unsigned long long)refused,
+         (unsigned long long)r.relay_refused);
+  assert_false(w.pev.ok);
+  assert_true(refused >= 1 && r.relay_refused >= 1);
+  assert_int_equal(r.relay_opened, 0);
+  world_del(&w);
+}
+
 int main(void) {
   if (sodium_init() < 0)
     return 1;
@@ -399,6 +537,9 @@ int main(void) {
       cmocka_unit_test(test_punch_through_two_nats),
       cmocka_unit_test(test_punch_unknown_target),
       cmocka_unit_test(test_punch_not_a_reflector),
+      cmocka_unit_test(test_relay_when_no_hole),
+      cmocka_unit_test(test_relay_byte_limit),
+      cmocka_unit_test(test_relay_full),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
