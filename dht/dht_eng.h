@@ -87,16 +87,13 @@ typedef struct dht_circuit {
 
 /* outmsg.key of a datagram sent as it is (a relayed one): no sealing */
 #define OUT_RAW 0xff
-/* the bit of outmsg.local (and dht_tx.local, dht_path.local inside the
- * engine) that sends a datagram as one to relay (DHT_VERSION_RELAY); the
- * driver never sees it */
-#define DHT_LOCAL_RELAY 0x80000000u
 
 typedef struct outmsg {
   dht_peer to;
   uint32_t local; /* dht_path.local */
   uint8_t ttl;    /* dht_pkt_info.ttl */
   uint8_t key;    /* sealed under: 0 our identity, else xkeys[key - 1] */
+  bool relay;     /* to the key's relay, to send on (DHT_VERSION_RELAY) */
   uint16_t len;
   uint8_t body[]; /* len bytes */
 } outmsg;
@@ -168,9 +165,9 @@ struct dht {
   dht_token tok;
   dht_rate rate;
   dht_replay replay;
-  dht_cache cookies;  /* peer pk -> struct cookie */
-  dht_cache verified; /* peer pk -> dht_ts of our last verification ping */
-  dht_cache paths;    /* peer pk -> a path a service found (dht_paths.c) */
+  dht_cache cookies;     /* peer pk -> struct cookie */
+  dht_cache verified;    /* peer pk -> dht_ts of our last verification ping */
+  dht_cache paths;       /* peer pk -> a path a service found (dht_paths.c) */
   dht_circuit *circuits; /* set.max_circuits of them (dht_relay.c) */
   dht_recstore recs;
   dht_stats st;

@@ -102,7 +102,8 @@ static bool settings_ok(const dht_settings *s) {
          s->rate_v4_prefix <= 32 && s->rate_v6_prefix >= 0 && s->rate_v6_prefix <= 128 &&
          s->amplification_factor >= 1 && s->proof_cache >= 1 && s->unsolicited_pps >= 0 &&
          s->unsolicited_burst >= 0 && s->max_requests >= 1 && s->max_sockets >= 0 &&
-         s->max_keys >= 0 && s->max_keys <= 64 && s->max_paths >= 1 && s->max_circuits >= 0 && s->max_circuits <= 4096 && s->record_ttl_ms >= 1000 &&
+         s->max_keys >= 0 && s->max_keys <= 64 && s->max_paths >= 1 && s->max_circuits >= 0 &&
+         s->max_circuits <= 4096 && s->record_ttl_ms >= 1000 &&
          s->record_ttl_ms <= (dht_ts)DHT_RECORD_MAX_TTL_S * 1000 && s->republish_ms >= 1000;
 }
 
@@ -364,10 +365,9 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
     return DHT_ERR_NOMEM;
   m->to = *to;
   m->local = tx ? tx->local : 0;
-  /* an answer to a datagram that came through a relay goes back through it
-   * (a relayed path's address is the relay's, and only its key is ours) */
-  if (!(m->local & DHT_LOCAL_RELAY) && e->paths.nsets && dht_paths_via_relay(e, to))
-    m->local |= DHT_LOCAL_RELAY;
+  /* to a key at its relay's address (a relayed path, and the answers to
+   * what came through it): sealed to the key, for the relay to send on */
+  m->relay = e->paths.nsets && dht_paths_via_relay(e, to);
   m->ttl = tx ? tx->ttl : 0;
   m->key = (uint8_t)key;
   m->len = (uint16_t)len;
@@ -498,9 +498,9 @@ dht_ssize dht_write_pkt(dht *e, dht_path *path, dht_pkt_info *pi, uint8_t *buf, 
       }
     }
     dht_ssize n = dht_box_seal(box, m->to.pk, nonce, m->body, m->len, buf, buflen);
-    if (n > 0 && (m->local & DHT_LOCAL_RELAY))
+    if (n > 0 && m->relay)
       buf[0] = DHT_VERSION_RELAY; /* for the relay at m->to.addr to send on */
-    path->local = m->local & ~DHT_LOCAL_RELAY;
+    path->local = m->local;
     path->remote = m->to.addr;
     if (pi)
       pi->ttl = m->ttl;

@@ -37,8 +37,6 @@ int dht_path_set(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p,
     pe->since = now;
   }
   pe->path = *p;
-  if (method == DHT_PATH_RELAYED) /* sent as datagrams to relay */
-    pe->path.local |= DHT_LOCAL_RELAY;
   pe->method = (uint8_t)method;
   pe->last_rx = now;
   return 0;
@@ -51,7 +49,6 @@ int dht_path_get(dht *e, const uint8_t pk[static DHT_PK_LEN], dht_path_info *out
   if (out) {
     memcpy(out->pk, pk, DHT_PK_LEN);
     out->path = pe->path;
-    out->path.local &= ~DHT_LOCAL_RELAY;
     out->method = pe->method;
     out->since = pe->since;
     out->last_rx = pe->last_rx;
@@ -76,7 +73,6 @@ int dht_paths_list(dht *e, dht_path_info *out, int max) {
     const path_ent *pe = (const path_ent *)(e->paths.vals + (size_t)i * e->paths.vlen);
     memcpy(out[n].pk, ce->key, DHT_PK_LEN);
     out[n].path = pe->path;
-    out[n].path.local &= ~DHT_LOCAL_RELAY;
     out[n].method = pe->method;
     out[n].since = pe->since;
     out[n].last_rx = pe->last_rx;
@@ -91,8 +87,7 @@ void dht_paths_heard(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path
   if (!pe)
     return;
   pe->last_rx = now;
-  if ((pe->path.local & ~DHT_LOCAL_RELAY) != p->local ||
-      !dht_addr_eq(&pe->path.remote, &p->remote)) {
+  if (pe->path.local != p->local || !dht_addr_eq(&pe->path.remote, &p->remote)) {
     /* from elsewhere than the relay of a relayed path: the key reached us
      * directly, and so we go (the upgrade after a late punch) */
     pe->path = *p;

@@ -68,8 +68,9 @@ int dht_relay_find(const dht *e, const uint8_t a[static DHT_PK_LEN],
                    const uint8_t b[static DHT_PK_LEN]) {
   for (int i = 0; e->circuits && i < e->set.max_circuits; i++) {
     const dht_circuit *c = &e->circuits[i];
-    if (c->used && ((!memcmp(c->end[0].pk, a, DHT_PK_LEN) && !memcmp(c->end[1].pk, b, DHT_PK_LEN)) ||
-                    (!memcmp(c->end[0].pk, b, DHT_PK_LEN) && !memcmp(c->end[1].pk, a, DHT_PK_LEN))))
+    if (c->used &&
+        ((!memcmp(c->end[0].pk, a, DHT_PK_LEN) && !memcmp(c->end[1].pk, b, DHT_PK_LEN)) ||
+         (!memcmp(c->end[0].pk, b, DHT_PK_LEN) && !memcmp(c->end[1].pk, a, DHT_PK_LEN))))
       return i + 1;
   }
   return DHT_ERR_NOTFOUND;

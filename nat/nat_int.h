@@ -193,7 +193,7 @@ struct nat_svc {
   uint64_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
       v_vouched, v_ignored;
   /* hole punching */
-  nat_punch_state *ps; /* NULL until the first punch or registration */
+  nat_punch_state *ps;         /* NULL until the first punch or registration */
   dht_addr lan[NAT_LAN_CANDS]; /* our LAN candidates (nat_set_candidates) */
   int nlan;
   uint64_t p_started, p_ok, p_failed, p_holes, p_limited, p_fwd_refused, p_introduced,

@@ -172,9 +172,9 @@ static void report(nat_svc *n, nat_punch_state *ps, nat_punch *p, bool ok, int m
   if (addr)
     dht_addr_fmt(addr, ta, sizeof ta);
   nat_log(n, DHT_LOG_DEBUG, "punch %s %02x%02x%02x%02x...: %s%s after %lld ms, attempt %d",
-          p->initiator ? "to" : "from", p->pk[0], p->pk[1], p->pk[2], p->pk[3],
-          ok ? ta : "no path", ok && method == DHT_PATH_RELAYED ? " (relayed)" : "",
-          (long long)(now - p->begin), p->attempt);
+          p->initiator ? "to" : "from", p->pk[0], p->pk[1], p->pk[2], p->pk[3], ok ? ta : "no path",
+          ok && method == DHT_PATH_RELAYED ? " (relayed)" : "", (long long)(now - p->begin),
+          p->attempt);
   log_punch(n, ps, p, ok, method, addr, now);
   if (p->initiator || ok) {
     nat_event ev = {.type = NAT_EV_PATH, .ok = ok, .ms = now - p->begin, .tag = method};
@@ -609,7 +609,8 @@ void nat_punch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
   case NAT_T_RELAY_REQ:
     nat_relay_on_req(n, in, m, now);
     break;
-  default: /* a RELAY_ACK answering nothing of ours, too */ /* a PUNCH_ACK that answers nothing of ours */
+  default: /* a RELAY_ACK answering nothing of ours, too */ /* a PUNCH_ACK that answers nothing of
+                                                               ours */
     n->dropped++;
     break;
   }

@@ -32,8 +32,7 @@ void nat_relay_on_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
   n->p_relay_asked++;
   nat_punch_state *ps = NULL;
   if (!n->set.relay || !dht_is_server(n->e) ||
-      memcmp(m->u.relay_req.pk, in->from.pk, DHT_PK_LEN) == 0 ||
-      !(ps = nat_punch_state_of(n))) {
+      memcmp(m->u.relay_req.pk, in->from.pk, DHT_PK_LEN) == 0 || !(ps = nat_punch_state_of(n))) {
     n->p_relay_refused++;
     send_relay_ack(n, in, NAT_W_REFUSED);
     return;

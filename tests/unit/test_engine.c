@@ -535,10 +535,10 @@ static const struct {
   const char *name;
   size_t off;
 } drops[] = {
-    DROP(drop_ratelimit),    DROP(drop_size),         DROP(drop_version),   DROP(drop_self),
-    DROP(drop_badkey),       DROP(drop_decrypt),      DROP(drop_replay),    DROP(drop_malformed),
-    DROP(drop_unknown_type), DROP(drop_unknown_txid), DROP(drop_bad_token), DROP(drop_bad_record),
-    DROP(drop_out_full),     DROP(drop_event_full),
+    DROP(drop_ratelimit),  DROP(drop_size),         DROP(drop_version),      DROP(drop_relay),
+    DROP(drop_self),       DROP(drop_badkey),       DROP(drop_decrypt),      DROP(drop_replay),
+    DROP(drop_malformed),  DROP(drop_unknown_type), DROP(drop_unknown_txid), DROP(drop_bad_token),
+    DROP(drop_bad_record), DROP(drop_out_full),     DROP(drop_event_full),
 };
 #define NDROPS (sizeof drops / sizeof drops[0])
 
@@ -781,13 +781,16 @@ static void test_drop_counters(void **state) {
   expect_drop(a, &f.addr, pkt, DHT_MAX_PKT + 1, ++now, OFF(drop_size));
   expect_drop(a, &f.addr, pkt, sizeof pkt, ++now, OFF(drop_size));
 
-  /* version */
-  static const uint8_t versions[] = {0, 2, 0xff};
+  /* version (2, a datagram to relay, is dropped as one of no circuit) */
+  static const uint8_t versions[] = {0, 3, 0xff};
   for (size_t i = 0; i < sizeof versions; i++) {
     memcpy(pkt, good, glen);
     pkt[0] = versions[i];
     expect_drop(a, &f.addr, pkt, glen, ++now, OFF(drop_version));
   }
+  memcpy(pkt, good, glen);
+  pkt[0] = DHT_VERSION_RELAY;
+  expect_drop(a, &f.addr, pkt, glen, ++now, OFF(drop_relay));
 
   /* our own key in the header (sealed with our own identity) */
   fake me;

@@ -534,12 +534,9 @@ int main(void) {
   if (sodium_init() < 0)
     return 1;
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_punch_through_two_nats),
-      cmocka_unit_test(test_punch_unknown_target),
-      cmocka_unit_test(test_punch_not_a_reflector),
-      cmocka_unit_test(test_relay_when_no_hole),
-      cmocka_unit_test(test_relay_byte_limit),
-      cmocka_unit_test(test_relay_full),
+      cmocka_unit_test(test_punch_through_two_nats), cmocka_unit_test(test_punch_unknown_target),
+      cmocka_unit_test(test_punch_not_a_reflector),  cmocka_unit_test(test_relay_when_no_hole),
+      cmocka_unit_test(test_relay_byte_limit),       cmocka_unit_test(test_relay_full),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
