@@ -227,21 +227,51 @@ static void on_dial_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
 /* ---- the tested (A) -------------------------------------------------------------- */
 
 void nat_push_event(nat_svc *n, const nat_event *ev) {
+  if (ev->type == NAT_EV_PATH) { /* the punch state's ring: only punching hosts have one */
+    nat_punch_state *ps = nat_punch_state_of(n);
+    if (!ps) {
+      n->ev_dropped++;
+      return;
+    }
+    if (ps->pev_n == 2 * NAT_PUNCHES) {
+      ps->pev_head = (ps->pev_head + 1) % (2 * NAT_PUNCHES);
+      ps->pev_n--;
+      n->ev_dropped++;
+    }
+    ps->pev[(ps->pev_head + ps->pev_n) % (2 * NAT_PUNCHES)] = *ev;
+    ps->pev_n++;
+    return;
+  }
   if (n->ev_n == NAT_EVENTS) { /* the oldest goes: a newer verdict supersedes it */
     n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
     n->ev_n--;
     n->ev_dropped++;
   }
-  n->ev[(n->ev_head + n->ev_n) % NAT_EVENTS] = *ev;
+  nat_mev *m = &n->ev[(n->ev_head + n->ev_n) % NAT_EVENTS];
+  m->tag = ev->tag;
+  m->ok = ev->ok;
+  m->addr = ev->addr;
   n->ev_n++;
 }
 
 int nat_poll_event(nat_svc *n, nat_event *ev) {
-  if (n->ev_n == 0)
+  if (n->ev_n > 0) {
+    const nat_mev *m = &n->ev[n->ev_head];
+    memset(ev, 0, sizeof *ev);
+    ev->type = NAT_EV_MAPPING;
+    ev->tag = m->tag;
+    ev->ok = m->ok;
+    ev->addr = m->addr;
+    n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
+    n->ev_n--;
+    return 0;
+  }
+  nat_punch_state *ps = n->ps;
+  if (!ps || ps->pev_n == 0)
     return DHT_ERR_NOTFOUND;
-  *ev = n->ev[n->ev_head];
-  n->ev_head = (n->ev_head + 1) % NAT_EVENTS;
-  n->ev_n--;
+  *ev = ps->pev[ps->pev_head];
+  ps->pev_head = (ps->pev_head + 1) % (2 * NAT_PUNCHES);
+  ps->pev_n--;
   return 0;
 }
 

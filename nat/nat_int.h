@@ -87,6 +87,14 @@ typedef struct nat_vouch {
 /* Vouchers asked per candidate before it goes back to the engine. */
 #define NAT_VOUCHERS 3
 
+/* A mapping verdict waiting for nat_poll_event (nat_event without what only
+ * path events carry, so that the ring stays small). */
+typedef struct nat_mev {
+  int tag;
+  bool ok;
+  dht_addr addr;
+} nat_mev;
+
 /* A client we introduce (as an introducer, nat_punch.c). */
 typedef struct nat_client {
   bool used;
@@ -133,9 +141,8 @@ typedef struct nat_halfopen {
 
 /* A punched path kept alive until idle. */
 typedef struct nat_keep {
-  bool used, relayed; /* relayed: the PING goes to the relay, relay_pk */
-  uint8_t pk[DHT_PK_LEN], relay_pk[DHT_PK_LEN];
-  int64_t cmd; /* its keepalive PING in flight */
+  bool used;
+  uint8_t pk[DHT_PK_LEN];
   dht_ts until, next;
 } nat_keep;
 /* Keepalives to an introducer between our registrations with it. */
@@ -153,6 +160,11 @@ typedef struct nat_punch_state {
   nat_gap asker_gaps[NAT_GAPS];
   uint32_t hole_milli, hole_at; /* the node-wide HOLE bucket, as others_milli */
   nat_halfopen half[NAT_HALFOPEN];
+  nat_event pev[2 * NAT_PUNCHES]; /* path events waiting for nat_poll_event: a ring */
+  int pev_head, pev_n;
+  /* counters (nat_status's punch and relay ones) */
+  uint64_t started, ok, failed, holes, limited, fwd_refused, introduced, intro_refused, relayed,
+      relay_asked, relay_refused;
 } nat_punch_state;
 
 struct nat_svc {
@@ -181,7 +193,7 @@ struct nat_svc {
   int shun_next;
   dht_ts next_intro;
   uint64_t n_intro_changes, n_keepalives;
-  nat_event ev[NAT_EVENTS]; /* ring */
+  nat_mev ev[NAT_EVENTS]; /* ring of the mapping verdicts (path events: ps) */
   int ev_head, ev_n;
   uint64_t ev_dropped;
   /* vouching */
@@ -190,14 +202,12 @@ struct nat_svc {
   int64_t check_req[2];            /* their dht_sock_open requests */
   nat_gap voucher_gaps[NAT_GAPS];  /* as the voucher: askers served */
   nat_gap vouchers_used[NAT_GAPS]; /* as the checker: vouchers asked */
-  uint64_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
+  uint32_t v_asked, v_ok, v_failed, v_full, v_fallback, v_checks, v_checks_main, v_refused,
       v_vouched, v_ignored;
   /* hole punching */
-  nat_punch_state *ps;         /* NULL until the first punch or registration */
-  dht_addr lan[NAT_LAN_CANDS]; /* our LAN candidates (nat_set_candidates) */
+  nat_punch_state *ps; /* NULL until the first punch or registration */
+  dht_addr *lan;       /* our LAN candidates (nat_set_candidates): NULL until there are some */
   int nlan;
-  uint64_t p_started, p_ok, p_failed, p_holes, p_limited, p_fwd_refused, p_introduced,
-      p_intro_refused, p_relayed, p_relay_asked, p_relay_refused;
 };
 
 /* nat_svc.c */
@@ -261,6 +271,13 @@ void nat_vouch_tick(nat_svc *n, dht_ts now);
 dht_ts nat_vouch_expiry(const nat_svc *n);
 
 /* nat_punch.c */
+/* One more of the punch state's counter f (the state allocated if need be). */
+#define NAT_PCOUNT(n, f)                                                                           \
+  do {                                                                                             \
+    nat_punch_state *ps_ = nat_punch_state_of(n);                                                  \
+    if (ps_)                                                                                       \
+      ps_->f++;                                                                                    \
+  } while (0)
 /* INTRO_REG, PUNCH_REQ, PUNCH_FWD and HOLE that are not answers. */
 void nat_punch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now);
 /* The answer to one of our punch requests (in and m NULL: none came). */

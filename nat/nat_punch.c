@@ -51,6 +51,8 @@ nat_punch_state *nat_punch_state_of(nat_svc *n) {
 }
 
 void nat_punch_free(nat_svc *n) {
+  dht_mem_free(&n->mem, n->lan);
+  n->lan = NULL;
   if (!n->ps)
     return;
   dht_mem_free(&n->mem, n->ps->clients);
@@ -147,11 +149,9 @@ static void keep_path(nat_svc *n, nat_punch_state *ps, const uint8_t pk[static D
         k = &ps->keep[i];
     dht_path_drop(n->e, k->pk);
   }
+  (void)relay; /* the keepalive goes over the path, through the relay if need be */
   k->used = true;
   memcpy(k->pk, pk, DHT_PK_LEN);
-  k->relayed = relay != NULL;
-  if (relay)
-    memcpy(k->relay_pk, relay->pk, DHT_PK_LEN);
   k->until = now + n->set.path_idle_ms;
   k->next = now + n->set.keepalive_ms;
 }
@@ -196,7 +196,7 @@ static void succeed(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint32_t loca
   dht_path path = {.local = local, .remote = *addr};
   if (dht_path_set(n->e, p->pk, &path, DHT_PATH_PUNCHED, now) != 0)
     return;
-  n->p_ok++;
+  NAT_PCOUNT(n, ok);
   keep_path(n, ps, p->pk, NULL, now);
   finish(n, ps, p, true, addr, now);
 }
@@ -219,7 +219,8 @@ static void ask(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
       q.u.punch.ms = clamp_ms(dht_peer_rtt(n->e, ip.pk));
       q.u.punch.cookie = cookie;
       q.u.punch.ncands = n->nlan; /* a peer behind the same router needs no hairpin */
-      memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
+      if (n->nlan)
+        memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
       dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
       dht_req_opts o = {.answer = NAT_T_PUNCH_ACK, .tries = 2, .tag = tag_of(ps, p)};
       if (len > 0 && dht_svc_request(n->e, n->svc_id, &ip, buf, (size_t)len, &o, now) == 0) {
@@ -261,7 +262,7 @@ static void relay_open(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now
   dht_path path = {.local = 0, .remote = p->relay.addr};
   if (dht_path_set(n->e, p->pk, &path, DHT_PATH_RELAYED, now) != 0)
     return;
-  n->p_relayed++;
+  NAT_PCOUNT(n, relayed);
   keep_path(n, ps, p->pk, &p->relay, now);
   report(n, ps, p, true, DHT_PATH_RELAYED, &p->relay.addr, now);
   if (!p->initiator || p->final)
@@ -291,7 +292,7 @@ static void attempt_over(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts n
       return;
     }
     if (p->initiator)
-      n->p_failed++;
+      NAT_PCOUNT(n, failed);
     finish(n, ps, p, false, NULL, now);
     return;
   }
@@ -337,7 +338,7 @@ int nat_connect(nat_svc *n, const uint8_t pk[static DHT_PK_LEN], const dht_intro
   p->nintro = (uint8_t)(nintro < NAT_INTROS ? nintro : NAT_INTROS);
   memcpy(p->intro, intro, (size_t)p->nintro * sizeof *intro);
   p->begin = now;
-  n->p_started++;
+  NAT_PCOUNT(n, started);
   ask(n, ps, p, now);
   return 0;
 }
@@ -358,12 +359,6 @@ bool nat_punch_on_event(nat_svc *n, const dht_event *ev, dht_ts now) {
       return true;
     }
   }
-  /* a keepalive PING of a punched path: its PONG moved the path if need be */
-  for (int i = 0; i < NAT_KEEPS; i++)
-    if (ps->keep[i].used && ps->keep[i].cmd == ev->cmd) {
-      ps->keep[i].cmd = 0;
-      return true;
-    }
   return false;
 }
 
@@ -384,7 +379,7 @@ static void on_register(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   if (ps && !ps->clients)
     ps->clients = dht_mem_calloc(&n->mem, (size_t)n->set.clients, sizeof *ps->clients);
   if (!ps || !ps->clients || !dht_svc_cookie_ok(n->e, &in->from, m->u.punch.cookie, now)) {
-    n->p_intro_refused++;
+    NAT_PCOUNT(n, intro_refused);
     send_ack(n, in, NAT_W_REFUSED, 0, 0, NULL);
     return;
   }
@@ -399,7 +394,7 @@ static void on_register(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   if (!c)
     c = free_c;
   if (!c) {
-    n->p_intro_refused++;
+    NAT_PCOUNT(n, intro_refused);
     send_ack(n, in, NAT_W_FULL, 0, 0, NULL);
     return;
   }
@@ -418,13 +413,13 @@ static void on_punch_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
   nat_punch_state *ps = n->ps;
   nat_client *c = client_of(n, m->u.punch.pk, now);
   if (!c || memcmp(m->u.punch.pk, in->from.pk, DHT_PK_LEN) == 0) {
-    n->p_intro_refused++;
+    NAT_PCOUNT(n, intro_refused);
     send_ack(n, in, NAT_W_UNKNOWN, 0, 0, NULL);
     return;
   }
   if (!dht_svc_cookie_ok(n->e, &in->from, m->u.punch.cookie, now) ||
       !nat_gap_ok(ps->asker_gaps, nat_prefix_key(&in->from.addr), n->set.punch_gap_ms, now)) {
-    n->p_intro_refused++;
+    NAT_PCOUNT(n, intro_refused);
     send_ack(n, in, NAT_W_REFUSED, 0, 0, NULL);
     return;
   }
@@ -449,7 +444,7 @@ static void on_punch_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
     send_ack(n, in, NAT_W_REFUSED, 0, 0, NULL);
     return;
   }
-  n->p_introduced++;
+  NAT_PCOUNT(n, introduced);
   dht_addr bc[NAT_CANDS];
   int nb = 0;
   bc[nb++] = c->addr;
@@ -462,7 +457,9 @@ static void on_punch_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
 
 int nat_set_candidates(nat_svc *n, const dht_addr *a, int count) {
   n->nlan = 0;
-  for (int i = 0; i < count && n->nlan < NAT_LAN_CANDS; i++)
+  if (count > 0 && !n->lan) /* most hosts have none: no room kept for them */
+    n->lan = dht_mem_calloc(&n->mem, NAT_LAN_CANDS, sizeof *n->lan);
+  for (int i = 0; n->lan && i < count && n->nlan < NAT_LAN_CANDS; i++)
     if ((a[i].family == DHT_AF_INET || a[i].family == DHT_AF_INET6) && a[i].port)
       n->lan[n->nlan++] = a[i];
   return n->nlan;
@@ -477,7 +474,8 @@ void nat_punch_register(nat_svc *n, const dht_peer *who, dht_ts rtt_ms, dht_ts n
   q.u.punch.ms = clamp_ms(rtt_ms);
   q.u.punch.cookie = cookie;
   q.u.punch.ncands = n->nlan;
-  memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
+  if (n->nlan)
+    memcpy(q.u.punch.cands, n->lan, (size_t)n->nlan * sizeof n->lan[0]);
   dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
   dht_req_opts o = {.answer = NAT_T_PUNCH_ACK, .tries = 2};
   if (len > 0)
@@ -494,7 +492,7 @@ static bool is_introducer(const nat_svc *n, const uint8_t pk[static DHT_PK_LEN])
 static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
   nat_punch_state *ps = is_introducer(n, in->from.pk) ? state(n) : NULL;
   if (!ps || memcmp(m->u.punch.pk, dht_self_pk(n->e), DHT_PK_LEN) == 0) {
-    n->p_fwd_refused++;
+    NAT_PCOUNT(n, fwd_refused);
     send_ack(n, in, NAT_W_REFUSED, 0, 0, NULL);
     return;
   }
@@ -509,7 +507,7 @@ static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
         if (!ps->p[i].used)
           p = &ps->p[i];
     if (!p) {
-      n->p_fwd_refused++;
+      NAT_PCOUNT(n, fwd_refused);
       send_ack(n, in, NAT_W_FULL, 0, 0, NULL);
       return;
     }
@@ -544,7 +542,7 @@ static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
 static void send_round(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now) {
   for (int i = 0; i < p->ncands; i++) {
     if (!hole_ok(n, ps, now)) {
-      n->p_limited++;
+      NAT_PCOUNT(n, limited);
       continue;
     }
     uint8_t buf[48];
@@ -561,7 +559,7 @@ static void send_round(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now
                       .tag = tag_of(ps, p),
                       .tx = {.ttl = p->rounds == 0 ? (uint8_t)n->set.prime_ttl : 0}};
     if (len > 0 && dht_svc_request(n->e, n->svc_id, &to, buf, (size_t)len, &o, now) == 0)
-      n->p_holes++;
+      NAT_PCOUNT(n, holes);
   }
   p->rounds++;
   /* 10 ms, growing by half to 200 ms, +-25% (from the node's randomness:
@@ -609,6 +607,15 @@ void nat_punch_on_msg(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
   case NAT_T_RELAY_REQ:
     nat_relay_on_req(n, in, m, now);
     break;
+  case NAT_T_KEEP: { /* answered where it came from: no larger than it */
+    uint8_t buf[16];
+    nat_wire_msg a = {.type = NAT_T_KEEP_ACK, .txid = in->txid};
+    dht_ssize len = nat_wire_encode(buf, sizeof buf, &a);
+    dht_tx tx = {.local = in->local};
+    if (len > 0)
+      dht_svc_send(n->e, &in->from, &tx, buf, (size_t)len);
+    break;
+  }
   default: /* a RELAY_ACK answering nothing of ours, too */ /* a PUNCH_ACK that answers nothing of
                                                                ours */
     n->dropped++;
@@ -698,12 +705,17 @@ void nat_punch_tick(nat_svc *n, dht_ts now) {
     if (now < k->next)
       continue;
     /* a PING both ways keeps both NATs' state; its PONG is not needed */
-    dht_peer to; /* a relayed path: the relay itself keeps our NAT's state */
-    memcpy(to.pk, k->relayed ? k->relay_pk : k->pk, DHT_PK_LEN);
-    to.addr = pi.path.remote;
-    int64_t c = dht_ping(n->e, &to, now);
-    if (c > 0 && dht_svc_own(n->e, n->svc_id, c) == 0)
-      k->cmd = c;
+    /* a KEEP over the path (to the key, by no address): both ends send
+     * one, so both NATs keep their state (and a relay its circuit) */
+    uint8_t buf[16];
+    nat_wire_msg q = {.type = NAT_T_KEEP, .txid = dht_svc_txid(n->e)};
+    dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
+    dht_peer to;
+    memset(&to, 0, sizeof to);
+    memcpy(to.pk, k->pk, DHT_PK_LEN);
+    dht_req_opts o = {.answer = NAT_T_KEEP_ACK, .tries = 1};
+    if (len > 0)
+      dht_svc_request(n->e, n->svc_id, &to, buf, (size_t)len, &o, now);
     k->next = now + n->set.keepalive_ms;
   }
 }
@@ -738,21 +750,22 @@ dht_ts nat_punch_expiry(const nat_svc *n) {
 
 void nat_punch_status(const nat_svc *n, dht_ts now, nat_status *st) {
   const nat_punch_state *ps = n->ps;
-  st->punches = n->p_started;
-  st->punches_ok = n->p_ok;
-  st->punches_failed = n->p_failed;
-  st->holes_sent = n->p_holes;
-  st->holes_limited = n->p_limited;
-  st->fwds_refused = n->p_fwd_refused;
-  st->introduced = n->p_introduced;
-  st->intro_refused = n->p_intro_refused;
-  st->relayed_paths = n->p_relayed;
-  st->relay_asked = n->p_relay_asked;
-  st->relay_refused = n->p_relay_refused;
+
   st->clients = 0;
   st->npunch_log = 0;
   if (!ps)
     return;
+  st->punches = ps->started;
+  st->punches_ok = ps->ok;
+  st->punches_failed = ps->failed;
+  st->holes_sent = ps->holes;
+  st->holes_limited = ps->limited;
+  st->fwds_refused = ps->fwd_refused;
+  st->introduced = ps->introduced;
+  st->intro_refused = ps->intro_refused;
+  st->relayed_paths = ps->relayed;
+  st->relay_asked = ps->relay_asked;
+  st->relay_refused = ps->relay_refused;
   for (int i = 0; ps->clients && i < n->set.clients; i++)
     st->clients += ps->clients[i].used && now - ps->clients[i].at < n->set.client_ttl_ms;
   for (int i = 0; i < ps->log_n; i++) {

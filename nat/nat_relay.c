@@ -29,11 +29,11 @@ static void send_relay_ack(nat_svc *n, const dht_msg_in *in, uint8_t status) {
 }
 
 void nat_relay_on_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, dht_ts now) {
-  n->p_relay_asked++;
+  NAT_PCOUNT(n, relay_asked);
   nat_punch_state *ps = NULL;
   if (!n->set.relay || !dht_is_server(n->e) ||
       memcmp(m->u.relay_req.pk, in->from.pk, DHT_PK_LEN) == 0 || !(ps = nat_punch_state_of(n))) {
-    n->p_relay_refused++;
+    NAT_PCOUNT(n, relay_refused);
     send_relay_ack(n, in, NAT_W_REFUSED);
     return;
   }
@@ -61,7 +61,7 @@ void nat_relay_on_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m, d
                               now + n->set.relay_ms, now);
       h->used = false;
       if (id < 0)
-        n->p_relay_refused++;
+        NAT_PCOUNT(n, relay_refused);
       send_relay_ack(n, in, id > 0 ? NAT_W_OK : NAT_W_FULL);
       return;
     }

@@ -10,7 +10,7 @@
 #include "nat_wire.h"
 
 /* Elements per type, [type, txid] included; index type - 0x40. */
-static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3, 5, 8, 7, 5, 3, 4, 3};
+static const uint8_t arity[] = {6, 3, 5, 3, 3, 2, 5, 3, 5, 2, 3, 5, 8, 7, 5, 3, 4, 3, 2, 2};
 #define NTYPES (sizeof arity / sizeof arity[0])
 
 static int head(dht_wire_r *r, uint8_t *type, uint32_t *txid, bool *known) {
@@ -145,7 +145,7 @@ int nat_wire_decode(nat_wire_msg *m, const uint8_t *body, size_t len) {
         fixed(&r, NAT_NONCE_LEN, &m->u.relay_req.nonce))
       return DHT_ERR_PROTO;
     break;
-  default: /* NAT_T_PROBE_ACK, NAT_T_CHECK_ACK */
+  default: /* NAT_T_PROBE_ACK, NAT_T_CHECK_ACK, NAT_T_KEEP, NAT_T_KEEP_ACK */
     break;
   }
   return dht_wire_r_end(&r) ? DHT_ERR_PROTO : 0;

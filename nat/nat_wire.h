@@ -1,5 +1,5 @@
 /*
- * nat_wire.h - the NAT service's messages (types 0x40-0x51): the one place
+ * nat_wire.h - the NAT service's messages (types 0x40-0x53): the one place
  * their types, fields, bounds and status codes are defined
  * (docs/protocol.md, "Dial-backs", "Vouching" and "Hole punching").  Strict codec: exact arity,
  * exact lengths, no trailing bytes.  Byte fields of a decoded message point into its body.
@@ -30,6 +30,10 @@ enum nat_wire_type {
   /* relaying (nat_relay.c) */
   NAT_T_RELAY_REQ = 0x50, /* [t, txid, pk(32), nonce(16)]: a circuit to pk, both ask */
   NAT_T_RELAY_ACK = 0x51, /* [t, txid, status] */
+  /* a punched or relayed path's keepalive (a service request, not a core
+   * PING: a PONG from a client would put it in the pinger's routing table) */
+  NAT_T_KEEP = 0x52,     /* [t, txid] */
+  NAT_T_KEEP_ACK = 0x53, /* [t, txid] */
 };
 
 /* status in DIAL_RESP, DIAL_FWD_ACK and VOUCH_ACK */

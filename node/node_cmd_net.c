@@ -228,6 +228,7 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
       {"ratelimit", st.drop_ratelimit},
       {"size", st.drop_size},
       {"version", st.drop_version},
+      {"no_circuit", st.drop_relay},
       {"self", st.drop_self},
       {"bad_key", st.drop_badkey},
       {"decrypt", st.drop_decrypt},
@@ -265,6 +266,13 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
           st.svc_retries);
   COUNTER("service_timeouts_total", "Services' requests that ran out of tries.", st.svc_timeouts);
   GAUGE("service_sockets", "Extra sockets open for services.", d->nxsocks);
+  COUNTER("relay_opened_total", "Circuits opened as a relay (both ends asked).", st.relay_opened);
+  COUNTER("relay_refused_total", "Circuits refused: all in use.", st.relay_refused);
+  COUNTER("relay_closed_total", "Circuits closed at their time or byte limit.", st.relay_closed);
+  COUNTER("relay_datagrams_total", "Datagrams relayed between the ends of a circuit.",
+          st.relay_datagrams);
+  COUNTER("relay_bytes_total", "Bytes relayed.", st.relay_bytes);
+  GAUGE("relay_circuits", "Circuits open.", dht_relay_count(d->e));
   if (d->nat) {
     nat_status ns;
     nat_get_status(d->nat, (dht_ts)uv_now(&d->loop), &ns);
@@ -294,6 +302,10 @@ static void write_metrics(rd_daemon *d, client *c, const char *reqid) {
     COUNTER("nat_introducer_changes_total", "Introducers gained or lost.", ns.intro_changes);
     COUNTER("nat_keepalives_total", "Keepalive PINGs sent to introducers.", ns.keepalives);
     COUNTER("nat_punches_total", "Hole punches we started.", ns.punches);
+    COUNTER("nat_relayed_paths_total", "Paths to peers through a relay we got.", ns.relayed_paths);
+    COUNTER("nat_relay_asked_total", "Circuits asked of us as a relay.", ns.relay_asked);
+    COUNTER("nat_relay_refused_total", "... refused (relaying off, not a server, full).",
+            ns.relay_refused);
     COUNTER("nat_punches_ok_total", "... that opened a path (either side's counts).",
             ns.punches_ok);
     COUNTER("nat_punches_failed_total", "... that ended without one.", ns.punches_failed);

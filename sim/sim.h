@@ -204,6 +204,11 @@ typedef struct sim_config {
   /* with nat_svc: the share of upnp boxes whose gateway misbehaves (never
    * answers, or answers nonsense; sim_gw.c) */
   double nat_gw_bad;
+  /* punching (nat on): after the warm-up, a random host that is not a
+   * server connects to another (nat_connect, through the target's
+   * introducers) at this rate, up to max_punches (0: no limit) */
+  double punch_rate;
+  int max_punches;
 
   /* churn */
   sim_dist session, downtime;
@@ -327,6 +332,14 @@ typedef struct sim_natsvc_stats {
   size_t pm_bytes;
 } sim_natsvc_stats;
 
+/* One nat_connect of the punch experiment (punch.csv). */
+typedef struct sim_punch_rec {
+  int from, to;         /* hosts */
+  uint8_t ftype, ttype; /* their enum sim_nat_type */
+  int8_t method;        /* the path's dht_path_method, 0: none (failed), -1: still open */
+  dht_ts start_ms, ms;  /* started at; time to the path or to giving up */
+} sim_punch_rec;
+
 typedef struct sim_result {
   sim_op *ops;
   size_t nops, aops;
@@ -346,6 +359,8 @@ typedef struct sim_result {
   uint64_t msg_fetch_rounds, msg_deposits_in, msg_recon_pushed, msg_recon_pulled;
   sim_nat_stats nat;       /* what the NAT boxes did */
   sim_natsvc_stats natsvc; /* what the NAT services did (nat_svc on) */
+  sim_punch_rec *punches;  /* the punch experiment (punch_rate > 0) */
+  size_t npunches, apunches;
 } sim_result;
 
 /* Runs the simulation.  Returns 0 or -1 + err. */

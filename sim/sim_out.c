@@ -235,6 +235,67 @@ static int write_nat_hosts(const sim_config *c, const sim_result *r, char *err, 
   return out_close(&o, err, errlen);
 }
 
+/* punch.csv (punches > 0): every nat_connect of the punch experiment;
+ * method: punched, relayed, none (no path), open (the run ended first) */
+static int write_punches(const sim_config *c, const sim_result *r, char *err, size_t errlen) {
+  outfile o;
+  if (out_open(&o, c->out_dir, "punch.csv", err, errlen) != 0)
+    return -1;
+  fputs("from,to,from_type,to_type,method,start_ms,ms\n", o.f);
+  for (size_t i = 0; i < r->npunches; i++) {
+    const sim_punch_rec *p = &r->punches[i];
+    const char *m = p->method < 0                   ? "open"
+                    : p->method == DHT_PATH_RELAYED ? "relayed"
+                    : p->method == DHT_PATH_PUNCHED ? "punched"
+                                                    : "none";
+    fprintf(o.f, "%d,%d,%s,%s,%s,%" PRId64 ",%" PRId64 "\n", p->from, p->to,
+            sim_nat_type_name(p->ftype), sim_nat_type_name(p->ttype), m, (int64_t)p->start_ms,
+            (int64_t)p->ms);
+  }
+  return out_close(&o, err, errlen);
+}
+
+static int cmp_ts(const void *a, const void *b) {
+  dht_ts x = *(const dht_ts *)a, y = *(const dht_ts *)b;
+  return (x > y) - (x < y);
+}
+
+/* The matrix of the punch experiment, on stdout: per pair of box types,
+ * attempts and how they ended, and the time to a path. */
+static void print_punches(const sim_result *r) {
+  dht_ts *v = malloc((r->npunches ? r->npunches : 1) * sizeof *v);
+  if (!v)
+    return;
+  printf("punches: %zu (from \\ to: attempts, punched, relayed, no path, open; time to a "
+         "path p50/p90)\n",
+         r->npunches);
+  for (int a = 0; a < SIM_NAT_TYPES; a++)
+    for (int b = 0; b < SIM_NAT_TYPES; b++) {
+      size_t n = 0, pu = 0, re = 0, no = 0, op = 0, nv = 0;
+      for (size_t i = 0; i < r->npunches; i++) {
+        const sim_punch_rec *p = &r->punches[i];
+        if (p->ftype != a || p->ttype != b)
+          continue;
+        n++;
+        op += p->method < 0;
+        no += p->method == 0;
+        pu += p->method == DHT_PATH_PUNCHED;
+        re += p->method == DHT_PATH_RELAYED;
+        if (p->method > 0)
+          v[nv++] = p->ms;
+      }
+      if (!n)
+        continue;
+      qsort(v, nv, sizeof *v, cmp_ts);
+      printf("  %-10s -> %-10s %5zu: punched %5.1f%%, relayed %5.1f%%, no path %5.1f%%, open "
+             "%zu; %lld / %lld ms\n",
+             sim_nat_type_name(a), sim_nat_type_name(b), n, 100.0 * (double)pu / (double)n,
+             100.0 * (double)re / (double)n, 100.0 * (double)no / (double)n, op,
+             nv ? (long long)v[nv / 2] : -1LL, nv ? (long long)v[nv * 9 / 10] : -1LL);
+    }
+  free(v);
+}
+
 /* ---- summary ----------------------------------------------------------- */
 
 static int summary_messages(FILE *f, const sim_config *c, const sim_result *r);
@@ -880,6 +941,10 @@ int sim_out_write(const sim_config *c, const sim_result *r, char *err, size_t er
     return -1;
   if (c->nat_svc && write_nat_hosts(c, r, err, errlen) != 0)
     return -1;
+  if (c->punch_rate > 0 && write_punches(c, r, err, errlen) != 0)
+    return -1;
+  if (c->punch_rate > 0 && !c->quiet)
+    print_punches(r);
   if (write_manifest(c, r, err, errlen) != 0 || write_ops(c, r, err, errlen) != 0 ||
       write_series(c, r, err, errlen) != 0 || write_hosts(c, r, err, errlen) != 0 ||
       write_summary(c, r, err, errlen) != 0)

@@ -52,6 +52,7 @@ enum ev_kind {
   EV_SAMPLE,
   EV_WORKLOAD, /* the workload's own events (sim_run_ops.schedule) */
   EV_GW,       /* a host's port mapping: its gateway's answer or its policy's timer */
+  EV_PUNCH,    /* the punch experiment: one more nat_connect */
 };
 
 typedef struct event {
@@ -127,6 +128,7 @@ typedef struct sim {
   size_t nat_alloc;    /* bytes the service being created asked for */
   host_pm **pm;        /* per host (nat on): NULL for a public host */
   dht_ts tbl_next;     /* the next sample that walks the routing tables */
+  uint64_t issued_punches;
 } sim;
 
 /* Routing tables are walked for series.csv at most this often. */
@@ -626,6 +628,73 @@ static void pm_stop(sim *s, int i, bool clean) {
   p->timer_at = -1;
 }
 
+/* ---- the punch experiment (punches > 0) ----------------------------------- */
+
+static void drive(sim *s, int i);
+static int random_online(sim *s, sim_rng *r, int skip);
+
+/* Host i's path event: the first for a punch of its that is still open
+ * decides it (a later one is the upgrade of a relayed path, not counted). */
+static void punch_done(sim *s, int i, const nat_event *ev) {
+  sim_result *r = s->res;
+  for (size_t k = r->npunches; k-- > 0;) {
+    sim_punch_rec *p = &r->punches[k];
+    if (p->from != i || p->method != -1 || memcmp(s->h[p->to].id.pk, ev->pk, DHT_PK_LEN) != 0)
+      continue;
+    p->method = (int8_t)(ev->ok ? (ev->tag ? ev->tag : DHT_PATH_PUNCHED) : 0);
+    p->ms = s->now - p->start_ms;
+    return;
+  }
+}
+
+/* A host that is up and not a server, other than not: one of those that
+ * need a punch to be reached (a server is reached at its address). */
+static int punch_host(sim *s, int not ) {
+  for (int tries = 0; tries < 64; tries++) {
+    int i = random_online(s, &s->rng_work, not );
+    if (i < 0)
+      return -1;
+    if (s->nat[i] && !dht_is_server(s->h[i].e))
+      return i;
+  }
+  return -1;
+}
+
+static void do_punch(sim *s) {
+  int i = punch_host(s, -1), t = i >= 0 ? punch_host(s, i) : -1;
+  if (i < 0 || t < 0)
+    return;
+  nat_status st;
+  nat_get_status(s->nat[t], s->now, &st);
+  if (st.nintro == 0)
+    return; /* not registered anywhere yet: nobody could introduce us */
+  /* what a lookup of its record would give (the record carries them) */
+  dht_introducer intro[NAT_INTROS];
+  for (int k = 0; k < st.nintro; k++)
+    intro[k] = st.intro[k].who;
+  sim_result *r = s->res;
+  if (r->npunches == r->apunches) {
+    size_t na = r->apunches ? 2 * r->apunches : 1024;
+    sim_punch_rec *np = realloc(r->punches, na * sizeof *np);
+    if (!np)
+      return;
+    r->punches = np;
+    r->apunches = na;
+  }
+  if (nat_connect(s->nat[i], s->h[t].id.pk, intro, st.nintro, s->now) != 0)
+    return; /* its punch slots are busy */
+  sim_punch_rec *p = &r->punches[r->npunches++];
+  p->from = i;
+  p->to = t;
+  p->ftype = (uint8_t)sim_net_nat_type(s->net, i);
+  p->ttype = (uint8_t)sim_net_nat_type(s->net, t);
+  p->method = -1;
+  p->start_ms = s->now;
+  p->ms = -1;
+  s->issued_punches++;
+  drive(s, i);
+}
+
 /* After the host's drive loop: drains the service's events (the verdicts
  * on mappings go to the policy) and notes when the host first knew its
  * class and when its (server, reach) pair last changed; then the policy's
@@ -635,9 +704,12 @@ static void nat_drive(sim *s, int i) {
   if (!n)
     return;
   nat_event nev;
-  while (nat_poll_event(n, &nev) == 0)
+  while (nat_poll_event(n, &nev) == 0) {
     if (nev.type == NAT_EV_MAPPING)
       pm_verdict(s, i, &nev);
+    else if (nev.type == NAT_EV_PATH)
+      punch_done(s, i, &nev);
+  }
   sim_nat_host *nh = &s->res->natsvc.hosts[i];
   nat_status st;
   nat_get_status(n, s->now, &st);
@@ -1218,6 +1290,8 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
     schedule(s, work_start + exp_gap(&s->rng_work, c->get_rate), EV_GET, -1, 0, NULL);
   if (c->put_rate > 0)
     schedule(s, work_start + exp_gap(&s->rng_work, c->put_rate), EV_PUT, -1, 0, NULL);
+  if (c->punch_rate > 0)
+    schedule(s, work_start + exp_gap(&s->rng_work, c->punch_rate), EV_PUNCH, -1, 0, NULL);
   for (int k = 0; k < c->nscript; k++)
     schedule(s, c->script[k].at, EV_SCRIPT, k, 0, NULL);
   schedule(s, c->sample_ms, EV_SAMPLE, -1, 0, NULL);
@@ -1301,6 +1375,12 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
       if (s->wl) /* defensive: only a workload schedules these */
         s->wl->event(s->wl_st, ev.host, ev.gen, s->now);
       break;
+    case EV_PUNCH:
+      if (!c->max_punches || s->issued_punches < (uint64_t)c->max_punches) {
+        do_punch(s);
+        schedule(s, s->now + exp_gap(&s->rng_work, c->punch_rate), EV_PUNCH, -1, 0, NULL);
+      }
+      break;
     case EV_LOOKUP:
       if (!c->max_lookups || s->issued_lookups < (uint64_t)c->max_lookups) {
         do_lookup(s);
@@ -1370,6 +1450,7 @@ int sim_run(const sim_config *c, sim_result *res, char *err, size_t errlen) {
 }
 
 void sim_result_free(sim_result *res) {
+  free(res->punches);
   free(res->msgs);
   free(res->ops);
   free(res->samples);

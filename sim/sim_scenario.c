@@ -135,6 +135,11 @@ static const opt opts[] = {
     {"nat-vouch", T_BOOL, 0, 0, OFF(nat_vouch), "on|off",
      "with nat on: a stranger is stored once a voucher's CHECK reached it; off: once it "
      "answered the engine's verify PING (on)"},
+    {"punches", T_RATE, 0, 1e6, OFF(punch_rate), "RATE",
+     "with nat on: after the warm-up, a random host that is not a server opens a path to "
+     "another through its introducers (nat_connect), this many per second; punch.csv (0)"},
+    {"max-punches", T_INT, 0, INT_MAX, OFF(max_punches), "N",
+     "stop starting punches after this many; 0 = no limit (0)"},
     {"nat-gw-bad", T_FRAC, 0, 1, OFF(nat_gw_bad), "FRACTION",
      "with nat on: the share of upnp boxes whose gateway misbehaves: half never answer, "
      "half answer nonsense (0)"},
@@ -889,6 +894,10 @@ int sim_config_check(const sim_config *c, char *err, size_t errlen) {
   if (c->nodes + joined > SIM_MAX_NODES) {
     snprintf(err, errlen, "nodes %d plus %lld joined by the script exceed %d hosts", c->nodes,
              joined, SIM_MAX_NODES);
+    return -1;
+  }
+  if (c->punch_rate > 0 && !c->nat_svc) {
+    snprintf(err, errlen, "punches: needs nat on (the NAT service punches)");
     return -1;
   }
   if (c->max_lookups > 0 && !lookups) {

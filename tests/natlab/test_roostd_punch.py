@@ -9,6 +9,8 @@ Topology:
   r3 + h3:c3  port-restricted NAT (most home routers), no IGD
      + h5:c5  a second host on r3's LAN (Linux masquerade does not hairpin)
   r4 + h4:c4  the same as r3
+  r6 + h6:c6  symmetric NAT (a new port per destination)
+  r7 + h7:c7  symmetric NAT
 
   1. c3 and c4 join through s1 (mode auto: clients; port mapping off, as
      on a router without UPnP); each keeps introducers among s1..s4 and
@@ -25,6 +27,11 @@ Topology:
   5. c5, behind the same router as c3, messages c3: their punch tries the
      LAN addresses each declared, and the path is the LAN one (a path
      through r3's WAN address would need a hairpin r3 does not do).
+  6. c6 and c7, both behind symmetric NATs: no hole opens (each NAT gives
+     the other a port it never probed); after the first attempt both ask
+     the introducer between them for a circuit, and the message goes
+     through the relay, still sealed end to end: not through a mailbox,
+     and roost nat says "relayed".
 """
 import os
 import re
@@ -35,8 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import roostlab  # noqa: E402
 from roostlab import check, log, wait_until  # noqa: E402
 
-DEADLINE = 180  # s, under CTest's TIMEOUT (240)
-MESSAGE_TIMEOUT = 20  # s for a direct message to show in the other's inbox
+DEADLINE = 200  # s, under CTest's TIMEOUT (240)
+MESSAGE_TIMEOUT = 25  # s for a direct message to show in the other's inbox (a relayed one: ~5 s)
 
 
 def run(lab, args):
@@ -48,6 +55,10 @@ def run(lab, args):
     r4 = lab.add_router("r4", nat="port-restricted")
     h4 = lab.add_host("h4", r4)
     h5 = lab.add_host("h5", r3)
+    r6 = lab.add_router("r6", nat="symmetric")
+    h6 = lab.add_host("h6", r6)
+    r7 = lab.add_router("r7", nat="symmetric")
+    h7 = lab.add_host("h7", r7)
     log(lab.describe())
 
     # ---- 1. two NATed clients, each with introducers ----
@@ -132,6 +143,35 @@ def run(lab, args):
     check(paths and paths[0].get("address") == "%s:7464" % h3.addr,
           "c5: the path to c3 is not c3's LAN address %s: %r" % (h3.addr, paths))
     log("c5 -> c3: direct over the LAN, path to %s" % paths[0]["address"])
+
+    # ---- 6. symmetric with symmetric: through the relay ----
+    c6 = roostlab.Roost(lab, h6, "c6", args).start(mode="auto", portmap="off",
+                                                    bootstrap=[seeds[0]], log_level="debug")
+    c7 = roostlab.Roost(lab, h7, "c7", args).start(mode="auto", portmap="off",
+                                                    bootstrap=[seeds[0]], log_level="debug")
+    for n in (c6, c7):
+        wait_until("%s keeps introducers" % n.name, 30, lambda n=n: n.nat().get("introducers"))
+    inv6 = c6.cli("invite", "--no-qr")["invite"]
+    inv7 = c7.cli("invite", "--no-qr")["invite"]
+    check(c6.cli("friend", "add", inv7, "--name", "sev").get("added") is True, "c6: friend add")
+    check(c7.cli("friend", "add", inv6, "--name", "six").get("added") is True, "c7: friend add")
+    t = time.monotonic()
+    text = "symmetric to symmetric, c6 to c7"
+    r = c6.cli("send", "sev", text)
+    check(r.get("state") in ("queued", "delivered"), "c6: send answered %r" % r)
+
+    def arrived7():
+        msgs = (c7.cli("inbox", check=False) or {}).get("messages", [])
+        return [m for m in msgs if m.get("text") == text]
+    msgs = wait_until("c6's message in c7's inbox", MESSAGE_TIMEOUT, arrived7, poll=0.5)
+    check(msgs[0].get("direct") is True, "c7: c6's message came through a mailbox: %r" % msgs[0])
+    paths = [p for p in c6.nat().get("paths", []) if p.get("id") == c7.id]
+    check(paths and paths[0].get("method") == "relayed",
+          "c6: the path to c7 is not relayed: %r" % paths)
+    relays = [s for s in seeds if s.metric("relay_datagrams_total") > 0]
+    check(relays, "no public node relayed a datagram")
+    log("c6 -> c7: through the relay at %s in %.1f s (%d datagrams relayed)"
+        % (paths[0]["address"], time.monotonic() - t, relays[0].metric("relay_datagrams_total")))
     log("total %.1f s" % (time.monotonic() - t0))
 
 

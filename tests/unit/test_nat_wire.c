@@ -140,6 +140,17 @@ static void test_roundtrips(void **state) {
   nat_wire_msg ho = {.type = NAT_T_HOLE, .txid = 14};
   ho.u.hole.nonce = NONCE;
   roundtrip(&ho);
+  nat_wire_msg rq = {.type = NAT_T_RELAY_REQ, .txid = 15};
+  rq.u.relay_req.pk = PK;
+  rq.u.relay_req.nonce = NONCE;
+  roundtrip(&rq);
+  nat_wire_msg ra = {.type = NAT_T_RELAY_ACK, .txid = 16};
+  ra.u.dial_resp.status = NAT_W_PENDING;
+  roundtrip(&ra);
+  nat_wire_msg kp = {.type = NAT_T_KEEP, .txid = 17};
+  roundtrip(&kp);
+  kp.type = NAT_T_KEEP_ACK;
+  roundtrip(&kp);
   /* the encoder refuses what its reader would drop */
   uint8_t buf[256];
   nat_wire_msg bad = pr;
@@ -303,6 +314,16 @@ static void build_table(void) {
   /* HOLE [t, txid, nonce16] */
   add("hole nonce 15", P, 0x4f, 3, "b", (uint64_t[]){15});
   add("hole arity 2", P, 0x4f, 2, "", (uint64_t[]){0});
+  /* RELAY_REQ [t, txid, pk32, nonce16], RELAY_ACK [t, txid, status], KEEP(_ACK) [t, txid] */
+  add("relay_req pk 33", P, 0x50, 4, "bb", (uint64_t[]){33, 16});
+  add("relay_req nonce 0", P, 0x50, 4, "bb", (uint64_t[]){32, 0});
+  add("relay_req arity 3", P, 0x50, 3, "b", (uint64_t[]){32});
+  add("relay_ack status 256", P, 0x51, 3, "u", (uint64_t[]){256});
+  add("keep arity 3", P, 0x52, 3, "u", (uint64_t[]){0});
+  add("keep_ack arity 3", P, 0x53, 3, "n", (uint64_t[]){0});
+  /* types of our range no version knows: ignored, not malformed */
+  add("type 0x54", DHT_ERR_NOTFOUND, 0x54, 2, "", (uint64_t[]){0});
+  add("type 0x5f", DHT_ERR_NOTFOUND, 0x5f, 3, "u", (uint64_t[]){1});
 }
 
 static void test_malformed_codec(void **state) {
