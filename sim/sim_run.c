@@ -647,21 +647,23 @@ static void punch_done(sim *s, int i, const nat_event *ev) {
   }
 }
 
-/* A host that is up and not a server, other than not: one of those that
- * need a punch to be reached (a server is reached at its address). */
-static int punch_host(sim *s, int not ) {
+/* A host that is up behind a box, other than skip; a target (to) must not
+ * be a server either: those are reached at their address, no punch needed
+ * (a full-cone host, an upnp one with its mapping). */
+static int punch_host(sim *s, int skip, bool to) {
   for (int tries = 0; tries < 64; tries++) {
-    int i = random_online(s, &s->rng_work, not );
+    int i = random_online(s, &s->rng_work, skip);
     if (i < 0)
       return -1;
-    if (s->nat[i] && !dht_is_server(s->h[i].e))
+    if (s->nat[i] && sim_net_nat_type(s->net, i) != SIM_NAT_PUBLIC &&
+        !(to && dht_is_server(s->h[i].e)))
       return i;
   }
   return -1;
 }
 
 static void do_punch(sim *s) {
-  int i = punch_host(s, -1), t = i >= 0 ? punch_host(s, i) : -1;
+  int i = punch_host(s, -1, false), t = i >= 0 ? punch_host(s, i, true) : -1;
   if (i < 0 || t < 0)
     return;
   nat_status st;

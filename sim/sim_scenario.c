@@ -136,8 +136,9 @@ static const opt opts[] = {
      "with nat on: a stranger is stored once a voucher's CHECK reached it; off: once it "
      "answered the engine's verify PING (on)"},
     {"punches", T_RATE, 0, 1e6, OFF(punch_rate), "RATE",
-     "with nat on: after the warm-up, a random host that is not a server opens a path to "
-     "another through its introducers (nat_connect), this many per second; punch.csv (0)"},
+     "with nat on: after the warm-up, a random host behind a box opens a path to another "
+     "that is not a server, through its introducers (nat_connect), this many per second; "
+     "punch.csv (0)"},
     {"max-punches", T_INT, 0, INT_MAX, OFF(max_punches), "N",
      "stop starting punches after this many; 0 = no limit (0)"},
     {"nat-gw-bad", T_FRAC, 0, 1, OFF(nat_gw_bad), "FRACTION",
