@@ -40,7 +40,7 @@ FLOOD = 10000
 FLOOD_PPS = 1000           # paced: all sent in ~10 s
 FLOOD_WINDOW = 300         # at most this many datagrams ahead of roostd's rx counter
 ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"
-NOISE_REASONS = ("ratelimit", "size", "version", "self", "bad_key", "decrypt")
+NOISE_REASONS = ("ratelimit", "size", "version", "no_circuit", "self", "bad_key", "decrypt")
 
 failures = []
 
