@@ -139,7 +139,7 @@ void nat_intro_tick(nat_svc *n, dht_ts now) {
   }
   if (now >= n->next_intro)
     /* a table still filling: look again soon */
-    n->next_intro = fill(n, now) ? now + 5000 : DHT_TS_NEVER;
+    n->next_intro = fill(n, now) ? now + 2000 : DHT_TS_NEVER;
 }
 
 dht_ts nat_intro_expiry(const nat_svc *n) {

@@ -353,7 +353,8 @@ int nat_svc_new(nat_svc **out, dht *e, const nat_settings *s, const dht_callback
   /* the first round once the table has had a few seconds to fill */
   n->next_solicit = now + 5000;
   n->next_dial = now + 10000;
-  n->next_intro = now + 5000; /* like the witnesses: once the table has some */
+  n->next_intro = now + 1000; /* once the join filled the table: a friend's first message
+                               * may come seconds after our start, and needs them */
   n->others_milli = (uint32_t)s->others_burst * 1000;
   n->others_at = (uint32_t)now;
   nat_svc_apply_mode(n, now); /* a client until proven, in auto */

@@ -79,7 +79,18 @@ def run(lab, args):
     check(c4.cli("friend", "add", inv3, "--name", "cal").get("added") is True, "c4: friend add")
 
     # ---- 3. a message each way, direct through the punched hole ----
+    def wait_record(src, dst):
+        """src's lookup of dst finds its record naming introducers (a node
+        publishes them within a second of their first answer; a message
+        sent before falls back on the mailboxes)"""
+        def found():
+            r = src.cli("lookup", dst.id, check=False) or {}
+            return r.get("found") and r.get("introducers") and r
+        return wait_until("%s's lookup of %s finds its introducers" % (src.name, dst.name), 15,
+                          found)
+
     def exchange(src, dst, name, text, wan):
+        wait_record(src, dst)
         t = time.monotonic()
         r = src.cli("send", name, text)
         check(r.get("state") in ("queued", "delivered"), "%s: send answered %r" % (src.name, r))
@@ -130,6 +141,7 @@ def run(lab, args):
     inv5 = c5.cli("invite", "--no-qr")["invite"]
     check(c3.cli("friend", "add", inv5, "--name", "cob").get("added") is True, "c3: friend add")
     check(c5.cli("friend", "add", inv3, "--name", "cal").get("added") is True, "c5: friend add")
+    wait_record(c5, c3)
     text = "across the room, c5 to c3"
     r = c5.cli("send", "cal", text)
     check(r.get("state") in ("queued", "delivered"), "c5: send answered %r" % r)
@@ -155,6 +167,9 @@ def run(lab, args):
     inv7 = c7.cli("invite", "--no-qr")["invite"]
     check(c6.cli("friend", "add", inv7, "--name", "sev").get("added") is True, "c6: friend add")
     check(c7.cli("friend", "add", inv6, "--name", "six").get("added") is True, "c7: friend add")
+    r = wait_record(c6, c7)
+    log("c6's lookup of c7: reachable %s, NAT %s, %d introducers, addresses %r"
+        % (r.get("reachable"), r.get("nat"), len(r["introducers"]), r.get("addresses")))
     t = time.monotonic()
     text = "symmetric to symmetric, c6 to c7"
     r = c6.cli("send", "sev", text)
