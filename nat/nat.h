@@ -98,7 +98,9 @@ typedef struct nat_settings {
   int mode; /* enum nat_mode: NAT_MODE_SERVER */
   nat_vote_settings vote;
   int solicit;          /* peers asked for a witness (a PING) per round: 4 */
-  dht_ts solicit_ms;    /* a round at most this often while the vote is open: 60 s */
+  dht_ts solicit_ms;    /* a round at most this often while the vote is open: 15 s (a round
+                         * whose PONGs were lost must not leave a new node without
+                         * its address for a minute) */
   dht_ts recheck_ms;    /* once known, ask again this often (the NAT may change): 10 min */
   int max_sockets;      /* local sockets with a vote of their own: 4 */
   dht_ts dial_ms;       /* a dial-back at most this often while undecided: 30 s */

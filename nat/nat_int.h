@@ -122,6 +122,9 @@ typedef struct nat_punch {
   dht_ts begin, next, gap, deadline;
   /* the relay fallback: the introducer between us (nat_relay.c) */
   dht_peer relay;
+  /* the punch's first nonce, which both ends' RELAY_REQs carry: attempts
+   * change the nonce, and requests of two attempts would never meet */
+  uint8_t relay_nonce[NAT_NONCE_LEN];
   bool has_relay, final; /* final: the last attempt ended, the relay's answer awaited */
   uint8_t relay_state;   /* enum nat_relay_state */
   dht_ts relay_next, relay_until;

@@ -335,6 +335,7 @@ int nat_connect(nat_svc *n, const uint8_t pk[static DHT_PK_LEN], const dht_intro
   p->attempt = 1;
   memcpy(p->pk, pk, DHT_PK_LEN);
   n->cb.rand(n->cb.ctx, p->nonce, NAT_NONCE_LEN);
+  memcpy(p->relay_nonce, p->nonce, NAT_NONCE_LEN);
   p->nintro = (uint8_t)(nintro < NAT_INTROS ? nintro : NAT_INTROS);
   memcpy(p->intro, intro, (size_t)p->nintro * sizeof *intro);
   p->begin = now;
@@ -511,12 +512,16 @@ static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
       send_ack(n, in, NAT_W_FULL, 0, 0, NULL);
       return;
     }
+    bool again = p->used; /* the asker's previous attempt made no path */
     if (!p->used) {
       memset(p, 0, sizeof *p);
       p->used = true;
       p->begin = now;
       memcpy(p->pk, m->u.punch.pk, DHT_PK_LEN);
+      memcpy(p->relay_nonce, m->u.punch.nonce, NAT_NONCE_LEN);
     }
+    if (again && p->has_relay && p->relay_state == NAT_RELAY_NONE)
+      nat_relay_ask(n, ps, p, tag_of(ps, p), now);
     p->attempt++;
     memcpy(p->nonce, m->u.punch.nonce, NAT_NONCE_LEN);
     p->ncands = 0;

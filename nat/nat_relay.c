@@ -88,7 +88,7 @@ void nat_relay_ask(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint64_t tag, 
   uint8_t buf[80];
   nat_wire_msg q = {.type = NAT_T_RELAY_REQ, .txid = dht_svc_txid(n->e)};
   q.u.relay_req.pk = p->pk;
-  q.u.relay_req.nonce = p->nonce;
+  q.u.relay_req.nonce = p->relay_nonce;
   dht_ssize len = nat_wire_encode(buf, sizeof buf, &q);
   dht_req_opts o = {.answer = NAT_T_RELAY_ACK, .tries = 1, .tag = tag};
   if (len > 0)

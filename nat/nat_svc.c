@@ -46,7 +46,7 @@ void nat_settings_default(nat_settings *s) {
   memset(s, 0, sizeof *s);
   nat_vote_settings_default(&s->vote);
   s->solicit = 4;
-  s->solicit_ms = 60 * 1000;
+  s->solicit_ms = 15 * 1000;
   s->recheck_ms = 10 * 60 * 1000;
   s->max_sockets = 4;
   s->dial_ms = 30 * 1000;

@@ -283,7 +283,17 @@ typedef struct sim_sample {
 } sim_sample;
 
 /* One message of the messaging workload (-1: never). */
-enum sim_msg_path { SIM_PATH_NONE = 0, SIM_PATH_DIRECT, SIM_PATH_MAILBOX, SIM_PATH_HOST };
+/* direct: to an address the record gave; punched, relayed: over a path
+ * nat/ opened (the recipient's engine holds it for the sender's key) */
+enum sim_msg_path {
+  SIM_PATH_NONE = 0,
+  SIM_PATH_DIRECT,
+  SIM_PATH_MAILBOX,
+  SIM_PATH_HOST,
+  SIM_PATH_PUNCHED,
+  SIM_PATH_RELAYED,
+  SIM_PATHS
+};
 
 typedef struct sim_msg_rec {
   int32_t sender, recipient, host; /* host: the recipient's friend host, -1 if none */
@@ -391,6 +401,10 @@ typedef struct sim_run_ops {
   dht_addr (*address)(const void *ctx, int host);
   /* The host's identity (the run's; valid for the run). */
   const dht_identity *(*identity)(const void *ctx, int host);
+  /* nat on: host opens a path to pk through its introducers (nat_connect);
+   * the workload's path_ready says how it went.  0, or an error (no NAT
+   * service: the workload goes on without one). */
+  int (*connect)(void *ctx, int host, const uint8_t *pk, const dht_introducer *intro, int n);
 } sim_run_ops;
 
 /* A workload beside the engines, as a table of operations sim_run.c holds
@@ -419,6 +433,9 @@ typedef struct sim_workload_ops {
   void (*drain)(void *st, int host, dht_ts now);
   /* One of the workload's events, with the arg it was scheduled with. */
   void (*event)(void *st, int host, uint32_t arg, dht_ts now);
+  /* A path host asked for (run connect) to pk exists now, or none could
+   * be made.  NULL is fine. */
+  void (*path_ready)(void *st, int host, const uint8_t *pk, bool ok, dht_ts now);
   /* Churn: the generation the run's churn events of host carry, and whether
    * a churn join / leave with generation gen still applies (so a workload
    * can take a host out of churn for a while, or for good). */

@@ -49,6 +49,7 @@ enum act { K_OFF = 1, K_BACK, K_SEND, K_RESEND };
 
 typedef struct mhost {
   store_svc *svc;
+  dht *e;               /* its engine, while up */
   store_backend *inner; /* the memory backend, kept over warm restarts */
   uint8_t role;
   bool away;
@@ -292,6 +293,7 @@ static int msg_host_up(void *st, int i, dht *e, const dht_identity *id, const dh
                      w_scan_mboxes, w_usage, w_scan_expired, w_durable, w_close};
   if (store_svc_new(&h->svc, e, id, &w, &m->set, cb, NULL, now) != 0)
     return -1;
+  h->e = e;
   store_friend f;
   memset(&f, 0, sizeof f);
   if (h->role == R_SENDER) {
@@ -337,6 +339,7 @@ static void msg_host_down(void *st, int i, bool keep) {
     add_stats(m, h->svc);
     store_svc_del(h->svc);
     h->svc = NULL;
+    h->e = NULL;
   }
   if (!keep)
     inner_free(h);
@@ -400,7 +403,10 @@ static void msg_drain(void *st, int i, dht_ts now) {
         break;
       }
       mr->delivered_ms = now;
-      if (ev.u.message.direct)
+      dht_path_info pi;
+      if (ev.u.message.direct && h->e && dht_path_get(h->e, ev.u.message.friend_pk, &pi) == 0)
+        mr->path = pi.method == DHT_PATH_RELAYED ? SIM_PATH_RELAYED : SIM_PATH_PUNCHED;
+      else if (ev.u.message.direct)
         mr->path = SIM_PATH_DIRECT;
       else if (mr->host >= 0 && host_holds(m, k, now))
         mr->path = SIM_PATH_HOST;
@@ -421,6 +427,11 @@ static void msg_drain(void *st, int i, dht_ts now) {
         m->res->msg_loss_notices++;
         m->res->msg_loss_items += (uint64_t)ev.u.loss.items;
       }
+      break;
+    case STORE_EV_PATH: /* a friend behind a NAT: nat/ punches, path_ready answers */
+      if (!m->run.connect || m->run.connect(m->run.ctx, i, ev.u.path.friend_pk, ev.u.path.intro,
+                                            ev.u.path.nintro) != 0)
+        store_path_ready(h->svc, ev.u.path.friend_pk, false, now);
       break;
     case STORE_EV_FETCHED:
       if (h->role == R_RECIP) {
@@ -495,6 +506,12 @@ static bool msg_leave_ok(const void *st, int host, uint32_t gen) {
 
 /* ---- the table ------------------------------------------------------------- */
 
+static void msg_path_ready(void *st, int i, const uint8_t *pk, bool ok, dht_ts now) {
+  sim_msg *m = st;
+  if (m && i < m->nh && m->h[i].svc)
+    store_path_ready(m->h[i].svc, pk, ok, now);
+}
+
 static const sim_workload_ops msg_ops = {
     .start = msg_start,
     .stop = msg_stop,
@@ -502,6 +519,7 @@ static const sim_workload_ops msg_ops = {
     .host_down = msg_host_down,
     .drain = msg_drain,
     .event = msg_event,
+    .path_ready = msg_path_ready,
     .churn_gen = msg_churn_gen,
     .join_ok = msg_join_ok,
     .leave_ok = msg_leave_ok,

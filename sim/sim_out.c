@@ -528,10 +528,9 @@ static int write_summary(const sim_config *c, const sim_result *r, char *err, si
 
 /* ---- messaging ------------------------------------------------------------ */
 
-static const char *const path_names[] = {[SIM_PATH_NONE] = "",
-                                         [SIM_PATH_DIRECT] = "direct",
-                                         [SIM_PATH_MAILBOX] = "mailbox",
-                                         [SIM_PATH_HOST] = "host"};
+static const char *const path_names[] = {
+    [SIM_PATH_NONE] = "",     [SIM_PATH_DIRECT] = "direct",   [SIM_PATH_MAILBOX] = "mailbox",
+    [SIM_PATH_HOST] = "host", [SIM_PATH_PUNCHED] = "punched", [SIM_PATH_RELAYED] = "relayed"};
 
 static void print_ms(FILE *f, dht_ts v) {
   if (v >= 0)
@@ -555,7 +554,7 @@ static int write_messages(const sim_config *c, const sim_result *r, char *err, s
       print_ms(o.f, v[k]);
       fputc(',', o.f);
     }
-    fprintf(o.f, "%s,", m->path < 4 ? path_names[m->path] : "");
+    fprintf(o.f, "%s,", m->path < SIM_PATHS ? path_names[m->path] : "");
     print_ms(o.f, m->delivered_ms >= 0 ? m->delivered_ms - m->due_ms : -1);
     fputc(',', o.f);
     if (m->delivered_ms >= 0)
@@ -570,7 +569,7 @@ static int write_messages(const sim_config *c, const sim_result *r, char *err, s
 
 /* the "messages" member of summary.json */
 static int summary_messages(FILE *f, const sim_config *c, const sim_result *r) {
-  size_t n = r->nmsgs, got = 0, stored = 0, sent = 0, path[4] = {0};
+  size_t n = r->nmsgs, got = 0, stored = 0, sent = 0, path[SIM_PATHS] = {0};
   uint64_t dups = 0, resent = 0, late = 0;
   int64_t *d = malloc((n ? n : 1) * sizeof *d), *a = malloc((n ? n : 1) * sizeof *a);
   if (!d || !a) {
@@ -589,7 +588,7 @@ static int summary_messages(FILE *f, const sim_config *c, const sim_result *r) {
       d[got] = m->delivered_ms - m->due_ms;
       a[got] = m->delivered_ms > m->back_ms ? m->delivered_ms - m->back_ms : 0;
       got++;
-      path[m->path < 4 ? m->path : 0]++;
+      path[m->path < SIM_PATHS ? m->path : 0]++;
     }
   }
   static const char *const which[] = {"p50", "p90", "p99", "max", NULL};
@@ -603,16 +602,18 @@ static int summary_messages(FILE *f, const sim_config *c, const sim_result *r) {
   json_num(f, sent ? (double)got / (double)sent : NAN);
   fputs(",\n    \"delivered_of_all\": ", f);
   json_num(f, n ? (double)got / (double)n : NAN);
-  fprintf(f,
-          ",\n    \"paths\": {\"direct\": %zu, \"mailbox\": %zu, \"host\": %zu},\n"
-          "    \"sent_after_return\": %" PRIu64 ",\n"
-          "    \"duplicates\": %" PRIu64 ",\n    \"resent_after_restart\": %" PRIu64
-          ",\n    \"lost_notices\": %" PRIu64 ",\n    \"lost_items\": %" PRIu64
-          ",\n    \"fetch_rounds\": %" PRIu64 ",\n    \"deposits_in\": %" PRIu64
-          ",\n    \"recon_items_pushed\": %" PRIu64 ",\n    \"recon_items_pulled\": %" PRIu64 ",\n",
-          path[SIM_PATH_DIRECT], path[SIM_PATH_MAILBOX], path[SIM_PATH_HOST], late, dups, resent,
-          r->msg_loss_notices, r->msg_loss_items, r->msg_fetch_rounds, r->msg_deposits_in,
-          r->msg_recon_pushed, r->msg_recon_pulled);
+  fprintf(
+      f,
+      ",\n    \"paths\": {\"direct\": %zu, \"punched\": %zu, \"relayed\": %zu, \"mailbox\": %zu, "
+      "\"host\": %zu},\n"
+      "    \"sent_after_return\": %" PRIu64 ",\n"
+      "    \"duplicates\": %" PRIu64 ",\n    \"resent_after_restart\": %" PRIu64
+      ",\n    \"lost_notices\": %" PRIu64 ",\n    \"lost_items\": %" PRIu64
+      ",\n    \"fetch_rounds\": %" PRIu64 ",\n    \"deposits_in\": %" PRIu64
+      ",\n    \"recon_items_pushed\": %" PRIu64 ",\n    \"recon_items_pulled\": %" PRIu64 ",\n",
+      path[SIM_PATH_DIRECT], path[SIM_PATH_PUNCHED], path[SIM_PATH_RELAYED], path[SIM_PATH_MAILBOX],
+      path[SIM_PATH_HOST], late, dups, resent, r->msg_loss_notices, r->msg_loss_items,
+      r->msg_fetch_rounds, r->msg_deposits_in, r->msg_recon_pushed, r->msg_recon_pulled);
   /* stats() indents six spaces: fine inside this object */
   stats(f, "delay_ms", d, got, which);
   fputs(",\n", f);

@@ -709,8 +709,11 @@ static void nat_drive(sim *s, int i) {
   while (nat_poll_event(n, &nev) == 0) {
     if (nev.type == NAT_EV_MAPPING)
       pm_verdict(s, i, &nev);
-    else if (nev.type == NAT_EV_PATH)
+    else if (nev.type == NAT_EV_PATH) {
       punch_done(s, i, &nev);
+      if (s->wl && s->wl->path_ready)
+        s->wl->path_ready(s->wl_st, i, nev.pk, nev.ok, s->now);
+    }
   }
   sim_nat_host *nh = &s->res->natsvc.hosts[i];
   nat_status st;
@@ -1203,6 +1206,13 @@ static const dht_identity *run_identity(const void *ctx, int host_i) {
   return &s->h[host_i].id;
 }
 
+static int run_connect(void *ctx, int i, const uint8_t *pk, const dht_introducer *intro, int n) {
+  sim *s = ctx;
+  if (!s->nat || !s->nat[i])
+    return DHT_ERR_INVAL;
+  return nat_connect(s->nat[i], pk, intro, n, s->now);
+}
+
 static sim_run_ops run_ops(sim *s) {
   sim_run_ops o = {
       .ctx = s,
@@ -1213,6 +1223,7 @@ static sim_run_ops run_ops(sim *s) {
       .is_up = run_is_up,
       .address = run_address,
       .identity = run_identity,
+      .connect = run_connect,
   };
   return o;
 }

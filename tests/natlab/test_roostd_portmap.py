@@ -98,7 +98,7 @@ def run(lab, args):
         def voted(n=n, r=r):
             v = nat_v4(n.nat())
             return v.get("public_address") == "%s:7464" % r.wan_addr and v
-        v = wait_until("%s: the address vote settles on %s:7464" % (n.name, r.wan_addr), 15,
+        v = wait_until("%s: the address vote settles on %s:7464" % (n.name, r.wan_addr), 30,
                        voted)
         log("%s: %s mapped port 7464 on %s; %s" % (n.name, name, r.name, v["summary"]))
 

@@ -99,7 +99,7 @@ def run(lab, args):
         def voted(n=n, wan=wan):
             v = nat_v4(n.nat())
             return v.get("public_address") == "%s:7464" % wan and v
-        v = wait_until("%s: the address vote settles on %s:7464" % (n.name, wan), 15, voted)
+        v = wait_until("%s: the address vote settles on %s:7464" % (n.name, wan), 30, voted)
         log("%s: %s" % (n.name, v["summary"]))
     c3.proc.wait_for(r"UPnP: no gateway found", 15)
     check(not re.search(r"mapped \S+ -> port", c3.log()), "c3 got a mapping without an IGD")
