@@ -145,9 +145,14 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
   uint64_t req_prefix = nat_prefix_key(&in->from.addr);
   const dht_contact *c = NULL;
   for (int i = 0; i < nc && !c; i++) {
+    uint32_t ck = gap_key(nat_prefix_key(&cl[i].addr));
+    bool recent = false; /* it would refuse a second forward of ours this soon */
+    for (int k = 0; k < 2; k++)
+      recent |= n->fwd_recent[k].key == ck &&
+                (dht_ts)(uint32_t)((uint32_t)now - n->fwd_recent[k].at) < n->set.prober_gap_ms;
     if (cl[i].addr.family != in->from.addr.family ||
         memcmp(cl[i].pk, in->from.pk, DHT_PK_LEN) == 0 ||
-        nat_prefix_key(&cl[i].addr) == req_prefix ||
+        nat_prefix_key(&cl[i].addr) == req_prefix || recent ||
         (m->u.dial_req.exclude && nat_in_bloom(m->u.dial_req.exclude, &cl[i].addr)))
       continue;
     c = &cl[i];
@@ -173,6 +178,13 @@ static void on_dial_req(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m,
     return;
   }
   n->n_helped++;
+  /* the older of the two goes */
+  nat_gap *fr = (uint32_t)((uint32_t)now - n->fwd_recent[0].at) >
+                        (uint32_t)((uint32_t)now - n->fwd_recent[1].at)
+                    ? &n->fwd_recent[0]
+                    : &n->fwd_recent[1];
+  fr->key = gap_key(nat_prefix_key(&c->addr));
+  fr->at = (uint32_t)now;
   char pa[DHT_ADDR_STRLEN];
   nat_log(n, DHT_LOG_DEBUG, "dial-back asked by %s: prober %s asked", fa,
           dht_addr_fmt(&c->addr, pa, sizeof pa));

@@ -188,7 +188,11 @@ struct nat_svc {
   /* the budget for datagrams sent for others (PROBEs, CHECKs): a token
    * bucket, in 1/1000 of a datagram, refilled at others_pps */
   uint32_t others_milli, others_at;
-  uint64_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
+  uint32_t n_dials, n_ok, n_failed, n_inconclusive, n_helped, n_probes, n_refused, n_modes;
+  /* as a helper: the probers we forwarded to last (prefix hash, ms), so
+   * that we do not send one a second forward within its prober_gap_ms,
+   * which it would refuse after we answered OK (a false failure) */
+  nat_gap fwd_recent[2];
   nat_gap helper_gaps[NAT_GAPS], prober_gaps[NAT_GAPS];
   nat_pending_map mappings[NAT_MAPPINGS];
   nat_intro intro[NAT_INTROS];
