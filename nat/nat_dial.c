@@ -576,7 +576,11 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
   }
   for (int i = 0; i < NAT_MAPPINGS; i++)
     waiting |= n->mappings[i].used; /* a verdict still owed keeps the quick pace */
-  /* each family's observed address: the verdict is per address */
+  /* each family's observed address: the verdict is per address.  Not in a
+   * round whose IPv4 mapping awaits its verdict: the two would compete for
+   * the same few strangers, and the probe the observed address's test
+   * answers puts its prober in our filter, where the mapping's test cannot
+   * use it (natlab_roostd_portmap: q, the only stranger, was spent so) */
   bool unknown = false;
   for (int f = 0; f < 2; f++) {
     uint8_t family = f ? DHT_AF_INET6 : DHT_AF_INET;
@@ -585,6 +589,8 @@ void nat_dial_tick(nat_svc *n, dht_ts now) {
     if (!r.known)
       continue;
     unknown |= n->fr[f].reach == NAT_REACH_UNKNOWN;
+    if (family == DHT_AF_INET && waiting)
+      continue;
     dial_start(n, -1, family, now);
   }
   /* Only an auto node's mode hangs on the verdict: a server or client by
