@@ -317,6 +317,26 @@ void dht_eng_rtt_sample(dht *e, dht_ts rtt_ms) {
   e->all_srtt += err / 8;
 }
 
+/* A slot at the out queue's tail for a datagram of len bytes, the ring
+ * grown to max_out_queue if need be (the caller checked the cap), or NULL. */
+static outmsg *out_new(dht *e, size_t len) {
+  if (e->out_n == e->out_alloc) {
+    int na = e->out_alloc ? e->out_alloc * 2 : 8;
+    if (na > e->set.max_out_queue)
+      na = e->set.max_out_queue;
+    outmsg **nq = dht_mem_malloc(&e->mem, (size_t)na * sizeof *nq);
+    if (!nq)
+      return NULL;
+    for (int i = 0; i < e->out_n; i++)
+      nq[i] = e->out[(e->out_head + i) % e->out_alloc];
+    dht_mem_free(&e->mem, e->out);
+    e->out = nq;
+    e->out_head = 0;
+    e->out_alloc = na;
+  }
+  return dht_mem_malloc(&e->mem, sizeof(outmsg) + len);
+}
+
 int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const uint8_t *body,
                   size_t len, bool request, dht_ts now) {
   if (len > DHT_MAX_BODY)
@@ -346,21 +366,7 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
       return 0;
     }
   }
-  if (e->out_n == e->out_alloc) {
-    int na = e->out_alloc ? e->out_alloc * 2 : 8;
-    if (na > e->set.max_out_queue)
-      na = e->set.max_out_queue;
-    outmsg **nq = dht_mem_malloc(&e->mem, (size_t)na * sizeof *nq);
-    if (!nq)
-      return DHT_ERR_NOMEM;
-    for (int i = 0; i < e->out_n; i++)
-      nq[i] = e->out[(e->out_head + i) % e->out_alloc];
-    dht_mem_free(&e->mem, e->out);
-    e->out = nq;
-    e->out_head = 0;
-    e->out_alloc = na;
-  }
-  outmsg *m = dht_mem_malloc(&e->mem, sizeof *m + len);
+  outmsg *m = out_new(e, len);
   if (!m)
     return DHT_ERR_NOMEM;
   m->to = *to;
@@ -384,21 +390,7 @@ int dht_eng_queue_raw(dht *e, const dht_addr *to, const uint8_t *data, size_t le
     e->st.drop_out_full++;
     return DHT_ERR_FULL;
   }
-  if (e->out_n == e->out_alloc) {
-    int na = e->out_alloc ? e->out_alloc * 2 : 8;
-    if (na > e->set.max_out_queue)
-      na = e->set.max_out_queue;
-    outmsg **nq = dht_mem_malloc(&e->mem, (size_t)na * sizeof *nq);
-    if (!nq)
-      return DHT_ERR_NOMEM;
-    for (int i = 0; i < e->out_n; i++)
-      nq[i] = e->out[(e->out_head + i) % e->out_alloc];
-    dht_mem_free(&e->mem, e->out);
-    e->out = nq;
-    e->out_head = 0;
-    e->out_alloc = na;
-  }
-  outmsg *m = dht_mem_malloc(&e->mem, sizeof *m + len);
+  outmsg *m = out_new(e, len);
   if (!m)
     return DHT_ERR_NOMEM;
   memset(m, 0, sizeof *m);

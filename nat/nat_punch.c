@@ -112,6 +112,17 @@ static uint16_t clamp_ms(dht_ts ms) {
   return (uint16_t)(ms < 0 ? 0 : ms > NAT_WAIT_MAX_MS ? NAT_WAIT_MAX_MS : ms);
 }
 
+/* The other side's candidates, those not known yet, up to NAT_CANDS. */
+static void add_cands(nat_punch *p, const dht_addr *c, int n) {
+  for (int i = 0; i < n && p->ncands < NAT_CANDS; i++) {
+    bool dup = false;
+    for (int j = 0; j < p->ncands; j++)
+      dup |= dht_addr_eq(&p->cands[j], &c[i]);
+    if (!dup)
+      p->cands[p->ncands++] = c[i];
+  }
+}
+
 /* ---- the end of a punch ------------------------------------------------------ */
 
 static void log_punch(nat_svc *n, nat_punch_state *ps, const nat_punch *p, bool ok, int method,
@@ -526,13 +537,7 @@ static void on_punch_fwd(nat_svc *n, const dht_msg_in *in, const nat_wire_msg *m
     memcpy(p->nonce, m->u.punch.nonce, NAT_NONCE_LEN);
     p->ncands = 0;
   }
-  for (int i = 0; i < m->u.punch.ncands && p->ncands < NAT_CANDS; i++) {
-    bool dup = false;
-    for (int j = 0; j < p->ncands; j++)
-      dup |= dht_addr_eq(&p->cands[j], &m->u.punch.cands[i]);
-    if (!dup)
-      p->cands[p->ncands++] = m->u.punch.cands[i];
-  }
+  add_cands(p, m->u.punch.cands, m->u.punch.ncands);
   if (!p->has_relay) { /* the introducer between us: the relay if punching fails */
     p->relay = in->from;
     p->has_relay = true;
@@ -651,13 +656,7 @@ void nat_punch_on_answer(nat_svc *n, const dht_req *req, const dht_msg_in *in,
   if (req->type != NAT_T_PUNCH_REQ)
     return;
   if (m && m->u.punch.status == NAT_W_OK) {
-    for (int i = 0; i < m->u.punch.ncands && p->ncands < NAT_CANDS; i++) {
-      bool dup = false;
-      for (int j = 0; j < p->ncands; j++)
-        dup |= dht_addr_eq(&p->cands[j], &m->u.punch.cands[i]);
-      if (!dup)
-        p->cands[p->ncands++] = m->u.punch.cands[i];
-    }
+    add_cands(p, m->u.punch.cands, m->u.punch.ncands);
     if (!p->has_relay) { /* the introducer between us: the relay if punching fails */
       memcpy(p->relay.pk, req->to.pk, DHT_PK_LEN);
       p->relay.addr = req->to.addr;

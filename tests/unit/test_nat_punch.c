@@ -405,6 +405,19 @@ static void test_punch_not_a_reflector(void **state) {
   world_del(&w);
 }
 
+/* No hole gets through between A and B (netsim_block: both NATs
+ * symmetric, say); A connects to B through B's introducers and the run
+ * goes on until A's path event (within wait ms). */
+static void connect_blocked(world *w, dht_ts wait) {
+  netsim_block(w->ns, A, B);
+  dht_introducer intro[NAT_INTROS];
+  int ni = b_introducers(w, intro);
+  dht_ts t0 = netsim_now(w->ns);
+  assert_int_equal(nat_connect(w->nat[A], netsim_identity(w->ns, B)->pk, intro, ni, t0), 0);
+  netsim_touch(w->ns, A);
+  assert_int_equal(netsim_run(w->ns, t0 + wait, path_done, w), 1);
+}
+
 /* Relay stats summed over every node but the ends. */
 static void relay_totals(world *w, dht_stats *sum) {
   memset(sum, 0, sizeof *sum);
@@ -430,13 +443,7 @@ static void test_relay_when_no_hole(void **state) {
   (void)state;
   world w;
   world_new(&w, "nat_relay");
-  netsim_block(w.ns, A, B);
-  dht_introducer intro[NAT_INTROS];
-  int ni = b_introducers(&w, intro);
-  dht_ts t0 = netsim_now(w.ns);
-  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
-  netsim_touch(w.ns, A);
-  assert_int_equal(netsim_run(w.ns, t0 + 30000, path_done, &w), 1);
+  connect_blocked(&w, 30000);
   printf("A -> B blocked: %s (method %d) in %lld ms\n", w.pev.ok ? "path" : "no path", w.pev.tag,
          (long long)w.pev.ms);
   assert_true(w.pev.ok);
@@ -475,13 +482,7 @@ static void test_relay_byte_limit(void **state) {
   world w;
   opts op = {.relay_bytes = 1500, .max_circuits = -1};
   world_new_opts(&w, "nat_relay_bytes", &op);
-  netsim_block(w.ns, A, B);
-  dht_introducer intro[NAT_INTROS];
-  int ni = b_introducers(&w, intro);
-  dht_ts t0 = netsim_now(w.ns);
-  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
-  netsim_touch(w.ns, A);
-  assert_int_equal(netsim_run(w.ns, t0 + 30000, path_done, &w), 1);
+  connect_blocked(&w, 30000);
   assert_true(w.pev.ok);
   int answered = 0;
   for (int i = 0; i < 20; i++) {
@@ -506,13 +507,7 @@ static void test_relay_full(void **state) {
   world w;
   opts op = {.max_circuits = 0};
   world_new_opts(&w, "nat_relay_full", &op);
-  netsim_block(w.ns, A, B);
-  dht_introducer intro[NAT_INTROS];
-  int ni = b_introducers(&w, intro);
-  dht_ts t0 = netsim_now(w.ns);
-  assert_int_equal(nat_connect(w.nat[A], netsim_identity(w.ns, B)->pk, intro, ni, t0), 0);
-  netsim_touch(w.ns, A);
-  assert_int_equal(netsim_run(w.ns, t0 + 60000, path_done, &w), 1);
+  connect_blocked(&w, 60000);
   dht_stats r;
   relay_totals(&w, &r);
   uint64_t refused = 0;
