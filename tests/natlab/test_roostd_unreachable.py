@@ -98,9 +98,18 @@ def run(lab, args):
     for n, wan in ((c3, r3.wan_addr), (c4, cgn.wan_addr)):
         def voted(n=n, wan=wan):
             v = nat_v4(n.nat())
-            return v.get("public_address") == "%s:7464" % wan and v
-        v = wait_until("%s: the address vote settles on %s:7464" % (n.name, wan), 30, voted)
-        log("%s: %s" % (n.name, v["summary"]))
+            pa = v.get("public_address") or ""
+            # c4 may look symmetric: seen in CI when r4's NAT-PMP forward of
+            # 7464 was in place before c4's flows started (the mapping came
+            # before the join's replies; Linux's masquerade then seems to
+            # pick a new port per flow: no vote on port 7464 within 30 s,
+            # and no "peers see us" line, which a symmetric verdict does not
+            # print).  Either way c4 is not reachable, what this test is
+            # about.
+            sym = n is c4 and pa.split(":")[0] == wan and v.get("mapping") == "symmetric"
+            return (pa == "%s:7464" % wan or sym) and v
+        v = wait_until("%s: the address vote settles on %s" % (n.name, wan), 30, voted)
+        log("%s: %s (%s mapping)" % (n.name, v["summary"], v.get("mapping")))
     c3.proc.wait_for(r"UPnP: no gateway found", 15)
     check(not re.search(r"mapped \S+ -> port", c3.log()), "c3 got a mapping without an IGD")
 
