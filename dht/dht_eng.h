@@ -168,6 +168,7 @@ struct dht {
   dht_cache cookies;     /* peer pk -> struct cookie */
   dht_cache verified;    /* peer pk -> dht_ts of our last verification ping */
   dht_cache paths;       /* peer pk -> a path a service found (dht_paths.c) */
+  bool relayed_paths;    /* a relayed path was ever set: only then does a send look one up */
   dht_circuit *circuits; /* set.max_circuits of them (dht_relay.c) */
   dht_recstore recs;
   dht_stats st;

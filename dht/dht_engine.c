@@ -373,7 +373,7 @@ int dht_eng_queue(dht *e, const dht_peer *to, const dht_tx *tx, int key, const u
   m->local = tx ? tx->local : 0;
   /* to a key at its relay's address (a relayed path, and the answers to
    * what came through it): sealed to the key, for the relay to send on */
-  m->relay = e->paths.nsets && dht_paths_via_relay(e, to);
+  m->relay = e->relayed_paths && dht_paths_via_relay(e, to); /* no lookup on most nodes */
   m->ttl = tx ? tx->ttl : 0;
   m->key = (uint8_t)key;
   m->len = (uint16_t)len;

@@ -38,6 +38,8 @@ int dht_path_set(dht *e, const uint8_t pk[static DHT_PK_LEN], const dht_path *p,
   }
   pe->path = *p;
   pe->method = (uint8_t)method;
+  if (method == DHT_PATH_RELAYED)
+    e->relayed_paths = true;
   pe->last_rx = now;
   return 0;
 }

@@ -145,7 +145,7 @@ static void log_punch(nat_svc *n, nat_punch_state *ps, const nat_punch *p, bool 
 }
 
 static void keep_path(nat_svc *n, nat_punch_state *ps, const uint8_t pk[static DHT_PK_LEN],
-                      const dht_peer *relay, dht_ts now) {
+                      dht_ts now) {
   nat_keep *k = NULL;
   for (int i = 0; i < NAT_KEEPS && !k; i++)
     if (ps->keep[i].used && memcmp(ps->keep[i].pk, pk, DHT_PK_LEN) == 0)
@@ -160,7 +160,6 @@ static void keep_path(nat_svc *n, nat_punch_state *ps, const uint8_t pk[static D
         k = &ps->keep[i];
     dht_path_drop(n->e, k->pk);
   }
-  (void)relay; /* the keepalive goes over the path, through the relay if need be */
   k->used = true;
   memcpy(k->pk, pk, DHT_PK_LEN);
   k->until = now + n->set.path_idle_ms;
@@ -208,7 +207,7 @@ static void succeed(nat_svc *n, nat_punch_state *ps, nat_punch *p, uint32_t loca
   if (dht_path_set(n->e, p->pk, &path, DHT_PATH_PUNCHED, now) != 0)
     return;
   NAT_PCOUNT(n, ok);
-  keep_path(n, ps, p->pk, NULL, now);
+  keep_path(n, ps, p->pk, now);
   finish(n, ps, p, true, addr, now);
 }
 
@@ -274,7 +273,7 @@ static void relay_open(nat_svc *n, nat_punch_state *ps, nat_punch *p, dht_ts now
   if (dht_path_set(n->e, p->pk, &path, DHT_PATH_RELAYED, now) != 0)
     return;
   NAT_PCOUNT(n, relayed);
-  keep_path(n, ps, p->pk, &p->relay, now);
+  keep_path(n, ps, p->pk, now);
   report(n, ps, p, true, DHT_PATH_RELAYED, &p->relay.addr, now);
   if (!p->initiator || p->final)
     drop_slot(n, ps, p); /* the initiator's next attempts may still go direct */
